@@ -1,0 +1,149 @@
+//! `/health` (always 200, the Go version's fields plus what an operator needs) and `/ready`.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::SharedState;
+use crate::model::now_ns;
+use crate::store::{file_sizes, volume_space};
+use crate::util::time::format_ns;
+
+#[derive(Serialize)]
+pub struct Health {
+    // The Go version's fields, exactly.
+    pub status: &'static str,
+    pub uptime_seconds: u64,
+    pub version: &'static str,
+    pub db_status: String,
+    pub db_size_bytes: u64,
+    pub wal_size_bytes: u64,
+    pub queue_depth: usize,
+    pub events_received: u64,
+    pub events_dropped: u64,
+    pub last_push_time: Option<i64>,
+    pub last_push_status: String,
+    pub unsynced_count: u64,
+    pub generated_at: String,
+    pub warnings: Vec<String>,
+    // Added.
+    pub db_path: String,
+    pub queue_capacity: usize,
+    pub events_written: u64,
+    pub duplicates_skipped: u64,
+    pub writer: WriterHealth,
+    pub disk_free_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    pub retention_deleted: u64,
+    pub retention_unshipped_deleted: u64,
+}
+
+#[derive(Serialize)]
+pub struct WriterHealth {
+    pub state: &'static str,
+    pub last_error: Option<String>,
+    pub last_commit: Option<String>,
+    pub last_batch_ms: f64,
+    pub batches: u64,
+}
+
+pub fn snapshot(st: &SharedState) -> Health {
+    let stats = st.pipeline.stats();
+    let db_path = st.reads.path().to_path_buf();
+    let (db_size, wal_size) = file_sizes(&db_path);
+    let failing = stats.failing.load(Ordering::Relaxed);
+    let last_error = stats.last_error();
+    let space = volume_space(&db_path);
+    let shutting_down = st.shutting_down.load(Ordering::Relaxed);
+    let mut warnings = Vec::new();
+    if failing {
+        warnings.push(format!(
+            "database writes failing: {}",
+            last_error.clone().unwrap_or_default()
+        ));
+    }
+    if let Some((free, total)) = space
+        && total > 0
+    {
+        let used_pct = 100.0 * (total - free.min(total)) as f64 / total as f64;
+        if used_pct >= st.config.store.cleanup_disk_threshold {
+            warnings.push(format!(
+                "volume {:.1}% full (threshold {}%)",
+                used_pct, st.config.store.cleanup_disk_threshold
+            ));
+        }
+    }
+    let depth = st.pipeline.depth();
+    if depth * 10 >= st.pipeline.capacity() * 9 {
+        warnings.push("queue nearly full".into());
+    }
+    let unshipped_deleted = stats.retention_unshipped_deleted.load(Ordering::Relaxed);
+    if unshipped_deleted > 0 {
+        warnings.push(format!(
+            "retention deleted {unshipped_deleted} rows before a sink shipped them"
+        ));
+    }
+    let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
+    Health {
+        status: if shutting_down {
+            "shutting_down"
+        } else if failing {
+            "degraded"
+        } else {
+            "ok"
+        },
+        uptime_seconds: st.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        db_status: if failing {
+            format!("error: {}", last_error.clone().unwrap_or_default())
+        } else {
+            "ok".into()
+        },
+        db_size_bytes: db_size,
+        wal_size_bytes: wal_size,
+        queue_depth: depth,
+        events_received: stats.received.load(Ordering::Relaxed),
+        events_dropped: stats.dropped.load(Ordering::Relaxed),
+        last_push_time: None,
+        last_push_status: if st.config.push.endpoint.is_some() {
+            "pending".into()
+        } else {
+            "disabled".into()
+        },
+        unsynced_count: 0,
+        generated_at: format_ns(now_ns() / 1_000_000_000 * 1_000_000_000),
+        warnings,
+        db_path: db_path.display().to_string(),
+        queue_capacity: st.pipeline.capacity(),
+        events_written: stats.written.load(Ordering::Relaxed),
+        duplicates_skipped: stats.duplicates.load(Ordering::Relaxed),
+        writer: WriterHealth {
+            state: if failing { "retrying" } else { "ok" },
+            last_error,
+            last_commit: (last_commit > 0).then(|| format_ns(last_commit)),
+            last_batch_ms: stats.last_batch_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            batches: stats.batches.load(Ordering::Relaxed),
+        },
+        disk_free_bytes: space.map(|s| s.0),
+        disk_total_bytes: space.map(|s| s.1),
+        retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
+        retention_unshipped_deleted: unshipped_deleted,
+    }
+}
+
+pub async fn health(State(st): State<SharedState>) -> Response {
+    axum::Json(snapshot(&st)).into_response()
+}
+
+pub async fn ready(State(st): State<SharedState>) -> Response {
+    let ready = st.ready.load(Ordering::Relaxed) && !st.shutting_down.load(Ordering::Relaxed);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(serde_json::json!({ "ready": ready }))).into_response()
+}

@@ -1,0 +1,148 @@
+//! Capture endpoints: validate, enqueue, answer. Nothing here waits for the disk.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::{ApiError, SharedState, refusing};
+use crate::sources::ingest::{self, Endpoint};
+
+/// How a body is encoded, from its Content-Type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Protobuf,
+}
+
+pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    match essence {
+        ""
+        | "application/json"
+        | "text/json"
+        | "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "text/plain" => Ok(BodyKind::Json),
+        // `curl -d` labels JSON as a form; the Go version read it anyway.
+        "application/x-www-form-urlencoded" => Ok(BodyKind::Json),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
+        "application/x-protobuf" | "application/protobuf" => Ok(BodyKind::Protobuf),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type {other:?} is not supported; send application/json or application/x-ndjson"
+            ),
+        )),
+    }
+}
+
+/// Reads the whole body up to the configured limit (413 beyond it, 400 if it cannot be decoded).
+pub async fn read_body(st: &SharedState, req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let limit = st.config.api.max_body_bytes as usize;
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {limit} bytes (OCT_MAX_BODY_BYTES)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok((parts.headers, b)),
+        Err(e) => {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_big());
+                }
+                src = s.source();
+            }
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ))
+        }
+    }
+}
+
+fn invalid(e: ingest::FieldError) -> ApiError {
+    let mut body = serde_json::to_value(&e).unwrap_or_else(|_| json!({}));
+    let prefix = match (&e.item, &e.field) {
+        (Some(i), Some(f)) => format!("item {i}, field {f}: "),
+        (Some(i), None) => format!("item {i}: "),
+        (None, Some(f)) => format!("field {f}: "),
+        (None, None) => String::new(),
+    };
+    body["error"] = json!(format!("{prefix}{}", e.message));
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body,
+        retry_after: None,
+    }
+}
+
+async fn accept_native(
+    st: SharedState,
+    endpoint: Endpoint,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if refusing(&st) {
+        return Err(ApiError::retry(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down",
+            5,
+        ));
+    }
+    let kind = body_kind(req.headers())?;
+    let (_, body) = read_body(&st, req).await?;
+    if kind == BodyKind::Protobuf {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "protobuf bodies are OTLP; this endpoint takes JSON",
+        ));
+    }
+    let records = ingest::parse(endpoint, &body, &st.config.ingest).map_err(invalid)?;
+    let ids: Vec<String> = records.iter().map(ingest::record_id).collect();
+    let n = st.pipeline.submit("api", records)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": n, "ids": ids })),
+    )
+        .into_response())
+}
+
+pub async fn post_traces(
+    State(st): State<SharedState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    accept_native(st, Endpoint::Traces, req).await
+}
+
+pub async fn post_errors(
+    State(st): State<SharedState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    accept_native(st, Endpoint::Errors, req).await
+}
+
+pub async fn post_events(
+    State(st): State<SharedState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    accept_native(st, Endpoint::Events, req).await
+}

@@ -1,0 +1,267 @@
+//! The HTTP API: one more source (capture endpoints) and the query surface.
+
+pub mod health;
+pub mod ingest;
+pub mod query;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::config::{Config, Setting, parse_bytes, parse_duration, parse_port};
+use crate::pipeline::{Pipeline, SubmitError};
+use crate::store::ReadPool;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiConfig {
+    pub port: u16,
+    pub bind: String,
+    pub auth_token: Option<String>,
+    pub max_body_bytes: u64,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            port: 9090,
+            bind: "127.0.0.1".into(),
+            auth_token: None,
+            max_body_bytes: 8 << 20,
+            shutdown_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+pub const SETTINGS: &[Setting<ApiConfig>] = &[
+    Setting {
+        name: "port",
+        env: "OCT_PORT",
+        default: "9090",
+        help: "HTTP port (0 picks a free one; the log says which)",
+        set: |c, v| {
+            c.port = parse_port(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "bind",
+        env: "OCT_BIND",
+        default: "127.0.0.1",
+        help: "Address the HTTP API listens on (0.0.0.0 exposes it to the network)",
+        set: |c, v| {
+            v.trim()
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))?;
+            c.bind = v.trim().to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        name: "auth_token",
+        env: "OCT_AUTH_TOKEN",
+        default: "",
+        help: "When set, every endpoint but /health and /ready requires Authorization: Bearer <token>",
+        set: |c, v| {
+            c.auth_token = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max_body_bytes",
+        env: "OCT_MAX_BODY_BYTES",
+        default: "8388608",
+        help: "Largest request body accepted (after decompression); larger ones get 413",
+        set: |c, v| {
+            c.max_body_bytes = parse_bytes(v)?.max(1024);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "shutdown_timeout",
+        env: "OCT_SHUTDOWN_TIMEOUT",
+        default: "15s",
+        help: "Time allowed on SIGTERM/SIGINT to drain the queue, commit and checkpoint",
+        set: |c, v| {
+            c.shutdown_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    },
+];
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub config: Config,
+    pub pipeline: Pipeline,
+    pub reads: Arc<ReadPool>,
+    pub started: Instant,
+    pub ready: AtomicBool,
+    pub shutting_down: AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// An error answer: a status and a JSON body naming what was wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_param(param: &str, message: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ "error": format!("{param}: {message}"), "field": param }),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry(status: StatusCode, message: impl Into<String>, secs: u64) -> Self {
+        let mut e = ApiError::new(status, message);
+        e.retry_after = Some(secs);
+        e
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Full => ApiError::retry(StatusCode::TOO_MANY_REQUESTS, e.to_string(), 1),
+            SubmitError::Unavailable(_) | SubmitError::Closed => {
+                ApiError::retry(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 5)
+            }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::BadRequest(m) => {
+                let field = m.split(':').next().unwrap_or("").to_string();
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: json!({ "error": m, "field": field }),
+                    retry_after: None,
+                }
+            }
+            other => {
+                tracing::warn!(error = %other, "query failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+/// Runs a blocking store query off the async workers.
+pub async fn read<T: Send + 'static>(
+    st: &SharedState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let pool = st.reads.clone();
+    tokio::task::spawn_blocking(move || pool.with(f))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    let Some(token) = st.config.api.auth_token.as_deref() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/health" || path == "/ready" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+                .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(ingest::post_traces).get(query::list_traces),
+        )
+        .route(
+            "/v1/errors",
+            post(ingest::post_errors).get(query::list_errors),
+        )
+        .route(
+            "/v1/events",
+            post(ingest::post_events).get(query::list_events),
+        )
+        .route("/v1/traces/{trace_id}", get(query::get_trace))
+        .route("/v1/traces/{trace_id}/export", get(query::export_trace))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .with_state(state)
+}
+
+/// True while the daemon refuses new work.
+pub fn refusing(st: &AppState) -> bool {
+    st.shutting_down.load(Ordering::Relaxed)
+}

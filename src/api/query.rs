@@ -1,0 +1,181 @@
+//! Query endpoints over the store.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, SharedState, read};
+use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
+use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter};
+use crate::util::time::parse_timestamp_str;
+
+type Params = Query<HashMap<String, String>>;
+
+fn text(p: &HashMap<String, String>, k: &str) -> Option<String> {
+    p.get(k)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn time_param(p: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
+    match text(p, k) {
+        None => Ok(None),
+        Some(v) => parse_timestamp_str(&v).map(Some).ok_or_else(|| {
+            ApiError::bad_param(k, "expected an RFC 3339 timestamp or unix milliseconds")
+        }),
+    }
+}
+
+pub fn limit_param(p: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match text(p, "limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_param(
+                "limit",
+                format!("expected a number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
+fn trace_id_param(name: &str, v: &str) -> Result<TraceId, ApiError> {
+    TraceId::parse_hex(v.trim()).ok_or_else(|| ApiError::bad_param(name, "expected 32 hex digits"))
+}
+
+pub fn trace_filter(p: &HashMap<String, String>) -> Result<TraceFilter, ApiError> {
+    let status = text(p, "status");
+    if let Some(s) = &status
+        && SpanStatus::parse(s).is_none()
+    {
+        return Err(ApiError::bad_param("status", "expected ok, error or unset"));
+    }
+    Ok(TraceFilter {
+        agent_id: text(p, "agent_id"),
+        session_id: text(p, "session_id"),
+        user_id: text(p, "user_id"),
+        status,
+        provider: text(p, "provider"),
+        model: text(p, "model"),
+        name: text(p, "name"),
+        from_ns: time_param(p, "from")?,
+        to_ns: time_param(p, "to")?,
+    })
+}
+
+pub async fn list_traces(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let filter = trace_filter(&p)?;
+    let limit = limit_param(&p)?;
+    let cursor = text(&p, "cursor");
+    let page = read(&st, move |c| {
+        query::list_traces(c, &filter, limit, cursor.as_deref())
+    })
+    .await?;
+    Ok(
+        axum::Json(json!({ "traces": page.items, "next_cursor": page.next_cursor }))
+            .into_response(),
+    )
+}
+
+pub async fn get_trace(
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = trace_id_param("trace_id", &id)?;
+    match read(&st, move |c| query::trace_detail(c, &id)).await? {
+        Some(d) => Ok(axum::Json(d).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such trace")),
+    }
+}
+
+pub async fn export_trace(
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tid = trace_id_param("trace_id", &id)?;
+    let Some(export) = read(&st, move |c| query::trace_export(c, &tid)).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such trace"));
+    };
+    let body = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        serde_json::to_writer(&mut gz, &export)?;
+        gz.flush()?;
+        gz.finish()
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"trace-{}.json.gz\"", tid.to_hex()),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub fn event_filter(
+    p: &HashMap<String, String>,
+    event_type: &str,
+) -> Result<EventFilter, ApiError> {
+    Ok(EventFilter {
+        event_type: Some(event_type.to_string()),
+        trace_id: text(p, "trace_id")
+            .map(|t| trace_id_param("trace_id", &t))
+            .transpose()?,
+        span_id: text(p, "span_id")
+            .map(|s| {
+                SpanId::parse_hex(&s)
+                    .ok_or_else(|| ApiError::bad_param("span_id", "expected 16 hex digits"))
+            })
+            .transpose()?,
+        agent_id: text(p, "agent_id"),
+        session_id: text(p, "session_id"),
+        severity: text(p, "severity").map(|s| s.to_ascii_lowercase()),
+        name: text(p, "name").or_else(|| text(p, "error_type")),
+        category: text(p, "category"),
+        from_ns: time_param(p, "from")?,
+        to_ns: time_param(p, "to")?,
+    })
+}
+
+async fn list_of(
+    st: SharedState,
+    p: HashMap<String, String>,
+    event_type: &'static str,
+    key: &str,
+) -> Result<Response, ApiError> {
+    let filter = event_filter(&p, event_type)?;
+    let limit = limit_param(&p)?;
+    let cursor = text(&p, "cursor");
+    let page = read(&st, move |c| {
+        query::list_events(c, &filter, limit, cursor.as_deref())
+    })
+    .await?;
+    Ok(axum::Json(json!({ key: page.items, "next_cursor": page.next_cursor })).into_response())
+}
+
+pub async fn list_errors(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    list_of(st, p, "error", "errors").await
+}
+
+pub async fn list_events(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    list_of(st, p, "custom", "events").await
+}

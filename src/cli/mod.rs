@@ -1,0 +1,96 @@
+//! The command line: `serve` (the default) and readers of the local database.
+
+pub mod traces;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError, Sources};
+
+/// Every component's settings as global flags, generated from the settings registry.
+#[derive(Clone, Debug, Default)]
+pub struct SettingFlags(pub BTreeMap<String, String>);
+
+impl FromArgMatches for SettingFlags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut out = SettingFlags::default();
+        out.update_from_arg_matches(m)?;
+        Ok(out)
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for s in config::settings() {
+            if let Ok(Some(v)) = m.try_get_one::<String>(s.name) {
+                self.0.insert(s.name.to_string(), v.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for SettingFlags {
+    fn augment_args(mut cmd: Command) -> Command {
+        for s in config::settings() {
+            let flag: &'static str = Box::leak(s.flag().into_boxed_str());
+            let default = if s.default.is_empty() {
+                "unset"
+            } else {
+                s.default
+            };
+            cmd = cmd.arg(
+                Arg::new(s.name)
+                    .long(flag)
+                    .value_name("VALUE")
+                    .global(true)
+                    .help_heading("Settings (flag > environment > config file > default)")
+                    .help(format!(
+                        "{} [env: {}] [default: {}]",
+                        s.help, s.env, default
+                    )),
+            );
+        }
+        cmd
+    }
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "openclaw-trace",
+    version,
+    about = "Captures what an AI agent does, what it costs and how healthy its host is.",
+    long_about = None
+)]
+pub struct Cli {
+    /// TOML config file [env: OCT_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingFlags,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the daemon (the default when no command is given)
+    Serve,
+    /// List traces from the local database, newest first
+    Traces(traces::TracesArgs),
+    /// Show one trace: its spans as a tree, and its events
+    Trace(traces::TraceArgs),
+}
+
+impl Cli {
+    /// Resolves the configuration from this command line and the process environment.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            file: self.config.clone(),
+            flags: self.settings.0.clone(),
+            env: std::env::vars().collect(),
+        })
+    }
+}

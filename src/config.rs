@@ -1,0 +1,353 @@
+//! Configuration: each component declares its own settings beside its code;
+//! this module only composes them and layers the sources:
+//! flags over environment over the TOML file over defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::{api, logging, pipeline, sinks, sources, store};
+
+/// One setting of one component: its name (flag `--name-with-dashes`, TOML key `name`),
+/// its environment variable, the default shown in help, and how to apply a value.
+pub struct Setting<C> {
+    pub name: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    pub set: fn(&mut C, &str) -> Result<(), String>,
+}
+
+/// Every component's configuration, composed.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub api: api::ApiConfig,
+    pub ingest: sources::ingest::IngestConfig,
+    pub pipeline: pipeline::PipelineConfig,
+    pub store: store::StoreConfig,
+    pub log: logging::LogConfig,
+    pub tail: sources::tail::TailConfig,
+    pub host: sources::host::HostConfig,
+    pub push: sinks::push::PushConfig,
+}
+
+type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
+
+/// A setting lifted to the whole `Config`.
+pub struct AnySetting {
+    pub name: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+    apply: Apply,
+}
+
+impl AnySetting {
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+}
+
+fn lift<C: 'static>(
+    out: &mut Vec<AnySetting>,
+    settings: &'static [Setting<C>],
+    part: fn(&mut Config) -> &mut C,
+) {
+    for s in settings {
+        let set = s.set;
+        out.push(AnySetting {
+            name: s.name,
+            env: s.env,
+            default: s.default,
+            help: s.help,
+            apply: Box::new(move |cfg, v| set(part(cfg), v)),
+        });
+    }
+}
+
+/// All settings of all components, in help order.
+pub fn settings() -> Vec<AnySetting> {
+    let mut out = Vec::new();
+    lift(&mut out, api::SETTINGS, |c| &mut c.api);
+    lift(&mut out, store::SETTINGS, |c| &mut c.store);
+    lift(&mut out, pipeline::SETTINGS, |c| &mut c.pipeline);
+    lift(&mut out, sources::ingest::SETTINGS, |c| &mut c.ingest);
+    lift(&mut out, logging::SETTINGS, |c| &mut c.log);
+    lift(&mut out, sources::tail::SETTINGS, |c| &mut c.tail);
+    lift(&mut out, sources::host::SETTINGS, |c| &mut c.host);
+    lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);
+    out
+}
+
+/// A configuration mistake: one line naming where it came from and the expected form.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where raw values come from, lowest precedence first.
+#[derive(Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Values from command-line flags, keyed by setting name.
+    pub flags: BTreeMap<String, String>,
+    /// The environment to read (`std::env::vars()` in the binary; explicit in tests).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Builds the configuration from defaults, then the file, the environment and the flags.
+    pub fn load(src: &Sources) -> Result<Config, ConfigError> {
+        let all = settings();
+        let mut cfg = Config::default();
+        let file = src.file.clone().or_else(|| {
+            src.env
+                .get("OCT_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+            for (key, value) in flatten_toml(&table) {
+                let setting = all.iter().find(|s| s.name == key).ok_or_else(|| {
+                    ConfigError(format!(
+                        "config file {}: unknown setting {key:?}",
+                        path.display()
+                    ))
+                })?;
+                (setting.apply)(&mut cfg, &value).map_err(|e| {
+                    ConfigError(format!("config file {} key {key}: {e}", path.display()))
+                })?;
+            }
+        }
+        for s in &all {
+            // A variable that is set but empty counts as unset.
+            if let Some(v) = src.env.get(s.env).filter(|v| !v.is_empty()) {
+                (s.apply)(&mut cfg, v).map_err(|e| ConfigError(format!("{}: {e}", s.env)))?;
+            }
+        }
+        for (name, v) in &src.flags {
+            let s = all
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| ConfigError(format!("unknown setting {name}")))?;
+            (s.apply)(&mut cfg, v).map_err(|e| ConfigError(format!("--{}: {e}", s.flag())))?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// TOML keys may be flat (`push_endpoint = ...`) or in a table (`[push] endpoint = ...`).
+fn flatten_toml(table: &toml::Table) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(inner) => {
+                for (ik, iv) in flatten_toml(inner) {
+                    out.push((format!("{k}_{ik}"), iv));
+                }
+            }
+            toml::Value::String(s) => out.push((k.clone(), s.clone())),
+            toml::Value::Array(items) => out.push((
+                k.clone(),
+                items
+                    .iter()
+                    .map(|i| match i {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            other => out.push((k.clone(), other.to_string())),
+        }
+    }
+    out
+}
+
+// Parsers shared by every component's settings, each with a message naming the expected form.
+
+pub fn parse_u64(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number, got {v:?}"))
+}
+
+pub fn parse_port(v: &str) -> Result<u16, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("expected a port number 0-65535, got {v:?}"))
+}
+
+pub fn parse_duration(v: &str) -> Result<std::time::Duration, String> {
+    crate::util::duration::parse(v)
+        .map_err(|e| format!("expected a duration like 500ms, 15s, 5m, 1h or 2d: {e}"))
+}
+
+pub fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected on/off (true/false, 1/0), got {v:?}")),
+    }
+}
+
+pub fn parse_percent(v: &str) -> Result<f64, String> {
+    match v.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a percentage 0-100, got {v:?}")),
+    }
+}
+
+/// Bytes as a whole number, or with a unit: `10MiB`, `512KiB`, `1GB`.
+pub fn parse_bytes(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size in bytes (or with KiB, MiB, GiB), got {v:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "expected a size in bytes (or with KiB, MiB, GiB), got {v:?}"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {v:?} is too large"))
+}
+
+pub fn parse_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_go_version() {
+        let cfg = Config::load(&Sources::default()).unwrap();
+        assert_eq!(cfg.api.port, 9090);
+        assert_eq!(cfg.api.bind, "127.0.0.1");
+        assert_eq!(cfg.store.retention_days, 3);
+        assert_eq!(cfg.ingest.max_text_bytes, 16384);
+        assert_eq!(cfg.store.cleanup_interval.as_secs(), 300);
+        assert_eq!(cfg.store.wal_checkpoint_interval.as_secs(), 600);
+        assert_eq!(cfg.store.wal_restart_threshold_bytes, 52_428_800);
+        assert_eq!(cfg.store.cleanup_disk_threshold, 80.0);
+        assert_eq!(cfg.store.cleanup_db_threshold_bytes, 104_857_600);
+        assert_eq!(cfg.push.interval.as_secs(), 300);
+        assert_eq!(cfg.push.max_payload_bytes, 5_242_880);
+        assert_eq!(cfg.host.metrics_interval.as_secs(), 15);
+        assert_eq!(cfg.api.shutdown_timeout.as_secs(), 15);
+    }
+
+    #[test]
+    fn precedence_is_flags_env_file_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "port = 1111\nretention_days = 9\n[push]\ninterval = \"1m\"\n",
+        )
+        .unwrap();
+        let mut src = Sources {
+            file: Some(file),
+            env: env(&[("OCT_PORT", "2222"), ("OCT_RETENTION_DAYS", "")]),
+            ..Default::default()
+        };
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.api.port, 2222, "env beats file");
+        assert_eq!(cfg.store.retention_days, 9, "empty env counts as unset");
+        assert_eq!(cfg.push.interval.as_secs(), 60, "table keys flatten");
+        src.flags.insert("port".into(), "3333".into());
+        assert_eq!(Config::load(&src).unwrap().api.port, 3333, "flag beats env");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let src = Sources {
+            env: env(&[("OCT_PUSH_INTERVAL", "5 minutes")]),
+            ..Default::default()
+        };
+        let err = Config::load(&src).unwrap_err().0;
+        assert!(
+            err.starts_with("OCT_PUSH_INTERVAL: expected a duration"),
+            "{err}"
+        );
+        let src = Sources {
+            env: env(&[("OCT_PORT", "99999")]),
+            ..Default::default()
+        };
+        assert!(
+            Config::load(&src)
+                .unwrap_err()
+                .0
+                .starts_with("OCT_PORT: expected a port")
+        );
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "nonsense = 1\n").unwrap();
+        let src = Sources {
+            file: Some(file),
+            ..Default::default()
+        };
+        assert!(
+            Config::load(&src)
+                .unwrap_err()
+                .0
+                .contains("unknown setting \"nonsense\"")
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_unique_name_and_env() {
+        let all = settings();
+        let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
+        let mut envs: Vec<_> = all.iter().map(|s| s.env).collect();
+        names.sort();
+        envs.sort();
+        let (n, e) = (names.len(), envs.len());
+        names.dedup();
+        envs.dedup();
+        assert_eq!(names.len(), n);
+        assert_eq!(envs.len(), e);
+        for s in &all {
+            assert!(s.env.starts_with("OCT_"), "{}", s.env);
+        }
+    }
+
+    #[test]
+    fn bytes_and_percent() {
+        assert_eq!(parse_bytes("10MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_bytes("1234").unwrap(), 1234);
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_percent("101").is_err());
+        assert_eq!(parse_percent("80").unwrap(), 80.0);
+    }
+}

@@ -1,0 +1,58 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use openclaw_trace::cli::{Cli, Cmd, traces};
+use openclaw_trace::{app, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("openclaw-trace: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let printed = match &cli.command {
+        None | Some(Cmd::Serve) => return serve(cfg),
+        Some(Cmd::Traces(a)) => traces::run_traces(&cfg, a),
+        Some(Cmd::Trace(a)) => traces::run_trace(&cfg, a),
+    };
+    match printed {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(traces::CliError::Usage(m)) => {
+            eprintln!("openclaw-trace: {m}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("openclaw-trace: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cfg: openclaw_trace::config::Config) -> ExitCode {
+    logging::init(&cfg.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("openclaw-trace: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(app::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}

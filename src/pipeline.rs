@@ -1,0 +1,504 @@
+//! The pipeline: a bounded queue that every source submits to, and one writer
+//! thread that commits batches to SQLite. Handlers only validate and enqueue;
+//! the writer never dies: a failed batch is kept and retried with backoff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::config::{Setting, parse_u64};
+use crate::model::{Record, now_ns};
+use crate::store::{self, retention, write};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    /// Records waiting to be committed, at most.
+    pub queue_capacity: usize,
+    /// Records in one transaction, at most.
+    pub batch_max: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 10_000,
+            batch_max: 2_000,
+        }
+    }
+}
+
+pub const SETTINGS: &[Setting<PipelineConfig>] = &[
+    Setting {
+        name: "queue_capacity",
+        env: "OCT_QUEUE_CAPACITY",
+        default: "10000",
+        help: "Records accepted but not yet committed, at most; beyond it ingest answers 429",
+        set: |c, v| {
+            c.queue_capacity = parse_u64(v)?.max(1) as usize;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "batch_max",
+        env: "OCT_BATCH_MAX",
+        default: "2000",
+        help: "Records committed in one transaction, at most",
+        set: |c, v| {
+            c.batch_max = parse_u64(v)?.max(1) as usize;
+            Ok(())
+        },
+    },
+];
+
+/// Why a submission was refused. Nothing of a refused submission is kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full; retry shortly")]
+    Full,
+    #[error("the store cannot write right now: {0}")]
+    Unavailable(String),
+    #[error("shutting down")]
+    Closed,
+}
+
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Changes records before they are queued (redaction, cost from a price table, ...).
+/// Runs on the submitting thread, so it must be cheap and must not block.
+pub trait Transform: Send + Sync {
+    fn apply(&self, record: &mut Record);
+}
+
+/// Sees every committed batch (rollups, live tail, budgets, ...).
+pub trait WriteHook: Send + Sync {
+    /// Inside the batch's transaction: writes here commit or fail with the batch.
+    /// `inserted[i]` says whether `records[i]` was new (not a duplicate).
+    fn in_transaction(
+        &self,
+        _tx: &rusqlite::Transaction,
+        _records: &[Record],
+        _inserted: &[bool],
+    ) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    /// After the commit, on the writer thread: must be quick (a channel send, a counter).
+    fn after_commit(&self, _records: &[Record], _inserted: &[bool]) {}
+}
+
+enum Msg {
+    Records(Vec<Record>),
+    Job(Job),
+    Shutdown,
+}
+
+/// Counters shown by `/health` and `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub written: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub batches: AtomicU64,
+    pub last_batch_micros: AtomicU64,
+    pub write_micros_total: AtomicU64,
+    pub last_commit_ns: AtomicI64,
+    pub retention_deleted: AtomicU64,
+    pub retention_unshipped_deleted: AtomicU64,
+    /// True while the last attempt to commit failed.
+    pub failing: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+    /// Received and dropped, per source.
+    pub by_source: Mutex<BTreeMap<&'static str, (u64, u64)>>,
+}
+
+impl Stats {
+    fn count_source(&self, source: &'static str, received: u64, dropped: u64) {
+        if let Ok(mut m) = self.by_source.lock() {
+            let e = m.entry(source).or_default();
+            e.0 += received;
+            e.1 += dropped;
+        }
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+struct Inner {
+    transforms: Vec<Arc<dyn Transform>>,
+    tx: RwLock<Option<Sender<Msg>>>,
+    depth: AtomicUsize,
+    capacity: usize,
+    stats: Arc<Stats>,
+}
+
+/// A cheap handle to the pipeline, cloned into every source.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+/// What the writer thread needs besides its connection.
+pub struct WriterSetup {
+    pub conn: Connection,
+    pub db_path: PathBuf,
+    pub batch_max: usize,
+    pub retention: retention::Policy,
+    pub hooks: Vec<Arc<dyn WriteHook>>,
+}
+
+/// Joins the writer thread when the pipeline is closed.
+pub struct WriterHandle {
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Waits for the writer to finish its last commit, at most `timeout`. True when it did.
+    pub fn join(mut self, timeout: Duration) -> bool {
+        let finished = self.done.recv_timeout(timeout).is_ok();
+        if finished && let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        finished
+    }
+}
+
+impl Pipeline {
+    /// Starts the writer thread on an open writer connection.
+    pub fn start(
+        cfg: &PipelineConfig,
+        transforms: Vec<Arc<dyn Transform>>,
+        setup: WriterSetup,
+    ) -> (Pipeline, WriterHandle) {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let inner = Arc::new(Inner {
+            transforms,
+            tx: RwLock::new(Some(tx)),
+            depth: AtomicUsize::new(0),
+            capacity: cfg.queue_capacity,
+            stats: stats.clone(),
+        });
+        let (done_tx, done_rx) = mpsc::channel();
+        let pipeline = Pipeline { inner };
+        let writer_pipeline = pipeline.clone();
+        let thread = std::thread::Builder::new()
+            .name("oct-writer".into())
+            .spawn(move || {
+                Writer {
+                    setup,
+                    pipeline: writer_pipeline,
+                    last_size_check: Instant::now(),
+                }
+                .run(rx);
+                let _ = done_tx.send(());
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without a writer nothing can be stored; say so on every submission.
+                if let Ok(mut le) = stats.last_error.lock() {
+                    *le = Some(format!("cannot start the writer thread: {e}"));
+                }
+                stats.failing.store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        (
+            pipeline,
+            WriterHandle {
+                done: done_rx,
+                thread,
+            },
+        )
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub fn depth(&self) -> usize {
+        self.inner.depth.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.tx.read().map(|t| t.is_none()).unwrap_or(true)
+    }
+
+    /// Enqueues records from `source`. All or nothing: on error none of them is kept.
+    pub fn submit(
+        &self,
+        source: &'static str,
+        mut records: Vec<Record>,
+    ) -> Result<usize, SubmitError> {
+        let n = records.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let stats = &self.inner.stats;
+        if stats.failing.load(Ordering::Relaxed) {
+            stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            stats.count_source(source, 0, n as u64);
+            return Err(SubmitError::Unavailable(
+                stats.last_error().unwrap_or_else(|| "write failed".into()),
+            ));
+        }
+        // Reserve room; a batch larger than the whole queue still goes in when the queue is empty.
+        let reserved = self
+            .inner
+            .depth
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                (d == 0 || d + n <= self.inner.capacity).then_some(d + n)
+            })
+            .is_ok();
+        if !reserved {
+            stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            stats.count_source(source, 0, n as u64);
+            return Err(SubmitError::Full);
+        }
+        for t in &self.inner.transforms {
+            for r in records.iter_mut() {
+                t.apply(r);
+            }
+        }
+        let guard = self.inner.tx.read();
+        let sent = match guard.as_ref().ok().and_then(|g| g.as_ref()) {
+            Some(tx) => tx.send(Msg::Records(records)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.inner.depth.fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::Closed);
+        }
+        stats.received.fetch_add(n as u64, Ordering::Relaxed);
+        stats.count_source(source, n as u64, 0);
+        Ok(n)
+    }
+
+    /// Runs `job` on the writer's connection after everything submitted before it is committed.
+    pub fn run_job(&self, job: impl FnOnce(&Connection) + Send + 'static) -> bool {
+        match self.inner.tx.read() {
+            Ok(g) => g
+                .as_ref()
+                .is_some_and(|tx| tx.send(Msg::Job(Box::new(job))).is_ok()),
+            Err(_) => false,
+        }
+    }
+
+    /// Resolves once everything submitted so far is committed.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.run_job(move |_| {
+            let _ = tx.send(());
+        }) {
+            return false;
+        }
+        rx.await.is_ok()
+    }
+
+    /// Refuses new work and asks the writer to drain, commit, checkpoint and stop.
+    pub fn close(&self) {
+        if let Ok(mut g) = self.inner.tx.write()
+            && let Some(tx) = g.take()
+        {
+            let _ = tx.send(Msg::Shutdown);
+        }
+    }
+}
+
+struct Writer {
+    setup: WriterSetup,
+    pipeline: Pipeline,
+    last_size_check: Instant,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut pending_jobs: Vec<Job> = Vec::new();
+        let mut shutting_down = false;
+        loop {
+            let first = if shutting_down {
+                match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.maybe_enforce_size();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            let mut batch: Vec<Record> = Vec::new();
+            let handle =
+                |m: Msg, batch: &mut Vec<Record>, jobs: &mut Vec<Job>, down: &mut bool| match m {
+                    Msg::Records(mut r) => batch.append(&mut r),
+                    Msg::Job(j) => jobs.push(j),
+                    Msg::Shutdown => *down = true,
+                };
+            handle(first, &mut batch, &mut pending_jobs, &mut shutting_down);
+            // Group commit: take whatever else is already waiting, up to the batch limit.
+            while batch.len() < self.setup.batch_max && pending_jobs.is_empty() {
+                match rx.try_recv() {
+                    Ok(m) => handle(m, &mut batch, &mut pending_jobs, &mut shutting_down),
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&batch);
+            }
+            for job in pending_jobs.drain(..) {
+                job(&self.setup.conn);
+            }
+            self.maybe_enforce_size();
+        }
+        // Drained: leave a compact, checkpointed database behind.
+        if let Err(e) = retention::checkpoint(&self.setup.conn, true) {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+    }
+
+    /// Commits one batch, retrying with backoff until it succeeds; acked data is never dropped.
+    fn commit(&mut self, batch: &[Record]) {
+        let stats = self.pipeline.stats().clone();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            let result = (|| {
+                let tx = self.setup.conn.transaction()?;
+                let out = write::write_records(&tx, batch, now_ns())?;
+                for h in &self.setup.hooks {
+                    h.in_transaction(&tx, batch, &out.inserted)?;
+                }
+                tx.commit()?;
+                Ok::<_, rusqlite::Error>(out)
+            })();
+            match result {
+                Ok(out) => {
+                    for h in &self.setup.hooks {
+                        h.after_commit(batch, &out.inserted);
+                    }
+                    let micros = started.elapsed().as_micros() as u64;
+                    stats.written.fetch_add(out.written, Ordering::Relaxed);
+                    stats
+                        .duplicates
+                        .fetch_add(out.duplicates, Ordering::Relaxed);
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats.last_batch_micros.store(micros, Ordering::Relaxed);
+                    stats
+                        .write_micros_total
+                        .fetch_add(micros, Ordering::Relaxed);
+                    stats.last_commit_ns.store(now_ns(), Ordering::Relaxed);
+                    if stats.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("database writes recovered");
+                    }
+                    self.pipeline
+                        .inner
+                        .depth
+                        .fetch_sub(batch.len(), Ordering::AcqRel);
+                    return;
+                }
+                Err(e) => {
+                    let msg = describe_write_error(&e);
+                    if !stats.failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %msg, records = batch.len(), "database write failed; retrying");
+                    }
+                    if let Ok(mut le) = stats.last_error.lock() {
+                        *le = Some(msg);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    // Space may be recoverable by retention (our own old rows).
+                    self.enforce_size();
+                }
+            }
+        }
+    }
+
+    /// Checks the size cap about once a second, cheaply (two stat calls).
+    fn maybe_enforce_size(&mut self) {
+        if self.last_size_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_size_check = Instant::now();
+        let (db, wal) = store::file_sizes(&self.setup.db_path);
+        let cap = self.setup.retention.max_db_bytes;
+        if wal > cap / 4 {
+            let _ = retention::checkpoint(&self.setup.conn, true);
+        }
+        if db + wal > cap / 10 * 9 {
+            self.enforce_size();
+        }
+    }
+
+    fn enforce_size(&mut self) {
+        let mut policy = self.setup.retention.clone();
+        policy.max_age = None;
+        run_retention(
+            &self.setup.conn,
+            &self.setup.db_path,
+            &policy,
+            self.pipeline.stats(),
+        );
+    }
+}
+
+/// Runs retention and records what it did.
+pub fn run_retention(
+    conn: &Connection,
+    db_path: &std::path::Path,
+    policy: &retention::Policy,
+    stats: &Stats,
+) {
+    match retention::run(conn, db_path, policy, now_ns()) {
+        Ok(r) => {
+            if r.deleted > 0 {
+                stats
+                    .retention_deleted
+                    .fetch_add(r.deleted, Ordering::Relaxed);
+                stats
+                    .retention_unshipped_deleted
+                    .fetch_add(r.unshipped_deleted, Ordering::Relaxed);
+                if r.unshipped_deleted > 0 {
+                    tracing::warn!(
+                        deleted = r.deleted,
+                        unshipped = r.unshipped_deleted,
+                        "retention deleted rows a sink had not shipped yet"
+                    );
+                } else {
+                    tracing::info!(
+                        deleted = r.deleted,
+                        by_age = r.by_age,
+                        by_size = r.by_size,
+                        "retention"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+    }
+}
+
+fn describe_write_error(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => format!("disk full: {e}"),
+        Some(rusqlite::ErrorCode::ReadOnly) | Some(rusqlite::ErrorCode::CannotOpen) => {
+            format!("database not writable: {e}")
+        }
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,2 @@
+//! Sinks: components that read the store by their own cursor and ship it elsewhere.
+pub mod push;

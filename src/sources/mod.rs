@@ -1,0 +1,4 @@
+//! Sources: everything that produces records for the pipeline.
+pub mod host;
+pub mod ingest;
+pub mod tail;

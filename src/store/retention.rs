@@ -1,0 +1,224 @@
+//! Retention: by age, by the database's size and by the volume's fullness.
+//! Oldest first, in small batches, space given back by incremental vacuum.
+//! Rows some sink has not shipped yet are deleted last, and counted when they are.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use super::schema::DATA_TABLES;
+use super::{file_sizes, volume_space};
+
+const BATCH: i64 = 500;
+
+/// What retention must hold to.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub max_age: Option<Duration>,
+    /// Database plus WAL stays under this many bytes.
+    pub max_db_bytes: u64,
+    /// Percent of the volume in use above which old data is deleted.
+    pub disk_threshold_pct: f64,
+    /// Sinks whose cursors hold rows back (only those enabled in this run).
+    pub active_sinks: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub deleted: u64,
+    pub unshipped_deleted: u64,
+    pub by_age: u64,
+    pub by_size: u64,
+}
+
+/// The highest row id every active sink has shipped, per table (everything when no sink is active).
+fn shipped_upto(conn: &Connection, table: &str, sinks: &[String]) -> rusqlite::Result<i64> {
+    let mut lowest = i64::MAX;
+    for sink in sinks {
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT last_id FROM sink_cursors WHERE sink = ?1 AND tbl = ?2",
+                params![sink, table],
+                |r| r.get(0),
+            )
+            .ok();
+        lowest = lowest.min(last.unwrap_or(0));
+    }
+    Ok(lowest)
+}
+
+/// Bytes of the database's pages in use (free pages excluded).
+pub fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * page_size) as u64)
+}
+
+/// Live bytes of the database plus the WAL file.
+pub fn used_bytes(conn: &Connection, db_path: &Path) -> rusqlite::Result<u64> {
+    Ok(live_bytes(conn)? + file_sizes(db_path).1)
+}
+
+/// Deletes up to `BATCH` rows of `table` matching `filter` (which may use ?1 = shipped id, ?2 = cutoff).
+fn delete_batch(
+    conn: &Connection,
+    table: &str,
+    filter: &str,
+    shipped: i64,
+    cutoff: i64,
+) -> rusqlite::Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let n = if table == "spans" {
+        // Traces whose last span goes go too.
+        let mut stmt = tx.prepare_cached(&format!(
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {BATCH}) RETURNING trace_id"
+        ))?;
+        let ids: Vec<Vec<u8>> = stmt
+            .query_map(params![shipped, cutoff], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        let mut gone = tx.prepare_cached(
+            "DELETE FROM traces WHERE trace_id = ?1 AND NOT EXISTS (SELECT 1 FROM spans WHERE trace_id = ?1)",
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            if seen.insert(id.as_slice()) {
+                gone.execute([id])?;
+            }
+        }
+        ids.len() as u64
+    } else {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {filter} ORDER BY id LIMIT {BATCH})"),
+            params![shipped, cutoff],
+        )? as u64
+    };
+    tx.commit()?;
+    Ok(n)
+}
+
+/// The table whose oldest row (by arrival) is oldest, among rows passing `filter`.
+fn oldest_table(
+    conn: &Connection,
+    filter: &str,
+    sinks: &[String],
+) -> rusqlite::Result<Option<(&'static str, i64)>> {
+    let mut best: Option<(&'static str, i64, i64)> = None;
+    for (table, time_col) in DATA_TABLES {
+        let shipped = shipped_upto(conn, table, sinks)?;
+        let t: Option<i64> = conn
+            .query_row(
+                &format!("SELECT {time_col} FROM {table} WHERE {filter} ORDER BY id LIMIT 1"),
+                params![shipped, 0i64],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(t) = t
+            && best.is_none_or(|(_, bt, _)| t < bt)
+        {
+            best = Some((table, t, shipped));
+        }
+    }
+    Ok(best.map(|(t, _, s)| (t, s)))
+}
+
+/// How many bytes the database may use now: the configured cap, lowered while
+/// the volume is fuller than the threshold (but never below a tenth of the cap,
+/// so a disk filled by something else does not wipe all history).
+fn target_bytes(conn: &Connection, db_path: &Path, p: &Policy) -> rusqlite::Result<u64> {
+    let mut target = p.max_db_bytes;
+    if let Some((free, total)) = volume_space(db_path)
+        && total > 0
+    {
+        let used = total - free.min(total);
+        let allowed = (p.disk_threshold_pct / 100.0 * total as f64) as u64;
+        if used > allowed {
+            let over = used - allowed;
+            let live = used_bytes(conn, db_path)?;
+            target = target.min(live.saturating_sub(over).max(p.max_db_bytes / 10));
+        }
+    }
+    Ok(target)
+}
+
+/// Runs age and size retention, then gives space back.
+pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqlite::Result<Report> {
+    let mut report = Report::default();
+    // Age: only rows every sink has shipped; unshipped ones wait for the size limit.
+    if let Some(age) = p.max_age.filter(|a| !a.is_zero()) {
+        let cutoff = now_ns - age.as_nanos() as i64;
+        for (table, time_col) in DATA_TABLES {
+            let shipped = shipped_upto(conn, table, &p.active_sinks)?;
+            loop {
+                let n = delete_batch(
+                    conn,
+                    table,
+                    &format!("id <= ?1 AND {time_col} < ?2"),
+                    shipped,
+                    cutoff,
+                )?;
+                report.by_age += n;
+                if n < BATCH as u64 {
+                    break;
+                }
+            }
+        }
+    }
+    // Size: shipped rows first, then unshipped ones (counted).
+    let target = target_bytes(conn, db_path, p)?;
+    let low_water = target / 10 * 8;
+    let mut reclaim_rounds = 0;
+    while used_bytes(conn, db_path)? > target {
+        let mut progressed = false;
+        for (filter, unshipped) in [("id <= ?1", false), ("id > ?1", true)] {
+            while live_bytes(conn)? > low_water {
+                let Some((table, shipped)) = oldest_table(conn, filter, &p.active_sinks)? else {
+                    break;
+                };
+                let n = delete_batch(conn, table, filter, shipped, 0)?;
+                if n == 0 {
+                    break;
+                }
+                progressed = true;
+                report.by_size += n;
+                if unshipped {
+                    report.unshipped_deleted += n;
+                }
+            }
+        }
+        reclaim(conn)?;
+        reclaim_rounds += 1;
+        if !progressed || reclaim_rounds > 3 {
+            break;
+        }
+    }
+    report.deleted = report.by_age + report.by_size;
+    if report.deleted > 0 {
+        reclaim(conn)?;
+        let tx = conn.unchecked_transaction()?;
+        super::write::bump_counter(&tx, "retention_deleted", report.deleted as i64)?;
+        super::write::bump_counter(
+            &tx,
+            "retention_unshipped_deleted",
+            report.unshipped_deleted as i64,
+        )?;
+        tx.commit()?;
+    }
+    Ok(report)
+}
+
+/// Gives freed pages back to the file system and shrinks the WAL.
+pub fn reclaim(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    checkpoint(conn, true)?;
+    Ok(())
+}
+
+/// Checkpoints the WAL; `truncate` also shrinks its file to zero.
+pub fn checkpoint(conn: &Connection, truncate: bool) -> rusqlite::Result<()> {
+    let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The schema and its forward-only migrations. `PRAGMA user_version` holds the
+//! number of migrations applied; a migration is never edited once released.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema one version forward.
+const MIGRATIONS: &[&str] = &[
+    // 1: the spine's data model.
+    r#"
+    CREATE TABLE spans (
+        id INTEGER PRIMARY KEY,
+        trace_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        parent_span_id BLOB,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER,
+        status TEXT NOT NULL,
+        status_message TEXT,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        operation TEXT,
+        provider TEXT,
+        request_model TEXT,
+        response_model TEXT,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        total_tokens INTEGER,
+        cache_read_tokens INTEGER,
+        cache_write_tokens INTEGER,
+        reasoning_tokens INTEGER,
+        cost_usd REAL,
+        cost_source TEXT,
+        finish_reasons TEXT,
+        tool_name TEXT,
+        tool_call_id TEXT,
+        error_type TEXT,
+        latency_ms REAL,
+        input_text TEXT,
+        input_text_len INTEGER,
+        output_text TEXT,
+        output_text_len INTEGER,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL,
+        received_ns INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX spans_identity ON spans(trace_id, span_id);
+    CREATE INDEX spans_start ON spans(start_ns);
+
+    CREATE TABLE traces (
+        trace_id BLOB PRIMARY KEY,
+        root_span_id BLOB,
+        root_name TEXT,
+        parent_trace_id BLOB,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER,
+        status TEXT NOT NULL,
+        span_count INTEGER NOT NULL,
+        error_count INTEGER NOT NULL,
+        llm_calls INTEGER NOT NULL,
+        tool_calls INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cost_usd REAL,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        updated_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX traces_start ON traces(start_ns);
+    CREATE INDEX traces_parent ON traces(parent_trace_id) WHERE parent_trace_id IS NOT NULL;
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL,
+        type TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT,
+        stack_trace TEXT,
+        category TEXT,
+        trace_id BLOB,
+        span_id BLOB,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL,
+        received_ns INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX events_uid ON events(uid);
+    CREATE INDEX events_type_time ON events(type, time_ns);
+    CREATE INDEX events_time ON events(time_ns);
+    CREATE INDEX events_trace ON events(trace_id) WHERE trace_id IS NOT NULL;
+
+    CREATE TABLE metric_points (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        start_time_ns INTEGER,
+        value REAL,
+        count INTEGER,
+        sum REAL,
+        min REAL,
+        max REAL,
+        bounds TEXT,
+        bucket_counts TEXT,
+        temporality TEXT,
+        monotonic INTEGER,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX metric_points_name_time ON metric_points(name, time_ns);
+    CREATE INDEX metric_points_time ON metric_points(time_ns);
+
+    -- Each sink's position in each table: rows with id <= last_id are shipped.
+    CREATE TABLE sink_cursors (
+        sink TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        last_id INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (sink, tbl)
+    ) WITHOUT ROWID;
+
+    -- Counters that must survive restarts (rows deleted by retention, ...).
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "database schema version {found} is newer than this build understands ({supported}); upgrade openclaw-trace"
+    )]
+    TooNew { found: i64, supported: i64 },
+    #[error("migration to version {version} failed: {source}")]
+    Failed {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Applies every migration not yet applied, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT_VERSION {
+        return Err(MigrateError::TooNew {
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .and_then(|_| tx.pragma_update(None, "user_version", version))
+            .map_err(|source| MigrateError::Failed { version, source })?;
+        tx.commit()?;
+    }
+    Ok(CURRENT_VERSION)
+}
+
+/// The tables a sink can ship, with their time column (for age retention).
+pub const DATA_TABLES: &[(&str, &str)] = &[
+    ("spans", "start_ns"),
+    ("events", "time_ns"),
+    ("metric_points", "time_ns"),
+];

@@ -1,0 +1,245 @@
+//! Inserting records. Runs only on the pipeline's writer thread, inside its batch transaction.
+
+use rusqlite::{Transaction, params};
+use serde_json::{Map, Value};
+
+use crate::model::{Event, MetricPoint, Record, Span, SpanKind, StatusCode};
+
+/// What a batch did: rows written, duplicates skipped, and which records were new.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub written: u64,
+    pub duplicates: u64,
+    /// One flag per record of the batch: true when it was stored (not a duplicate).
+    pub inserted: Vec<bool>,
+}
+
+fn json_or_null(m: &Map<String, Value>) -> Option<String> {
+    (!m.is_empty()).then(|| Value::Object(m.clone()).to_string())
+}
+
+/// Writes every record of a batch; duplicates (same trace and span id, same event uid) are skipped.
+pub fn write_records(
+    tx: &Transaction,
+    records: &[Record],
+    received_ns: i64,
+) -> rusqlite::Result<WriteOutcome> {
+    let mut out = WriteOutcome {
+        inserted: Vec::with_capacity(records.len()),
+        ..Default::default()
+    };
+    for r in records {
+        let inserted = match r {
+            Record::Span(s) => insert_span(tx, s, received_ns)?,
+            Record::Event(e) => insert_event(tx, e, received_ns)?,
+            Record::Metric(m) => insert_metric(tx, m)?,
+        };
+        out.inserted.push(inserted);
+        if inserted {
+            out.written += 1;
+        } else {
+            out.duplicates += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
+            status_message, agent_id, session_id, user_id, operation, provider, request_model,
+            response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
+            cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name,
+            tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text,
+            output_text_len, attributes, resource, source, received_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)
+         ON CONFLICT(trace_id, span_id) DO NOTHING",
+    )?;
+    let finish = (!s.finish_reasons.is_empty())
+        .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
+    let n = stmt.execute(params![
+        &s.trace_id.0[..],
+        &s.span_id.0[..],
+        s.parent_span_id.as_ref().map(|p| &p.0[..]),
+        s.name,
+        s.kind.as_str(),
+        s.start_ns,
+        s.end_ns,
+        s.status.as_str(),
+        s.status_message,
+        s.agent_id,
+        s.session_id,
+        s.user_id,
+        s.operation,
+        s.provider,
+        s.request_model,
+        s.response_model,
+        s.input_tokens,
+        s.output_tokens,
+        s.total_tokens,
+        s.cache_read_tokens,
+        s.cache_write_tokens,
+        s.reasoning_tokens,
+        s.cost_usd,
+        s.cost_source.map(|c| c.as_str()),
+        finish,
+        s.tool_name,
+        s.tool_call_id,
+        s.error_type,
+        s.latency_ms(),
+        s.input.as_ref().map(|t| t.text.as_str()),
+        s.input.as_ref().map(|t| t.original_len as i64),
+        s.output.as_ref().map(|t| t.text.as_str()),
+        s.output.as_ref().map(|t| t.original_len as i64),
+        json_or_null(&s.attributes),
+        json_or_null(&s.resource),
+        s.source,
+        received_ns,
+    ])?;
+    if n == 0 {
+        return Ok(false);
+    }
+    upsert_trace(tx, s, received_ns)?;
+    Ok(true)
+}
+
+/// Keeps the trace's summary row current whatever order its spans arrive in.
+fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
+    let is_root = s.parent_span_id.is_none();
+    let counts_usage = matches!(s.kind, SpanKind::LlmCall | SpanKind::Embedding);
+    let usage = |v: Option<i64>| if counts_usage { v.unwrap_or(0) } else { 0 };
+    let total = if counts_usage {
+        s.total_tokens
+            .unwrap_or(s.input_tokens.unwrap_or(0) + s.output_tokens.unwrap_or(0))
+    } else {
+        0
+    };
+    let cost = if counts_usage { s.cost_usd } else { None };
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
+            status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
+            total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id,
+            user_id, updated_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+         ON CONFLICT(trace_id) DO UPDATE SET
+            root_span_id = COALESCE(excluded.root_span_id, root_span_id),
+            root_name = CASE
+                WHEN excluded.root_span_id IS NOT NULL THEN excluded.root_name
+                WHEN root_span_id IS NULL AND excluded.start_ns < start_ns THEN excluded.root_name
+                ELSE root_name END,
+            parent_trace_id = COALESCE(parent_trace_id, excluded.parent_trace_id),
+            start_ns = MIN(start_ns, excluded.start_ns),
+            end_ns = MAX(COALESCE(end_ns, excluded.end_ns), COALESCE(excluded.end_ns, end_ns)),
+            status = CASE
+                WHEN status = 'error' OR excluded.status = 'error' THEN 'error'
+                WHEN status = 'ok' OR excluded.status = 'ok' THEN 'ok'
+                ELSE 'unset' END,
+            span_count = span_count + 1,
+            error_count = error_count + excluded.error_count,
+            llm_calls = llm_calls + excluded.llm_calls,
+            tool_calls = tool_calls + excluded.tool_calls,
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            total_tokens = total_tokens + excluded.total_tokens,
+            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+            cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN cost_usd
+                            ELSE COALESCE(cost_usd, 0) + excluded.cost_usd END,
+            agent_id = COALESCE(agent_id, excluded.agent_id),
+            session_id = COALESCE(session_id, excluded.session_id),
+            user_id = COALESCE(user_id, excluded.user_id),
+            updated_ns = excluded.updated_ns",
+    )?;
+    stmt.execute(params![
+        &s.trace_id.0[..],
+        is_root.then_some(&s.span_id.0[..]),
+        s.name,
+        s.parent_trace_id.as_ref().map(|t| &t.0[..]),
+        s.start_ns,
+        s.end_ns,
+        s.status.as_str(),
+        (s.status == StatusCode::Error) as i64,
+        (s.kind == SpanKind::LlmCall) as i64,
+        (s.kind == SpanKind::ToolCall) as i64,
+        usage(s.input_tokens),
+        usage(s.output_tokens),
+        total,
+        usage(s.cache_read_tokens),
+        usage(s.cache_write_tokens),
+        cost,
+        s.agent_id,
+        s.session_id,
+        s.user_id,
+        now,
+    ])?;
+    Ok(())
+}
+
+fn insert_event(tx: &Transaction, e: &Event, received_ns: i64) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (uid, type, time_ns, name, severity, message, stack_trace, category,
+            trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT(uid) DO NOTHING",
+    )?;
+    let n = stmt.execute(params![
+        e.uid,
+        e.event_type.as_str(),
+        e.time_ns,
+        e.name,
+        e.severity,
+        e.message,
+        e.stack_trace,
+        e.category,
+        e.trace_id.as_ref().map(|t| &t.0[..]),
+        e.span_id.as_ref().map(|s| &s.0[..]),
+        e.agent_id,
+        e.session_id,
+        e.user_id,
+        json_or_null(&e.attributes),
+        json_or_null(&e.resource),
+        e.source,
+        received_ns,
+    ])?;
+    Ok(n > 0)
+}
+
+fn insert_metric(tx: &Transaction, m: &MetricPoint) -> rusqlite::Result<bool> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
+            max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    let h = m.histogram.as_ref();
+    stmt.execute(params![
+        m.name,
+        m.unit,
+        m.kind.as_str(),
+        m.time_ns,
+        m.start_time_ns,
+        m.value,
+        h.map(|h| h.count as i64),
+        h.and_then(|h| h.sum),
+        h.and_then(|h| h.min),
+        h.and_then(|h| h.max),
+        h.map(|h| serde_json::to_string(&h.bounds).unwrap_or_default()),
+        h.map(|h| serde_json::to_string(&h.bucket_counts).unwrap_or_default()),
+        m.temporality,
+        m.monotonic.map(|b| b as i64),
+        json_or_null(&m.attributes),
+        json_or_null(&m.resource),
+        m.source,
+    ])?;
+    Ok(true)
+}
+
+/// Adds to a persistent counter.
+pub fn bump_counter(tx: &Transaction, name: &str, by: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        params![name, by],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Small helpers shared by every component.
+pub mod duration;
+pub mod hex;
+pub mod time;

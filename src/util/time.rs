@@ -1,0 +1,69 @@
+//! Timestamps in and out: RFC 3339 or unix milliseconds in, RFC 3339 out.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Parses RFC 3339 text or a number of unix milliseconds (as text) into unix nanoseconds.
+pub fn parse_timestamp_str(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .ok()
+            .and_then(|ms| ms.checked_mul(1_000_000));
+    }
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
+}
+
+/// Parses a JSON value that is either RFC 3339 text or unix milliseconds.
+pub fn parse_timestamp_json(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(s) => parse_timestamp_str(s),
+        serde_json::Value::Number(n) => {
+            let ms = n.as_f64()?;
+            if !ms.is_finite() || !(0.0..=9.2e15).contains(&ms) {
+                return None;
+            }
+            Some((ms * 1e6) as i64)
+        }
+        _ => None,
+    }
+}
+
+/// Unix nanoseconds as RFC 3339 in UTC with the precision it has.
+pub fn format_ns(ns: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_forms() {
+        assert_eq!(
+            parse_timestamp_str("1700000000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_str("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_str("2023-11-14T23:13:20.5+01:00"),
+            Some(1_700_000_000_500_000_000)
+        );
+        assert_eq!(parse_timestamp_str("yesterday"), None);
+        assert_eq!(
+            parse_timestamp_json(&serde_json::json!(1700000000000u64)),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(parse_timestamp_json(&serde_json::json!(true)), None);
+        assert_eq!(format_ns(1_700_000_000_000_000_000), "2023-11-14T22:13:20Z");
+    }
+}

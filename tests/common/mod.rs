@@ -1,0 +1,169 @@
+//! Test harness: the real binary, started on 127.0.0.1:0 with its own database file.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_openclaw-trace");
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub db_path: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts the daemon in a fresh temporary directory.
+    pub fn start(env: &[(&str, &str)]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut d = Daemon::start_in(&dir, env);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Starts the daemon on the database in `dir` (for restarts); the caller keeps the dir.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let db_path = dir.join("trace.db");
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("OCT_PORT", "0")
+            .env("OCT_DB_PATH", &db_path)
+            .env("OCT_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn openclaw-trace");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let logs2 = logs.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                    && let Some(a) = v["addr"].as_str()
+                {
+                    let _ = tx.send(a.to_string());
+                    sent = true;
+                }
+                logs2.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("addr"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("daemon did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            db_path,
+            logs,
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(30))
+            .expect("daemon did not stop after SIGTERM")
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A read-only connection on the daemon's database.
+    pub fn db(&self) -> rusqlite::Connection {
+        open_db(&self.db_path)
+    }
+
+    /// Waits until `count(sql)` reaches `want`, at most `timeout`; returns the last count.
+    pub fn wait_count(&self, sql: &str, want: i64, timeout: Duration) -> i64 {
+        let until = Instant::now() + timeout;
+        loop {
+            let n = count(&self.db_path, sql);
+            if n >= want || Instant::now() > until {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn open_db(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db");
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+pub fn count(path: &Path, sql: &str) -> i64 {
+    open_db(path).query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub fn post_json(url: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
+    client().post(url).json(body).send().expect("request")
+}

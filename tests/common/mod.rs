@@ -167,3 +167,44 @@ pub fn client() -> reqwest::blocking::Client {
 pub fn post_json(url: &str, body: &serde_json::Value) -> reqwest::blocking::Response {
     client().post(url).json(body).send().expect("request")
 }
+
+/// Sends a chunked request (no Content-Length) over a raw socket and returns the
+/// status code and body; the server may answer before the whole body is sent.
+pub fn post_chunked(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes());
+        for chunk in body.chunks(8192) {
+            if w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .is_err()
+                || w.write_all(chunk).is_err()
+                || w.write_all(b"\r\n").is_err()
+            {
+                return;
+            }
+        }
+        let _ = w.write_all(b"0\r\n\r\n");
+    });
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}

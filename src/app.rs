@@ -142,7 +142,8 @@ impl Daemon {
         &self.state.pipeline
     }
 
-    /// Refuses new work, drains the queue, commits and checkpoints, within the shutdown timeout.
+    /// Refuses new work (503, `/ready` not ready), drains the queue, commits and
+    /// checkpoints, then closes the listener; all within the shutdown timeout.
     /// True when everything finished in time.
     pub async fn shutdown(self) -> bool {
         let deadline = Instant::now() + self.state.config.api.shutdown_timeout;
@@ -150,18 +151,20 @@ impl Daemon {
         for t in &self.tasks {
             t.abort();
         }
-        let _ = self.stop.send(true);
-        let left = deadline.saturating_duration_since(Instant::now());
-        // In-flight requests get half the budget; the writer's drain the rest.
-        if tokio::time::timeout(left / 2, self.server).await.is_err() {
-            tracing::warn!("open connections did not close in time");
-        }
+        // The listener stays up while draining so clients get a clear 503 + Retry-After.
         self.state.pipeline.close();
         let writer = self.writer;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Duration::from_millis(500));
         let done = tokio::task::spawn_blocking(move || writer.join(left))
             .await
             .unwrap_or(false);
+        let _ = self.stop.send(true);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, self.server).await.is_err() {
+            tracing::warn!("open connections did not close in time");
+        }
         if done {
             tracing::info!(
                 written = self.state.pipeline.stats().written.load(Ordering::Relaxed),

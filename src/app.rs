@@ -57,6 +57,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             conn,
             db_path: db_path.clone(),
             batch_max: cfg.pipeline.batch_max,
+            batch_max_bytes: (cfg.store.cleanup_db_threshold_bytes / 16).clamp(64 << 10, 4 << 20)
+                as usize,
             retention: policy.clone(),
             hooks,
         },

@@ -342,6 +342,27 @@ pub enum Record {
 }
 
 impl Record {
+    /// A rough size in bytes once stored, to bound batches by volume as well as count.
+    pub fn approx_bytes(&self) -> usize {
+        let map = |m: &Map<String, Value>| if m.is_empty() { 0 } else { 64 * m.len() };
+        match self {
+            Record::Span(s) => {
+                300 + s.input.as_ref().map_or(0, |t| t.text.len())
+                    + s.output.as_ref().map_or(0, |t| t.text.len())
+                    + map(&s.attributes)
+                    + map(&s.resource)
+            }
+            Record::Event(e) => {
+                200 + e.message.as_ref().map_or(0, |m| m.len())
+                    + e.stack_trace.as_ref().map_or(0, |m| m.len())
+                    + map(&e.attributes)
+            }
+            Record::Metric(m) => {
+                150 + map(&m.attributes) + m.histogram.as_ref().map_or(0, |h| h.bounds.len() * 16)
+            }
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Record::Span(_) => "span",

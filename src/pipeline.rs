@@ -149,6 +149,8 @@ pub struct WriterSetup {
     pub conn: Connection,
     pub db_path: PathBuf,
     pub batch_max: usize,
+    /// Approximate bytes in one transaction, at most (so the size cap holds between checks).
+    pub batch_max_bytes: usize,
     pub retention: retention::Policy,
     pub hooks: Vec<Arc<dyn WriteHook>>,
 }
@@ -195,7 +197,6 @@ impl Pipeline {
                 Writer {
                     setup,
                     pipeline: writer_pipeline,
-                    last_size_check: Instant::now(),
                 }
                 .run(rx);
                 let _ = done_tx.send(());
@@ -320,7 +321,26 @@ impl Pipeline {
 struct Writer {
     setup: WriterSetup,
     pipeline: Pipeline,
-    last_size_check: Instant,
+}
+
+/// Records gathered for one transaction, with their approximate size.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn take(&mut self, m: Msg, jobs: &mut Vec<Job>, shutting_down: &mut bool) {
+        match m {
+            Msg::Records(mut r) => {
+                self.bytes += r.iter().map(Record::approx_bytes).sum::<usize>();
+                self.records.append(&mut r);
+            }
+            Msg::Job(j) => jobs.push(j),
+            Msg::Shutdown => *shutting_down = true,
+        }
+    }
 }
 
 impl Writer {
@@ -337,34 +357,34 @@ impl Writer {
                 match rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.maybe_enforce_size();
+                        self.check_size();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            let mut batch: Vec<Record> = Vec::new();
-            let handle =
-                |m: Msg, batch: &mut Vec<Record>, jobs: &mut Vec<Job>, down: &mut bool| match m {
-                    Msg::Records(mut r) => batch.append(&mut r),
-                    Msg::Job(j) => jobs.push(j),
-                    Msg::Shutdown => *down = true,
-                };
-            handle(first, &mut batch, &mut pending_jobs, &mut shutting_down);
-            // Group commit: take whatever else is already waiting, up to the batch limit.
-            while batch.len() < self.setup.batch_max && pending_jobs.is_empty() {
+            let mut batch = Batch::default();
+            batch.take(first, &mut pending_jobs, &mut shutting_down);
+            // Group commit: take whatever else is already waiting, up to the batch
+            // limits (count and bytes, so the size cap holds between checks).
+            while batch.records.len() < self.setup.batch_max
+                && batch.bytes < self.setup.batch_max_bytes
+                && pending_jobs.is_empty()
+            {
                 match rx.try_recv() {
-                    Ok(m) => handle(m, &mut batch, &mut pending_jobs, &mut shutting_down),
+                    Ok(m) => batch.take(m, &mut pending_jobs, &mut shutting_down),
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
             }
+            let batch = batch.records;
             if !batch.is_empty() {
                 self.commit(&batch);
             }
+
             for job in pending_jobs.drain(..) {
                 job(&self.setup.conn);
             }
-            self.maybe_enforce_size();
+            self.check_size();
         }
         // Drained: leave a compact, checkpointed database behind.
         if let Err(e) = retention::checkpoint(&self.setup.conn, true) {
@@ -429,19 +449,20 @@ impl Writer {
         }
     }
 
-    /// Checks the size cap about once a second, cheaply (two stat calls).
-    fn maybe_enforce_size(&mut self) {
-        if self.last_size_check.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last_size_check = Instant::now();
+    /// Checks the size cap after every commit; cheap (two stat calls).
+    fn check_size(&mut self) {
         let (db, wal) = store::file_sizes(&self.setup.db_path);
         let cap = self.setup.retention.max_db_bytes;
+
         if wal > cap / 4 {
             let _ = retention::checkpoint(&self.setup.conn, true);
         }
-        if db + wal > cap / 10 * 9 {
-            self.enforce_size();
+        // Past half the cap, look at live pages (two header reads) to decide.
+        if db + wal > cap / 2 {
+            let live = retention::live_bytes(&self.setup.conn).unwrap_or(u64::MAX);
+            if live > cap / 10 * 6 || db + wal > cap / 10 * 9 {
+                self.enforce_size();
+            }
         }
     }
 

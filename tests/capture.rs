@@ -128,15 +128,6 @@ fn batches_as_array_and_ndjson() {
     assert_eq!(d.wait_count(EVENTS, 5, Duration::from_secs(5)), 5);
 }
 
-fn post_raw(url: &str, ct: &str, body: Vec<u8>) -> reqwest::blocking::Response {
-    client()
-        .post(url)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .unwrap()
-}
-
 #[test]
 fn every_bad_input_class_gets_its_4xx_and_loses_nothing_else() {
     let d = Daemon::start(&[

@@ -10,7 +10,9 @@ use rusqlite::{Connection, params};
 use super::schema::DATA_TABLES;
 use super::{file_sizes, volume_space};
 
-const BATCH: i64 = 500;
+/// Rows per delete transaction: small, so ingest never waits long and the WAL stays small.
+const AGE_BATCH: i64 = 500;
+const SIZE_BATCH: i64 = 100;
 
 /// What retention must hold to.
 #[derive(Clone, Debug)]
@@ -61,6 +63,15 @@ pub fn used_bytes(conn: &Connection, db_path: &Path) -> rusqlite::Result<u64> {
     Ok(live_bytes(conn)? + file_sizes(db_path).1)
 }
 
+/// Binds ?1 (shipped id) and, when the filter uses it, ?2 (time cutoff).
+fn filter_params(stmt: &rusqlite::Statement, shipped: i64, cutoff: i64) -> Vec<i64> {
+    if stmt.parameter_count() >= 2 {
+        vec![shipped, cutoff]
+    } else {
+        vec![shipped]
+    }
+}
+
 /// Deletes up to `BATCH` rows of `table` matching `filter` (which may use ?1 = shipped id, ?2 = cutoff).
 fn delete_batch(
     conn: &Connection,
@@ -68,15 +79,17 @@ fn delete_batch(
     filter: &str,
     shipped: i64,
     cutoff: i64,
+    limit: i64,
 ) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     let n = if table == "spans" {
         // Traces whose last span goes go too.
         let mut stmt = tx.prepare_cached(&format!(
-            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {BATCH}) RETURNING trace_id"
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {limit}) RETURNING trace_id"
         ))?;
+        let p = filter_params(&stmt, shipped, cutoff);
         let ids: Vec<Vec<u8>> = stmt
-            .query_map(params![shipped, cutoff], |r| r.get(0))?
+            .query_map(rusqlite::params_from_iter(p), |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         drop(stmt);
         let mut gone = tx.prepare_cached(
@@ -90,10 +103,16 @@ fn delete_batch(
         }
         ids.len() as u64
     } else {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {filter} ORDER BY id LIMIT {BATCH})"),
-            params![shipped, cutoff],
-        )? as u64
+        let mut stmt = tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {filter} ORDER BY id LIMIT {limit})"
+        ))?;
+        let p = filter_params(&stmt, shipped, 0);
+        let p = if p.len() == 2 {
+            vec![shipped, cutoff]
+        } else {
+            p
+        };
+        stmt.execute(rusqlite::params_from_iter(p))? as u64
     };
     tx.commit()?;
     Ok(n)
@@ -111,7 +130,7 @@ fn oldest_table(
         let t: Option<i64> = conn
             .query_row(
                 &format!("SELECT {time_col} FROM {table} WHERE {filter} ORDER BY id LIMIT 1"),
-                params![shipped, 0i64],
+                [shipped],
                 |r| r.get(0),
             )
             .ok();
@@ -158,45 +177,45 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
                     &format!("id <= ?1 AND {time_col} < ?2"),
                     shipped,
                     cutoff,
+                    AGE_BATCH,
                 )?;
                 report.by_age += n;
-                if n < BATCH as u64 {
+                if n < AGE_BATCH as u64 {
                     break;
                 }
             }
         }
     }
-    // Size: shipped rows first, then unshipped ones (counted).
+    // Size: keep live data well under the cap so the file (which reuses freed
+    // pages) and the WAL together stay under it. Shipped rows first, then
+    // unshipped ones (counted).
     let target = target_bytes(conn, db_path, p)?;
-    let low_water = target / 10 * 8;
-    let mut reclaim_rounds = 0;
-    while used_bytes(conn, db_path)? > target {
-        let mut progressed = false;
-        for (filter, unshipped) in [("id <= ?1", false), ("id > ?1", true)] {
-            while live_bytes(conn)? > low_water {
+    let (high, low) = (target / 10 * 6, target / 2);
+    if live_bytes(conn)? > high {
+        'phases: for (filter, unshipped) in [("id <= ?1", false), ("id > ?1", true)] {
+            while live_bytes(conn)? > low {
                 let Some((table, shipped)) = oldest_table(conn, filter, &p.active_sinks)? else {
-                    break;
+                    continue 'phases;
                 };
-                let n = delete_batch(conn, table, filter, shipped, 0)?;
+                let n = delete_batch(conn, table, filter, shipped, 0, SIZE_BATCH)?;
                 if n == 0 {
-                    break;
+                    continue 'phases;
                 }
-                progressed = true;
                 report.by_size += n;
                 if unshipped {
                     report.unshipped_deleted += n;
                 }
+                keep_wal_small(conn, db_path, target)?;
             }
-        }
-        reclaim(conn)?;
-        reclaim_rounds += 1;
-        if !progressed || reclaim_rounds > 3 {
             break;
         }
     }
+    // Give space back to the volume only when the file itself is too big, in
+    // small steps so the WAL never balloons.
+    shrink_file(conn, db_path, target / 10 * 7)?;
     report.deleted = report.by_age + report.by_size;
     if report.deleted > 0 {
-        reclaim(conn)?;
+        checkpoint(conn, true)?;
         let tx = conn.unchecked_transaction()?;
         super::write::bump_counter(&tx, "retention_deleted", report.deleted as i64)?;
         super::write::bump_counter(
@@ -209,10 +228,31 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
     Ok(report)
 }
 
-/// Gives freed pages back to the file system and shrinks the WAL.
-pub fn reclaim(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("PRAGMA incremental_vacuum;")?;
-    checkpoint(conn, true)?;
+/// Checkpoints once the WAL holds more than an eighth of the target.
+fn keep_wal_small(conn: &Connection, db_path: &Path, target: u64) -> rusqlite::Result<()> {
+    if file_sizes(db_path).1 > target / 8 {
+        checkpoint(conn, true)?;
+    }
+    Ok(())
+}
+
+/// Returns free pages to the file system until the file is at most `max_file` bytes.
+fn shrink_file(conn: &Connection, db_path: &Path, max_file: u64) -> rusqlite::Result<()> {
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
+    let step = (max_file / 16 / page_size.max(1)).max(16);
+    for _ in 0..10_000 {
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if free == 0 || file_sizes(db_path).0 <= max_file {
+            break;
+        }
+        // Each step of this pragma frees one page: step it to the end.
+        let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({step})"))?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(stmt);
+        checkpoint(conn, true)?;
+    }
     Ok(())
 }
 

@@ -182,28 +182,36 @@ impl Daemon {
     }
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-                _ = i.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT handlers, installed before anything starts so that an
+/// early signal still means a clean shutdown.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
         }
     }
 }
 
 /// The daemon from start to a clean stop.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let signals = StopSignals::install().context("cannot install signal handlers")?;
     let daemon = start(cfg).await?;
-    wait_for_signal().await;
+    signals.wait().await;
+
     if daemon.shutdown().await {
         Ok(())
     } else {

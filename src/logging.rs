@@ -56,6 +56,20 @@ pub const SETTINGS: &[Setting<LogConfig>] = &[
     },
 ];
 
+/// Stderr that never fails: a closed or full log pipe must not take the daemon down.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber; logs go to stderr.
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::new(format!(
@@ -69,7 +83,7 @@ pub fn init(cfg: &LogConfig) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_target(false);
     let _ = if json {
         builder

@@ -1,0 +1,189 @@
+//! The command line and configuration: help, version, invalid values, precedence.
+mod common;
+use common::*;
+use std::process::Command;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args).env_clear().env("HOME", std::env::temp_dir());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn help_lists_every_setting_with_env_and_default() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for (flag, env, default) in [
+        ("--port", "OCT_PORT", "9090"),
+        ("--db-path", "OCT_DB_PATH", "/data/openclaw-trace.db"),
+        ("--log-level", "OCT_LOG_LEVEL", "info"),
+        ("--push-endpoint", "OCT_PUSH_ENDPOINT", "unset"),
+        ("--push-interval", "OCT_PUSH_INTERVAL", "5m"),
+        (
+            "--push-max-payload-bytes",
+            "OCT_PUSH_MAX_PAYLOAD_BYTES",
+            "5242880",
+        ),
+        ("--log-path", "OCT_LOG_PATH", "unset"),
+        ("--retention-days", "OCT_RETENTION_DAYS", "3"),
+        ("--max-text-bytes", "OCT_MAX_TEXT_BYTES", "16384"),
+        ("--metrics-interval", "OCT_METRICS_INTERVAL", "15s"),
+        ("--cleanup-interval", "OCT_CLEANUP_INTERVAL", "5m"),
+        (
+            "--wal-checkpoint-interval",
+            "OCT_WAL_CHECKPOINT_INTERVAL",
+            "10m",
+        ),
+        (
+            "--wal-restart-threshold-bytes",
+            "OCT_WAL_RESTART_THRESHOLD_BYTES",
+            "52428800",
+        ),
+        (
+            "--cleanup-disk-threshold",
+            "OCT_CLEANUP_DISK_THRESHOLD",
+            "80",
+        ),
+        (
+            "--cleanup-db-threshold-bytes",
+            "OCT_CLEANUP_DB_THRESHOLD_BYTES",
+            "104857600",
+        ),
+        ("--bind", "OCT_BIND", "127.0.0.1"),
+        ("--auth-token", "OCT_AUTH_TOKEN", "unset"),
+        ("--shutdown-timeout", "OCT_SHUTDOWN_TIMEOUT", "15s"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} missing:\n{out}"));
+        let block: String = out
+            .lines()
+            .skip_while(|l| *l != line)
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(block.contains(&format!("[env: {env}]")), "{flag}: {block}");
+        assert!(
+            block.contains(&format!("[default: {default}")),
+            "{flag}: {block}"
+        );
+    }
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("openclaw-trace "), "{out}");
+}
+
+#[test]
+fn invalid_values_are_one_line_and_exit_2() {
+    for (env, val) in [
+        ("OCT_PORT", "http"),
+        ("OCT_PUSH_INTERVAL", "5 minutes"),
+        ("OCT_RETENTION_DAYS", "-1"),
+        ("OCT_CLEANUP_DISK_THRESHOLD", "150"),
+        ("OCT_LOG_LEVEL", "loud"),
+        ("OCT_BIND", "localhost:80"),
+        ("OCT_CLEANUP_DB_THRESHOLD_BYTES", "lots"),
+    ] {
+        let (code, out, err) = run(&[], &[(env, val)]);
+        assert_eq!(code, 2, "{env}={val}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.trim().lines().count(), 1, "{env}: {err}");
+        assert!(err.contains(env), "{env}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (code, _, err) = run(&["--port", "x"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--port"), "{err}");
+}
+
+#[test]
+fn config_file_env_and_flags_layer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("oct.toml");
+    let db = dir.path().join("from-file.db");
+    std::fs::write(&cfg, format!("db_path = \"{}\"\nport = 1\n", db.display())).unwrap();
+    // The file sets the db path; env sets the port (0); the daemon starts on it.
+    let mut d = {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("HOME", dir.path())
+            .env("OCT_CONFIG", &cfg)
+            .env("OCT_PORT", "0")
+            .env("OCT_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let stderr = d.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok);
+    let listening = lines
+        .find(|l| l.contains("\"listening\""))
+        .expect("listening");
+    // Keep reading so the daemon's log never hits a closed pipe.
+    let rest = std::thread::spawn(move || lines.collect::<Vec<_>>());
+
+    assert!(
+        !listening.contains(":1\""),
+        "env beats the file: {listening}"
+    );
+    assert!(db.exists(), "the file's db_path was used");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &d.id().to_string()])
+        .status();
+    let st = d.wait().unwrap();
+    let rest = rest.join().unwrap();
+    assert!(st.success(), "{st:?} {rest:?}");
+
+    // Unknown keys in the file are an error naming them.
+    std::fs::write(&cfg, "colour = \"blue\"\n").unwrap();
+    let (code, _, err) = run(&["--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn default_database_path_works_without_root_or_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("HOME", home.path())
+        .env("OCT_PORT", "0")
+        .env("OCT_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["message"], "database open");
+    let path = v["db_path"].as_str().unwrap().to_string();
+    drop(lines);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(
+        child.wait().unwrap().success(),
+        "a closed log pipe does not take the daemon down"
+    );
+    if std::path::Path::new("/data").is_dir() {
+        return; // /data exists here: the Go default applies, checked by the log line above.
+    }
+    assert_eq!(
+        path,
+        home.path()
+            .join(".local/share/openclaw-trace/openclaw-trace.db")
+            .display()
+            .to_string()
+    );
+}

@@ -1,0 +1,266 @@
+//! End-to-end ingest benchmark: drives the real release binary over loopback and
+//! measures what is committed in SQLite, not only what is acked; beside it, the
+//! raw ceiling of a minimal rusqlite loop inserting the same rows.
+//! Usage: cargo run --release --example ingest_bench -- target/release/openclaw-trace [--quick]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn row(i: u64) -> Value {
+    json!({
+        "provider": "openai", "model": "gpt-4o-mini",
+        "prompt_tokens": 1200 + i % 100, "completion_tokens": 300, "total_tokens": 1500 + i % 100,
+        "cost_usd": 0.00042, "latency_ms": 850, "status": "ok",
+        "input_text": "Summarise the following meeting notes in three bullet points: the team agreed to ship on Friday.",
+        "output_text": "- Ship Friday\n- Owners assigned\n- Review Thursday",
+        "session_id": "sess-1", "agent_id": "main",
+        "metadata": {"channel": "webchat", "run": i}
+    })
+}
+
+struct Proc {
+    child: Child,
+    addr: String,
+    db: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(bin: &str) -> Proc {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let mut child = Command::new(bin)
+        .env("OCT_PORT", "0")
+        .env("OCT_DB_PATH", &db)
+        .env("OCT_LOG_FORMAT", "json")
+        .env("OCT_CLEANUP_DB_THRESHOLD_BYTES", "2GiB")
+        .env("OCT_CLEANUP_DISK_THRESHOLD", "99")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let l = lines.next().expect("daemon exited").unwrap();
+        let v: Value = serde_json::from_str(&l).unwrap_or(Value::Null);
+        if v["message"] == "listening" {
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, addr, db, _dir: dir }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn committed(db: &std::path::Path) -> u64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.query_row("SELECT count(*) FROM spans", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+/// Waits until `want` rows are committed; returns when that happened.
+fn wait_committed(db: &std::path::Path, want: u64) -> Instant {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if committed(db) >= want || Instant::now() > until {
+            return Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Closed-loop load: `conns` clients posting bodies of `batch` rows for `secs`; rows/s committed.
+async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &AtomicU64) -> f64 {
+    let before = committed(&p.db);
+    let url = format!("http://{}/v1/traces", p.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..64)
+            .map(|k| {
+                if batch == 1 {
+                    row(k).to_string()
+                } else {
+                    Value::Array((0..batch as u64).map(|i| row(k * 1000 + i)).collect()).to_string()
+                }
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let (url, stop, sent, bodies) = (url.clone(), stop.clone(), sent.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut k = c;
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(bodies[k % bodies.len()].clone())
+                    .send()
+                    .await;
+                k += 1;
+                match r.map(|r| r.status().as_u16()) {
+                    Ok(202) => {
+                        sent.fetch_add(batch as u64, Ordering::Relaxed);
+                    }
+                    Ok(429) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+        }));
+    }
+    let pid = p.child.id();
+    while started.elapsed().as_secs_f64() < secs {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = sent.load(Ordering::Relaxed);
+    let done = wait_committed(&p.db, before + acked);
+    (committed(&p.db) - before) as f64 / done.duration_since(started).as_secs_f64()
+}
+
+/// Open-loop load at `rate`/s single events for `secs`; ack latencies in ms.
+async fn paced_latency(p: &Proc, rate: u64, secs: u64) -> Vec<f64> {
+    let url = format!("http://{}/v1/traces", p.addr);
+    let body = row(7).to_string();
+    let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let n = rate * secs;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let clients: Vec<reqwest::Client> = (0..16).map(|_| reqwest::Client::new()).collect();
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (c, url, body, lat) = (clients[i as usize % 16].clone(), url.clone(), body.clone(), lat.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = c.post(&url).header("content-type", "application/json").body(body).send().await;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if matches!(r.map(|r| r.status().as_u16()), Ok(202)) {
+                lat.lock().unwrap().push(ms);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut v = lat.lock().unwrap().clone();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The raw ceiling: the same rows straight into the spans table, 1,000 per transaction.
+fn raw_ceiling(rows: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = openclaw_trace::store::open_writer(&dir.path().join("raw.db")).unwrap();
+    let text_in = row(0)["input_text"].as_str().unwrap().to_string();
+    let text_out = row(0)["output_text"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let mut i = 0u64;
+    while i < rows {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status, agent_id, session_id,
+                     provider, request_model, response_model, input_tokens, output_tokens, total_tokens, cost_usd,
+                     cost_source, latency_ms, input_text, input_text_len, output_text, output_text_len, attributes,
+                     source, received_ns) VALUES (?1, ?2, 'chat gpt-4o-mini', 'llm_call', ?3, ?4, 'ok', 'main', 'sess-1',
+                     'openai', 'gpt-4o-mini', 'gpt-4o-mini', ?5, 300, ?6, 0.00042, 'reported', 850.0, ?7, ?8, ?9, ?10, ?11, 'api', ?4)",
+                )
+                .unwrap();
+            for _ in 0..1000 {
+                let t = openclaw_trace::model::TraceId::generate();
+                let s = openclaw_trace::model::SpanId::generate();
+                let now = openclaw_trace::model::now_ns();
+                st.execute(rusqlite::params![
+                    &t.0[..], &s.0[..], now - 850_000_000, now, (1200 + i % 100) as i64, (1500 + i % 100) as i64,
+                    text_in, text_in.len() as i64, text_out, text_out.len() as i64,
+                    json!({"channel":"webchat","run":i}).to_string()
+                ])
+                .unwrap();
+                i += 1;
+            }
+        }
+        tx.commit().unwrap();
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let bin = args.get(1).cloned().unwrap_or_else(|| "target/release/openclaw-trace".into());
+    let quick = args.iter().any(|a| a == "--quick");
+    let (secs, idle_secs) = if quick { (3.0, 10) } else { (8.0, 60) };
+    let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    println!("binary: {bin} {:.2} MiB", size as f64 / 1048576.0);
+
+    let p = start(&bin);
+    let pid = p.child.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid);
+    let t0 = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let ticks = cpu_ticks(pid) - t0;
+    let hz = 100.0; // USER_HZ on Linux
+    let idle_cpu = ticks as f64 / hz / idle_secs as f64 * 100.0;
+    println!("idle: RSS {:.1} MiB, CPU {:.3} % of a core over {idle_secs} s", idle_rss as f64 / 1024.0, idle_cpu);
+
+    let peak = AtomicU64::new(0);
+    let single = throughput(&p, 1, 8, secs, &peak).await;
+    println!("single-event POSTs (8 connections): {single:.0} events/s committed");
+    let batched = throughput(&p, 100, 4, secs, &peak).await;
+    println!("batches of 100 (4 connections): {batched:.0} events/s committed");
+    println!("peak RSS under load: {:.1} MiB", peak.load(Ordering::Relaxed) as f64 / 1024.0);
+    let lat = paced_latency(&p, 1000, if quick { 3 } else { 10 }).await;
+    println!(
+        "ack latency at 1,000 events/s ({} requests): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        lat.len(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("RSS after load, idle again: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
+    let mut child = p.child;
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+
+    let raw = raw_ceiling(if quick { 50_000 } else { 200_000 });
+    println!("raw ceiling (rusqlite, 1,000-row transactions, same rows): {raw:.0} rows/s");
+    println!("batched / raw ceiling: {:.0} %", batched / raw * 100.0);
+}

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --bins
+# promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
+bash scripts/setup-prometheus.sh
 cargo test --locked --all-targets -- --test-threads=2

@@ -81,6 +81,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         reads.clone(),
         (cfg.host.metrics_interval * 4).max(Duration::from_secs(300)),
     )));
+    metrics.register_collector(Box::new(crate::sinks::live::LiveHubCollector(live.clone())));
     metrics.register(
         "openclaw_trace_build",
         "The running version",

@@ -171,6 +171,17 @@ fn slow_subscriber_is_dropped_and_ingest_never_waits() {
         }
     };
     assert!(dropped, "the slow subscriber was never dropped");
+    let m = client()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == "openclaw_trace_stream_dropped_subscribers_total 1"),
+        "{m}"
+    );
     // A new subscriber still works, and gets the replay.
     let fresh = subscribe(&d.url("/v1/stream?kind=tool_call"));
     let first = next(&fresh);

@@ -71,26 +71,31 @@ pub async fn stream(
             .into_iter()
             .map(|i| Ok::<_, Infallible>(sse_event(&i))),
     );
-    let live = stream::unfold(Some((rx, closed, filter)), |state| async move {
-        let (mut rx, mut closed, filter) = state?;
-        loop {
-            let got = tokio::select! {
-                got = rx.recv() => got,
-                _ = closed.wait_for(|c| *c) => return None,
-            };
-            match got {
-                Ok(item) if filter.matches(&item) => {
-                    return Some((Ok(sse_event(&item)), Some((rx, closed, filter))));
+    let hub = st.live.clone();
+    let live = stream::unfold(Some((rx, closed, filter)), move |state| {
+        let hub = hub.clone();
+        async move {
+            let (mut rx, mut closed, filter) = state?;
+            loop {
+                let got = tokio::select! {
+                    got = rx.recv() => got,
+                    _ = closed.wait_for(|c| *c) => return None,
+                };
+                match got {
+                    Ok(item) if filter.matches(&item) => {
+                        return Some((Ok(sse_event(&item)), Some((rx, closed, filter))));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        hub.note_dropped();
+                        // Too slow to keep up: end this stream rather than hold anything back.
+                        let e = Event::default().event("dropped").data(format!(
+                            "{{\"reason\":\"subscriber too slow\",\"missed\":{missed}}}"
+                        ));
+                        return Some((Ok(e), None));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => {
-                    // Too slow to keep up: end this stream rather than hold anything back.
-                    let e = Event::default().event("dropped").data(format!(
-                        "{{\"reason\":\"subscriber too slow\",\"missed\":{missed}}}"
-                    ));
-                    return Some((Ok(e), None));
-                }
-                Err(RecvError::Closed) => return None,
             }
         }
     });

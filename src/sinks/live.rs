@@ -3,7 +3,14 @@
 //! behind is dropped (the broadcast channel never blocks the writer).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
@@ -208,6 +215,7 @@ pub struct LiveHub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Arc<LiveItem>>,
     closed: watch::Sender<bool>,
+    dropped: AtomicU64,
 }
 
 impl Default for LiveHub {
@@ -225,7 +233,13 @@ impl LiveHub {
             }),
             tx: broadcast::channel(CHANNEL_CAPACITY).0,
             closed: watch::channel(false).0,
+            dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a subscriber disconnected for falling behind.
+    pub fn note_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The last items (oldest first) and a receiver for what follows, with no gap between them.
@@ -264,6 +278,35 @@ impl LiveHub {
             // No receivers is not an error; a full channel drops the oldest for laggards.
             let _ = self.tx.send(item);
         }
+    }
+}
+
+/// `/metrics` view of the hub: subscribers now, and those dropped for being slow.
+#[derive(Debug)]
+pub struct LiveHubCollector(pub Arc<LiveHub>);
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveHub")
+            .field("subscribers", &self.subscribers())
+            .finish()
+    }
+}
+
+impl Collector for LiveHubCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        ConstGauge::new(self.0.subscribers() as i64).encode(enc.encode_descriptor(
+            "openclaw_trace_stream_subscribers",
+            "Clients following /v1/stream",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstCounter::new(self.0.dropped.load(Ordering::Relaxed)).encode(enc.encode_descriptor(
+            "openclaw_trace_stream_dropped_subscribers",
+            "Stream clients disconnected for falling behind",
+            None,
+            MetricType::Counter,
+        )?)
     }
 }
 

@@ -53,7 +53,12 @@ fn start(bin: &str) -> Proc {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr, db, _dir: dir }
+    Proc {
+        child,
+        addr,
+        db,
+        _dir: dir,
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -69,13 +74,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn committed(db: &std::path::Path) -> u64 {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.query_row("SELECT count(*) FROM spans", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    c.query_row("SELECT count(*) FROM spans", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64
 }
 
 /// Waits until `want` rows are committed; returns when that happened.
@@ -157,10 +165,20 @@ async fn paced_latency(p: &Proc, rate: u64, secs: u64) -> Vec<f64> {
     let mut tasks = Vec::new();
     for i in 0..n {
         tokio::time::sleep_until(start + interval * i as u32).await;
-        let (c, url, body, lat) = (clients[i as usize % 16].clone(), url.clone(), body.clone(), lat.clone());
+        let (c, url, body, lat) = (
+            clients[i as usize % 16].clone(),
+            url.clone(),
+            body.clone(),
+            lat.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let r = c.post(&url).header("content-type", "application/json").body(body).send().await;
+            let r = c
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             if matches!(r.map(|r| r.status().as_u16()), Ok(202)) {
                 lat.lock().unwrap().push(ms);
@@ -207,8 +225,16 @@ fn raw_ceiling(rows: u64) -> f64 {
                 let s = openclaw_trace::model::SpanId::generate();
                 let now = openclaw_trace::model::now_ns();
                 st.execute(rusqlite::params![
-                    &t.0[..], &s.0[..], now - 850_000_000, now, (1200 + i % 100) as i64, (1500 + i % 100) as i64,
-                    text_in, text_in.len() as i64, text_out, text_out.len() as i64,
+                    &t.0[..],
+                    &s.0[..],
+                    now - 850_000_000,
+                    now,
+                    (1200 + i % 100) as i64,
+                    (1500 + i % 100) as i64,
+                    text_in,
+                    text_in.len() as i64,
+                    text_out,
+                    text_out.len() as i64,
                     json!({"channel":"webchat","run":i}).to_string()
                 ])
                 .unwrap();
@@ -223,7 +249,10 @@ fn raw_ceiling(rows: u64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bin = args.get(1).cloned().unwrap_or_else(|| "target/release/openclaw-trace".into());
+    let bin = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "target/release/openclaw-trace".into());
     let quick = args.iter().any(|a| a == "--quick");
     let (secs, idle_secs) = if quick { (3.0, 10) } else { (8.0, 60) };
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
@@ -238,14 +267,21 @@ async fn main() {
     let ticks = cpu_ticks(pid) - t0;
     let hz = 100.0; // USER_HZ on Linux
     let idle_cpu = ticks as f64 / hz / idle_secs as f64 * 100.0;
-    println!("idle: RSS {:.1} MiB, CPU {:.3} % of a core over {idle_secs} s", idle_rss as f64 / 1024.0, idle_cpu);
+    println!(
+        "idle: RSS {:.1} MiB, CPU {:.3} % of a core over {idle_secs} s",
+        idle_rss as f64 / 1024.0,
+        idle_cpu
+    );
 
     let peak = AtomicU64::new(0);
     let single = throughput(&p, 1, 8, secs, &peak).await;
     println!("single-event POSTs (8 connections): {single:.0} events/s committed");
     let batched = throughput(&p, 100, 4, secs, &peak).await;
     println!("batches of 100 (4 connections): {batched:.0} events/s committed");
-    println!("peak RSS under load: {:.1} MiB", peak.load(Ordering::Relaxed) as f64 / 1024.0);
+    println!(
+        "peak RSS under load: {:.1} MiB",
+        peak.load(Ordering::Relaxed) as f64 / 1024.0
+    );
     let lat = paced_latency(&p, 1000, if quick { 3 } else { 10 }).await;
     println!(
         "ack latency at 1,000 events/s ({} requests): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
@@ -255,9 +291,14 @@ async fn main() {
         lat.last().copied().unwrap_or(f64::NAN)
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    println!("RSS after load, idle again: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
+    println!(
+        "RSS after load, idle again: {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0
+    );
     let mut child = p.child;
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = child.wait();
 
     let raw = raw_ceiling(if quick { 50_000 } else { 200_000 });

@@ -48,8 +48,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
-    let transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
-    let hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    let mut transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
+    let mut hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    if cfg.redact.enabled {
+        transforms.push(Arc::new(crate::redact::Redactor));
+    }
+    let metrics = Arc::new(crate::metrics::Registry::new());
+    hooks.push(Arc::new(crate::metrics::records::RecordMetrics::new(
+        &metrics,
+        cfg.metrics.label_limit,
+    )));
+    let live = Arc::new(crate::sinks::live::LiveHub::new());
+    hooks.push(live.clone());
+    hooks.push(Arc::new(crate::logging::CaptureLog::default()));
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -64,6 +75,20 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         },
     );
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
+    metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
+        pipeline.clone(),
+        db_path.clone(),
+    )));
+    metrics.register_collector(Box::new(crate::metrics::collectors::StoreCollector::new(
+        reads.clone(),
+        (cfg.host.metrics_interval * 4).max(Duration::from_secs(300)),
+    )));
+    metrics.register_collector(Box::new(crate::sinks::live::LiveHubCollector(live.clone())));
+    metrics.register(
+        "openclaw_trace_build",
+        "The running version",
+        prometheus_client::metrics::info::Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
     let bind: std::net::IpAddr = cfg
         .api
         .bind
@@ -80,6 +105,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         started: Instant::now(),
         ready: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
+        metrics,
+        live,
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let app = api::router(state.clone());
@@ -162,6 +189,8 @@ impl Daemon {
         let done = tokio::task::spawn_blocking(move || writer.join(left))
             .await
             .unwrap_or(false);
+        // Live streams never end on their own; end them so they do not hold the server up.
+        self.state.live.close();
         let _ = self.stop.send(true);
         let left = deadline.saturating_duration_since(Instant::now());
         if tokio::time::timeout(left, self.server).await.is_err() {

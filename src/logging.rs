@@ -1,10 +1,14 @@
 //! The daemon's own log: JSON when not on a terminal (or when asked), text otherwise.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::Setting;
+use crate::model::{Record, StatusCode};
+use crate::pipeline::WriteHook;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -56,22 +60,8 @@ pub const SETTINGS: &[Setting<LogConfig>] = &[
     },
 ];
 
-/// Stderr that never fails: a closed or full log pipe must not take the daemon down.
-struct QuietStderr;
-
-impl std::io::Write for QuietStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
-/// Installs the global subscriber; logs go to stderr.
-pub fn init(cfg: &LogConfig) {
+/// Installs the global subscriber; logs go to stderr, masked by `redact` when on.
+pub fn init(cfg: &LogConfig, redact: bool) {
     let filter = EnvFilter::new(format!(
         "{lvl},openclaw_trace={lvl},hyper=warn,h2=warn,tower=warn,reqwest=warn",
         lvl = cfg.level
@@ -83,7 +73,7 @@ pub fn init(cfg: &LogConfig) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| QuietStderr)
+        .with_writer(StderrWriter { redact })
         .with_target(false);
     let _ = if json {
         builder
@@ -94,4 +84,118 @@ pub fn init(cfg: &LogConfig) {
     } else {
         builder.try_init()
     };
+}
+
+/// Makes one `LineWriter` per log event.
+struct StderrWriter {
+    redact: bool,
+}
+
+impl<'a> MakeWriter<'a> for StderrWriter {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter {
+            buf: Vec::with_capacity(256),
+            redact: self.redact,
+        }
+    }
+}
+
+/// Collects one formatted event and writes it, masked, to stderr when dropped.
+struct LineWriter {
+    buf: Vec<u8>,
+    redact: bool,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let line = if self.redact {
+            crate::redact::redact_text(&text)
+        } else {
+            text
+        };
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Logs what was captured, with `trace_id`/`span_id` so a line leads to
+/// `openclaw-trace trace <id>`: every record at debug, agent errors at info
+/// (at most `ERRORS_PER_SECOND` lines a second, so an error loop cannot flood the log).
+#[derive(Default)]
+pub struct CaptureLog {
+    second: AtomicI64,
+    this_second: AtomicU64,
+}
+
+const ERRORS_PER_SECOND: u64 = 10;
+
+impl CaptureLog {
+    fn error_allowed(&self) -> bool {
+        let now = crate::model::now_ns() / 1_000_000_000;
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.this_second.store(0, Ordering::Relaxed);
+        }
+        self.this_second.fetch_add(1, Ordering::Relaxed) < ERRORS_PER_SECOND
+    }
+}
+
+impl WriteHook for CaptureLog {
+    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        for (r, new) in records.iter().zip(inserted) {
+            if !*new {
+                continue;
+            }
+            match r {
+                Record::Span(s) => {
+                    let failed = s.status == StatusCode::Error;
+                    if failed && self.error_allowed() {
+                        tracing::info!(
+                            trace_id = %s.trace_id.to_hex(),
+                            span_id = %s.span_id.to_hex(),
+                            kind = s.kind.as_str(),
+                            name = %s.name,
+                            error_type = s.error_type.as_deref().unwrap_or(""),
+                            "captured failed span"
+                        );
+                    } else if debug {
+                        tracing::debug!(
+                            trace_id = %s.trace_id.to_hex(),
+                            span_id = %s.span_id.to_hex(),
+                            kind = s.kind.as_str(),
+                            name = %s.name,
+                            "captured span"
+                        );
+                    }
+                }
+                Record::Event(e) => {
+                    let is_error = e.event_type == crate::model::EventType::Error;
+                    if !(debug || is_error && self.error_allowed()) {
+                        continue;
+                    }
+                    // Absent ids leave the fields out.
+                    let trace_id = e.trace_id.map(|t| t.to_hex());
+                    let span_id = e.span_id.map(|t| t.to_hex());
+                    let msg = e.message.as_deref().unwrap_or("");
+                    if is_error {
+                        tracing::info!(trace_id, span_id, error_type = %e.name, error_message = msg, "captured error");
+                    } else {
+                        tracing::debug!(trace_id, span_id, event_type = e.event_type.as_str(), name = %e.name, "captured event");
+                    }
+                }
+                Record::Metric(_) => {}
+            }
+        }
+    }
 }

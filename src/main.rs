@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, traces};
+use openclaw_trace::cli::{Cli, Cmd, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         None | Some(Cmd::Serve) => return serve(cfg),
         Some(Cmd::Traces(a)) => traces::run_traces(&cfg, a),
         Some(Cmd::Trace(a)) => traces::run_trace(&cfg, a),
+        Some(Cmd::Tail(a)) => return tail::run(&cfg, a),
     };
     match printed {
         Ok(out) => {
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(cfg: openclaw_trace::config::Config) -> ExitCode {
-    logging::init(&cfg.log);
+    logging::init(&cfg.log, cfg.redact.enabled);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)

@@ -190,8 +190,13 @@ fn default_database_path_works_without_root_or_flags() {
 
 #[test]
 fn readme_documents_every_setting() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for s in openclaw_trace::config::settings() {
-        assert!(readme.contains(&format!("`{}`", s.env)), "README.md does not document {}", s.env);
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "README.md does not document {}",
+            s.env
+        );
     }
 }

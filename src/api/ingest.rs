@@ -116,7 +116,17 @@ async fn accept_native(
             "protobuf bodies are OTLP; this endpoint takes JSON",
         ));
     }
-    let records = ingest::parse(endpoint, &body, &st.config.ingest).map_err(invalid)?;
+    // Large bodies are parsed off the async workers so small requests never wait behind them.
+    let cfg = st.config.ingest.clone();
+    let records = if body.len() > 256 << 10 {
+        tokio::task::spawn_blocking(move || ingest::parse(endpoint, &body, &cfg))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    } else {
+        ingest::parse(endpoint, &body, &cfg)
+    }
+    .map_err(invalid)?;
+
     let ids: Vec<String> = records.iter().map(ingest::record_id).collect();
     let n = st.pipeline.submit("api", records)?;
     Ok((

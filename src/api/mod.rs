@@ -2,7 +2,9 @@
 
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod query;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +107,10 @@ pub struct AppState {
     pub started: Instant,
     pub ready: AtomicBool,
     pub shutting_down: AtomicBool,
+    /// Where components register what `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Registry>,
+    /// The live tail behind `/v1/stream`.
+    pub live: Arc<crate::sinks::live::LiveHub>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -253,6 +259,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/stream", get(stream::stream))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })

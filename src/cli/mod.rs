@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
+pub mod tail;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub enum Cmd {
     Traces(traces::TracesArgs),
     /// Show one trace: its spans as a tree, and its events
     Trace(traces::TraceArgs),
+    /// Print what the running daemon captures, live (spans, errors, events, log lines)
+    Tail(tail::TailArgs),
 }
 
 impl Cli {

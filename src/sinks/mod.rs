@@ -1,2 +1,3 @@
 //! Sinks: components that read the store by their own cursor and ship it elsewhere.
+pub mod live;
 pub mod push;

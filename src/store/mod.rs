@@ -4,6 +4,7 @@
 pub mod query;
 pub mod retention;
 pub mod schema;
+pub mod merge;
 pub mod write;
 
 use std::path::{Path, PathBuf};

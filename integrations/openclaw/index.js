@@ -83,7 +83,26 @@ const CONTENT_FIELDS = {
   before_tool_call: ["params"],
   after_tool_call: ["params", "result"],
   agent_end: ["messages"],
+  before_message_write: [],
 };
+
+// Bounded maps that carry a model call's or tool call's trace context to the
+// hooks that lack it (before_message_write, after_tool_call). Oldest entries go first.
+const CORRELATION_LIMIT = 1000;
+
+function remember(map, key, value) {
+  if (key == null) return;
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > CORRELATION_LIMIT) map.delete(map.keys().next().value);
+}
+
+function take(map, key) {
+  if (key == null) return undefined;
+  const v = map.get(key);
+  map.delete(key);
+  return v;
+}
 
 function sanitizeEvent(hook, event, capture) {
   if (!event || typeof event !== "object") return event;
@@ -93,7 +112,7 @@ function sanitizeEvent(hook, event, capture) {
     if (content.includes(k)) {
       if (capture) out[k] = capText(v);
       else out[`${k}Chars`] = textLength(v);
-    } else if (k === "lastAssistant" && v && typeof v === "object") {
+    } else if ((k === "lastAssistant" || k === "message") && v && typeof v === "object") {
       const { content: body, ...rest } = v;
       out[k] = capture ? { ...rest, content: capText(body) } : { ...rest, contentChars: textLength(body) };
     } else if (typeof v === "function" || k === "abortSignal") {
@@ -113,6 +132,42 @@ function sanitizeCtx(ctx) {
     out[k] = v;
   }
   return out;
+}
+
+// The assistant message OpenClaw writes to the transcript right after a model call
+// ends carries the response id and usage; it is tied to that call here because its
+// hook context has no trace. Returns extra context fields, or null to skip the event.
+const lastCallBySession = new Map();
+const toolTraceById = new Map();
+
+function correlate(name, event, ctx) {
+  const e = event || {};
+  const c = ctx || {};
+  switch (name) {
+    case "model_call_ended":
+      remember(lastCallBySession, c.sessionKey || e.sessionKey, {
+        trace: c.trace,
+        runId: e.runId || c.runId,
+        callId: e.callId,
+        sessionId: e.sessionId || c.sessionId,
+      });
+      return undefined;
+    case "before_message_write": {
+      const m = e.message;
+      if (!m || m.role !== "assistant") return null;
+      const call = take(lastCallBySession, c.sessionKey);
+      return call ? { call } : undefined;
+    }
+    case "before_tool_call":
+      remember(toolTraceById, e.toolCallId || c.toolCallId, c.trace);
+      return undefined;
+    case "after_tool_call": {
+      const trace = take(toolTraceById, e.toolCallId || c.toolCallId);
+      return trace && !c.trace ? { trace } : undefined;
+    }
+    default:
+      return undefined;
+  }
 }
 
 function createSender(initial) {
@@ -180,11 +235,13 @@ function createSender(initial) {
       state.cfg = defaults(cfg);
     },
     hook(name, event, ctx) {
+      const extra = correlate(name, event, ctx);
+      if (extra === null) return;
       push({
         kind: `hook:${name}`,
         ts: Date.now(),
         event: sanitizeEvent(name, event, state.cfg.captureContent),
-        ctx: sanitizeCtx(ctx),
+        ctx: extra ? { ...sanitizeCtx(ctx), ...extra } : sanitizeCtx(ctx),
       });
     },
     diagnostic(event, meta) {

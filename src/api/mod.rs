@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod ingest;
+pub mod openclaw;
 pub mod query;
 
 use std::sync::Arc;
@@ -251,6 +252,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/events",
             post(ingest::post_events).get(query::list_events),
         )
+        .route("/v1/openclaw/events", post(openclaw::post_events))
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
         .route("/health", get(health::health))

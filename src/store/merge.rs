@@ -196,10 +196,7 @@ pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Res
         &folded
     };
     let existed = span_exists(tx, &target.0, &target.1)?.is_some();
-    let on_conflict = format!(
-        "DO UPDATE SET {}",
-        merge_assignments("spans", "excluded")
-    );
+    let on_conflict = format!("DO UPDATE SET {}", merge_assignments("spans", "excluded"));
     write_span_row(tx, piece, received_ns, &on_conflict)?;
     fix_latency(tx, &target.0, &target.1)?;
     if record_key && let Some(key) = spec.key.as_deref() {
@@ -307,7 +304,10 @@ mod tests {
 
     fn write(c: &mut Connection, spans: Vec<Span>) -> Vec<bool> {
         let tx = c.transaction().unwrap();
-        let recs: Vec<Record> = spans.into_iter().map(|s| Record::Span(Box::new(s))).collect();
+        let recs: Vec<Record> = spans
+            .into_iter()
+            .map(|s| Record::Span(Box::new(s)))
+            .collect();
         let out = write_records(&tx, &recs, 1).unwrap();
         tx.commit().unwrap();
         out.inserted
@@ -384,9 +384,11 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1, "the provisional trace never appears");
         let (parent, model): (Option<Vec<u8>>, String) = c
-            .query_row("SELECT parent_span_id, response_model FROM spans", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT parent_span_id, response_model FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!(parent, None);
         assert_eq!(model, "m-1");
@@ -407,11 +409,8 @@ mod tests {
         write(&mut c, vec![prov.clone(), other]);
         {
             let tx = c.transaction().unwrap();
-            let mut e = crate::model::Event::new(
-                crate::model::EventType::Error,
-                "boom".into(),
-                1_000,
-            );
+            let mut e =
+                crate::model::Event::new(crate::model::EventType::Error, "boom".into(), 1_000);
             e.trace_id = Some(TraceId([9; 16]));
             e.span_id = Some(SpanId([9; 8]));
             write_records(&tx, &[Record::Event(Box::new(e))], 1).unwrap();
@@ -429,7 +428,11 @@ mod tests {
         write(&mut c, vec![real]);
         assert_eq!(trace_totals(&c, 1).1, 10);
         assert_eq!(trace_totals(&c, 1).3, Some(0.25));
-        assert_eq!(trace_totals(&c, 9).1, 5, "the old trace lost the moved call");
+        assert_eq!(
+            trace_totals(&c, 9).1,
+            5,
+            "the old trace lost the moved call"
+        );
         let ev_trace: Vec<u8> = c
             .query_row("SELECT trace_id FROM events", [], |r| r.get(0))
             .unwrap();

@@ -1,10 +1,10 @@
 //! The local SQLite store: one writer connection (owned by the pipeline's writer
 //! thread) and a small pool of read-only connections for queries.
 
+pub mod merge;
 pub mod query;
 pub mod retention;
 pub mod schema;
-pub mod merge;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -113,6 +113,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
+    let mut tasks = tasks;
+    // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
+    tasks.extend(crate::sources::tail::spawn(
+        &cfg.tail,
+        pipeline.clone(),
+        &db_path,
+    ));
+    tasks.extend(crate::sources::transcripts::spawn(
+        &cfg.transcripts,
+        pipeline.clone(),
+        &db_path,
+    ));
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     Ok(Daemon {

@@ -3,3 +3,4 @@ pub mod host;
 pub mod ingest;
 pub mod openclaw;
 pub mod tail;
+pub mod transcripts;

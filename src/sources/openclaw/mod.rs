@@ -827,6 +827,11 @@ fn tool_event(
         start,
     );
     p.parent_span_id = parent;
+    // `after_tool_call` from older plugins has no trace context: it joins by the call.
+    p.merge = Some(SpanMerge {
+        key: Some(format!("openclaw-tool:{run}:{call_id}")),
+        provisional: ctx.is_none(),
+    });
     it.base(&mut p);
     p.operation = Some("execute_tool".into());
     p.tool_name = Some(tool.to_string());

@@ -114,6 +114,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         }),
     ];
     let mut tasks = tasks;
+    // Natural keys of merged spans go when retention has deleted their spans.
+    tasks.push(spawn_every(cfg.store.cleanup_interval, {
+        let p = pipeline.clone();
+        move || {
+            p.run_job(|conn| {
+                if let Err(e) = store::merge::prune_keys(conn) {
+                    tracing::warn!(error = %e, "pruning span keys failed");
+                }
+            });
+        }
+    }));
     // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
     tasks.extend(crate::sources::tail::spawn(
         &cfg.tail,

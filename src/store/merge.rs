@@ -277,6 +277,15 @@ pub fn recompute_trace(
     Ok(())
 }
 
+/// Forgets keys whose span is gone (deleted by retention). Returns how many.
+pub fn prune_keys(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM span_keys WHERE NOT EXISTS (SELECT 1 FROM spans s
+            WHERE s.trace_id = span_keys.trace_id AND s.span_id = span_keys.span_id)",
+        [],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +453,20 @@ mod tests {
             .query_row("SELECT sum(input_tokens) FROM spans", [], |r| r.get(0))
             .unwrap();
         assert_eq!(total, 15);
+    }
+
+    #[test]
+    fn keys_of_deleted_spans_are_pruned() {
+        let mut c = db();
+        let mut p = piece(1, 1, 1);
+        p.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: false,
+        });
+        write(&mut c, vec![p]);
+        assert_eq!(prune_keys(&c).unwrap(), 0);
+        c.execute("DELETE FROM spans", []).unwrap();
+        assert_eq!(prune_keys(&c).unwrap(), 1);
     }
 
     #[test]

@@ -650,8 +650,11 @@ fn run_hook(
     if let Some(root) = ctx.parent {
         let mut r = root_piece(it, ctx.trace, root, start);
         r.end_ns = end;
+        // A finished attempt finishes the run as far as it knows; an error anywhere wins.
         if failed {
             r.status = StatusCode::Error;
+        } else if end.is_some() {
+            r.status = StatusCode::Ok;
         }
         push_span(out, r);
     }
@@ -707,8 +710,11 @@ fn harness_event(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
     if let Some(root) = ctx.parent {
         let mut r = root_piece(it, ctx.trace, root, start);
         r.end_ns = end;
+        // A finished attempt finishes the run as far as it knows; an error anywhere wins.
         if failed {
             r.status = StatusCode::Error;
+        } else if end.is_some() {
+            r.status = StatusCode::Ok;
         }
         push_span(out, r);
     }
@@ -774,6 +780,7 @@ fn model_usage(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
     let mut r = root_piece(it, ctx.trace, root, start);
     r.parent_span_id = ctx.parent;
     r.end_ns = Some(time);
+    r.status = StatusCode::Ok;
     if let Some(u) = o(ev, "usage") {
         for (k, v) in u {
             r.attributes

@@ -180,12 +180,21 @@ function createSender(initial) {
     nextTryAt: 0,
   };
 
+  // Items are serialized when queued: a snapshot the gateway cannot change later, and
+  // one that cannot fail (and so block the queue) when the batch is sent.
   function push(item) {
     if (state.queue.length >= state.cfg.maxQueue) {
       state.dropped += 1;
       return;
     }
-    state.queue.push(item);
+    let text;
+    try {
+      text = JSON.stringify(item);
+    } catch {
+      state.dropped += 1;
+      return;
+    }
+    if (typeof text === "string") state.queue.push(text);
   }
 
   async function flush() {
@@ -199,7 +208,7 @@ function createSender(initial) {
       const res = await fetch(`${state.cfg.url}/v1/openclaw/events`, {
         method: "POST",
         headers,
-        body: JSON.stringify({ plugin: { version: VERSION, dropped }, events: batch }),
+        body: `{"plugin":${JSON.stringify({ version: VERSION, dropped })},"events":[${batch.join(",")}]}`,
         signal: AbortSignal.timeout(10000),
       });
       if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)) {

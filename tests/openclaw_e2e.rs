@@ -427,13 +427,21 @@ fn real_gateway_end_to_end() {
         "the tool call sits beside the model calls, under the run"
     );
 
-    // The failure: an error event linked to its trace (and its model call span).
+    // The failure: one error event linked to its trace and its model call span (whether
+    // the plugin or the transcript reported it first: a provisional link follows the span).
     let fail_events = one(
-        "SELECT count(*) FROM events WHERE type = 'error' AND source = 'openclaw'
+        "SELECT count(*) FROM events WHERE type = 'error' AND source LIKE 'openclaw%'
+            AND source != 'openclaw-log'
             AND trace_id = ?1 AND span_id = ?2 AND message LIKE '%fake bad request%'",
         &[&hexb(&fail_trace), &hexb(&fail_call)],
     );
     assert_eq!(fail_events, 1);
+    let all_fail_events = one(
+        "SELECT count(*) FROM events WHERE type = 'error' AND source != 'openclaw-log'
+            AND message LIKE '%fake bad request%'",
+        &[],
+    );
+    assert_eq!(all_fail_events, 1, "the failure is reported once");
     let fail_status: String = db()
         .query_row(
             "SELECT status FROM traces WHERE trace_id = ?1",

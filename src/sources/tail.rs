@@ -554,8 +554,13 @@ impl Tailer {
                     .lines
                     .iter()
                     .filter_map(|l| {
+                        // The text is part of the name: a file truncated in place reuses offsets.
                         let off = l.offset.to_string();
-                        parse_line(&l.text, &[SOURCE, &chunk.key, &off], self.keep_info)
+                        parse_line(
+                            &l.text,
+                            &[SOURCE, &chunk.key, &off, &l.text],
+                            self.keep_info,
+                        )
                     })
                     .map(|e| Record::Event(Box::new(e)))
                     .collect();

@@ -3,6 +3,7 @@
 # scripts/setup-*.sh: Python venvs and npm packages under .cache/, Debian packages via apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-openclaw.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh

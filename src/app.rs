@@ -142,6 +142,29 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
+    let mut tasks = tasks;
+    // Natural keys of merged spans go when retention has deleted their spans.
+    tasks.push(spawn_every(cfg.store.cleanup_interval, {
+        let p = pipeline.clone();
+        move || {
+            p.run_job(|conn| {
+                if let Err(e) = store::merge::prune_keys(conn) {
+                    tracing::warn!(error = %e, "pruning span keys failed");
+                }
+            });
+        }
+    }));
+    // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
+    tasks.extend(crate::sources::tail::spawn(
+        &cfg.tail,
+        pipeline.clone(),
+        &db_path,
+    ));
+    tasks.extend(crate::sources::transcripts::spawn(
+        &cfg.transcripts,
+        pipeline.clone(),
+        &db_path,
+    ));
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     Ok(Daemon {

@@ -26,6 +26,7 @@ pub struct Config {
     pub store: store::StoreConfig,
     pub log: logging::LogConfig,
     pub tail: sources::tail::TailConfig,
+    pub transcripts: sources::transcripts::TranscriptsConfig,
     pub host: sources::host::HostConfig,
     pub push: sinks::push::PushConfig,
     pub redact: redact::RedactConfig,
@@ -75,6 +76,9 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sources::ingest::SETTINGS, |c| &mut c.ingest);
     lift(&mut out, logging::SETTINGS, |c| &mut c.log);
     lift(&mut out, sources::tail::SETTINGS, |c| &mut c.tail);
+    lift(&mut out, sources::transcripts::SETTINGS, |c| {
+        &mut c.transcripts
+    });
     lift(&mut out, sources::host::SETTINGS, |c| &mut c.host);
     lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);
     lift(&mut out, redact::SETTINGS, |c| &mut c.redact);

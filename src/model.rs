@@ -176,6 +176,20 @@ pub struct Span {
     pub resource: Map<String, Value>,
     /// Which source produced it (`api`, `otlp`, `openclaw`, ...).
     pub source: &'static str,
+    /// Set when this record is one piece of a span reported in pieces: it is merged into
+    /// the stored span instead of being skipped as a duplicate (see `store::write`).
+    pub merge: Option<SpanMerge>,
+}
+
+/// How a span reported in pieces (by several sources or events) joins the stored one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanMerge {
+    /// Names the same span across sources that cannot know each other's ids
+    /// (an LLM response seen by a plugin and by a session transcript).
+    pub key: Option<String>,
+    /// The ids were made up by the source: on a key match the record joins the
+    /// span that has real ids, and a stored provisional span moves to the real ids.
+    pub provisional: bool,
 }
 
 impl Span {
@@ -222,6 +236,7 @@ impl Span {
             attributes: Map::new(),
             resource: Map::new(),
             source: "api",
+            merge: None,
         }
     }
 

@@ -80,7 +80,7 @@ pub async fn read_body(st: &SharedState, req: Request) -> Result<(HeaderMap, Byt
     }
 }
 
-fn invalid(e: ingest::FieldError) -> ApiError {
+pub(super) fn invalid(e: ingest::FieldError) -> ApiError {
     let mut body = serde_json::to_value(&e).unwrap_or_else(|_| json!({}));
     let prefix = match (&e.item, &e.field) {
         (Some(i), Some(f)) => format!("item {i}, field {f}: "),

@@ -3,6 +3,7 @@
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod openclaw;
 pub mod query;
 pub mod stream;
 
@@ -257,6 +258,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/events",
             post(ingest::post_events).get(query::list_events),
         )
+        .route("/v1/openclaw/events", post(openclaw::post_events))
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
         .route("/metrics", get(metrics::metrics))

@@ -1,4 +1,6 @@
 //! Sources: everything that produces records for the pipeline.
 pub mod host;
 pub mod ingest;
+pub mod openclaw;
 pub mod tail;
+pub mod transcripts;

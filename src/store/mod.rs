@@ -1,6 +1,8 @@
 //! The local SQLite store: one writer connection (owned by the pipeline's writer
 //! thread) and a small pool of read-only connections for queries.
 
+pub mod merge;
+pub mod offsets;
 pub mod query;
 pub mod retention;
 pub mod schema;

@@ -139,6 +139,28 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: spans reported in pieces, and where file and database readers stopped.
+    r#"
+    -- A natural key (an LLM response, say) naming one span across sources that cannot
+    -- know each other's ids; provisional = the span's ids were made up by its source.
+    CREATE TABLE span_keys (
+        key TEXT PRIMARY KEY,
+        trace_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        provisional INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX span_keys_span ON span_keys(trace_id, span_id);
+
+    -- Each reader's position in each file or database it follows (log tailer, transcripts).
+    CREATE TABLE source_offsets (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT,
+        position INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (source, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

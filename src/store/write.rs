@@ -14,7 +14,7 @@ pub struct WriteOutcome {
     pub inserted: Vec<bool>,
 }
 
-fn json_or_null(m: &Map<String, Value>) -> Option<String> {
+pub(super) fn json_or_null(m: &Map<String, Value>) -> Option<String> {
     (!m.is_empty()).then(|| Value::Object(m.clone()).to_string())
 }
 
@@ -45,7 +45,25 @@ pub fn write_records(
 }
 
 fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached(
+    if s.merge.is_some() {
+        return super::merge::merge_span(tx, s, received_ns);
+    }
+    let n = write_span_row(tx, s, received_ns, "DO NOTHING")?;
+    if n == 0 {
+        return Ok(false);
+    }
+    upsert_trace(tx, s, received_ns)?;
+    Ok(true)
+}
+
+/// Inserts one span row; `on_conflict` says what a row with the same ids does.
+pub(super) fn write_span_row(
+    tx: &Transaction,
+    s: &Span,
+    received_ns: i64,
+    on_conflict: &str,
+) -> rusqlite::Result<usize> {
+    let mut stmt = tx.prepare_cached(&format!(
         "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
             status_message, agent_id, session_id, user_id, operation, provider, request_model,
             response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
@@ -54,11 +72,11 @@ fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result
             output_text_len, attributes, resource, source, received_ns)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)
-         ON CONFLICT(trace_id, span_id) DO NOTHING",
-    )?;
+         ON CONFLICT(trace_id, span_id) {on_conflict}"
+    ))?;
     let finish = (!s.finish_reasons.is_empty())
         .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
-    let n = stmt.execute(params![
+    stmt.execute(params![
         &s.trace_id.0[..],
         &s.span_id.0[..],
         s.parent_span_id.as_ref().map(|p| &p.0[..]),
@@ -96,12 +114,7 @@ fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result
         json_or_null(&s.resource),
         s.source,
         received_ns,
-    ])?;
-    if n == 0 {
-        return Ok(false);
-    }
-    upsert_trace(tx, s, received_ns)?;
-    Ok(true)
+    ])
 }
 
 /// Keeps the trace's summary row current whatever order its spans arrive in.

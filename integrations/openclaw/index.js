@@ -1,0 +1,320 @@
+// openclaw-trace plugin for OpenClaw: forwards typed hooks and trusted
+// diagnostic events to a local openclaw-trace sidecar (POST /v1/openclaw/events).
+//
+// Harmless by construction: every handler only copies a small object into a
+// bounded in-memory queue and returns; a timer sends batches in the background;
+// nothing here throws into the gateway or awaits the network on its path.
+// Events are sent as `{kind, ts, event, ctx}`; the sidecar does all mapping.
+
+import { onInternalDiagnosticEvent } from "openclaw/plugin-sdk/diagnostic-runtime";
+
+const VERSION = "0.1.0";
+// One sender per process, however many times register() runs.
+const STATE_KEY = Symbol.for("openclaw-trace.plugin.state");
+
+const HOOKS = [
+  "model_call_started",
+  "model_call_ended",
+  "llm_input",
+  "llm_output",
+  "before_tool_call",
+  "after_tool_call",
+  "agent_end",
+  "session_start",
+  "session_end",
+  "before_message_write",
+];
+
+const DIAGNOSTIC_TYPES = [
+  "model.usage",
+  "model.call.started",
+  "model.call.completed",
+  "model.call.error",
+  "tool.execution.started",
+  "tool.execution.completed",
+  "tool.execution.error",
+  "tool.execution.blocked",
+  "run.started",
+  "run.completed",
+  "harness.run.started",
+  "harness.run.completed",
+  "harness.run.error",
+];
+
+const MAX_TEXT = 16384;
+
+function defaults(cfg) {
+  const c = cfg && typeof cfg === "object" ? cfg : {};
+  const int = (v, d, min) => (Number.isInteger(v) && v >= min ? v : d);
+  return {
+    url: typeof c.url === "string" && c.url ? c.url.replace(/\/+$/, "") : "http://127.0.0.1:9090",
+    token: typeof c.token === "string" && c.token ? c.token : undefined,
+    captureContent: c.captureContent === true,
+    maxQueue: int(c.maxQueue, 5000, 10),
+    flushIntervalMs: int(c.flushIntervalMs, 1000, 50),
+    maxBatch: int(c.maxBatch, 500, 1),
+  };
+}
+
+function textLength(v) {
+  if (v == null) return 0;
+  if (typeof v === "string") return v.length;
+  try {
+    return JSON.stringify(v).length;
+  } catch {
+    return 0;
+  }
+}
+
+function capText(v) {
+  if (typeof v === "string") return v.length > MAX_TEXT ? v.slice(0, MAX_TEXT) : v;
+  try {
+    const s = JSON.stringify(v);
+    return s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : v;
+  } catch {
+    return undefined;
+  }
+}
+
+// Content fields of each hook: dropped (lengths kept) unless captureContent is on.
+const CONTENT_FIELDS = {
+  llm_input: ["systemPrompt", "prompt", "historyMessages", "tools"],
+  llm_output: ["assistantTexts"],
+  before_tool_call: ["params"],
+  after_tool_call: ["params", "result"],
+  agent_end: ["messages"],
+  before_message_write: [],
+};
+
+// Bounded maps that carry a model call's or tool call's trace context to the
+// hooks that lack it (before_message_write, after_tool_call). Oldest entries go first.
+const CORRELATION_LIMIT = 1000;
+
+function remember(map, key, value) {
+  if (key == null) return;
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > CORRELATION_LIMIT) map.delete(map.keys().next().value);
+}
+
+function take(map, key) {
+  if (key == null) return undefined;
+  const v = map.get(key);
+  map.delete(key);
+  return v;
+}
+
+function sanitizeEvent(hook, event, capture) {
+  if (!event || typeof event !== "object") return event;
+  const out = {};
+  const content = CONTENT_FIELDS[hook] || [];
+  for (const [k, v] of Object.entries(event)) {
+    if (content.includes(k)) {
+      if (capture) out[k] = capText(v);
+      else out[`${k}Chars`] = textLength(v);
+    } else if ((k === "lastAssistant" || k === "message") && v && typeof v === "object") {
+      const { content: body, ...rest } = v;
+      out[k] = capture ? { ...rest, content: capText(body) } : { ...rest, contentChars: textLength(body) };
+    } else if (typeof v === "function" || k === "abortSignal") {
+      // not data
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+function sanitizeCtx(ctx) {
+  if (!ctx || typeof ctx !== "object") return {};
+  const out = {};
+  for (const [k, v] of Object.entries(ctx)) {
+    if (typeof v === "function" || k === "abortSignal" || k === "pluginConfig") continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+// The assistant message OpenClaw writes to the transcript right after a model call
+// ends carries the response id and usage; it is tied to that call here because its
+// hook context has no trace. Returns extra context fields, or null to skip the event.
+const lastCallBySession = new Map();
+const toolTraceById = new Map();
+
+function correlate(name, event, ctx) {
+  const e = event || {};
+  const c = ctx || {};
+  switch (name) {
+    case "model_call_ended":
+      remember(lastCallBySession, c.sessionKey || e.sessionKey, {
+        trace: c.trace,
+        runId: e.runId || c.runId,
+        callId: e.callId,
+        sessionId: e.sessionId || c.sessionId,
+      });
+      return undefined;
+    case "before_message_write": {
+      const m = e.message;
+      if (!m || m.role !== "assistant") return null;
+      const call = take(lastCallBySession, c.sessionKey);
+      return call ? { call } : undefined;
+    }
+    case "before_tool_call":
+      remember(toolTraceById, e.toolCallId || c.toolCallId, c.trace);
+      return undefined;
+    case "after_tool_call": {
+      const trace = take(toolTraceById, e.toolCallId || c.toolCallId);
+      return trace && !c.trace ? { trace } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function createSender(initial) {
+  const state = {
+    cfg: defaults(initial),
+    queue: [],
+    dropped: 0,
+    sending: false,
+    backoffMs: 0,
+    nextTryAt: 0,
+  };
+
+  // Items are serialized when queued: a snapshot the gateway cannot change later, and
+  // one that cannot fail (and so block the queue) when the batch is sent.
+  function push(item) {
+    if (state.queue.length >= state.cfg.maxQueue) {
+      state.dropped += 1;
+      return;
+    }
+    let text;
+    try {
+      text = JSON.stringify(item);
+    } catch {
+      state.dropped += 1;
+      return;
+    }
+    if (typeof text === "string") state.queue.push(text);
+  }
+
+  async function flush() {
+    if (state.sending || state.queue.length === 0 || Date.now() < state.nextTryAt) return;
+    state.sending = true;
+    const batch = state.queue.slice(0, state.cfg.maxBatch);
+    const dropped = state.dropped;
+    try {
+      const headers = { "content-type": "application/json" };
+      if (state.cfg.token) headers.authorization = `Bearer ${state.cfg.token}`;
+      const res = await fetch(`${state.cfg.url}/v1/openclaw/events`, {
+        method: "POST",
+        headers,
+        body: `{"plugin":${JSON.stringify({ version: VERSION, dropped })},"events":[${batch.join(",")}]}`,
+        signal: AbortSignal.timeout(10000),
+      });
+      if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)) {
+        // Accepted, or refused for good (a 4xx would be refused again): either way it is done.
+        state.queue.splice(0, batch.length);
+        state.dropped -= dropped;
+        state.backoffMs = 0;
+      } else {
+        retryLater();
+      }
+      await res.arrayBuffer().catch(() => undefined);
+    } catch {
+      retryLater();
+    } finally {
+      state.sending = false;
+    }
+  }
+
+  function retryLater() {
+    // The sidecar is down or busy: keep the batch (the queue stays bounded) and back off.
+    state.backoffMs = Math.min(Math.max(state.backoffMs * 2, 250), 5000);
+    state.nextTryAt = Date.now() + state.backoffMs;
+  }
+
+  const timer = setInterval(() => {
+    flush().catch(() => undefined);
+  }, state.cfg.flushIntervalMs);
+  if (typeof timer.unref === "function") timer.unref();
+
+  return {
+    state,
+    configure(cfg) {
+      state.cfg = defaults(cfg);
+    },
+    hook(name, event, ctx) {
+      const extra = correlate(name, event, ctx);
+      if (extra === null) return;
+      push({
+        kind: `hook:${name}`,
+        ts: Date.now(),
+        event: sanitizeEvent(name, event, state.cfg.captureContent),
+        ctx: extra ? { ...sanitizeCtx(ctx), ...extra } : sanitizeCtx(ctx),
+      });
+    },
+    diagnostic(event, meta) {
+      push({
+        kind: `tdiag:${event && event.type}`,
+        ts: Date.now(),
+        event,
+        ctx: { trusted: !!(meta && meta.trusted) },
+      });
+    },
+    flush,
+  };
+}
+
+function register(api) {
+  try {
+    let sender = globalThis[STATE_KEY];
+    if (sender) {
+      sender.configure(api.pluginConfig);
+    } else {
+      sender = createSender(api.pluginConfig);
+      globalThis[STATE_KEY] = sender;
+      onInternalDiagnosticEvent(
+        (event, meta) => {
+          try {
+            sender.diagnostic(event, meta);
+          } catch {
+            // never throw into the gateway
+          }
+        },
+        { include: DIAGNOSTIC_TYPES },
+      );
+    }
+    // Hooks belong to this registry, so they are registered with each api; the
+    // same event seen twice is stored once by the sidecar (ids are OpenClaw's).
+    const seenByHook = sender.seenEvents || (sender.seenEvents = new Map());
+    for (const name of HOOKS) {
+      if (!seenByHook.has(name)) seenByHook.set(name, new WeakSet());
+      const seen = seenByHook.get(name);
+      api.on(name, (event, ctx) => {
+        try {
+          if (event && typeof event === "object") {
+            if (seen.has(event)) return undefined;
+            seen.add(event);
+          }
+          sender.hook(name, event, ctx);
+        } catch {
+          // never throw into the gateway
+        }
+        return undefined;
+      });
+    }
+  } catch (err) {
+    try {
+      api.logger?.warn?.(`openclaw-trace plugin disabled: ${err && err.message}`);
+    } catch {
+      // ignore
+    }
+  }
+}
+
+export default {
+  id: "openclaw-trace",
+  name: "openclaw-trace",
+  description: "Forwards model calls, tool calls, runs, usage and cost to openclaw-trace",
+  register,
+};

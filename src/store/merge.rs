@@ -1,0 +1,522 @@
+//! Spans reported in pieces. One OpenClaw model call is described by a hook when it
+//! starts, a hook when it ends, a diagnostic event with usage and cost, the message
+//! written to the transcript...; each piece is a `Span` with `merge` set, and they
+//! all end up as ONE row holding the union of what they said:
+//! - same (trace_id, span_id): columns are COALESCEd (the first value stays), start
+//!   is the earliest, end the latest, an error status wins, attributes are united;
+//! - same `merge.key` (a natural key such as an LLM response): a provisional piece
+//!   (ids made up by its source) joins the span with real ids; a stored provisional
+//!   span moves to the real ids when they arrive (its events follow it).
+//!
+//! The trace's summary row is recomputed from its spans after each piece, so totals
+//! never count a call twice whatever order the pieces arrive in.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::write::write_span_row;
+use crate::model::{Span, SpanId, TraceId};
+
+/// Columns where the first known value is kept.
+const COALESCED: &[&str] = &[
+    "status_message",
+    "agent_id",
+    "session_id",
+    "user_id",
+    "operation",
+    "provider",
+    "request_model",
+    "response_model",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_source",
+    "finish_reasons",
+    "tool_name",
+    "tool_call_id",
+    "error_type",
+    "input_text",
+    "input_text_len",
+    "output_text",
+    "output_text_len",
+];
+
+/// `SET` assignments merging `new` into `old` (table aliases), `old` winning ties.
+fn merge_assignments(old: &str, new: &str) -> String {
+    let mut parts: Vec<String> = COALESCED
+        .iter()
+        .map(|c| format!("{c} = COALESCE({old}.{c}, {new}.{c})"))
+        .collect();
+    parts.push(format!(
+        "parent_span_id = COALESCE({old}.parent_span_id, {new}.parent_span_id)"
+    ));
+    parts.push(format!("start_ns = MIN({old}.start_ns, {new}.start_ns)"));
+    parts.push(format!(
+        "end_ns = MAX(COALESCE({old}.end_ns, {new}.end_ns), COALESCE({new}.end_ns, {old}.end_ns))"
+    ));
+    parts.push(format!(
+        "status = CASE WHEN {old}.status = 'error' OR {new}.status = 'error' THEN 'error'
+                       WHEN {old}.status = 'ok' OR {new}.status = 'ok' THEN 'ok' ELSE 'unset' END"
+    ));
+    for col in ["attributes", "resource"] {
+        parts.push(format!(
+            "{col} = NULLIF(json_patch(COALESCE({new}.{col}, '{{}}'), COALESCE({old}.{col}, '{{}}')), '{{}}')"
+        ));
+    }
+    parts.join(",\n")
+}
+
+fn span_exists(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT id FROM spans WHERE trace_id = ?1 AND span_id = ?2")?
+        .query_row(params![&t.0[..], &s.0[..]], |r| r.get(0))
+        .optional()
+}
+
+/// Where a key points, if the span it names is still stored.
+fn lookup_key(tx: &Transaction, key: &str) -> rusqlite::Result<Option<(TraceId, SpanId, bool)>> {
+    let row: Option<(Vec<u8>, Vec<u8>, bool)> = tx
+        .prepare_cached("SELECT trace_id, span_id, provisional FROM span_keys WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((t, s, provisional)) = row else {
+        return Ok(None);
+    };
+    match (TraceId::from_slice(&t), SpanId::from_slice(&s)) {
+        (Some(t), Some(s)) if span_exists(tx, &t, &s)?.is_some() => Ok(Some((t, s, provisional))),
+        _ => Ok(None),
+    }
+}
+
+fn set_key(
+    tx: &Transaction,
+    key: &str,
+    t: &TraceId,
+    s: &SpanId,
+    provisional: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO span_keys (key, trace_id, span_id, provisional) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(key) DO UPDATE SET trace_id = excluded.trace_id, span_id = excluded.span_id,
+            provisional = excluded.provisional",
+    )?
+    .execute(params![key, &t.0[..], &s.0[..], provisional])?;
+    Ok(())
+}
+
+/// Moves the provisional span `from` to the real ids `to` (merging into `to` when it is
+/// already stored), with its keys and linked events; recomputes the trace it left.
+fn move_span(
+    tx: &Transaction,
+    from: (TraceId, SpanId),
+    to: (TraceId, SpanId),
+    now: i64,
+) -> rusqlite::Result<()> {
+    let Some(from_id) = span_exists(tx, &from.0, &from.1)? else {
+        return Ok(());
+    };
+    match span_exists(tx, &to.0, &to.1)? {
+        Some(to_id) => {
+            tx.execute(
+                &format!(
+                    "UPDATE spans AS t SET {} FROM (SELECT * FROM spans WHERE id = ?1) AS p WHERE t.id = ?2",
+                    merge_assignments("t", "p")
+                ),
+                params![from_id, to_id],
+            )?;
+            tx.execute("DELETE FROM spans WHERE id = ?1", [from_id])?;
+            fix_latency(tx, &to.0, &to.1)?;
+        }
+        None => {
+            // Its parent was made up too; the real pieces bring the real one.
+            tx.execute(
+                "UPDATE spans SET trace_id = ?1, span_id = ?2, parent_span_id = NULL WHERE id = ?3",
+                params![&to.0.0[..], &to.1.0[..], from_id],
+            )?;
+        }
+    }
+    tx.execute(
+        "UPDATE events SET trace_id = ?1, span_id = ?2 WHERE trace_id = ?3 AND span_id = ?4",
+        params![&to.0.0[..], &to.1.0[..], &from.0.0[..], &from.1.0[..]],
+    )?;
+    tx.execute(
+        "UPDATE span_keys SET trace_id = ?1, span_id = ?2, provisional = 0
+         WHERE trace_id = ?3 AND span_id = ?4",
+        params![&to.0.0[..], &to.1.0[..], &from.0.0[..], &from.1.0[..]],
+    )?;
+    if from.0 != to.0 {
+        recompute_trace(tx, &from.0, None, now)?;
+    }
+    Ok(())
+}
+
+fn fix_latency(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE spans SET latency_ms = CASE WHEN end_ns IS NULL THEN NULL
+            ELSE (end_ns - start_ns) / 1e6 END
+         WHERE trace_id = ?1 AND span_id = ?2",
+    )?
+    .execute(params![&t.0[..], &s.0[..]])?;
+    Ok(())
+}
+
+/// Writes one piece of a span. True when it created the row (false when it merged).
+pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
+    let spec = s.merge.clone().unwrap_or_default();
+    let own = (s.trace_id, s.span_id);
+    let mut target = own;
+    let mut record_key = false;
+    if let Some(key) = spec.key.as_deref() {
+        match lookup_key(tx, key)? {
+            None => record_key = true,
+            Some((t, sp, _)) if (t, sp) == own => {}
+            Some((t, sp, stored_provisional)) => {
+                if spec.provisional {
+                    target = (t, sp);
+                } else if stored_provisional {
+                    move_span(tx, (t, sp), own, received_ns)?;
+                    record_key = true;
+                }
+                // Two spans with real ids claiming one key stay two spans.
+            }
+        }
+    }
+    let folded;
+    let piece = if target == own {
+        s
+    } else {
+        // A provisional piece joining a real span: its made-up parent does not apply there.
+        let mut f = s.clone();
+        f.trace_id = target.0;
+        f.span_id = target.1;
+        f.parent_span_id = None;
+        folded = f;
+        &folded
+    };
+    let existed = span_exists(tx, &target.0, &target.1)?.is_some();
+    let on_conflict = format!("DO UPDATE SET {}", merge_assignments("spans", "excluded"));
+    write_span_row(tx, piece, received_ns, &on_conflict)?;
+    fix_latency(tx, &target.0, &target.1)?;
+    if record_key && let Some(key) = spec.key.as_deref() {
+        set_key(tx, key, &target.0, &target.1, spec.provisional)?;
+    }
+    recompute_trace(tx, &target.0, s.parent_trace_id.as_ref(), received_ns)?;
+    Ok(!existed)
+}
+
+/// Rebuilds a trace's summary row from its spans (deletes it when none is left).
+pub fn recompute_trace(
+    tx: &Transaction,
+    trace: &TraceId,
+    parent_trace: Option<&TraceId>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let t = &trace.0[..];
+    let spans: i64 = tx
+        .prepare_cached("SELECT count(*) FROM spans WHERE trace_id = ?1")?
+        .query_row([t], |r| r.get(0))?;
+    if spans == 0 {
+        tx.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")?
+            .execute([t])?;
+        return Ok(());
+    }
+    // Usage counts only for model calls, as in the incremental path (`write::upsert_trace`).
+    tx.prepare_cached(
+        "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
+            status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
+            total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id,
+            user_id, updated_ns)
+         SELECT ?1,
+            (SELECT span_id FROM spans WHERE trace_id = ?1 AND parent_span_id IS NULL
+                ORDER BY start_ns, id LIMIT 1),
+            COALESCE((SELECT name FROM spans WHERE trace_id = ?1 AND parent_span_id IS NULL
+                ORDER BY start_ns, id LIMIT 1),
+                (SELECT name FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id LIMIT 1)),
+            ?2,
+            MIN(start_ns), MAX(end_ns),
+            CASE WHEN SUM(status = 'error') > 0 THEN 'error'
+                 WHEN SUM(status = 'ok') > 0 THEN 'ok' ELSE 'unset' END,
+            COUNT(*), SUM(status = 'error'), SUM(kind = 'llm_call'), SUM(kind = 'tool_call'),
+            TOTAL(CASE WHEN kind IN ('llm_call', 'embedding') THEN COALESCE(input_tokens, 0) END),
+            TOTAL(CASE WHEN kind IN ('llm_call', 'embedding') THEN COALESCE(output_tokens, 0) END),
+            TOTAL(CASE WHEN kind IN ('llm_call', 'embedding') THEN COALESCE(total_tokens,
+                COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)) END),
+            TOTAL(CASE WHEN kind IN ('llm_call', 'embedding') THEN COALESCE(cache_read_tokens, 0) END),
+            TOTAL(CASE WHEN kind IN ('llm_call', 'embedding') THEN COALESCE(cache_write_tokens, 0) END),
+            SUM(CASE WHEN kind IN ('llm_call', 'embedding') THEN cost_usd END),
+            (SELECT agent_id FROM spans WHERE trace_id = ?1 AND agent_id IS NOT NULL ORDER BY start_ns LIMIT 1),
+            (SELECT session_id FROM spans WHERE trace_id = ?1 AND session_id IS NOT NULL ORDER BY start_ns LIMIT 1),
+            (SELECT user_id FROM spans WHERE trace_id = ?1 AND user_id IS NOT NULL ORDER BY start_ns LIMIT 1),
+            ?3
+         FROM spans WHERE trace_id = ?1
+         ON CONFLICT(trace_id) DO UPDATE SET
+            root_span_id = excluded.root_span_id,
+            root_name = excluded.root_name,
+            parent_trace_id = COALESCE(traces.parent_trace_id, excluded.parent_trace_id),
+            start_ns = excluded.start_ns,
+            end_ns = excluded.end_ns,
+            status = excluded.status,
+            span_count = excluded.span_count,
+            error_count = excluded.error_count,
+            llm_calls = excluded.llm_calls,
+            tool_calls = excluded.tool_calls,
+            input_tokens = excluded.input_tokens,
+            output_tokens = excluded.output_tokens,
+            total_tokens = excluded.total_tokens,
+            cache_read_tokens = excluded.cache_read_tokens,
+            cache_write_tokens = excluded.cache_write_tokens,
+            cost_usd = excluded.cost_usd,
+            agent_id = COALESCE(traces.agent_id, excluded.agent_id),
+            session_id = COALESCE(traces.session_id, excluded.session_id),
+            user_id = COALESCE(traces.user_id, excluded.user_id),
+            updated_ns = excluded.updated_ns",
+    )?
+    .execute(params![t, parent_trace.map(|p| &p.0[..]), now])?;
+    Ok(())
+}
+
+/// Forgets keys whose span is gone (deleted by retention). Returns how many.
+pub fn prune_keys(conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM span_keys WHERE NOT EXISTS (SELECT 1 FROM spans s
+            WHERE s.trace_id = span_keys.trace_id AND s.span_id = span_keys.span_id)",
+        [],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CostSource, Record, SpanKind, SpanMerge, StatusCode};
+    use crate::store::write::write_records;
+    use rusqlite::Connection;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn piece(t: u8, s: u8, start: i64) -> Span {
+        let mut sp = Span::new(
+            TraceId([t; 16]),
+            SpanId([s; 8]),
+            "chat m".into(),
+            SpanKind::LlmCall,
+            start,
+        );
+        sp.merge = Some(SpanMerge::default());
+        sp
+    }
+
+    fn write(c: &mut Connection, spans: Vec<Span>) -> Vec<bool> {
+        let tx = c.transaction().unwrap();
+        let recs: Vec<Record> = spans
+            .into_iter()
+            .map(|s| Record::Span(Box::new(s)))
+            .collect();
+        let out = write_records(&tx, &recs, 1).unwrap();
+        tx.commit().unwrap();
+        out.inserted
+    }
+
+    fn trace_totals(c: &Connection, t: u8) -> (i64, i64, i64, Option<f64>, String) {
+        c.query_row(
+            "SELECT span_count, input_tokens, llm_calls, cost_usd, status FROM traces WHERE trace_id = ?1",
+            [&[t; 16][..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pieces_of_one_span_merge_without_double_counting() {
+        let mut c = db();
+        let mut start = piece(1, 1, 1_000);
+        start.provider = Some("fake".into());
+        start.attributes.insert("a".into(), 1.into());
+        let mut end = piece(1, 1, 900);
+        end.end_ns = Some(5_000);
+        end.status = StatusCode::Ok;
+        end.attributes.insert("b".into(), 2.into());
+        let mut usage = piece(1, 1, 1_000);
+        usage.input_tokens = Some(200);
+        usage.cost_usd = Some(0.5);
+        usage.cost_source = Some(CostSource::Reported);
+        let inserted = write(&mut c, vec![start, end, usage.clone()]);
+        assert_eq!(inserted, vec![true, false, false]);
+        // The same usage again (a retried delivery) changes nothing.
+        write(&mut c, vec![usage]);
+        let (n, tokens, calls, cost, status) = trace_totals(&c, 1);
+        assert_eq!((n, tokens, calls, cost), (1, 200, 1, Some(0.5)));
+        assert_eq!(status, "ok");
+        let (start_ns, end_ns, lat, prov, attrs): (i64, i64, f64, String, String) = c
+            .query_row(
+                "SELECT start_ns, end_ns, latency_ms, provider, attributes FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!((start_ns, end_ns), (900, 5_000));
+        assert!((lat - 0.0041).abs() < 1e-9);
+        assert_eq!(prov, "fake");
+        let attrs: serde_json::Value = serde_json::from_str(&attrs).unwrap();
+        assert_eq!(attrs, serde_json::json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn provisional_piece_joins_the_real_span_by_key() {
+        let mut c = db();
+        let mut real = piece(1, 1, 1_000);
+        real.merge = Some(SpanMerge {
+            key: Some("k1".into()),
+            provisional: false,
+        });
+        real.input_tokens = Some(10);
+        real.cost_usd = Some(0.1);
+        let mut prov = piece(9, 9, 1_001);
+        prov.parent_span_id = Some(SpanId([7; 8]));
+        prov.merge = Some(SpanMerge {
+            key: Some("k1".into()),
+            provisional: true,
+        });
+        prov.input_tokens = Some(10);
+        prov.cost_usd = Some(0.1);
+        prov.response_model = Some("m-1".into());
+        assert_eq!(write(&mut c, vec![real, prov.clone()]), vec![true, false]);
+        write(&mut c, vec![prov]);
+        assert_eq!(trace_totals(&c, 1).1, 10);
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "the provisional trace never appears");
+        let (parent, model): (Option<Vec<u8>>, String) = c
+            .query_row(
+                "SELECT parent_span_id, response_model FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(parent, None);
+        assert_eq!(model, "m-1");
+    }
+
+    #[test]
+    fn stored_provisional_span_moves_to_real_ids() {
+        let mut c = db();
+        let mut prov = piece(9, 9, 1_000);
+        prov.merge = Some(SpanMerge {
+            key: Some("k1".into()),
+            provisional: true,
+        });
+        prov.input_tokens = Some(10);
+        prov.cost_usd = Some(0.25);
+        let mut other = piece(9, 8, 2_000);
+        other.input_tokens = Some(5);
+        write(&mut c, vec![prov.clone(), other]);
+        {
+            let tx = c.transaction().unwrap();
+            let mut e =
+                crate::model::Event::new(crate::model::EventType::Error, "boom".into(), 1_000);
+            e.trace_id = Some(TraceId([9; 16]));
+            e.span_id = Some(SpanId([9; 8]));
+            write_records(&tx, &[Record::Event(Box::new(e))], 1).unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(trace_totals(&c, 9).1, 15);
+        let mut real = piece(1, 1, 1_001);
+        real.parent_span_id = Some(SpanId([2; 8]));
+        real.merge = Some(SpanMerge {
+            key: Some("k1".into()),
+            provisional: false,
+        });
+        real.input_tokens = Some(10);
+        real.cost_usd = Some(0.25);
+        write(&mut c, vec![real]);
+        assert_eq!(trace_totals(&c, 1).1, 10);
+        assert_eq!(trace_totals(&c, 1).3, Some(0.25));
+        assert_eq!(
+            trace_totals(&c, 9).1,
+            5,
+            "the old trace lost the moved call"
+        );
+        let ev_trace: Vec<u8> = c
+            .query_row("SELECT trace_id FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ev_trace, vec![1; 16], "events follow the span");
+        // A late re-read of the provisional piece folds into the real span.
+        write(&mut c, vec![prov]);
+        assert_eq!(trace_totals(&c, 1).1, 10);
+        let total: i64 = c
+            .query_row("SELECT sum(input_tokens) FROM spans", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(total, 15);
+    }
+
+    #[test]
+    fn keys_of_deleted_spans_are_pruned() {
+        let mut c = db();
+        let mut p = piece(1, 1, 1);
+        p.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: false,
+        });
+        write(&mut c, vec![p]);
+        assert_eq!(prune_keys(&c).unwrap(), 0);
+        c.execute("DELETE FROM spans", []).unwrap();
+        assert_eq!(prune_keys(&c).unwrap(), 1);
+    }
+
+    #[test]
+    fn moving_the_last_span_deletes_the_empty_trace() {
+        let mut c = db();
+        let mut prov = piece(9, 9, 1_000);
+        prov.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: true,
+        });
+        write(&mut c, vec![prov]);
+        let mut real = piece(1, 1, 1_000);
+        real.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: false,
+        });
+        write(&mut c, vec![real]);
+        let traces: i64 = c
+            .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(traces, 1);
+    }
+
+    #[test]
+    fn plain_and_merged_spans_share_correct_totals() {
+        let mut c = db();
+        let mut root = Span::new(
+            TraceId([1; 16]),
+            SpanId([5; 8]),
+            "invoke_agent main".into(),
+            SpanKind::AgentRun,
+            500,
+        );
+        root.end_ns = Some(9_000);
+        let mut llm = piece(1, 1, 1_000);
+        llm.parent_span_id = Some(SpanId([5; 8]));
+        llm.input_tokens = Some(7);
+        llm.status = StatusCode::Error;
+        write(&mut c, vec![root, llm]);
+        let (n, tokens, calls, _, status) = trace_totals(&c, 1);
+        assert_eq!((n, tokens, calls, status.as_str()), (2, 7, 1, "error"));
+        let (root_id, name, errors): (Vec<u8>, String, i64) = c
+            .query_row(
+                "SELECT root_span_id, root_name, error_count FROM traces",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(root_id, vec![5; 8]);
+        assert_eq!(name, "invoke_agent main");
+        assert_eq!(errors, 1);
+    }
+}

@@ -7,4 +7,4 @@ bash scripts/setup-openclaw.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh
-cargo test --locked --all-targets -- --test-threads=2
+cargo test --locked --all-targets --no-fail-fast -- --test-threads=2

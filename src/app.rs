@@ -48,8 +48,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
-    let transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
-    let hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;
+    let mut transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
+    let mut hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    transforms.extend(analytics.transforms());
+    hooks.extend(analytics.hooks());
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -61,6 +64,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             hooks,
         },
     );
+    // Queued before the listener opens, so backfill runs ahead of any ingest.
+    let analytics_tasks = analytics.start(&pipeline);
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     let bind: std::net::IpAddr = cfg
         .api
@@ -78,6 +83,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         started: Instant::now(),
         ready: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
+        analytics,
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let app = api::router(state.clone());
@@ -88,7 +94,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             })
             .await
     });
-    let tasks = vec![
+    let mut tasks = vec![
         spawn_every(cfg.store.cleanup_interval, {
             let p = pipeline.clone();
             let path = db_path.clone();
@@ -113,6 +119,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
+    tasks.extend(analytics_tasks);
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     Ok(Daemon {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::{api, logging, pipeline, sinks, sources, store};
+use crate::{analytics, api, logging, pipeline, sinks, sources, store};
 
 /// One setting of one component: its name (flag `--name-with-dashes`, TOML key `name`),
 /// its environment variable, the default shown in help, and how to apply a value.
@@ -28,6 +28,7 @@ pub struct Config {
     pub tail: sources::tail::TailConfig,
     pub host: sources::host::HostConfig,
     pub push: sinks::push::PushConfig,
+    pub analytics: analytics::AnalyticsConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -75,6 +76,7 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sources::tail::SETTINGS, |c| &mut c.tail);
     lift(&mut out, sources::host::SETTINGS, |c| &mut c.host);
     lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);
+    lift(&mut out, analytics::SETTINGS, |c| &mut c.analytics);
     out
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod analytics;
 pub mod health;
 pub mod ingest;
 pub mod query;
@@ -105,6 +106,7 @@ pub struct AppState {
     pub started: Instant,
     pub ready: AtomicBool,
     pub shutting_down: AtomicBool,
+    pub analytics: Arc<crate::analytics::Analytics>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -255,6 +257,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .merge(analytics::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
+pub mod analytics;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,10 @@ pub enum Cmd {
     Traces(traces::TracesArgs),
     /// Show one trace: its spans as a tree, and its events
     Trace(traces::TraceArgs),
+    /// Calls, tokens, cost and latency from the usage rollups
+    Usage(analytics::UsageArgs),
+    /// Per-agent baselines, and whether a run is anomalous (exit 1 when it is)
+    Baseline(analytics::BaselineArgs),
 }
 
 impl Cli {

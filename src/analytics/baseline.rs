@@ -62,7 +62,7 @@ impl Metric {
             Metric::Duration => 10.0,
             Metric::LlmCalls | Metric::ToolCalls => 1.0,
             Metric::Tokens => 10.0,
-            Metric::ErrorRate | Metric::RetryRate => 0.05,
+            Metric::ErrorRate | Metric::RetryRate => 0.1,
         }
     }
 }

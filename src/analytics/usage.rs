@@ -321,6 +321,17 @@ impl Dim {
             _ => None,
         }
     }
+    /// The name `group_by` and `--by` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Agent => "agent",
+            Dim::Session => "session",
+            Dim::User => "user",
+            Dim::Provider => "provider",
+            Dim::Model => "model",
+        }
+    }
+
     pub fn column(self) -> &'static str {
         match self {
             Dim::Agent => "agent_id",
@@ -597,16 +608,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
             Bucket::Hour => "hour",
             Bucket::Day => "day",
         }),
-        group_by: dims
-            .iter()
-            .map(|d| match d {
-                Dim::Model => "model",
-                Dim::Agent => "agent",
-                Dim::Session => "session",
-                Dim::User => "user",
-                Dim::Provider => "provider",
-            })
-            .collect(),
+        group_by: dims.iter().map(|d| d.name()).collect(),
         from: q.from_ns.map(|f| format_ns(hour_of(f))),
         to: q.to_ns.map(format_ns),
         rows: out,

@@ -46,9 +46,7 @@ pub fn usage_query(p: &HashMap<String, String>) -> Result<UsageQuery, ApiError> 
     q.from_ns = time_param(p, "from")?;
     q.to_ns = time_param(p, "to")?;
     for d in Dim::ALL {
-        let name = d.column();
-        let short = name.trim_end_matches("_id");
-        if let Some(v) = text(p, name).or_else(|| text(p, short)) {
+        if let Some(v) = text(p, d.column()).or_else(|| text(p, d.name())) {
             q.filters.push((*d, v));
         }
     }

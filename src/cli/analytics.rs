@@ -110,10 +110,7 @@ pub fn usage_table(q: &UsageQuery, r: &UsageReport) -> String {
         head.push(format!("{:<20}", "PERIOD"));
     }
     for d in &dims {
-        head.push(format!(
-            "{:<24}",
-            d.column().trim_end_matches("_id").to_uppercase()
-        ));
+        head.push(format!("{:<24}", d.name().to_uppercase()));
     }
     let _ = writeln!(
         out,

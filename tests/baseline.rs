@@ -324,3 +324,36 @@ fn unknown_runs_and_bad_ids() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_run_left_unchecked_by_a_crash_is_checked_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long settle: the daemon dies before it would check.
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_BASELINE_SETTLE", "1h")]);
+    normal_runs(&d, "agent-y", 20);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut r = normal(&mut Lcg(9), 1);
+    r.cost_per_call *= 40.0;
+    let before = spans_so_far(&d);
+    let run = post_run(&d, "agent-y", 500, now - 60_000, &r);
+    let want = before + 1 + (r.llm_calls + r.tools.len()) as i64;
+    assert_eq!(
+        d.wait_count("SELECT count(*) FROM spans", want, Duration::from_secs(10)),
+        want
+    );
+    d.kill9();
+    assert!(anomaly_events(&d).is_empty());
+    let d = Daemon::start_in(dir.path(), &[("OCT_BASELINE_SETTLE", "1h")]);
+    d.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'baseline_anomaly'",
+        1,
+        Duration::from_secs(10),
+    );
+    let events = anomaly_events(&d);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["trace_id"], run);
+    assert_eq!(events[0]["metrics"][0]["metric"], "cost_usd");
+}

@@ -501,6 +501,24 @@ pub fn check_and_record(
     Ok(Some(c))
 }
 
+/// Runs that finished since `since_ns` (newest first, at most `limit`): at startup,
+/// the ones a stop may have left unchecked. Checking twice records nothing twice.
+pub fn finished_since(
+    conn: &Connection,
+    since_ns: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<TraceId>> {
+    let mut stmt = conn.prepare(
+        "SELECT trace_id FROM spans WHERE kind = 'agent_run' AND parent_span_id IS NULL
+            AND agent_id IS NOT NULL AND end_ns >= ?1 ORDER BY end_ns DESC LIMIT ?2",
+    )?;
+    let ids = stmt
+        .query_map(params![since_ns, limit as i64], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(|r| r.ok().and_then(|b| TraceId::from_slice(&b)))
+        .collect();
+    Ok(ids)
+}
+
 /// Tells the checker about every finished agent run that was just stored.
 pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<TraceId>);
 

@@ -153,6 +153,10 @@ pub enum AnalyticsError {
     Pricing(#[from] pricing::PricingError),
 }
 
+/// At startup, runs that ended this recently are checked again (at most this many).
+const RECHECK_WINDOW_NS: i64 = 15 * 60 * 1_000_000_000;
+const RECHECK_MAX_RUNS: usize = 100;
+
 /// What `/health` shows of analytics.
 #[derive(Clone, Debug, Serialize)]
 pub struct AnalyticsHealth {
@@ -214,6 +218,7 @@ impl Analytics {
     /// any ingest, and starts the webhook and the run checker.
     pub fn start(self: &Arc<Self>, pipeline: &Pipeline) -> Vec<JoinHandle<()>> {
         let budgets = self.budgets.clone();
+        let (settings, alerts) = (self.config.baseline(), self.alerts.clone());
         pipeline.run_job(move |conn| {
             match usage::backfill(conn) {
                 Ok(0) => {}
@@ -222,6 +227,14 @@ impl Analytics {
             }
             if let Err(e) = budgets.load(conn, now_ns()) {
                 tracing::error!(error = %e, "cannot load budget state");
+            }
+            // Runs that ended shortly before a stop may not have been checked.
+            let recent =
+                baseline::finished_since(conn, now_ns() - RECHECK_WINDOW_NS, RECHECK_MAX_RUNS);
+            for id in recent.unwrap_or_default() {
+                if let Err(e) = baseline::check_and_record(conn, &id, &settings, &alerts) {
+                    tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
+                }
             }
         });
         let mut tasks = Vec::new();
@@ -271,5 +284,37 @@ impl Analytics {
             .filter(|b| b.over)
             .map(|b| format!("budget {} over: {:.1}% of its limit", b.budget, b.percent))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Sources};
+
+    #[test]
+    fn budgets_come_from_the_config_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "budgets = [\"global/day=$5\", \"agent:a/month=1M tokens\"]\nbaseline_threshold = 4\n",
+        )
+        .unwrap();
+        let mut src = Sources {
+            file: Some(file),
+            ..Default::default()
+        };
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 2);
+        assert_eq!(cfg.analytics.budgets[1].key(), "agent:a/month/tokens");
+        assert_eq!(cfg.analytics.baseline_threshold, 4.0);
+        src.env
+            .insert("OCT_BUDGETS".into(), "agent:b/day=$1".into());
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 1, "the environment wins");
+        src.env
+            .insert("OCT_ALERT_WEBHOOK".into(), "ftp://example".into());
+        let e = Config::load(&src).unwrap_err().0;
+        assert!(e.starts_with("OCT_ALERT_WEBHOOK"), "{e}");
     }
 }

@@ -48,8 +48,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
+    let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;
     let mut transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
     let mut hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    // Redaction first, so nothing downstream (cost, hooks, the store) sees a secret.
     if cfg.redact.enabled {
         transforms.push(Arc::new(crate::redact::Redactor));
     }
@@ -61,6 +63,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let live = Arc::new(crate::sinks::live::LiveHub::new());
     hooks.push(live.clone());
     hooks.push(Arc::new(crate::logging::CaptureLog::default()));
+    transforms.extend(analytics.transforms());
+    hooks.extend(analytics.hooks());
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -74,6 +78,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             hooks,
         },
     );
+    // Queued before the listener opens, so backfill runs ahead of any ingest.
+    let analytics_tasks = analytics.start(&pipeline);
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
         pipeline.clone(),
@@ -107,6 +113,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         shutting_down: AtomicBool::new(false),
         metrics,
         live,
+        analytics,
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let app = api::router(state.clone());
@@ -117,7 +124,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             })
             .await
     });
-    let tasks = vec![
+    let mut tasks = vec![
         spawn_every(cfg.store.cleanup_interval, {
             let p = pipeline.clone();
             let path = db_path.clone();
@@ -142,7 +149,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
-    let mut tasks = tasks;
     // Natural keys of merged spans go when retention has deleted their spans.
     tasks.push(spawn_every(cfg.store.cleanup_interval, {
         let p = pipeline.clone();
@@ -165,6 +171,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         pipeline.clone(),
         &db_path,
     ));
+    tasks.extend(analytics_tasks);
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     Ok(Daemon {

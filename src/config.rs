@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::{api, logging, metrics, pipeline, redact, sinks, sources, store};
+use crate::{analytics, api, logging, metrics, pipeline, redact, sinks, sources, store};
 
 /// One setting of one component: its name (flag `--name-with-dashes`, TOML key `name`),
 /// its environment variable, the default shown in help, and how to apply a value.
@@ -31,6 +31,7 @@ pub struct Config {
     pub push: sinks::push::PushConfig,
     pub redact: redact::RedactConfig,
     pub metrics: metrics::MetricsConfig,
+    pub analytics: analytics::AnalyticsConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -83,6 +84,7 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);
     lift(&mut out, redact::SETTINGS, |c| &mut c.redact);
     lift(&mut out, metrics::SETTINGS, |c| &mut c.metrics);
+    lift(&mut out, analytics::SETTINGS, |c| &mut c.analytics);
     out
 }
 

@@ -2,6 +2,7 @@
 //! costs and how healthy its host is. Data flows one way:
 //! sources → pipeline → store → sinks; the HTTP API is one more source and the query surface.
 
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod cli;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Some(Cmd::Traces(a)) => traces::run_traces(&cfg, a),
         Some(Cmd::Trace(a)) => traces::run_trace(&cfg, a),
         Some(Cmd::Tail(a)) => return tail::run(&cfg, a),
+        Some(Cmd::Usage(a)) => analytics::run_usage(&cfg, a),
+        Some(Cmd::Baseline(a)) => return analytics::run_baseline(&cfg, a),
     };
     match printed {
         Ok(out) => {

@@ -166,6 +166,8 @@ pub struct Span {
     pub reasoning_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
     pub cost_source: Option<CostSource>,
+    /// The price table's figure, kept beside a reported `cost_usd` it differs from.
+    pub cost_computed_usd: Option<f64>,
     pub finish_reasons: Vec<String>,
     pub tool_name: Option<String>,
     pub tool_call_id: Option<String>,
@@ -227,6 +229,7 @@ impl Span {
             reasoning_tokens: None,
             cost_usd: None,
             cost_source: None,
+            cost_computed_usd: None,
             finish_reasons: Vec::new(),
             tool_name: None,
             tool_call_id: None,

@@ -32,8 +32,11 @@ fn help_lists_every_setting_with_env_and_default() {
             "OCT_PUSH_MAX_PAYLOAD_BYTES",
             "5242880",
         ),
-        ("--log-path", "OCT_LOG_PATH", "/tmp/openclaw/openclaw-*.log*"),
-
+        (
+            "--log-path",
+            "OCT_LOG_PATH",
+            "/tmp/openclaw/openclaw-*.log*",
+        ),
         ("--retention-days", "OCT_RETENTION_DAYS", "3"),
         ("--max-text-bytes", "OCT_MAX_TEXT_BYTES", "16384"),
         ("--metrics-interval", "OCT_METRICS_INTERVAL", "15s"),

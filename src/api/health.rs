@@ -39,6 +39,7 @@ pub struct Health {
     pub disk_total_bytes: Option<u64>,
     pub retention_deleted: u64,
     pub retention_unshipped_deleted: u64,
+    pub analytics: crate::analytics::AnalyticsHealth,
 }
 
 #[derive(Serialize)]
@@ -86,6 +87,7 @@ pub fn snapshot(st: &SharedState) -> Health {
             "retention deleted {unshipped_deleted} rows before a sink shipped them"
         ));
     }
+    warnings.extend(st.analytics.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
     Health {
         status: if shutting_down {
@@ -131,6 +133,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         disk_total_bytes: space.map(|s| s.1),
         retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
         retention_unshipped_deleted: unshipped_deleted,
+        analytics: st.analytics.health(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod analytics;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
@@ -112,6 +113,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Registry>,
     /// The live tail behind `/v1/stream`.
     pub live: Arc<crate::sinks::live::LiveHub>,
+    pub analytics: Arc<crate::analytics::Analytics>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -265,6 +267,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/stream", get(stream::stream))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .merge(analytics::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
+pub mod analytics;
 pub mod tail;
 pub mod traces;
 
@@ -85,6 +86,10 @@ pub enum Cmd {
     Trace(traces::TraceArgs),
     /// Print what the running daemon captures, live (spans, errors, events, log lines)
     Tail(tail::TailArgs),
+    /// Calls, tokens, cost and latency from the usage rollups
+    Usage(analytics::UsageArgs),
+    /// Per-agent baselines, and whether a run is anomalous (exit 1 when it is)
+    Baseline(analytics::BaselineArgs),
 }
 
 impl Cli {

@@ -34,6 +34,7 @@ const COALESCED: &[&str] = &[
     "reasoning_tokens",
     "cost_usd",
     "cost_source",
+    "cost_computed_usd",
     "finish_reasons",
     "tool_name",
     "tool_call_id",

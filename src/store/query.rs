@@ -219,6 +219,9 @@ pub struct SpanOut {
     pub reasoning_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
     pub cost_source: Option<String>,
+    /// Set when the price table's figure differs from a reported `cost_usd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_computed_usd: Option<f64>,
     pub finish_reasons: Value,
     pub tool_name: Option<String>,
     pub tool_call_id: Option<String>,
@@ -239,7 +242,7 @@ pub const SPAN_COLS: &str = "trace_id, span_id, parent_span_id, name, kind, star
     status_message, agent_id, session_id, user_id, operation, provider, request_model, response_model,
     input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
     cost_usd, cost_source, finish_reasons, tool_name, tool_call_id, error_type, latency_ms, input_text,
-    input_text_len, output_text, output_text_len, attributes, resource, source";
+    input_text_len, output_text, output_text_len, attributes, resource, source, cost_computed_usd";
 
 pub fn span_row(r: &Row) -> rusqlite::Result<SpanOut> {
     let start_ns: i64 = r.get(5)?;
@@ -273,6 +276,7 @@ pub fn span_row(r: &Row) -> rusqlite::Result<SpanOut> {
         reasoning_tokens: r.get(21)?,
         cost_usd: r.get(22)?,
         cost_source: r.get(23)?,
+        cost_computed_usd: r.get(36)?,
         finish_reasons: finish
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(Value::Array(vec![])),

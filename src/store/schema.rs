@@ -160,6 +160,61 @@ const MIGRATIONS: &[&str] = &[
         updated_ns INTEGER NOT NULL,
         PRIMARY KEY (source, key)
     ) WITHOUT ROWID;
+    // 3: cost, usage rollups, budget alerts, baselines (src/analytics/).
+    r#"
+    -- The price table's figure when it differs from a reported cost_usd.
+    ALTER TABLE spans ADD COLUMN cost_computed_usd REAL;
+
+    -- LLM and embedding calls per hour and owner; '' stands for "not set".
+    -- Kept when retention deletes the spans, so old sessions still add up.
+    CREATE TABLE usage_hourly (
+        hour_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        priced_calls INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        latency_count INTEGER NOT NULL,
+        PRIMARY KEY (hour_ns, agent_id, session_id, user_id, provider, model)
+    ) WITHOUT ROWID;
+
+    -- Latency histogram per rollup row: log buckets of ratio 1.02 (1% relative error).
+    CREATE TABLE usage_latency_hourly (
+        hour_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour_ns, agent_id, session_id, user_id, provider, model, bucket)
+    ) WITHOUT ROWID;
+
+    -- One row per budget, period and threshold that alerted: alerts fire once.
+    CREATE TABLE budget_alerts (
+        budget TEXT NOT NULL,
+        period TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        spent REAL NOT NULL,
+        limit_value REAL NOT NULL,
+        fired_ns INTEGER NOT NULL,
+        PRIMARY KEY (budget, period, threshold)
+    ) WITHOUT ROWID;
+
+    -- An agent's recent runs, for baselines.
+    CREATE INDEX traces_agent_start ON traces(agent_id, start_ns) WHERE agent_id IS NOT NULL;
     "#,
 ];
 

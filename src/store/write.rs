@@ -69,9 +69,9 @@ pub(super) fn write_span_row(
             response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
             cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name,
             tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text,
-            output_text_len, attributes, resource, source, received_ns)
+            output_text_len, attributes, resource, source, received_ns, cost_computed_usd)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)
          ON CONFLICT(trace_id, span_id) {on_conflict}"
     ))?;
     let finish = (!s.finish_reasons.is_empty())
@@ -114,6 +114,7 @@ pub(super) fn write_span_row(
         json_or_null(&s.resource),
         s.source,
         received_ns,
+        s.cost_computed_usd,
     ])
 }
 

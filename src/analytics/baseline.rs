@@ -1,0 +1,597 @@
+//! Baselines: is this run unusual for its agent? A run is a trace whose root span
+//! is an `agent_run`. Its metrics are compared with the agent's previous N runs
+//! (the run itself excluded) by a robust z-score, z = (x − median) / (1.4826 · MAD).
+//!
+//! A metric is anomalous when |z| exceeds the threshold AND the value lies outside
+//! the baseline's 5th–95th percentile range: counts and rates are often mostly 0
+//! (MAD 0), and a value that one run in five shows is not an anomaly. The scale
+//! has a floor per metric (10% of the median, and an absolute minimum) for the
+//! same reason.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::json;
+
+use super::alert::{self, AlertSender};
+use crate::model::{Event, EventType, Record, SpanKind, TraceId, now_ns};
+use crate::pipeline::WriteHook;
+use crate::store::StoreError;
+use crate::util::time::format_ns;
+
+/// What a run is measured by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    Cost,
+    Duration,
+    LlmCalls,
+    ToolCalls,
+    Tokens,
+    ErrorRate,
+    RetryRate,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Cost,
+        Metric::Duration,
+        Metric::LlmCalls,
+        Metric::ToolCalls,
+        Metric::Tokens,
+        Metric::ErrorRate,
+        Metric::RetryRate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cost => "cost_usd",
+            Metric::Duration => "duration_ms",
+            Metric::LlmCalls => "llm_calls",
+            Metric::ToolCalls => "tool_calls",
+            Metric::Tokens => "total_tokens",
+            Metric::ErrorRate => "error_rate",
+            Metric::RetryRate => "retry_rate",
+        }
+    }
+
+    /// The smallest scale a deviation is measured in.
+    fn floor(self) -> f64 {
+        match self {
+            Metric::Cost => 0.0001,
+            Metric::Duration => 10.0,
+            Metric::LlmCalls | Metric::ToolCalls => 1.0,
+            Metric::Tokens => 10.0,
+            Metric::ErrorRate | Metric::RetryRate => 0.1,
+        }
+    }
+}
+
+/// One run's figures (a metric is `None` when unknown, such as an unpriced cost).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    pub run_id: String,
+    pub agent_id: Option<String>,
+    pub start_ns: i64,
+    pub start_time: String,
+    pub values: BTreeMap<&'static str, Option<f64>>,
+}
+
+impl Run {
+    fn get(&self, m: Metric) -> Option<f64> {
+        self.values.get(m.name()).copied().flatten()
+    }
+}
+
+/// Runs: traces whose root span is a finished `agent_run`.
+const RUN_SELECT: &str = "SELECT t.trace_id, t.agent_id, s.start_ns, s.end_ns, t.cost_usd,
+        t.llm_calls, t.tool_calls, t.total_tokens, t.error_count, t.span_count
+    FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
+    WHERE s.kind = 'agent_run' AND s.end_ns IS NOT NULL";
+
+/// The share of tool calls that repeat the tool called just before.
+fn retry_rate(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<Option<f64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tool_name FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
+    )?;
+    let tools: Vec<Option<String>> = stmt
+        .query_map([trace_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tools.is_empty() {
+        return Ok(Some(0.0));
+    }
+    let repeats = tools
+        .windows(2)
+        .filter(|w| w[0].is_some() && w[0] == w[1])
+        .count();
+    Ok(Some(repeats as f64 / tools.len() as f64))
+}
+
+fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
+    let id: Vec<u8> = r.get(0)?;
+    let start: i64 = r.get(2)?;
+    let end: i64 = r.get(3)?;
+    let spans: i64 = r.get(9)?;
+    let errors: i64 = r.get(8)?;
+    let mut values = BTreeMap::new();
+    values.insert(Metric::Cost.name(), r.get::<_, Option<f64>>(4)?);
+    values.insert(
+        Metric::Duration.name(),
+        Some((end - start).max(0) as f64 / 1e6),
+    );
+    values.insert(Metric::LlmCalls.name(), Some(r.get::<_, i64>(5)? as f64));
+    values.insert(Metric::ToolCalls.name(), Some(r.get::<_, i64>(6)? as f64));
+    values.insert(Metric::Tokens.name(), Some(r.get::<_, i64>(7)? as f64));
+    values.insert(
+        Metric::ErrorRate.name(),
+        Some(if spans > 0 {
+            errors as f64 / spans as f64
+        } else {
+            0.0
+        }),
+    );
+    values.insert(Metric::RetryRate.name(), retry_rate(conn, &id)?);
+    Ok(Run {
+        run_id: crate::util::hex::encode(&id),
+        agent_id: r.get(1)?,
+        start_ns: start,
+        start_time: format_ns(start),
+        values,
+    })
+}
+
+fn collect_runs(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Run>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(run_row(conn, r)?);
+    }
+    Ok(out)
+}
+
+/// One run, if it is a finished agent run.
+pub fn run(conn: &Connection, id: &TraceId) -> rusqlite::Result<Option<Run>> {
+    Ok(collect_runs(
+        conn,
+        &format!("{RUN_SELECT} AND t.trace_id = ?1"),
+        [&id.0[..]],
+    )?
+    .pop())
+}
+
+/// The agent's last `n` runs that started before `before` (newest first), `exclude` left out.
+pub fn history(
+    conn: &Connection,
+    agent: &str,
+    before: Option<i64>,
+    exclude: Option<&TraceId>,
+    n: usize,
+) -> rusqlite::Result<Vec<Run>> {
+    collect_runs(
+        conn,
+        &format!(
+            "{RUN_SELECT} AND t.agent_id = ?1 AND t.start_ns <= ?2 AND t.trace_id != ?3
+             ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?4"
+        ),
+        params![
+            agent,
+            before.unwrap_or(i64::MAX),
+            exclude.map(|t| t.0.to_vec()).unwrap_or_default(),
+            n as i64
+        ],
+    )
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A metric's baseline over some runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub metric: &'static str,
+    pub runs: usize,
+    pub median: f64,
+    pub mad: f64,
+    /// The z-score's denominator: 1.4826 · MAD, at least the metric's floor.
+    pub scale: f64,
+    pub p5: f64,
+    pub p95: f64,
+}
+
+impl Stats {
+    pub fn of(metric: Metric, values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let med = median(&v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let mad = median(&dev);
+        let scale = (1.4826 * mad).max(metric.floor()).max(0.1 * med.abs());
+        Some(Stats {
+            metric: metric.name(),
+            runs: v.len(),
+            median: med,
+            mad,
+            scale,
+            p5: percentile(&v, 0.05),
+            p95: percentile(&v, 0.95),
+        })
+    }
+
+    pub fn z(&self, x: f64) -> f64 {
+        (x - self.median) / self.scale
+    }
+}
+
+/// The baseline of an agent from a set of runs.
+pub fn baseline(runs: &[Run]) -> Vec<Stats> {
+    Metric::ALL
+        .iter()
+        .filter_map(|m| {
+            let vals: Vec<f64> = runs.iter().filter_map(|r| r.get(*m)).collect();
+            Stats::of(*m, &vals)
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricCheck {
+    pub metric: &'static str,
+    pub value: Option<f64>,
+    pub median: Option<f64>,
+    pub mad: Option<f64>,
+    pub z: Option<f64>,
+    pub anomalous: bool,
+    /// `above` or `below` the baseline, when anomalous.
+    pub direction: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Check {
+    pub run_id: String,
+    pub agent_id: Option<String>,
+    /// `ok`, `anomalous`, or `insufficient_history`.
+    pub status: &'static str,
+    pub anomalous: bool,
+    pub threshold: f64,
+    pub baseline_runs: usize,
+    pub metrics: Vec<MetricCheck>,
+}
+
+impl Check {
+    /// The anomalous metrics, for a one-line message.
+    pub fn summary(&self) -> String {
+        self.metrics
+            .iter()
+            .filter(|m| m.anomalous)
+            .map(|m| {
+                format!(
+                    "{} {} (median {}, z {:.1})",
+                    m.metric,
+                    fmt_num(m.value),
+                    fmt_num(m.median),
+                    m.z.unwrap_or(0.0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn fmt_num(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.4}"),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaselineSettings {
+    pub runs: usize,
+    pub min_runs: usize,
+    pub threshold: f64,
+}
+
+/// Compares a run with the agent's runs before it.
+pub fn check_run(run: &Run, history: &[Run], s: &BaselineSettings) -> Check {
+    let enough = history.len() >= s.min_runs.max(1);
+    let stats: BTreeMap<&str, Stats> = baseline(history)
+        .into_iter()
+        .map(|st| (st.metric, st))
+        .collect();
+    let mut metrics = Vec::new();
+    for m in Metric::ALL {
+        let value = run.get(m);
+        let st = stats.get(m.name());
+        let z = match (value, st) {
+            (Some(v), Some(st)) => Some(st.z(v)),
+            _ => None,
+        };
+        let outside = match (value, st) {
+            (Some(v), Some(st)) => v > st.p95 || v < st.p5,
+            _ => false,
+        };
+        let anomalous = enough && outside && z.is_some_and(|z| z.abs() > s.threshold);
+        metrics.push(MetricCheck {
+            metric: m.name(),
+            value,
+            median: st.map(|s| s.median),
+            mad: st.map(|s| s.mad),
+            z,
+            anomalous,
+            direction: anomalous.then(|| {
+                if z.unwrap_or(0.0) > 0.0 {
+                    "above"
+                } else {
+                    "below"
+                }
+            }),
+        });
+    }
+    let anomalous = metrics.iter().any(|m| m.anomalous);
+    Check {
+        run_id: run.run_id.clone(),
+        agent_id: run.agent_id.clone(),
+        status: if !enough {
+            "insufficient_history"
+        } else if anomalous {
+            "anomalous"
+        } else {
+            "ok"
+        },
+        anomalous,
+        threshold: s.threshold,
+        baseline_runs: history.len(),
+        metrics,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("no finished agent run with id {0}")]
+    NoSuchRun(String),
+    #[error("run {0} has no agent_id, so it has no baseline")]
+    NoAgent(String),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl From<BaselineError> for StoreError {
+    fn from(e: BaselineError) -> Self {
+        match e {
+            BaselineError::Sqlite(e) => StoreError::Sqlite(e),
+            other => StoreError::BadRequest(format!("run_id: {other}")),
+        }
+    }
+}
+
+/// Checks the run `id` against its agent's previous runs.
+pub fn check(
+    conn: &Connection,
+    id: &TraceId,
+    s: &BaselineSettings,
+) -> Result<Check, BaselineError> {
+    let run = run(conn, id)?.ok_or_else(|| BaselineError::NoSuchRun(id.to_hex()))?;
+    let agent = run
+        .agent_id
+        .clone()
+        .ok_or_else(|| BaselineError::NoAgent(id.to_hex()))?;
+    let hist = history(conn, &agent, Some(run.start_ns), Some(id), s.runs)?;
+    Ok(check_run(&run, &hist, s))
+}
+
+/// One agent's baseline, as `baseline show` and `GET /v1/baseline` print it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentBaseline {
+    pub agent_id: String,
+    pub runs: usize,
+    pub last_run: Option<String>,
+    pub metrics: Vec<Stats>,
+}
+
+/// Baselines of one agent, or of every agent with runs (at most 200).
+pub fn show(
+    conn: &Connection,
+    agent: Option<&str>,
+    runs: usize,
+) -> rusqlite::Result<Vec<AgentBaseline>> {
+    let agents: Vec<String> = match agent {
+        Some(a) => vec![a.to_string()],
+        None => {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT t.agent_id FROM traces t
+                 JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
+                 WHERE t.agent_id IS NOT NULL AND s.kind = 'agent_run' ORDER BY 1 LIMIT 200",
+            )?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+    };
+    let mut out = Vec::new();
+    for a in agents {
+        let hist = history(conn, &a, None, None, runs)?;
+        out.push(AgentBaseline {
+            agent_id: a,
+            runs: hist.len(),
+            last_run: hist.first().map(|r| r.start_time.clone()),
+            metrics: baseline(&hist),
+        });
+    }
+    Ok(out)
+}
+
+/// Checks a finished run and records an event when it is anomalous. Runs on the
+/// writer's connection (a pipeline job). Returns the check, if the run could be checked.
+pub fn check_and_record(
+    conn: &Connection,
+    id: &TraceId,
+    s: &BaselineSettings,
+    alerts: &AlertSender,
+) -> rusqlite::Result<Option<Check>> {
+    let c = match check(conn, id, s) {
+        Ok(c) => c,
+        Err(BaselineError::Sqlite(e)) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    if !c.anomalous {
+        return Ok(Some(c));
+    }
+    // Once per run, even if its root span were checked again.
+    let already: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM events WHERE trace_id = ?1 AND name = 'baseline_anomaly' LIMIT 1",
+            [&id.0[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if already.is_some() {
+        return Ok(Some(c));
+    }
+    let now = now_ns();
+    let mut e = Event::new(EventType::Custom, "baseline_anomaly".into(), now);
+    e.severity = "warning".into();
+    e.category = Some("baseline".into());
+    e.trace_id = Some(*id);
+    e.agent_id = c.agent_id.clone();
+    e.message = Some(format!(
+        "run {} of agent {} is unusual: {}",
+        c.run_id,
+        c.agent_id.as_deref().unwrap_or("-"),
+        c.summary()
+    ));
+    e.source = "baseline";
+    let payload = json!({
+        "type": "baseline_anomaly",
+        "run_id": c.run_id,
+        "agent_id": c.agent_id,
+        "threshold": c.threshold,
+        "baseline_runs": c.baseline_runs,
+        "metrics": c.metrics.iter().filter(|m| m.anomalous).collect::<Vec<_>>(),
+        "time": format_ns(now),
+    });
+    if let serde_json::Value::Object(m) = &payload {
+        e.attributes = m.clone();
+    }
+    let tx = conn.unchecked_transaction()?;
+    alert::record_event(&tx, e)?;
+    tx.commit()?;
+    tracing::warn!(run_id = %c.run_id, agent_id = c.agent_id.as_deref().unwrap_or(""), anomalies = %c.summary(), "anomalous run");
+    alert::send(alerts, payload);
+    Ok(Some(c))
+}
+
+/// Runs that finished since `since_ns` (newest first, at most `limit`): at startup,
+/// the ones a stop may have left unchecked. Checking twice records nothing twice.
+pub fn finished_since(
+    conn: &Connection,
+    since_ns: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<TraceId>> {
+    let mut stmt = conn.prepare(
+        "SELECT trace_id FROM spans WHERE kind = 'agent_run' AND parent_span_id IS NULL
+            AND agent_id IS NOT NULL AND end_ns >= ?1 ORDER BY end_ns DESC LIMIT ?2",
+    )?;
+    let ids = stmt
+        .query_map(params![since_ns, limit as i64], |r| r.get::<_, Vec<u8>>(0))?
+        .filter_map(|r| r.ok().and_then(|b| TraceId::from_slice(&b)))
+        .collect();
+    Ok(ids)
+}
+
+/// Tells the checker about every finished agent run that was just stored.
+pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<TraceId>);
+
+impl WriteHook for FinishedRuns {
+    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
+        for (r, new) in records.iter().zip(inserted) {
+            if let (Record::Span(s), true) = (r, new)
+                && s.kind == SpanKind::AgentRun
+                && s.parent_span_id.is_none()
+                && s.end_ns.is_some()
+                && s.agent_id.is_some()
+            {
+                let _ = self.0.send(s.trace_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(values: &[(Metric, f64)]) -> Run {
+        Run {
+            run_id: "r".into(),
+            agent_id: Some("a".into()),
+            start_ns: 0,
+            start_time: String::new(),
+            values: values.iter().map(|(m, v)| (m.name(), Some(*v))).collect(),
+        }
+    }
+
+    #[test]
+    fn robust_stats_by_hand() {
+        // 1 2 3 4 100: median 3, deviations 2 1 0 1 97 → MAD 1, scale 1.4826.
+        let s = Stats::of(Metric::Tokens, &[1.0, 2.0, 3.0, 4.0, 100.0]).unwrap();
+        assert_eq!(s.median, 3.0);
+        assert_eq!(s.mad, 1.0);
+        // The tokens floor (10) is above 1.4826.
+        assert_eq!(s.scale, 10.0);
+        let s = Stats::of(Metric::Cost, &[0.1, 0.2, 0.3, 0.4, 10.0]).unwrap();
+        assert!((s.scale - 0.148_26).abs() < 1e-9);
+        assert!((s.z(1.0) - (1.0 - 0.3) / 0.148_26).abs() < 1e-9);
+    }
+
+    #[test]
+    fn needs_history_and_respects_threshold() {
+        let settings = BaselineSettings {
+            runs: 50,
+            min_runs: 5,
+            threshold: 3.5,
+        };
+        let hist: Vec<Run> = (0..4)
+            .map(|i| run_with(&[(Metric::LlmCalls, 3.0 + i as f64)]))
+            .collect();
+        let c = check_run(&run_with(&[(Metric::LlmCalls, 100.0)]), &hist, &settings);
+        assert_eq!(c.status, "insufficient_history");
+        assert!(!c.anomalous);
+        let hist: Vec<Run> = (0..20)
+            .map(|i| run_with(&[(Metric::LlmCalls, 3.0 + (i % 3) as f64)]))
+            .collect();
+        let c = check_run(&run_with(&[(Metric::LlmCalls, 100.0)]), &hist, &settings);
+        assert!(c.anomalous);
+        assert_eq!(c.metrics[2].direction, Some("above"));
+        let c = check_run(&run_with(&[(Metric::LlmCalls, 5.0)]), &hist, &settings);
+        assert!(!c.anomalous);
+        // A value the history has shown often is not anomalous even when MAD is 0.
+        let hist: Vec<Run> = (0..20)
+            .map(|i| run_with(&[(Metric::RetryRate, if i % 5 == 0 { 0.5 } else { 0.0 })]))
+            .collect();
+        let c = check_run(&run_with(&[(Metric::RetryRate, 0.5)]), &hist, &settings);
+        assert!(!c.anomalous, "{c:?}");
+        let c = check_run(&run_with(&[(Metric::RetryRate, 0.9)]), &hist, &settings);
+        assert!(c.anomalous, "{c:?}");
+    }
+}

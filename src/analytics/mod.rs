@@ -1,0 +1,320 @@
+//! Analytics over the stored spans: cost from a price table, usage rollups,
+//! budgets with alerts, and per-agent baselines that flag unusual runs.
+//! Plugs into the pipeline as a transform (cost) and write hooks (rollups,
+//! budgets, finished runs); the API and CLI read what they maintain.
+
+pub mod alert;
+pub mod baseline;
+pub mod budgets;
+pub mod cost;
+pub mod pricing;
+pub mod usage;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{Setting, parse_duration, parse_u64};
+use crate::model::{TraceId, now_ns};
+use crate::pipeline::{Pipeline, Transform, WriteHook};
+use baseline::BaselineSettings;
+use budgets::{BudgetRule, BudgetStatus, Budgets};
+use cost::{CostTransform, Unpriced};
+use pricing::PriceTable;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalyticsConfig {
+    pub pricing_file: Option<PathBuf>,
+    pub budgets: Vec<BudgetRule>,
+    pub alert_webhook: Option<String>,
+    pub baseline_runs: usize,
+    pub baseline_min_runs: usize,
+    pub baseline_threshold: f64,
+    /// Wait after a run's root span before checking it, so late child spans count.
+    pub baseline_settle: Duration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            pricing_file: None,
+            budgets: Vec::new(),
+            alert_webhook: None,
+            baseline_runs: 50,
+            baseline_min_runs: 10,
+            baseline_threshold: 3.5,
+            baseline_settle: Duration::from_secs(5),
+        }
+    }
+}
+
+pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
+    Setting {
+        name: "pricing_file",
+        env: "OCT_PRICING_FILE",
+        default: "",
+        help: "Prices overriding the bundled table: TOML or JSON [[model]] entries (USD per million tokens), or an OpenClaw config with models.providers.*.models[].cost",
+        set: |c, v| {
+            c.pricing_file = Some(PathBuf::from(v.trim()));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "budgets",
+        env: "OCT_BUDGETS",
+        default: "",
+        help: "Spending limits, SCOPE/PERIOD=LIMIT separated by commas: global/month=$200, agent:main/day=$5, agent:coder/day=2M tokens",
+        set: |c, v| {
+            c.budgets = budgets::parse_budgets(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_webhook",
+        env: "OCT_ALERT_WEBHOOK",
+        default: "",
+        help: "URL that budget alerts and anomalous runs are POSTed to as JSON (retried with backoff)",
+        set: |c, v| {
+            let url = reqwest::Url::parse(v.trim())
+                .map_err(|e| format!("expected an http(s) URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err("expected an http(s) URL".into());
+            }
+            c.alert_webhook = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "baseline_runs",
+        env: "OCT_BASELINE_RUNS",
+        default: "50",
+        help: "How many of an agent's previous runs make its baseline",
+        set: |c, v| {
+            c.baseline_runs = parse_u64(v)?.clamp(1, 10_000) as usize;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "baseline_min_runs",
+        env: "OCT_BASELINE_MIN_RUNS",
+        default: "10",
+        help: "Runs an agent needs before its runs are judged",
+        set: |c, v| {
+            c.baseline_min_runs = parse_u64(v)?.max(1) as usize;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "baseline_threshold",
+        env: "OCT_BASELINE_THRESHOLD",
+        default: "3.5",
+        help: "Robust z-score beyond which a run's metric is anomalous",
+        set: |c, v| {
+            c.baseline_threshold = parse_threshold(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "baseline_settle",
+        env: "OCT_BASELINE_SETTLE",
+        default: "5s",
+        help: "Wait after a run ends before checking it against its baseline",
+        set: |c, v| {
+            c.baseline_settle = parse_duration(v)?;
+            Ok(())
+        },
+    },
+];
+
+pub fn parse_threshold(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!("expected a positive number such as 3.5, got {v:?}")),
+    }
+}
+
+impl AnalyticsConfig {
+    pub fn baseline(&self) -> BaselineSettings {
+        BaselineSettings {
+            runs: self.baseline_runs,
+            min_runs: self.baseline_min_runs,
+            threshold: self.baseline_threshold,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error("OCT_PRICING_FILE: {0}")]
+    Pricing(#[from] pricing::PricingError),
+}
+
+/// At startup, runs that ended this recently are checked again (at most this many).
+const RECHECK_WINDOW_NS: i64 = 15 * 60 * 1_000_000_000;
+const RECHECK_MAX_RUNS: usize = 100;
+
+/// What `/health` shows of analytics.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnalyticsHealth {
+    pub price_table_as_of: String,
+    pub budgets: Vec<BudgetStatus>,
+    /// Models seen without a price: their calls have no cost.
+    pub unpriced_models: Vec<Unpriced>,
+}
+
+/// The analytics components of a running daemon.
+pub struct Analytics {
+    pub config: AnalyticsConfig,
+    pub prices: Arc<PriceTable>,
+    pub cost: Arc<CostTransform>,
+    pub budgets: Arc<Budgets>,
+    alerts: alert::AlertSender,
+    alerts_rx: Mutex<Option<mpsc::UnboundedReceiver<serde_json::Value>>>,
+    runs_tx: mpsc::UnboundedSender<TraceId>,
+    runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
+}
+
+impl Analytics {
+    pub fn new(cfg: &AnalyticsConfig) -> Result<Arc<Analytics>, AnalyticsError> {
+        let prices = Arc::new(PriceTable::load(cfg.pricing_file.as_deref())?);
+        let (alerts, alerts_rx) = match cfg.alert_webhook {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (runs_tx, runs_rx) = mpsc::unbounded_channel();
+        Ok(Arc::new(Analytics {
+            config: cfg.clone(),
+            cost: Arc::new(CostTransform::new(prices.clone())),
+            prices,
+            budgets: Arc::new(Budgets::new(&cfg.budgets, alerts.clone())),
+            alerts,
+            alerts_rx: Mutex::new(alerts_rx),
+            runs_tx,
+            runs_rx: Mutex::new(Some(runs_rx)),
+        }))
+    }
+
+    pub fn transforms(&self) -> Vec<Arc<dyn Transform>> {
+        vec![self.cost.clone()]
+    }
+
+    /// Rollups first: budgets read nothing from them per batch, but load from them.
+    pub fn hooks(&self) -> Vec<Arc<dyn WriteHook>> {
+        vec![
+            Arc::new(usage::RollupHook),
+            self.budgets.clone(),
+            Arc::new(baseline::FinishedRuns(self.runs_tx.clone())),
+        ]
+    }
+
+    /// Queues the startup work on the writer (backfill, then budget state) ahead of
+    /// any ingest, and starts the webhook and the run checker.
+    pub fn start(self: &Arc<Self>, pipeline: &Pipeline) -> Vec<JoinHandle<()>> {
+        let budgets = self.budgets.clone();
+        let (settings, alerts) = (self.config.baseline(), self.alerts.clone());
+        pipeline.run_job(move |conn| {
+            match usage::backfill(conn) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(calls = n, "usage rollups backfilled"),
+                Err(e) => tracing::error!(error = %e, "usage backfill failed"),
+            }
+            if let Err(e) = budgets.load(conn, now_ns()) {
+                tracing::error!(error = %e, "cannot load budget state");
+            }
+            // Runs that ended shortly before a stop may not have been checked.
+            let recent =
+                baseline::finished_since(conn, now_ns() - RECHECK_WINDOW_NS, RECHECK_MAX_RUNS);
+            for id in recent.unwrap_or_default() {
+                if let Err(e) = baseline::check_and_record(conn, &id, &settings, &alerts) {
+                    tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
+                }
+            }
+        });
+        let mut tasks = Vec::new();
+        if let (Some(url), Some(rx)) = (
+            self.config.alert_webhook.clone(),
+            self.alerts_rx.lock().ok().and_then(|mut r| r.take()),
+        ) {
+            tasks.push(alert::spawn_webhook(url, rx));
+        }
+        if let Some(mut rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
+            let pipeline = pipeline.clone();
+            let settle = self.config.baseline_settle;
+            let settings = self.config.baseline();
+            let alerts = self.alerts.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(id) = rx.recv().await {
+                    let (pipeline, settings, alerts) =
+                        (pipeline.clone(), settings.clone(), alerts.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(settle).await;
+                        pipeline.run_job(move |conn| {
+                            if let Err(e) = baseline::check_and_record(conn, &id, &settings, &alerts)
+                            {
+                                tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
+                            }
+                        });
+                    });
+                }
+            }));
+        }
+        tasks
+    }
+
+    pub fn health(&self) -> AnalyticsHealth {
+        AnalyticsHealth {
+            price_table_as_of: self.prices.as_of.clone(),
+            budgets: self.budgets.status(),
+            unpriced_models: self.cost.unpriced(),
+        }
+    }
+
+    /// Warnings for `/health`: budgets at or over their limit.
+    pub fn warnings(&self) -> Vec<String> {
+        self.budgets
+            .status()
+            .into_iter()
+            .filter(|b| b.over)
+            .map(|b| format!("budget {} over: {:.1}% of its limit", b.budget, b.percent))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Sources};
+
+    #[test]
+    fn budgets_come_from_the_config_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "budgets = [\"global/day=$5\", \"agent:a/month=1M tokens\"]\nbaseline_threshold = 4\n",
+        )
+        .unwrap();
+        let mut src = Sources {
+            file: Some(file),
+            ..Default::default()
+        };
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 2);
+        assert_eq!(cfg.analytics.budgets[1].key(), "agent:a/month/tokens");
+        assert_eq!(cfg.analytics.baseline_threshold, 4.0);
+        src.env
+            .insert("OCT_BUDGETS".into(), "agent:b/day=$1".into());
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 1, "the environment wins");
+        src.env
+            .insert("OCT_ALERT_WEBHOOK".into(), "ftp://example".into());
+        let e = Config::load(&src).unwrap_err().0;
+        assert!(e.starts_with("OCT_ALERT_WEBHOOK"), "{e}");
+    }
+}

@@ -1,0 +1,914 @@
+//! Usage rollups: calls, errors, tokens by type, cost and a latency histogram per
+//! hour, agent, session, user, provider and model. Maintained inside each batch's
+//! transaction (so they never disagree with the spans), backfilled on startup for
+//! spans stored while they were not maintained, and kept when retention deletes spans.
+//!
+//! Days are UTC and are the sums of their hours. Latency percentiles come from a
+//! log-bucketed histogram (DDSketch-style, bucket ratio γ = 1.0202): any percentile
+//! over any range and grouping is within 1% of the exact nearest-rank value.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, Transaction, params, params_from_iter};
+use serde::Serialize;
+
+use super::cost::is_usage_span;
+use crate::model::{Record, Span, StatusCode};
+use crate::pipeline::WriteHook;
+use crate::store::StoreError;
+use crate::util::time::format_ns;
+
+pub const HOUR_NS: i64 = 3_600_000_000_000;
+pub const DAY_NS: i64 = 24 * HOUR_NS;
+
+/// The histogram's relative error bound.
+pub const LATENCY_RELATIVE_ERROR: f64 = 0.01;
+/// Latencies below this many milliseconds share one bucket, reported as 0.
+const MIN_LATENCY_MS: f64 = 0.001;
+const ZERO_BUCKET: i64 = i64::MIN / 2;
+
+fn gamma() -> f64 {
+    (1.0 + LATENCY_RELATIVE_ERROR) / (1.0 - LATENCY_RELATIVE_ERROR)
+}
+
+/// The histogram bucket of a latency: bucket i holds (γ^(i-1), γ^i].
+pub fn latency_bucket(ms: f64) -> i64 {
+    if ms.is_nan() || ms < MIN_LATENCY_MS {
+        return ZERO_BUCKET;
+    }
+    (ms.ln() / gamma().ln()).ceil() as i64
+}
+
+/// The value reported for a bucket: within the relative error of anything in it.
+pub fn bucket_value(bucket: i64) -> f64 {
+    if bucket == ZERO_BUCKET {
+        return 0.0;
+    }
+    let g = gamma();
+    2.0 * g.powf(bucket as f64) / (g + 1.0)
+}
+
+/// The nearest-rank `q` quantile (0 < q ≤ 1) of a histogram given as sorted (bucket, count).
+pub fn quantile(buckets: &BTreeMap<i64, i64>, q: f64) -> Option<f64> {
+    let n: i64 = buckets.values().sum();
+    if n <= 0 {
+        return None;
+    }
+    let rank = ((q * n as f64).ceil() as i64).clamp(1, n);
+    let mut seen = 0;
+    for (b, c) in buckets {
+        seen += c;
+        if seen >= rank {
+            return Some(bucket_value(*b));
+        }
+    }
+    None
+}
+
+/// What one call adds to its rollup row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallUsage {
+    pub start_ns: i64,
+    pub agent_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub model: String,
+    pub error: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: Option<f64>,
+}
+
+impl CallUsage {
+    pub fn of_span(s: &Span) -> CallUsage {
+        let n = |v: Option<i64>| v.unwrap_or(0);
+        CallUsage {
+            start_ns: s.start_ns,
+            agent_id: s.agent_id.clone().unwrap_or_default(),
+            session_id: s.session_id.clone().unwrap_or_default(),
+            user_id: s.user_id.clone().unwrap_or_default(),
+            provider: s.provider.clone().unwrap_or_default(),
+            model: s
+                .response_model
+                .clone()
+                .or_else(|| s.request_model.clone())
+                .unwrap_or_default(),
+            error: s.status == StatusCode::Error,
+            input_tokens: n(s.input_tokens),
+            output_tokens: n(s.output_tokens),
+            cache_read_tokens: n(s.cache_read_tokens),
+            cache_write_tokens: n(s.cache_write_tokens),
+            reasoning_tokens: n(s.reasoning_tokens),
+            // The same total the trace summary counts.
+            total_tokens: s
+                .total_tokens
+                .unwrap_or(n(s.input_tokens) + n(s.output_tokens)),
+            cost_usd: s.cost_usd,
+            latency_ms: s.latency_ms(),
+        }
+    }
+}
+
+/// The hour a timestamp falls in.
+pub fn hour_of(ns: i64) -> i64 {
+    ns - ns.rem_euclid(HOUR_NS)
+}
+
+/// Adds one call to its hour's rollup row and latency histogram.
+pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
+    let hour = hour_of(c.start_ns);
+    let latency = c.latency_ms.map(|l| l.max(0.0));
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
+            errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT DO UPDATE SET
+            calls = calls + 1,
+            errors = errors + excluded.errors,
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+            reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+            total_tokens = total_tokens + excluded.total_tokens,
+            cost_usd = cost_usd + excluded.cost_usd,
+            priced_calls = priced_calls + excluded.priced_calls,
+            latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+            latency_count = latency_count + excluded.latency_count",
+    )?;
+    stmt.execute(params![
+        hour,
+        c.agent_id,
+        c.session_id,
+        c.user_id,
+        c.provider,
+        c.model,
+        c.error as i64,
+        c.input_tokens,
+        c.output_tokens,
+        c.cache_read_tokens,
+        c.cache_write_tokens,
+        c.reasoning_tokens,
+        c.total_tokens,
+        c.cost_usd.unwrap_or(0.0),
+        c.cost_usd.is_some() as i64,
+        latency.unwrap_or(0.0),
+        latency.is_some() as i64,
+    ])?;
+    if let Some(ms) = latency {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO usage_latency_hourly (hour_ns, agent_id, session_id, user_id, provider,
+                model, bucket, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
+             ON CONFLICT DO UPDATE SET count = count + 1",
+        )?;
+        stmt.execute(params![
+            hour,
+            c.agent_id,
+            c.session_id,
+            c.user_id,
+            c.provider,
+            c.model,
+            latency_bucket(ms),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Every span with an id up to this one is in the rollups.
+const WATERMARK: &str = "usage.rolled_up_span_id";
+
+fn set_watermark(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![WATERMARK, id],
+    )?;
+    Ok(())
+}
+
+/// Keeps the rollups current, batch by batch, inside the batch's transaction.
+pub struct RollupHook;
+
+impl WriteHook for RollupHook {
+    fn in_transaction(
+        &self,
+        tx: &Transaction,
+        records: &[Record],
+        inserted: &[bool],
+    ) -> rusqlite::Result<()> {
+        let mut any_span = false;
+        for (r, new) in records.iter().zip(inserted) {
+            if let (Record::Span(s), true) = (r, new) {
+                any_span = true;
+                if is_usage_span(s) {
+                    add_call(tx, &CallUsage::of_span(s))?;
+                }
+            }
+        }
+        if any_span {
+            // Everything stored before this batch was rolled up (backfill runs first).
+            let max: i64 =
+                tx.query_row("SELECT COALESCE(max(id), 0) FROM spans", [], |r| r.get(0))?;
+            set_watermark(tx, max)?;
+        }
+        Ok(())
+    }
+}
+
+/// Spans per backfill transaction, so the writer stays responsive.
+const BACKFILL_CHUNK: i64 = 5_000;
+
+/// Rolls up the spans stored since the watermark (written while rollups were not
+/// maintained: an older version, or a database from before this feature).
+/// Returns how many calls it added.
+pub fn backfill(conn: &Connection) -> rusqlite::Result<u64> {
+    let mark: i64 = conn
+        .query_row(
+            "SELECT value FROM counters WHERE name = ?1",
+            [WATERMARK],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    let upto: i64 = conn.query_row("SELECT COALESCE(max(id), 0) FROM spans", [], |r| r.get(0))?;
+    let mut added = 0u64;
+    let mut lo = mark;
+    while lo < upto {
+        let hi = (lo + BACKFILL_CHUNK).min(upto);
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT start_ns, agent_id, session_id, user_id, provider,
+                    COALESCE(response_model, request_model), status, input_tokens, output_tokens,
+                    cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens,
+                    cost_usd, latency_ms
+                 FROM spans WHERE id > ?1 AND id <= ?2 AND kind IN ('llm_call', 'embedding')",
+            )?;
+            let calls = stmt
+                .query_map(params![lo, hi], |r| {
+                    let n = |i: usize| -> rusqlite::Result<i64> {
+                        Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0))
+                    };
+                    let opt = |i: usize| -> rusqlite::Result<String> {
+                        Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
+                    };
+                    let total: Option<i64> = r.get(12)?;
+                    Ok(CallUsage {
+                        start_ns: r.get(0)?,
+                        agent_id: opt(1)?,
+                        session_id: opt(2)?,
+                        user_id: opt(3)?,
+                        provider: opt(4)?,
+                        model: opt(5)?,
+                        error: r.get::<_, String>(6)? == "error",
+                        input_tokens: n(7)?,
+                        output_tokens: n(8)?,
+                        cache_read_tokens: n(9)?,
+                        cache_write_tokens: n(10)?,
+                        reasoning_tokens: n(11)?,
+                        total_tokens: total.unwrap_or(n(7)? + n(8)?),
+                        cost_usd: r.get(13)?,
+                        latency_ms: r.get(14)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for c in &calls {
+                add_call(&tx, c)?;
+            }
+            added += calls.len() as u64;
+        }
+        set_watermark(&tx, hi)?;
+        tx.commit()?;
+        lo = hi;
+    }
+    Ok(added)
+}
+
+/// A dimension usage can be grouped or filtered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dim {
+    Agent,
+    Session,
+    User,
+    Provider,
+    Model,
+}
+
+impl Dim {
+    pub const ALL: &'static [Dim] = &[
+        Dim::Agent,
+        Dim::Session,
+        Dim::User,
+        Dim::Provider,
+        Dim::Model,
+    ];
+
+    pub fn parse(s: &str) -> Option<Dim> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "agent" | "agent_id" => Some(Dim::Agent),
+            "session" | "session_id" => Some(Dim::Session),
+            "user" | "user_id" => Some(Dim::User),
+            "provider" => Some(Dim::Provider),
+            "model" => Some(Dim::Model),
+            _ => None,
+        }
+    }
+    /// The name `group_by` and `--by` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Agent => "agent",
+            Dim::Session => "session",
+            Dim::User => "user",
+            Dim::Provider => "provider",
+            Dim::Model => "model",
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Dim::Agent => "agent_id",
+            Dim::Session => "session_id",
+            Dim::User => "user_id",
+            Dim::Provider => "provider",
+            Dim::Model => "model",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "hour" | "hourly" => Some(Bucket::Hour),
+            "day" | "daily" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+    fn width(self) -> i64 {
+        match self {
+            Bucket::Hour => HOUR_NS,
+            Bucket::Day => DAY_NS,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UsageQuery {
+    pub group_by: Vec<Dim>,
+    /// Split by time; `None` sums the whole range.
+    pub bucket: Option<Bucket>,
+    /// Hours starting at or after the hour holding `from_ns` and before `to_ns`.
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+    pub filters: Vec<(Dim, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct UsageRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_start: Option<String>,
+    #[serde(skip)]
+    pub bucket_ns: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Option<String>>,
+    pub calls: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub total_tokens: i64,
+    /// Sum over the calls with a known cost; `null` when none had one.
+    pub cost_usd: Option<f64>,
+    /// Calls whose cost is unknown (no price for the model, no token counts).
+    pub unpriced_calls: i64,
+    pub latency_ms: Latency,
+    #[serde(skip)]
+    latency_hist: BTreeMap<i64, i64>,
+    #[serde(skip)]
+    latency_sum: f64,
+    #[serde(skip)]
+    latency_count: i64,
+    #[serde(skip)]
+    priced_calls: i64,
+}
+
+impl UsageRow {
+    fn dim_mut(&mut self, d: Dim) -> &mut Option<Option<String>> {
+        match d {
+            Dim::Agent => &mut self.agent_id,
+            Dim::Session => &mut self.session_id,
+            Dim::User => &mut self.user_id,
+            Dim::Provider => &mut self.provider,
+            Dim::Model => &mut self.model,
+        }
+    }
+
+    pub fn dim(&self, d: Dim) -> Option<&str> {
+        let v = match d {
+            Dim::Agent => &self.agent_id,
+            Dim::Session => &self.session_id,
+            Dim::User => &self.user_id,
+            Dim::Provider => &self.provider,
+            Dim::Model => &self.model,
+        };
+        v.as_ref().and_then(|v| v.as_deref())
+    }
+
+    fn absorb(&mut self, o: &UsageRow) {
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.total_tokens += o.total_tokens;
+        self.cost_usd = match (self.cost_usd, o.cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.priced_calls += o.priced_calls;
+        self.latency_sum += o.latency_sum;
+        self.latency_count += o.latency_count;
+        for (b, c) in &o.latency_hist {
+            *self.latency_hist.entry(*b).or_default() += c;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.unpriced_calls = self.calls - self.priced_calls;
+        if self.priced_calls == 0 {
+            self.cost_usd = None;
+        }
+        self.latency_ms = Latency {
+            mean: (self.latency_count > 0).then(|| self.latency_sum / self.latency_count as f64),
+            p50: quantile(&self.latency_hist, 0.50),
+            p95: quantile(&self.latency_hist, 0.95),
+            p99: quantile(&self.latency_hist, 0.99),
+        };
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UsageReport {
+    pub bucket: Option<&'static str>,
+    pub group_by: Vec<&'static str>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub rows: Vec<UsageRow>,
+    pub totals: UsageRow,
+}
+
+/// Rows, at most; a larger answer is cut and says so.
+pub const MAX_ROWS: usize = 10_000;
+
+fn where_clause(q: &UsageQuery, args: &mut Vec<SqlValue>) -> String {
+    let mut sql = String::from(" WHERE 1=1");
+    if let Some(from) = q.from_ns {
+        sql.push_str(" AND hour_ns >= ?");
+        args.push(SqlValue::Integer(hour_of(from)));
+    }
+    if let Some(to) = q.to_ns {
+        sql.push_str(" AND hour_ns < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    for (d, v) in &q.filters {
+        sql.push_str(&format!(" AND {} = ?", d.column()));
+        // '' stands for "not set" in the rollups.
+        args.push(SqlValue::Text(if v == "-" {
+            String::new()
+        } else {
+            v.clone()
+        }));
+    }
+    sql
+}
+
+type Key = (i64, Vec<String>);
+
+/// Usage over a range, grouped as asked, with totals.
+pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreError> {
+    let mut dims = q.group_by.clone();
+    dims.sort();
+    dims.dedup();
+    let bucket_expr = match q.bucket {
+        None => "0".to_string(),
+        Some(b) => format!("(hour_ns - (hour_ns % {}))", b.width()),
+    };
+    let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
+    let mut args = Vec::new();
+    let filter = where_clause(q, &mut args);
+    let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
+    let key_of = |r: &rusqlite::Row| -> rusqlite::Result<Key> {
+        let mut k = Vec::with_capacity(dims.len());
+        for i in 0..dims.len() {
+            k.push(r.get::<_, String>(1 + i)?);
+        }
+        Ok((r.get(0)?, k))
+    };
+    let sums = format!(
+        "SELECT {bucket_expr}{dim_cols}, sum(calls), sum(errors), sum(input_tokens),
+            sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
+            sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls),
+            sum(latency_ms_sum), sum(latency_count)
+         FROM usage_hourly{filter} GROUP BY 1{dim_cols}"
+    );
+    let mut stmt = conn.prepare(&sums)?;
+    let mut it = stmt.query(params_from_iter(args.iter()))?;
+    while let Some(r) = it.next()? {
+        let key = key_of(r)?;
+        let base = 1 + dims.len();
+        let priced: i64 = r.get(base + 9)?;
+        let row = UsageRow {
+            calls: r.get(base)?,
+            errors: r.get(base + 1)?,
+            input_tokens: r.get(base + 2)?,
+            output_tokens: r.get(base + 3)?,
+            cache_read_tokens: r.get(base + 4)?,
+            cache_write_tokens: r.get(base + 5)?,
+            reasoning_tokens: r.get(base + 6)?,
+            total_tokens: r.get(base + 7)?,
+            cost_usd: (priced > 0).then_some(r.get(base + 8)?),
+            priced_calls: priced,
+            latency_sum: r.get(base + 10)?,
+            latency_count: r.get(base + 11)?,
+            ..Default::default()
+        };
+        rows.insert(key, row);
+    }
+    drop(it);
+    drop(stmt);
+    let hist = format!(
+        "SELECT {bucket_expr}{dim_cols}, bucket, sum(count)
+         FROM usage_latency_hourly{filter} GROUP BY 1{dim_cols}, bucket"
+    );
+    let mut stmt = conn.prepare(&hist)?;
+    let mut it = stmt.query(params_from_iter(args.iter()))?;
+    while let Some(r) = it.next()? {
+        let key = key_of(r)?;
+        let b: i64 = r.get(1 + dims.len())?;
+        let c: i64 = r.get(2 + dims.len())?;
+        if let Some(row) = rows.get_mut(&key) {
+            *row.latency_hist.entry(b).or_default() += c;
+        }
+    }
+    drop(it);
+    drop(stmt);
+    let mut totals = UsageRow::default();
+    let mut out = Vec::with_capacity(rows.len().min(MAX_ROWS));
+    for ((b, k), mut row) in rows {
+        totals.absorb(&row);
+        if out.len() >= MAX_ROWS {
+            continue;
+        }
+        if q.bucket.is_some() {
+            row.bucket_ns = Some(b);
+            row.bucket_start = Some(format_ns(b));
+        }
+        for (d, v) in dims.iter().zip(k) {
+            *row.dim_mut(*d) = Some((!v.is_empty()).then_some(v));
+        }
+        row.finish();
+        out.push(row);
+    }
+    totals.finish();
+    Ok(UsageReport {
+        bucket: q.bucket.map(|b| match b {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }),
+        group_by: dims.iter().map(|d| d.name()).collect(),
+        from: q.from_ns.map(|f| format_ns(hour_of(f))),
+        to: q.to_ns.map(format_ns),
+        rows: out,
+        totals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanId, SpanKind, TraceId};
+    use crate::store::{open_writer, write};
+    use proptest::prelude::*;
+
+    #[test]
+    fn buckets_hold_the_error_bound() {
+        for ms in [0.0015, 0.5, 1.0, 1.02, 7.3, 99.9, 1234.5, 86_400_000.0] {
+            let v = bucket_value(latency_bucket(ms));
+            assert!(
+                (v - ms).abs() <= ms * LATENCY_RELATIVE_ERROR * (1.0 + 1e-9),
+                "{ms} → {v}"
+            );
+        }
+        assert_eq!(bucket_value(latency_bucket(0.0)), 0.0);
+        assert_eq!(bucket_value(latency_bucket(-3.0)), 0.0);
+    }
+
+    /// One generated call: (hour offset, agent, session, model, status error, tokens, cost, latency).
+    #[derive(Clone, Debug)]
+    struct Gen {
+        hour: i64,
+        minute: i64,
+        agent: Option<u8>,
+        session: u8,
+        model: u8,
+        error: bool,
+        tokens: (Option<i64>, Option<i64>, Option<i64>),
+        cost: Option<u32>,
+        latency_us: Option<u32>,
+        kind_llm: bool,
+    }
+
+    fn gen_call() -> impl Strategy<Value = Gen> {
+        (
+            0i64..72,
+            0i64..60,
+            proptest::option::of(0u8..3),
+            0u8..4,
+            0u8..3,
+            any::<bool>(),
+            (
+                proptest::option::of(0i64..50_000),
+                proptest::option::of(0i64..5_000),
+                proptest::option::of(0i64..1_000),
+            ),
+            proptest::option::of(0u32..1_000_000),
+            proptest::option::of(0u32..120_000_000),
+            prop::bool::weighted(0.85),
+        )
+            .prop_map(
+                |(
+                    hour,
+                    minute,
+                    agent,
+                    session,
+                    model,
+                    error,
+                    tokens,
+                    cost,
+                    latency_us,
+                    kind_llm,
+                )| {
+                    Gen {
+                        hour,
+                        minute,
+                        agent,
+                        session,
+                        model,
+                        error,
+                        tokens,
+                        cost,
+                        latency_us,
+                        kind_llm,
+                    }
+                },
+            )
+    }
+
+    const T0: i64 = 1_795_000_000 * 1_000_000_000;
+
+    fn span_of(g: &Gen, i: usize) -> Span {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        let start = T0 + g.hour * HOUR_NS + g.minute * 60_000_000_000;
+        let kind = if g.kind_llm {
+            SpanKind::LlmCall
+        } else {
+            SpanKind::ToolCall
+        };
+        let mut s = Span::new(TraceId(id), SpanId([1; 8]), "chat".into(), kind, start);
+        s.end_ns = g.latency_us.map(|us| start + us as i64 * 1000);
+        s.agent_id = g.agent.map(|a| format!("agent-{a}"));
+        s.session_id = Some(format!("s-{}", g.session));
+        s.provider = Some("openai".into());
+        s.request_model = Some(["gpt-4o", "o3", "claude-sonnet-4"][g.model as usize].into());
+        s.status = if g.error {
+            StatusCode::Error
+        } else {
+            StatusCode::Ok
+        };
+        (s.input_tokens, s.output_tokens, s.cache_read_tokens) = g.tokens;
+        s.cost_usd = g.cost.map(|c| c as f64 / 1e6);
+        s
+    }
+
+    type DirectKey = (i64, String, String, String);
+    type DirectSums = (i64, i64, i64, i64, i64, i64, f64, i64, i64);
+
+    /// The reference: the same figures aggregated straight from the raw spans.
+    fn direct(conn: &Connection) -> BTreeMap<DirectKey, DirectSums> {
+        let mut out = BTreeMap::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT (start_ns - (start_ns % 3600000000000)), COALESCE(agent_id, ''),
+                    COALESCE(session_id, ''), COALESCE(response_model, request_model, ''),
+                    count(*), sum(status = 'error'), COALESCE(sum(input_tokens), 0),
+                    COALESCE(sum(output_tokens), 0), COALESCE(sum(cache_read_tokens), 0),
+                    sum(COALESCE(total_tokens, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0))),
+                    COALESCE(sum(cost_usd), 0), count(cost_usd), count(latency_ms)
+                 FROM spans WHERE kind IN ('llm_call', 'embedding') GROUP BY 1, 2, 3, 4",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                    (
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                    ),
+                ))
+            })
+            .unwrap();
+        for r in rows {
+            let (k, v) = r.unwrap();
+            out.insert(k, v);
+        }
+        out
+    }
+
+    fn exact_quantile(mut v: Vec<f64>, q: f64) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        v[rank - 1]
+    }
+
+    fn commit(conn: &mut Connection, recs: &[Record], hook: bool) {
+        let tx = conn.transaction().unwrap();
+        let out = write::write_records(&tx, recs, 0).unwrap();
+        if hook {
+            RollupHook.in_transaction(&tx, recs, &out.inserted).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Rollups equal a direct aggregation of the spans: in random order (late
+        /// arrivals), with duplicates, and after a stretch written without rollups
+        /// (a restart after missed hours) followed by the startup backfill.
+        #[test]
+        fn rollups_equal_direct_aggregation(
+            calls in proptest::collection::vec(gen_call(), 1..120),
+            batch in 1usize..17,
+            missed_from in 0usize..120,
+            missed_len in 0usize..60,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
+            let spans: Vec<Record> = calls.iter().enumerate().map(|(i, g)| Record::Span(Box::new(span_of(g, i)))).collect();
+            let missed = missed_from..missed_from + missed_len;
+            let mut i = 0;
+            while i < spans.len() {
+                let end = (i + batch).min(spans.len());
+                // Every batch also re-sends its first record: a duplicate must not count twice.
+                let mut recs: Vec<Record> = spans[i..end].to_vec();
+                recs.push(spans[i].clone());
+                commit(&mut conn, &recs, !missed.contains(&i));
+                if missed.contains(&i) && !missed.contains(&end) {
+                    // The daemon comes back: startup backfill before new batches.
+                    backfill(&conn).unwrap();
+                }
+                i = end;
+            }
+            backfill(&conn).unwrap();
+            let want = direct(&conn);
+            let got = query(&conn, &UsageQuery {
+                group_by: vec![Dim::Agent, Dim::Session, Dim::Model],
+                bucket: Some(Bucket::Hour),
+                ..Default::default()
+            }).unwrap();
+            prop_assert_eq!(got.rows.len(), want.len());
+            for row in &got.rows {
+                let key = (
+                    row.bucket_ns.unwrap(),
+                    row.dim(Dim::Agent).unwrap_or("").to_string(),
+                    row.dim(Dim::Session).unwrap_or("").to_string(),
+                    row.dim(Dim::Model).unwrap_or("").to_string(),
+                );
+                let w = want.get(&key).expect("row in the direct aggregation");
+                prop_assert_eq!((row.calls, row.errors, row.input_tokens, row.output_tokens, row.cache_read_tokens, row.total_tokens),
+                    (w.0, w.1, w.2, w.3, w.4, w.5));
+                prop_assert_eq!(row.calls - row.unpriced_calls, w.7);
+                prop_assert!((row.cost_usd.unwrap_or(0.0) - w.6).abs() < 1e-9);
+                prop_assert_eq!(row.latency_count, w.8);
+            }
+            // Days are the sums of their hours.
+            let days = query(&conn, &UsageQuery { bucket: Some(Bucket::Day), ..Default::default() }).unwrap();
+            let day_calls: i64 = days.rows.iter().map(|r| r.calls).sum();
+            prop_assert_eq!(day_calls, got.totals.calls);
+            // Percentiles over everything are within the stated error of the exact ones.
+            let lat: Vec<f64> = {
+                let mut st = conn.prepare("SELECT latency_ms FROM spans WHERE kind = 'llm_call' AND latency_ms IS NOT NULL").unwrap();
+                st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+            };
+            let all = query(&conn, &UsageQuery::default()).unwrap();
+            if lat.is_empty() {
+                prop_assert_eq!(all.totals.latency_ms.p50, None);
+            } else {
+                for (q, got) in [(0.5, all.totals.latency_ms.p50), (0.95, all.totals.latency_ms.p95), (0.99, all.totals.latency_ms.p99)] {
+                    let exact = exact_quantile(lat.clone(), q);
+                    let got = got.unwrap();
+                    prop_assert!((got - exact).abs() <= exact * LATENCY_RELATIVE_ERROR * (1.0 + 1e-9) + MIN_LATENCY_MS,
+                        "q{} exact {} got {}", q, exact, got);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn filters_ranges_and_unknown_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
+        let mut a = span_of(
+            &Gen {
+                hour: 0,
+                minute: 5,
+                agent: Some(1),
+                session: 1,
+                model: 0,
+                error: false,
+                tokens: (Some(10), Some(5), None),
+                cost: None,
+                latency_us: Some(1000),
+                kind_llm: true,
+            },
+            0,
+        );
+        a.cost_usd = None;
+        let mut b = a.clone();
+        b.trace_id = TraceId([9; 16]);
+        b.start_ns += 2 * HOUR_NS;
+        b.cost_usd = Some(0.5);
+        commit(
+            &mut conn,
+            &[Record::Span(Box::new(a)), Record::Span(Box::new(b))],
+            true,
+        );
+        let all = query(&conn, &UsageQuery::default()).unwrap();
+        assert_eq!(all.totals.calls, 2);
+        assert_eq!(all.totals.unpriced_calls, 1);
+        assert_eq!(all.totals.cost_usd, Some(0.5));
+        let first_hour = query(
+            &conn,
+            &UsageQuery {
+                from_ns: Some(T0 + 10 * 60_000_000_000),
+                to_ns: Some(T0 + HOUR_NS),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(first_hour.totals.calls, 1, "from is widened to its hour");
+        assert_eq!(first_hour.totals.cost_usd, None, "unknown, not zero");
+        let other = query(
+            &conn,
+            &UsageQuery {
+                filters: vec![(Dim::Agent, "agent-2".into())],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(other.totals.calls, 0);
+        assert!(other.rows.is_empty());
+    }
+}

@@ -1,0 +1,387 @@
+//! Cost and usage end to end: the real binary, real HTTP, a real database.
+mod common;
+use common::*;
+use openclaw_trace::model::{Record, Span, SpanId, SpanKind, TraceId};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An LLM call as the native API takes it.
+fn call(agent: &str, model: &str, at_ms: i64, input: i64, output: i64, cost: Option<f64>) -> Value {
+    let mut v = json!({
+        "provider": "openai", "model": model, "agent_id": agent, "session_id": format!("s-{agent}"),
+        "timestamp": at_ms, "latency_ms": 100 + (input % 900),
+        "prompt_tokens": input, "completion_tokens": output,
+    });
+    if let Some(c) = cost {
+        v["cost_usd"] = json!(c);
+    }
+    v
+}
+
+/// Usage per hour, agent and model, straight from the raw spans.
+/// (hour, agent, model) → (calls, input, output, cost, priced calls).
+type Direct = BTreeMap<(i64, String, String), (i64, i64, i64, f64, i64)>;
+
+fn direct(d: &Daemon) -> Direct {
+    let conn = d.db();
+    let mut st = conn
+        .prepare(
+            "SELECT start_ns - (start_ns % 3600000000000), COALESCE(agent_id, ''),
+                COALESCE(response_model, request_model, ''), count(*), sum(input_tokens),
+                sum(output_tokens), COALESCE(sum(cost_usd), 0), count(cost_usd)
+             FROM spans WHERE kind = 'llm_call' GROUP BY 1, 2, 3",
+        )
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?),
+            (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
+        ))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+fn usage(d: &Daemon, query: &str) -> Value {
+    let r = client()
+        .get(d.url(&format!("/v1/usage?{query}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().unwrap()
+}
+
+fn assert_matches_direct(d: &Daemon) {
+    let want = direct(d);
+    let got = usage(d, "group_by=model,agent&bucket=hour");
+    let rows = got["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len(), "{got:#}");
+    for row in rows {
+        let t =
+            openclaw_trace::util::time::parse_timestamp_str(row["bucket_start"].as_str().unwrap())
+                .unwrap();
+        let key = (
+            t,
+            row["agent_id"].as_str().unwrap_or("").to_string(),
+            row["model"].as_str().unwrap_or("").to_string(),
+        );
+        let w = want
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} not in {want:?}"));
+        assert_eq!(row["calls"], w.0, "{key:?}");
+        assert_eq!(row["input_tokens"], w.1, "{key:?}");
+        assert_eq!(row["output_tokens"], w.2, "{key:?}");
+        assert_eq!(
+            row["calls"].as_i64().unwrap() - row["unpriced_calls"].as_i64().unwrap(),
+            w.4
+        );
+        let cost = row["cost_usd"].as_f64();
+        if w.4 == 0 {
+            assert_eq!(cost, None, "unknown cost is null, not 0");
+        } else {
+            assert!(
+                (cost.unwrap() - w.3).abs() < 1e-9,
+                "{key:?}: {cost:?} vs {}",
+                w.3
+            );
+        }
+    }
+}
+
+#[test]
+fn rollups_match_raw_spans_through_late_arrivals_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &[]);
+    let base = (now_ms() / HOUR_MS - 30) * HOUR_MS;
+    // Newest hours first, then late calls for older hours.
+    let mut batch = Vec::new();
+    for h in (0..6).rev() {
+        for (i, agent) in ["main", "coder"].iter().enumerate() {
+            let model = ["gpt-4o", "gpt-4o-mini-2024-07-18", "my-local-model"][(h + i) % 3];
+            let cost = (h % 2 == 0 && model != "my-local-model").then_some(0.01 * (h + 1) as f64);
+            batch.push(call(
+                agent,
+                model,
+                base + h as i64 * HOUR_MS + 60_000 * i as i64,
+                1000 + 10 * h as i64,
+                200,
+                cost,
+            ));
+        }
+    }
+    assert_eq!(post_json(&d.url("/v1/traces"), &json!(batch)).status(), 202);
+    let late = vec![
+        call("main", "gpt-4o", base + 30 * 60_000, 500, 50, None),
+        call(
+            "main",
+            "gpt-4o",
+            base + 2 * HOUR_MS + 5_000,
+            700,
+            70,
+            Some(0.5),
+        ),
+    ];
+    assert_eq!(post_json(&d.url("/v1/traces"), &json!(late)).status(), 202);
+    assert_eq!(
+        d.wait_count("SELECT count(*) FROM spans", 14, Duration::from_secs(10)),
+        14
+    );
+    assert_matches_direct(&d);
+    // The same spans again (a client retry) change nothing.
+    let first = d
+        .db()
+        .query_row(
+            "SELECT lower(hex(trace_id)), lower(hex(span_id)) FROM spans LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .unwrap();
+    let mut dup = call("main", "gpt-4o", base, 1, 1, None);
+    dup["trace_id"] = json!(first.0);
+    dup["span_id"] = json!(first.1);
+    assert_eq!(post_json(&d.url("/v1/traces"), &dup).status(), 202);
+    assert!(d.stop().success());
+
+    // While the daemon is down, spans land without rollups (an older build wrote them).
+    {
+        let mut conn = openclaw_trace::store::open_writer(&d.db_path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut recs = Vec::new();
+        for h in [1i64, 7, 8] {
+            let start = (base + h * HOUR_MS + 90_000) * 1_000_000;
+            let mut s = Span::new(
+                TraceId::generate(),
+                SpanId::generate(),
+                "chat gpt-4o".into(),
+                SpanKind::LlmCall,
+                start,
+            );
+            s.end_ns = Some(start + 250_000_000);
+            s.agent_id = Some("main".into());
+            s.provider = Some("openai".into());
+            s.request_model = Some("gpt-4o".into());
+            s.input_tokens = Some(100);
+            s.output_tokens = Some(10);
+            s.cost_usd = Some(0.002);
+            recs.push(Record::Span(Box::new(s)));
+        }
+        openclaw_trace::store::write::write_records(&tx, &recs, 0).unwrap();
+        tx.commit().unwrap();
+    }
+    let d = Daemon::start_in(dir.path(), &[]);
+    // Backfill runs before the first request is served... or just after: wait for it.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while usage(&d, "")["totals"]["calls"] != 17 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_matches_direct(&d);
+    assert!(
+        d.logs()
+            .iter()
+            .any(|l| l.contains("usage rollups backfilled"))
+    );
+
+    // Days are sums of hours; the CLI prints the same figures.
+    let days = usage(&d, "bucket=day");
+    let day_calls: i64 = days["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["calls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(day_calls, 17);
+    let out = std::process::Command::new(BIN)
+        .args(["usage", "--since", "3d", "--by", "model", "--json"])
+        .env("OCT_DB_PATH", &d.db_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["totals"]["calls"], 17);
+    assert_eq!(cli["rows"].as_array().unwrap().len(), 3);
+    let table = std::process::Command::new(BIN)
+        .args(["usage", "--since", "3d", "--by", "agent,day"])
+        .env("OCT_DB_PATH", &d.db_path)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("CALLS") && table.contains("main") && table.contains("TOTAL"),
+        "{table}"
+    );
+    assert!(table.contains("have no known cost"), "{table}");
+}
+
+#[test]
+fn costs_are_reported_computed_or_unknown() {
+    let d = Daemon::start(&[]);
+    let body = json!([
+        // Computed: 1 000 × 2.50 + 500 × 10.00 = 7 500 µ$.
+        {"provider": "openai", "model": "gpt-4o-2024-08-06", "prompt_tokens": 1000, "completion_tokens": 500, "span_id": "00000000000000a1"},
+        // Reported and equal to the table's figure: one number.
+        {"provider": "openai", "model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 500, "cost_usd": 0.0075, "span_id": "00000000000000a2"},
+        // Reported and different: both kept.
+        {"provider": "openai", "model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 500, "cost_usd": 0.02, "span_id": "00000000000000a3"},
+        // Cached input: (10 000 − 8 000) × 3 + 8 000 × 0.30 + 1 000 × 15 = 23 400 µ$.
+        {"provider": "anthropic", "model": "claude-sonnet-4-20250514", "prompt_tokens": 10000, "cache_read_tokens": 8000, "completion_tokens": 1000, "span_id": "00000000000000a4"},
+        // No price: unknown.
+        {"provider": "local", "model": "my-local-model", "prompt_tokens": 10, "completion_tokens": 5, "span_id": "00000000000000a5"},
+    ]);
+    assert_eq!(post_json(&d.url("/v1/traces"), &body).status(), 202);
+    assert_eq!(
+        d.wait_count("SELECT count(*) FROM spans", 5, Duration::from_secs(10)),
+        5
+    );
+    type CostRow = (String, Option<f64>, Option<String>, Option<f64>);
+    let rows: Vec<CostRow> = {
+        let conn = d.db();
+        let mut st = conn
+            .prepare("SELECT lower(hex(span_id)), cost_usd, cost_source, cost_computed_usd FROM spans ORDER BY span_id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+    assert!(
+        close(rows[0].1, 0.0075) && rows[0].2.as_deref() == Some("computed") && rows[0].3.is_none()
+    );
+    assert!(
+        close(rows[1].1, 0.0075) && rows[1].2.as_deref() == Some("reported") && rows[1].3.is_none()
+    );
+    assert!(
+        close(rows[2].1, 0.02)
+            && rows[2].2.as_deref() == Some("reported")
+            && close(rows[2].3, 0.0075)
+    );
+    assert!(close(rows[3].1, 0.0234) && rows[3].2.as_deref() == Some("computed"));
+    assert_eq!((rows[4].1, rows[4].2.as_deref()), (None, None));
+    // The trace API shows both figures.
+    let tid: String = d
+        .db()
+        .query_row(
+            "SELECT lower(hex(trace_id)) FROM spans WHERE span_id = x'00000000000000a3'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let t: Value = client()
+        .get(d.url(&format!("/v1/traces/{tid}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(t["spans"][0]["cost_computed_usd"], 0.0075);
+    // /health and /v1/pricing name the model without a price.
+    let h: Value = client()
+        .get(d.url("/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        h["analytics"]["unpriced_models"][0]["model"],
+        "my-local-model"
+    );
+    let r = client()
+        .get(d.url("/v1/pricing?model=my-local-model"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let e: Value = r.json().unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("no price for model"),
+        "{e}"
+    );
+    let m: Value = client()
+        .get(d.url("/v1/pricing?model=claude-sonnet-4-20250514"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(m["match"]["id"], "claude-sonnet-4");
+}
+
+#[test]
+fn openclaw_config_prices_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shape of OpenClaw's config (shared/samples/openclaw/openclaw.config.json).
+    let cfg = dir.path().join("openclaw.json");
+    std::fs::write(
+        &cfg,
+        r#"{"models":{"mode":"merge","providers":{"fake":{"baseUrl":"http://127.0.0.1:18080/v1","apiKey":"sk-local",
+            "api":"openai-completions","models":[{"id":"fake-model","name":"Fake Model","reasoning":false,"input":["text"],
+            "cost":{"input":1.0,"output":2.0,"cacheRead":0,"cacheWrite":0},"contextWindow":128000,"maxTokens":4096}]}}}}"#,
+    )
+    .unwrap();
+    let d = Daemon::start(&[("OCT_PRICING_FILE", cfg.to_str().unwrap())]);
+    // The sample transcript's call: 123 in, 17 out → 0.000123 + 0.000034.
+    let r = post_json(
+        &d.url("/v1/traces"),
+        &json!({"provider": "fake", "model": "fake-model", "prompt_tokens": 123, "completion_tokens": 17}),
+    );
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        d.wait_count("SELECT count(*) FROM spans", 1, Duration::from_secs(10)),
+        1
+    );
+    let cost: f64 = d
+        .db()
+        .query_row("SELECT cost_usd FROM spans", [], |r| r.get(0))
+        .unwrap();
+    assert!((cost - 0.000157).abs() < 1e-12, "{cost}");
+}
+
+#[test]
+fn bad_settings_and_parameters_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("prices.toml");
+    std::fs::write(&bad, "[[model]]\nid = \"x\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("OCT_PORT", "0")
+        .env("OCT_DB_PATH", dir.path().join("t.db"))
+        .env("OCT_PRICING_FILE", &bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OCT_PRICING_FILE") && err.contains("prices.toml"),
+        "{err}"
+    );
+
+    let d = Daemon::start(&[]);
+    for (q, field) in [
+        ("group_by=colour", "group_by"),
+        ("bucket=week", "bucket"),
+        ("from=yesterday", "from"),
+    ] {
+        let r = client()
+            .get(d.url(&format!("/v1/usage?{q}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let e: Value = r.json().unwrap();
+        assert_eq!(e["field"], field, "{e}");
+    }
+    let empty = usage(&d, "group_by=session");
+    assert_eq!(empty["totals"]["calls"], 0);
+    assert_eq!(empty["totals"]["cost_usd"], Value::Null);
+}

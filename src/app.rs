@@ -30,7 +30,7 @@ fn retention_policy(cfg: &Config) -> retention::Policy {
             .then(|| Duration::from_secs(cfg.store.retention_days * 86_400)),
         max_db_bytes: cfg.store.cleanup_db_threshold_bytes,
         disk_threshold_pct: cfg.store.cleanup_disk_threshold,
-        active_sinks: Vec::new(),
+        active_sinks: crate::sinks::active_sinks(cfg),
     }
 }
 
@@ -71,10 +71,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.api.bind, cfg.api.port))?;
     let addr = listener.local_addr()?;
+    let sinks = Arc::new(crate::sinks::Registry::start(
+        &cfg,
+        crate::sinks::Ctx {
+            pipeline: pipeline.clone(),
+            reads: reads.clone(),
+        },
+        addr,
+    )?);
     let state: SharedState = Arc::new(AppState {
         config: cfg.clone(),
         pipeline: pipeline.clone(),
         reads,
+        sinks,
         started: Instant::now(),
         ready: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
@@ -156,6 +165,9 @@ impl Daemon {
         if tokio::time::timeout(left / 2, self.server).await.is_err() {
             tracing::warn!("open connections did not close in time");
         }
+        // Sinks get a last push within half of what is left; the writer's drain the rest.
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.state.sinks.final_push(Instant::now() + left / 2).await;
         self.state.pipeline.close();
         let writer = self.writer;
         let left = deadline.saturating_duration_since(Instant::now());

@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod dead_letters;
 pub mod health;
 pub mod ingest;
 pub mod query;
@@ -102,6 +103,7 @@ pub struct AppState {
     pub config: Config,
     pub pipeline: Pipeline,
     pub reads: Arc<ReadPool>,
+    pub sinks: Arc<crate::sinks::Registry>,
     pub started: Instant,
     pub ready: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -253,6 +255,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
+        .route("/v1/dead-letters", get(dead_letters::list))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
+pub mod export;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub enum Cmd {
     Traces(traces::TracesArgs),
     /// Show one trace: its spans as a tree, and its events
     Trace(traces::TraceArgs),
+    /// Export stored data once: OTLP or JSON, to an endpoint or a file
+    Export(export::ExportArgs),
 }
 
 impl Cli {

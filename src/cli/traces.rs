@@ -57,9 +57,11 @@ pub enum CliError {
     Store(#[from] crate::store::StoreError),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
-fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
+pub fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
     let path = cfg.store.db_path();
     if !path.exists() {
         return Err(CliError::NoDatabase(path.display().to_string()));

@@ -139,6 +139,21 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: records a sink's remote rejected on their own (kept for inspection and replay).
+    r#"
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        row_id INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        status INTEGER,
+        error TEXT NOT NULL,
+        payload TEXT,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_sink ON dead_letters(sink, id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -261,18 +261,28 @@ impl Redactor {
 
 /// Parses `k1=v1,k2=v2` (the `OTEL_EXPORTER_OTLP_HEADERS` form; values may be %-encoded).
 pub fn parse_headers(v: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs = parse_pairs(v)?;
+    for (k, _) in &pairs {
+        if !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(format!("{k:?} is not a valid header name"));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Parses `k1=v1,k2=v2` (the `OTEL_RESOURCE_ATTRIBUTES` form; values may be %-encoded).
+pub fn parse_pairs(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, val) = part.split_once('=').ok_or_else(|| {
             format!("expected name=value pairs separated by commas, got {part:?}")
         })?;
         let k = k.trim();
-        if k.is_empty()
-            || !k
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-        {
-            return Err(format!("{k:?} is not a valid header name"));
+        if k.is_empty() {
+            return Err(format!("empty name in {part:?}"));
         }
         out.push((k.to_string(), percent_decode(val.trim())));
     }

@@ -159,19 +159,20 @@ impl SinkStatus {
     fn succeeded(&self, sent: usize, dead: usize) {
         self.last_success_ms
             .store(now_ns() / 1_000_000, Ordering::Relaxed);
-        self.consecutive_failures.store(0, Ordering::Relaxed);
         self.records_sent.fetch_add(sent as u64, Ordering::Relaxed);
         self.dead_lettered.fetch_add(dead as u64, Ordering::Relaxed);
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = None;
-        }
     }
 
-    fn failed(&self, reason: &str) -> u64 {
+    /// Publishes the failures of the worst stream; the last error stays until all recover.
+    fn set_failures(&self, failures: u64, error: Option<&str>) {
+        self.consecutive_failures.store(failures, Ordering::Relaxed);
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(reason.to_string());
+            match error {
+                Some(r) => *e = Some(r.to_string()),
+                None if failures == 0 => *e = None,
+                None => {}
+            }
         }
-        self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Unix milliseconds of the last cycle step the remote accepted.
@@ -357,7 +358,7 @@ fn write_progress(
     tx.commit()
 }
 
-/// Why a cycle stopped early, and how long to wait before the next one.
+/// Why a stream stopped early, and how long to wait before trying it again.
 #[derive(Debug)]
 struct Stop {
     reason: String,
@@ -376,15 +377,42 @@ pub struct Ctx {
     pub reads: Arc<ReadPool>,
 }
 
+/// Each stream backs off on its own: a backend that refuses metrics does not hold traces back.
+struct StreamState {
+    stream: Stream,
+    backoff: Backoff,
+    not_before: Instant,
+}
+
 struct Driver<S: Sink> {
     sink: Arc<S>,
     ctx: Ctx,
     status: Arc<SinkStatus>,
     pacing: Pacing,
-    backoff: Backoff,
+    streams: Vec<StreamState>,
 }
 
 impl<S: Sink> Driver<S> {
+    fn new(sink: S, ctx: Ctx, status: Arc<SinkStatus>, pacing: Pacing) -> Self {
+        let now = Instant::now();
+        let streams = sink
+            .streams()
+            .into_iter()
+            .map(|stream| StreamState {
+                stream,
+                backoff: Backoff::new(pacing.retry_initial, pacing.retry_max),
+                not_before: now,
+            })
+            .collect();
+        Driver {
+            sink: Arc::new(sink),
+            ctx,
+            status,
+            pacing,
+            streams,
+        }
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&S, &Connection) -> Result<T, StoreError> + Send + 'static,
@@ -428,53 +456,82 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    async fn cycle(&mut self, deadline: Instant) -> Result<CycleEnd, Stop> {
-        for stream in self.sink.streams() {
+    fn publish_failures(&self, error: Option<&str>) {
+        let worst = self
+            .streams
+            .iter()
+            .map(|s| s.backoff.failures())
+            .max()
+            .unwrap_or(0);
+        self.status.set_failures(worst as u64, error);
+    }
+
+    /// One pass over every stream that is not backing off.
+    async fn cycle(&mut self, deadline: Instant) -> CycleEnd {
+        for i in 0..self.streams.len() {
+            let stream = self.streams[i].stream;
             if !stream.enabled {
-                self.write(stream, None, Vec::new()).await?;
+                if let Err(stop) = self.write(stream, None, Vec::new()).await {
+                    self.streams[i].not_before = Instant::now() + stop.wait;
+                }
                 continue;
             }
-            loop {
-                if Instant::now() >= deadline {
-                    return Ok(CycleEnd::OutOfTime);
+            if Instant::now() < self.streams[i].not_before {
+                continue;
+            }
+            match self.drain(i, deadline).await {
+                Ok(CycleEnd::Drained) => {}
+                Ok(CycleEnd::OutOfTime) => return CycleEnd::OutOfTime,
+                Err(stop) => {
+                    tracing::debug!(sink = self.sink.name(), table = stream.table, reason = %stop.reason, "stream paused");
+                    self.streams[i].not_before = Instant::now() + stop.wait;
                 }
-                let name = self.sink.name();
-                let batch = self
-                    .read(move |sink, conn| {
-                        let after = load_cursor(conn, name, stream.cursor)?;
-                        sink.read(conn, &stream, after).map(|b| (after, b))
-                    })
-                    .await?;
-                let (after, batch) = batch;
-                if batch.last_row_id <= after {
-                    break;
-                }
-                let dead = if batch.items.is_empty() {
-                    Vec::new()
-                } else {
-                    self.deliver(&stream, &batch.items, deadline).await?
-                };
-                let (sent, dead_n) = (batch.items.len() - dead.len(), dead.len());
-                if dead_n > 0 {
-                    tracing::warn!(
-                        sink = name,
-                        table = stream.table,
-                        records = dead_n,
-                        error = %dead[0].error,
-                        "remote rejected records; moved to dead_letters"
-                    );
-                }
-                self.write(stream, Some(batch.last_row_id), dead).await?;
-                self.status.succeeded(sent, dead_n);
             }
         }
-        Ok(CycleEnd::Drained)
+        CycleEnd::Drained
+    }
+
+    /// Ships one stream's rows until it is drained, the deadline passes, or the remote fails.
+    async fn drain(&mut self, i: usize, deadline: Instant) -> Result<CycleEnd, Stop> {
+        let stream = self.streams[i].stream;
+        let name = self.sink.name();
+        loop {
+            if Instant::now() >= deadline {
+                return Ok(CycleEnd::OutOfTime);
+            }
+            let (after, batch) = self
+                .read(move |sink, conn| {
+                    let after = load_cursor(conn, name, stream.cursor)?;
+                    sink.read(conn, &stream, after).map(|b| (after, b))
+                })
+                .await?;
+            if batch.last_row_id <= after {
+                return Ok(CycleEnd::Drained);
+            }
+            let dead = if batch.items.is_empty() {
+                Vec::new()
+            } else {
+                self.deliver(i, &batch.items, deadline).await?
+            };
+            let (sent, dead_n) = (batch.items.len() - dead.len(), dead.len());
+            if dead_n > 0 {
+                tracing::warn!(
+                    sink = name,
+                    table = stream.table,
+                    records = dead_n,
+                    error = %dead[0].error,
+                    "remote rejected records; moved to dead_letters"
+                );
+            }
+            self.write(stream, Some(batch.last_row_id), dead).await?;
+            self.status.succeeded(sent, dead_n);
+        }
     }
 
     /// Sends items in order; a rejected part is split until the records at fault are found.
     async fn deliver(
         &mut self,
-        stream: &Stream,
+        i: usize,
         items: &[S::Item],
         deadline: Instant,
     ) -> Result<Vec<DeadLetter>, Stop> {
@@ -487,7 +544,7 @@ impl<S: Sink> Driver<S> {
             }
             let part = &items[range.clone()];
             if let Attempt::Reject { status, reason } =
-                self.send_with_retry(stream, part, deadline).await?
+                self.send_with_retry(i, part, deadline).await?
             {
                 if part.len() == 1 {
                     let it = &part[0];
@@ -512,21 +569,24 @@ impl<S: Sink> Driver<S> {
     /// Delivered or Reject, or a Stop once retries in this cycle are used up.
     async fn send_with_retry(
         &mut self,
-        stream: &Stream,
+        i: usize,
         items: &[S::Item],
         deadline: Instant,
     ) -> Result<Attempt, Stop> {
+        let stream = self.streams[i].stream;
+        let name = self.sink.name();
         let mut tries = 0u32;
         loop {
             tries += 1;
             self.status.attempted();
-            let outcome = self.sink.send(stream, items).await;
+            let outcome = self.sink.send(&stream, items).await;
             match outcome {
                 Attempt::Delivered | Attempt::Reject { .. } => {
-                    if self.backoff.failures() > 0 {
-                        tracing::info!(sink = self.sink.name(), "remote accepts again");
+                    if self.streams[i].backoff.failures() > 0 {
+                        tracing::info!(sink = name, table = stream.table, "remote accepts again");
                     }
-                    self.backoff.reset();
+                    self.streams[i].backoff.reset();
+                    self.publish_failures(None);
                     return Ok(outcome);
                 }
                 Attempt::Retry {
@@ -534,37 +594,56 @@ impl<S: Sink> Driver<S> {
                     retry_after,
                 } => {
                     let reason = self.sink.redactor().redact(&reason);
-                    let failures = self.status.failed(&reason);
-                    let wait = self.backoff.next_delay(retry_after);
+                    let wait = self.streams[i].backoff.next_delay(retry_after);
+                    self.publish_failures(Some(&reason));
+                    let failures = self.streams[i].backoff.failures();
                     if tries >= self.pacing.attempts_per_cycle || Instant::now() + wait > deadline {
                         tracing::warn!(
-                            sink = self.sink.name(),
+                            sink = name,
+                            table = stream.table,
                             error = %reason,
                             consecutive_failures = failures,
                             retry_in_ms = wait.as_millis() as u64,
-                            "push failed; will retry"
+                            "delivery failed; will retry"
                         );
                         return Err(Stop { reason, wait });
                     }
-                    tracing::debug!(sink = self.sink.name(), error = %reason, retry_in_ms = wait.as_millis() as u64, "retrying");
+                    tracing::debug!(sink = name, error = %reason, retry_in_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Attempt::Refused { status, reason } => {
                     let reason = self.sink.redactor().redact(&reason);
-                    let failures = self.status.failed(&reason);
-                    let wait = self.backoff.next_delay(None);
+                    let wait = self.streams[i].backoff.next_delay(None);
+                    self.publish_failures(Some(&reason));
                     tracing::error!(
-                        sink = self.sink.name(),
+                        sink = name,
+                        table = stream.table,
                         status,
                         error = %reason,
-                        consecutive_failures = failures,
+                        consecutive_failures = self.streams[i].backoff.failures(),
                         retry_in_ms = wait.as_millis() as u64,
-                        "remote refuses every request (check the endpoint and credentials)"
+                        "remote refuses every request for this table (check the endpoint and credentials; a backend without this signal: leave it out of OCT_OTLP_EXPORT_SIGNALS)"
                     );
                     return Err(Stop { reason, wait });
                 }
             }
         }
+    }
+
+    /// When the next cycle should start: the interval, or sooner if a backing-off stream is due.
+    fn next_wake(&self, end: CycleEnd) -> Instant {
+        let now = Instant::now();
+        if matches!(end, CycleEnd::OutOfTime) {
+            return now + Duration::from_millis(5);
+        }
+        let due = self
+            .streams
+            .iter()
+            .filter(|s| s.stream.enabled && s.not_before > now)
+            .map(|s| s.not_before)
+            .min();
+        let regular = now + self.pacing.interval;
+        due.map_or(regular, |d| d.min(regular))
     }
 
     /// Cycles until the daemon asks for the final push, then does it within its deadline.
@@ -579,19 +658,12 @@ impl<S: Sink> Driver<S> {
                 return self.final_push(f).await;
             }
             let deadline = Instant::now() + self.pacing.cycle_budget;
-            let outcome = tokio::select! {
+            let end = tokio::select! {
                 r = self.cycle(deadline) => r,
                 // Cancelling mid-send is safe: the cursor moves only after the remote accepted.
                 f = final_rx.recv() => return self.final_push(f).await,
             };
-            next = match outcome {
-                Ok(CycleEnd::Drained) => Instant::now() + self.pacing.interval,
-                Ok(CycleEnd::OutOfTime) => Instant::now() + Duration::from_millis(5),
-                Err(stop) => {
-                    tracing::debug!(sink = self.sink.name(), reason = %stop.reason, "cycle stopped");
-                    Instant::now() + stop.wait
-                }
-            };
+            next = self.next_wake(end);
         }
     }
 
@@ -599,20 +671,21 @@ impl<S: Sink> Driver<S> {
         let Some((deadline, done)) = msg else { return };
         let _ = tokio::time::timeout_at(deadline.into(), self.ctx.pipeline.flush()).await;
         // The last try is not held back by the backoff of earlier failures.
-        self.backoff = Backoff::new(self.pacing.retry_initial, self.pacing.retry_max);
+        let now = Instant::now();
+        for s in &mut self.streams {
+            s.not_before = now;
+        }
+        let name = self.sink.name();
         match tokio::time::timeout_at(deadline.into(), self.cycle(deadline)).await {
-            Ok(Ok(CycleEnd::Drained)) => tracing::info!(sink = self.sink.name(), "final push done"),
-            Ok(Ok(CycleEnd::OutOfTime)) | Err(_) => {
+            Ok(CycleEnd::Drained) if self.status.consecutive_failures() == 0 => {
+                tracing::info!(sink = name, "final push done")
+            }
+            Ok(_) | Err(_) => {
                 tracing::warn!(
-                    sink = self.sink.name(),
-                    "final push ran out of time; the rest ships after restart"
+                    sink = name,
+                    "final push incomplete; the rest ships after restart"
                 )
             }
-            Ok(Err(stop)) => tracing::warn!(
-                sink = self.sink.name(),
-                error = %stop.reason,
-                "final push failed; the rest ships after restart"
-            ),
         }
         let _ = done.send(());
     }
@@ -629,13 +702,7 @@ struct Running {
 fn spawn<S: Sink>(sink: S, target: String, ctx: Ctx, pacing: Pacing) -> Running {
     let status = Arc::new(SinkStatus::new(sink.name(), target, sink.streams()));
     let (final_tx, final_rx) = mpsc::channel(1);
-    let driver = Driver {
-        backoff: Backoff::new(pacing.retry_initial, pacing.retry_max),
-        sink: Arc::new(sink),
-        ctx,
-        status: status.clone(),
-        pacing,
-    };
+    let driver = Driver::new(sink, ctx, status.clone(), pacing);
     let task = tokio::spawn(driver.run(final_rx));
     Running {
         status,

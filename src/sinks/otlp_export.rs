@@ -235,7 +235,7 @@ fn url_setting(v: &str) -> Result<String, String> {
 }
 
 fn kv_list(v: &str) -> Result<Vec<(String, String)>, String> {
-    parse_headers(v).map_err(|e| e.replace("header name", "key"))
+    delivery::parse_pairs(v)
 }
 
 pub const SETTINGS: &[Setting<OtlpExportConfig>] = &[

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --bins
+# Arize Phoenix: the real OTLP destination of tests/otlp_export.rs.
+bash scripts/setup-phoenix.sh
 cargo test --locked --all-targets -- --test-threads=2

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::model::TraceId;
 use crate::sinks::delivery::{Attempt, Backoff, redact_url};
 use crate::sinks::otlp_export::{Converter, Resolved, Transport, process_env};
-use crate::sinks::push::{PushConfig, PushFormat, PushItem, PushSink, metric_item_v2};
+use crate::sinks::push::{PushConfig, PushFormat, PushRecord, PushSink, metric_item_v2};
 use crate::sinks::{METRIC_COLS, Selection, Sink, data_streams, metric_row, scan};
 use crate::store::query::{self, EVENT_COLS, SPAN_COLS, event_row, span_row};
 
@@ -211,6 +211,7 @@ pub fn run_export(cfg: &Config, a: &ExportArgs) -> Result<String, CliError> {
                             Attempt::Delivered
                         }
                         Dest::Endpoint => {
+                            let items = sink.pack(items);
                             rt.block_on(with_retries(|| sink.send(&streams[ti], &items)))
                         }
                     };
@@ -266,7 +267,7 @@ fn json_batch(
     table: &str,
     after: i64,
     sel: &Selection,
-) -> Result<(Vec<PushItem>, i64), CliError> {
+) -> Result<(Vec<PushRecord>, i64), CliError> {
     let mut items = Vec::new();
     let mut last = after;
     match table {

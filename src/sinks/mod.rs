@@ -163,6 +163,13 @@ impl SinkStatus {
         self.dead_lettered.fetch_add(dead as u64, Ordering::Relaxed);
     }
 
+    /// A cycle ended with every stream drained and none failing (as the Go version,
+    /// a cycle with nothing to send counts as a successful push).
+    fn cycle_ok(&self) {
+        self.last_success_ms
+            .store(now_ns() / 1_000_000, Ordering::Relaxed);
+    }
+
     /// Publishes the failures of the worst stream; the last error stays until all recover.
     fn set_failures(&self, failures: u64, error: Option<&str>) {
         self.consecutive_failures.store(failures, Ordering::Relaxed);
@@ -663,6 +670,11 @@ impl<S: Sink> Driver<S> {
                 // Cancelling mid-send is safe: the cursor moves only after the remote accepted.
                 f = final_rx.recv() => return self.final_push(f).await,
             };
+            if matches!(end, CycleEnd::Drained)
+                && self.streams.iter().all(|s| s.backoff.failures() == 0)
+            {
+                self.status.cycle_ok();
+            }
             next = self.next_wake(end);
         }
     }
@@ -962,5 +974,32 @@ mod tests {
         let st = SinkStatus::new("push", "x".into(), vec![stream]);
         assert_eq!(backlog(&conn, &st).unwrap().0, 0);
         assert_eq!(st.state(), "ready");
+    }
+
+    #[test]
+    fn retention_brings_cursors_back_when_row_ids_would_be_reused() {
+        let (dir, conn) = db();
+        for i in 1..=5 {
+            conn.execute(
+                "INSERT INTO events (id, uid, type, time_ns, name, severity, source, received_ns)
+                 VALUES (?1, ?2, 'log', 1, 'n', 'info', 'api', 1)",
+                rusqlite::params![i, format!("u{i}")],
+            )
+            .unwrap();
+        }
+        let stream = data_streams(true, true, true)[1];
+        write_progress(&conn, "push", &stream, Some(5), &[]).unwrap();
+        let policy = crate::store::retention::Policy {
+            max_age: Some(Duration::from_secs(1)),
+            max_db_bytes: u64::MAX,
+            disk_threshold_pct: 100.0,
+            active_sinks: vec!["push".into()],
+        };
+        let report =
+            crate::store::retention::run(&conn, &dir.path().join("t.db"), &policy, now_ns())
+                .unwrap();
+        assert_eq!(report.deleted, 5);
+        // The table is empty: the next row gets id 1, which the cursor must not skip.
+        assert_eq!(load_cursor(&conn, "push", "events").unwrap(), 0);
     }
 }

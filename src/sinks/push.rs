@@ -4,9 +4,12 @@
 //! Each item carries a stable `id` and each request a stable `Idempotency-Key`.
 
 use std::io::Write as _;
+use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
@@ -241,17 +244,31 @@ pub enum PushError {
     Client(String),
 }
 
-/// One record as it goes into an envelope.
-pub struct PushItem {
+/// One record freshly encoded (one JSON object of the envelope's array).
+pub struct PushRecord {
     row_id: i64,
     id: String,
     json: Vec<u8>,
 }
 
-impl PushItem {
-    /// The item as it goes into the envelope (one JSON object).
+impl PushRecord {
     pub fn json(&self) -> &[u8] {
         &self.json
+    }
+}
+
+/// One record of a batch: a slice of the batch's request body, so a batch is held once.
+pub struct PushItem {
+    row_id: i64,
+    id: String,
+    body: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl PushItem {
+    /// The item as it is in the envelope (one JSON object).
+    pub fn json(&self) -> &[u8] {
+        &self.body[self.range.clone()]
     }
 }
 
@@ -263,7 +280,69 @@ impl Item for PushItem {
         &self.id
     }
     fn payload(&self) -> String {
-        String::from_utf8_lossy(&self.json).into_owned()
+        String::from_utf8_lossy(self.json()).into_owned()
+    }
+}
+
+/// Encodes records straight into one request body (envelope head, items, tail).
+pub struct Packer {
+    body: Vec<u8>,
+    items: Vec<(i64, String, Range<usize>)>,
+    last_row_id: i64,
+}
+
+impl Packer {
+    fn new(head: &[u8], after: i64) -> Self {
+        Packer {
+            body: head.to_vec(),
+            items: Vec::new(),
+            last_row_id: after,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The body's size once `extra` more bytes of item are added (separator and tail included).
+    fn size_with(&self, extra: usize) -> usize {
+        self.body.len() + 1 + extra + 2
+    }
+
+    fn push(&mut self, r: PushRecord) {
+        if !self.items.is_empty() {
+            self.body.push(b',');
+        }
+        let start = self.body.len();
+        self.body.extend_from_slice(&r.json);
+        self.items.push((r.row_id, r.id, start..self.body.len()));
+    }
+
+    fn finish(mut self, tail: &[u8]) -> Batch<PushItem> {
+        self.body.extend_from_slice(tail);
+        let body = Arc::new(self.body);
+        Batch {
+            items: self
+                .items
+                .into_iter()
+                .map(|(row_id, id, range)| PushItem {
+                    row_id,
+                    id,
+                    body: body.clone(),
+                    range,
+                })
+                .collect(),
+            last_row_id: self.last_row_id,
+        }
+    }
+}
+
+/// Lets a whole batch's body go out as is, without a copy.
+struct SharedBody(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -355,23 +434,45 @@ impl PushSink {
         }
     }
 
-    /// The request body for `items`.
-    pub fn body(&self, items: &[PushItem]) -> Vec<u8> {
-        let (head, tail): (&[u8], &[u8]) = match self.format {
+    fn frame(&self) -> (&[u8], &'static [u8]) {
+        match self.format {
             PushFormat::V1 => (b"{\"events\":[", b"]}"),
             PushFormat::V2 => (&self.v2_head, b"]}"),
-        };
-        let len = head.len() + tail.len() + items.iter().map(|i| i.json.len() + 1).sum::<usize>();
+        }
+    }
+
+    /// The request body for `items`: the batch's own body when they are the whole
+    /// batch (no copy), else built from their slices (a part of a split batch).
+    pub fn body(&self, items: &[PushItem]) -> Bytes {
+        let (head, tail) = self.frame();
+        if let (Some(first), Some(last)) = (items.first(), items.last())
+            && Arc::ptr_eq(&first.body, &last.body)
+            && first.range.start == head.len()
+            && last.range.end + tail.len() == last.body.len()
+        {
+            return Bytes::from_owner(SharedBody(first.body.clone()));
+        }
+        let len = head.len() + tail.len() + items.iter().map(|i| i.range.len() + 1).sum::<usize>();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(head);
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&it.json);
+            out.extend_from_slice(it.json());
         }
         out.extend_from_slice(tail);
-        out
+        Bytes::from(out)
+    }
+
+    /// Records as one batch (for the one-shot export).
+    pub fn pack(&self, records: Vec<PushRecord>) -> Vec<PushItem> {
+        let (head, tail) = self.frame();
+        let mut p = Packer::new(head, 0);
+        for r in records {
+            p.push(r);
+        }
+        p.finish(tail).items
     }
 }
 
@@ -406,19 +507,18 @@ impl Sink for PushSink {
         stream: &Stream,
         after: i64,
     ) -> Result<Batch<PushItem>, StoreError> {
-        let mut batch = Batch::empty(after);
+        let (head, tail) = self.frame();
+        let mut packer = Packer::new(head, after);
         let cap = self.payload_cap.load(Ordering::Relaxed) as usize;
-        let mut size = 0usize;
-        // Adds an item unless the payload would overflow (a lone oversized item still goes, alone).
-        let mut take = |batch: &mut Batch<PushItem>, item: Option<PushItem>, row_id: i64| -> bool {
-            if let Some(it) = item {
-                if !batch.items.is_empty() && size + it.json.len() + 1 > cap {
+        // Adds a record unless the payload would overflow (a lone oversized record still goes, alone).
+        let take = |p: &mut Packer, rec: Option<PushRecord>, row_id: i64| -> bool {
+            if let Some(r) = rec {
+                if p.len() > 0 && p.size_with(r.json.len()) > cap {
                     return false;
                 }
-                size += it.json.len() + 1;
-                batch.items.push(it);
+                p.push(r);
             }
-            batch.last_row_id = row_id;
+            p.last_row_id = row_id;
             true
         };
         let limit = self.batch_records;
@@ -435,13 +535,13 @@ impl Sink for PushSink {
                 |r| {
                     let id: i64 = r.get(36)?;
                     let item = self.span_item(id, span_row(r)?);
-                    Ok(take(&mut batch, item, id) && batch.items.len() < limit)
+                    Ok(take(&mut packer, item, id) && packer.len() < limit)
                 },
             )?,
             "events" => scan(conn, "events", EVENT_COLS, after, limit, &all, |r| {
                 let e = event_row(r)?;
                 let id = e.rowid;
-                Ok(take(&mut batch, self.event_item(e), id) && batch.items.len() < limit)
+                Ok(take(&mut packer, self.event_item(e), id) && packer.len() < limit)
             })?,
             "metric_points" if self.format == PushFormat::V2 => scan(
                 conn,
@@ -453,7 +553,7 @@ impl Sink for PushSink {
                 |r| {
                     let m = metric_row(r)?;
                     let id = m.id;
-                    Ok(take(&mut batch, Some(metric_item_v2(m)), id) && batch.items.len() < limit)
+                    Ok(take(&mut packer, Some(metric_item_v2(m)), id) && packer.len() < limit)
                 },
             )?,
             "metric_points" => {
@@ -476,7 +576,7 @@ impl Sink for PushSink {
                         {
                             let last = sample.last().map_or(after, |s| s.id);
                             let done = std::mem::take(&mut sample);
-                            if !take(&mut batch, system_metric_item(&done), last) {
+                            if !take(&mut packer, system_metric_item(&done), last) {
                                 full = true;
                                 return Ok(false);
                             }
@@ -487,14 +587,14 @@ impl Sink for PushSink {
                 )?;
                 // The last sample may continue past the limit: it waits for the next batch
                 // unless it is all this batch has.
-                if !full && !sample.is_empty() && (read < limit || batch.items.is_empty()) {
+                if !full && !sample.is_empty() && (read < limit || packer.len() == 0) {
                     let last = sample.last().map_or(after, |s| s.id);
-                    take(&mut batch, system_metric_item(&sample), last);
+                    take(&mut packer, system_metric_item(&sample), last);
                 }
             }
             _ => {}
         }
-        Ok(batch)
+        Ok(packer.finish(tail))
     }
 
     async fn send(&self, _stream: &Stream, items: &[PushItem]) -> Attempt {
@@ -506,7 +606,7 @@ impl Sink for PushSink {
                 flate2::Compression::fast(),
             );
             match enc.write_all(&body).and_then(|_| enc.finish()) {
-                Ok(b) => b,
+                Ok(b) => Bytes::from(b),
                 Err(e) => {
                     return Attempt::Retry {
                         reason: format!("gzip failed: {e}"),
@@ -570,13 +670,13 @@ pub fn span_record_id(s: &SpanOut) -> String {
     format!("{}-{}", s.trace_id, s.span_id)
 }
 
-fn item(row_id: i64, id: String, ty: &str, data: Value) -> PushItem {
+fn item(row_id: i64, id: String, ty: &str, data: Value) -> PushRecord {
     let json = serde_json::to_vec(&json!({"type": ty, "id": id, "data": data})).unwrap_or_default();
-    PushItem { row_id, id, json }
+    PushRecord { row_id, id, json }
 }
 
 impl PushSink {
-    pub fn span_item(&self, row_id: i64, s: SpanOut) -> Option<PushItem> {
+    pub fn span_item(&self, row_id: i64, s: SpanOut) -> Option<PushRecord> {
         let id = span_record_id(&s);
         match self.format {
             PushFormat::V2 => {
@@ -617,7 +717,7 @@ impl PushSink {
         }
     }
 
-    pub fn event_item(&self, e: EventOut) -> Option<PushItem> {
+    pub fn event_item(&self, e: EventOut) -> Option<PushRecord> {
         let id = e.id.clone();
         match self.format {
             PushFormat::V2 => {
@@ -652,7 +752,7 @@ impl PushSink {
     }
 }
 
-pub fn metric_item_v2(m: MetricRow) -> PushItem {
+pub fn metric_item_v2(m: MetricRow) -> PushRecord {
     let id = format!("m{}-{}", m.id, m.time_ns);
     let row_id = m.id;
     item(
@@ -677,7 +777,7 @@ const SYSTEM_METRIC_FIELDS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 /// One Go `system_metric` from one host sample; None when the sample has none of its fields.
-fn system_metric_item(sample: &[MetricRow]) -> Option<PushItem> {
+fn system_metric_item(sample: &[MetricRow]) -> Option<PushRecord> {
     let first = sample.first()?;
     if first.source != "host" {
         return None;
@@ -860,6 +960,12 @@ mod tests {
         assert_eq!(recs[1]["data"]["kind"], "tool_call");
         let v = envelope(&s, &conn, "metric_points");
         assert_eq!(v["records"].as_array().unwrap().len(), 2);
+        // A part of a split batch is a valid envelope of its own.
+        let stream = data_streams(true, true, true)[0];
+        let b = s.read(&conn, &stream, 0).unwrap();
+        let part: Value = serde_json::from_slice(&s.body(&b.items[1..])).unwrap();
+        assert_eq!(part["records"].as_array().unwrap().len(), 1);
+        assert_eq!(part["records"][0]["data"]["kind"], "tool_call");
     }
 
     #[test]

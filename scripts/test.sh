@@ -7,4 +7,6 @@ bash scripts/setup-openclaw.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh
+# Arize Phoenix: the real OTLP destination of tests/otlp_export.rs.
+bash scripts/setup-phoenix.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2

@@ -30,7 +30,7 @@ fn retention_policy(cfg: &Config) -> retention::Policy {
             .then(|| Duration::from_secs(cfg.store.retention_days * 86_400)),
         max_db_bytes: cfg.store.cleanup_db_threshold_bytes,
         disk_threshold_pct: cfg.store.cleanup_disk_threshold,
-        active_sinks: Vec::new(),
+        active_sinks: crate::sinks::active_sinks(cfg),
     }
 }
 
@@ -104,10 +104,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.api.bind, cfg.api.port))?;
     let addr = listener.local_addr()?;
+    let sinks = Arc::new(crate::sinks::Registry::start(
+        &cfg,
+        crate::sinks::Ctx {
+            pipeline: pipeline.clone(),
+            reads: reads.clone(),
+        },
+        addr,
+    )?);
     let state: SharedState = Arc::new(AppState {
         config: cfg.clone(),
         pipeline: pipeline.clone(),
         reads,
+        sinks,
         started: Instant::now(),
         ready: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
@@ -213,12 +222,16 @@ impl Daemon {
         // The listener stays up while draining so clients get a clear 503 + Retry-After.
         self.state.pipeline.close();
         let writer = self.writer;
+        // The writer drains within half the budget; then sinks get a last push of
+        // what it committed (they read the store), within what is left.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let done = tokio::task::spawn_blocking(move || writer.join(left / 2))
+            .await
+            .unwrap_or(false);
         let left = deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(Duration::from_millis(500));
-        let done = tokio::task::spawn_blocking(move || writer.join(left))
-            .await
-            .unwrap_or(false);
+        self.state.sinks.final_push(Instant::now() + left).await;
         // Live streams never end on their own; end them so they do not hold the server up.
         self.state.live.close();
         let _ = self.stop.send(true);

@@ -32,6 +32,7 @@ pub struct Config {
     pub redact: redact::RedactConfig,
     pub metrics: metrics::MetricsConfig,
     pub analytics: analytics::AnalyticsConfig,
+    pub otlp_export: sinks::otlp_export::OtlpExportConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -85,6 +86,9 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, redact::SETTINGS, |c| &mut c.redact);
     lift(&mut out, metrics::SETTINGS, |c| &mut c.metrics);
     lift(&mut out, analytics::SETTINGS, |c| &mut c.analytics);
+    lift(&mut out, sinks::otlp_export::SETTINGS, |c| {
+        &mut c.otlp_export
+    });
     out
 }
 

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, analytics, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, export, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Cmd::Tail(a)) => return tail::run(&cfg, a),
         Some(Cmd::Usage(a)) => analytics::run_usage(&cfg, a),
         Some(Cmd::Baseline(a)) => return analytics::run_baseline(&cfg, a),
+        Some(Cmd::Export(a)) => export::run_export(&cfg, a),
     };
     match printed {
         Ok(out) => {

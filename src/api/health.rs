@@ -40,6 +40,8 @@ pub struct Health {
     pub retention_deleted: u64,
     pub retention_unshipped_deleted: u64,
     pub analytics: crate::analytics::AnalyticsHealth,
+    /// Every running sink: status, backlog and its age, failures, dead letters.
+    pub sinks: Vec<crate::sinks::SinkHealth>,
 }
 
 #[derive(Serialize)]
@@ -89,6 +91,17 @@ pub fn snapshot(st: &SharedState) -> Health {
     }
     warnings.extend(st.analytics.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
+    let push = st.sinks.status(crate::sinks::push::SINK);
+    for s in st.sinks.statuses() {
+        let failures = s.consecutive_failures();
+        if failures > 0 {
+            warnings.push(format!(
+                "{} failing ({failures} consecutive failures): {}",
+                s.name,
+                s.last_error().unwrap_or_default()
+            ));
+        }
+    }
     Health {
         status: if shutting_down {
             "shutting_down"
@@ -109,12 +122,9 @@ pub fn snapshot(st: &SharedState) -> Health {
         queue_depth: depth,
         events_received: stats.received.load(Ordering::Relaxed),
         events_dropped: stats.dropped.load(Ordering::Relaxed),
-        last_push_time: None,
-        last_push_status: if st.config.push.endpoint.is_some() {
-            "pending".into()
-        } else {
-            "disabled".into()
-        },
+        last_push_time: push.and_then(|p| p.last_success_ms()),
+        last_push_status: push.map_or("disabled", |p| p.state()).into(),
+        // Filled from the store by the handler (rows after the push cursor).
         unsynced_count: 0,
         generated_at: format_ns(now_ns() / 1_000_000_000 * 1_000_000_000),
         warnings,
@@ -134,11 +144,33 @@ pub fn snapshot(st: &SharedState) -> Health {
         retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
         retention_unshipped_deleted: unshipped_deleted,
         analytics: st.analytics.health(),
+        sinks: Vec::new(),
     }
 }
 
 pub async fn health(State(st): State<SharedState>) -> Response {
-    axum::Json(snapshot(&st)).into_response()
+    let mut h = snapshot(&st);
+    let statuses = st.sinks.statuses().to_vec();
+    match super::read(&st, move |c| crate::sinks::health(c, &statuses)).await {
+        Ok(sinks) => {
+            if let Some(p) = sinks.iter().find(|s| s.name == crate::sinks::push::SINK) {
+                h.unsynced_count = p.backlog;
+            }
+            for s in sinks.iter().filter(|s| s.dead_letters > 0) {
+                h.warnings.push(format!(
+                    "{} has {} dead-lettered records (GET /v1/dead-letters)",
+                    s.name, s.dead_letters
+                ));
+            }
+            h.sinks = sinks;
+        }
+        // As the Go version: the count is unknown, say so, keep answering.
+        Err(_) => {
+            h.warnings.push("unsynced_count_unavailable".into());
+            h.status = "degraded";
+        }
+    }
+    axum::Json(h).into_response()
 }
 
 pub async fn ready(State(st): State<SharedState>) -> Response {

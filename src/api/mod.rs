@@ -1,6 +1,7 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
 pub mod analytics;
+pub mod dead_letters;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
@@ -106,6 +107,7 @@ pub struct AppState {
     pub config: Config,
     pub pipeline: Pipeline,
     pub reads: Arc<ReadPool>,
+    pub sinks: Arc<crate::sinks::Registry>,
     pub started: Instant,
     pub ready: AtomicBool,
     pub shutting_down: AtomicBool,
@@ -265,6 +267,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/stream", get(stream::stream))
+        .route("/v1/dead-letters", get(dead_letters::list))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(analytics::routes())

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
 pub mod analytics;
+pub mod export;
 pub mod tail;
 pub mod traces;
 
@@ -90,6 +91,8 @@ pub enum Cmd {
     Usage(analytics::UsageArgs),
     /// Per-agent baselines, and whether a run is anomalous (exit 1 when it is)
     Baseline(analytics::BaselineArgs),
+    /// Export stored data once: OTLP or JSON, to an endpoint or a file
+    Export(export::ExportArgs),
 }
 
 impl Cli {

@@ -57,6 +57,8 @@ pub enum CliError {
     Store(#[from] crate::store::StoreError),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {

@@ -215,6 +215,7 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
     shrink_file(conn, db_path, target / 10 * 7)?;
     report.deleted = report.by_age + report.by_size;
     if report.deleted > 0 {
+        clamp_cursors(conn)?;
         checkpoint(conn, true)?;
         let tx = conn.unchecked_transaction()?;
         super::write::bump_counter(&tx, "retention_deleted", report.deleted as i64)?;
@@ -226,6 +227,24 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// Row ids are reused once a table's newest rows are gone (an idle agent past
+/// the retention age empties its tables). A cursor beyond the table's end would
+/// then skip the new rows, so it is brought back to the end; runs on the writer,
+/// before any new row is inserted.
+fn clamp_cursors(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, _) in DATA_TABLES {
+        conn.execute(
+            &format!(
+                "UPDATE sink_cursors SET last_id = (SELECT COALESCE(MAX(id), 0) FROM {table})
+                 WHERE (tbl = ?1 OR substr(tbl, 1, length(?1) + 1) = ?1 || '#')
+                   AND last_id > (SELECT COALESCE(MAX(id), 0) FROM {table})"
+            ),
+            [table],
+        )?;
+    }
+    Ok(())
 }
 
 /// Checkpoints once the WAL holds more than an eighth of the target.

@@ -217,6 +217,21 @@ const MIGRATIONS: &[&str] = &[
     -- An agent's recent runs, for baselines.
     CREATE INDEX traces_agent_start ON traces(agent_id, start_ns) WHERE agent_id IS NOT NULL;
     "#,
+    // 4: records a sink's remote rejected on their own (kept for inspection and replay).
+    r#"
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        row_id INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        status INTEGER,
+        error TEXT NOT NULL,
+        payload TEXT,
+        created_ns INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_sink ON dead_letters(sink, id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -160,6 +160,7 @@ const MIGRATIONS: &[&str] = &[
         updated_ns INTEGER NOT NULL,
         PRIMARY KEY (source, key)
     ) WITHOUT ROWID;
+    "#,
     // 3: cost, usage rollups, budget alerts, baselines (src/analytics/).
     r#"
     -- The price table's figure when it differs from a reported cost_usd.

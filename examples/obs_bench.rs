@@ -74,11 +74,11 @@ fn main() {
     let registry = Registry::new();
     let metrics = RecordMetrics::new(&registry, 50);
     let batch: Vec<Record> = (0..2000).map(|i| llm_span(i, small)).collect();
-    let inserted = vec![true; batch.len()];
+    let effects = vec![openclaw_trace::store::write::WriteEffect::Inserted; batch.len()];
     let rounds = 50;
     let t = Instant::now();
     for _ in 0..rounds {
-        metrics.after_commit(&batch, &inserted);
+        metrics.after_commit(&batch, &effects);
     }
     println!(
         "RecordMetrics::after_commit: {:.2} µs/record",
@@ -89,7 +89,7 @@ fn main() {
         let _rx = subscribed.then(|| hub.subscribe());
         let t = Instant::now();
         for _ in 0..rounds {
-            hub.after_commit(&batch, &inserted);
+            hub.after_commit(&batch, &effects);
         }
         println!(
             "LiveHub::after_commit ({label}): {:.2} µs/record",

@@ -9,6 +9,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::Setting;
 use crate::model::{Record, StatusCode};
 use crate::pipeline::WriteHook;
+use crate::store::write::WriteEffect;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -151,34 +152,36 @@ impl CaptureLog {
 }
 
 impl WriteHook for CaptureLog {
-    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
+    fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
         let debug = tracing::enabled!(tracing::Level::DEBUG);
-        for (r, new) in records.iter().zip(inserted) {
-            if !*new {
+        for (r, effect) in records.iter().zip(effects) {
+            // A span reported in pieces is logged as failed when a piece fails it.
+            if let Some(change) = effect.span_change(r) {
+                let s = change.after;
+                if change.became(|s| s.status == StatusCode::Error) && self.error_allowed() {
+                    tracing::info!(
+                        trace_id = %s.trace_id.to_hex(),
+                        span_id = %s.span_id.to_hex(),
+                        kind = s.kind.as_str(),
+                        name = %s.name,
+                        error_type = s.error_type.as_deref().unwrap_or(""),
+                        "captured failed span"
+                    );
+                } else if debug && change.is_new() {
+                    tracing::debug!(
+                        trace_id = %s.trace_id.to_hex(),
+                        span_id = %s.span_id.to_hex(),
+                        kind = s.kind.as_str(),
+                        name = %s.name,
+                        "captured span"
+                    );
+                }
+                continue;
+            }
+            if !effect.is_inserted() {
                 continue;
             }
             match r {
-                Record::Span(s) => {
-                    let failed = s.status == StatusCode::Error;
-                    if failed && self.error_allowed() {
-                        tracing::info!(
-                            trace_id = %s.trace_id.to_hex(),
-                            span_id = %s.span_id.to_hex(),
-                            kind = s.kind.as_str(),
-                            name = %s.name,
-                            error_type = s.error_type.as_deref().unwrap_or(""),
-                            "captured failed span"
-                        );
-                    } else if debug {
-                        tracing::debug!(
-                            trace_id = %s.trace_id.to_hex(),
-                            span_id = %s.span_id.to_hex(),
-                            kind = s.kind.as_str(),
-                            name = %s.name,
-                            "captured span"
-                        );
-                    }
-                }
                 Record::Event(e) => {
                     let is_error = e.event_type == crate::model::EventType::Error;
                     if !(debug || is_error && self.error_allowed()) {
@@ -194,7 +197,7 @@ impl WriteHook for CaptureLog {
                         tracing::debug!(trace_id, span_id, event_type = e.event_type.as_str(), name = %e.name, "captured event");
                     }
                 }
-                Record::Metric(_) => {}
+                Record::Span(_) | Record::Metric(_) => {}
             }
         }
     }

@@ -14,6 +14,7 @@ use rusqlite::Connection;
 
 use crate::config::{Setting, parse_u64};
 use crate::model::{Record, now_ns};
+use crate::store::write::WriteEffect;
 use crate::store::{self, retention, write};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,19 +77,21 @@ pub trait Transform: Send + Sync {
 }
 
 /// Sees every committed batch (rollups, live tail, budgets, ...).
+/// `effects[i]` says what `records[i]` changed in the store: a new row, nothing (a
+/// duplicate), or a merged piece with the rows before and after (`WriteEffect::span_change`
+/// gives both cases of a span the same shape, so a hook counts exactly what changed).
 pub trait WriteHook: Send + Sync {
     /// Inside the batch's transaction: writes here commit or fail with the batch.
-    /// `inserted[i]` says whether `records[i]` was new (not a duplicate).
     fn in_transaction(
         &self,
         _tx: &rusqlite::Transaction,
         _records: &[Record],
-        _inserted: &[bool],
+        _effects: &[WriteEffect],
     ) -> rusqlite::Result<()> {
         Ok(())
     }
     /// After the commit, on the writer thread: must be quick (a channel send, a counter).
-    fn after_commit(&self, _records: &[Record], _inserted: &[bool]) {}
+    fn after_commit(&self, _records: &[Record], _effects: &[WriteEffect]) {}
 }
 
 enum Msg {
@@ -402,7 +405,7 @@ impl Writer {
                 let tx = self.setup.conn.transaction()?;
                 let out = write::write_records(&tx, batch, now_ns())?;
                 for h in &self.setup.hooks {
-                    h.in_transaction(&tx, batch, &out.inserted)?;
+                    h.in_transaction(&tx, batch, &out.effects)?;
                 }
                 tx.commit()?;
                 Ok::<_, rusqlite::Error>(out)
@@ -410,7 +413,7 @@ impl Writer {
             match result {
                 Ok(out) => {
                     for h in &self.setup.hooks {
-                        h.after_commit(batch, &out.inserted);
+                        h.after_commit(batch, &out.effects);
                     }
                     let micros = started.elapsed().as_micros() as u64;
                     stats.written.fetch_add(out.written, Ordering::Relaxed);

@@ -15,9 +15,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::alert::{self, AlertSender};
-use crate::model::{Event, EventType, Record, SpanKind, TraceId, now_ns};
+use crate::model::{Event, EventType, Record, Span, SpanKind, TraceId, now_ns};
 use crate::pipeline::WriteHook;
 use crate::store::StoreError;
+use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
 
 /// What a run is measured by.
@@ -523,15 +524,19 @@ pub fn finished_since(
 pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<TraceId>);
 
 impl WriteHook for FinishedRuns {
-    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
-        for (r, new) in records.iter().zip(inserted) {
-            if let (Record::Span(s), true) = (r, new)
-                && s.kind == SpanKind::AgentRun
+    fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
+        let finished_run = |s: &Span| {
+            s.kind == SpanKind::AgentRun
                 && s.parent_span_id.is_none()
                 && s.end_ns.is_some()
                 && s.agent_id.is_some()
+        };
+        for (r, effect) in records.iter().zip(effects) {
+            // A run reported in pieces is checked once, when the piece that ends it arrives.
+            if let Some(change) = effect.span_change(r)
+                && change.became(finished_run)
             {
-                let _ = self.0.send(s.trace_id);
+                let _ = self.0.send(change.after.trace_id);
             }
         }
     }

@@ -22,6 +22,7 @@ use super::cost::is_usage_span;
 use super::usage::DAY_NS;
 use crate::model::{Event, EventType, Record, Span, now_ns};
 use crate::pipeline::WriteHook;
+use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
 
 /// Percentages of a limit that alert.
@@ -366,8 +367,9 @@ impl Budgets {
             .collect()
     }
 
-    /// Applies a batch's new calls to a copy of the state; returns the alerts it crossed.
-    fn apply(&self, states: &mut [RuleState], s: &Span) -> Vec<(usize, u32)> {
+    /// Applies a batch's new call (`sign` 1) or takes back a replaced one (`sign` -1,
+    /// a row a merged piece changed) on a copy of the state; returns the alerts it crossed.
+    fn apply(&self, states: &mut [RuleState], s: &Span, sign: i8) -> Vec<(usize, u32)> {
         let mut crossed = Vec::new();
         for (i, st) in states.iter_mut().enumerate() {
             if !st.rule.applies_to(s.agent_id.as_deref()) {
@@ -380,9 +382,12 @@ impl Budgets {
                 // A late call of a past period: counted in the rollups, not in this period.
                 continue;
             }
-            st.spent += st.rule.amount(s);
+            st.spent += f64::from(sign) * st.rule.amount(s);
             if st.rule.unit == Unit::Usd && s.cost_usd.is_none() {
-                st.unpriced_calls += 1;
+                st.unpriced_calls = st.unpriced_calls.saturating_add_signed(sign.into());
+            }
+            if sign < 0 {
+                continue;
             }
             for t in THRESHOLDS {
                 if st.spent >= st.rule.limit * t as f64 / 100.0 && st.fired.insert(t) {
@@ -416,7 +421,7 @@ impl WriteHook for Budgets {
         &self,
         tx: &Transaction,
         records: &[Record],
-        inserted: &[bool],
+        effects: &[WriteEffect],
     ) -> rusqlite::Result<()> {
         let mut states = match self.live.read() {
             Ok(l) if !l.is_empty() => l.clone(),
@@ -424,14 +429,18 @@ impl WriteHook for Budgets {
         };
         let now = now_ns();
         let mut alerts = Vec::new();
-        for (r, new) in records.iter().zip(inserted) {
-            let (Record::Span(s), true) = (r, new) else {
+        for (r, effect) in records.iter().zip(effects) {
+            let Some(change) = effect.span_change(r) else {
                 continue;
             };
-            if !is_usage_span(s) {
+            // A merged piece: what the rows it replaced spent goes back, the row now stored counts.
+            for b in change.before.iter().filter(|b| is_usage_span(b)) {
+                self.apply(&mut states, b, -1);
+            }
+            if !is_usage_span(change.after) {
                 continue;
             }
-            for (i, threshold) in self.apply(&mut states, s) {
+            for (i, threshold) in self.apply(&mut states, change.after, 1) {
                 let st = &states[i];
                 // The table makes an alert once-only even across restarts.
                 let fresh = tx.execute(
@@ -468,7 +477,7 @@ impl WriteHook for Budgets {
         Ok(())
     }
 
-    fn after_commit(&self, _records: &[Record], _inserted: &[bool]) {
+    fn after_commit(&self, _records: &[Record], _effects: &[WriteEffect]) {
         let Some((states, alerts)) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
             return;
         };
@@ -561,11 +570,11 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let out = write::write_records(&tx, recs, 0).unwrap();
         super::super::usage::RollupHook
-            .in_transaction(&tx, recs, &out.inserted)
+            .in_transaction(&tx, recs, &out.effects)
             .unwrap();
-        b.in_transaction(&tx, recs, &out.inserted).unwrap();
+        b.in_transaction(&tx, recs, &out.effects).unwrap();
         tx.commit().unwrap();
-        b.after_commit(recs, &out.inserted);
+        b.after_commit(recs, &out.effects);
     }
 
     fn alerts(conn: &Connection) -> Vec<(String, i64)> {
@@ -647,6 +656,40 @@ mod tests {
     }
 
     #[test]
+    fn cost_arriving_in_a_later_piece_is_spent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
+        let rules = parse_budgets("agent:a/day=$1, global/day=1000tokens").unwrap();
+        let b = Budgets::new(&rules, None);
+        let now = now_ns();
+        let (t, sp) = (TraceId::generate(), SpanId::generate());
+        let mut start = Span::new(t, sp, "chat".into(), SpanKind::LlmCall, now);
+        start.agent_id = Some("a".into());
+        start.merge = Some(crate::model::SpanMerge::default());
+        let mut usage = Span::new(t, sp, "chat".into(), SpanKind::LlmCall, now);
+        usage.merge = Some(crate::model::SpanMerge::default());
+        usage.cost_usd = Some(0.6);
+        usage.input_tokens = Some(500);
+        let (start, usage) = (Record::Span(Box::new(start)), Record::Span(Box::new(usage)));
+        commit(&mut conn, &b, std::slice::from_ref(&start));
+        assert_eq!(b.status()[0].spent, 0.0);
+        assert_eq!(b.status()[0].unpriced_calls, 1);
+        commit(&mut conn, &b, std::slice::from_ref(&usage));
+        // Re-deliveries of both pieces change nothing.
+        commit(&mut conn, &b, &[usage, start]);
+        let st = b.status();
+        assert!((st[0].spent - 0.6).abs() < 1e-9, "{st:?}");
+        assert_eq!(st[0].unpriced_calls, 0);
+        assert_eq!(st[1].spent, 500.0);
+        assert_eq!(st[0].alerted, vec![50]);
+        assert_eq!(st[1].alerted, vec![50]);
+        // The rollups agree, so a restart loads the same state.
+        let b2 = Budgets::new(&rules, None);
+        b2.load(&conn, now).unwrap();
+        assert_eq!(b2.status(), st);
+    }
+
+    #[test]
     fn a_failed_transaction_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
@@ -655,7 +698,7 @@ mod tests {
         {
             let tx = conn.transaction().unwrap();
             let out = write::write_records(&tx, &recs, 0).unwrap();
-            b.in_transaction(&tx, &recs, &out.inserted).unwrap();
+            b.in_transaction(&tx, &recs, &out.effects).unwrap();
             // Rolled back: the writer retries the batch.
         }
         commit(&mut conn, &b, &recs);

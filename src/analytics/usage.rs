@@ -17,6 +17,7 @@ use super::cost::is_usage_span;
 use crate::model::{Record, Span, StatusCode};
 use crate::pipeline::WriteHook;
 use crate::store::StoreError;
+use crate::store::write::{SpanChange, WriteEffect};
 use crate::util::time::format_ns;
 
 pub const HOUR_NS: i64 = 3_600_000_000_000;
@@ -123,15 +124,21 @@ pub fn hour_of(ns: i64) -> i64 {
 
 /// Adds one call to its hour's rollup row and latency histogram.
 pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
+    add_signed(tx, c, 1)
+}
+
+/// Adds (`sign` 1) or takes back (`sign` -1) one call; a row left without calls goes.
+fn add_signed(tx: &Transaction, c: &CallUsage, sign: i64) -> rusqlite::Result<()> {
     let hour = hour_of(c.start_ns);
     let latency = c.latency_ms.map(|l| l.max(0.0));
+    let (signed, signed_f) = (|v: i64| v * sign, |v: f64| v * sign as f64);
     let mut stmt = tx.prepare_cached(
         "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
             errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
             reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?18, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT DO UPDATE SET
-            calls = calls + 1,
+            calls = calls + excluded.calls,
             errors = errors + excluded.errors,
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
@@ -144,6 +151,14 @@ pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
             latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
             latency_count = latency_count + excluded.latency_count",
     )?;
+    let dims = params![
+        hour,
+        c.agent_id,
+        c.session_id,
+        c.user_id,
+        c.provider,
+        c.model
+    ];
     stmt.execute(params![
         hour,
         c.agent_id,
@@ -151,25 +166,34 @@ pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
         c.user_id,
         c.provider,
         c.model,
-        c.error as i64,
-        c.input_tokens,
-        c.output_tokens,
-        c.cache_read_tokens,
-        c.cache_write_tokens,
-        c.reasoning_tokens,
-        c.total_tokens,
-        c.cost_usd.unwrap_or(0.0),
-        c.cost_usd.is_some() as i64,
-        latency.unwrap_or(0.0),
-        latency.is_some() as i64,
+        signed(c.error as i64),
+        signed(c.input_tokens),
+        signed(c.output_tokens),
+        signed(c.cache_read_tokens),
+        signed(c.cache_write_tokens),
+        signed(c.reasoning_tokens),
+        signed(c.total_tokens),
+        signed_f(c.cost_usd.unwrap_or(0.0)),
+        signed(c.cost_usd.is_some() as i64),
+        signed_f(latency.unwrap_or(0.0)),
+        signed(latency.is_some() as i64),
+        sign,
     ])?;
+    if sign < 0 {
+        tx.prepare_cached(
+            "DELETE FROM usage_hourly WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
+                AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0",
+        )?
+        .execute(dims)?;
+    }
     if let Some(ms) = latency {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage_latency_hourly (hour_ns, agent_id, session_id, user_id, provider,
                 model, bucket, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
-             ON CONFLICT DO UPDATE SET count = count + 1",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO UPDATE SET count = count + excluded.count",
         )?;
+        let bucket = latency_bucket(ms);
         stmt.execute(params![
             hour,
             c.agent_id,
@@ -177,8 +201,50 @@ pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
             c.user_id,
             c.provider,
             c.model,
-            latency_bucket(ms),
+            bucket,
+            sign,
         ])?;
+        if sign < 0 {
+            tx.prepare_cached(
+                "DELETE FROM usage_latency_hourly WHERE hour_ns = ?1 AND agent_id = ?2
+                    AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
+                    AND bucket = ?7 AND count = 0",
+            )?
+            .execute(params![
+                hour,
+                c.agent_id,
+                c.session_id,
+                c.user_id,
+                c.provider,
+                c.model,
+                bucket
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies what a span record changed: takes back the calls of the rows it replaced and
+/// adds the row now stored, so a call reported in pieces counts once, with all its usage.
+pub fn apply_change(tx: &Transaction, change: &SpanChange) -> rusqlite::Result<()> {
+    let after = is_usage_span(change.after).then(|| CallUsage::of_span(change.after));
+    let before: Vec<CallUsage> = change
+        .before
+        .iter()
+        .filter(|s| is_usage_span(s))
+        .map(CallUsage::of_span)
+        .collect();
+    if let ([b], Some(a)) = (before.as_slice(), &after)
+        && b == a
+    {
+        // Nothing the rollups hold changed (new attributes, a later end of a non-call...).
+        return Ok(());
+    }
+    for b in &before {
+        add_signed(tx, b, -1)?;
+    }
+    if let Some(a) = &after {
+        add_signed(tx, a, 1)?;
     }
     Ok(())
 }
@@ -203,15 +269,13 @@ impl WriteHook for RollupHook {
         &self,
         tx: &Transaction,
         records: &[Record],
-        inserted: &[bool],
+        effects: &[WriteEffect],
     ) -> rusqlite::Result<()> {
         let mut any_span = false;
-        for (r, new) in records.iter().zip(inserted) {
-            if let (Record::Span(s), true) = (r, new) {
+        for (r, effect) in records.iter().zip(effects) {
+            if let Some(change) = effect.span_change(r) {
                 any_span = true;
-                if is_usage_span(s) {
-                    add_call(tx, &CallUsage::of_span(s))?;
-                }
+                apply_change(tx, &change)?;
             }
         }
         if any_span {
@@ -619,7 +683,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SpanId, SpanKind, TraceId};
+    use crate::model::{SpanId, SpanKind, SpanMerge, TraceId};
     use crate::store::{open_writer, write};
     use proptest::prelude::*;
 
@@ -776,7 +840,7 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let out = write::write_records(&tx, recs, 0).unwrap();
         if hook {
-            RollupHook.in_transaction(&tx, recs, &out.inserted).unwrap();
+            RollupHook.in_transaction(&tx, recs, &out.effects).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -853,6 +917,124 @@ mod tests {
                         "q{} exact {} got {}", q, exact, got);
                 }
             }
+        }
+    }
+
+    /// A call as OpenClaw reports it: a start piece (no usage), an end piece (end time,
+    /// status) and a usage piece (provider, model, tokens, cost). With `provisional`, the
+    /// usage piece has made-up ids and joins the others by key (as a transcript row does).
+    fn pieces_of(full: &Span, i: usize, provisional: bool) -> Vec<Span> {
+        let key = format!("call-{i}");
+        let real = SpanMerge {
+            key: provisional.then(|| key.clone()),
+            provisional: false,
+        };
+        let mut start = Span::new(
+            full.trace_id,
+            full.span_id,
+            full.name.clone(),
+            full.kind,
+            full.start_ns,
+        );
+        start.agent_id = full.agent_id.clone();
+        start.session_id = full.session_id.clone();
+        start.merge = Some(real.clone());
+        let mut end = start.clone();
+        end.end_ns = full.end_ns;
+        end.status = full.status;
+        let mut usage = Span::new(
+            full.trace_id,
+            full.span_id,
+            full.name.clone(),
+            full.kind,
+            full.start_ns,
+        );
+        if provisional {
+            let mut t = [0xee; 16];
+            t[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            usage.trace_id = TraceId(t);
+            usage.span_id = SpanId([0xee; 8]);
+        }
+        usage.merge = Some(SpanMerge {
+            key: provisional.then_some(key),
+            provisional,
+        });
+        usage.provider = full.provider.clone();
+        usage.request_model = full.request_model.clone();
+        (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+        ) = (
+            full.input_tokens,
+            full.output_tokens,
+            full.cache_read_tokens,
+        );
+        usage.cost_usd = full.cost_usd;
+        vec![start, end, usage]
+    }
+
+    /// A small deterministic shuffle (the order pieces arrive in).
+    fn shuffle<T>(v: &mut [T], mut seed: u64) {
+        for i in (1..v.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            v.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Calls reported in pieces, in any order, some re-delivered, some joining by key
+        /// from made-up ids: the rollups equal a direct aggregation of the merged spans.
+        #[test]
+        fn rollups_of_pieces_equal_direct_aggregation(
+            calls in proptest::collection::vec((gen_call(), any::<bool>()), 1..40),
+            batch in 1usize..9,
+            seed in 1u64..u64::MAX,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
+            let mut pieces: Vec<Record> = Vec::new();
+            for (i, (g, provisional)) in calls.iter().enumerate() {
+                for p in pieces_of(&span_of(g, i), i, *provisional) {
+                    pieces.push(Record::Span(Box::new(p)));
+                }
+            }
+            // Re-deliveries of a few pieces.
+            let again: Vec<Record> = pieces.iter().step_by(5).cloned().collect();
+            pieces.extend(again);
+            shuffle(&mut pieces, seed);
+            for chunk in pieces.chunks(batch) {
+                commit(&mut conn, chunk, true);
+            }
+            let spans: i64 = conn.query_row("SELECT count(*) FROM spans", [], |r| r.get(0)).unwrap();
+            prop_assert_eq!(spans as usize, calls.len(), "each call is one row");
+            let want = direct(&conn);
+            let got = query(&conn, &UsageQuery {
+                group_by: vec![Dim::Agent, Dim::Session, Dim::Model],
+                bucket: Some(Bucket::Hour),
+                ..Default::default()
+            }).unwrap();
+            prop_assert_eq!(got.rows.len(), want.len(), "no rows left behind by pieces that moved");
+            for row in &got.rows {
+                let key = (
+                    row.bucket_ns.unwrap(),
+                    row.dim(Dim::Agent).unwrap_or("").to_string(),
+                    row.dim(Dim::Session).unwrap_or("").to_string(),
+                    row.dim(Dim::Model).unwrap_or("").to_string(),
+                );
+                let w = want.get(&key).expect("row in the direct aggregation");
+                prop_assert_eq!((row.calls, row.errors, row.input_tokens, row.output_tokens, row.cache_read_tokens, row.total_tokens),
+                    (w.0, w.1, w.2, w.3, w.4, w.5));
+                prop_assert_eq!(row.calls - row.unpriced_calls, w.7);
+                prop_assert!((row.cost_usd.unwrap_or(0.0) - w.6).abs() < 1e-9);
+                prop_assert_eq!(row.latency_count, w.8);
+            }
+            let hist: i64 = conn.query_row("SELECT COALESCE(sum(count), 0) FROM usage_latency_hourly", [], |r| r.get(0)).unwrap();
+            prop_assert_eq!(hist, got.totals.latency_count);
         }
     }
 

@@ -1,5 +1,9 @@
 //! LLM, tool, agent and error metrics, fed from committed records (never from duplicates),
 //! named after the OpenTelemetry GenAI metrics as Prometheus spells them.
+//!
+//! A span reported in pieces (`store::merge`) is counted from what each piece changed:
+//! tokens and cost by how much they grew, the call itself once, when its outcome is
+//! first known, with the status it has then.
 
 use std::sync::atomic::AtomicU64;
 
@@ -12,6 +16,7 @@ use serde_json::Value;
 use super::{LabelCap, Registry};
 use crate::model::{Event, EventType, Record, Span, SpanKind, StatusCode};
 use crate::pipeline::WriteHook;
+use crate::store::write::{SpanChange, WriteEffect};
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -177,21 +182,22 @@ impl RecordMetrics {
         m
     }
 
-    /// Counts one newly stored record.
-    pub fn observe(&self, record: &Record) {
-        match record {
-            Record::Span(s) => match s.kind {
-                SpanKind::LlmCall | SpanKind::Embedding => self.observe_llm(s),
-                SpanKind::ToolCall => self.observe_tool(s),
-                SpanKind::AgentRun => self.observe_agent(s),
+    /// Counts what one committed record changed.
+    pub fn observe(&self, record: &Record, effect: &WriteEffect) {
+        if let Some(change) = effect.span_change(record) {
+            match change.after.kind {
+                SpanKind::LlmCall | SpanKind::Embedding => self.observe_llm(&change),
+                SpanKind::ToolCall => self.observe_tool(&change),
+                SpanKind::AgentRun => self.observe_agent(&change),
                 SpanKind::Event | SpanKind::Other => {}
-            },
-            Record::Event(e) => self.observe_event(e),
-            Record::Metric(_) => {}
+            }
+        } else if let (Record::Event(e), WriteEffect::Inserted) = (record, effect) {
+            self.observe_event(e);
         }
     }
 
-    fn observe_llm(&self, s: &Span) {
+    fn observe_llm(&self, change: &SpanChange) {
+        let s = change.after;
         let c = &self.caps;
         let provider = c.providers.value(s.provider.as_deref());
         let request_model = c
@@ -213,44 +219,62 @@ impl RecordMetrics {
             ("gen_ai_request_model", request_model.clone()),
             ("gen_ai_response_model", response_model),
         ];
-        for (ty, n) in [("input", s.input_tokens), ("output", s.output_tokens)] {
-            if let Some(n) = n {
+        // The per-call histograms see each figure once, when it is first known.
+        type Tokens = fn(&Span) -> Option<i64>;
+        let per_call: [(&str, Tokens); 2] = [
+            ("input", |s| s.input_tokens),
+            ("output", |s| s.output_tokens),
+        ];
+        for (ty, get) in per_call {
+            if let Some(n) = get(s)
+                && change.became(|s| get(s).is_some())
+            {
                 let mut l = base.clone();
                 l.push(("gen_ai_token_type", ty.into()));
                 self.token_usage.get_or_create(&l).observe(n as f64);
             }
         }
-        if let Some(secs) = duration_secs(s) {
+        if let Some(secs) = duration_secs(s)
+            && change.became(|s| duration_secs(s).is_some())
+        {
             let mut l = base.clone();
             if s.status == StatusCode::Error {
                 l.push(("error_type", self.error_type(s)));
             }
             self.operation_duration.get_or_create(&l).observe(secs);
         }
-        if let Some(ttft) = time_to_first_token(s) {
+        if let Some(ttft) = time_to_first_token(s)
+            && change.became(|s| time_to_first_token(s).is_some())
+        {
             self.time_to_first_token.get_or_create(&base).observe(ttft);
         }
         let short: Labels = vec![
             ("gen_ai_provider_name", provider),
             ("gen_ai_request_model", request_model),
         ];
-        let mut calls = short.clone();
-        calls.push(("status", s.status.as_str().into()));
-        self.llm_calls.get_or_create(&calls).inc();
-        for (ty, n) in [
-            ("input", s.input_tokens),
-            ("output", s.output_tokens),
-            ("cache_read", s.cache_read_tokens),
-            ("cache_write", s.cache_write_tokens),
-            ("reasoning", s.reasoning_tokens),
-        ] {
-            if let Some(n) = n.filter(|n| *n > 0) {
+        if counts_now(change) {
+            let mut calls = short.clone();
+            calls.push(("status", s.status.as_str().into()));
+            self.llm_calls.get_or_create(&calls).inc();
+        }
+        // Counters only grow: a piece adds what its row gained (under the row's labels now).
+        let by_type: [(&str, Tokens); 5] = [
+            ("input", |s| s.input_tokens),
+            ("output", |s| s.output_tokens),
+            ("cache_read", |s| s.cache_read_tokens),
+            ("cache_write", |s| s.cache_write_tokens),
+            ("reasoning", |s| s.reasoning_tokens),
+        ];
+        for (ty, get) in by_type {
+            let n = change.delta(get);
+            if n > 0 {
                 let mut l = short.clone();
                 l.push(("type", ty.into()));
                 self.llm_tokens.get_or_create(&l).inc_by(n as u64);
             }
         }
-        if let Some(cost) = s.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+        let cost = change.delta(|s| s.cost_usd.filter(|c| c.is_finite() && *c >= 0.0));
+        if cost > 0.0 {
             self.llm_cost.get_or_create(&short).inc_by(cost);
         }
     }
@@ -262,39 +286,49 @@ impl RecordMetrics {
             .value(s.error_type.as_deref().or(Some("_OTHER")))
     }
 
-    fn observe_tool(&self, s: &Span) {
+    fn observe_tool(&self, change: &SpanChange) {
+        let s = change.after;
         let tool = self
             .caps
             .tools
             .value(s.tool_name.as_deref().or(Some(s.name.as_str())));
         let l: Labels = vec![("gen_ai_tool_name", tool.clone())];
-        let mut calls = l.clone();
-        calls.push(("status", s.status.as_str().into()));
-        self.tool_calls.get_or_create(&calls).inc();
-        if s.status == StatusCode::Error {
+        if counts_now(change) {
+            let mut calls = l.clone();
+            calls.push(("status", s.status.as_str().into()));
+            self.tool_calls.get_or_create(&calls).inc();
+        }
+        if change.became(|s| s.status == StatusCode::Error) {
             let mut e = l.clone();
             e.push(("error_type", self.error_type(s)));
             self.tool_errors.get_or_create(&e).inc();
         }
-        if let Some(secs) = duration_secs(s) {
+        if let Some(secs) = duration_secs(s)
+            && change.became(|s| duration_secs(s).is_some())
+        {
             self.tool_duration.get_or_create(&l).observe(secs);
         }
     }
 
-    fn observe_agent(&self, s: &Span) {
+    fn observe_agent(&self, change: &SpanChange) {
+        let s = change.after;
         let agent = self.caps.agents.value(s.agent_id.as_deref());
         let outcome = match s.status {
             StatusCode::Error => "error",
             StatusCode::Ok => "ok",
             StatusCode::Unset => "unset",
         };
-        self.agent_runs
-            .get_or_create(&vec![
-                ("agent_id", agent.clone()),
-                ("outcome", outcome.into()),
-            ])
-            .inc();
-        if let Some(secs) = duration_secs(s) {
+        if counts_now(change) {
+            self.agent_runs
+                .get_or_create(&vec![
+                    ("agent_id", agent.clone()),
+                    ("outcome", outcome.into()),
+                ])
+                .inc();
+        }
+        if let Some(secs) = duration_secs(s)
+            && change.became(|s| duration_secs(s).is_some())
+        {
             self.agent_run_duration
                 .get_or_create(&vec![("agent_id", agent)])
                 .observe(secs);
@@ -318,6 +352,19 @@ impl RecordMetrics {
     }
 }
 
+/// True when this change is the moment to count its span (a call, a tool call, a run):
+/// a plain span when it is stored; a span reported in pieces when its outcome is first
+/// known (it ended, failed or got its answer), so a start-only piece does not count it
+/// as `unset` and later pieces do not count it again.
+fn counts_now(change: &SpanChange) -> bool {
+    if change.is_new() && change.after.merge.is_none() {
+        return true;
+    }
+    change.became(|s| {
+        s.end_ns.is_some() || s.status != StatusCode::Unset || s.output_tokens.is_some()
+    })
+}
+
 fn duration_secs(s: &Span) -> Option<f64> {
     let end = s.end_ns?;
     (end >= s.start_ns).then(|| (end - s.start_ns) as f64 / 1e9)
@@ -334,11 +381,9 @@ fn time_to_first_token(s: &Span) -> Option<f64> {
 }
 
 impl WriteHook for RecordMetrics {
-    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
-        for (r, new) in records.iter().zip(inserted) {
-            if *new {
-                self.observe(r);
-            }
+    fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
+        for (r, effect) in records.iter().zip(effects) {
+            self.observe(r, effect);
         }
     }
 }
@@ -376,7 +421,8 @@ mod tests {
             llm("b", 7, 7),
             llm("c", 1, 1),
         ];
-        m.after_commit(&recs, &[true, false, true, true]);
+        use WriteEffect::{Duplicate, Inserted};
+        m.after_commit(&recs, &[Inserted, Duplicate, Inserted, Inserted]);
         let text = reg.encode_openmetrics().unwrap();
         assert!(text.contains(r#"openclaw_trace_llm_tokens_total{gen_ai_provider_name="openai",gen_ai_request_model="a",type="input"} 100"#), "{text}");
         // The third model is over the cap of 2.
@@ -389,6 +435,49 @@ mod tests {
         assert!(text.contains("gen_ai_client_operation_duration_seconds_bucket"));
         assert!(text.contains("le=\"81.92\""));
         assert!(text.contains(r#"openclaw_trace_llm_cost_usd_total{gen_ai_provider_name="openai",gen_ai_request_model="a"} 0.25"#), "{text}");
+    }
+
+    #[test]
+    fn pieces_count_the_call_once_and_every_token() {
+        use crate::store::write::MergedSpan;
+        let reg = Registry::new();
+        let m = RecordMetrics::new(&reg, 10);
+        let Record::Span(full) = llm("a", 100, 10) else {
+            unreachable!()
+        };
+        let mut start = (*full).clone();
+        (start.end_ns, start.status) = (None, StatusCode::Unset);
+        (start.input_tokens, start.output_tokens, start.cost_usd) = (None, None, None);
+        start.merge = Some(crate::model::SpanMerge::default());
+        let mut ended = start.clone();
+        (ended.end_ns, ended.status, ended.merge) = (full.end_ns, StatusCode::Ok, None);
+        let mut with_usage = (*full).clone();
+        with_usage.merge = None;
+        let merge = |before: &Span, after: &Span| {
+            WriteEffect::Merged(Box::new(MergedSpan {
+                before: vec![before.clone()],
+                after: after.clone(),
+            }))
+        };
+        let piece = Record::Span(Box::new(start.clone()));
+        m.after_commit(
+            &[piece.clone(), piece.clone(), piece],
+            &[
+                WriteEffect::Inserted,
+                merge(&start, &ended),
+                merge(&ended, &with_usage),
+            ],
+        );
+        let text = reg.encode_openmetrics().unwrap();
+        for want in [
+            r#"openclaw_trace_llm_calls_total{gen_ai_provider_name="openai",gen_ai_request_model="a",status="ok"} 1"#,
+            r#"openclaw_trace_llm_tokens_total{gen_ai_provider_name="openai",gen_ai_request_model="a",type="input"} 100"#,
+            r#"openclaw_trace_llm_cost_usd_total{gen_ai_provider_name="openai",gen_ai_request_model="a"} 0.25"#,
+            r#"gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="a",gen_ai_response_model="a"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(!text.contains(r#"status="unset""#), "{text}");
     }
 
     #[test]
@@ -421,7 +510,7 @@ mod tests {
             Record::Span(Box::new(tool)),
             Record::Span(Box::new(run)),
         ];
-        m.after_commit(&recs, &[true, true, true]);
+        m.after_commit(&recs, &vec![WriteEffect::Inserted; 3]);
         let text = reg.encode_openmetrics().unwrap();
         for want in [
             r#"openclaw_trace_errors_total{error_type="RateLimit",category="provider"} 1"#,

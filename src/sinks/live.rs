@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::model::{Event, Record, Span, StatusCode};
 use crate::pipeline::WriteHook;
+use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
 
 /// Items replayed to a new subscriber.
@@ -311,20 +312,43 @@ impl Collector for LiveHubCollector {
 }
 
 impl WriteHook for LiveHub {
-    fn after_commit(&self, records: &[Record], inserted: &[bool]) {
+    fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
         let new = records
             .iter()
-            .zip(inserted)
-            .filter(|(_, n)| **n)
-            .map(|(r, _)| r)
-            .filter(|r| !matches!(r, Record::Metric(_)));
+            .zip(effects)
+            .filter_map(|(r, effect)| match effect {
+                WriteEffect::Inserted if !matches!(r, Record::Metric(_)) => Some(Shown::Record(r)),
+                // A span reported in pieces shows again when it ends or fails, with all it has.
+                WriteEffect::Merged(m) => {
+                    let change = effect.span_change(r)?;
+                    (change.became(|s| s.end_ns.is_some())
+                        || change.became(|s| s.status == StatusCode::Error))
+                    .then_some(Shown::Row(&m.after))
+                }
+                _ => None,
+            });
         if self.subscribers() == 0 {
             // Nobody is watching: only what the replay ring keeps is worth building.
-            let new: Vec<&Record> = new.collect();
+            let new: Vec<Shown> = new.collect();
             let skip = new.len().saturating_sub(REPLAY);
-            self.publish(new.into_iter().skip(skip).filter_map(item_of));
+            self.publish(new.into_iter().skip(skip).filter_map(Shown::item));
         } else {
-            self.publish(new.filter_map(item_of));
+            self.publish(new.filter_map(Shown::item));
+        }
+    }
+}
+
+/// What a commit shows in the tail: a new record, or a merged span's stored row.
+enum Shown<'a> {
+    Record(&'a Record),
+    Row(&'a Span),
+}
+
+impl Shown<'_> {
+    fn item(self) -> Option<LiveItem> {
+        match self {
+            Shown::Record(r) => item_of(r),
+            Shown::Row(s) => Some(span_item(s)),
         }
     }
 }
@@ -354,9 +378,9 @@ mod tests {
     fn replay_keeps_the_last_hundred_and_skips_duplicates() {
         let hub = LiveHub::new();
         let recs: Vec<Record> = (0..150).map(|_| span(SpanKind::ToolCall)).collect();
-        let mut inserted = vec![true; 150];
-        inserted[149] = false;
-        hub.after_commit(&recs, &inserted);
+        let mut effects = vec![WriteEffect::Inserted; 150];
+        effects[149] = WriteEffect::Duplicate;
+        hub.after_commit(&recs, &effects);
         let (replay, _rx) = hub.subscribe();
         assert_eq!(replay.len(), REPLAY);
         assert_eq!(replay.last().unwrap().seq, 100);
@@ -366,14 +390,14 @@ mod tests {
     fn live_items_reach_subscribers_and_laggards_are_dropped() {
         let hub = LiveHub::new();
         let (_, mut rx) = hub.subscribe();
-        hub.after_commit(&[err_event("a")], &[true]);
+        hub.after_commit(&[err_event("a")], &[WriteEffect::Inserted]);
         let got = rx.try_recv().unwrap();
         assert_eq!(got.kind, "error");
         assert_eq!(got.level, "error");
         let recs: Vec<Record> = (0..CHANNEL_CAPACITY + 10)
             .map(|_| span(SpanKind::Other))
             .collect();
-        hub.after_commit(&recs, &vec![true; recs.len()]);
+        hub.after_commit(&recs, &vec![WriteEffect::Inserted; recs.len()]);
         assert!(matches!(
             rx.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))

@@ -9,12 +9,19 @@
 //!   span moves to the real ids when they arrive (its events follow it).
 //!
 //! The trace's summary row is recomputed from its spans after each piece, so totals
-//! never count a call twice whatever order the pieces arrive in.
+//! never count a call twice whatever order the pieces arrive in. Each piece also
+//! reports the rows it changed, before and after (`WriteEffect::Merged`), so the
+//! write hooks (rollups, budgets, metrics) add exactly what changed.
+//!
+//! A cost the agent reported wins over one computed from the price table (the
+//! computed one is kept in `cost_computed_usd` when they differ); otherwise the
+//! first known cost stays.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde_json::Value;
 
-use super::write::write_span_row;
-use crate::model::{Span, SpanId, TraceId};
+use super::write::{MergedSpan, WriteEffect, write_span_row};
+use crate::model::{CostSource, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// Columns where the first known value is kept.
 const COALESCED: &[&str] = &[
@@ -32,9 +39,6 @@ const COALESCED: &[&str] = &[
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
-    "cost_usd",
-    "cost_source",
-    "cost_computed_usd",
     "finish_reasons",
     "tool_name",
     "tool_call_id",
@@ -61,6 +65,27 @@ fn merge_assignments(old: &str, new: &str) -> String {
     parts.push(format!(
         "status = CASE WHEN {old}.status = 'error' OR {new}.status = 'error' THEN 'error'
                        WHEN {old}.status = 'ok' OR {new}.status = 'ok' THEN 'ok' ELSE 'unset' END"
+    ));
+    // Which piece's cost stays: the first known, unless a reported one meets a computed one.
+    let new_wins = format!(
+        "({new}.cost_usd IS NOT NULL AND ({old}.cost_usd IS NULL
+            OR ({new}.cost_source IS 'reported' AND {old}.cost_source IS NOT 'reported')))"
+    );
+    let winner = |c: &str| format!("CASE WHEN {new_wins} THEN {new}.{c} ELSE {old}.{c} END");
+    let loser = |c: &str| format!("CASE WHEN {new_wins} THEN {old}.{c} ELSE {new}.{c} END");
+    let (w_cost, l_cost) = (winner("cost_usd"), loser("cost_usd"));
+    parts.push(format!("cost_usd = {w_cost}"));
+    parts.push(format!("cost_source = {}", winner("cost_source")));
+    // Beside a reported cost: the price table's figure when it differs (as `analytics::cost`).
+    parts.push(format!(
+        "cost_computed_usd = CASE WHEN {ws} IS 'reported' THEN COALESCE({wc}, {lc},
+            CASE WHEN {ls} IS 'computed' AND abs({w_cost} - {l_cost})
+                > max(1e-12, max(abs({w_cost}), abs({l_cost})) * 1e-6) THEN {l_cost} END)
+            ELSE {wc} END",
+        ws = winner("cost_source"),
+        ls = loser("cost_source"),
+        wc = winner("cost_computed_usd"),
+        lc = loser("cost_computed_usd"),
     ));
     for col in ["attributes", "resource"] {
         parts.push(format!(
@@ -163,12 +188,87 @@ fn fix_latency(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<()
     Ok(())
 }
 
-/// Writes one piece of a span. True when it created the row (false when it merged).
-pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
+/// Columns a row is read back with for the write hooks (see `MergedSpan`).
+const ROW_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
+    status, status_message, agent_id, session_id, user_id, operation, provider, request_model,
+    response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, cost_usd, cost_source, cost_computed_usd, tool_name,
+    tool_call_id, error_type, attributes";
+
+fn span_of_row(r: &Row, source: &'static str) -> rusqlite::Result<Option<Span>> {
+    let (Some(t), Some(s)) = (
+        TraceId::from_slice(&r.get::<_, Vec<u8>>(0)?),
+        SpanId::from_slice(&r.get::<_, Vec<u8>>(1)?),
+    ) else {
+        return Ok(None);
+    };
+    let kind: String = r.get(4)?;
+    let mut sp = Span::new(
+        t,
+        s,
+        r.get(3)?,
+        SpanKind::parse(&kind).unwrap_or(SpanKind::Other),
+        r.get(5)?,
+    );
+    sp.parent_span_id = r
+        .get::<_, Option<Vec<u8>>>(2)?
+        .and_then(|p| SpanId::from_slice(&p));
+    sp.end_ns = r.get(6)?;
+    sp.status = StatusCode::parse(&r.get::<_, String>(7)?).unwrap_or(StatusCode::Unset);
+    sp.status_message = r.get(8)?;
+    sp.agent_id = r.get(9)?;
+    sp.session_id = r.get(10)?;
+    sp.user_id = r.get(11)?;
+    sp.operation = r.get(12)?;
+    sp.provider = r.get(13)?;
+    sp.request_model = r.get(14)?;
+    sp.response_model = r.get(15)?;
+    sp.input_tokens = r.get(16)?;
+    sp.output_tokens = r.get(17)?;
+    sp.total_tokens = r.get(18)?;
+    sp.cache_read_tokens = r.get(19)?;
+    sp.cache_write_tokens = r.get(20)?;
+    sp.reasoning_tokens = r.get(21)?;
+    sp.cost_usd = r.get(22)?;
+    sp.cost_source = r
+        .get::<_, Option<String>>(23)?
+        .and_then(|c| CostSource::parse(&c));
+    sp.cost_computed_usd = r.get(24)?;
+    sp.tool_name = r.get(25)?;
+    sp.tool_call_id = r.get(26)?;
+    sp.error_type = r.get(27)?;
+    if let Some(a) = r.get::<_, Option<String>>(28)?
+        && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&a)
+    {
+        sp.attributes = m;
+    }
+    sp.source = source;
+    Ok(Some(sp))
+}
+
+/// A stored span as the hooks see it; `source` names the piece that touched it.
+fn load_row(
+    tx: &Transaction,
+    id: &(TraceId, SpanId),
+    source: &'static str,
+) -> rusqlite::Result<Option<Span>> {
+    tx.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM spans WHERE trace_id = ?1 AND span_id = ?2"
+    ))?
+    .query_row(params![&id.0.0[..], &id.1.0[..]], |r| {
+        span_of_row(r, source)
+    })
+    .optional()
+    .map(Option::flatten)
+}
+
+/// Writes one piece of a span and says what it changed.
+pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<WriteEffect> {
     let spec = s.merge.clone().unwrap_or_default();
     let own = (s.trace_id, s.span_id);
     let mut target = own;
     let mut record_key = false;
+    let mut move_from = None;
     if let Some(key) = spec.key.as_deref() {
         match lookup_key(tx, key)? {
             None => record_key = true,
@@ -177,12 +277,21 @@ pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Res
                 if spec.provisional {
                     target = (t, sp);
                 } else if stored_provisional {
-                    move_span(tx, (t, sp), own, received_ns)?;
+                    move_from = Some((t, sp));
                     record_key = true;
                 }
                 // Two spans with real ids claiming one key stay two spans.
             }
         }
+    }
+    // The rows this piece changes, as they are now.
+    let mut before = Vec::new();
+    if let Some(from) = &move_from {
+        before.extend(load_row(tx, from, s.source)?);
+    }
+    before.extend(load_row(tx, &target, s.source)?);
+    if let Some(from) = move_from {
+        move_span(tx, from, own, received_ns)?;
     }
     let folded;
     let piece = if target == own {
@@ -196,7 +305,6 @@ pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Res
         folded = f;
         &folded
     };
-    let existed = span_exists(tx, &target.0, &target.1)?.is_some();
     let on_conflict = format!("DO UPDATE SET {}", merge_assignments("spans", "excluded"));
     write_span_row(tx, piece, received_ns, &on_conflict)?;
     fix_latency(tx, &target.0, &target.1)?;
@@ -204,7 +312,17 @@ pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Res
         set_key(tx, key, &target.0, &target.1, spec.provisional)?;
     }
     recompute_trace(tx, &target.0, s.parent_trace_id.as_ref(), received_ns)?;
-    Ok(!existed)
+    if before.is_empty() {
+        // A new row: it holds what the piece says.
+        return Ok(WriteEffect::Inserted);
+    }
+    let Some(after) = load_row(tx, &target, s.source)? else {
+        return Ok(WriteEffect::Duplicate);
+    };
+    Ok(match before.as_slice() {
+        [only] if *only == after => WriteEffect::Duplicate,
+        _ => WriteEffect::Merged(Box::new(MergedSpan { before, after })),
+    })
 }
 
 /// Rebuilds a trace's summary row from its spans (deletes it when none is left).
@@ -320,7 +438,7 @@ mod tests {
             .collect();
         let out = write_records(&tx, &recs, 1).unwrap();
         tx.commit().unwrap();
-        out.inserted
+        out.effects.iter().map(WriteEffect::is_inserted).collect()
     }
 
     fn trace_totals(c: &Connection, t: u8) -> (i64, i64, i64, Option<f64>, String) {
@@ -454,6 +572,116 @@ mod tests {
             .query_row("SELECT sum(input_tokens) FROM spans", [], |r| r.get(0))
             .unwrap();
         assert_eq!(total, 15);
+    }
+
+    fn effects(c: &mut Connection, spans: Vec<Span>) -> Vec<WriteEffect> {
+        let tx = c.transaction().unwrap();
+        let recs: Vec<Record> = spans
+            .into_iter()
+            .map(|s| Record::Span(Box::new(s)))
+            .collect();
+        let out = write_records(&tx, &recs, 1).unwrap();
+        tx.commit().unwrap();
+        out.effects
+    }
+
+    fn merged(e: &WriteEffect) -> &MergedSpan {
+        match e {
+            WriteEffect::Merged(m) => m,
+            other => panic!("expected a merge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_piece_reports_the_row_before_and_after() {
+        let mut c = db();
+        let start = piece(1, 1, 1_000);
+        let mut end = piece(1, 1, 1_000);
+        end.end_ns = Some(3_000);
+        end.status = StatusCode::Ok;
+        let mut usage = piece(1, 1, 1_000);
+        usage.provider = Some("openai".into());
+        usage.input_tokens = Some(40);
+        usage.cost_usd = Some(0.5);
+        let e = effects(&mut c, vec![start, end, usage.clone()]);
+        assert_eq!(e[0], WriteEffect::Inserted);
+        let m = merged(&e[1]);
+        assert_eq!(m.before.len(), 1);
+        assert_eq!((m.before[0].end_ns, m.after.end_ns), (None, Some(3_000)));
+        let m = merged(&e[2]);
+        assert_eq!(m.before[0].input_tokens, None);
+        assert_eq!(m.after.input_tokens, Some(40));
+        assert_eq!(m.after.provider.as_deref(), Some("openai"));
+        assert_eq!(m.after.cost_usd, Some(0.5));
+        assert_eq!(m.after.status, StatusCode::Ok);
+        // A re-delivery changes nothing.
+        assert_eq!(effects(&mut c, vec![usage]), vec![WriteEffect::Duplicate]);
+    }
+
+    #[test]
+    fn a_moved_provisional_span_is_reported_as_replaced() {
+        let mut c = db();
+        let mut prov = piece(9, 9, 1_000);
+        prov.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: true,
+        });
+        prov.input_tokens = Some(10);
+        let start = piece(1, 1, 1_000);
+        let mut real = piece(1, 1, 1_000);
+        real.merge = Some(SpanMerge {
+            key: Some("k".into()),
+            provisional: false,
+        });
+        real.end_ns = Some(2_000);
+        let e = effects(&mut c, vec![prov, start, real]);
+        assert_eq!(e[..2], [WriteEffect::Inserted, WriteEffect::Inserted]);
+        let m = merged(&e[2]);
+        let ids: Vec<_> = m.before.iter().map(|s| s.trace_id).collect();
+        assert_eq!(ids, vec![TraceId([9; 16]), TraceId([1; 16])]);
+        assert_eq!(m.after.trace_id, TraceId([1; 16]));
+        assert_eq!(m.after.input_tokens, Some(10));
+        assert_eq!(m.after.end_ns, Some(2_000));
+    }
+
+    #[test]
+    fn a_reported_cost_wins_over_a_computed_one() {
+        let mut c = db();
+        let mut computed = piece(1, 1, 1_000);
+        computed.cost_usd = Some(0.3);
+        computed.cost_source = Some(CostSource::Computed);
+        let mut reported = piece(1, 1, 1_000);
+        reported.cost_usd = Some(0.2);
+        reported.cost_source = Some(CostSource::Reported);
+        let mut later = piece(1, 1, 1_000);
+        later.cost_usd = Some(0.9);
+        later.cost_source = Some(CostSource::Computed);
+        let row = |c: &Connection| -> (f64, String, Option<f64>) {
+            c.query_row(
+                "SELECT cost_usd, cost_source, cost_computed_usd FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+        };
+        effects(&mut c, vec![computed]);
+        let e = effects(&mut c, vec![reported]);
+        assert_eq!(merged(&e[0]).after.cost_usd, Some(0.2));
+        assert_eq!(row(&c), (0.2, "reported".into(), Some(0.3)));
+        assert_eq!(trace_totals(&c, 1).3, Some(0.2));
+        // A computed figure arriving after a reported one changes nothing.
+        assert_eq!(effects(&mut c, vec![later]), vec![WriteEffect::Duplicate]);
+        assert_eq!(row(&c), (0.2, "reported".into(), Some(0.3)));
+        // The first of two reported costs stays; equal figures keep no computed one.
+        let mut c = db();
+        let mut a = piece(2, 2, 1);
+        a.cost_usd = Some(0.1);
+        a.cost_source = Some(CostSource::Computed);
+        let mut b = piece(2, 2, 1);
+        b.cost_usd = Some(0.1);
+        b.cost_source = Some(CostSource::Reported);
+        effects(&mut c, vec![a, b]);
+        assert_eq!(row(&c), (0.1, "reported".into(), None));
     }
 
     #[test]

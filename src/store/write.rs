@@ -5,13 +5,88 @@ use serde_json::{Map, Value};
 
 use crate::model::{Event, MetricPoint, Record, Span, SpanKind, StatusCode};
 
-/// What a batch did: rows written, duplicates skipped, and which records were new.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a batch did: rows written, duplicates skipped, and what each record changed.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteOutcome {
+    /// Records that added a row or changed one (a merged piece).
     pub written: u64,
     pub duplicates: u64,
-    /// One flag per record of the batch: true when it was stored (not a duplicate).
-    pub inserted: Vec<bool>,
+    /// One per record of the batch, in order.
+    pub effects: Vec<WriteEffect>,
+}
+
+/// What one record changed in the store; write hooks add exactly this to what they keep.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteEffect {
+    /// A new row holding what the record says.
+    Inserted,
+    /// Nothing changed (the same record again, or a piece that said nothing new).
+    Duplicate,
+    /// A piece of a span merged into stored rows (see `store::merge`).
+    Merged(Box<MergedSpan>),
+}
+
+/// Stored span rows before and after a piece merged in. Rows are read back without
+/// their texts and resource (`input`, `output`, `resource` and `finish_reasons` are empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedSpan {
+    /// The rows the piece changed, as they were: the span it joined and, when a
+    /// provisional span moved to real ids, that one too (it is gone now).
+    pub before: Vec<Span>,
+    /// The row now stored.
+    pub after: Span,
+}
+
+/// How a span record changed the stored rows: `after` replaced every row in `before`.
+/// A hook adds what `after` contributes and takes back what `before` contributed, so
+/// a span reported in pieces counts once whatever the order its pieces arrive in.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanChange<'a> {
+    pub before: &'a [Span],
+    pub after: &'a Span,
+}
+
+impl SpanChange<'_> {
+    /// A new row: nothing stored before.
+    pub fn is_new(&self) -> bool {
+        self.before.is_empty()
+    }
+    /// `pred` holds for the row now and held for none of the rows it replaced
+    /// (a span that just ended, just failed, just got its tokens...).
+    pub fn became(&self, pred: impl Fn(&Span) -> bool) -> bool {
+        pred(self.after) && !self.before.iter().any(pred)
+    }
+    /// `after`'s figure minus the sum of `before`'s (unknown counts as 0).
+    pub fn delta<T>(&self, get: impl Fn(&Span) -> Option<T>) -> T
+    where
+        T: Default + std::ops::Add<Output = T> + std::ops::Sub<Output = T>,
+    {
+        let before = self
+            .before
+            .iter()
+            .fold(T::default(), |acc, s| acc + get(s).unwrap_or_default());
+        get(self.after).unwrap_or_default() - before
+    }
+}
+
+impl WriteEffect {
+    pub fn is_inserted(&self) -> bool {
+        matches!(self, WriteEffect::Inserted)
+    }
+    /// For a span record that changed the store: which rows it replaced with which.
+    pub fn span_change<'a>(&'a self, record: &'a Record) -> Option<SpanChange<'a>> {
+        match (self, record) {
+            (WriteEffect::Inserted, Record::Span(s)) => Some(SpanChange {
+                before: &[],
+                after: s,
+            }),
+            (WriteEffect::Merged(m), _) => Some(SpanChange {
+                before: &m.before,
+                after: &m.after,
+            }),
+            _ => None,
+        }
+    }
 }
 
 pub(super) fn json_or_null(m: &Map<String, Value>) -> Option<String> {
@@ -25,35 +100,42 @@ pub fn write_records(
     received_ns: i64,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut out = WriteOutcome {
-        inserted: Vec::with_capacity(records.len()),
+        effects: Vec::with_capacity(records.len()),
         ..Default::default()
     };
-    for r in records {
-        let inserted = match r {
-            Record::Span(s) => insert_span(tx, s, received_ns)?,
-            Record::Event(e) => insert_event(tx, e, received_ns)?,
-            Record::Metric(m) => insert_metric(tx, m)?,
-        };
-        out.inserted.push(inserted);
+    let effect_of = |inserted: bool| {
         if inserted {
-            out.written += 1;
+            WriteEffect::Inserted
         } else {
-            out.duplicates += 1;
+            WriteEffect::Duplicate
         }
+    };
+    for r in records {
+        let effect = match r {
+            Record::Span(s) => insert_span(tx, s, received_ns)?,
+            Record::Event(e) => effect_of(insert_event(tx, e, received_ns)?),
+            Record::Metric(m) => effect_of(insert_metric(tx, m)?),
+        };
+        if matches!(effect, WriteEffect::Duplicate) {
+            out.duplicates += 1;
+        } else {
+            out.written += 1;
+        }
+        out.effects.push(effect);
     }
     Ok(out)
 }
 
-fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
+fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<WriteEffect> {
     if s.merge.is_some() {
         return super::merge::merge_span(tx, s, received_ns);
     }
     let n = write_span_row(tx, s, received_ns, "DO NOTHING")?;
     if n == 0 {
-        return Ok(false);
+        return Ok(WriteEffect::Duplicate);
     }
     upsert_trace(tx, s, received_ns)?;
-    Ok(true)
+    Ok(WriteEffect::Inserted)
 }
 
 /// Inserts one span row; `on_conflict` says what a row with the same ids does.

@@ -442,6 +442,8 @@ pub fn assistant_message_piece(msg: &Map<String, Value>, span: &mut Span) {
     }
     if let Some(r) = s(msg, "stopReason") {
         span.finish_reasons = vec![r.to_string()];
+        // A written answer is a known outcome (an error status from another piece still wins).
+        span.status = StatusCode::Ok;
         if r == "error" {
             span.status = StatusCode::Error;
             span.status_message = s(msg, "errorMessage").map(str::to_string);

@@ -18,7 +18,7 @@ fn seed(d: &Daemon) {
     let spans = json!([
         {"provider":"openai","model":"gpt-4o","trace_id":T1,"span_id":"0000000000000002","parent_span_id":"0000000000000001","prompt_tokens":100,"completion_tokens":20,"cost_usd":0.002,"timestamp":now-9000,"latency_ms":500,"agent_id":"main","session_id":"s1"},
         {"kind":"tool_call","tool_name":"ls","trace_id":T1,"span_id":"0000000000000003","parent_span_id":"0000000000000002","timestamp":now-8400,"latency_ms":50},
-        {"provider":"openai","model":"gpt-4o-mini","trace_id":T1,"span_id":"0000000000000004","parent_span_id":"0000000000000001","prompt_tokens":50,"completion_tokens":5,"timestamp":now-8000,"latency_ms":300,"status":"error","error_type":"rate_limited"},
+        {"provider":"local","model":"my-local-model","trace_id":T1,"span_id":"0000000000000004","parent_span_id":"0000000000000001","prompt_tokens":50,"completion_tokens":5,"timestamp":now-8000,"latency_ms":300,"status":"error","error_type":"rate_limited"},
         {"kind":"agent_run","name":"agent main","trace_id":T1,"span_id":"0000000000000001","timestamp":now-10000,"latency_ms":3000,"agent_id":"main","session_id":"s1","user_id":"u1"},
         {"provider":"anthropic","model":"claude-3-5-haiku","trace_id":T2,"timestamp":now-5000,"latency_ms":100,"agent_id":"helper","prompt_tokens":7,"completion_tokens":3,"cost_usd":0.0001},
         {"kind":"agent_run","name":"sub agent","trace_id":T3,"span_id":"00000000000000aa","parent_trace_id":T1,"timestamp":now-7000,"latency_ms":200,"agent_id":"sub"}
@@ -78,7 +78,7 @@ fn trace_list_summaries_filters_and_paging() {
         ("status=error", vec![T1]),
         ("status=ok", vec![T2, T3]),
         ("provider=anthropic", vec![T2]),
-        ("model=gpt-4o-mini", vec![T1]),
+        ("model=my-local-model", vec![T1]),
         ("name=sub%20agent", vec![T3]),
     ] {
         let (_, r) = get(&d, &format!("/v1/traces?{q}"));

@@ -279,7 +279,7 @@ fn json_batch(
             BATCH,
             sel,
             |r| {
-                last = r.get(36)?;
+                last = r.get(query::SPAN_COLS_LEN)?;
                 items.extend(sink.span_item(last, span_row(r)?));
                 Ok(true)
             },

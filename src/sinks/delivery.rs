@@ -162,7 +162,8 @@ const SECRET_PARAM_HINTS: &[&str] = &[
     "code",
 ];
 
-pub const REDACTED: &str = "REDACTED";
+/// The same mask as everywhere else (`crate::redact`), so logs read alike.
+pub const REDACTED: &str = crate::redact::MASK;
 
 /// A URL fit for a log line: secret query values and any userinfo password replaced.
 pub fn redact_url(url: &str) -> String {
@@ -375,7 +376,7 @@ mod tests {
         let r = redact_url(url);
         assert_eq!(
             r,
-            "https://user:REDACTED@ex.com/ingest?x=1&token=REDACTED&api_key=REDACTED"
+            "https://user:[REDACTED]@ex.com/ingest?x=1&token=[REDACTED]&api_key=[REDACTED]"
         );
         let red = Redactor::new(
             &[url],

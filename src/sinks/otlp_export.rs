@@ -42,7 +42,9 @@ use super::{
 };
 use crate::config::{Setting, parse_bool, parse_duration, parse_list, parse_u64};
 use crate::store::StoreError;
-use crate::store::query::{EVENT_COLS, EventOut, SPAN_COLS, SpanOut, event_row, span_row};
+use crate::store::query::{
+    EVENT_COLS, EventOut, SPAN_COLS, SPAN_COLS_LEN, SpanOut, event_row, span_row,
+};
 use crate::util::hex;
 
 pub const SINK: &str = "otlp_export";
@@ -788,7 +790,7 @@ impl Converter {
                     limit,
                     sel,
                     |r| {
-                        spans.push((r.get::<_, i64>(36)?, span_row(r)?));
+                        spans.push((r.get::<_, i64>(SPAN_COLS_LEN)?, span_row(r)?));
                         Ok(true)
                     },
                 )?;

@@ -22,7 +22,9 @@ use super::{
 };
 use crate::config::{Setting, parse_bool, parse_bytes, parse_duration, parse_u64};
 use crate::store::StoreError;
-use crate::store::query::{EVENT_COLS, EventOut, SPAN_COLS, SpanOut, event_row, span_row};
+use crate::store::query::{
+    EVENT_COLS, EventOut, SPAN_COLS, SPAN_COLS_LEN, SpanOut, event_row, span_row,
+};
 
 pub const SINK: &str = "push";
 
@@ -533,7 +535,7 @@ impl Sink for PushSink {
                 limit,
                 &all,
                 |r| {
-                    let id: i64 = r.get(36)?;
+                    let id: i64 = r.get(SPAN_COLS_LEN)?;
                     let item = self.span_item(id, span_row(r)?);
                     Ok(take(&mut packer, item, id) && packer.len() < limit)
                 },

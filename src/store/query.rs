@@ -244,7 +244,11 @@ pub const SPAN_COLS: &str = "trace_id, span_id, parent_span_id, name, kind, star
     cost_usd, cost_source, finish_reasons, tool_name, tool_call_id, error_type, latency_ms, input_text,
     input_text_len, output_text, output_text_len, attributes, resource, source, cost_computed_usd";
 
+/// How many columns `SPAN_COLS` names: a query selecting `{SPAN_COLS}, x` reads `x` at this index.
+pub const SPAN_COLS_LEN: usize = 37;
+
 pub fn span_row(r: &Row) -> rusqlite::Result<SpanOut> {
+    debug_assert_eq!(SPAN_COLS.split(',').count(), SPAN_COLS_LEN);
     let start_ns: i64 = r.get(5)?;
     let end_ns: Option<i64> = r.get(6)?;
     let finish: Option<String> = r.get(24)?;

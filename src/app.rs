@@ -22,6 +22,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
+    host: Option<crate::sources::host::HostHandle>,
 }
 
 fn retention_policy(cfg: &Config) -> retention::Policy {
@@ -49,7 +50,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
     let transforms: Vec<Arc<dyn pipeline::Transform>> = Vec::new();
-    let hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    let mut hooks: Vec<Arc<dyn pipeline::WriteHook>> = Vec::new();
+    let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
+    hooks.push(llm_failures.clone());
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -61,6 +64,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             hooks,
         },
     );
+    let host = crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures);
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     let bind: std::net::IpAddr = cfg
         .api
@@ -122,6 +126,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
+        host,
     })
 }
 
@@ -155,6 +160,9 @@ impl Daemon {
         // In-flight requests get half the budget; the writer's drain the rest.
         if tokio::time::timeout(left / 2, self.server).await.is_err() {
             tracing::warn!("open connections did not close in time");
+        }
+        if let Some(h) = self.host {
+            h.stop(Duration::from_secs(2));
         }
         self.state.pipeline.close();
         let writer = self.writer;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, traces};
+use openclaw_trace::cli::{Cli, Cmd, metrics, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         None | Some(Cmd::Serve) => return serve(cfg),
         Some(Cmd::Traces(a)) => traces::run_traces(&cfg, a),
         Some(Cmd::Trace(a)) => traces::run_trace(&cfg, a),
+        Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
+        Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
     };
     match printed {
         Ok(out) => {

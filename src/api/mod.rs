@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod ingest;
+pub mod metric_query;
 pub mod query;
 
 use std::sync::Arc;
@@ -253,6 +254,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
+        .route("/v1/metrics", get(metric_query::get_metrics))
+        .route("/v1/metrics/names", get(metric_query::get_names))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -15,13 +15,13 @@ use crate::util::time::parse_timestamp_str;
 
 type Params = Query<HashMap<String, String>>;
 
-fn text(p: &HashMap<String, String>, k: &str) -> Option<String> {
+pub fn text(p: &HashMap<String, String>, k: &str) -> Option<String> {
     p.get(k)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
 
-fn time_param(p: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
+pub fn time_param(p: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
     match text(p, k) {
         None => Ok(None),
         Some(v) => parse_timestamp_str(&v).map(Some).ok_or_else(|| {

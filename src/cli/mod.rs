@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
+pub mod metrics;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,10 @@ pub enum Cmd {
     Traces(traces::TracesArgs),
     /// Show one trace: its spans as a tree, and its events
     Trace(traces::TraceArgs),
+    /// List stored metric names, or show one metric's series over time
+    Metrics(metrics::MetricsArgs),
+    /// One screen: host, agent and sidecar now, and the open conditions
+    Status(metrics::StatusArgs),
 }
 
 impl Cli {

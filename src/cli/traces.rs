@@ -59,7 +59,7 @@ pub enum CliError {
     NotFound(String),
 }
 
-fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
+pub fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
     let path = cfg.store.db_path();
     if !path.exists() {
         return Err(CliError::NoDatabase(path.display().to_string()));

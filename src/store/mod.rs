@@ -1,6 +1,7 @@
 //! The local SQLite store: one writer connection (owned by the pipeline's writer
 //! thread) and a small pool of read-only connections for queries.
 
+pub mod metric_query;
 pub mod query;
 pub mod retention;
 pub mod schema;

@@ -33,8 +33,8 @@ struct Proc {
 }
 
 impl Proc {
-    fn start_ns(&self, boot_ns: i64) -> i64 {
-        boot_ns + (self.start_ticks as f64 / procfs::clock_ticks() * 1e9) as i64
+    fn start_ns(&self, now_ns: i64) -> i64 {
+        procfs::process_start_ns(self.start_ticks, now_ns)
     }
 }
 
@@ -43,7 +43,6 @@ pub struct AgentWatcher {
     pid_file: Option<PathBuf>,
     loop_count: usize,
     loop_window: Duration,
-    boot_ns: i64,
     started_ns: i64,
     current: Option<Proc>,
     cgroup: Option<CgroupDirs>,
@@ -84,7 +83,6 @@ impl AgentWatcher {
             pid_file: cfg.agent_pid_file.clone(),
             loop_count: cfg.restart_loop_count as usize,
             loop_window: cfg.restart_loop_window,
-            boot_ns: procfs::boot_time_ns(),
             started_ns: now_ns(),
             current: None,
             cgroup: None,
@@ -235,7 +233,7 @@ impl AgentWatcher {
             )
             .attr("pid", old.pid)
             .attr("process_name", old.name.clone())
-            .attr("process_started_at", format_ns(old.start_ns(self.boot_ns)))
+            .attr("process_started_at", format_ns(old.start_ns(now)))
             .attr("last_seen_alive_at", format_ns(self.last_alive_ns));
             if oom {
                 c = c.attr("oom_kills", new_ooms).attr(
@@ -256,7 +254,7 @@ impl AgentWatcher {
                 // Remember the current count so older kills are not blamed on this run.
                 self.new_cgroup_ooms(shared);
                 if det.is_active(DOWN_KEY) {
-                    let start = p.start_ns(self.boot_ns);
+                    let start = p.start_ns(now);
                     let mut extra = Map::new();
                     extra.insert("restarted".into(), json!(true));
                     extra.insert("new_pid".into(), json!(p.pid));
@@ -371,7 +369,7 @@ impl AgentWatcher {
                 &a,
             );
         }
-        let start = p.start_ns(self.boot_ns);
+        let start = p.start_ns(s.time_ns);
         s.gauge(
             "process.uptime",
             "s",

@@ -64,6 +64,23 @@ pub fn cpu_count() -> f64 {
         .unwrap_or(1.0)
 }
 
+/// Seconds since boot, from `/proc/uptime` (10 ms resolution).
+pub fn uptime_secs() -> Option<f64> {
+    let mut buf = String::new();
+    read_into("/proc/uptime", &mut buf).ok()?;
+    buf.split_whitespace().next()?.parse().ok()
+}
+
+/// When a process started, in unix nanoseconds. Measured as its age on the
+/// uptime clock, so it is as precise as `/proc/uptime` (`btime` is whole seconds).
+pub fn process_start_ns(start_ticks: u64, now_ns: i64) -> i64 {
+    let started = start_ticks as f64 / clock_ticks();
+    match uptime_secs() {
+        Some(up) => now_ns - ((up - started).max(0.0) * 1e9) as i64,
+        None => boot_time_ns() + (started * 1e9) as i64,
+    }
+}
+
 /// The boot time in unix nanoseconds (`btime` of `/proc/stat`).
 pub fn boot_time_ns() -> i64 {
     let mut buf = String::new();

@@ -66,7 +66,8 @@ impl Collector for Dns {
             let (tx, h) = (tx.clone(), host.clone());
             let spawned = std::thread::Builder::new()
                 .name("oct-dns".into())
-                .stack_size(64 * 1024)
+                // getaddrinfo and NSS modules can use a lot of stack; pages not touched cost nothing.
+                .stack_size(512 * 1024)
                 .spawn(move || {
                     let t = Instant::now();
                     let r = (h.as_str(), 443)

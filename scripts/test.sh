@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-openclaw.sh
+# prometheus-node-exporter, the truth the host metrics are compared with.
+bash scripts/setup-host.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh

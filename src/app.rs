@@ -22,6 +22,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
+    host: Option<crate::sources::host::HostHandle>,
 }
 
 fn retention_policy(cfg: &Config) -> retention::Policy {
@@ -65,6 +66,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     hooks.push(Arc::new(crate::logging::CaptureLog::default()));
     transforms.extend(analytics.transforms());
     hooks.extend(analytics.hooks());
+    let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
+    hooks.push(llm_failures.clone());
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -80,6 +83,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     );
     // Queued before the listener opens, so backfill runs ahead of any ingest.
     let analytics_tasks = analytics.start(&pipeline);
+    let host = crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures);
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
         pipeline.clone(),
@@ -190,6 +194,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
+        host,
     })
 }
 
@@ -218,6 +223,10 @@ impl Daemon {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         for t in &self.tasks {
             t.abort();
+        }
+        // Host collectors stop first: nothing new is sampled into a closing pipeline.
+        if let Some(h) = self.host {
+            h.stop(Duration::from_secs(2));
         }
         // The listener stays up while draining so clients get a clear 503 + Retry-After.
         self.state.pipeline.close();

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, analytics, export, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, export, metrics, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Some(Cmd::Usage(a)) => analytics::run_usage(&cfg, a),
         Some(Cmd::Baseline(a)) => return analytics::run_baseline(&cfg, a),
         Some(Cmd::Export(a)) => export::run_export(&cfg, a),
+        Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
+        Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
     };
     match printed {
         Ok(out) => {

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod dead_letters;
 pub mod health;
 pub mod ingest;
+pub mod metric_query;
 pub mod metrics;
 pub mod openclaw;
 pub mod query;
@@ -268,6 +269,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/metrics", get(metric_query::get_metrics))
+        .route("/v1/metrics/names", get(metric_query::get_names))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(analytics::routes())

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod export;
+pub mod metrics;
 pub mod tail;
 pub mod traces;
 
@@ -93,6 +94,10 @@ pub enum Cmd {
     Baseline(analytics::BaselineArgs),
     /// Export stored data once: OTLP or JSON, to an endpoint or a file
     Export(export::ExportArgs),
+    /// List stored metric names, or show one metric's series over time
+    Metrics(metrics::MetricsArgs),
+    /// One screen: host, agent and sidecar now, and the open conditions
+    Status(metrics::StatusArgs),
 }
 
 impl Cli {

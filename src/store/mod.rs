@@ -2,6 +2,7 @@
 //! thread) and a small pool of read-only connections for queries.
 
 pub mod merge;
+pub mod metric_query;
 pub mod offsets;
 pub mod query;
 pub mod retention;

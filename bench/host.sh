@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Host health cost: what sampling every 15 s costs in CPU (over COST_SECS,
+# default 5 minutes) against the same daemon with host health off, and how RSS
+# moves over RSS_SECS (default 30 minutes). Also the metric rows one sample
+# writes and what a day of them weighs in the database.
+#   bash bench/host.sh                 # full run (30 minutes)
+#   COST_SECS=60 RSS_SECS=120 bash bench/host.sh   # quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COST_SECS=${COST_SECS:-300}
+RSS_SECS=${RSS_SECS:-1800}
+INTERVAL=${INTERVAL:-15s}
+WARMUP=${WARMUP:-20}
+cargo build --release --locked --bin openclaw-trace >/dev/null 2>&1
+BIN=$PWD/target/release/openclaw-trace
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A stand-in agent for the watcher to follow.
+sleep 100000 &
+AGENT=$!
+PIDS+=("$AGENT")
+echo "$AGENT" >"$WORK/agent.pid"
+
+start() { # name, then extra VAR=value settings
+  local dir="$WORK/$1"; shift
+  mkdir -p "$dir"
+  env -i PATH="$PATH" HOME="$dir" OCT_PORT=0 OCT_DB_PATH="$dir/t.db" OCT_LOG_FORMAT=json "$@" \
+    "$BIN" 2>"$dir/log" &
+  PIDS+=("$!")
+  echo "$!"
+}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+
+ON=$(start on OCT_METRICS_INTERVAL="$INTERVAL" OCT_AGENT_PID_FILE="$WORK/agent.pid")
+OFF=$(start off OCT_METRICS_INTERVAL=0 OCT_HOST_DISABLE=all)
+sleep "$WARMUP"
+on0=$(ticks "$ON"); off0=$(ticks "$OFF"); t0=$(date +%s.%N)
+rss0=$(rss_kb "$ON"); rss_max=$rss0
+sleep "$COST_SECS"
+on1=$(ticks "$ON"); off1=$(ticks "$OFF"); t1=$(date +%s.%N)
+kill "$OFF"
+awk -v a="$on0" -v b="$on1" -v c="$off0" -v d="$off1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" -v iv="$INTERVAL" 'BEGIN {
+  wall = t1 - t0; on = (b - a) / hz; off = (d - c) / hz;
+  printf "cpu over %.0f s at %s: host health on %.3f s (%.3f%% of a core), off %.3f s (%.3f%%); sampling itself %.3f%% of a core\n",
+    wall, iv, on, 100 * on / wall, off, 100 * off / wall, 100 * (on - off) / wall }'
+
+elapsed=$COST_SECS
+while [ "$elapsed" -lt "$RSS_SECS" ]; do
+  step=60; [ $((RSS_SECS - elapsed)) -lt 60 ] && step=$((RSS_SECS - elapsed))
+  sleep "$step"; elapsed=$((elapsed + step))
+  r=$(rss_kb "$ON"); [ "$r" -gt "$rss_max" ] && rss_max=$r
+  echo "  t=${elapsed}s rss ${r} KiB"
+done
+rss1=$(rss_kb "$ON")
+echo "rss over $((RSS_SECS)) s: start ${rss0} KiB, end ${rss1} KiB, max ${rss_max} KiB, drift $((rss1 - rss0)) KiB"
+DB="$WORK/on/t.db"
+kill -TERM "$ON"; while kill -0 "$ON" 2>/dev/null; do sleep 0.2; done
+if command -v sqlite3 >/dev/null; then
+  samples=$(sqlite3 "$DB" "SELECT count(DISTINCT time_ns) FROM metric_points WHERE name = 'system.memory.limit'")
+  rows=$(sqlite3 "$DB" "SELECT count(*) FROM metric_points")
+  pages=$(sqlite3 "$DB" "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'metric_points%'" 2>/dev/null || echo "")
+  awk -v s="$samples" -v r="$rows" -v b="$pages" -v iv="${INTERVAL%s}" 'BEGIN {
+    per = r / s; printf "storage: %d samples, %.0f metric rows per sample", s, per;
+    if (b != "") printf ", %.0f bytes per row with indexes, about %.1f MiB per day at %ss", b / r, b / r * per * 86400 / iv / 1048576, iv;
+    printf "\n" }'
+fi

@@ -1,0 +1,404 @@
+//! The sampling thread: runs every collector on the metrics interval, polls the
+//! agent on its own interval, turns conditions into events, and keeps records it
+//! could not submit (queue full, database failing) to submit them later.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::detector::{Detector, Resolution};
+use super::{HostConfig, HostError, Sample, agent, llm};
+use crate::model::{Record, now_ns};
+use crate::pipeline::Pipeline;
+
+/// One collector: samples when asked and says what it saw.
+pub(crate) trait Collector: Send {
+    fn name(&self) -> &'static str;
+    /// Consecutive runs a condition must be seen before its event opens.
+    fn confirm(&self) -> u32 {
+        1
+    }
+    /// `HostError::Unavailable` turns the collector off for good (logged once).
+    fn collect(&mut self, s: &mut Sample, shared: &mut Shared) -> Result<(), HostError>;
+}
+
+/// State several collectors read or update.
+pub(crate) struct Shared {
+    pub pipeline: Pipeline,
+    /// Per cgroup directory, the `oom_kill` count already reported, so an OOM kill
+    /// seen by both the agent watcher and the cgroup collector is reported once.
+    pub oom_reported: HashMap<PathBuf, u64>,
+}
+
+/// Records kept while the pipeline refuses them, at most this many.
+const OUTBOX_MAX: usize = 20_000;
+
+/// Stops the sampling thread.
+pub struct HostHandle {
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HostHandle {
+    /// Stops sampling and hands what is pending to the pipeline; waits at most `timeout`.
+    pub fn stop(mut self, timeout: Duration) {
+        let _ = self.stop.send(());
+        let Some(t) = self.thread.take() else { return };
+        let until = Instant::now() + timeout;
+        while !t.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts host sampling; `None` when everything is turned off.
+pub fn start(
+    cfg: &HostConfig,
+    db_path: &Path,
+    pipeline: Pipeline,
+    llm: Arc<llm::LlmFailures>,
+) -> Option<HostHandle> {
+    let metrics_on = !cfg.metrics_interval.is_zero();
+    let agent = agent::AgentWatcher::new(cfg);
+    if !metrics_on && agent.is_none() {
+        tracing::info!("host metrics off (OCT_METRICS_INTERVAL=0) and no agent to watch");
+        return None;
+    }
+    let collectors = if metrics_on {
+        build_collectors(cfg, db_path, &pipeline, llm)
+    } else {
+        Vec::new()
+    };
+    let mut detector = Detector::default();
+    adopt_open_conditions(db_path, &mut detector);
+    let (stop, stop_rx) = mpsc::channel();
+    let mut runner = Runner {
+        interval: cfg.metrics_interval,
+        agent_interval: cfg.agent_poll_interval.max(Duration::from_millis(50)),
+        collectors,
+        agent,
+        detector,
+        shared: Shared {
+            pipeline,
+            oom_reported: HashMap::new(),
+        },
+        outbox: VecDeque::new(),
+        unresolved: Arc::new(Mutex::new(Vec::new())),
+        failing: HashSet::new(),
+        submit_failing: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("oct-host".into())
+        .spawn(move || runner.run(stop_rx));
+    match thread {
+        Ok(t) => Some(HostHandle {
+            stop,
+            thread: Some(t),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the host sampling thread; host health is off");
+            None
+        }
+    }
+}
+
+/// The DB's directory and `/data` when it exists, unless `OCT_WATCH_PATHS` says otherwise.
+pub(crate) fn watch_paths(cfg: &HostConfig, db_path: &Path) -> Vec<PathBuf> {
+    if let Some(p) = &cfg.watch_paths {
+        return p.clone();
+    }
+    let mut out = Vec::new();
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        out.push(dir.to_path_buf());
+    }
+    let data = PathBuf::from("/data");
+    if data.is_dir() && !out.contains(&data) {
+        out.push(data);
+    }
+    out
+}
+
+fn build_collectors(
+    cfg: &HostConfig,
+    db_path: &Path,
+    pipeline: &Pipeline,
+    llm: Arc<llm::LlmFailures>,
+) -> Vec<Box<dyn Collector>> {
+    use super::*;
+    let mut all: Vec<Box<dyn Collector>> = vec![
+        Box::new(cpu::Cpu::default()),
+        Box::new(memory::Memory::default()),
+        Box::new(cgroup::Cgroup::default()),
+        Box::new(disk::Disk::new(cfg, watch_paths(cfg, db_path))),
+        Box::new(diskio::DiskIo::default()),
+        Box::new(network::Network::default()),
+        Box::new(dns::Dns::new(cfg)),
+        Box::new(processes::Processes::new(cfg)),
+        Box::new(self_stats::SelfStats::new(pipeline.clone())),
+        Box::new(llm::LlmBursts::new(cfg, llm)),
+    ];
+    all.retain(|c| {
+        let on = cfg.enabled(c.name());
+        if !on {
+            tracing::info!(
+                collector = c.name(),
+                "host collector turned off by OCT_HOST_DISABLE"
+            );
+        }
+        on
+    });
+    all
+}
+
+/// Conditions a previous run left open become this run's, so none is reported twice.
+fn adopt_open_conditions(db_path: &Path, detector: &mut Detector) {
+    if !db_path.exists() {
+        return;
+    }
+    let found = crate::store::open_reader(db_path).and_then(|c| {
+        let mut stmt = c.prepare(
+            "SELECT uid, time_ns, attributes FROM events
+             WHERE source = 'host' AND type = 'error'
+               AND json_extract(attributes, '$.state') = 'active'
+             ORDER BY id DESC LIMIT 10000",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    });
+    match found {
+        Ok(rows) => {
+            for (uid, start, attrs) in rows {
+                let attrs: Value = attrs
+                    .and_then(|a| serde_json::from_str(&a).ok())
+                    .unwrap_or(Value::Null);
+                if let (Some(key), Some(owner)) =
+                    (attrs["condition"].as_str(), attrs["owner"].as_str())
+                    && !detector.is_active(key)
+                {
+                    detector.adopt(key.to_string(), uid, owner.to_string(), start);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read open host conditions; they may be reported again")
+        }
+    }
+}
+
+struct Runner {
+    interval: Duration,
+    agent_interval: Duration,
+    collectors: Vec<Box<dyn Collector>>,
+    agent: Option<agent::AgentWatcher>,
+    detector: Detector,
+    shared: Shared,
+    /// Records the pipeline refused, oldest first.
+    outbox: VecDeque<Record>,
+    /// Condition ends not yet written (the database was failing).
+    unresolved: Arc<Mutex<Vec<Resolution>>>,
+    /// Collectors whose last run failed (logged once per failure streak).
+    failing: HashSet<&'static str>,
+    submit_failing: bool,
+}
+
+impl Runner {
+    fn run(&mut self, stop: mpsc::Receiver<()>) {
+        let start = Instant::now();
+        let mut next_sample = (!self.collectors.is_empty()).then_some(start);
+        let mut next_agent = self.agent.is_some().then_some(start);
+        loop {
+            let now = Instant::now();
+            if next_agent.is_some_and(|t| now >= t) {
+                self.poll_agent();
+                next_agent = Some(later(now, self.agent_interval));
+            }
+            if next_sample.is_some_and(|t| now >= t) {
+                self.sample();
+                next_sample = Some(later(now, self.interval));
+            }
+            self.flush();
+            let wake = [next_sample, next_agent].into_iter().flatten().min();
+            let wait = wake.map_or(Duration::from_secs(3600), |w| {
+                w.saturating_duration_since(Instant::now())
+            });
+            match stop.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.flush();
+    }
+
+    fn poll_agent(&mut self) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let now = now_ns();
+        let mut opened = Vec::new();
+        let mut closed = Vec::new();
+        agent.poll(
+            now,
+            &mut self.detector,
+            &mut self.shared,
+            &mut opened,
+            &mut closed,
+        );
+        self.outbox.extend(opened);
+        for r in closed {
+            self.resolve(r);
+        }
+    }
+
+    fn sample(&mut self) {
+        let now = now_ns();
+        let mut records = Vec::new();
+        let mut closed = Vec::new();
+        let mut off = Vec::new();
+        for (i, c) in self.collectors.iter_mut().enumerate() {
+            let mut s = Sample::new(now);
+            s.active = self.detector.owned_by(c.name());
+            match c.collect(&mut s, &mut self.shared) {
+                Ok(()) => {
+                    if self.failing.remove(c.name()) {
+                        tracing::info!(collector = c.name(), "host collector recovered");
+                    }
+                    records.append(&mut s.records);
+                    self.detector.observe(
+                        c.name(),
+                        s.seen,
+                        c.confirm(),
+                        now,
+                        &mut records,
+                        &mut closed,
+                    );
+                }
+                Err(HostError::Unavailable(why)) => {
+                    tracing::info!(collector = c.name(), reason = %why, "host collector cannot run here; it is off");
+                    off.push(i);
+                }
+                Err(e) => {
+                    if self.failing.insert(c.name()) {
+                        tracing::warn!(collector = c.name(), error = %e, "host collector failed; will retry");
+                    }
+                }
+            }
+        }
+        for i in off.into_iter().rev() {
+            self.collectors.remove(i);
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            let mut s = Sample::new(now);
+            agent.metrics(&mut s);
+            records.append(&mut s.records);
+        }
+        self.outbox.extend(records);
+        for r in closed {
+            self.resolve(r);
+        }
+    }
+
+    /// Writes a condition's end onto its event: in place when the event is still
+    /// waiting here, otherwise by an update on the writer after it is committed.
+    fn resolve(&mut self, r: Resolution) {
+        for rec in self.outbox.iter_mut() {
+            if let Record::Event(e) = rec
+                && e.uid == r.uid
+            {
+                e.attributes.extend(r.patch);
+                return;
+            }
+        }
+        let retry = self.unresolved.clone();
+        let r2 = r.clone();
+        let queued = self.shared.pipeline.run_job(move |conn| {
+            let patch = Value::Object(r2.patch.clone()).to_string();
+            let res = conn.execute(
+                "UPDATE events SET attributes = json_patch(COALESCE(attributes, '{}'), ?1)
+                 WHERE uid = ?2",
+                rusqlite::params![patch, r2.uid],
+            );
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "cannot record a condition's end; will retry");
+                if let Ok(mut v) = retry.lock() {
+                    v.push(r2);
+                }
+            }
+        });
+        if !queued && let Ok(mut v) = self.unresolved.lock() {
+            v.push(r);
+        }
+    }
+
+    /// Submits what is waiting; on refusal keeps it (dropping the oldest metric
+    /// points first when too much piles up) and tries again on the next tick.
+    fn flush(&mut self) {
+        if !self.outbox.is_empty() {
+            let batch: Vec<Record> = self.outbox.drain(..).collect();
+            match self.shared.pipeline.submit("host", batch.clone()) {
+                Ok(_) => {
+                    if std::mem::take(&mut self.submit_failing) {
+                        tracing::info!("host records accepted again");
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut self.submit_failing, true) {
+                        tracing::warn!(error = %e, records = batch.len(), "host records refused; keeping them to retry");
+                    }
+                    self.outbox = batch.into();
+                    self.trim_outbox();
+                }
+            }
+        }
+        if self.submit_failing {
+            return;
+        }
+        let pending: Vec<Resolution> = self
+            .unresolved
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for r in pending {
+            self.resolve(r);
+        }
+    }
+
+    fn trim_outbox(&mut self) {
+        let mut excess = self.outbox.len().saturating_sub(OUTBOX_MAX);
+        if excess == 0 {
+            return;
+        }
+        // Events (conditions) are few and matter most: drop metric points first.
+        self.outbox.retain(|r| {
+            if excess > 0 && matches!(r, Record::Metric(_)) {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        while self.outbox.len() > OUTBOX_MAX {
+            self.outbox.pop_front();
+        }
+    }
+}
+
+/// The next time after `now` on an `every` schedule.
+fn later(now: Instant, every: Duration) -> Instant {
+    now + every.max(Duration::from_millis(50))
+}

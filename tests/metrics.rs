@@ -60,7 +60,8 @@ fn promtool_check(text: &str) -> (bool, String) {
 
 #[test]
 fn metrics_match_ingested_records_and_pass_promtool() {
-    let mut d = Daemon::start(&[]);
+    // Exact record counts: no host samples.
+    let mut d = Daemon::start(&[("OCT_HOST_DISABLE", "all")]);
     let batch = json!([
         llm("gpt-4o", 100, 10, "00000000000000a1"),
         llm("gpt-4o", 50, 5, "00000000000000a2"),

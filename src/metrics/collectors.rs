@@ -344,6 +344,13 @@ pub fn host_metric_name(name: &str, unit: &str) -> String {
     while out.ends_with('_') {
         out.pop();
     }
+    // These suffixes belong to histograms and summaries; promtool rejects them elsewhere
+    // (`process.open_file_descriptor.count` becomes `..._open_file_descriptor`).
+    for reserved in ["_count", "_sum", "_bucket"] {
+        if let Some(stripped) = out.strip_suffix(reserved) {
+            out.truncate(stripped.len());
+        }
+    }
     let suffix = match unit {
         "By" | "bytes" | "B" => "bytes",
         "s" | "seconds" => "seconds",
@@ -523,6 +530,10 @@ mod tests {
         assert_eq!(
             host_metric_name("dns.lookup-time", "s"),
             "openclaw_trace_host_dns_lookup_time_seconds"
+        );
+        assert_eq!(
+            host_metric_name("process.open_file_descriptor.count", "{count}"),
+            "openclaw_trace_host_process_open_file_descriptor"
         );
         assert_eq!(label_name("net.if"), "net_if");
         assert_eq!(label_name("9x"), "l9x");

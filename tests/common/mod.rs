@@ -39,6 +39,9 @@ impl Daemon {
             .env("OCT_PORT", "0")
             .env("OCT_DB_PATH", &db_path)
             .env("OCT_LOG_FORMAT", "json")
+            // The test machine has no outside network: DNS probes of LLM providers
+            // would fail and add error events to every test (host tests set their own).
+            .env("OCT_HOST_DISABLE", "dns")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

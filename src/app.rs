@@ -22,6 +22,8 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
+    /// The dedicated OTLP listeners (stopped gracefully with the API).
+    pub otlp: crate::sources::otlp::Listeners,
 }
 
 fn retention_policy(cfg: &Config) -> retention::Policy {
@@ -80,6 +82,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         shutting_down: AtomicBool::new(false),
     });
     let (stop, mut stop_rx) = watch::channel(false);
+    let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;
     let app = api::router(state.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -122,6 +125,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
+        otlp,
     })
 }
 
@@ -153,7 +157,13 @@ impl Daemon {
         let _ = self.stop.send(true);
         let left = deadline.saturating_duration_since(Instant::now());
         // In-flight requests get half the budget; the writer's drain the rest.
-        if tokio::time::timeout(left / 2, self.server).await.is_err() {
+        let servers = async {
+            let _ = self.server.await;
+            for t in self.otlp.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(left / 2, servers).await.is_err() {
             tracing::warn!("open connections did not close in time");
         }
         self.state.pipeline.close();

@@ -28,6 +28,7 @@ pub struct Config {
     pub tail: sources::tail::TailConfig,
     pub host: sources::host::HostConfig,
     pub push: sinks::push::PushConfig,
+    pub otlp: sources::otlp::OtlpConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -75,6 +76,7 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sources::tail::SETTINGS, |c| &mut c.tail);
     lift(&mut out, sources::host::SETTINGS, |c| &mut c.host);
     lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);
+    lift(&mut out, sources::otlp::SETTINGS, |c| &mut c.otlp);
     out
 }
 

@@ -16,10 +16,10 @@ PY_PACKAGES=(
   "openai==3.54.0"
 )
 NODE_PACKAGES=(
-  "@opentelemetry/api@1.10.0"
-  "@opentelemetry/sdk-trace@3.1.0"
-  "@opentelemetry/resources@3.1.1"
-  "@opentelemetry/exporter-trace-otlp-http@0.301.0"
+  "@opentelemetry/api@1.9.1"
+  "@opentelemetry/sdk-trace@2.12.1"
+  "@opentelemetry/resources@2.12.1"
+  "@opentelemetry/exporter-trace-otlp-http@0.223.1"
 )
 
 venv=.cache/venv-otel

@@ -13,7 +13,8 @@ PY_PACKAGES=(
   "opentelemetry-exporter-otlp-proto-http==1.45.2"
   "opentelemetry-exporter-otlp-proto-grpc==1.45.2"
   "opentelemetry-instrumentation-openai-v2==2.4b0"
-  "openai==3.54.0"
+  "opentelemetry-util-genai==0.4b0"
+  "openai==2.54.0"
 )
 NODE_PACKAGES=(
   "@opentelemetry/api@1.9.1"

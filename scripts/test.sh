@@ -3,5 +3,6 @@
 # later suites need (Python venvs, npm packages) are set up under .cache/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-otel.sh
 cargo build --locked --bins
 cargo test --locked --all-targets -- --test-threads=2

@@ -7,7 +7,7 @@ import { context, trace } from "@opentelemetry/api";
 
 const provider = new TracerProvider({
   resource: resourceFromAttributes({ "service.name": "js-test" }),
-  spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
+  spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
 });
 const tracer = provider.getTracer("oct.js", "0.1.0");
 const root = tracer.startSpan("openclaw.run", {

@@ -777,6 +777,40 @@ mod tests {
     }
 
     #[test]
+    fn openclaw_diagnostics_spans_as_exported() {
+        // From shared/samples/openclaw/diagnostics_otel_decoded.txt (OpenClaw 2026.4.29).
+        let run = json!({"openclaw.provider": "fake", "openclaw.model": "fake-model",
+            "openclaw.channel": "webchat", "openclaw.trigger": "user", "openclaw.outcome": "error",
+            "openclaw.errorCategory": "Error"});
+        let s = promoted(run.clone());
+        assert_eq!(
+            span_kind("openclaw.run", &s.attributes, &s),
+            SpanKind::AgentRun
+        );
+        assert_eq!(s.provider.as_deref(), Some("fake"));
+        assert_eq!(s.request_model.as_deref(), Some("fake-model"));
+        assert_eq!(s.error_type.as_deref(), Some("Error"));
+        assert_eq!(s.attributes["openclaw.channel"], "webchat", "kept");
+        let harness = json!({"openclaw.harness.id": "pi", "openclaw.provider": "fake",
+            "openclaw.errorCategory": "Error", "error.type": "TypeError"});
+        let s = promoted(harness);
+        assert_eq!(
+            span_kind("openclaw.harness.run", &s.attributes, &s),
+            SpanKind::AgentRun
+        );
+        assert_eq!(
+            s.error_type.as_deref(),
+            Some("TypeError"),
+            "error.type first"
+        );
+        let s = promoted(json!({"openclaw.liveness.reason": "event_loop_delay"}));
+        assert_eq!(
+            span_kind("openclaw.liveness.warning", &s.attributes, &s),
+            SpanKind::Other
+        );
+    }
+
+    #[test]
     fn texts_move_out_of_the_attributes_and_are_capped() {
         let mut s = span_with(json!({
             "gen_ai.input.messages": "[{\"role\":\"user\",\"parts\":[]}]",

@@ -3,7 +3,9 @@
 use rusqlite::{Transaction, params};
 use serde_json::{Map, Value};
 
-use crate::model::{Event, MetricPoint, Record, Span, SpanKind, StatusCode};
+use std::collections::HashMap;
+
+use crate::model::{Event, MetricPoint, Record, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// What a batch did: rows written, duplicates skipped, and which records were new.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,9 +31,16 @@ pub fn write_records(
         inserted: Vec::with_capacity(records.len()),
         ..Default::default()
     };
+    let mut traces = TraceDeltas::default();
     for r in records {
         let inserted = match r {
-            Record::Span(s) => insert_span(tx, s, received_ns)?,
+            Record::Span(s) => {
+                let new = insert_span(tx, s, received_ns)?;
+                if new {
+                    traces.add(s);
+                }
+                new
+            }
             Record::Event(e) => insert_event(tx, e, received_ns)?,
             Record::Metric(m) => insert_metric(tx, m)?,
         };
@@ -42,7 +51,111 @@ pub fn write_records(
             out.duplicates += 1;
         }
     }
+    // One summary upsert per trace and batch, not per span (a trace's spans arrive together).
+    for d in &traces.deltas {
+        upsert_trace(tx, d, received_ns)?;
+    }
     Ok(out)
+}
+
+/// What a batch's new spans add to one trace's summary row.
+struct TraceDelta<'a> {
+    trace_id: TraceId,
+    /// The (last) root span of the batch: its id and name.
+    root: Option<(SpanId, &'a str)>,
+    /// The name of the earliest span, the trace's name until its root arrives.
+    earliest_name: &'a str,
+    parent_trace_id: Option<TraceId>,
+    start_ns: i64,
+    end_ns: Option<i64>,
+    status: StatusCode,
+    spans: i64,
+    errors: i64,
+    llm_calls: i64,
+    tool_calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    cost_usd: Option<f64>,
+    agent_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+}
+
+#[derive(Default)]
+struct TraceDeltas<'a> {
+    deltas: Vec<TraceDelta<'a>>,
+    index: HashMap<TraceId, usize>,
+}
+
+impl<'a> TraceDeltas<'a> {
+    fn add(&mut self, s: &'a Span) {
+        let counts_usage = matches!(s.kind, SpanKind::LlmCall | SpanKind::Embedding);
+        let usage = |v: Option<i64>| if counts_usage { v.unwrap_or(0) } else { 0 };
+        let total = if counts_usage {
+            s.total_tokens
+                .unwrap_or(s.input_tokens.unwrap_or(0) + s.output_tokens.unwrap_or(0))
+        } else {
+            0
+        };
+        let i = *self.index.entry(s.trace_id).or_insert_with(|| {
+            self.deltas.push(TraceDelta {
+                trace_id: s.trace_id,
+                root: None,
+                earliest_name: &s.name,
+                parent_trace_id: None,
+                start_ns: s.start_ns,
+                end_ns: None,
+                status: StatusCode::Unset,
+                spans: 0,
+                errors: 0,
+                llm_calls: 0,
+                tool_calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                total_tokens: 0,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                cost_usd: None,
+                agent_id: None,
+                session_id: None,
+                user_id: None,
+            });
+            self.deltas.len() - 1
+        });
+        let d = &mut self.deltas[i];
+        if s.parent_span_id.is_none() {
+            d.root = Some((s.span_id, &s.name));
+        }
+        if s.start_ns < d.start_ns {
+            d.start_ns = s.start_ns;
+            d.earliest_name = &s.name;
+        }
+        d.parent_trace_id = d.parent_trace_id.or(s.parent_trace_id);
+        d.end_ns = d.end_ns.max(s.end_ns);
+        d.status = match (d.status, s.status) {
+            (StatusCode::Error, _) | (_, StatusCode::Error) => StatusCode::Error,
+            (StatusCode::Ok, _) | (_, StatusCode::Ok) => StatusCode::Ok,
+            _ => StatusCode::Unset,
+        };
+        d.spans += 1;
+        d.errors += (s.status == StatusCode::Error) as i64;
+        d.llm_calls += (s.kind == SpanKind::LlmCall) as i64;
+        d.tool_calls += (s.kind == SpanKind::ToolCall) as i64;
+        d.input_tokens += usage(s.input_tokens);
+        d.output_tokens += usage(s.output_tokens);
+        d.total_tokens += total;
+        d.cache_read_tokens += usage(s.cache_read_tokens);
+        d.cache_write_tokens += usage(s.cache_write_tokens);
+        if counts_usage && let Some(c) = s.cost_usd {
+            d.cost_usd = Some(d.cost_usd.unwrap_or(0.0) + c);
+        }
+        d.agent_id = d.agent_id.or(s.agent_id.as_deref());
+        d.session_id = d.session_id.or(s.session_id.as_deref());
+        d.user_id = d.user_id.or(s.user_id.as_deref());
+    }
 }
 
 fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<bool> {
@@ -98,31 +211,17 @@ fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result
         s.source,
         received_ns,
     ])?;
-    if n == 0 {
-        return Ok(false);
-    }
-    upsert_trace(tx, s, received_ns)?;
-    Ok(true)
+    Ok(n > 0)
 }
 
 /// Keeps the trace's summary row current whatever order its spans arrive in.
-fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
-    let is_root = s.parent_span_id.is_none();
-    let counts_usage = matches!(s.kind, SpanKind::LlmCall | SpanKind::Embedding);
-    let usage = |v: Option<i64>| if counts_usage { v.unwrap_or(0) } else { 0 };
-    let total = if counts_usage {
-        s.total_tokens
-            .unwrap_or(s.input_tokens.unwrap_or(0) + s.output_tokens.unwrap_or(0))
-    } else {
-        0
-    };
-    let cost = if counts_usage { s.cost_usd } else { None };
+fn upsert_trace(tx: &Transaction, d: &TraceDelta, now: i64) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
             status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
             total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id,
             user_id, updated_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?21, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT(trace_id) DO UPDATE SET
             root_span_id = COALESCE(excluded.root_span_id, root_span_id),
             root_name = CASE
@@ -136,7 +235,7 @@ fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
                 WHEN status = 'error' OR excluded.status = 'error' THEN 'error'
                 WHEN status = 'ok' OR excluded.status = 'ok' THEN 'ok'
                 ELSE 'unset' END,
-            span_count = span_count + 1,
+            span_count = span_count + excluded.span_count,
             error_count = error_count + excluded.error_count,
             llm_calls = llm_calls + excluded.llm_calls,
             tool_calls = tool_calls + excluded.tool_calls,
@@ -153,26 +252,27 @@ fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
             updated_ns = excluded.updated_ns",
     )?;
     stmt.execute(params![
-        &s.trace_id.0[..],
-        is_root.then_some(&s.span_id.0[..]),
-        s.name,
-        s.parent_trace_id.as_ref().map(|t| &t.0[..]),
-        s.start_ns,
-        s.end_ns,
-        s.status.as_str(),
-        (s.status == StatusCode::Error) as i64,
-        (s.kind == SpanKind::LlmCall) as i64,
-        (s.kind == SpanKind::ToolCall) as i64,
-        usage(s.input_tokens),
-        usage(s.output_tokens),
-        total,
-        usage(s.cache_read_tokens),
-        usage(s.cache_write_tokens),
-        cost,
-        s.agent_id,
-        s.session_id,
-        s.user_id,
+        &d.trace_id.0[..],
+        d.root.as_ref().map(|(id, _)| &id.0[..]),
+        d.root.map(|(_, name)| name).unwrap_or(d.earliest_name),
+        d.parent_trace_id.as_ref().map(|t| &t.0[..]),
+        d.start_ns,
+        d.end_ns,
+        d.status.as_str(),
+        d.errors,
+        d.llm_calls,
+        d.tool_calls,
+        d.input_tokens,
+        d.output_tokens,
+        d.total_tokens,
+        d.cache_read_tokens,
+        d.cache_write_tokens,
+        d.cost_usd,
+        d.agent_id,
+        d.session_id,
+        d.user_id,
         now,
+        d.spans,
     ])?;
     Ok(())
 }
@@ -243,4 +343,73 @@ pub fn bump_counter(tx: &Transaction, name: &str, by: i64) -> rusqlite::Result<(
         params![name, by],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CostSource;
+
+    fn span(t: u8, i: u8, parent: bool, kind: SpanKind, start: i64) -> Record {
+        let mut s = Span::new(
+            TraceId([t; 16]),
+            SpanId([i; 8]),
+            format!("s{i}"),
+            kind,
+            start,
+        );
+        s.parent_span_id = parent.then_some(SpanId([1; 8]));
+        s.end_ns = Some(start + 10);
+        s.input_tokens = Some(i as i64);
+        s.cost_usd = Some(0.5);
+        s.cost_source = Some(CostSource::Reported);
+        if i == 3 {
+            s.status = StatusCode::Error;
+            s.session_id = Some("sess".into());
+        }
+        Record::Span(Box::new(s))
+    }
+
+    fn summary(conn: &rusqlite::Connection) -> String {
+        conn.query_row(
+            "SELECT hex(root_span_id) || root_name || start_ns || ',' || end_ns || status || span_count
+                || error_count || llm_calls || tool_calls || input_tokens || total_tokens || cost_usd
+                || session_id FROM traces",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Summing a trace per batch gives the row that span-by-span upserts gave.
+    #[test]
+    fn trace_summary_is_the_same_in_one_batch_or_many() {
+        let records = vec![
+            span(7, 2, true, SpanKind::LlmCall, 20),
+            span(7, 3, true, SpanKind::ToolCall, 15),
+            span(7, 1, false, SpanKind::AgentRun, 10),
+            span(7, 4, true, SpanKind::LlmCall, 30),
+        ];
+        let mut one = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut one).unwrap();
+        let tx = one.transaction().unwrap();
+        let out = write_records(&tx, &records, 1).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(out.written, 4);
+        let mut many = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut many).unwrap();
+        for r in &records {
+            let tx = many.transaction().unwrap();
+            write_records(&tx, std::slice::from_ref(r), 1).unwrap();
+            tx.commit().unwrap();
+        }
+        assert_eq!(summary(&one), summary(&many));
+        assert_eq!(summary(&one), "0101010101010101s110,40error4121661.0sess");
+        // A duplicate adds nothing.
+        let tx = one.transaction().unwrap();
+        let out = write_records(&tx, &records[..1], 1).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(out.duplicates, 1);
+        assert_eq!(summary(&one), summary(&many));
+    }
 }

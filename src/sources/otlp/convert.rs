@@ -38,39 +38,38 @@ pub struct Converted {
 }
 
 /// An OTLP `AnyValue` as JSON: ints stay ints, bytes become hex, NaN and infinities text.
-pub fn any_value(v: &AnyValue) -> Value {
+/// Takes the value so its strings move instead of being copied (this is the hot path).
+pub fn any_value(v: AnyValue) -> Value {
     use any_value::Value as V;
-    match &v.value {
+    match v.value {
         None | Some(V::StringValueStrindex(_)) => Value::Null,
-        Some(V::StringValue(s)) => Value::String(s.clone()),
-        Some(V::BoolValue(b)) => Value::Bool(*b),
-        Some(V::IntValue(i)) => Value::from(*i),
-        Some(V::DoubleValue(d)) => Number::from_f64(*d)
+        Some(V::StringValue(s)) => Value::String(s),
+        Some(V::BoolValue(b)) => Value::Bool(b),
+        Some(V::IntValue(i)) => Value::from(i),
+        Some(V::DoubleValue(d)) => Number::from_f64(d)
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(d.to_string())),
-        Some(V::ArrayValue(a)) => Value::Array(a.values.iter().map(any_value).collect()),
-        Some(V::KvlistValue(kv)) => Value::Object(attributes(&kv.values)),
-        Some(V::BytesValue(b)) => Value::String(crate::util::hex::encode(b)),
+        Some(V::ArrayValue(a)) => Value::Array(a.values.into_iter().map(any_value).collect()),
+        Some(V::KvlistValue(kv)) => Value::Object(attributes(kv.values)),
+        Some(V::BytesValue(b)) => Value::String(crate::util::hex::encode(&b)),
     }
 }
 
 /// Key/value pairs as a JSON object (a repeated key keeps its last value).
-pub fn attributes(kvs: &[KeyValue]) -> Map<String, Value> {
+pub fn attributes(kvs: Vec<KeyValue>) -> Map<String, Value> {
     let mut out = Map::new();
     for kv in kvs {
         if kv.key.is_empty() {
             continue;
         }
-        let v = kv.value.as_ref().map(any_value).unwrap_or(Value::Null);
-        out.insert(kv.key.clone(), v);
+        let v = kv.value.map(any_value).unwrap_or(Value::Null);
+        out.insert(kv.key, v);
     }
     out
 }
 
-fn resource_map(r: &Option<Resource>) -> Map<String, Value> {
-    r.as_ref()
-        .map(|r| attributes(&r.attributes))
-        .unwrap_or_default()
+fn resource_map(r: Option<Resource>) -> Map<String, Value> {
+    r.map(|r| attributes(r.attributes)).unwrap_or_default()
 }
 
 /// Nanoseconds as stored (i64); 0 means absent.
@@ -165,7 +164,7 @@ pub fn traces(req: ExportTraceServiceRequest, limits: &Limits, rejects: Rejects)
         ..Default::default()
     };
     for rs in req.resource_spans {
-        let resource = resource_map(&rs.resource);
+        let resource = resource_map(rs.resource);
         for ss in rs.scope_spans {
             for (i, s) in ss.spans.into_iter().enumerate() {
                 match span(s, &resource, &ss.scope, limits, &mut out.records) {
@@ -179,7 +178,7 @@ pub fn traces(req: ExportTraceServiceRequest, limits: &Limits, rejects: Rejects)
 }
 
 fn span(
-    s: OtlpSpan,
+    mut s: OtlpSpan,
     resource: &Map<String, Value>,
     scope: &Option<InstrumentationScope>,
     limits: &Limits,
@@ -196,7 +195,7 @@ fn span(
         }
         e => e,
     };
-    let mut attrs = attributes(&s.attributes);
+    let mut attrs = attributes(std::mem::take(&mut s.attributes));
     let name = if s.name.is_empty() {
         attr_str(&attrs, m::GEN_AI_OPERATION_NAME).unwrap_or_else(|| "unnamed".into())
     } else {
@@ -224,9 +223,8 @@ fn span(
         m::OTEL_DROPPED_LINKS_COUNT,
         s.dropped_links_count,
     );
-    let links: Vec<Value> = s
-        .links
-        .iter()
+    let links: Vec<Value> = std::mem::take(&mut s.links)
+        .into_iter()
         .filter(|l| !l.trace_id.is_empty())
         .map(|l| {
             let mut o = Map::new();
@@ -239,9 +237,9 @@ fn span(
                 crate::util::hex::encode(&l.span_id).into(),
             );
             if !l.trace_state.is_empty() {
-                o.insert("trace_state".into(), l.trace_state.clone().into());
+                o.insert("trace_state".into(), l.trace_state.into());
             }
-            let a = attributes(&l.attributes);
+            let a = attributes(l.attributes);
             if !a.is_empty() {
                 o.insert("attributes".into(), Value::Object(a));
             }
@@ -272,8 +270,8 @@ fn span(
     // Span events: the old prompt/completion events feed the texts, exceptions become
     // error events, everything else a custom event linked to the span.
     let mut events = Vec::new();
-    for (i, ev) in s.events.iter().enumerate() {
-        let ev_attrs = attributes(&ev.attributes);
+    for (i, ev) in s.events.into_iter().enumerate() {
+        let ev_attrs = attributes(ev.attributes);
         let when = time_ns(ev.time_unix_nano).unwrap_or(start);
         match ev.name.as_str() {
             m::GEN_AI_CONTENT_PROMPT_EVENT if ev_attrs.contains_key(m::GEN_AI_PROMPT) => {
@@ -290,13 +288,7 @@ fn span(
                     );
                 }
             }
-            _ => events.push((
-                i,
-                when,
-                ev.name.clone(),
-                ev_attrs,
-                ev.dropped_attributes_count,
-            )),
+            _ => events.push((i, when, ev.name, ev_attrs, ev.dropped_attributes_count)),
         }
     }
     m::promote(&mut sp, resource);
@@ -380,7 +372,7 @@ pub fn logs(req: ExportLogsServiceRequest, limits: &Limits, rejects: Rejects) ->
         ..Default::default()
     };
     for rl in req.resource_logs {
-        let resource = resource_map(&rl.resource);
+        let resource = resource_map(rl.resource);
         // Part of every log's identity; hashed once per resource.
         let resource_digest = Sha256::digest(Value::Object(resource.clone()).to_string());
         for sl in rl.scope_logs {
@@ -400,7 +392,7 @@ pub fn logs(req: ExportLogsServiceRequest, limits: &Limits, rejects: Rejects) ->
 }
 
 fn log(
-    lr: LogRecord,
+    mut lr: LogRecord,
     resource: &Map<String, Value>,
     resource_digest: &[u8],
     scope_name: &str,
@@ -411,7 +403,7 @@ fn log(
     let when = time_ns(lr.time_unix_nano)
         .or_else(|| time_ns(lr.observed_time_unix_nano))
         .unwrap_or(limits.now_ns);
-    let mut attrs = attributes(&lr.attributes);
+    let mut attrs = attributes(std::mem::take(&mut lr.attributes));
     let event_name = if lr.event_name.is_empty() {
         attr_str(&attrs, m::EVENT_NAME)
     } else {
@@ -420,7 +412,7 @@ fn log(
     let name = event_name
         .or_else(|| (!scope_name.is_empty()).then(|| scope_name.to_string()))
         .unwrap_or_else(|| "log".into());
-    let body = lr.body.as_ref().map(any_value);
+    let body = lr.body.take().map(any_value);
     let message = match &body {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -522,7 +514,7 @@ impl PointBase<'_> {
             histogram: None,
             temporality: None,
             monotonic: None,
-            attributes: attributes(attrs),
+            attributes: attributes(attrs.to_vec()),
             resource: self.resource.clone(),
             source: "otlp",
         })
@@ -547,7 +539,7 @@ pub fn metrics(req: ExportMetricsServiceRequest, rejects: Rejects) -> Converted 
         ..Default::default()
     };
     for rm in req.resource_metrics {
-        let resource = resource_map(&rm.resource);
+        let resource = resource_map(rm.resource);
         for sm in rm.scope_metrics {
             for metric in &sm.metrics {
                 metric_points(metric, &resource, &mut out);
@@ -877,7 +869,7 @@ mod tests {
                 ],
             })),
         };
-        assert_eq!(any_value(&arr), serde_json::json!([1, "NaN", "ab"]));
+        assert_eq!(any_value(arr), serde_json::json!([1, "NaN", "ab"]));
     }
 
     #[test]

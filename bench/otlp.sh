@@ -74,16 +74,26 @@ wait_landed() { # db sql start_epoch_seconds
   echo "$last $(awk -v a="$last_change" -v b="$start" 'BEGIN {printf "%.3f", a - b}')"
 }
 
+cpu_seconds() { # pid -> user+system CPU seconds of it and its children so far
+  local total=0 p t
+  for p in $1 $(pgrep -P "$1" || true); do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + ${t:-0}))
+  done
+  awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
+}
+
 rss_stats() { # file -> "peak_MB mean_MB"
   awk '$1 > 0 {n++; s+=$1; if ($1>m) m=$1} END {if (n==0) print "0 0"; else printf "%.1f %.1f\n", m/1024, s/n/1024}' "$1"
 }
 
-report() { # name load_json landed seconds rss_file
+report() { # name load_json landed seconds rss_file cpu_seconds
   local name=$1 load=$2 landed=$3 secs=$4 rss
   rss=$(rss_stats "$5")
-  python3 - "$name" "$load" "$landed" "$secs" $rss <<'PY' | tee -a "$out/results.jsonl"
+  python3 - "$name" "$load" "$landed" "$secs" $rss "$6" <<'PY' | tee -a "$out/results.jsonl"
 import json, sys
-name, load, landed, secs, peak, mean = sys.argv[1:7]
+name, load, landed, secs, peak, mean, cpu = sys.argv[1:8]
+cpu = float(cpu)
 load = json.loads(load)
 landed, secs = int(landed), float(secs)
 print(json.dumps({
@@ -92,19 +102,23 @@ print(json.dumps({
     "acked_spans_per_s": load["acked_per_sec"], "requests": load["requests"],
     "retries_429_503": load["retries"], "errors": load["errors"],
     "rss_peak_mb": float(peak), "rss_mean_mb": float(mean),
+    "server_cpu_seconds": cpu, "spans_per_server_cpu_second": round(landed / cpu) if cpu > 0 else 0,
     "connections": int(__import__("os").environ.get("CONNECTIONS", "4")),
     "load_seconds": int(__import__("os").environ.get("LOAD_SECONDS", "20")),
 }))
 PY
 }
 
+# Other work on the machine takes CPU from both targets: the load average is printed with
+# each result, and CPU seconds per span are reported (they do not depend on that load).
 echo "# machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- openclaw-trace
 dir=$(mktemp -d)
 port=$(free_port)
+# The size cap is raised so that retention does not delete spans while they are counted.
 OCT_PORT=$port OCT_DB_PATH="$dir/trace.db" OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=off \
-  OCT_LOG_FORMAT=json target/release/openclaw-trace > "$dir/daemon.log" 2>&1 &
+  OCT_CLEANUP_DB_THRESHOLD_BYTES=16GiB OCT_LOG_FORMAT=json target/release/openclaw-trace > "$dir/daemon.log" 2>&1 &
 oct=$!
 trap 'kill $oct 2>/dev/null || true; [[ -n "${phx:-}" ]] && kill $phx 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
@@ -112,7 +126,8 @@ sample_rss "$oct" "$out/rss-openclaw-trace.txt" &
 start=$(date +%s.%N)
 load=$($LOAD --url "http://127.0.0.1:$port/v1/traces" --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" --spans "$SPANS")
 read -r landed secs < <(wait_landed "$dir/trace.db" "SELECT count(*) FROM spans" "$start")
-report openclaw-trace "$load" "$landed" "$secs" "$out/rss-openclaw-trace.txt"
+report openclaw-trace "$load" "$landed" "$secs" "$out/rss-openclaw-trace.txt" "$(cpu_seconds "$oct")"
+echo "# openclaw-trace database: $(du -m "$dir/trace.db" | cut -f1) MB for $landed spans"
 kill -TERM "$oct"; wait "$oct" 2>/dev/null || true
 rm -rf "$dir"
 
@@ -135,6 +150,6 @@ sample_rss "$phx" "$out/rss-phoenix.txt" &
 start=$(date +%s.%N)
 load=$($LOAD --url "http://127.0.0.1:$pport/v1/traces" --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" --spans "$SPANS")
 read -r landed secs < <(wait_landed "$pdir/phoenix.db" "SELECT count(*) FROM spans" "$start")
-report phoenix "$load" "$landed" "$secs" "$out/rss-phoenix.txt"
+report phoenix "$load" "$landed" "$secs" "$out/rss-phoenix.txt" "$(cpu_seconds "$phx")"
 kill -TERM "$phx"; wait "$phx" 2>/dev/null || true
 rm -rf "$pdir"

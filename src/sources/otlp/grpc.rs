@@ -134,8 +134,9 @@ impl<S: GrpcSignal> UnaryService<Bytes> for ExportCall<S> {
         let st = self.st.clone();
         Box::pin(async move {
             authorize(&st, req.metadata())?;
-            let done =
-                export(&st, S::SIGNAL, Payload::Protobuf(req.get_ref())).map_err(status_of)?;
+            let done = export(&st, S::SIGNAL, Payload::Protobuf(req.get_ref()))
+                .await
+                .map_err(status_of)?;
             Ok(tonic::Response::new(decode::response(
                 S::SIGNAL,
                 &done,

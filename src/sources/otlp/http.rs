@@ -96,8 +96,13 @@ impl From<ExportError> for ApiError {
 }
 
 /// Decodes, stores and answers a body already read.
-fn respond(st: &SharedState, signal: Signal, enc: Encoding, payload: Payload) -> Response {
-    match export(st, signal, payload) {
+async fn respond(
+    st: &SharedState,
+    signal: Signal,
+    enc: Encoding,
+    payload: Payload<'_>,
+) -> Response {
+    match export(st, signal, payload).await {
         Ok(done) => {
             let content_type = match enc {
                 Encoding::Json => JSON,
@@ -130,9 +135,9 @@ async fn handle(st: SharedState, signal: Signal, req: Request) -> Response {
         Err(e) => return error_response(e, enc),
     };
     match enc {
-        Encoding::Protobuf => respond(&st, signal, enc, Payload::Protobuf(&body)),
+        Encoding::Protobuf => respond(&st, signal, enc, Payload::Protobuf(&body)).await,
         Encoding::Json => match json_payload(&body) {
-            Ok(v) => respond(&st, signal, enc, Payload::Json(v)),
+            Ok(v) => respond(&st, signal, enc, Payload::Json(v)).await,
             Err(e) => error_response(e, enc),
         },
     }
@@ -169,7 +174,7 @@ pub async fn post_traces_main(State(st): State<SharedState>, req: Request) -> Re
         && decode::is_otlp_json(&doc, Signal::Traces)
     {
         return match encoding(&headers) {
-            Ok(enc) => respond(&st, Signal::Traces, enc, Payload::Json(doc)),
+            Ok(enc) => respond(&st, Signal::Traces, enc, Payload::Json(doc)).await,
             Err(e) => error_response(e, Encoding::Json),
         };
     }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod mapping;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -169,11 +170,62 @@ pub enum ExportError {
     ShuttingDown,
 }
 
+/// How long a request may wait for room in a full queue before it is refused (429 /
+/// RESOURCE_EXHAUSTED): the second a client would sleep on `Retry-After: 1`, spent waiting
+/// for the writer instead, so a burst costs the agent's exporter latency, not a retry.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Requests waiting for room at once, at most; more are refused at once. This bounds
+/// the memory held by waiting requests.
+static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
+fn has_room(st: &AppState, n: usize) -> bool {
+    let depth = st.pipeline.depth();
+    depth == 0 || depth + n <= st.pipeline.capacity()
+}
+
+/// Waits (bounded by `until`) until `n` records fit in the queue.
+async fn wait_for_room(st: &AppState, n: usize, until: Instant) {
+    if has_room(st, n) {
+        return;
+    }
+    let Ok(_permit) = WAITERS.try_acquire() else {
+        return;
+    };
+    while Instant::now() < until && !refusing(st) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if has_room(st, n) {
+            return;
+        }
+    }
+}
+
 /// Decodes, converts and enqueues one export request; nothing is written on error.
-pub fn export(st: &AppState, signal: Signal, payload: Payload) -> Result<Exported, ExportError> {
+pub async fn export(
+    st: &AppState,
+    signal: Signal,
+    payload: Payload<'_>,
+) -> Result<Exported, ExportError> {
     if refusing(st) {
         return Err(ExportError::ShuttingDown);
     }
+    let until = Instant::now() + QUEUE_WAIT;
+    // While the queue is full, wait holding only the request, before decoding it.
+    wait_for_room(st, 1, until).await;
+    let converted = convert_payload(st, signal, payload)?;
+    wait_for_room(st, converted.records.len(), until).await;
+    st.pipeline.submit("otlp", converted.records)?;
+    Ok(Exported {
+        accepted: converted.items,
+        rejects: converted.rejects,
+    })
+}
+
+fn convert_payload(
+    st: &AppState,
+    signal: Signal,
+    payload: Payload,
+) -> Result<convert::Converted, ExportError> {
     let limits = convert::Limits {
         max_text_bytes: st.config.ingest.max_text_bytes,
         now_ns: now_ns(),
@@ -209,11 +261,7 @@ pub fn export(st: &AppState, signal: Signal, payload: Payload) -> Result<Exporte
             "OTLP items rejected"
         );
     }
-    st.pipeline.submit("otlp", converted.records)?;
-    Ok(Exported {
-        accepted: converted.items,
-        rejects: converted.rejects,
-    })
+    Ok(converted)
 }
 
 /// The dedicated listeners, running until `stop` turns true.

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-openclaw.sh
 # prometheus-node-exporter, the truth the host metrics are compared with.
 bash scripts/setup-host.sh
+bash scripts/setup-otel.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh

@@ -23,6 +23,8 @@ pub struct Daemon {
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
     host: Option<crate::sources::host::HostHandle>,
+    /// The dedicated OTLP listeners (stopped gracefully with the API).
+    pub otlp: crate::sources::otlp::Listeners,
 }
 
 fn retention_policy(cfg: &Config) -> retention::Policy {
@@ -129,6 +131,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         analytics,
     });
     let (stop, mut stop_rx) = watch::channel(false);
+    let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;
     let app = api::router(state.clone());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -195,6 +198,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         writer,
         tasks,
         host,
+        otlp,
     })
 }
 
@@ -243,9 +247,16 @@ impl Daemon {
         self.state.sinks.final_push(Instant::now() + left).await;
         // Live streams never end on their own; end them so they do not hold the server up.
         self.state.live.close();
+        // The API and the dedicated OTLP listeners share the stop signal.
         let _ = self.stop.send(true);
         let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, self.server).await.is_err() {
+        let servers = async {
+            let _ = self.server.await;
+            for t in self.otlp.tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(left, servers).await.is_err() {
             tracing::warn!("open connections did not close in time");
         }
         if done {

@@ -33,6 +33,7 @@ pub struct Config {
     pub metrics: metrics::MetricsConfig,
     pub analytics: analytics::AnalyticsConfig,
     pub otlp_export: sinks::otlp_export::OtlpExportConfig,
+    pub otlp: sources::otlp::OtlpConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -89,6 +90,7 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sinks::otlp_export::SETTINGS, |c| {
         &mut c.otlp_export
     });
+    lift(&mut out, sources::otlp::SETTINGS, |c| &mut c.otlp);
     out
 }
 

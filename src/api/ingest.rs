@@ -96,7 +96,7 @@ pub(super) fn invalid(e: ingest::FieldError) -> ApiError {
     }
 }
 
-async fn accept_native(
+pub(crate) async fn accept_native(
     st: SharedState,
     endpoint: Endpoint,
     req: Request,

@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::config::{Config, Setting, parse_bytes, parse_duration, parse_port};
 use crate::pipeline::{Pipeline, SubmitError};
+use crate::sources::otlp;
 use crate::store::ReadPool;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -212,14 +213,18 @@ pub async fn read<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_token(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(st): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(token) = st.config.api.auth_token.as_deref() else {
         return next.run(req).await;
     };
@@ -253,7 +258,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route(
             "/v1/traces",
-            post(ingest::post_traces).get(query::list_traces),
+            post(otlp::http::post_traces_main).get(query::list_traces),
         )
         .route(
             "/v1/errors",
@@ -264,6 +269,11 @@ pub fn router(state: SharedState) -> Router {
             post(ingest::post_events).get(query::list_events),
         )
         .route("/v1/openclaw/events", post(openclaw::post_events))
+        .route("/v1/metrics", post(otlp::http::post_metrics))
+        .route(
+            "/v1/logs",
+            post(otlp::http::post_logs).get(query::list_logs),
+        )
         .route("/v1/traces/{trace_id}", get(query::get_trace))
         .route("/v1/traces/{trace_id}/export", get(query::export_trace))
         .route("/metrics", get(metrics::metrics))

@@ -179,3 +179,11 @@ pub async fn list_events(
 ) -> Result<Response, ApiError> {
     list_of(st, p, "custom", "events").await
 }
+
+/// `GET /v1/logs`: log records (OTLP logs), filtered by name, severity, time, trace/span.
+pub async fn list_logs(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    list_of(st, p, "log", "logs").await
+}

@@ -2,5 +2,6 @@
 pub mod host;
 pub mod ingest;
 pub mod openclaw;
+pub mod otlp;
 pub mod tail;
 pub mod transcripts;

@@ -3,7 +3,9 @@
 use rusqlite::{Transaction, params};
 use serde_json::{Map, Value};
 
-use crate::model::{Event, MetricPoint, Record, Span, SpanKind, StatusCode};
+use std::collections::HashMap;
+
+use crate::model::{Event, MetricPoint, Record, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// What a batch did: rows written, duplicates skipped, and what each record changed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,7 +92,8 @@ impl WriteEffect {
 }
 
 pub(super) fn json_or_null(m: &Map<String, Value>) -> Option<String> {
-    (!m.is_empty()).then(|| Value::Object(m.clone()).to_string())
+    // Serialized in place: cloning the map first cost an allocation per key on the writer.
+    (!m.is_empty()).then(|| serde_json::to_string(m).unwrap_or_default())
 }
 
 /// Writes every record of a batch; duplicates (same trace and span id, same event uid) are skipped.
@@ -110,9 +113,23 @@ pub fn write_records(
             WriteEffect::Duplicate
         }
     };
+    // One summary upsert per trace and batch, not per span (a trace's spans arrive together).
+    let mut traces = TraceDeltas::default();
     for r in records {
         let effect = match r {
-            Record::Span(s) => insert_span(tx, s, received_ns)?,
+            Record::Span(s) if s.merge.is_some() => {
+                // A merge recomputes its trace's summary from the stored spans:
+                // what this batch added so far must be in the summary first.
+                traces.flush(tx, received_ns)?;
+                super::merge::merge_span(tx, s, received_ns)?
+            }
+            Record::Span(s) => {
+                let new = write_span_row(tx, s, received_ns, "DO NOTHING")? > 0;
+                if new {
+                    traces.add(s);
+                }
+                effect_of(new)
+            }
             Record::Event(e) => effect_of(insert_event(tx, e, received_ns)?),
             Record::Metric(m) => effect_of(insert_metric(tx, m)?),
         };
@@ -123,19 +140,118 @@ pub fn write_records(
         }
         out.effects.push(effect);
     }
+    traces.flush(tx, received_ns)?;
     Ok(out)
 }
 
-fn insert_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<WriteEffect> {
-    if s.merge.is_some() {
-        return super::merge::merge_span(tx, s, received_ns);
+/// What a batch's new spans add to one trace's summary row.
+struct TraceDelta<'a> {
+    trace_id: TraceId,
+    /// The (last) root span of the batch: its id and name.
+    root: Option<(SpanId, &'a str)>,
+    /// The name of the earliest span, the trace's name until its root arrives.
+    earliest_name: &'a str,
+    parent_trace_id: Option<TraceId>,
+    start_ns: i64,
+    end_ns: Option<i64>,
+    status: StatusCode,
+    spans: i64,
+    errors: i64,
+    llm_calls: i64,
+    tool_calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    cost_usd: Option<f64>,
+    agent_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+}
+
+#[derive(Default)]
+struct TraceDeltas<'a> {
+    deltas: Vec<TraceDelta<'a>>,
+    index: HashMap<TraceId, usize>,
+}
+
+impl<'a> TraceDeltas<'a> {
+    /// Applies what was gathered to the summary rows, and starts over.
+    fn flush(&mut self, tx: &Transaction, now: i64) -> rusqlite::Result<()> {
+        for d in &self.deltas {
+            upsert_trace(tx, d, now)?;
+        }
+        self.deltas.clear();
+        self.index.clear();
+        Ok(())
     }
-    let n = write_span_row(tx, s, received_ns, "DO NOTHING")?;
-    if n == 0 {
-        return Ok(WriteEffect::Duplicate);
+
+    fn add(&mut self, s: &'a Span) {
+        let counts_usage = matches!(s.kind, SpanKind::LlmCall | SpanKind::Embedding);
+        let usage = |v: Option<i64>| if counts_usage { v.unwrap_or(0) } else { 0 };
+        let total = if counts_usage {
+            s.total_tokens
+                .unwrap_or(s.input_tokens.unwrap_or(0) + s.output_tokens.unwrap_or(0))
+        } else {
+            0
+        };
+        let i = *self.index.entry(s.trace_id).or_insert_with(|| {
+            self.deltas.push(TraceDelta {
+                trace_id: s.trace_id,
+                root: None,
+                earliest_name: &s.name,
+                parent_trace_id: None,
+                start_ns: s.start_ns,
+                end_ns: None,
+                status: StatusCode::Unset,
+                spans: 0,
+                errors: 0,
+                llm_calls: 0,
+                tool_calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                total_tokens: 0,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                cost_usd: None,
+                agent_id: None,
+                session_id: None,
+                user_id: None,
+            });
+            self.deltas.len() - 1
+        });
+        let d = &mut self.deltas[i];
+        if s.parent_span_id.is_none() {
+            d.root = Some((s.span_id, &s.name));
+        }
+        if s.start_ns < d.start_ns {
+            d.start_ns = s.start_ns;
+            d.earliest_name = &s.name;
+        }
+        d.parent_trace_id = d.parent_trace_id.or(s.parent_trace_id);
+        d.end_ns = d.end_ns.max(s.end_ns);
+        d.status = match (d.status, s.status) {
+            (StatusCode::Error, _) | (_, StatusCode::Error) => StatusCode::Error,
+            (StatusCode::Ok, _) | (_, StatusCode::Ok) => StatusCode::Ok,
+            _ => StatusCode::Unset,
+        };
+        d.spans += 1;
+        d.errors += (s.status == StatusCode::Error) as i64;
+        d.llm_calls += (s.kind == SpanKind::LlmCall) as i64;
+        d.tool_calls += (s.kind == SpanKind::ToolCall) as i64;
+        d.input_tokens += usage(s.input_tokens);
+        d.output_tokens += usage(s.output_tokens);
+        d.total_tokens += total;
+        d.cache_read_tokens += usage(s.cache_read_tokens);
+        d.cache_write_tokens += usage(s.cache_write_tokens);
+        if counts_usage && let Some(c) = s.cost_usd {
+            d.cost_usd = Some(d.cost_usd.unwrap_or(0.0) + c);
+        }
+        d.agent_id = d.agent_id.or(s.agent_id.as_deref());
+        d.session_id = d.session_id.or(s.session_id.as_deref());
+        d.user_id = d.user_id.or(s.user_id.as_deref());
     }
-    upsert_trace(tx, s, received_ns)?;
-    Ok(WriteEffect::Inserted)
 }
 
 /// Inserts one span row; `on_conflict` says what a row with the same ids does.
@@ -201,23 +317,13 @@ pub(super) fn write_span_row(
 }
 
 /// Keeps the trace's summary row current whatever order its spans arrive in.
-fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
-    let is_root = s.parent_span_id.is_none();
-    let counts_usage = matches!(s.kind, SpanKind::LlmCall | SpanKind::Embedding);
-    let usage = |v: Option<i64>| if counts_usage { v.unwrap_or(0) } else { 0 };
-    let total = if counts_usage {
-        s.total_tokens
-            .unwrap_or(s.input_tokens.unwrap_or(0) + s.output_tokens.unwrap_or(0))
-    } else {
-        0
-    };
-    let cost = if counts_usage { s.cost_usd } else { None };
+fn upsert_trace(tx: &Transaction, d: &TraceDelta, now: i64) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
             status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
             total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id,
             user_id, updated_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?21, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
          ON CONFLICT(trace_id) DO UPDATE SET
             root_span_id = COALESCE(excluded.root_span_id, root_span_id),
             root_name = CASE
@@ -231,7 +337,7 @@ fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
                 WHEN status = 'error' OR excluded.status = 'error' THEN 'error'
                 WHEN status = 'ok' OR excluded.status = 'ok' THEN 'ok'
                 ELSE 'unset' END,
-            span_count = span_count + 1,
+            span_count = span_count + excluded.span_count,
             error_count = error_count + excluded.error_count,
             llm_calls = llm_calls + excluded.llm_calls,
             tool_calls = tool_calls + excluded.tool_calls,
@@ -248,26 +354,27 @@ fn upsert_trace(tx: &Transaction, s: &Span, now: i64) -> rusqlite::Result<()> {
             updated_ns = excluded.updated_ns",
     )?;
     stmt.execute(params![
-        &s.trace_id.0[..],
-        is_root.then_some(&s.span_id.0[..]),
-        s.name,
-        s.parent_trace_id.as_ref().map(|t| &t.0[..]),
-        s.start_ns,
-        s.end_ns,
-        s.status.as_str(),
-        (s.status == StatusCode::Error) as i64,
-        (s.kind == SpanKind::LlmCall) as i64,
-        (s.kind == SpanKind::ToolCall) as i64,
-        usage(s.input_tokens),
-        usage(s.output_tokens),
-        total,
-        usage(s.cache_read_tokens),
-        usage(s.cache_write_tokens),
-        cost,
-        s.agent_id,
-        s.session_id,
-        s.user_id,
+        &d.trace_id.0[..],
+        d.root.as_ref().map(|(id, _)| &id.0[..]),
+        d.root.map(|(_, name)| name).unwrap_or(d.earliest_name),
+        d.parent_trace_id.as_ref().map(|t| &t.0[..]),
+        d.start_ns,
+        d.end_ns,
+        d.status.as_str(),
+        d.errors,
+        d.llm_calls,
+        d.tool_calls,
+        d.input_tokens,
+        d.output_tokens,
+        d.total_tokens,
+        d.cache_read_tokens,
+        d.cache_write_tokens,
+        d.cost_usd,
+        d.agent_id,
+        d.session_id,
+        d.user_id,
         now,
+        d.spans,
     ])?;
     Ok(())
 }

@@ -42,6 +42,9 @@ impl Daemon {
             // The test machine has no outside network: DNS probes of LLM providers
             // would fail and add error events to every test (host tests set their own).
             .env("OCT_HOST_DISABLE", "dns")
+            // Dedicated OTLP listeners on free ports, so parallel tests never contend.
+            .env("OCT_OTLP_HTTP_ADDR", "127.0.0.1:0")
+            .env("OCT_OTLP_GRPC_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

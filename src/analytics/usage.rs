@@ -7,7 +7,7 @@
 //! log-bucketed histogram (DDSketch-style, bucket ratio γ = 1.0202): any percentile
 //! over any range and grouping is within 1% of the exact nearest-rank value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
@@ -122,111 +122,147 @@ pub fn hour_of(ns: i64) -> i64 {
     ns - ns.rem_euclid(HOUR_NS)
 }
 
-/// Adds one call to its hour's rollup row and latency histogram.
-pub fn add_call(tx: &Transaction, c: &CallUsage) -> rusqlite::Result<()> {
-    add_signed(tx, c, 1)
+/// One rollup row: hour, agent, session, user, provider, model.
+type RollupKey = (i64, String, String, String, String, String);
+
+/// What a batch adds to one rollup row.
+#[derive(Default)]
+struct RowDelta {
+    calls: i64,
+    errors: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    total_tokens: i64,
+    cost_usd: f64,
+    priced_calls: i64,
+    latency_ms_sum: f64,
+    latency_count: i64,
+    /// Something was taken back: the row may be left without calls.
+    took_back: bool,
 }
 
-/// Adds (`sign` 1) or takes back (`sign` -1) one call; a row left without calls goes.
-fn add_signed(tx: &Transaction, c: &CallUsage, sign: i64) -> rusqlite::Result<()> {
-    let hour = hour_of(c.start_ns);
-    let latency = c.latency_ms.map(|l| l.max(0.0));
-    let (signed, signed_f) = (|v: i64| v * sign, |v: f64| v * sign as f64);
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
-            errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?18, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT DO UPDATE SET
-            calls = calls + excluded.calls,
-            errors = errors + excluded.errors,
-            input_tokens = input_tokens + excluded.input_tokens,
-            output_tokens = output_tokens + excluded.output_tokens,
-            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-            reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-            total_tokens = total_tokens + excluded.total_tokens,
-            cost_usd = cost_usd + excluded.cost_usd,
-            priced_calls = priced_calls + excluded.priced_calls,
-            latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-            latency_count = latency_count + excluded.latency_count",
-    )?;
-    let dims = params![
-        hour,
-        c.agent_id,
-        c.session_id,
-        c.user_id,
-        c.provider,
-        c.model
-    ];
-    stmt.execute(params![
-        hour,
-        c.agent_id,
-        c.session_id,
-        c.user_id,
-        c.provider,
-        c.model,
-        signed(c.error as i64),
-        signed(c.input_tokens),
-        signed(c.output_tokens),
-        signed(c.cache_read_tokens),
-        signed(c.cache_write_tokens),
-        signed(c.reasoning_tokens),
-        signed(c.total_tokens),
-        signed_f(c.cost_usd.unwrap_or(0.0)),
-        signed(c.cost_usd.is_some() as i64),
-        signed_f(latency.unwrap_or(0.0)),
-        signed(latency.is_some() as i64),
-        sign,
-    ])?;
-    if sign < 0 {
-        tx.prepare_cached(
+/// A batch's rollup changes gathered in memory, so each row and histogram bucket
+/// is written once per batch instead of once per call (sums commute: same result).
+#[derive(Default)]
+pub struct RollupBatch {
+    rows: HashMap<RollupKey, RowDelta>,
+    buckets: HashMap<(RollupKey, i64), (i64, bool)>,
+}
+
+impl RollupBatch {
+    /// Adds (`sign` 1) or takes back (`sign` -1) one call.
+    pub fn add(&mut self, c: &CallUsage, sign: i64) {
+        let key: RollupKey = (
+            hour_of(c.start_ns),
+            c.agent_id.clone(),
+            c.session_id.clone(),
+            c.user_id.clone(),
+            c.provider.clone(),
+            c.model.clone(),
+        );
+        let latency = c.latency_ms.map(|l| l.max(0.0));
+        if let Some(ms) = latency {
+            let b = self
+                .buckets
+                .entry((key.clone(), latency_bucket(ms)))
+                .or_default();
+            b.0 += sign;
+            b.1 |= sign < 0;
+        }
+        let d = self.rows.entry(key).or_default();
+        let f = sign as f64;
+        d.calls += sign;
+        d.errors += sign * c.error as i64;
+        d.input_tokens += sign * c.input_tokens;
+        d.output_tokens += sign * c.output_tokens;
+        d.cache_read_tokens += sign * c.cache_read_tokens;
+        d.cache_write_tokens += sign * c.cache_write_tokens;
+        d.reasoning_tokens += sign * c.reasoning_tokens;
+        d.total_tokens += sign * c.total_tokens;
+        d.cost_usd += f * c.cost_usd.unwrap_or(0.0);
+        d.priced_calls += sign * c.cost_usd.is_some() as i64;
+        d.latency_ms_sum += f * latency.unwrap_or(0.0);
+        d.latency_count += sign * latency.is_some() as i64;
+        d.took_back |= sign < 0;
+    }
+
+    /// Writes what was gathered; rows and buckets left empty go.
+    pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
+                errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT DO UPDATE SET
+                calls = calls + excluded.calls,
+                errors = errors + excluded.errors,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                total_tokens = total_tokens + excluded.total_tokens,
+                cost_usd = cost_usd + excluded.cost_usd,
+                priced_calls = priced_calls + excluded.priced_calls,
+                latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+                latency_count = latency_count + excluded.latency_count",
+        )?;
+        let mut drop_empty = tx.prepare_cached(
             "DELETE FROM usage_hourly WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
                 AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0",
-        )?
-        .execute(dims)?;
-    }
-    if let Some(ms) = latency {
-        let mut stmt = tx.prepare_cached(
+        )?;
+        for (k, d) in self.rows.drain() {
+            upsert.execute(params![
+                k.0,
+                k.1,
+                k.2,
+                k.3,
+                k.4,
+                k.5,
+                d.calls,
+                d.errors,
+                d.input_tokens,
+                d.output_tokens,
+                d.cache_read_tokens,
+                d.cache_write_tokens,
+                d.reasoning_tokens,
+                d.total_tokens,
+                d.cost_usd,
+                d.priced_calls,
+                d.latency_ms_sum,
+                d.latency_count,
+            ])?;
+            if d.took_back {
+                drop_empty.execute(params![k.0, k.1, k.2, k.3, k.4, k.5])?;
+            }
+        }
+        let mut bucket_upsert = tx.prepare_cached(
             "INSERT INTO usage_latency_hourly (hour_ns, agent_id, session_id, user_id, provider,
                 model, bucket, count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT DO UPDATE SET count = count + excluded.count",
         )?;
-        let bucket = latency_bucket(ms);
-        stmt.execute(params![
-            hour,
-            c.agent_id,
-            c.session_id,
-            c.user_id,
-            c.provider,
-            c.model,
-            bucket,
-            sign,
-        ])?;
-        if sign < 0 {
-            tx.prepare_cached(
-                "DELETE FROM usage_latency_hourly WHERE hour_ns = ?1 AND agent_id = ?2
-                    AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
-                    AND bucket = ?7 AND count = 0",
-            )?
-            .execute(params![
-                hour,
-                c.agent_id,
-                c.session_id,
-                c.user_id,
-                c.provider,
-                c.model,
-                bucket
-            ])?;
+        let mut bucket_drop = tx.prepare_cached(
+            "DELETE FROM usage_latency_hourly WHERE hour_ns = ?1 AND agent_id = ?2
+                AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
+                AND bucket = ?7 AND count = 0",
+        )?;
+        for ((k, bucket), (count, took_back)) in self.buckets.drain() {
+            bucket_upsert.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, bucket, count])?;
+            if took_back {
+                bucket_drop.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, bucket])?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Applies what a span record changed: takes back the calls of the rows it replaced and
 /// adds the row now stored, so a call reported in pieces counts once, with all its usage.
-pub fn apply_change(tx: &Transaction, change: &SpanChange) -> rusqlite::Result<()> {
+pub fn apply_change(batch: &mut RollupBatch, change: &SpanChange) {
     let after = is_usage_span(change.after).then(|| CallUsage::of_span(change.after));
     let before: Vec<CallUsage> = change
         .before
@@ -238,15 +274,14 @@ pub fn apply_change(tx: &Transaction, change: &SpanChange) -> rusqlite::Result<(
         && b == a
     {
         // Nothing the rollups hold changed (new attributes, a later end of a non-call...).
-        return Ok(());
+        return;
     }
     for b in &before {
-        add_signed(tx, b, -1)?;
+        batch.add(b, -1);
     }
     if let Some(a) = &after {
-        add_signed(tx, a, 1)?;
+        batch.add(a, 1);
     }
-    Ok(())
 }
 
 /// Every span with an id up to this one is in the rollups.
@@ -272,12 +307,14 @@ impl WriteHook for RollupHook {
         effects: &[WriteEffect],
     ) -> rusqlite::Result<()> {
         let mut any_span = false;
+        let mut batch = RollupBatch::default();
         for (r, effect) in records.iter().zip(effects) {
             if let Some(change) = effect.span_change(r) {
                 any_span = true;
-                apply_change(tx, &change)?;
+                apply_change(&mut batch, &change);
             }
         }
+        batch.flush(tx)?;
         if any_span {
             // Everything stored before this batch was rolled up (backfill runs first).
             let max: i64 =
@@ -344,9 +381,11 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<u64> {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut batch = RollupBatch::default();
             for c in &calls {
-                add_call(&tx, c)?;
+                batch.add(c, 1);
             }
+            batch.flush(&tx)?;
             added += calls.len() as u64;
         }
         set_watermark(&tx, hi)?;

@@ -23,25 +23,28 @@ cleanup() {
 trap cleanup EXIT
 
 # A stand-in agent for the watcher to follow.
-sleep 100000 &
+sleep 100000 >/dev/null 2>&1 &
 AGENT=$!
 PIDS+=("$AGENT")
 echo "$AGENT" >"$WORK/agent.pid"
 
-start() { # name, then extra VAR=value settings
+STARTED=""
+start() { # name, then extra VAR=value settings; sets STARTED to the pid
   local dir="$WORK/$1"; shift
   mkdir -p "$dir"
   env -i PATH="$PATH" HOME="$dir" OCT_PORT=0 OCT_DB_PATH="$dir/t.db" OCT_LOG_FORMAT=json "$@" \
-    "$BIN" 2>"$dir/log" &
-  PIDS+=("$!")
-  echo "$!"
+    "$BIN" >/dev/null 2>"$dir/log" &
+  STARTED=$!
+  PIDS+=("$STARTED")
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 HZ=$(getconf CLK_TCK)
 
-ON=$(start on OCT_METRICS_INTERVAL="$INTERVAL" OCT_AGENT_PID_FILE="$WORK/agent.pid")
-OFF=$(start off OCT_METRICS_INTERVAL=0 OCT_HOST_DISABLE=all)
+start on OCT_METRICS_INTERVAL="$INTERVAL" OCT_AGENT_PID_FILE="$WORK/agent.pid"
+ON=$STARTED
+start off OCT_METRICS_INTERVAL=0 OCT_HOST_DISABLE=all
+OFF=$STARTED
 sleep "$WARMUP"
 on0=$(ticks "$ON"); off0=$(ticks "$OFF"); t0=$(date +%s.%N)
 rss0=$(rss_kb "$ON"); rss_max=$rss0

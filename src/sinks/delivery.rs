@@ -87,6 +87,22 @@ pub fn classify_reqwest(err: reqwest::Error) -> Attempt {
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
+/// A remote's answer as the sinks judge it: status, `Retry-After`, and the body of a failure.
+pub async fn read_answer(resp: reqwest::Response) -> (u16, Option<Duration>, String) {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let text = if (200..300).contains(&status) {
+        String::new()
+    } else {
+        resp.text().await.unwrap_or_default()
+    };
+    (status, retry_after, text)
+}
+
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {

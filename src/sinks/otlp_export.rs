@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, logs_service_client::LogsServiceClient,
@@ -1629,17 +1629,7 @@ impl Transport {
             Ok(r) => r,
             Err(e) => return delivery::classify_reqwest(e),
         };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| delivery::parse_retry_after(v, SystemTime::now()));
-        let text = if (200..300).contains(&status) {
-            String::new()
-        } else {
-            resp.text().await.unwrap_or_default()
-        };
+        let (status, retry_after, text) = delivery::read_answer(resp).await;
         delivery::classify_http(status, retry_after, &text)
     }
 

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -634,17 +634,7 @@ impl Sink for PushSink {
             Ok(r) => r,
             Err(e) => return delivery::classify_reqwest(e),
         };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| delivery::parse_retry_after(v, SystemTime::now()));
-        let text = if (200..300).contains(&status) {
-            String::new()
-        } else {
-            resp.text().await.unwrap_or_default()
-        };
+        let (status, retry_after, text) = delivery::read_answer(resp).await;
         if status == 413 && items.len() > 1 {
             // Too large for this remote: later batches aim below what was refused.
             let lower = (body_len as u64 / 2).max(1024);

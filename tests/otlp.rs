@@ -623,6 +623,19 @@ fn a_full_queue_answers_429_and_resource_exhausted_with_retry_hints() {
     let grpc = otlp_grpc(&d);
     let mut accepted_spans = 0i64;
     let mut saw_429 = false;
+    // Stall the writer with SQLite's write lock (it waits up to its 5 s busy timeout),
+    // so the one-slot queue stays full longer than a request waits for room (1 s).
+    let stall = || {
+        let mut c = rusqlite::Connection::open(&d.db_path).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3000));
+            c.execute_batch("ROLLBACK").unwrap();
+        });
+        // Let the writer pick up the first request and block on the lock.
+        release
+    };
+    let release = stall();
     // A big request fills the one-slot queue; the ones racing it are refused. Bounded rounds.
     for round in 0..20u8 {
         let handles: Vec<_> = (0..6u8)
@@ -662,6 +675,14 @@ fn a_full_queue_answers_429_and_resource_exhausted_with_retry_hints() {
         }
     }
     assert!(saw_429, "no request was refused with a one-slot queue");
+    release.join().unwrap();
+    // The queue drains once the lock is gone; stall it again for gRPC.
+    d.wait_count(
+        "SELECT count(*) FROM spans",
+        accepted_spans,
+        Duration::from_secs(30),
+    );
+    let release = stall();
     let mut saw_exhausted = false;
     runtime().block_on(async {
         for round in 0..20u8 {
@@ -689,6 +710,7 @@ fn a_full_queue_answers_429_and_resource_exhausted_with_retry_hints() {
         }
     });
     assert!(saw_exhausted);
+    release.join().unwrap();
     // Everything acknowledged is stored; nothing refused is.
     assert_eq!(
         d.wait_count(

@@ -39,9 +39,10 @@ impl Daemon {
             .env("OCT_PORT", "0")
             .env("OCT_DB_PATH", &db_path)
             .env("OCT_LOG_FORMAT", "json")
-            // The test machine has no outside network: DNS probes of LLM providers
-            // would fail and add error events to every test (host tests set their own).
-            .env("OCT_HOST_DISABLE", "dns")
+            // Host samples would add records to every test's exact counts, and DNS
+            // probes of LLM providers fail without an outside network: host tests
+            // turn the collectors back on themselves.
+            .env("OCT_HOST_DISABLE", "all")
             // Dedicated OTLP listeners on free ports, so parallel tests never contend.
             .env("OCT_OTLP_HTTP_ADDR", "127.0.0.1:0")
             .env("OCT_OTLP_GRPC_ADDR", "127.0.0.1:0")

@@ -626,7 +626,7 @@ fn a_full_queue_answers_429_and_resource_exhausted_with_retry_hints() {
     // Stall the writer with SQLite's write lock (it waits up to its 5 s busy timeout),
     // so the one-slot queue stays full longer than a request waits for room (1 s).
     let stall = || {
-        let mut c = rusqlite::Connection::open(&d.db_path).unwrap();
+        let c = rusqlite::Connection::open(&d.db_path).unwrap();
         c.execute_batch("BEGIN IMMEDIATE").unwrap();
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(3000));

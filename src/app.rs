@@ -118,6 +118,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         },
         addr,
     )?);
+    metrics.register_collector(Box::new(crate::metrics::collectors::ShippingAndBudgets {
+        sinks: sinks.statuses().to_vec(),
+        budgets: analytics.budgets.clone(),
+    }));
     let state: SharedState = Arc::new(AppState {
         config: cfg.clone(),
         pipeline: pipeline.clone(),

@@ -379,3 +379,86 @@ fn real_prometheus_scrapes_and_answers_tokens_by_model() {
     assert_eq!(by_model["claude-sonnet-4"], "1000");
     assert!(d.stop().success());
 }
+
+#[test]
+fn budgets_and_sinks_show_in_metrics() {
+    // A push endpoint nobody listens on: the sink fails and says so.
+    let dead = format!("http://127.0.0.1:{}/ingest", free_port());
+    let mut d = Daemon::start(&[
+        ("OCT_BUDGETS", "agent:main/day=$1, global/month=100k tokens"),
+        ("OCT_PUSH_ENDPOINT", dead.as_str()),
+        ("OCT_PUSH_INTERVAL", "200ms"),
+        ("OCT_PUSH_RETRY_INITIAL", "50ms"),
+    ]);
+    let mut call = llm("gpt-4o", 1000, 100, "00000000000000b1");
+    call["agent_id"] = json!("main");
+    call["cost_usd"] = json!(0.25);
+    assert_eq!(post_json(&d.url("/v1/traces"), &call).status(), 202);
+    let until = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let t = metrics_text(&d);
+        let failing = sample(
+            &t,
+            r#"openclaw_trace_sink_consecutive_failures{sink="push"}"#,
+        )
+        .is_some_and(|v| v >= 1.0);
+        if (failing
+            && sample(
+                &t,
+                r#"openclaw_trace_budget_spent{budget="agent:main/day/usd",period="day",unit="usd"}"#,
+            ) == Some(0.25))
+            || Instant::now() > until
+        {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        sample(
+            &text,
+            r#"openclaw_trace_budget_spent{budget="agent:main/day/usd",period="day",unit="usd"}"#
+        ),
+        Some(0.25),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"openclaw_trace_budget_limit{budget="agent:main/day/usd",period="day",unit="usd"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"openclaw_trace_budget_used_ratio{budget="agent:main/day/usd",period="day",unit="usd"}"#
+        ),
+        Some(0.25)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"openclaw_trace_budget_spent{budget="global/month/tokens",period="month",unit="tokens"}"#
+        ),
+        Some(1100.0)
+    );
+    assert!(
+        sample(
+            &text,
+            r#"openclaw_trace_sink_consecutive_failures{sink="push"}"#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"openclaw_trace_sink_records_sent_total{sink="push"}"#
+        ),
+        Some(0.0)
+    );
+    let (ok, out) = promtool_check(&text);
+    assert!(ok, "promtool: {out}");
+    assert!(d.stop().success());
+}

@@ -513,6 +513,106 @@ impl Collector for StoreCollector {
     }
 }
 
+/// Push and export sinks (sent, failures, dead letters, last success) and budgets
+/// (spent, limit, share used), read from their live state at scrape time.
+pub struct ShippingAndBudgets {
+    pub sinks: Vec<Arc<crate::sinks::SinkStatus>>,
+    pub budgets: Arc<crate::analytics::budgets::Budgets>,
+}
+
+impl fmt::Debug for ShippingAndBudgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShippingAndBudgets")
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Collector for ShippingAndBudgets {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let per_sink =
+            |f: &dyn Fn(&crate::sinks::SinkStatus) -> Option<f64>| -> Vec<(Labels, f64)> {
+                self.sinks
+                    .iter()
+                    .filter_map(|s| f(s).map(|v| (vec![("sink", s.name.to_string())], v)))
+                    .collect()
+            };
+        family(
+            &mut enc,
+            "openclaw_trace_sink_records_sent",
+            "Records a sink's remote accepted",
+            None,
+            MetricType::Counter,
+            &per_sink(&|s| Some(s.records_sent() as f64)),
+        )?;
+        family(
+            &mut enc,
+            "openclaw_trace_sink_dead_letters",
+            "Records a sink's remote refused on their own (moved to dead letters)",
+            None,
+            MetricType::Counter,
+            &per_sink(&|s| Some(s.dead_lettered() as f64)),
+        )?;
+        family(
+            &mut enc,
+            "openclaw_trace_sink_consecutive_failures",
+            "Failed attempts in a row (0 when the last one worked)",
+            None,
+            MetricType::Gauge,
+            &per_sink(&|s| Some(s.consecutive_failures() as f64)),
+        )?;
+        family(
+            &mut enc,
+            "openclaw_trace_sink_last_success_timestamp_seconds",
+            "When a sink last shipped successfully",
+            None,
+            MetricType::Gauge,
+            &per_sink(&|s| s.last_success_ms().map(|ms| ms as f64 / 1000.0)),
+        )?;
+        let budgets = self.budgets.status();
+        let per_budget =
+            |f: &dyn Fn(&crate::analytics::budgets::BudgetStatus) -> f64| -> Vec<(Labels, f64)> {
+                budgets
+                    .iter()
+                    .map(|b| {
+                        (
+                            vec![
+                                ("budget", b.budget.clone()),
+                                ("period", b.period.to_string()),
+                                ("unit", b.unit.to_string()),
+                            ],
+                            f(b),
+                        )
+                    })
+                    .collect()
+            };
+        family(
+            &mut enc,
+            "openclaw_trace_budget_spent",
+            "Spent in the current period (USD or tokens, see the unit label)",
+            None,
+            MetricType::Gauge,
+            &per_budget(&|b| b.spent),
+        )?;
+        family(
+            &mut enc,
+            "openclaw_trace_budget_limit",
+            "The budget's limit per period",
+            None,
+            MetricType::Gauge,
+            &per_budget(&|b| b.limit),
+        )?;
+        family(
+            &mut enc,
+            "openclaw_trace_budget_used_ratio",
+            "Share of the budget used in the current period (1 = all of it)",
+            None,
+            MetricType::Gauge,
+            &per_budget(&|b| b.percent / 100.0),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,12 @@ impl SinkStatus {
         Some(self.last_success_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
+    pub fn records_sent(&self) -> u64 {
+        self.records_sent.load(Ordering::Relaxed)
+    }
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
+    }
     pub fn consecutive_failures(&self) -> u64 {
         self.consecutive_failures.load(Ordering::Relaxed)
     }

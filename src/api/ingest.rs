@@ -136,13 +136,6 @@ pub(crate) async fn accept_native(
         .into_response())
 }
 
-pub async fn post_traces(
-    State(st): State<SharedState>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    accept_native(st, Endpoint::Traces, req).await
-}
-
 pub async fn post_errors(
     State(st): State<SharedState>,
     req: Request,

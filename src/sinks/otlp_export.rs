@@ -1639,6 +1639,19 @@ impl Transport {
         req
     }
 
+    /// Posts an export request over HTTP in the configured encoding (JSON or protobuf).
+    async fn post_message<M: Message + serde::Serialize>(&self, url: &str, req: &M) -> Attempt {
+        if self.protocol == Protocol::HttpJson {
+            match serde_json::to_vec(req) {
+                Ok(b) => self.post(url, b, "application/json").await,
+                Err(e) => unencodable(e),
+            }
+        } else {
+            self.post(url, req.encode_to_vec(), "application/x-protobuf")
+                .await
+        }
+    }
+
     pub async fn traces(&self, url: &str, req: ExportTraceServiceRequest) -> Attempt {
         match (self.protocol, &self.grpc) {
             (Protocol::Grpc, Some(ch)) => {
@@ -1648,14 +1661,7 @@ impl Transport {
                 }
                 grpc_outcome(c.export(self.grpc_request(req)).await.map(|_| ()))
             }
-            (Protocol::HttpJson, _) => match serde_json::to_vec(&req) {
-                Ok(b) => self.post(url, b, "application/json").await,
-                Err(e) => unencodable(e),
-            },
-            _ => {
-                self.post(url, req.encode_to_vec(), "application/x-protobuf")
-                    .await
-            }
+            _ => self.post_message(url, &req).await,
         }
     }
 
@@ -1668,14 +1674,7 @@ impl Transport {
                 }
                 grpc_outcome(c.export(self.grpc_request(req)).await.map(|_| ()))
             }
-            (Protocol::HttpJson, _) => match serde_json::to_vec(&req) {
-                Ok(b) => self.post(url, b, "application/json").await,
-                Err(e) => unencodable(e),
-            },
-            _ => {
-                self.post(url, req.encode_to_vec(), "application/x-protobuf")
-                    .await
-            }
+            _ => self.post_message(url, &req).await,
         }
     }
 
@@ -1688,14 +1687,7 @@ impl Transport {
                 }
                 grpc_outcome(c.export(self.grpc_request(req)).await.map(|_| ()))
             }
-            (Protocol::HttpJson, _) => match serde_json::to_vec(&req) {
-                Ok(b) => self.post(url, b, "application/json").await,
-                Err(e) => unencodable(e),
-            },
-            _ => {
-                self.post(url, req.encode_to_vec(), "application/x-protobuf")
-                    .await
-            }
+            _ => self.post_message(url, &req).await,
         }
     }
 }

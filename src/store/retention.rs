@@ -106,12 +106,7 @@ fn delete_batch(
         let mut stmt = tx.prepare_cached(&format!(
             "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {filter} ORDER BY id LIMIT {limit})"
         ))?;
-        let p = filter_params(&stmt, shipped, 0);
-        let p = if p.len() == 2 {
-            vec![shipped, cutoff]
-        } else {
-            p
-        };
+        let p = filter_params(&stmt, shipped, cutoff);
         stmt.execute(rusqlite::params_from_iter(p))? as u64
     };
     tx.commit()?;

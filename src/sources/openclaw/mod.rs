@@ -573,6 +573,30 @@ fn root_piece(it: &Item, trace: TraceId, root: SpanId, start_ns: i64) -> Span {
 }
 
 /// One attempt of the run (the span hooks such as `agent_end` run in).
+/// Pushes an attempt's span and what it says of its run's root span.
+fn push_attempt(
+    it: &Item,
+    ctx: &Ctx,
+    attempt: Span,
+    start: i64,
+    failed: bool,
+    out: &mut Vec<Record>,
+) {
+    let end = attempt.end_ns;
+    push_span(out, attempt);
+    if let Some(root) = ctx.parent {
+        let mut r = root_piece(it, ctx.trace, root, start);
+        r.end_ns = end;
+        // A finished attempt finishes the run as far as it knows; an error anywhere wins.
+        if failed {
+            r.status = StatusCode::Error;
+        } else if end.is_some() {
+            r.status = StatusCode::Ok;
+        }
+        push_span(out, r);
+    }
+}
+
 fn harness_piece(it: &Item, ctx: &Ctx, span: SpanId, start_ns: i64) -> Span {
     let harness = s(it.event, "harnessId").unwrap_or("openclaw");
     let mut p = piece(
@@ -647,19 +671,7 @@ fn run_hook(
     if failed {
         h.status = StatusCode::Error;
     }
-    let end = h.end_ns;
-    push_span(out, h);
-    if let Some(root) = ctx.parent {
-        let mut r = root_piece(it, ctx.trace, root, start);
-        r.end_ns = end;
-        // A finished attempt finishes the run as far as it knows; an error anywhere wins.
-        if failed {
-            r.status = StatusCode::Error;
-        } else if end.is_some() {
-            r.status = StatusCode::Ok;
-        }
-        push_span(out, r);
-    }
+    push_attempt(it, &ctx, h, start, failed, out);
     Ok(true)
 }
 
@@ -707,19 +719,7 @@ fn harness_event(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
         e.span_id = Some(span);
         out.push(Record::Event(Box::new(e)));
     }
-    let end = h.end_ns;
-    push_span(out, h);
-    if let Some(root) = ctx.parent {
-        let mut r = root_piece(it, ctx.trace, root, start);
-        r.end_ns = end;
-        // A finished attempt finishes the run as far as it knows; an error anywhere wins.
-        if failed {
-            r.status = StatusCode::Error;
-        } else if end.is_some() {
-            r.status = StatusCode::Ok;
-        }
-        push_span(out, r);
-    }
+    push_attempt(it, &ctx, h, start, failed, out);
     Ok(true)
 }
 

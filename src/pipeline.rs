@@ -90,14 +90,26 @@ pub trait WriteHook: Send + Sync {
     ) -> rusqlite::Result<()> {
         Ok(())
     }
-    /// After the commit, on the writer thread: must be quick (a channel send, a counter).
+    /// Right after the commit, on the writer thread, before the next transaction: for
+    /// state the next transaction relies on. Must be tiny.
+    fn at_commit(&self) {}
+    /// After the commit, on the observer thread, batch by batch in commit order
+    /// (metrics, the live tail, logs): off the writer, so it never slows commits.
     fn after_commit(&self, _records: &[Record], _effects: &[WriteEffect]) {}
 }
 
 enum Msg {
     Records(Vec<Record>),
     Job(Job),
+    /// Answered once everything before it is committed and observed.
+    Flush(tokio::sync::oneshot::Sender<()>),
     Shutdown,
+}
+
+/// What the writer hands the observer thread.
+enum Observed {
+    Batch(Vec<Record>, Vec<WriteEffect>),
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Counters shown by `/health` and `/metrics`.
@@ -197,11 +209,17 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("oct-writer".into())
             .spawn(move || {
+                let (observer, observer_thread) = spawn_observer(setup.hooks.clone());
                 Writer {
                     setup,
                     pipeline: writer_pipeline,
+                    observer,
                 }
                 .run(rx);
+                // The observer drains what it was given, then ends with its channel.
+                if let Some(t) = observer_thread {
+                    let _ = t.join();
+                }
                 let _ = done_tx.send(());
             });
         let thread = match thread {
@@ -300,15 +318,14 @@ impl Pipeline {
         }
     }
 
-    /// Resolves once everything submitted so far is committed.
+    /// Resolves once everything submitted so far is committed and seen by every hook.
     pub async fn flush(&self) -> bool {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if !self.run_job(move |_| {
-            let _ = tx.send(());
-        }) {
-            return false;
-        }
-        rx.await.is_ok()
+        let sent = match self.inner.tx.read() {
+            Ok(g) => g.as_ref().is_some_and(|t| t.send(Msg::Flush(tx)).is_ok()),
+            Err(_) => false,
+        };
+        sent && rx.await.is_ok()
     }
 
     /// Refuses new work and asks the writer to drain, commit, checkpoint and stop.
@@ -324,6 +341,70 @@ impl Pipeline {
 struct Writer {
     setup: WriterSetup,
     pipeline: Pipeline,
+    observer: ObserverTx,
+}
+
+/// The observer thread's channel; `None` when it could not start (hooks then run inline).
+struct ObserverTx(Option<Sender<Observed>>, Vec<Arc<dyn WriteHook>>);
+
+impl ObserverTx {
+    fn send(&self, o: Observed) {
+        let undelivered = match &self.0 {
+            Some(tx) => tx.send(o).err().map(|e| e.0),
+            None => Some(o),
+        };
+        if let Some(o) = undelivered {
+            observe(&self.1, o);
+        }
+    }
+}
+
+/// Starts the thread that runs the hooks' `after_commit` and frees each batch, so the
+/// writer goes straight on to the next commit.
+fn spawn_observer(hooks: Vec<Arc<dyn WriteHook>>) -> (ObserverTx, Option<JoinHandle<()>>) {
+    let (tx, rx) = mpsc::channel::<Observed>();
+    let thread_hooks = hooks.clone();
+    match std::thread::Builder::new()
+        .name("oct-observer".into())
+        .spawn(move || {
+            for o in rx {
+                observe(&thread_hooks, o);
+            }
+        }) {
+        Ok(t) => (ObserverTx(Some(tx), hooks), Some(t)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the observer thread; hooks run on the writer");
+            (ObserverTx(None, hooks), None)
+        }
+    }
+}
+
+fn observe(hooks: &[Arc<dyn WriteHook>], o: Observed) {
+    match o {
+        Observed::Batch(records, effects) => {
+            for h in hooks {
+                h.after_commit(&records, &effects);
+            }
+        }
+        Observed::Barrier(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// What else the messages of one round asked for.
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<Job>,
+    barriers: Vec<tokio::sync::oneshot::Sender<()>>,
+    shutting_down: bool,
+}
+
+impl Pending {
+    /// Something waits on this round: end the group commit here.
+    fn waiting(&self) -> bool {
+        !self.jobs.is_empty() || !self.barriers.is_empty()
+    }
 }
 
 /// Records gathered for one transaction, with their approximate size.
@@ -334,24 +415,24 @@ struct Batch {
 }
 
 impl Batch {
-    fn take(&mut self, m: Msg, jobs: &mut Vec<Job>, shutting_down: &mut bool) {
+    fn take(&mut self, m: Msg, pending: &mut Pending) {
         match m {
             Msg::Records(mut r) => {
                 self.bytes += r.iter().map(Record::approx_bytes).sum::<usize>();
                 self.records.append(&mut r);
             }
-            Msg::Job(j) => jobs.push(j),
-            Msg::Shutdown => *shutting_down = true,
+            Msg::Job(j) => pending.jobs.push(j),
+            Msg::Flush(done) => pending.barriers.push(done),
+            Msg::Shutdown => pending.shutting_down = true,
         }
     }
 }
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        let mut pending_jobs: Vec<Job> = Vec::new();
-        let mut shutting_down = false;
+        let mut pending = Pending::default();
         loop {
-            let first = if shutting_down {
+            let first = if pending.shutting_down {
                 match rx.try_recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -367,25 +448,26 @@ impl Writer {
                 }
             };
             let mut batch = Batch::default();
-            batch.take(first, &mut pending_jobs, &mut shutting_down);
+            batch.take(first, &mut pending);
             // Group commit: take whatever else is already waiting, up to the batch
             // limits (count and bytes, so the size cap holds between checks).
             while batch.records.len() < self.setup.batch_max
                 && batch.bytes < self.setup.batch_max_bytes
-                && pending_jobs.is_empty()
+                && !pending.waiting()
             {
                 match rx.try_recv() {
-                    Ok(m) => batch.take(m, &mut pending_jobs, &mut shutting_down),
+                    Ok(m) => batch.take(m, &mut pending),
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
             }
-            let batch = batch.records;
-            if !batch.is_empty() {
-                self.commit(&batch);
+            if !batch.records.is_empty() {
+                self.commit(batch.records);
             }
-
-            for job in pending_jobs.drain(..) {
+            for job in pending.jobs.drain(..) {
                 job(&self.setup.conn);
+            }
+            for done in pending.barriers.drain(..) {
+                self.observer.send(Observed::Barrier(done));
             }
             self.check_size();
         }
@@ -396,7 +478,8 @@ impl Writer {
     }
 
     /// Commits one batch, retrying with backoff until it succeeds; acked data is never dropped.
-    fn commit(&mut self, batch: &[Record]) {
+    fn commit(&mut self, records: Vec<Record>) {
+        let batch = &records[..];
         let stats = self.pipeline.stats().clone();
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -413,7 +496,7 @@ impl Writer {
             match result {
                 Ok(out) => {
                     for h in &self.setup.hooks {
-                        h.after_commit(batch, &out.effects);
+                        h.at_commit();
                     }
                     let micros = started.elapsed().as_micros() as u64;
                     stats.written.fetch_add(out.written, Ordering::Relaxed);
@@ -433,6 +516,7 @@ impl Writer {
                         .inner
                         .depth
                         .fetch_sub(batch.len(), Ordering::AcqRel);
+                    self.observer.send(Observed::Batch(records, out.effects));
                     return;
                 }
                 Err(e) => {

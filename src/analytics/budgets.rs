@@ -477,7 +477,7 @@ impl WriteHook for Budgets {
         Ok(())
     }
 
-    fn after_commit(&self, _records: &[Record], _effects: &[WriteEffect]) {
+    fn at_commit(&self) {
         let Some((states, alerts)) = self.pending.lock().ok().and_then(|mut p| p.take()) else {
             return;
         };
@@ -574,7 +574,7 @@ mod tests {
             .unwrap();
         b.in_transaction(&tx, recs, &out.effects).unwrap();
         tx.commit().unwrap();
-        b.after_commit(recs, &out.effects);
+        b.at_commit();
     }
 
     fn alerts(conn: &Connection) -> Vec<(String, i64)> {

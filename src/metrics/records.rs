@@ -5,7 +5,9 @@
 //! tokens and cost by how much they grew, the call itself once, when its outcome is
 //! first known, with the status it has then.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -81,6 +83,68 @@ pub struct RecordMetrics {
     errors: Family<Labels, Counter>,
     events: Family<Labels, Counter>,
     caps: Caps,
+    /// A reusable key buffer and the series of each LLM label set seen lately.
+    llm_cache: Mutex<(String, HashMap<String, Arc<LlmSeries>>)>,
+}
+
+/// LLM label sets whose series are kept at hand (label values are capped, so few are live).
+const LLM_SERIES_CACHED: usize = 256;
+
+const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
+
+/// One LLM label set's series, each created in its family on first use (so a series
+/// appears in `/metrics` only once it has something to say).
+#[derive(Debug, Default)]
+struct LlmSeries {
+    base: Labels,
+    short: Labels,
+    token_usage: [OnceLock<Histogram>; 2],
+    duration: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
+    calls: [OnceLock<Counter>; StatusCode::ALL.len()],
+    tokens: [OnceLock<Counter>; TOKEN_TYPES.len()],
+    cost: OnceLock<Counter<f64, AtomicU64>>,
+}
+
+impl LlmSeries {
+    /// The series of `family` for `labels`, cached in `slot`. Handles share their
+    /// family's storage, so what is recorded through one shows in `/metrics`.
+    fn handle<'a, M: Clone, C: Fn() -> M>(
+        &self,
+        slot: &'a OnceLock<M>,
+        family: &Family<Labels, M, C>,
+        labels: &Labels,
+    ) -> &'a M {
+        slot.get_or_init(|| family.get_or_create(labels).clone())
+    }
+
+    fn with_label(labels: &Labels, name: &'static str, value: &str) -> Labels {
+        let mut l = labels.clone();
+        l.push((name, value.to_string()));
+        l
+    }
+
+    fn token_usage(&self, m: &RecordMetrics, i: usize) -> &Histogram {
+        self.token_usage[i].get_or_init(|| {
+            let l = Self::with_label(&self.base, "gen_ai_token_type", TOKEN_TYPES[i]);
+            m.token_usage.get_or_create(&l).clone()
+        })
+    }
+
+    fn calls(&self, m: &RecordMetrics, status: StatusCode) -> &Counter {
+        let i = status as usize;
+        self.calls[i].get_or_init(|| {
+            let l = Self::with_label(&self.short, "status", status.as_str());
+            m.llm_calls.get_or_create(&l).clone()
+        })
+    }
+
+    fn tokens(&self, m: &RecordMetrics, i: usize) -> &Counter {
+        self.tokens[i].get_or_init(|| {
+            let l = Self::with_label(&self.short, "type", TOKEN_TYPES[i]);
+            m.llm_tokens.get_or_create(&l).clone()
+        })
+    }
 }
 
 impl RecordMetrics {
@@ -109,6 +173,7 @@ impl RecordMetrics {
                 error_types: LabelCap::new(label_limit),
                 categories: LabelCap::new(label_limit),
             },
+            llm_cache: Mutex::default(),
         };
         registry.register(
             "gen_ai_client_token_usage",
@@ -198,85 +263,111 @@ impl RecordMetrics {
 
     fn observe_llm(&self, change: &SpanChange) {
         let s = change.after;
-        let c = &self.caps;
-        let provider = c.providers.value(s.provider.as_deref());
-        let request_model = c
-            .models
-            .value(s.request_model.as_deref().or(s.response_model.as_deref()));
-        let response_model = c
-            .models
-            .value(s.response_model.as_deref().or(s.request_model.as_deref()));
-        let operation = c.operations.value(s.operation.as_deref().or(Some(
-            if s.kind == SpanKind::Embedding {
-                "embeddings"
-            } else {
-                "chat"
-            },
-        )));
-        let base: Labels = vec![
-            ("gen_ai_operation_name", operation),
-            ("gen_ai_provider_name", provider.clone()),
-            ("gen_ai_request_model", request_model.clone()),
-            ("gen_ai_response_model", response_model),
-        ];
+        let Some(series) = self.llm_series(s) else {
+            return;
+        };
         // The per-call histograms see each figure once, when it is first known.
         type Tokens = fn(&Span) -> Option<i64>;
-        let per_call: [(&str, Tokens); 2] = [
-            ("input", |s| s.input_tokens),
-            ("output", |s| s.output_tokens),
-        ];
-        for (ty, get) in per_call {
+        let per_call: [(usize, Tokens); 2] = [(0, |s| s.input_tokens), (1, |s| s.output_tokens)];
+        for (i, get) in per_call {
             if let Some(n) = get(s)
                 && change.became(|s| get(s).is_some())
             {
-                let mut l = base.clone();
-                l.push(("gen_ai_token_type", ty.into()));
-                self.token_usage.get_or_create(&l).observe(n as f64);
+                series.token_usage(self, i).observe(n as f64);
             }
         }
         if let Some(secs) = duration_secs(s)
             && change.became(|s| duration_secs(s).is_some())
         {
-            let mut l = base.clone();
             if s.status == StatusCode::Error {
+                let mut l = series.base.clone();
                 l.push(("error_type", self.error_type(s)));
+                self.operation_duration.get_or_create(&l).observe(secs);
+            } else {
+                series
+                    .handle(&series.duration, &self.operation_duration, &series.base)
+                    .observe(secs);
             }
-            self.operation_duration.get_or_create(&l).observe(secs);
         }
         if let Some(ttft) = time_to_first_token(s)
             && change.became(|s| time_to_first_token(s).is_some())
         {
-            self.time_to_first_token.get_or_create(&base).observe(ttft);
+            series
+                .handle(&series.ttft, &self.time_to_first_token, &series.base)
+                .observe(ttft);
         }
-        let short: Labels = vec![
-            ("gen_ai_provider_name", provider),
-            ("gen_ai_request_model", request_model),
-        ];
         if counts_now(change) {
-            let mut calls = short.clone();
-            calls.push(("status", s.status.as_str().into()));
-            self.llm_calls.get_or_create(&calls).inc();
+            series.calls(self, s.status).inc();
         }
         // Counters only grow: a piece adds what its row gained (under the row's labels now).
-        let by_type: [(&str, Tokens); 5] = [
-            ("input", |s| s.input_tokens),
-            ("output", |s| s.output_tokens),
-            ("cache_read", |s| s.cache_read_tokens),
-            ("cache_write", |s| s.cache_write_tokens),
-            ("reasoning", |s| s.reasoning_tokens),
+        let by_type: [Tokens; TOKEN_TYPES.len()] = [
+            |s| s.input_tokens,
+            |s| s.output_tokens,
+            |s| s.cache_read_tokens,
+            |s| s.cache_write_tokens,
+            |s| s.reasoning_tokens,
         ];
-        for (ty, get) in by_type {
+        for (i, get) in by_type.into_iter().enumerate() {
             let n = change.delta(get);
             if n > 0 {
-                let mut l = short.clone();
-                l.push(("type", ty.into()));
-                self.llm_tokens.get_or_create(&l).inc_by(n as u64);
+                series.tokens(self, i).inc_by(n as u64);
             }
         }
         let cost = change.delta(|s| s.cost_usd.filter(|c| c.is_finite() && *c >= 0.0));
         if cost > 0.0 {
-            self.llm_cost.get_or_create(&short).inc_by(cost);
+            series
+                .handle(&series.cost, &self.llm_cost, &series.short)
+                .inc_by(cost);
         }
+    }
+
+    /// The series of an LLM span's label set, looked up once per label set rather than
+    /// once per metric and call: this runs on the writer thread for every call.
+    fn llm_series(&self, s: &Span) -> Option<Arc<LlmSeries>> {
+        let request = s.request_model.as_deref().or(s.response_model.as_deref());
+        let response = s.response_model.as_deref().or(s.request_model.as_deref());
+        let operation = s
+            .operation
+            .as_deref()
+            .unwrap_or(if s.kind == SpanKind::Embedding {
+                "embeddings"
+            } else {
+                "chat"
+            });
+        let provider = s.provider.as_deref();
+        let mut cache = self.llm_cache.lock().ok()?;
+        let (key, series) = &mut *cache;
+        key.clear();
+        for part in [Some(operation), provider, request, response] {
+            key.push_str(part.unwrap_or("\u{1}"));
+            key.push('\u{0}');
+        }
+        if let Some(found) = series.get(key.as_str()) {
+            return Some(found.clone());
+        }
+        if series.len() >= LLM_SERIES_CACHED {
+            series.clear();
+        }
+        let c = &self.caps;
+        let provider = c.providers.value(provider);
+        let request_model = c.models.value(request);
+        let base: Labels = vec![
+            ("gen_ai_operation_name", c.operations.value(Some(operation))),
+            ("gen_ai_provider_name", provider.clone()),
+            ("gen_ai_request_model", request_model.clone()),
+            ("gen_ai_response_model", c.models.value(response)),
+        ];
+        let short: Labels = vec![
+            ("gen_ai_provider_name", provider),
+            ("gen_ai_request_model", request_model),
+        ];
+        let made = Arc::new(LlmSeries {
+            base,
+            short,
+            ..LlmSeries::default()
+        });
+        series.insert(key.clone(), made.clone());
+        Some(made)
     }
 
     fn error_type(&self, s: &Span) -> String {

@@ -173,7 +173,6 @@ pub struct Analytics {
     pub cost: Arc<CostTransform>,
     pub budgets: Arc<Budgets>,
     alerts: alert::AlertSender,
-    alerts_rx: Mutex<Option<mpsc::UnboundedReceiver<serde_json::Value>>>,
     runs_tx: mpsc::UnboundedSender<TraceId>,
     runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
 }
@@ -181,12 +180,9 @@ pub struct Analytics {
 impl Analytics {
     pub fn new(cfg: &AnalyticsConfig) -> Result<Arc<Analytics>, AnalyticsError> {
         let prices = Arc::new(PriceTable::load(cfg.pricing_file.as_deref())?);
-        let (alerts, alerts_rx) = match cfg.alert_webhook {
-            Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
+        let alerts = match cfg.alert_webhook {
+            Some(_) => alert::AlertSender::webhook(),
+            None => alert::AlertSender::default(),
         };
         let (runs_tx, runs_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Analytics {
@@ -195,7 +191,6 @@ impl Analytics {
             prices,
             budgets: Arc::new(Budgets::new(&cfg.budgets, alerts.clone())),
             alerts,
-            alerts_rx: Mutex::new(alerts_rx),
             runs_tx,
             runs_rx: Mutex::new(Some(runs_rx)),
         }))
@@ -238,11 +233,8 @@ impl Analytics {
             }
         });
         let mut tasks = Vec::new();
-        if let (Some(url), Some(rx)) = (
-            self.config.alert_webhook.clone(),
-            self.alerts_rx.lock().ok().and_then(|mut r| r.take()),
-        ) {
-            tasks.push(alert::spawn_webhook(url, rx));
+        if let Some(url) = self.config.alert_webhook.clone() {
+            tasks.push(alert::spawn_webhook(url, pipeline.clone(), &self.alerts));
         }
         if let Some(mut rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
             let pipeline = pipeline.clone();

@@ -148,10 +148,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         spawn_every(cfg.store.cleanup_interval, {
             let p = pipeline.clone();
             let path = db_path.clone();
+            let usage_retention = cfg.analytics.usage_retention(cfg.store.retention_days);
             move || {
                 let stats = p.stats().clone();
                 let (path, policy) = (path.clone(), policy.clone());
-                p.run_job(move |conn| pipeline::run_retention(conn, &path, &policy, &stats));
+                p.run_job(move |conn| {
+                    pipeline::run_retention(conn, &path, &policy, &stats);
+                    usage_retention.run(conn, crate::model::now_ns());
+                });
             }
         }),
         spawn_every(cfg.store.wal_checkpoint_interval, {

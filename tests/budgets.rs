@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A webhook on 127.0.0.1:0 that fails its first request with 500 and records the rest.
+/// A webhook on loopback that records what it accepts.
 struct FakeWebhook {
     url: String,
     attempts: Arc<Mutex<u32>>,
@@ -14,7 +14,13 @@ struct FakeWebhook {
     _rt: tokio::runtime::Runtime,
 }
 
+/// Fails its first request with 500.
 fn fake_webhook() -> FakeWebhook {
+    fake_webhook_on(0, true)
+}
+
+/// On `port` (0: any), failing its first request when `fail_first`.
+fn fake_webhook_on(port: u16, fail_first: bool) -> FakeWebhook {
     use axum::http::StatusCode;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -25,7 +31,7 @@ fn fake_webhook() -> FakeWebhook {
     let received = Arc::new(Mutex::new(Vec::new()));
     let (a, r) = (attempts.clone(), received.clone());
     let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
@@ -38,7 +44,7 @@ fn fake_webhook() -> FakeWebhook {
                     *n += 1;
                     *n
                 };
-                if n == 1 {
+                if n == 1 && fail_first {
                     return StatusCode::INTERNAL_SERVER_ERROR;
                 }
                 r.lock().unwrap().push(body);
@@ -219,6 +225,75 @@ fn thresholds_alert_once_per_period_and_the_webhook_gets_them_after_a_retry() {
             "SELECT count(*) FROM events WHERE name = 'budget_alert'"
         ),
         3
+    );
+}
+
+fn outbox(d: &Daemon) -> i64 {
+    count(&d.db_path, "SELECT count(*) FROM alert_outbox")
+}
+
+#[test]
+fn an_alert_the_webhook_missed_survives_a_restart_and_arrives_once() {
+    // A port nothing listens on yet: the webhook is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("OCT_BUDGETS", "global/day=$1"),
+        ("OCT_ALERT_WEBHOOK", url.as_str()),
+    ];
+    let mut d = Daemon::start_in(dir.path(), &env);
+    spend(&d, "main", 0.6, 1);
+    assert_eq!(
+        d.wait_count(
+            "SELECT count(*) FROM events WHERE name = 'budget_alert'",
+            1,
+            Duration::from_secs(10)
+        ),
+        1
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while !d
+        .logs()
+        .iter()
+        .any(|l| l.contains("alert webhook failed; retrying"))
+    {
+        assert!(Instant::now() < until, "no delivery attempt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.stop().success());
+    assert_eq!(outbox(&d), 1, "still waiting when the daemon stopped");
+
+    // Started again; the webhook comes up a moment later.
+    let mut d = Daemon::start_in(dir.path(), &env);
+    std::thread::sleep(Duration::from_millis(500));
+    let hook = fake_webhook_on(port, false);
+    let until = Instant::now() + Duration::from_secs(20);
+    while hook.received.lock().unwrap().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing more comes, now or after another restart.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.stop().success());
+    let d = Daemon::start_in(dir.path(), &env);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = hook.received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered exactly once: {got:#?}");
+    assert_eq!(got[0]["type"], "budget_alert");
+    assert_eq!(got[0]["budget"], "global/day/usd");
+    assert_eq!(got[0]["threshold_pct"], 50);
+    assert_eq!(*hook.attempts.lock().unwrap(), 1);
+    assert_eq!(outbox(&d), 0, "delivered alerts leave the queue");
+    assert_eq!(
+        count(
+            &d.db_path,
+            "SELECT last_id FROM sink_cursors WHERE sink = 'alert_webhook'"
+        ),
+        1
     );
 }
 

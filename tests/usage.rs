@@ -385,3 +385,159 @@ fn bad_settings_and_parameters_are_named() {
     assert_eq!(empty["totals"]["calls"], 0);
     assert_eq!(empty["totals"]["cost_usd"], Value::Null);
 }
+
+/// Usage rows by (day, model, agent): (calls, input tokens, output tokens, cost, p50 latency).
+type Days = BTreeMap<(String, String, String), (i64, i64, i64, f64, f64)>;
+
+fn by_day(d: &Daemon) -> Days {
+    usage(d, "bucket=day&group_by=model,agent")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["bucket_start"].as_str().unwrap().to_string(),
+                    r["model"].as_str().unwrap_or("").to_string(),
+                    r["agent_id"].as_str().unwrap_or("").to_string(),
+                ),
+                (
+                    r["calls"].as_i64().unwrap(),
+                    r["input_tokens"].as_i64().unwrap(),
+                    r["output_tokens"].as_i64().unwrap(),
+                    r["cost_usd"].as_f64().unwrap_or(0.0),
+                    r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn retention_folds_old_hours_into_days_and_drops_days_past_the_usage_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let day_ms = 24 * HOUR_MS;
+    // Midday ten days ago, so its hours share one UTC day.
+    let ten_days_ago = now - 10 * day_ms - now.rem_euclid(day_ms) + 12 * HOUR_MS;
+    let calls = vec![
+        call("main", "gpt-4o", now - HOUR_MS, 100, 10, Some(0.01)),
+        call("main", "gpt-4o", ten_days_ago, 200, 20, Some(0.02)),
+        call(
+            "main",
+            "gpt-4o",
+            ten_days_ago + HOUR_MS,
+            300,
+            30,
+            Some(0.03),
+        ),
+        call(
+            "coder",
+            "gpt-4o-mini",
+            ten_days_ago + 2 * HOUR_MS,
+            400,
+            40,
+            None,
+        ),
+        call("main", "gpt-4o", now - 50 * day_ms, 500, 50, Some(0.05)),
+    ];
+    // Stored with every retention off: the rollups hold all of it, hour by hour.
+    let mut d = Daemon::start_in(
+        dir.path(),
+        &[
+            ("OCT_RETENTION_DAYS", "0"),
+            ("OCT_USAGE_RETENTION_DAYS", "0"),
+        ],
+    );
+    assert_eq!(post_json(&d.url("/v1/traces"), &json!(calls)).status(), 202);
+    d.wait_count("SELECT count(*) FROM spans", 5, Duration::from_secs(10));
+    let before = by_day(&d);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(d.stop().success());
+
+    // Spans and hours for 3 days, usage for 30, retention every second.
+    let env = [
+        ("OCT_RETENTION_DAYS", "3"),
+        ("OCT_USAGE_RETENTION_DAYS", "30"),
+        ("OCT_CLEANUP_INTERVAL", "1s"),
+    ];
+    let mut d = Daemon::start_in(dir.path(), &env);
+    let three_days_ago_ns = (now - 3 * day_ms) * 1_000_000;
+    let old_hours =
+        format!("SELECT count(*) FROM usage_hourly WHERE hour_ns < {three_days_ago_ns}");
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while (count(&d.db_path, &old_hours) > 0 || count(&d.db_path, "SELECT count(*) FROM spans") > 1)
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&d.db_path, &old_hours), 0, "old hours are folded");
+    assert_eq!(
+        count(&d.db_path, "SELECT count(*) FROM spans"),
+        1,
+        "old spans are gone"
+    );
+    assert_eq!(
+        count(&d.db_path, "SELECT count(*) FROM usage_daily"),
+        2,
+        "one row per day, agent, session and model ten days ago; none fifty days ago"
+    );
+    assert_eq!(count(&d.db_path, "SELECT count(*) FROM usage_hourly"), 1);
+    // Days read the same as before, except the one past the usage retention.
+    let after = by_day(&d);
+    let mut want = before.clone();
+    let fifty = want
+        .keys()
+        .find(|k| k.0 < format_day(now - 40 * day_ms))
+        .cloned()
+        .unwrap();
+    want.remove(&fifty);
+    assert_eq!(after.len(), want.len(), "{after:?}");
+    for (k, w) in &want {
+        let a = after[k];
+        assert_eq!((a.0, a.1, a.2), (w.0, w.1, w.2), "{k:?}");
+        assert!(
+            (a.3 - w.3).abs() < 1e-12 && a.4 == w.4,
+            "{k:?}: {a:?} vs {w:?}"
+        );
+    }
+    // A late call for a folded day lands in its hour, counts at once, and folds in later.
+    let late = call(
+        "main",
+        "gpt-4o",
+        ten_days_ago + 3 * HOUR_MS,
+        1000,
+        100,
+        Some(0.1),
+    );
+    assert_eq!(
+        post_json(&d.url("/v1/traces"), &json!([late])).status(),
+        202
+    );
+    let day_key = before
+        .keys()
+        .find(|k| k.1 == "gpt-4o" && k.0 == format_day(ten_days_ago))
+        .cloned()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while by_day(&d)[&day_key].0 != before[&day_key].0 + 1 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&d.db_path, &old_hours) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&d.db_path, &old_hours), 0);
+    let got = by_day(&d)[&day_key];
+    assert_eq!(
+        (got.0, got.1),
+        (before[&day_key].0 + 1, before[&day_key].1 + 1000)
+    );
+    assert!(d.stop().success());
+}
+
+/// The UTC day holding `ms`, as `bucket_start` writes it.
+fn format_day(ms: i64) -> String {
+    let day = ms - ms.rem_euclid(24 * HOUR_MS);
+    openclaw_trace::util::time::format_ns(day * 1_000_000)
+}

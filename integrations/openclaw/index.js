@@ -5,6 +5,13 @@
 // bounded in-memory queue and returns; a timer sends batches in the background;
 // nothing here throws into the gateway or awaits the network on its path.
 // Events are sent as `{kind, ts, event, ctx}`; the sidecar does all mapping.
+//
+// One exception, off by default: with `refuseOverBudget` the plugin answers a turn
+// itself, before any model call, while the sidecar's `GET /v1/budget` says the agent
+// is over (the `before_agent_reply` claim hook: its reply reaches every surface, the
+// OpenAI-compatible endpoint included). The check is bounded by a short timeout,
+// cached briefly, and fails open: a slow, down or confused sidecar never blocks or
+// stalls the agent.
 
 import { onInternalDiagnosticEvent } from "openclaw/plugin-sdk/diagnostic-runtime";
 
@@ -53,6 +60,66 @@ function defaults(cfg) {
     maxQueue: int(c.maxQueue, 5000, 10),
     flushIntervalMs: int(c.flushIntervalMs, 1000, 50),
     maxBatch: int(c.maxBatch, 500, 1),
+    refuseOverBudget: c.refuseOverBudget === true,
+    budgetCheckTimeoutMs: int(c.budgetCheckTimeoutMs, 300, 10),
+    budgetCacheMs: int(c.budgetCacheMs, 2000, 0),
+  };
+}
+
+// A turn waits on the check: it is capped whatever the config says.
+const MAX_BUDGET_CHECK_MS = 5000;
+
+/** The user-facing refusal for the budgets a `/v1/budget` answer says are over. */
+function refusalMessage(answer) {
+  const over = Array.isArray(answer.budgets) ? answer.budgets.filter((b) => b && b.over) : [];
+  const money = (b, v) => (b.unit === "usd" ? `$${Number(v).toFixed(4)}` : `${Math.round(Number(v))} tokens`);
+  const detail = over
+    .map((b) => `${b.budget} spent ${money(b, b.spent)} of ${money(b, b.limit)}${b.period_end ? ` until ${b.period_end}` : ""}`)
+    .join("; ");
+  return `Budget exceeded: model calls are refused until the budget period ends${detail ? ` (${detail})` : ""}.`;
+}
+
+// Answers "may this agent call its model?" from the sidecar: one request per agent
+// at a time, remembered for budgetCacheMs, allowed whenever the answer is not a clear "over".
+function createBudgetGate(getCfg) {
+  const cache = new Map();
+
+  async function ask(agent) {
+    const cfg = getCfg();
+    const headers = {};
+    if (cfg.token) headers.authorization = `Bearer ${cfg.token}`;
+    const query = agent ? `?agent=${encodeURIComponent(agent)}` : "";
+    try {
+      const res = await fetch(`${cfg.url}/v1/budget${query}`, {
+        headers,
+        signal: AbortSignal.timeout(Math.min(cfg.budgetCheckTimeoutMs, MAX_BUDGET_CHECK_MS)),
+      });
+      if (!res.ok) {
+        await res.arrayBuffer().catch(() => undefined);
+        return { over: false };
+      }
+      const answer = await res.json();
+      if (answer && answer.over === true) return { over: true, message: refusalMessage(answer) };
+    } catch {
+      // Unreachable, slow or not JSON: fail open.
+    }
+    return { over: false };
+  }
+
+  return {
+    cache,
+    check(agent) {
+      const key = agent || "";
+      const now = Date.now();
+      const hit = cache.get(key);
+      if (hit && (hit.pending || now - hit.at < getCfg().budgetCacheMs)) return hit.pending || Promise.resolve(hit.result);
+      const pending = ask(agent).then((result) => {
+        cache.set(key, { at: Date.now(), result });
+        return result;
+      });
+      cache.set(key, { at: now, pending, result: hit && hit.result });
+      return pending;
+    },
   };
 }
 
@@ -262,6 +329,23 @@ function createSender(initial) {
       });
     },
     flush,
+    budget: createBudgetGate(() => state.cfg),
+  };
+}
+
+/** The `before_agent_reply` claim: the refusal as the turn's reply when over budget, else decline. */
+function budgetGateHandler(sender) {
+  return async (_event, ctx) => {
+    try {
+      if (!sender.state.cfg.refuseOverBudget) return undefined;
+      const verdict = await sender.budget.check(ctx && typeof ctx.agentId === "string" ? ctx.agentId : undefined);
+      if (verdict && verdict.over) {
+        return { handled: true, reply: { text: verdict.message }, reason: "openclaw-trace: budget exceeded" };
+      }
+    } catch {
+      // fail open
+    }
+    return undefined;
   };
 }
 
@@ -302,6 +386,11 @@ function register(api) {
         }
         return undefined;
       });
+    }
+    // Registered only when asked for, so the default costs a turn nothing.
+    if (sender.state.cfg.refuseOverBudget) {
+      api.on("before_agent_reply", budgetGateHandler(sender), { timeoutMs: MAX_BUDGET_CHECK_MS * 2 });
+      api.logger?.info?.("openclaw-trace: refusing model calls while over budget (refuseOverBudget)");
     }
   } catch (err) {
     try {

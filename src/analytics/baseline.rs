@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
-use super::alert::{self, AlertSender};
+use super::alert::AlertSender;
 use crate::model::{Event, EventType, Record, Span, SpanKind, TraceId, now_ns};
 use crate::pipeline::WriteHook;
 use crate::store::StoreError;
@@ -495,10 +495,10 @@ pub fn check_and_record(
         e.attributes = m.clone();
     }
     let tx = conn.unchecked_transaction()?;
-    alert::record_event(&tx, e)?;
+    alerts.record(&tx, e, &payload)?;
     tx.commit()?;
     tracing::warn!(run_id = %c.run_id, agent_id = c.agent_id.as_deref().unwrap_or(""), anomalies = %c.summary(), "anomalous run");
-    alert::send(alerts, payload);
+    alerts.wake();
     Ok(Some(c))
 }
 

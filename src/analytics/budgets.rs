@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-use super::alert::{self, AlertSender};
+use super::alert::AlertSender;
 use super::cost::is_usage_span;
 use super::usage::DAY_NS;
 use crate::model::{Event, EventType, Record, Span, now_ns};
@@ -307,7 +307,7 @@ impl Budgets {
             let (spent, unpriced): (f64, i64) = conn.query_row(
                 &format!(
                     "SELECT COALESCE(sum({column}), 0), COALESCE(sum(calls - priced_calls), 0)
-                     FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     FROM usage_all WHERE hour_ns >= ?1 AND hour_ns < ?2
                      AND (?3 IS NULL OR agent_id = ?3)"
                 ),
                 params![fresh.start_ns, fresh.end_ns, st.rule.agent()],
@@ -467,7 +467,7 @@ impl WriteHook for Budgets {
                 if let serde_json::Value::Object(m) = &payload {
                     e.attributes = m.clone();
                 }
-                alert::record_event(tx, e)?;
+                self.alerts.record(tx, e, &payload)?;
                 alerts.push(payload);
             }
         }
@@ -484,9 +484,11 @@ impl WriteHook for Budgets {
         if let Ok(mut live) = self.live.write() {
             *live = states;
         }
-        for a in alerts {
+        for a in &alerts {
             tracing::warn!(budget = %a["budget"], threshold_pct = %a["threshold_pct"], "budget alert");
-            alert::send(&self.alerts, a);
+        }
+        if !alerts.is_empty() {
+            self.alerts.wake();
         }
     }
 }
@@ -592,7 +594,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
         let rules = parse_budgets("agent:a/day=$1, global/day=300tokens").unwrap();
-        let b = Budgets::new(&rules, None);
+        let b = Budgets::new(&rules, AlertSender::default());
         let now = now_ns();
         for _ in 0..4 {
             commit(&mut conn, &b, &[call("a", 0.2, now)]);
@@ -620,7 +622,7 @@ mod tests {
         commit(&mut conn, &b, &[call("b", 5.0, now)]);
         assert!((b.status_for(Some("a"))[0].spent - 0.8).abs() < 1e-9);
         // A restart: the state comes back from the rollups, alerts stay fired.
-        let b2 = Budgets::new(&rules, None);
+        let b2 = Budgets::new(&rules, AlertSender::default());
         b2.load(&conn, now).unwrap();
         assert_eq!(b2.status(), b.status());
         for _ in 0..3 {
@@ -660,7 +662,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
         let rules = parse_budgets("agent:a/day=$1, global/day=1000tokens").unwrap();
-        let b = Budgets::new(&rules, None);
+        let b = Budgets::new(&rules, AlertSender::default());
         let now = now_ns();
         let (t, sp) = (TraceId::generate(), SpanId::generate());
         let mut start = Span::new(t, sp, "chat".into(), SpanKind::LlmCall, now);
@@ -684,7 +686,7 @@ mod tests {
         assert_eq!(st[0].alerted, vec![50]);
         assert_eq!(st[1].alerted, vec![50]);
         // The rollups agree, so a restart loads the same state.
-        let b2 = Budgets::new(&rules, None);
+        let b2 = Budgets::new(&rules, AlertSender::default());
         b2.load(&conn, now).unwrap();
         assert_eq!(b2.status(), st);
     }
@@ -693,7 +695,10 @@ mod tests {
     fn a_failed_transaction_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
-        let b = Budgets::new(&parse_budgets("global/day=$1").unwrap(), None);
+        let b = Budgets::new(
+            &parse_budgets("global/day=$1").unwrap(),
+            AlertSender::default(),
+        );
         let recs = [call("a", 0.9, now_ns())];
         {
             let tx = conn.transaction().unwrap();

@@ -36,6 +36,8 @@ pub struct AnalyticsConfig {
     pub baseline_threshold: f64,
     /// Wait after a run's root span before checking it, so late child spans count.
     pub baseline_settle: Duration,
+    /// Days usage rollups are kept (as daily rows once older than the age retention); 0 keeps them.
+    pub usage_retention_days: u64,
 }
 
 impl Default for AnalyticsConfig {
@@ -48,6 +50,7 @@ impl Default for AnalyticsConfig {
             baseline_min_runs: 10,
             baseline_threshold: 3.5,
             baseline_settle: Duration::from_secs(5),
+            usage_retention_days: 400,
         }
     }
 }
@@ -128,6 +131,16 @@ pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
             Ok(())
         },
     },
+    Setting {
+        name: "usage_retention_days",
+        env: "OCT_USAGE_RETENTION_DAYS",
+        default: "400",
+        help: "Days usage rollups (GET /v1/usage, budgets) are kept; hourly rows older than OCT_RETENTION_DAYS become daily rows (0 keeps them forever)",
+        set: |c, v| {
+            c.usage_retention_days = parse_u64(v)?;
+            Ok(())
+        },
+    },
 ];
 
 pub fn parse_threshold(v: &str) -> Result<f64, String> {
@@ -138,6 +151,15 @@ pub fn parse_threshold(v: &str) -> Result<f64, String> {
 }
 
 impl AnalyticsConfig {
+    /// Rollup retention: hours for `retention_days` (the spans' age retention), days for ours.
+    pub fn usage_retention(&self, retention_days: u64) -> usage::UsageRetention {
+        let ns = |days: u64| (days > 0).then(|| days.min(100_000) as i64 * usage::DAY_NS);
+        usage::UsageRetention {
+            hours_ns: ns(retention_days),
+            days_ns: ns(self.usage_retention_days),
+        }
+    }
+
     pub fn baseline(&self) -> BaselineSettings {
         BaselineSettings {
             runs: self.baseline_runs,
@@ -173,7 +195,6 @@ pub struct Analytics {
     pub cost: Arc<CostTransform>,
     pub budgets: Arc<Budgets>,
     alerts: alert::AlertSender,
-    alerts_rx: Mutex<Option<mpsc::UnboundedReceiver<serde_json::Value>>>,
     runs_tx: mpsc::UnboundedSender<TraceId>,
     runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
 }
@@ -181,12 +202,9 @@ pub struct Analytics {
 impl Analytics {
     pub fn new(cfg: &AnalyticsConfig) -> Result<Arc<Analytics>, AnalyticsError> {
         let prices = Arc::new(PriceTable::load(cfg.pricing_file.as_deref())?);
-        let (alerts, alerts_rx) = match cfg.alert_webhook {
-            Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
+        let alerts = match cfg.alert_webhook {
+            Some(_) => alert::AlertSender::webhook(),
+            None => alert::AlertSender::default(),
         };
         let (runs_tx, runs_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Analytics {
@@ -195,7 +213,6 @@ impl Analytics {
             prices,
             budgets: Arc::new(Budgets::new(&cfg.budgets, alerts.clone())),
             alerts,
-            alerts_rx: Mutex::new(alerts_rx),
             runs_tx,
             runs_rx: Mutex::new(Some(runs_rx)),
         }))
@@ -238,11 +255,8 @@ impl Analytics {
             }
         });
         let mut tasks = Vec::new();
-        if let (Some(url), Some(rx)) = (
-            self.config.alert_webhook.clone(),
-            self.alerts_rx.lock().ok().and_then(|mut r| r.take()),
-        ) {
-            tasks.push(alert::spawn_webhook(url, rx));
+        if let Some(url) = self.config.alert_webhook.clone() {
+            tasks.push(alert::spawn_webhook(url, pipeline.clone(), &self.alerts));
         }
         if let Some(mut rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
             let pipeline = pipeline.clone();

@@ -3,7 +3,9 @@
 //! transaction (so they never disagree with the spans), backfilled on startup for
 //! spans stored while they were not maintained, and kept when retention deletes spans.
 //!
-//! Days are UTC and are the sums of their hours. Latency percentiles come from a
+//! Days are UTC and are the sums of their hours. Retention folds hours older than the
+//! age retention into days (`usage_daily`), and deletes days older than the usage
+//! retention; queries read both (a folded day counts as its first hour). Latency percentiles come from a
 //! log-bucketed histogram (DDSketch-style, bucket ratio γ = 1.0202): any percentile
 //! over any range and grouping is within 1% of the exact nearest-rank value.
 
@@ -395,6 +397,130 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(added)
 }
 
+const ROLLUP_SUMS: &str = "calls, errors, input_tokens, output_tokens, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum,
+    latency_count";
+
+/// Folds the hourly rows of the UTC days that end at or before `before_ns` into daily
+/// rows (added to what a day already holds: a late call for a folded day lands in its
+/// hour and is folded again later), one day per transaction. Returns the hourly rows folded.
+pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
+    let before = before_ns - before_ns.rem_euclid(DAY_NS);
+    let sums: Vec<&str> = ROLLUP_SUMS.split(',').map(str::trim).collect();
+    let select: String = sums.iter().map(|c| format!(", sum({c})")).collect();
+    let update: Vec<String> = sums
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    let fold_rows = format!(
+        "INSERT INTO usage_daily (day_ns, agent_id, session_id, user_id, provider, model, {ROLLUP_SUMS})
+         SELECT ?1, agent_id, session_id, user_id, provider, model{select}
+         FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
+         GROUP BY agent_id, session_id, user_id, provider, model
+         ON CONFLICT DO UPDATE SET {}",
+        update.join(", ")
+    );
+    let fold_buckets = "INSERT INTO usage_latency_daily (day_ns, agent_id, session_id, user_id,
+            provider, model, bucket, count)
+         SELECT ?1, agent_id, session_id, user_id, provider, model, bucket, sum(count)
+         FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
+         GROUP BY agent_id, session_id, user_id, provider, model, bucket
+         ON CONFLICT DO UPDATE SET count = count + excluded.count";
+    let mut folded = 0u64;
+    // At most a long retention's worth of days per run; the next run goes on.
+    for _ in 0..1000 {
+        let oldest: Option<i64> = conn.query_row(
+            "SELECT min(hour_ns) FROM (SELECT min(hour_ns) hour_ns FROM usage_hourly
+             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly)",
+            [],
+            |r| r.get(0),
+        )?;
+        let Some(oldest) = oldest.filter(|o| *o < before) else {
+            break;
+        };
+        let day = oldest - oldest.rem_euclid(DAY_NS);
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(&fold_rows, params![day, day + DAY_NS])?;
+        tx.execute(fold_buckets, params![day, day + DAY_NS])?;
+        folded += tx.execute(
+            "DELETE FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
+            params![day, day + DAY_NS],
+        )? as u64;
+        tx.execute(
+            "DELETE FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
+            params![day, day + DAY_NS],
+        )?;
+        // Rows a take-back left at zero calls say nothing.
+        tx.execute(
+            "DELETE FROM usage_daily WHERE day_ns = ?1 AND calls = 0",
+            [day],
+        )?;
+        tx.execute(
+            "DELETE FROM usage_latency_daily WHERE day_ns = ?1 AND count = 0",
+            [day],
+        )?;
+        tx.commit()?;
+    }
+    Ok(folded)
+}
+
+/// Deletes usage older than `before_ns`, days and hours alike. Returns the rows deleted.
+pub fn prune_usage(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let mut n = 0u64;
+    for (table, col) in [
+        ("usage_daily", "day_ns"),
+        ("usage_latency_daily", "day_ns"),
+        ("usage_hourly", "hour_ns"),
+        ("usage_latency_hourly", "hour_ns"),
+    ] {
+        let deleted = tx.execute(
+            &format!("DELETE FROM {table} WHERE {col} < ?1"),
+            [before_ns],
+        )?;
+        if !table.contains("latency") {
+            n += deleted as u64;
+        }
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+/// How long usage is kept: hours as long as the spans (`OCT_RETENTION_DAYS`), then as
+/// days until `OCT_USAGE_RETENTION_DAYS`. `None` keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageRetention {
+    pub hours_ns: Option<i64>,
+    pub days_ns: Option<i64>,
+}
+
+impl UsageRetention {
+    /// Folds and prunes as the settings say; logs what it did. Runs on the writer.
+    pub fn run(&self, conn: &Connection, now_ns: i64) {
+        let folded = match self.hours_ns {
+            Some(age) => fold_hours_into_days(conn, now_ns - age),
+            None => Ok(0),
+        };
+        let pruned = match self.days_ns {
+            Some(age) => prune_usage(conn, now_ns - age),
+            None => Ok(0),
+        };
+        match (folded, pruned) {
+            (Ok(0), Ok(0)) => {}
+            (Ok(folded), Ok(deleted)) => {
+                tracing::info!(
+                    hourly_rows_folded = folded,
+                    rows_deleted = deleted,
+                    "usage retention"
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "usage retention failed; will retry")
+            }
+        }
+    }
+}
+
 /// A dimension usage can be grouped or filtered by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dim {
@@ -645,7 +771,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
             sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
             sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls),
             sum(latency_ms_sum), sum(latency_count)
-         FROM usage_hourly{filter} GROUP BY 1{dim_cols}"
+         FROM usage_all{filter} GROUP BY 1{dim_cols}"
     );
     let mut stmt = conn.prepare(&sums)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
@@ -674,7 +800,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     drop(stmt);
     let hist = format!(
         "SELECT {bucket_expr}{dim_cols}, bucket, sum(count)
-         FROM usage_latency_hourly{filter} GROUP BY 1{dim_cols}, bucket"
+         FROM usage_latency_all{filter} GROUP BY 1{dim_cols}, bucket"
     );
     let mut stmt = conn.prepare(&hist)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;

@@ -232,6 +232,72 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dead_letters_sink ON dead_letters(sink, id);
     "#,
+    // 5: alerts waiting for the webhook; usage days kept after their hours are pruned.
+    r#"
+    -- Alerts queued for OCT_ALERT_WEBHOOK in the transaction that raised them, delivered
+    -- in id order past the cursor in sink_cursors (sink 'alert_webhook'). AUTOINCREMENT:
+    -- ids are never reused once delivered rows are deleted, so the cursor never skips one.
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ns INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+
+    -- usage_hourly rows folded into their UTC day once older than the age retention.
+    CREATE TABLE usage_daily (
+        day_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        priced_calls INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        latency_count INTEGER NOT NULL,
+        PRIMARY KEY (day_ns, agent_id, session_id, user_id, provider, model)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE usage_latency_daily (
+        day_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day_ns, agent_id, session_id, user_id, provider, model, bucket)
+    ) WITHOUT ROWID;
+
+    -- All usage, hours and folded days alike (a day as its first hour): what queries read.
+    CREATE VIEW usage_all AS
+        SELECT hour_ns, agent_id, session_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count
+        FROM usage_hourly
+        UNION ALL
+        SELECT day_ns, agent_id, session_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count
+        FROM usage_daily;
+
+    CREATE VIEW usage_latency_all AS
+        SELECT hour_ns, agent_id, session_id, user_id, provider, model, bucket, count
+        FROM usage_latency_hourly
+        UNION ALL
+        SELECT day_ns, agent_id, session_id, user_id, provider, model, bucket, count
+        FROM usage_latency_daily;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -121,3 +121,86 @@ test("sends batches with the token, keeps them while the sidecar is down, then r
   assert.equal(last.body.plugin.dropped, 0);
   srv.close();
 });
+
+// A fake sidecar answering GET /v1/budget; `answer(agent)` returns the JSON, or null to hang.
+async function budgetServer(answer) {
+  const asked = [];
+  const srv = http.createServer((req, res) => {
+    const u = new URL(req.url, "http://x");
+    asked.push({ path: u.pathname, agent: u.searchParams.get("agent"), auth: req.headers.authorization });
+    const body = answer(u.searchParams.get("agent"));
+    if (body === null) return; // never answers
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  return { srv, asked, url: `http://127.0.0.1:${srv.address().port}` };
+}
+
+const OVER = {
+  over: true,
+  allowed: false,
+  budgets: [{ budget: "agent:main/day/tokens", unit: "tokens", limit: 100, spent: 140, over: true, period_end: "2026-11-22T00:00:00Z" }],
+};
+
+test("the budget gate is off by default", () => {
+  reset();
+  const api = fakeApi({ flushIntervalMs: 60000 });
+  plugin.register(api);
+  assert.equal(api.handlers.before_agent_reply, undefined);
+});
+
+test("refuses a run while the sidecar says the agent is over budget, with a clear message", async () => {
+  reset();
+  let over = true;
+  const { srv, asked, url } = await budgetServer(() => (over ? OVER : { over: false, allowed: true, budgets: [] }));
+  const api = fakeApi({ url, token: "t0k", flushIntervalMs: 60000, refuseOverBudget: true, budgetCacheMs: 0 });
+  plugin.register(api);
+  const gate = api.handlers.before_agent_reply[0];
+  const verdict = await gate({ cleanedBody: "hi" }, { agentId: "main" });
+  assert.equal(verdict.handled, true);
+  assert.match(verdict.reply.text, /Budget exceeded/);
+  assert.match(verdict.reply.text, /agent:main\/day\/tokens spent 140 tokens of 100 tokens/);
+  assert.deepEqual(asked[0], { path: "/v1/budget", agent: "main", auth: "Bearer t0k" });
+  over = false;
+  assert.equal(await gate({ cleanedBody: "hi" }, { agentId: "main" }), undefined, "passes once under");
+  srv.close();
+});
+
+test("answers from its cache, one request at a time", async () => {
+  reset();
+  const { srv, asked, url } = await budgetServer(() => OVER);
+  const api = fakeApi({ url, flushIntervalMs: 60000, refuseOverBudget: true, budgetCacheMs: 60000 });
+  plugin.register(api);
+  const gate = api.handlers.before_agent_reply[0];
+  const verdicts = await Promise.all([1, 2, 3].map(() => gate({}, { agentId: "main" })));
+  assert.ok(verdicts.every((v) => v.handled === true));
+  await gate({}, { agentId: "main" });
+  assert.equal(asked.length, 1);
+  await gate({}, { agentId: "other" });
+  assert.equal(asked.length, 2, "each agent has its own answer");
+  srv.close();
+});
+
+test("fails open, quickly, when the sidecar is down, hangs or answers nonsense", async () => {
+  reset();
+  const down = fakeApi({ url: "http://127.0.0.1:1", flushIntervalMs: 60000, refuseOverBudget: true });
+  plugin.register(down);
+  assert.equal(await down.handlers.before_agent_reply[0]({}, { agentId: "main" }), undefined);
+
+  reset();
+  const hang = await budgetServer(() => null);
+  const api = fakeApi({ url: hang.url, flushIntervalMs: 60000, refuseOverBudget: true, budgetCheckTimeoutMs: 100 });
+  plugin.register(api);
+  const started = Date.now();
+  assert.equal(await api.handlers.before_agent_reply[0]({}, { agentId: "main" }), undefined);
+  assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  hang.srv.closeAllConnections();
+  hang.srv.close();
+
+  reset();
+  const odd = await budgetServer(() => "over");
+  const api2 = fakeApi({ url: odd.url, flushIntervalMs: 60000, refuseOverBudget: true });
+  plugin.register(api2);
+  assert.equal(await api2.handlers.before_agent_reply[0](undefined, undefined), undefined);
+  odd.srv.close();
+});

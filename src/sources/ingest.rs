@@ -1,6 +1,8 @@
 //! The native JSON capture API (a drop-in for the Go openclaw-trace): turns
 //! request bodies into records, or into an error naming the item and field.
 
+use std::cell::RefCell;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -111,14 +113,19 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Typed access to one item's fields, with errors that name the field.
-pub struct Fields<'a> {
-    map: &'a Map<String, Value>,
+/// Each field is read once: reading takes the value out, so texts move into the
+/// record instead of being copied (this runs for every captured item).
+pub struct Fields {
+    map: RefCell<Map<String, Value>>,
     item: Option<usize>,
 }
 
-impl<'a> Fields<'a> {
-    pub fn new(map: &'a Map<String, Value>, item: Option<usize>) -> Self {
-        Fields { map, item }
+impl Fields {
+    pub fn new(map: Map<String, Value>, item: Option<usize>) -> Self {
+        Fields {
+            map: RefCell::new(map),
+            item,
+        }
     }
 
     pub fn err(&self, field: &str, message: impl Into<String>) -> FieldError {
@@ -129,16 +136,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn get(&self, k: &str) -> Option<&'a Value> {
-        self.map.get(k).filter(|v| !v.is_null())
+    fn get(&self, k: &str) -> Option<Value> {
+        self.map.borrow_mut().remove(k).filter(|v| !v.is_null())
     }
 
     pub fn str_opt(&self, k: &str) -> Result<Option<String>, FieldError> {
         match self.get(k) {
             None => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v) => Err(self.err(k, format!("expected a string, got {}", type_name(v)))),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.err(k, format!("expected a string, got {}", type_name(&v)))),
         }
     }
 
@@ -167,7 +174,7 @@ impl<'a> Fields<'a> {
             }
             Some(v) => Err(self.err(
                 k,
-                format!("expected a non-negative whole number, got {}", type_name(v)),
+                format!("expected a non-negative whole number, got {}", type_name(&v)),
             )),
         }
     }
@@ -179,14 +186,14 @@ impl<'a> Fields<'a> {
                 Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
                 _ => Err(self.err(k, format!("expected a non-negative number, got {n}"))),
             },
-            Some(v) => Err(self.err(k, format!("expected a number, got {}", type_name(v)))),
+            Some(v) => Err(self.err(k, format!("expected a number, got {}", type_name(&v)))),
         }
     }
 
     pub fn timestamp_opt(&self, k: &str) -> Result<Option<i64>, FieldError> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => crate::util::time::parse_timestamp_json(v)
+            Some(v) => crate::util::time::parse_timestamp_json(&v)
                 .map(Some)
                 .ok_or_else(|| self.err(k, "expected an RFC 3339 timestamp or unix milliseconds")),
         }
@@ -217,19 +224,19 @@ impl<'a> Fields<'a> {
     pub fn object_opt(&self, k: &str) -> Result<Map<String, Value>, FieldError> {
         match self.get(k) {
             None => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(Value::Object(m)) => Ok(m),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(Map::new()),
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
                 Ok(Value::Object(m)) => Ok(m),
                 _ => {
                     let mut m = Map::new();
-                    m.insert(k.to_string(), Value::String(s.clone()));
+                    m.insert(k.to_string(), Value::String(s));
                     Ok(m)
                 }
             },
             Some(v) => Err(self.err(
                 k,
-                format!("expected an object or a JSON string, got {}", type_name(v)),
+                format!("expected an object or a JSON string, got {}", type_name(&v)),
             )),
         }
     }
@@ -237,19 +244,19 @@ impl<'a> Fields<'a> {
     pub fn string_list_opt(&self, k: &str) -> Result<Vec<String>, FieldError> {
         match self.get(k) {
             None => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::String(s)) => Ok(vec![s]),
             Some(Value::Array(a)) => a
-                .iter()
+                .into_iter()
                 .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
+                    Value::String(s) => Ok(s),
                     other => {
-                        Err(self.err(k, format!("expected strings, got {}", type_name(other))))
+                        Err(self.err(k, format!("expected strings, got {}", type_name(&other))))
                     }
                 })
                 .collect(),
             Some(v) => Err(self.err(
                 k,
-                format!("expected a list of strings, got {}", type_name(v)),
+                format!("expected a list of strings, got {}", type_name(&v)),
             )),
         }
     }
@@ -454,7 +461,7 @@ pub fn parse(
     let batch = items.len() > 1;
     let now = now_ns();
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, m)| {
             let f = Fields::new(m, batch.then_some(i));

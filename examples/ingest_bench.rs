@@ -78,6 +78,40 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// CPU ticks per thread name (tokio workers summed), to say which thread limits a phase.
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let path = t.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let s = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(name.trim().to_string()).or_default() += ticks;
+    }
+    out
+}
+
+/// Share of a core each thread used between two `thread_ticks` readings.
+fn thread_busy(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    secs: f64,
+) -> String {
+    after
+        .iter()
+        .map(|(name, t)| (name, t - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .map(|(name, d)| format!("{name} {:.0} %", d as f64 / 100.0 / secs * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn committed(db: &std::path::Path) -> u64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
@@ -114,6 +148,7 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
             })
             .collect(),
     );
+    let ticks_before = thread_ticks(p.child.id());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -150,7 +185,12 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     }
     let acked = sent.load(Ordering::Relaxed);
     let done = wait_committed(&p.db, before + acked);
-    (committed(&p.db) - before) as f64 / done.duration_since(started).as_secs_f64()
+    let elapsed = done.duration_since(started).as_secs_f64();
+    println!(
+        "  threads, share of a core: {}",
+        thread_busy(&ticks_before, &thread_ticks(pid), elapsed)
+    );
+    (committed(&p.db) - before) as f64 / elapsed
 }
 
 /// Open-loop load at `rate`/s single events for `secs`; ack latencies in ms.

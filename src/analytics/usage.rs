@@ -290,11 +290,12 @@ pub fn apply_change(batch: &mut RollupBatch, change: &SpanChange) {
 const WATERMARK: &str = "usage.rolled_up_span_id";
 
 fn set_watermark(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    // Cached: this runs once per batch on the writer.
+    tx.prepare_cached(
         "INSERT INTO counters (name, value) VALUES (?1, ?2)
          ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-        params![WATERMARK, id],
-    )?;
+    )?
+    .execute(params![WATERMARK, id])?;
     Ok(())
 }
 
@@ -319,8 +320,9 @@ impl WriteHook for RollupHook {
         batch.flush(tx)?;
         if any_span {
             // Everything stored before this batch was rolled up (backfill runs first).
-            let max: i64 =
-                tx.query_row("SELECT COALESCE(max(id), 0) FROM spans", [], |r| r.get(0))?;
+            let max: i64 = tx
+                .prepare_cached("SELECT COALESCE(max(id), 0) FROM spans")?
+                .query_row([], |r| r.get(0))?;
             set_watermark(tx, max)?;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Inserting records. Runs only on the pipeline's writer thread, inside its batch transaction.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{CachedStatement, Statement, Transaction, params};
 use serde_json::{Map, Value};
 
 use std::collections::HashMap;
@@ -115,6 +115,10 @@ pub fn write_records(
     };
     // One summary upsert per trace and batch, not per span (a trace's spans arrive together).
     let mut traces = TraceDeltas::default();
+    // Prepared once per batch: looking a statement up in the cache hashes its whole SQL.
+    let mut span_insert: Option<CachedStatement> = None;
+    let mut event_insert: Option<CachedStatement> = None;
+    let mut metric_insert: Option<CachedStatement> = None;
     for r in records {
         let effect = match r {
             Record::Span(s) if s.merge.is_some() => {
@@ -124,14 +128,21 @@ pub fn write_records(
                 super::merge::merge_span(tx, s, received_ns)?
             }
             Record::Span(s) => {
-                let new = write_span_row(tx, s, received_ns, "DO NOTHING")? > 0;
+                let stmt = prepared(tx, &mut span_insert, || span_insert_sql("DO NOTHING"))?;
+                let new = bind_span_row(stmt, s, received_ns)? > 0;
                 if new {
                     traces.add(s);
                 }
                 effect_of(new)
             }
-            Record::Event(e) => effect_of(insert_event(tx, e, received_ns)?),
-            Record::Metric(m) => effect_of(insert_metric(tx, m)?),
+            Record::Event(e) => {
+                let stmt = prepared(tx, &mut event_insert, || EVENT_INSERT.into())?;
+                effect_of(insert_event(stmt, e, received_ns)?)
+            }
+            Record::Metric(m) => {
+                let stmt = prepared(tx, &mut metric_insert, || METRIC_INSERT.into())?;
+                effect_of(insert_metric(stmt, m)?)
+            }
         };
         if matches!(effect, WriteEffect::Duplicate) {
             out.duplicates += 1;
@@ -179,8 +190,12 @@ struct TraceDeltas<'a> {
 impl<'a> TraceDeltas<'a> {
     /// Applies what was gathered to the summary rows, and starts over.
     fn flush(&mut self, tx: &Transaction, now: i64) -> rusqlite::Result<()> {
+        if self.deltas.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare_cached(TRACE_UPSERT)?;
         for d in &self.deltas {
-            upsert_trace(tx, d, now)?;
+            upsert_trace(&mut stmt, d, now)?;
         }
         self.deltas.clear();
         self.index.clear();
@@ -254,6 +269,19 @@ impl<'a> TraceDeltas<'a> {
     }
 }
 
+/// The statement in `slot`, prepared on first use.
+fn prepared<'s, 'tx>(
+    tx: &'tx Transaction,
+    slot: &'s mut Option<CachedStatement<'tx>>,
+    sql: impl FnOnce() -> String,
+) -> rusqlite::Result<&'s mut CachedStatement<'tx>> {
+    if slot.is_none() {
+        *slot = Some(tx.prepare_cached(&sql())?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| rusqlite::Error::InvalidParameterName("statement".into()))
+}
+
 /// Inserts one span row; `on_conflict` says what a row with the same ids does.
 pub(super) fn write_span_row(
     tx: &Transaction,
@@ -261,7 +289,12 @@ pub(super) fn write_span_row(
     received_ns: i64,
     on_conflict: &str,
 ) -> rusqlite::Result<usize> {
-    let mut stmt = tx.prepare_cached(&format!(
+    let mut stmt = tx.prepare_cached(&span_insert_sql(on_conflict))?;
+    bind_span_row(&mut stmt, s, received_ns)
+}
+
+fn span_insert_sql(on_conflict: &str) -> String {
+    format!(
         "INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
             status_message, agent_id, session_id, user_id, operation, provider, request_model,
             response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
@@ -271,7 +304,10 @@ pub(super) fn write_span_row(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)
          ON CONFLICT(trace_id, span_id) {on_conflict}"
-    ))?;
+    )
+}
+
+fn bind_span_row(stmt: &mut Statement, s: &Span, received_ns: i64) -> rusqlite::Result<usize> {
     let finish = (!s.finish_reasons.is_empty())
         .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
     stmt.execute(params![
@@ -317,9 +353,7 @@ pub(super) fn write_span_row(
 }
 
 /// Keeps the trace's summary row current whatever order its spans arrive in.
-fn upsert_trace(tx: &Transaction, d: &TraceDelta, now: i64) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
+const TRACE_UPSERT: &str = "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
             status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
             total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id,
             user_id, updated_ns)
@@ -351,8 +385,9 @@ fn upsert_trace(tx: &Transaction, d: &TraceDelta, now: i64) -> rusqlite::Result<
             agent_id = COALESCE(agent_id, excluded.agent_id),
             session_id = COALESCE(session_id, excluded.session_id),
             user_id = COALESCE(user_id, excluded.user_id),
-            updated_ns = excluded.updated_ns",
-    )?;
+            updated_ns = excluded.updated_ns";
+
+fn upsert_trace(stmt: &mut Statement, d: &TraceDelta, now: i64) -> rusqlite::Result<()> {
     stmt.execute(params![
         &d.trace_id.0[..],
         d.root.as_ref().map(|(id, _)| &id.0[..]),
@@ -379,13 +414,12 @@ fn upsert_trace(tx: &Transaction, d: &TraceDelta, now: i64) -> rusqlite::Result<
     Ok(())
 }
 
-fn insert_event(tx: &Transaction, e: &Event, received_ns: i64) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO events (uid, type, time_ns, name, severity, message, stack_trace, category,
+const EVENT_INSERT: &str = "INSERT INTO events (uid, type, time_ns, name, severity, message, stack_trace, category,
             trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT(uid) DO NOTHING",
-    )?;
+         ON CONFLICT(uid) DO NOTHING";
+
+fn insert_event(stmt: &mut Statement, e: &Event, received_ns: i64) -> rusqlite::Result<bool> {
     let n = stmt.execute(params![
         e.uid,
         e.event_type.as_str(),
@@ -408,12 +442,11 @@ fn insert_event(tx: &Transaction, e: &Event, received_ns: i64) -> rusqlite::Resu
     Ok(n > 0)
 }
 
-fn insert_metric(tx: &Transaction, m: &MetricPoint) -> rusqlite::Result<bool> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
+const METRIC_INSERT: &str = "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
             max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+fn insert_metric(stmt: &mut Statement, m: &MetricPoint) -> rusqlite::Result<bool> {
     let h = m.histogram.as_ref();
     stmt.execute(params![
         m.name,

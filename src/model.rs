@@ -362,7 +362,11 @@ pub enum Record {
 impl Record {
     /// A rough size in bytes once stored, to bound batches by volume as well as count.
     pub fn approx_bytes(&self) -> usize {
-        let map = |m: &Map<String, Value>| if m.is_empty() { 0 } else { 64 * m.len() };
+        let map = |m: &Map<String, Value>| {
+            m.iter()
+                .map(|(k, v)| 48 + k.len() + value_bytes(v))
+                .sum::<usize>()
+        };
         match self {
             Record::Span(s) => {
                 300 + s.input.as_ref().map_or(0, |t| t.text.len())
@@ -387,6 +391,16 @@ impl Record {
             Record::Event(_) => "event",
             Record::Metric(_) => "metric",
         }
+    }
+}
+
+/// Heap bytes a JSON value holds, roughly (the queue's size bound counts them).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(|v| 32 + value_bytes(v)).sum(),
+        Value::Object(m) => m.iter().map(|(k, v)| 48 + k.len() + value_bytes(v)).sum(),
+        _ => 0,
     }
 }
 

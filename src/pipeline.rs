@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::config::{Setting, parse_u64};
+use crate::config::{Setting, parse_bytes, parse_u64};
 use crate::model::{Record, now_ns};
 use crate::store::write::WriteEffect;
 use crate::store::{self, retention, write};
@@ -21,6 +21,9 @@ use crate::store::{self, retention, write};
 pub struct PipelineConfig {
     /// Records waiting to be committed, at most.
     pub queue_capacity: usize,
+    /// Approximate bytes of records waiting to be committed, at most: what bounds the
+    /// daemon's memory under load, whatever the size of the records.
+    pub queue_max_bytes: usize,
     /// Records in one transaction, at most.
     pub batch_max: usize,
 }
@@ -29,6 +32,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             queue_capacity: 10_000,
+            queue_max_bytes: 16 << 20,
             batch_max: 2_000,
         }
     }
@@ -42,6 +46,16 @@ pub const SETTINGS: &[Setting<PipelineConfig>] = &[
         help: "Records accepted but not yet committed, at most; beyond it ingest answers 429",
         set: |c, v| {
             c.queue_capacity = parse_u64(v)?.max(1) as usize;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "queue_max_bytes",
+        env: "OCT_QUEUE_MAX_BYTES",
+        default: "16MiB",
+        help: "Approximate bytes of records accepted but not yet committed, at most; beyond it ingest answers 429",
+        set: |c, v| {
+            c.queue_max_bytes = parse_bytes(v)?.max(1) as usize;
             Ok(())
         },
     },
@@ -99,7 +113,8 @@ pub trait WriteHook: Send + Sync {
 }
 
 enum Msg {
-    Records(Vec<Record>),
+    /// Records and their approximate size, as reserved in the queue.
+    Records(Vec<Record>, usize),
     Job(Job),
     /// Answered once everything before it is committed and observed.
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -150,6 +165,8 @@ struct Inner {
     tx: RwLock<Option<Sender<Msg>>>,
     depth: AtomicUsize,
     capacity: usize,
+    depth_bytes: AtomicUsize,
+    max_bytes: usize,
     stats: Arc<Stats>,
 }
 
@@ -201,6 +218,8 @@ impl Pipeline {
             tx: RwLock::new(Some(tx)),
             depth: AtomicUsize::new(0),
             capacity: cfg.queue_capacity,
+            depth_bytes: AtomicUsize::new(0),
+            max_bytes: cfg.queue_max_bytes,
             stats: stats.clone(),
         });
         let (done_tx, done_rx) = mpsc::channel();
@@ -254,6 +273,20 @@ impl Pipeline {
         self.inner.capacity
     }
 
+    /// Approximate bytes waiting in the queue, and the most it takes.
+    pub fn depth_bytes(&self) -> (usize, usize) {
+        (
+            self.inner.depth_bytes.load(Ordering::Relaxed),
+            self.inner.max_bytes,
+        )
+    }
+
+    /// True when `n` records of `bytes` would be accepted now.
+    pub fn has_room(&self, n: usize, bytes: usize) -> bool {
+        let (depth, depth_bytes) = (self.depth(), self.depth_bytes().0);
+        fits(depth, n, self.inner.capacity) && fits(depth_bytes, bytes, self.inner.max_bytes)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.inner.tx.read().map(|t| t.is_none()).unwrap_or(true)
     }
@@ -276,14 +309,21 @@ impl Pipeline {
                 stats.last_error().unwrap_or_else(|| "write failed".into()),
             ));
         }
-        // Reserve room; a batch larger than the whole queue still goes in when the queue is empty.
-        let reserved = self
-            .inner
-            .depth
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                (d == 0 || d + n <= self.inner.capacity).then_some(d + n)
-            })
-            .is_ok();
+        // Reserve room, by count and by size; a submission larger than the whole queue
+        // still goes in when the queue is empty.
+        let bytes = records.iter().map(Record::approx_bytes).sum::<usize>();
+        let reserve = |depth: &AtomicUsize, add: usize, max: usize| {
+            depth
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    fits(d, add, max).then_some(d + add)
+                })
+                .is_ok()
+        };
+        let reserved = reserve(&self.inner.depth, n, self.inner.capacity)
+            && (reserve(&self.inner.depth_bytes, bytes, self.inner.max_bytes) || {
+                self.inner.depth.fetch_sub(n, Ordering::AcqRel);
+                false
+            });
         if !reserved {
             stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
             stats.count_source(source, 0, n as u64);
@@ -296,11 +336,12 @@ impl Pipeline {
         }
         let guard = self.inner.tx.read();
         let sent = match guard.as_ref().ok().and_then(|g| g.as_ref()) {
-            Some(tx) => tx.send(Msg::Records(records)).is_ok(),
+            Some(tx) => tx.send(Msg::Records(records, bytes)).is_ok(),
             None => false,
         };
         if !sent {
             self.inner.depth.fetch_sub(n, Ordering::AcqRel);
+            self.inner.depth_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Err(SubmitError::Closed);
         }
         stats.received.fetch_add(n as u64, Ordering::Relaxed);
@@ -336,6 +377,11 @@ impl Pipeline {
             let _ = tx.send(Msg::Shutdown);
         }
     }
+}
+
+/// `add` more fits beside `depth` under `max` (anything fits in an empty queue).
+fn fits(depth: usize, add: usize, max: usize) -> bool {
+    depth == 0 || depth + add <= max
 }
 
 struct Writer {
@@ -417,8 +463,8 @@ struct Batch {
 impl Batch {
     fn take(&mut self, m: Msg, pending: &mut Pending) {
         match m {
-            Msg::Records(mut r) => {
-                self.bytes += r.iter().map(Record::approx_bytes).sum::<usize>();
+            Msg::Records(mut r, bytes) => {
+                self.bytes += bytes;
                 self.records.append(&mut r);
             }
             Msg::Job(j) => pending.jobs.push(j),
@@ -461,7 +507,7 @@ impl Writer {
                 }
             }
             if !batch.records.is_empty() {
-                self.commit(batch.records);
+                self.commit(batch.records, batch.bytes);
             }
             for job in pending.jobs.drain(..) {
                 job(&self.setup.conn);
@@ -478,7 +524,7 @@ impl Writer {
     }
 
     /// Commits one batch, retrying with backoff until it succeeds; acked data is never dropped.
-    fn commit(&mut self, records: Vec<Record>) {
+    fn commit(&mut self, records: Vec<Record>, bytes: usize) {
         let batch = &records[..];
         let stats = self.pipeline.stats().clone();
         let mut backoff = Duration::from_millis(50);
@@ -516,6 +562,10 @@ impl Writer {
                         .inner
                         .depth
                         .fetch_sub(batch.len(), Ordering::AcqRel);
+                    self.pipeline
+                        .inner
+                        .depth_bytes
+                        .fetch_sub(bytes, Ordering::AcqRel);
                     self.observer.send(Observed::Batch(records, out.effects));
                     return;
                 }

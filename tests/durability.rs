@@ -194,6 +194,59 @@ fn full_queue_answers_429_then_drains_and_resumes() {
     );
 }
 
+/// The queue is bounded by size too: a few large records fill it long before its count
+/// does, so memory under load stays bounded whatever the records carry.
+#[test]
+fn queue_bounded_by_bytes_answers_429_then_drains() {
+    let d = Daemon::start(&[
+        ("OCT_QUEUE_MAX_BYTES", "256KiB"),
+        ("OCT_MAX_TEXT_BYTES", "100000"),
+    ]);
+    let url = d.url("/v1/traces");
+    let big = |i: usize| json!({"provider":"p","model":"m","span_id": format!("{:016x}", i + 1),"input_text": "x".repeat(60_000)});
+    post_until_accepted(&client(), &url, &big(0));
+    assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
+    let mut blocker = rusqlite::Connection::open(&d.db_path).unwrap();
+    let tx = blocker
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let mut accepted = 1;
+    let mut refused = false;
+    for i in 1..20 {
+        let r = client().post(&url).json(&big(i)).send().unwrap();
+        match r.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                refused = true;
+                break;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    // 256 KiB hold four 60 KB records, far below the 10,000-record count.
+    assert!(refused, "a queue full by size answers 429");
+    assert!((4..=5).contains(&accepted), "accepted {accepted}");
+    let h: Value = client()
+        .get(d.url("/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(h["queue_bytes"].as_u64().unwrap() > 200_000, "{h}");
+    assert_eq!(h["queue_max_bytes"], 256 * 1024, "{h}");
+    tx.rollback().unwrap();
+    drop(blocker);
+    assert_eq!(
+        d.wait_count(SPANS, accepted, Duration::from_secs(10)),
+        accepted
+    );
+    post_until_accepted(&client(), &url, &big(100));
+    assert_eq!(
+        d.wait_count(SPANS, accepted + 1, Duration::from_secs(5)),
+        accepted + 1
+    );
+}
+
 #[test]
 fn refuses_new_work_while_shutting_down_and_drains_everything() {
     let mut d = Daemon::start(&[("OCT_SHUTDOWN_TIMEOUT", "20s")]);

@@ -32,6 +32,8 @@ pub struct Health {
     // Added.
     pub db_path: String,
     pub queue_capacity: usize,
+    pub queue_bytes: usize,
+    pub queue_max_bytes: usize,
     pub events_written: u64,
     pub duplicates_skipped: u64,
     pub writer: WriterHealth,
@@ -80,7 +82,9 @@ pub fn snapshot(st: &SharedState) -> Health {
         }
     }
     let depth = st.pipeline.depth();
-    if depth * 10 >= st.pipeline.capacity() * 9 {
+    let (queue_bytes, queue_max_bytes) = st.pipeline.depth_bytes();
+    if depth * 10 >= st.pipeline.capacity() * 9 || queue_bytes / 10 * 10 >= queue_max_bytes / 10 * 9
+    {
         warnings.push("queue nearly full".into());
     }
     let unshipped_deleted = stats.retention_unshipped_deleted.load(Ordering::Relaxed);
@@ -130,6 +134,8 @@ pub fn snapshot(st: &SharedState) -> Health {
         warnings,
         db_path: db_path.display().to_string(),
         queue_capacity: st.pipeline.capacity(),
+        queue_bytes,
+        queue_max_bytes,
         events_written: stats.written.load(Ordering::Relaxed),
         duplicates_skipped: stats.duplicates.load(Ordering::Relaxed),
         writer: WriterHealth {

@@ -153,6 +153,21 @@ impl Collector for SelfCollector {
             None,
             self.pipeline.capacity() as f64,
         )?;
+        let (queue_bytes, queue_max_bytes) = self.pipeline.depth_bytes();
+        gauge(
+            &mut enc,
+            "openclaw_trace_queue_bytes",
+            "Approximate bytes of records accepted and not yet committed",
+            None,
+            queue_bytes as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "openclaw_trace_queue_max_bytes",
+            "Most bytes the queue holds before ingest answers 429",
+            None,
+            queue_max_bytes as f64,
+        )?;
         counter(
             &mut enc,
             "openclaw_trace_write_batches",

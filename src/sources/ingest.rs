@@ -174,7 +174,10 @@ impl Fields {
             }
             Some(v) => Err(self.err(
                 k,
-                format!("expected a non-negative whole number, got {}", type_name(&v)),
+                format!(
+                    "expected a non-negative whole number, got {}",
+                    type_name(&v)
+                ),
             )),
         }
     }

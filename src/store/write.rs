@@ -442,7 +442,8 @@ fn insert_event(stmt: &mut Statement, e: &Event, received_ns: i64) -> rusqlite::
     Ok(n > 0)
 }
 
-const METRIC_INSERT: &str = "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
+const METRIC_INSERT: &str =
+    "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
             max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 

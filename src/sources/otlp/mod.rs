@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{AppState, SharedState, refusing};
 use crate::config::Setting;
-use crate::model::now_ns;
+use crate::model::{Record, now_ns};
 use crate::pipeline::SubmitError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -179,14 +179,10 @@ const QUEUE_WAIT: Duration = Duration::from_secs(1);
 /// the memory held by waiting requests.
 static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 
-fn has_room(st: &AppState, n: usize) -> bool {
-    let depth = st.pipeline.depth();
-    depth == 0 || depth + n <= st.pipeline.capacity()
-}
-
-/// Waits (bounded by `until`) until `n` records fit in the queue.
-async fn wait_for_room(st: &AppState, n: usize, until: Instant) {
-    if has_room(st, n) {
+/// Waits (bounded by `until`) until `n` records of `bytes` fit in the queue.
+async fn wait_for_room(st: &AppState, n: usize, bytes: usize, until: Instant) {
+    let has_room = |n, bytes| st.pipeline.has_room(n, bytes);
+    if has_room(n, bytes) {
         return;
     }
     let Ok(_permit) = WAITERS.try_acquire() else {
@@ -194,7 +190,7 @@ async fn wait_for_room(st: &AppState, n: usize, until: Instant) {
     };
     while Instant::now() < until && !refusing(st) {
         tokio::time::sleep(Duration::from_millis(2)).await;
-        if has_room(st, n) {
+        if has_room(n, bytes) {
             return;
         }
     }
@@ -211,9 +207,10 @@ pub async fn export(
     }
     let until = Instant::now() + QUEUE_WAIT;
     // While the queue is full, wait holding only the request, before decoding it.
-    wait_for_room(st, 1, until).await;
+    wait_for_room(st, 1, 0, until).await;
     let converted = convert_payload(st, signal, payload)?;
-    wait_for_room(st, converted.records.len(), until).await;
+    let bytes = converted.records.iter().map(Record::approx_bytes).sum();
+    wait_for_room(st, converted.records.len(), bytes, until).await;
     st.pipeline.submit("otlp", converted.records)?;
     Ok(Exported {
         accepted: converted.items,

@@ -325,6 +325,9 @@ pub struct MetricPoint {
     pub attributes: Map<String, Value>,
     pub resource: Map<String, Value>,
     pub source: &'static str,
+    /// A client may send this point again (an OTLP export retried): it is stored once
+    /// per series and time, so a retried cumulative sum never counts twice.
+    pub deduplicate: bool,
 }
 
 impl MetricPoint {
@@ -347,6 +350,7 @@ impl MetricPoint {
             attributes: Map::new(),
             resource: Map::new(),
             source: "host",
+            deduplicate: false,
         }
     }
 }

@@ -414,6 +414,32 @@ fn metrics_and_logs_over_json_and_the_logs_query() {
         (bounds.as_str(), counts.as_str()),
         ("[10.0,100.0]", "[1,2,0]")
     );
+    // A retried export is stored once (a cumulative sum must not count twice); the next
+    // export of the same series, at a later time, is a new point.
+    assert_eq!(post_json(&d.url("/v1/metrics"), &metrics).status(), 200);
+    let mut later = metrics.clone();
+    later["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0]["timeUnixNano"] =
+        json!((t0 + 120_000_000_000).to_string());
+    later["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0]["asInt"] =
+        json!("9");
+    assert_eq!(post_json(&d.url("/v1/metrics"), &later).status(), 200);
+    assert_eq!(
+        d.wait_count(
+            "SELECT count(*) FROM metric_points WHERE name = 'requests'",
+            2,
+            Duration::from_secs(5)
+        ),
+        2
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&d, "SELECT count(*) FROM metric_points"), 3);
+    assert_eq!(
+        count(
+            &d,
+            "SELECT CAST(sum(value) AS INTEGER) FROM metric_points WHERE name = 'requests'"
+        ),
+        14
+    );
 
     let ts = |k: u64| (t0 + k * 1_000_000_000).to_string();
     let logs = json!({"resourceLogs": [{"scopeLogs": [{"scope": {"name": "openclaw"}, "logRecords": [

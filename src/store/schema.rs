@@ -298,6 +298,13 @@ const MIGRATIONS: &[&str] = &[
         SELECT day_ns, agent_id, session_id, user_id, provider, model, bucket, count
         FROM usage_latency_daily;
     "#,
+    // 6: a key for metric points a client may send again (series identity), so a
+    // retried export is stored once. Partial: points made here (host) need no entry.
+    r#"
+    ALTER TABLE metric_points ADD COLUMN point_key INTEGER;
+    CREATE UNIQUE INDEX metric_points_key ON metric_points(time_ns, point_key)
+        WHERE point_key IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -444,12 +444,26 @@ fn insert_event(stmt: &mut Statement, e: &Event, received_ns: i64) -> rusqlite::
 
 const METRIC_INSERT: &str =
     "INSERT INTO metric_points (name, unit, kind, time_ns, start_time_ns, value, count, sum, min,
-            max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+            max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source, point_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         ON CONFLICT (time_ns, point_key) WHERE point_key IS NOT NULL DO NOTHING";
 
 fn insert_metric(stmt: &mut Statement, m: &MetricPoint) -> rusqlite::Result<bool> {
     let h = m.histogram.as_ref();
-    stmt.execute(params![
+    let attributes = json_or_null(&m.attributes);
+    let resource = json_or_null(&m.resource);
+    // The series: name, kind, start and every attribute (the time is the index's other half).
+    let point_key = m.deduplicate.then(|| {
+        let start = m.start_time_ns.unwrap_or(0).to_string();
+        crate::util::digest::key_of_parts(&[
+            &m.name,
+            m.kind.as_str(),
+            &start,
+            attributes.as_deref().unwrap_or(""),
+            resource.as_deref().unwrap_or(""),
+        ])
+    });
+    let n = stmt.execute(params![
         m.name,
         m.unit,
         m.kind.as_str(),
@@ -464,11 +478,12 @@ fn insert_metric(stmt: &mut Statement, m: &MetricPoint) -> rusqlite::Result<bool
         h.map(|h| serde_json::to_string(&h.bucket_counts).unwrap_or_default()),
         m.temporality,
         m.monotonic.map(|b| b as i64),
-        json_or_null(&m.attributes),
-        json_or_null(&m.resource),
+        attributes,
+        resource,
         m.source,
+        point_key,
     ])?;
-    Ok(true)
+    Ok(n > 0)
 }
 
 /// Adds to a persistent counter.

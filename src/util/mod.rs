@@ -1,4 +1,5 @@
 //! Small helpers shared by every component.
+pub mod digest;
 pub mod duration;
 pub mod hex;
 pub mod time;

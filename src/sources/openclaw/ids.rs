@@ -1,19 +1,8 @@
 //! Ids made from names: the same inputs give the same id on every delivery,
 //! restart and re-read, which is what makes repeated records merge or dedupe.
 
-use sha2::{Digest, Sha256};
-
 use crate::model::{SpanId, TraceId};
-
-fn digest(parts: &[&str]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in parts {
-        // Length-prefixed so ("ab","c") and ("a","bc") differ.
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().into()
-}
+use crate::util::digest::of_parts as digest;
 
 pub fn hash_trace_id(parts: &[&str]) -> TraceId {
     let d = digest(parts);

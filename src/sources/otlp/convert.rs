@@ -517,6 +517,7 @@ impl PointBase<'_> {
             attributes: attributes(attrs.to_vec()),
             resource: self.resource.clone(),
             source: "otlp",
+            deduplicate: true,
         })
     }
 }

@@ -112,6 +112,24 @@ fn thread_busy(
         .join(", ")
 }
 
+/// Records written and batches committed so far, from `/metrics`.
+async fn writes_and_batches(addr: &str) -> (f64, f64) {
+    let text = match reqwest::get(format!("http://{addr}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let get = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        get("openclaw_trace_records_written_total"),
+        get("openclaw_trace_write_batches_total"),
+    )
+}
+
 fn committed(db: &std::path::Path) -> u64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap();
@@ -149,6 +167,7 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
             .collect(),
     );
     let ticks_before = thread_ticks(p.child.id());
+    let writes_before = writes_and_batches(&p.addr).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -189,6 +208,11 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     println!(
         "  threads, share of a core: {}",
         thread_busy(&ticks_before, &thread_ticks(pid), elapsed)
+    );
+    let writes_after = writes_and_batches(&p.addr).await;
+    println!(
+        "  records per committed batch: {:.0}",
+        (writes_after.0 - writes_before.0) / (writes_after.1 - writes_before.1).max(1.0)
     );
     (committed(&p.db) - before) as f64 / elapsed
 }

@@ -137,7 +137,10 @@ impl Fields {
     }
 
     fn get(&self, k: &str) -> Option<Value> {
-        self.map.borrow_mut().remove(k).filter(|v| !v.is_null())
+        // Taken, leaving null behind: removing from the map would rebalance it on every read.
+        let mut map = self.map.borrow_mut();
+        let v = map.get_mut(k)?;
+        (!v.is_null()).then(|| v.take())
     }
 
     pub fn str_opt(&self, k: &str) -> Result<Option<String>, FieldError> {

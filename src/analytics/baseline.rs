@@ -455,9 +455,19 @@ pub fn check_and_record(
         Err(BaselineError::Sqlite(e)) => return Err(e),
         Err(_) => return Ok(None),
     };
-    if !c.anomalous {
-        return Ok(Some(c));
+    if c.anomalous {
+        record_anomaly(conn, id, &c, alerts)?;
     }
+    Ok(Some(c))
+}
+
+/// Records an anomalous run's event and alert, once per run (on the writer's connection).
+pub fn record_anomaly(
+    conn: &Connection,
+    id: &TraceId,
+    c: &Check,
+    alerts: &AlertSender,
+) -> rusqlite::Result<()> {
     // Once per run, even if its root span were checked again.
     let already: Option<i64> = conn
         .query_row(
@@ -467,7 +477,7 @@ pub fn check_and_record(
         )
         .optional()?;
     if already.is_some() {
-        return Ok(Some(c));
+        return Ok(());
     }
     let now = now_ns();
     let mut e = Event::new(EventType::Custom, "baseline_anomaly".into(), now);
@@ -499,7 +509,7 @@ pub fn check_and_record(
     tx.commit()?;
     tracing::warn!(run_id = %c.run_id, agent_id = c.agent_id.as_deref().unwrap_or(""), anomalies = %c.summary(), "anomalous run");
     alerts.wake();
-    Ok(Some(c))
+    Ok(())
 }
 
 /// Runs that finished since `since_ns` (newest first, at most `limit`): at startup,

@@ -10,6 +10,7 @@ pub mod cost;
 pub mod pricing;
 pub mod usage;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Setting, parse_duration, parse_u64};
 use crate::model::{TraceId, now_ns};
 use crate::pipeline::{Pipeline, Transform, WriteHook};
+use crate::store::ReadPool;
 use baseline::BaselineSettings;
 use budgets::{BudgetRule, BudgetStatus, Budgets};
 use cost::{CostTransform, Unpriced};
@@ -177,6 +179,72 @@ pub enum AnalyticsError {
 
 /// At startup, runs that ended this recently are checked again (at most this many).
 const RECHECK_WINDOW_NS: i64 = 15 * 60 * 1_000_000_000;
+/// Finished runs waiting for their check, at most; runs finishing faster than checks
+/// run (a load test, a replay) are skipped beyond it, and the skips are logged.
+const PENDING_CHECKS_MAX: usize = 1_000;
+/// Checks per second, at most: each reads the agent's last runs, and the check must
+/// never take the machine from the agent.
+const CHECKS_PER_SECOND: u32 = 50;
+
+/// Checks each finished run once it has settled, on a read connection (the writer only
+/// records the rare anomaly), at a bounded rate.
+async fn check_finished_runs(
+    mut rx: mpsc::UnboundedReceiver<TraceId>,
+    pipeline: Pipeline,
+    reads: Arc<ReadPool>,
+    settle: Duration,
+    settings: BaselineSettings,
+    alerts: alert::AlertSender,
+) {
+    let mut due: VecDeque<(tokio::time::Instant, TraceId)> = VecDeque::new();
+    let mut skipped = 0u64;
+    let mut skip_logged = tokio::time::Instant::now();
+    let pace = Duration::from_secs(1) / CHECKS_PER_SECOND;
+    loop {
+        let next = due.front().map(|(t, _)| *t);
+        tokio::select! {
+            id = rx.recv() => {
+                let Some(id) = id else { break };
+                if due.len() < PENDING_CHECKS_MAX {
+                    due.push_back((tokio::time::Instant::now() + settle, id));
+                } else {
+                    skipped += 1;
+                    if skip_logged.elapsed() >= Duration::from_secs(60) {
+                        tracing::warn!(skipped, "runs finish faster than baseline checks run; some are not checked");
+                        skip_logged = tokio::time::Instant::now();
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
+                let Some((_, id)) = due.pop_front() else { continue };
+                let (reads, s) = (reads.clone(), settings.clone());
+                let checked = tokio::task::spawn_blocking(move || {
+                    reads.with(|conn| Ok(baseline::check(conn, &id, &s)))
+                })
+                .await;
+                match checked {
+                    Ok(Ok(Ok(c))) if c.anomalous => {
+                        let alerts = alerts.clone();
+                        pipeline.run_job(move |conn| {
+                            if let Err(e) = baseline::record_anomaly(conn, &id, &c, &alerts) {
+                                tracing::warn!(error = %e, run_id = %id.to_hex(), "cannot record a baseline anomaly");
+                            }
+                        });
+                    }
+                    Ok(Ok(Err(baseline::BaselineError::Sqlite(e)))) => {
+                        tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
+                    }
+                    // Not a checkable run (no agent, gone), or the runtime is stopping.
+                    _ => {}
+                }
+                tokio::time::sleep(pace).await;
+            }
+        }
+    }
+}
 const RECHECK_MAX_RUNS: usize = 100;
 
 /// What `/health` shows of analytics.
@@ -233,7 +301,11 @@ impl Analytics {
 
     /// Queues the startup work on the writer (backfill, then budget state) ahead of
     /// any ingest, and starts the webhook and the run checker.
-    pub fn start(self: &Arc<Self>, pipeline: &Pipeline) -> Vec<JoinHandle<()>> {
+    pub fn start(
+        self: &Arc<Self>,
+        pipeline: &Pipeline,
+        reads: &Arc<ReadPool>,
+    ) -> Vec<JoinHandle<()>> {
         let budgets = self.budgets.clone();
         let (settings, alerts) = (self.config.baseline(), self.alerts.clone());
         pipeline.run_job(move |conn| {
@@ -258,26 +330,15 @@ impl Analytics {
         if let Some(url) = self.config.alert_webhook.clone() {
             tasks.push(alert::spawn_webhook(url, pipeline.clone(), &self.alerts));
         }
-        if let Some(mut rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
-            let pipeline = pipeline.clone();
-            let settle = self.config.baseline_settle;
-            let settings = self.config.baseline();
-            let alerts = self.alerts.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(id) = rx.recv().await {
-                    let (pipeline, settings, alerts) =
-                        (pipeline.clone(), settings.clone(), alerts.clone());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(settle).await;
-                        pipeline.run_job(move |conn| {
-                            if let Err(e) = baseline::check_and_record(conn, &id, &settings, &alerts)
-                            {
-                                tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
-                            }
-                        });
-                    });
-                }
-            }));
+        if let Some(rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
+            tasks.push(tokio::spawn(check_finished_runs(
+                rx,
+                pipeline.clone(),
+                reads.clone(),
+                self.config.baseline_settle,
+                self.config.baseline(),
+                self.alerts.clone(),
+            )));
         }
         tasks
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -391,7 +391,11 @@ struct Writer {
 }
 
 /// The observer thread's channel; `None` when it could not start (hooks then run inline).
-struct ObserverTx(Option<Sender<Observed>>, Vec<Arc<dyn WriteHook>>);
+struct ObserverTx(Option<SyncSender<Observed>>, Vec<Arc<dyn WriteHook>>);
+
+/// Committed batches waiting for the observer, at most: should it fall behind, the
+/// writer waits rather than let memory grow.
+const OBSERVER_BACKLOG: usize = 2;
 
 impl ObserverTx {
     fn send(&self, o: Observed) {
@@ -408,7 +412,7 @@ impl ObserverTx {
 /// Starts the thread that runs the hooks' `after_commit` and frees each batch, so the
 /// writer goes straight on to the next commit.
 fn spawn_observer(hooks: Vec<Arc<dyn WriteHook>>) -> (ObserverTx, Option<JoinHandle<()>>) {
-    let (tx, rx) = mpsc::channel::<Observed>();
+    let (tx, rx) = mpsc::sync_channel::<Observed>(OBSERVER_BACKLOG);
     let thread_hooks = hooks.clone();
     match std::thread::Builder::new()
         .name("oct-observer".into())

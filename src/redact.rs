@@ -111,10 +111,34 @@ fn key_words(key: &str) -> Vec<String> {
     words
 }
 
+/// Distinct keys remembered per thread: attribute keys repeat on every span, and
+/// classifying one splits it into words.
+const KEY_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    static KEY_CLASSES: std::cell::RefCell<std::collections::HashMap<String, KeyClass>> =
+        std::cell::RefCell::default();
+}
+
 fn classify_key(key: &str) -> KeyClass {
     if key.is_empty() || key.len() > 128 {
         return KeyClass::Plain;
     }
+    KEY_CLASSES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(class) = cache.get(key) {
+            return *class;
+        }
+        let class = classify_key_words(key);
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key.to_string(), class);
+        class
+    })
+}
+
+fn classify_key_words(key: &str) -> KeyClass {
     let words = key_words(key);
     let joined: String = words.concat();
     if words.iter().any(|w| STRONG_WORDS.contains(&w.as_str()))

@@ -32,7 +32,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             queue_capacity: 10_000,
-            queue_max_bytes: 16 << 20,
+            queue_max_bytes: 8 << 20,
             batch_max: 2_000,
         }
     }
@@ -52,7 +52,7 @@ pub const SETTINGS: &[Setting<PipelineConfig>] = &[
     Setting {
         name: "queue_max_bytes",
         env: "OCT_QUEUE_MAX_BYTES",
-        default: "16MiB",
+        default: "8MiB",
         help: "Approximate bytes of records accepted but not yet committed, at most; beyond it ingest answers 429",
         set: |c, v| {
             c.queue_max_bytes = parse_bytes(v)?.max(1) as usize;

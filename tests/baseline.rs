@@ -195,12 +195,7 @@ fn a_hundred_normal_runs_raise_nothing() {
         text.contains("agent steady  runs 50") && text.contains("retry_rate"),
         "{text}"
     );
-    let api: Value = client()
-        .get(d.url("/v1/baseline?agent=steady"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let api = d.get_json("/v1/baseline?agent=steady");
     assert_eq!(api["agents"][0]["runs"], 50);
     assert_eq!(api["agents"][0]["metrics"].as_array().unwrap().len(), 7);
 }
@@ -235,12 +230,7 @@ fn outlier_is_flagged_on(metric: &str, tweak: impl Fn(&mut RunSpec)) {
     let (code, v) = cli_check(&d, &run);
     assert_eq!(code, Some(1), "{v:#}");
     assert_eq!(v["status"], "anomalous");
-    let api: Value = client()
-        .get(d.url(&format!("/v1/baseline?run_id={run}")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let api = d.get_json(&format!("/v1/baseline?run_id={run}"));
     let anomalous: Vec<&str> = api["metrics"]
         .as_array()
         .unwrap()

@@ -142,12 +142,7 @@ fn thresholds_alert_once_per_period_and_the_webhook_gets_them_after_a_retry() {
     );
     assert_eq!(other["budgets"][0]["spent"], 880.0);
     // /health shows it and warns.
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     assert_eq!(h["analytics"]["budgets"].as_array().unwrap().len(), 2);
     assert!(
         h["warnings"]

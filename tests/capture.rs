@@ -70,12 +70,7 @@ fn go_shapes_are_accepted_and_stored_faithfully() {
         ("ProviderTimeout", "upstream timed out", "warning")
     );
     // Read back through the API with the Go field names.
-    let errs: Value = client()
-        .get(d.url("/v1/errors"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let errs = d.get_json("/v1/errors");
     assert_eq!(errs["errors"][0]["message"], "upstream timed out");
     assert_eq!(errs["errors"][0]["stack_trace"], "at x\nat y");
 }
@@ -95,12 +90,7 @@ fn cost_is_unknown_not_zero_when_not_reported() {
         })
         .unwrap();
     assert_eq!((cost, src), (None, None));
-    let t: Value = client()
-        .get(d.url("/v1/traces"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let t = d.get_json("/v1/traces");
     assert_eq!(t["traces"][0]["cost_usd"], Value::Null);
 }
 
@@ -354,12 +344,7 @@ fn every_bad_input_class_gets_its_4xx_and_loses_nothing_else() {
         client().get(d.url("/v1/traces")).send().unwrap().status(),
         401
     );
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     assert_eq!(h["status"], "ok");
 }
 
@@ -424,12 +409,7 @@ fn duplicate_spans_are_stored_once() {
     }
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(count(&d.db_path, SPANS), 1);
-    let t: Value = client()
-        .get(d.url("/v1/traces"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let t = d.get_json("/v1/traces");
     assert_eq!(
         t["traces"][0]["input_tokens"], 7,
         "the trace summary counts it once"

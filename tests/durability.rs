@@ -16,6 +16,13 @@ fn batch(start: usize, n: usize) -> Value {
     )
 }
 
+/// Holds SQLite's write lock, so the daemon's writer stalls, until the connection is dropped.
+fn hold_write_lock(db: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c
+}
+
 /// Posts until accepted, honouring 429 + Retry-After as a client should.
 fn post_until_accepted(c: &reqwest::blocking::Client, url: &str, body: &Value) {
     for _ in 0..2000 {
@@ -144,10 +151,7 @@ fn full_queue_answers_429_then_drains_and_resumes() {
     post_until_accepted(&client(), &url, &batch(0, 1));
     assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
     // Hold SQLite's write lock so the writer stalls (it waits up to its busy timeout).
-    let mut blocker = rusqlite::Connection::open(&d.db_path).unwrap();
-    let tx = blocker
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let blocker = hold_write_lock(&d.db_path);
     let mut accepted = 1;
     let mut got_429 = None;
     for i in 0..50 {
@@ -172,15 +176,9 @@ fn full_queue_answers_429_then_drains_and_resumes() {
     }
     let retry_after = got_429.expect("a full queue answers 429");
     assert!(retry_after.is_some(), "429 carries Retry-After");
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     assert!(h["queue_depth"].as_u64().unwrap() >= 90, "{h}");
     assert!(h["events_dropped"].as_u64().unwrap() >= 10, "{h}");
-    tx.rollback().unwrap();
     drop(blocker);
     // The writer goes on by itself; ingest resumes.
     assert_eq!(
@@ -206,10 +204,7 @@ fn queue_bounded_by_bytes_answers_429_then_drains() {
     let big = |i: usize| json!({"provider":"p","model":"m","span_id": format!("{:016x}", i + 1),"input_text": "x".repeat(60_000)});
     post_until_accepted(&client(), &url, &big(0));
     assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
-    let mut blocker = rusqlite::Connection::open(&d.db_path).unwrap();
-    let tx = blocker
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let blocker = hold_write_lock(&d.db_path);
     let mut accepted = 1;
     let mut refused = false;
     for i in 1..20 {
@@ -226,15 +221,9 @@ fn queue_bounded_by_bytes_answers_429_then_drains() {
     // 256 KiB hold four 60 KB records, far below the 10,000-record count.
     assert!(refused, "a queue full by size answers 429");
     assert!((4..=5).contains(&accepted), "accepted {accepted}");
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     assert!(h["queue_bytes"].as_u64().unwrap() > 200_000, "{h}");
     assert_eq!(h["queue_max_bytes"], 256 * 1024, "{h}");
-    tx.rollback().unwrap();
     drop(blocker);
     assert_eq!(
         d.wait_count(SPANS, accepted, Duration::from_secs(10)),
@@ -255,10 +244,7 @@ fn refuses_new_work_while_shutting_down_and_drains_everything() {
     d.wait_count(SPANS, 5, Duration::from_secs(5));
     assert_eq!(c.get(d.url("/ready")).send().unwrap().status(), 200);
     // Stall the writer with SQLite's write lock, queue more, then SIGTERM.
-    let mut blocker = rusqlite::Connection::open(&d.db_path).unwrap();
-    let tx = blocker
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let blocker = hold_write_lock(&d.db_path);
     post_until_accepted(&c, &d.url("/v1/traces"), &batch(100, 20));
     d.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
@@ -272,7 +258,6 @@ fn refuses_new_work_while_shutting_down_and_drains_everything() {
     assert_eq!(c.get(d.url("/ready")).send().unwrap().status(), 503);
     let h: serde_json::Value = c.get(d.url("/health")).send().unwrap().json().unwrap();
     assert_eq!(h["status"], "shutting_down");
-    tx.rollback().unwrap();
     drop(blocker);
     let status = d.wait(Duration::from_secs(25)).expect("exits");
     assert!(status.success(), "{status:?}");

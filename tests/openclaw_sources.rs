@@ -61,12 +61,7 @@ fn plugin_batches_become_run_traces_and_repeat_deliveries_are_stored_once() {
     assert_eq!(sums(), before);
 
     // The trace API shows the tree.
-    let t: Value = client()
-        .get(d.url(&format!("/v1/traces/{trace}")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let t = d.get_json(&format!("/v1/traces/{trace}"));
     let text = t.to_string();
     for name in [
         "invoke_agent main",

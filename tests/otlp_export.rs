@@ -314,12 +314,7 @@ fn exports_genai_semconv_with_ids_logs_and_metrics() {
     assert_eq!(token_sum as i64, input + output);
     assert!(g.headers.iter().all(|h| h == "k3y-secret"));
     drop(g);
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     let sink = h["sinks"]
         .as_array()
         .unwrap()

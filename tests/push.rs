@@ -367,12 +367,7 @@ fn push_survives_a_hostile_remote_and_loses_nothing() {
     assert!(item["data"]["created_at"].is_i64());
     drop(g);
     // The dead letter is visible through the API and /health.
-    let dl: Value = client()
-        .get(d.url("/v1/dead-letters?sink=push"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let dl = d.get_json("/v1/dead-letters?sink=push");
     assert_eq!(dl["items"][0]["record_id"], poison.as_str());
     assert_eq!(dl["items"][0]["status"], 400);
     assert_eq!(dl["items"][0]["payload"]["data"]["model"], "poison-model");

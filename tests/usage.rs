@@ -281,20 +281,10 @@ fn costs_are_reported_computed_or_unknown() {
             |r| r.get(0),
         )
         .unwrap();
-    let t: Value = client()
-        .get(d.url(&format!("/v1/traces/{tid}")))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let t = d.get_json(&format!("/v1/traces/{tid}"));
     assert_eq!(t["spans"][0]["cost_computed_usd"], 0.0075);
     // /health and /v1/pricing name the model without a price.
-    let h: Value = client()
-        .get(d.url("/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let h = d.get_json("/health");
     assert_eq!(
         h["analytics"]["unpriced_models"][0]["model"],
         "my-local-model"
@@ -309,12 +299,7 @@ fn costs_are_reported_computed_or_unknown() {
         e["error"].as_str().unwrap().contains("no price for model"),
         "{e}"
     );
-    let m: Value = client()
-        .get(d.url("/v1/pricing?model=claude-sonnet-4-20250514"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let m = d.get_json("/v1/pricing?model=claude-sonnet-4-20250514");
     assert_eq!(m["match"]["id"], "claude-sonnet-4");
 }
 

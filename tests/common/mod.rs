@@ -92,6 +92,11 @@ impl Daemon {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// GETs `path` and reads the answer as JSON (whatever its status).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        client().get(self.url(path)).send().unwrap().json().unwrap()
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }

@@ -362,6 +362,15 @@ async fn main() {
     );
 
     let peak = AtomicU64::new(0);
+    if std::env::var_os("BENCH_LATENCY_FIRST").is_some() {
+        let lat = paced_latency(&p, 1000, 3).await;
+        println!(
+            "ack latency at 1,000 events/s before any load: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     let single = throughput(&p, 1, 8, secs, &peak).await;
     println!("single-event POSTs (8 connections): {single:.0} events/s committed");
     let batched = throughput(&p, 100, 4, secs, &peak).await;

@@ -35,7 +35,7 @@ pub struct Report {
 }
 
 /// The highest row id every active sink has shipped, per table (everything when no sink is active).
-fn shipped_upto(conn: &Connection, table: &str, sinks: &[String]) -> rusqlite::Result<i64> {
+pub fn shipped_upto(conn: &Connection, table: &str, sinks: &[String]) -> rusqlite::Result<i64> {
     let mut lowest = i64::MAX;
     for sink in sinks {
         let last: Option<i64> = conn

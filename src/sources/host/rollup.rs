@@ -1,5 +1,6 @@
 //! Schedules the rollup of old host metric points (`store::rollup`) on the
-//! writer, once per rollup step, sooner while a backlog remains.
+//! writer, once per rollup step, sooner while a backlog remains; and the
+//! release of the writer's cached pages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,15 +79,25 @@ impl RollupSchedule {
                     tracing::warn!(error = %e, "rolling up host metrics failed; will retry");
                 }
             }
-            // The store only grows at its end, so most cached pages will not be
-            // read again; without this the cache fills to its cap as the file grows.
-            if let Err(e) = conn.execute_batch("PRAGMA shrink_memory") {
-                tracing::debug!(error = %e, "shrink_memory failed");
-            }
         });
         if queued {
             self.backlog.store(false, Ordering::Relaxed);
             self.next = now + self.step.min(Duration::from_secs(300));
         }
     }
+}
+
+/// How often the writer lets go of its cached pages.
+pub(crate) const RELEASE_PAGES_EVERY: Duration = Duration::from_secs(60);
+
+/// Frees the writer's unused cached pages. Samples only ever add rows at the end
+/// of the tables, so the pages they filled are not read again; kept, the cache
+/// would grow to its cap (`cache_size`) with them as the file grows, and the
+/// process's RSS with it. The few hot pages are read back from the OS's cache.
+pub(crate) fn release_cached_pages(pipeline: &Pipeline) -> bool {
+    pipeline.run_job(|conn| {
+        if let Err(e) = conn.execute_batch("PRAGMA shrink_memory") {
+            tracing::debug!(error = %e, "releasing cached pages failed");
+        }
+    })
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::detector::{Detector, Resolution};
-use super::rollup::RollupSchedule;
+use super::rollup::{RELEASE_PAGES_EVERY, RollupSchedule, release_cached_pages};
 use super::{HostConfig, HostError, Sample, agent, llm};
 use crate::model::{Record, now_ns};
 use crate::pipeline::Pipeline;
@@ -229,6 +229,7 @@ impl Runner {
         let start = Instant::now();
         let mut next_sample = (!self.collectors.is_empty()).then_some(start);
         let mut next_agent = self.agent.is_some().then_some(start);
+        let mut next_release = start + RELEASE_PAGES_EVERY;
         loop {
             let now = Instant::now();
             if next_agent.is_some_and(|t| now >= t) {
@@ -242,6 +243,10 @@ impl Runner {
             self.flush();
             if let Some(r) = self.rollup.as_mut() {
                 r.tick(&self.shared.pipeline, Instant::now());
+            }
+            if next_sample.is_some() && now >= next_release {
+                release_cached_pages(&self.shared.pipeline);
+                next_release = now + RELEASE_PAGES_EVERY;
             }
             let next_rollup = self.rollup.as_ref().map(|r| r.due());
             let wake = [next_sample, next_agent, next_rollup]

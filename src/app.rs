@@ -86,7 +86,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     // Queued before the listener opens, so backfill runs ahead of any ingest.
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     let analytics_tasks = analytics.start(&pipeline, &reads);
-    let host = crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures);
+    let host =
+        crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures, &policy);
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
         pipeline.clone(),
         db_path.clone(),

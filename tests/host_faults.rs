@@ -539,3 +539,153 @@ fn a_burst_of_rate_limited_llm_calls_is_one_event() {
     assert!(bursts[0].2["calls"].as_i64().unwrap() >= 4);
     assert!(of(&ev2, "llm_timeouts").is_empty());
 }
+
+/// Starts the daemon from a thread whose capability bounding set lacks the
+/// permission overrides (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that as root
+/// too it gets EACCES on a path whose mode denies it. The bounding set is per
+/// thread and inherited by the child; an exec'd root process keeps only what it
+/// allows. Not root: nothing to drop, the mode alone denies.
+fn start_without_permission_overrides(env: Vec<(&'static str, String)>) -> Daemon {
+    std::thread::spawn(move || {
+        if unsafe { libc::geteuid() } == 0 {
+            for cap in [1, 2] {
+                // SAFETY: prctl with integer arguments only; affects this thread.
+                let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+                assert_eq!(
+                    rc,
+                    0,
+                    "PR_CAPBSET_DROP {cap}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Daemon::start(&env)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_watched_path_made_unwritable_is_one_permission_denied_event() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).unwrap();
+    let mut env: Vec<(&str, String)> = FAST.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.push(("OCT_WATCH_PATHS", watched.display().to_string()));
+    let d = start_without_permission_overrides(env);
+    wait_samples(&d, "system.filesystem.limit", 2);
+    assert!(of(&host_events(&d), "permission_denied").is_empty());
+
+    std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let ev = wait_events(&d, Duration::from_secs(20), |e| {
+        !of(e, "permission_denied").is_empty()
+    });
+    let denied = of(&ev, "permission_denied");
+    assert_eq!(denied.len(), 1, "{ev:?}");
+    assert_eq!(denied[0].1, "permission");
+    assert_eq!(denied[0].2["state"], "active");
+    // Several more samples while it lasts: still one event.
+    wait_samples(&d, "system.filesystem.limit", 4);
+    assert_eq!(of(&host_events(&d), "permission_denied").len(), 1);
+
+    std::fs::set_permissions(&watched, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ev = wait_events(&d, Duration::from_secs(20), |e| {
+        of(e, "permission_denied")
+            .iter()
+            .any(|x| x.2["state"] == "resolved")
+    });
+    wait_samples(&d, "system.filesystem.limit", 3);
+    let ev2 = host_events(&d);
+    let denied = of(&ev2, "permission_denied");
+    assert_eq!(denied.len(), 1, "{ev:?}");
+    let a = &denied[0].2;
+    assert_eq!(a["state"], "resolved", "{a}");
+    assert!(
+        a["started_at"].is_string() && a["ended_at"].is_string(),
+        "{a}"
+    );
+    assert!(a["duration_ms"].as_i64().unwrap() > 0, "{a}");
+    assert!(a["condition"].as_str().unwrap().ends_with("watched"), "{a}");
+    assert!(ev2.iter().all(|e| e.0 != "db_write_failure"), "{ev2:?}");
+}
+
+#[test]
+fn a_database_on_a_full_volume_is_one_db_write_failure_until_it_recovers() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("dbvol");
+    let Some(_mount) = Tmpfs::mount(&vol, "16m") else {
+        eprintln!("SKIPPED: mounting a tmpfs is not allowed here");
+        return;
+    };
+    // The volume's own disk_full is another test's: watch somewhere else.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut d = Daemon::start_in(
+        &vol,
+        &env(&[("OCT_WATCH_PATHS", elsewhere.to_str().unwrap())]),
+    );
+    wait_samples(&d, "oct.queue.depth", 2);
+    let fail_events = |d: &Daemon| -> Vec<(String, String, Value)> {
+        host_events(d)
+            .into_iter()
+            .filter(|e| e.0 == "db_write_failure")
+            .collect()
+    };
+    assert!(fail_events(&d).is_empty());
+
+    // Fill the volume: the write-ahead log can no longer grow, commits fail.
+    let fill = vol.join("fill");
+    let mut f = std::fs::File::create(&fill).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    let mut wrote = 0usize;
+    let err = loop {
+        match f.write_all(&chunk) {
+            Ok(()) => wrote += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(wrote < 32 << 20, "a 16 MiB volume took 32 MiB");
+    };
+    assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
+    drop(f);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !d.logs().iter().any(|l| l.contains("database write failed")) {
+        assert!(
+            Instant::now() < until,
+            "writes never failed: {:?}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Failing for several samples: the condition is seen each time, reported once.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&fill).unwrap();
+
+    let ev = {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ev = fail_events(&d);
+            if ev.iter().any(|e| e.2["state"] == "resolved") || Instant::now() > until {
+                break ev;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let a = &ev[0].2;
+    assert_eq!(ev[0].1, "db");
+    assert_eq!(a["state"], "resolved", "{a}");
+    assert!(a["error"].as_str().unwrap().contains("full"), "{a}");
+    assert!(a["duration_ms"].as_i64().unwrap() >= 2000, "{a}");
+    // Later samples add nothing.
+    wait_samples(&d, "oct.queue.depth", 3);
+    assert_eq!(fail_events(&d).len(), 1);
+    assert!(
+        d.logs()
+            .iter()
+            .any(|l| l.contains("database writes recovered"))
+    );
+    d.stop();
+}

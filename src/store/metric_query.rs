@@ -122,11 +122,23 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreE
             "step: too small for the range (more than {MAX_BUCKETS} steps)"
         )));
     }
+    // Raw points and, before them, rollups of older ones (see `rollup`): a raw
+    // point is a rollup of one.
     let mut stmt = conn.prepare(
-        "SELECT attributes, time_ns,
-                COALESCE(value, CASE WHEN count > 0 THEN sum / count END),
+        "SELECT attributes, time_ns, n, total, lo, hi, last, last_ns, increase, increase_secs,
                 unit, kind, temporality, monotonic
-         FROM metric_points WHERE name = ?1 AND time_ns >= ?2 AND time_ns < ?3
+         FROM (
+             SELECT attributes, bucket_ns AS time_ns, count AS n, sum AS total, min AS lo,
+                    max AS hi, last, last_ns, increase, increase_secs, unit, kind,
+                    temporality, monotonic, 0 AS id
+             FROM metric_rollups WHERE name = ?1 AND bucket_ns >= ?2 AND bucket_ns < ?3
+             UNION ALL
+             SELECT attributes, time_ns, 1, v, v, v, v, time_ns, NULL, NULL, unit, kind,
+                    temporality, monotonic, id
+             FROM (SELECT attributes, time_ns, unit, kind, temporality, monotonic, id,
+                          COALESCE(value, CASE WHEN count > 0 THEN sum / count END) AS v
+                   FROM metric_points WHERE name = ?1 AND time_ns >= ?2 AND time_ns < ?3)
+         )
          ORDER BY time_ns, id LIMIT ?4",
     )?;
     let mut rows = stmt.query(rusqlite::params![
@@ -149,19 +161,27 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreE
         }
         let attrs: Option<String> = r.get(0)?;
         let t: i64 = r.get(1)?;
-        let Some(v) = r.get::<_, Option<f64>>(2)? else {
+        let Some(total) = r.get::<_, Option<f64>>(3)? else {
             continue;
         };
+        let n = r.get::<_, i64>(2)?.max(0) as u64;
+        let (lo, hi, v, last_ns): (f64, f64, f64, i64) =
+            (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+        // Set on rollups of running totals: the increase is already computed.
+        let rolled_increase: Option<(f64, f64)> = match (r.get(8)?, r.get(9)?) {
+            (Some(inc), Some(secs)) => Some((inc, secs)),
+            _ => None,
+        };
         if unit.is_none() {
-            unit = Some(r.get::<_, String>(3)?);
-            kind = Some(r.get::<_, String>(4)?);
+            unit = Some(r.get::<_, String>(10)?);
+            kind = Some(r.get::<_, String>(11)?);
         }
         let attrs = attrs.unwrap_or_default();
         if !q.attributes.is_empty() && !matches_attributes(&attrs, &q.attributes) {
             continue;
         }
-        let running_total = r.get::<_, Option<String>>(5)?.as_deref() == Some("cumulative")
-            && r.get::<_, Option<i64>>(6)? == Some(1);
+        let running_total = r.get::<_, Option<String>>(12)?.as_deref() == Some("cumulative")
+            && r.get::<_, Option<i64>>(13)? == Some(1);
         let b = q.from_ns + (t - q.from_ns) / q.step_ns * q.step_ns;
         let (buckets, prev) = by_series.entry(attrs).or_default();
         let acc = buckets.entry(b).or_insert_with(|| Acc {
@@ -179,20 +199,23 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreE
             increase_secs: 0.0,
         });
         let bk = &mut acc.bucket;
-        bk.count += 1;
-        bk.avg += v;
-        bk.min = bk.min.min(v);
-        bk.max = bk.max.max(v);
+        bk.count += n;
+        bk.avg += total;
+        bk.min = bk.min.min(lo);
+        bk.max = bk.max.max(hi);
         bk.last = v;
         if running_total {
-            if let Some((pt, pv)) = *prev
+            if let Some((inc, secs)) = rolled_increase {
+                acc.increase += inc;
+                acc.increase_secs += secs;
+            } else if let Some((pt, pv)) = *prev
                 && t > pt
             {
                 // A drop means the counter restarted from zero.
                 acc.increase += if v >= pv { v - pv } else { v };
                 acc.increase_secs += (t - pt) as f64 / 1e9;
             }
-            *prev = Some((t, v));
+            *prev = Some((last_ns, v));
         }
     }
     let series = by_series

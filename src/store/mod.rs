@@ -6,6 +6,7 @@ pub mod metric_query;
 pub mod offsets;
 pub mod query;
 pub mod retention;
+pub mod rollup;
 pub mod schema;
 pub mod write;
 

@@ -305,6 +305,33 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX metric_points_key ON metric_points(time_ns, point_key)
         WHERE point_key IS NOT NULL;
     "#,
+    // 7: host metric points older than the raw window, rolled into per-step aggregates.
+    r#"
+    CREATE TABLE metric_rollups (
+        name TEXT NOT NULL,
+        -- The points' attributes JSON, '' when they had none.
+        attributes TEXT NOT NULL,
+        bucket_ns INTEGER NOT NULL,
+        step_ns INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        temporality TEXT,
+        monotonic INTEGER,
+        source TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        last REAL NOT NULL,
+        last_ns INTEGER NOT NULL,
+        -- Running totals: the increase over the bucket (from the point before it)
+        -- and the seconds it took, so rates survive the rollup.
+        increase REAL,
+        increase_secs REAL,
+        -- Time first: queries, expiry and the rollup itself all read by time range.
+        PRIMARY KEY (bucket_ns, name, attributes)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -15,6 +15,7 @@ mod memory;
 mod network;
 mod processes;
 mod procfs;
+mod rollup;
 mod runner;
 mod self_stats;
 
@@ -73,6 +74,10 @@ pub struct HostConfig {
     pub restart_loop_window: Duration,
     pub llm_burst_count: u32,
     pub llm_burst_window: Duration,
+    /// Host points younger than this stay as sampled; older ones are rolled up (zero: never).
+    pub raw_retention: Duration,
+    /// The rolled-up points' resolution.
+    pub rollup_step: Duration,
 }
 
 impl Default for HostConfig {
@@ -96,6 +101,8 @@ impl Default for HostConfig {
             restart_loop_window: Duration::from_secs(600),
             llm_burst_count: 5,
             llm_burst_window: Duration::from_secs(60),
+            raw_retention: Duration::from_secs(2 * 3600),
+            rollup_step: Duration::from_secs(300),
         }
     }
 }
@@ -263,6 +270,30 @@ pub const SETTINGS: &[Setting<HostConfig>] = &[
         help: "The window in which failed LLM calls are counted for a burst",
         set: |c, v| {
             c.llm_burst_window = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "metrics_raw_retention",
+        env: "OCT_METRICS_RAW_RETENTION",
+        default: "2h",
+        help: "Host metric points older than this are rolled into OCT_METRICS_ROLLUP_STEP aggregates (0 keeps every point)",
+        set: |c, v| {
+            c.raw_retention = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "metrics_rollup_step",
+        env: "OCT_METRICS_ROLLUP_STEP",
+        default: "5m",
+        help: "The resolution of rolled-up host metrics (count, sum, min, max, last per series and step)",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(1) {
+                return Err("must be at least 1s".into());
+            }
+            c.rollup_step = d;
             Ok(())
         },
     },

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::detector::{Detector, Resolution};
+use super::rollup::{RELEASE_PAGES_EVERY, RollupSchedule, release_cached_pages};
 use super::{HostConfig, HostError, Sample, agent, llm};
 use crate::model::{Record, now_ns};
 use crate::pipeline::Pipeline;
@@ -65,6 +66,7 @@ pub fn start(
     db_path: &Path,
     pipeline: Pipeline,
     llm: Arc<llm::LlmFailures>,
+    retention: &crate::store::retention::Policy,
 ) -> Option<HostHandle> {
     let metrics_on = !cfg.metrics_interval.is_zero();
     let agent = agent::AgentWatcher::new(cfg);
@@ -83,6 +85,9 @@ pub fn start(
     let mut runner = Runner {
         interval: cfg.metrics_interval,
         agent_interval: cfg.agent_poll_interval.max(Duration::from_millis(50)),
+        rollup: metrics_on
+            .then(|| RollupSchedule::new(cfg, retention))
+            .flatten(),
         collectors,
         agent,
         detector,
@@ -205,6 +210,8 @@ struct Runner {
     interval: Duration,
     agent_interval: Duration,
     collectors: Vec<Box<dyn Collector>>,
+    /// Rolls up old host points; `None` when off.
+    rollup: Option<RollupSchedule>,
     agent: Option<agent::AgentWatcher>,
     detector: Detector,
     shared: Shared,
@@ -222,6 +229,7 @@ impl Runner {
         let start = Instant::now();
         let mut next_sample = (!self.collectors.is_empty()).then_some(start);
         let mut next_agent = self.agent.is_some().then_some(start);
+        let mut next_release = start + RELEASE_PAGES_EVERY;
         loop {
             let now = Instant::now();
             if next_agent.is_some_and(|t| now >= t) {
@@ -233,7 +241,18 @@ impl Runner {
                 next_sample = Some(later(now, self.interval));
             }
             self.flush();
-            let wake = [next_sample, next_agent].into_iter().flatten().min();
+            if let Some(r) = self.rollup.as_mut() {
+                r.tick(&self.shared.pipeline, Instant::now());
+            }
+            if next_sample.is_some() && now >= next_release {
+                release_cached_pages(&self.shared.pipeline);
+                next_release = now + RELEASE_PAGES_EVERY;
+            }
+            let next_rollup = self.rollup.as_ref().map(|r| r.due());
+            let wake = [next_sample, next_agent, next_rollup]
+                .into_iter()
+                .flatten()
+                .min();
             let wait = wake.map_or(Duration::from_secs(3600), |w| {
                 w.saturating_duration_since(Instant::now())
             });

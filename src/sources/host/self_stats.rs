@@ -61,6 +61,10 @@ impl Collector for SelfStats {
             &a,
         );
         s.gauge("process.thread.count", "{thread}", p.threads as f64, &a);
+        // SQLite's share of the heap (page caches, statements): what RSS growth is checked against.
+        // SAFETY: a read of SQLite's global allocation counter; no arguments.
+        let sqlite_bytes = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+        s.gauge("oct.sqlite.memory.usage", "By", sqlite_bytes as f64, &[]);
         if let Some(n) = procfs::open_fds("self") {
             s.gauge(
                 "process.open_file_descriptor.count",

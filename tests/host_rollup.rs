@@ -89,6 +89,13 @@ fn old_host_points_are_rolled_up_and_still_answer_queries() {
         0,
         "rolled points are deleted"
     );
+    // A metric with only rolled points is still listed.
+    let names = d.get_json("/v1/metrics/names");
+    let listed = names.to_string();
+    assert!(
+        listed.contains("\"test.rollup.gauge\"") && listed.contains("\"test.rollup.total\""),
+        "{names}"
+    );
     let range = format!(
         "from={}&to={}",
         base / 1_000_000,

@@ -40,19 +40,32 @@ pub fn names(conn: &Connection) -> Result<Vec<MetricName>, StoreError> {
              SELECT id FROM metric_points WHERE name = n.name ORDER BY time_ns DESC LIMIT 1)
          WHERE n.name IS NOT NULL ORDER BY n.name",
     )?;
-    let rows = stmt
-        .query_map([], |r| {
-            let t: i64 = r.get(3)?;
-            Ok(MetricName {
-                name: r.get(0)?,
-                unit: r.get(1)?,
-                kind: r.get(2)?,
-                last_time: format_ns(t),
-                last_ns: t,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+    let mut all = stmt
+        .query_map([], name_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    // Metrics whose raw points are all rolled up (host health off for a while) are
+    // still stored: list them too, from the rollups (a scan of a small table).
+    let mut rolled =
+        conn.prepare("SELECT name, unit, kind, max(last_ns) FROM metric_rollups GROUP BY name")?;
+    for m in rolled.query_map([], name_row)? {
+        let m = m?;
+        if let Err(at) = all.binary_search_by(|n: &MetricName| n.name.cmp(&m.name)) {
+            all.insert(at, m);
+        }
+    }
+    Ok(all)
+}
+
+/// A name row: name, unit, kind, last sample time.
+fn name_row(r: &rusqlite::Row) -> rusqlite::Result<MetricName> {
+    let t: i64 = r.get(3)?;
+    Ok(MetricName {
+        name: r.get(0)?,
+        unit: r.get(1)?,
+        kind: r.get(2)?,
+        last_time: format_ns(t),
+        last_ns: t,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -292,10 +292,17 @@ impl Pipeline {
     }
 
     /// Enqueues records from `source`. All or nothing: on error none of them is kept.
-    pub fn submit(
+    pub fn submit(&self, source: &'static str, records: Vec<Record>) -> Result<usize, SubmitError> {
+        let bytes = records.iter().map(Record::approx_bytes).sum::<usize>();
+        self.submit_sized(source, records, bytes)
+    }
+
+    /// `submit`, for a caller that already knows the records' `approx_bytes` total.
+    pub fn submit_sized(
         &self,
         source: &'static str,
         mut records: Vec<Record>,
+        bytes: usize,
     ) -> Result<usize, SubmitError> {
         let n = records.len();
         if n == 0 {
@@ -311,7 +318,6 @@ impl Pipeline {
         }
         // Reserve room, by count and by size; a submission larger than the whole queue
         // still goes in when the queue is empty.
-        let bytes = records.iter().map(Record::approx_bytes).sum::<usize>();
         let reserve = |depth: &AtomicUsize, add: usize, max: usize| {
             depth
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {

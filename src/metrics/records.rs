@@ -109,40 +109,19 @@ struct LlmSeries {
 impl LlmSeries {
     /// The series of `family` for `labels`, cached in `slot`. Handles share their
     /// family's storage, so what is recorded through one shows in `/metrics`.
+    /// The series of `family` for `labels` (plus `extra`, when given), cached in `slot`.
+    /// Handles share their family's storage, so what is recorded through one shows in
+    /// `/metrics`.
     fn handle<'a, M: Clone, C: Fn() -> M>(
-        &self,
         slot: &'a OnceLock<M>,
         family: &Family<Labels, M, C>,
         labels: &Labels,
+        extra: Option<(&'static str, &str)>,
     ) -> &'a M {
-        slot.get_or_init(|| family.get_or_create(labels).clone())
-    }
-
-    fn with_label(labels: &Labels, name: &'static str, value: &str) -> Labels {
-        let mut l = labels.clone();
-        l.push((name, value.to_string()));
-        l
-    }
-
-    fn token_usage(&self, m: &RecordMetrics, i: usize) -> &Histogram {
-        self.token_usage[i].get_or_init(|| {
-            let l = Self::with_label(&self.base, "gen_ai_token_type", TOKEN_TYPES[i]);
-            m.token_usage.get_or_create(&l).clone()
-        })
-    }
-
-    fn calls(&self, m: &RecordMetrics, status: StatusCode) -> &Counter {
-        let i = status as usize;
-        self.calls[i].get_or_init(|| {
-            let l = Self::with_label(&self.short, "status", status.as_str());
-            m.llm_calls.get_or_create(&l).clone()
-        })
-    }
-
-    fn tokens(&self, m: &RecordMetrics, i: usize) -> &Counter {
-        self.tokens[i].get_or_init(|| {
-            let l = Self::with_label(&self.short, "type", TOKEN_TYPES[i]);
-            m.llm_tokens.get_or_create(&l).clone()
+        slot.get_or_init(|| {
+            let mut l = labels.clone();
+            l.extend(extra.map(|(name, value)| (name, value.to_string())));
+            family.get_or_create(&l).clone()
         })
     }
 }
@@ -273,7 +252,9 @@ impl RecordMetrics {
             if let Some(n) = get(s)
                 && change.became(|s| get(s).is_some())
             {
-                series.token_usage(self, i).observe(n as f64);
+                let ty = Some(("gen_ai_token_type", TOKEN_TYPES[i]));
+                LlmSeries::handle(&series.token_usage[i], &self.token_usage, &series.base, ty)
+                    .observe(n as f64);
             }
         }
         if let Some(secs) = duration_secs(s)
@@ -284,20 +265,30 @@ impl RecordMetrics {
                 l.push(("error_type", self.error_type(s)));
                 self.operation_duration.get_or_create(&l).observe(secs);
             } else {
-                series
-                    .handle(&series.duration, &self.operation_duration, &series.base)
-                    .observe(secs);
+                LlmSeries::handle(
+                    &series.duration,
+                    &self.operation_duration,
+                    &series.base,
+                    None,
+                )
+                .observe(secs);
             }
         }
         if let Some(ttft) = time_to_first_token(s)
             && change.became(|s| time_to_first_token(s).is_some())
         {
-            series
-                .handle(&series.ttft, &self.time_to_first_token, &series.base)
+            LlmSeries::handle(&series.ttft, &self.time_to_first_token, &series.base, None)
                 .observe(ttft);
         }
         if counts_now(change) {
-            series.calls(self, s.status).inc();
+            let status = Some(("status", s.status.as_str()));
+            LlmSeries::handle(
+                &series.calls[s.status as usize],
+                &self.llm_calls,
+                &series.short,
+                status,
+            )
+            .inc();
         }
         // Counters only grow: a piece adds what its row gained (under the row's labels now).
         let by_type: [Tokens; TOKEN_TYPES.len()] = [
@@ -310,14 +301,14 @@ impl RecordMetrics {
         for (i, get) in by_type.into_iter().enumerate() {
             let n = change.delta(get);
             if n > 0 {
-                series.tokens(self, i).inc_by(n as u64);
+                let ty = Some(("type", TOKEN_TYPES[i]));
+                LlmSeries::handle(&series.tokens[i], &self.llm_tokens, &series.short, ty)
+                    .inc_by(n as u64);
             }
         }
         let cost = change.delta(|s| s.cost_usd.filter(|c| c.is_finite() && *c >= 0.0));
         if cost > 0.0 {
-            series
-                .handle(&series.cost, &self.llm_cost, &series.short)
-                .inc_by(cost);
+            LlmSeries::handle(&series.cost, &self.llm_cost, &series.short, None).inc_by(cost);
         }
     }
 

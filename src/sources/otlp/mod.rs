@@ -211,7 +211,7 @@ pub async fn export(
     let converted = convert_payload(st, signal, payload)?;
     let bytes = converted.records.iter().map(Record::approx_bytes).sum();
     wait_for_room(st, converted.records.len(), bytes, until).await;
-    st.pipeline.submit("otlp", converted.records)?;
+    st.pipeline.submit_sized("otlp", converted.records, bytes)?;
     Ok(Exported {
         accepted: converted.items,
         rejects: converted.rejects,

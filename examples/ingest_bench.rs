@@ -342,7 +342,13 @@ async fn main() {
         .cloned()
         .unwrap_or_else(|| "target/release/openclaw-trace".into());
     let quick = args.iter().any(|a| a == "--quick");
-    let (secs, idle_secs) = if quick { (3.0, 10) } else { (8.0, 60) };
+    // For profiling: only the batched phase, with nothing before or after it.
+    let only_batched = std::env::var_os("BENCH_ONLY_BATCHED").is_some();
+    let (secs, idle_secs) = match (quick, only_batched) {
+        (_, true) => (8.0, 1),
+        (true, _) => (3.0, 10),
+        _ => (8.0, 60),
+    };
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!("binary: {bin} {:.2} MiB", size as f64 / 1048576.0);
 
@@ -362,6 +368,16 @@ async fn main() {
     );
 
     let peak = AtomicU64::new(0);
+    if only_batched {
+        let batched = throughput(&p, 100, 4, secs, &peak).await;
+        println!("batches of 100 (4 connections): {batched:.0} events/s committed");
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        let mut child = p.child;
+        let _ = child.wait();
+        return;
+    }
     if std::env::var_os("BENCH_LATENCY_FIRST").is_some() {
         let lat = paced_latency(&p, 1000, 3).await;
         println!(

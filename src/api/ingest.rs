@@ -127,13 +127,15 @@ pub(crate) async fn accept_native(
     }
     .map_err(invalid)?;
 
+    /// The answer, serialized straight from the ids (a `json!` value copied each one).
+    #[derive(serde::Serialize)]
+    struct Accepted {
+        accepted: usize,
+        ids: Vec<String>,
+    }
     let ids: Vec<String> = records.iter().map(ingest::record_id).collect();
-    let n = st.pipeline.submit("api", records)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": n, "ids": ids })),
-    )
-        .into_response())
+    let accepted = st.pipeline.submit("api", records)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted { accepted, ids })).into_response())
 }
 
 pub async fn post_errors(

@@ -1,9 +1,12 @@
 //! The native JSON capture API (a drop-in for the Go openclaw-trace): turns
 //! request bodies into records, or into an error naming the item and field.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
-use serde::Serialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Setting, parse_bytes};
@@ -58,11 +61,22 @@ impl FieldError {
 
 /// Splits a body into items: one JSON object, a JSON array of objects, or NDJSON.
 pub fn split_items(body: &[u8]) -> Result<Vec<Map<String, Value>>, FieldError> {
+    split_objects(body)
+}
+
+/// One item's fields in the order sent, keys borrowed from the body when they need no
+/// unescaping: parsing into a map allocated every key and a tree node per few fields,
+/// which was most of the capture endpoints' CPU.
+#[derive(Default)]
+pub struct ItemFields<'a>(Vec<(Cow<'a, str>, Value)>);
+
+/// `split_items`, generic over how an object is kept.
+fn split_objects<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<Vec<T>, FieldError> {
     if std::str::from_utf8(body).is_err() {
         return Err(FieldError::body("body is not valid UTF-8"));
     }
-    let mut values = Vec::new();
-    for v in serde_json::Deserializer::from_slice(body).into_iter::<Value>() {
+    let mut values: Vec<TopValue<T>> = Vec::new();
+    for v in serde_json::Deserializer::from_slice(body).into_iter::<TopValue<T>>() {
         match v {
             Ok(v) => values.push(v),
             Err(e) => {
@@ -74,14 +88,20 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Map<String, Value>>, FieldError> {
             }
         }
     }
-    let values = match values.len() {
+    let values: Vec<Element<T>> = match values.len() {
         0 => return Err(FieldError::body("empty body")),
         1 => match values.pop() {
-            Some(Value::Array(items)) => items,
-            Some(v) => vec![v],
+            Some(TopValue::Array(items)) => items,
+            Some(TopValue::One(v)) => vec![v],
             None => Vec::new(),
         },
-        _ => values,
+        _ => values
+            .into_iter()
+            .map(|v| match v {
+                TopValue::One(v) => v,
+                TopValue::Array(_) => Element::Other("an array"),
+            })
+            .collect(),
     };
     if values.is_empty() {
         return Err(FieldError::body("empty batch"));
@@ -91,14 +111,131 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Map<String, Value>>, FieldError> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Object(m) => Ok(m),
-            other => Err(FieldError {
+            Element::Object(m) => Ok(m),
+            Element::Other(type_name) => Err(FieldError {
                 item: batch.then_some(i),
                 field: None,
-                message: format!("expected a JSON object, got {}", type_name(&other)),
+                message: format!("expected a JSON object, got {type_name}"),
             }),
         })
         .collect()
+}
+
+/// A top-level JSON value of a body: an array of values, or one value.
+enum TopValue<T> {
+    Array(Vec<Element<T>>),
+    One(Element<T>),
+}
+
+/// A value that should be an object; anything else is kept only by its type name.
+enum Element<T> {
+    Object(T),
+    Other(&'static str),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for TopValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ElementVisitor::<T, true>(PhantomData))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Element<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ElementVisitor::<T, false>(PhantomData))
+            .map(|top| match top {
+                TopValue::One(e) => e,
+                TopValue::Array(_) => Element::Other("an array"),
+            })
+    }
+}
+
+/// Visits one value; `TOP` keeps an array's elements, elsewhere an array is just "an array".
+struct ElementVisitor<T, const TOP: bool>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>, const TOP: bool> Visitor<'de> for ElementVisitor<T, TOP> {
+    type Value = TopValue<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(|t| TopValue::One(Element::Object(t)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if TOP {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(e) = seq.next_element::<Element<T>>()? {
+                items.push(e);
+            }
+            return Ok(TopValue::Array(items));
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopValue::One(Element::Other("an array")))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("null")))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("a boolean")))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("a number")))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("a number")))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("a number")))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopValue::One(Element::Other("a string")))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ItemFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = ItemFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
+                while let Some(FieldKey(k)) = map.next_key::<FieldKey<'a>>()? {
+                    fields.push((k, map.next_value::<Value>()?));
+                }
+                Ok(ItemFields(fields))
+            }
+        }
+        d.deserialize_map(FieldsVisitor(PhantomData))
+    }
+}
+
+/// An object key, borrowed from the body unless it had escapes.
+struct FieldKey<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FieldKey<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = FieldKey<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldKey(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(FieldKey(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor(PhantomData))
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -115,15 +252,15 @@ fn type_name(v: &Value) -> &'static str {
 /// Typed access to one item's fields, with errors that name the field.
 /// Each field is read once: reading takes the value out, so texts move into the
 /// record instead of being copied (this runs for every captured item).
-pub struct Fields {
-    map: RefCell<Map<String, Value>>,
+pub struct Fields<'a> {
+    fields: RefCell<ItemFields<'a>>,
     item: Option<usize>,
 }
 
-impl Fields {
-    pub fn new(map: Map<String, Value>, item: Option<usize>) -> Self {
+impl<'a> Fields<'a> {
+    pub fn new(fields: ItemFields<'a>, item: Option<usize>) -> Self {
         Fields {
-            map: RefCell::new(map),
+            fields: RefCell::new(fields),
             item,
         }
     }
@@ -137,9 +274,9 @@ impl Fields {
     }
 
     fn get(&self, k: &str) -> Option<Value> {
-        // Taken, leaving null behind: removing from the map would rebalance it on every read.
-        let mut map = self.map.borrow_mut();
-        let v = map.get_mut(k)?;
+        // The last occurrence wins, as in a map; taken, leaving null behind.
+        let mut fields = self.fields.borrow_mut();
+        let (_, v) = fields.0.iter_mut().rev().find(|(key, _)| key == k)?;
         (!v.is_null()).then(|| v.take())
     }
 
@@ -463,7 +600,7 @@ pub fn parse(
     body: &[u8],
     cfg: &IngestConfig,
 ) -> Result<Vec<Record>, FieldError> {
-    let items = split_items(body)?;
+    let items = split_objects::<ItemFields>(body)?;
     let batch = items.len() > 1;
     let now = now_ns();
     items
@@ -544,6 +681,52 @@ mod tests {
         assert!(parse(Endpoint::Events, b"[]", &cfg()).is_err());
         assert!(parse(Endpoint::Events, b"", &cfg()).is_err());
         assert!(parse(Endpoint::Events, b"[1]", &cfg()).is_err());
+    }
+
+    #[test]
+    fn keys_with_escapes_duplicates_and_non_objects() {
+        // An escaped key is the key it spells; a repeated key keeps its last value, as a map would.
+        let body = br#"{"pro\u0076ider":"a","model":"x","model":"b","model":null}"#;
+        let r = parse(Endpoint::Traces, body, &cfg());
+        let e = r.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("model"));
+        let body = br#"{"pro\u0076ider":"a","model":"x","model":"b"}"#;
+        let r = parse(Endpoint::Traces, body, &cfg()).unwrap();
+        let Record::Span(s) = &r[0] else { panic!() };
+        assert_eq!(s.provider.as_deref(), Some("a"));
+        assert_eq!(s.request_model.as_deref(), Some("b"));
+        let e = parse(Endpoint::Events, br#"[{"name":"a"}, 5]"#, &cfg()).unwrap_err();
+        assert_eq!(
+            (e.item, e.message.as_str()),
+            (Some(1), "expected a JSON object, got a number")
+        );
+        let e = parse(Endpoint::Events, b"{\"name\":\"a\"}\n[1]\n", &cfg()).unwrap_err();
+        assert_eq!(
+            (e.item, e.message.as_str()),
+            (Some(1), "expected a JSON object, got an array")
+        );
+        let e = parse(
+            Endpoint::Events,
+            br#"[{"name":"a"},[{"name":"b"}]]"#,
+            &cfg(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.item, e.message.as_str()),
+            (Some(1), "expected a JSON object, got an array")
+        );
+        let e = parse(Endpoint::Events, b"{\"name\":\"a\"}\n{\"name\":", &cfg()).unwrap_err();
+        assert_eq!(e.item, Some(1));
+        assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
+        let deep = format!(
+            "{{\"name\":\"a\",\"metadata\":{}1{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(parse(Endpoint::Events, deep.as_bytes(), &cfg()).is_err());
+        // The same splitter serves the OpenClaw endpoint with maps.
+        let items = split_items(br#"[{"kind":"a"},{"kind":"b"}]"#).unwrap();
+        assert_eq!(items[1]["kind"], "b");
     }
 
     #[test]

@@ -184,7 +184,7 @@ struct TraceDelta<'a> {
 #[derive(Default)]
 struct TraceDeltas<'a> {
     deltas: Vec<TraceDelta<'a>>,
-    index: HashMap<TraceId, usize>,
+    index: HashMap<TraceId, usize, crate::util::id_hash::IdHashing>,
 }
 
 impl<'a> TraceDeltas<'a> {

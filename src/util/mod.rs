@@ -2,4 +2,5 @@
 pub mod digest;
 pub mod duration;
 pub mod hex;
+pub mod id_hash;
 pub mod time;

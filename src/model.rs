@@ -4,6 +4,18 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+/// Attributes shared by every item of one export (an OTLP resource): one map behind a
+/// pointer, so each span does not carry, redact, serialize and free its own copy.
+pub type SharedMap = Arc<Map<String, Value>>;
+
+/// The empty resource most records have, shared instead of allocated per record.
+pub fn empty_map() -> SharedMap {
+    static EMPTY: std::sync::LazyLock<SharedMap> = std::sync::LazyLock::new(SharedMap::default);
+    EMPTY.clone()
+}
+
 /// 16-byte trace id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId(pub [u8; 16]);
@@ -175,7 +187,7 @@ pub struct Span {
     pub input: Option<CappedText>,
     pub output: Option<CappedText>,
     pub attributes: Map<String, Value>,
-    pub resource: Map<String, Value>,
+    pub resource: SharedMap,
     /// Which source produced it (`api`, `otlp`, `openclaw`, ...).
     pub source: &'static str,
     /// Set when this record is one piece of a span reported in pieces: it is merged into
@@ -237,7 +249,7 @@ impl Span {
             input: None,
             output: None,
             attributes: Map::new(),
-            resource: Map::new(),
+            resource: empty_map(),
             source: "api",
             merge: None,
         }
@@ -267,7 +279,7 @@ pub struct Event {
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     pub attributes: Map<String, Value>,
-    pub resource: Map<String, Value>,
+    pub resource: SharedMap,
     pub source: &'static str,
 }
 
@@ -291,7 +303,7 @@ impl Event {
             session_id: None,
             user_id: None,
             attributes: Map::new(),
-            resource: Map::new(),
+            resource: empty_map(),
             source: "api",
         }
     }
@@ -323,7 +335,7 @@ pub struct MetricPoint {
     pub temporality: Option<&'static str>,
     pub monotonic: Option<bool>,
     pub attributes: Map<String, Value>,
-    pub resource: Map<String, Value>,
+    pub resource: SharedMap,
     pub source: &'static str,
     /// A client may send this point again (an OTLP export retried): it is stored once
     /// per series and time, so a retried cumulative sum never counts twice.
@@ -348,7 +360,7 @@ impl MetricPoint {
             temporality: None,
             monotonic: None,
             attributes: Map::new(),
-            resource: Map::new(),
+            resource: empty_map(),
             source: "host",
             deduplicate: false,
         }

@@ -14,8 +14,10 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::config::{Setting, parse_bool};
-use crate::model::{CappedText, Record};
+use crate::model::{CappedText, Record, SharedMap};
 use crate::pipeline::Transform;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// What replaces a secret.
 pub const MASK: &str = "[REDACTED]";
@@ -367,6 +369,34 @@ pub fn redact_string(s: &mut String) -> bool {
     }
 }
 
+thread_local! {
+    /// The last shared map redacted on this thread, and its redacted form: the items of
+    /// one export share their resource, so it is redacted once per export, not per item.
+    static LAST_SHARED: RefCell<Option<(SharedMap, SharedMap)>> = const { RefCell::new(None) };
+}
+
+/// Redacts a map shared between records; the records that shared it share the result.
+pub fn redact_shared(m: &mut SharedMap) {
+    if m.is_empty() {
+        return;
+    }
+    LAST_SHARED.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((from, to)) = last.as_ref()
+            && Arc::ptr_eq(from, m)
+        {
+            *m = to.clone();
+            return;
+        }
+        let from = m.clone();
+        let mut redacted = (**m).clone();
+        redact_map(&mut redacted);
+        *m = SharedMap::new(redacted);
+        // Holding `from` keeps its address from being reused by another map.
+        *last = Some((from, m.clone()));
+    });
+}
+
 /// Masks every value under a sensitive key, and secrets inside every other string.
 pub fn redact_map(m: &mut Map<String, Value>) {
     for (k, v) in m.iter_mut() {
@@ -424,17 +454,17 @@ pub fn redact_record(r: &mut Record) {
             redact_opt(&mut s.status_message);
             redact_string(&mut s.name);
             redact_map(&mut s.attributes);
-            redact_map(&mut s.resource);
+            redact_shared(&mut s.resource);
         }
         Record::Event(e) => {
             redact_opt(&mut e.message);
             redact_opt(&mut e.stack_trace);
             redact_map(&mut e.attributes);
-            redact_map(&mut e.resource);
+            redact_shared(&mut e.resource);
         }
         Record::Metric(m) => {
             redact_map(&mut m.attributes);
-            redact_map(&mut m.resource);
+            redact_shared(&mut m.resource);
         }
     }
 }
@@ -456,6 +486,50 @@ mod tests {
 
     fn r(s: &str) -> String {
         redact_text(s).into_owned()
+    }
+
+    #[test]
+    fn a_shared_resource_is_redacted_once_for_every_record_sharing_it() {
+        use crate::model::{Span, SpanId, SpanKind, TraceId};
+        let mut m = Map::new();
+        m.insert("api_key".into(), json!("abc123secret"));
+        m.insert("service.name".into(), json!("agent"));
+        let shared = SharedMap::new(m);
+        let mut records: Vec<Record> = (0..3)
+            .map(|_| {
+                let mut s = Span::new(
+                    TraceId::generate(),
+                    SpanId::generate(),
+                    "x".into(),
+                    SpanKind::Other,
+                    1,
+                );
+                s.resource = shared.clone();
+                Record::Span(Box::new(s))
+            })
+            .collect();
+        let mut other = Map::new();
+        other.insert("token".into(), json!("t0ps3cret"));
+        let mut lone = Span::new(
+            TraceId::generate(),
+            SpanId::generate(),
+            "y".into(),
+            SpanKind::Other,
+            1,
+        );
+        lone.resource = SharedMap::new(other);
+        records.push(Record::Span(Box::new(lone)));
+        records.iter_mut().for_each(redact_record);
+        let res = |r: &Record| match r {
+            Record::Span(s) => s.resource.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(res(&records[0])["api_key"], MASK);
+        assert_eq!(res(&records[0])["service.name"], "agent");
+        assert!(Arc::ptr_eq(&res(&records[0]), &res(&records[2])));
+        assert_eq!(res(&records[3])["token"], MASK);
+        // The original map is untouched: a record elsewhere holding it keeps its own view.
+        assert_eq!(shared["api_key"], "abc123secret");
     }
 
     #[test]

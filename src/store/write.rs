@@ -5,7 +5,10 @@ use serde_json::{Map, Value};
 
 use std::collections::HashMap;
 
-use crate::model::{Event, MetricPoint, Record, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::model::{
+    Event, MetricPoint, Record, SharedMap, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
+use std::sync::Arc;
 
 /// What a batch did: rows written, duplicates skipped, and what each record changed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -119,6 +122,7 @@ pub fn write_records(
     let mut span_insert: Option<CachedStatement> = None;
     let mut event_insert: Option<CachedStatement> = None;
     let mut metric_insert: Option<CachedStatement> = None;
+    let mut resources = ResourceJson::default();
     for r in records {
         let effect = match r {
             Record::Span(s) if s.merge.is_some() => {
@@ -129,7 +133,7 @@ pub fn write_records(
             }
             Record::Span(s) => {
                 let stmt = prepared(tx, &mut span_insert, || span_insert_sql("DO NOTHING"))?;
-                let new = bind_span_row(stmt, s, received_ns)? > 0;
+                let new = bind_span_row(stmt, s, received_ns, &mut resources)? > 0;
                 if new {
                     traces.add(s);
                 }
@@ -137,11 +141,11 @@ pub fn write_records(
             }
             Record::Event(e) => {
                 let stmt = prepared(tx, &mut event_insert, || EVENT_INSERT.into())?;
-                effect_of(insert_event(stmt, e, received_ns)?)
+                effect_of(insert_event(stmt, e, received_ns, &mut resources)?)
             }
             Record::Metric(m) => {
                 let stmt = prepared(tx, &mut metric_insert, || METRIC_INSERT.into())?;
-                effect_of(insert_metric(stmt, m)?)
+                effect_of(insert_metric(stmt, m, &mut resources)?)
             }
         };
         if matches!(effect, WriteEffect::Duplicate) {
@@ -290,7 +294,7 @@ pub(super) fn write_span_row(
     on_conflict: &str,
 ) -> rusqlite::Result<usize> {
     let mut stmt = tx.prepare_cached(&span_insert_sql(on_conflict))?;
-    bind_span_row(&mut stmt, s, received_ns)
+    bind_span_row(&mut stmt, s, received_ns, &mut ResourceJson::default())
 }
 
 fn span_insert_sql(on_conflict: &str) -> String {
@@ -307,7 +311,29 @@ fn span_insert_sql(on_conflict: &str) -> String {
     )
 }
 
-fn bind_span_row(stmt: &mut Statement, s: &Span, received_ns: i64) -> rusqlite::Result<usize> {
+/// The JSON of the last resource written: the items of one export share theirs, so it is
+/// serialized once, not once per span.
+#[derive(Default)]
+struct ResourceJson {
+    last: Option<(SharedMap, Option<String>)>,
+}
+
+impl ResourceJson {
+    fn of(&mut self, resource: &SharedMap) -> Option<&str> {
+        match &self.last {
+            Some((r, _)) if Arc::ptr_eq(r, resource) => {}
+            _ => self.last = Some((resource.clone(), json_or_null(resource))),
+        }
+        self.last.as_ref().and_then(|(_, json)| json.as_deref())
+    }
+}
+
+fn bind_span_row(
+    stmt: &mut Statement,
+    s: &Span,
+    received_ns: i64,
+    resources: &mut ResourceJson,
+) -> rusqlite::Result<usize> {
     let finish = (!s.finish_reasons.is_empty())
         .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
     stmt.execute(params![
@@ -345,7 +371,7 @@ fn bind_span_row(stmt: &mut Statement, s: &Span, received_ns: i64) -> rusqlite::
         s.output.as_ref().map(|t| t.text.as_str()),
         s.output.as_ref().map(|t| t.original_len as i64),
         json_or_null(&s.attributes),
-        json_or_null(&s.resource),
+        resources.of(&s.resource),
         s.source,
         received_ns,
         s.cost_computed_usd,
@@ -419,7 +445,12 @@ const EVENT_INSERT: &str = "INSERT INTO events (uid, type, time_ns, name, severi
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT(uid) DO NOTHING";
 
-fn insert_event(stmt: &mut Statement, e: &Event, received_ns: i64) -> rusqlite::Result<bool> {
+fn insert_event(
+    stmt: &mut Statement,
+    e: &Event,
+    received_ns: i64,
+    resources: &mut ResourceJson,
+) -> rusqlite::Result<bool> {
     let n = stmt.execute(params![
         e.uid,
         e.event_type.as_str(),
@@ -435,7 +466,7 @@ fn insert_event(stmt: &mut Statement, e: &Event, received_ns: i64) -> rusqlite::
         e.session_id,
         e.user_id,
         json_or_null(&e.attributes),
-        json_or_null(&e.resource),
+        resources.of(&e.resource),
         e.source,
         received_ns,
     ])?;
@@ -448,10 +479,14 @@ const METRIC_INSERT: &str =
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (time_ns, point_key) WHERE point_key IS NOT NULL DO NOTHING";
 
-fn insert_metric(stmt: &mut Statement, m: &MetricPoint) -> rusqlite::Result<bool> {
+fn insert_metric(
+    stmt: &mut Statement,
+    m: &MetricPoint,
+    resources: &mut ResourceJson,
+) -> rusqlite::Result<bool> {
     let h = m.histogram.as_ref();
     let attributes = json_or_null(&m.attributes);
-    let resource = json_or_null(&m.resource);
+    let resource = resources.of(&m.resource);
     // The series: name, kind, start and every attribute (the time is the index's other half).
     let point_key = m.deduplicate.then(|| {
         let start = m.start_time_ns.unwrap_or(0).to_string();
@@ -460,7 +495,7 @@ fn insert_metric(stmt: &mut Statement, m: &MetricPoint) -> rusqlite::Result<bool
             m.kind.as_str(),
             &start,
             attributes.as_deref().unwrap_or(""),
-            resource.as_deref().unwrap_or(""),
+            resource.unwrap_or(""),
         ])
     });
     let n = stmt.execute(params![

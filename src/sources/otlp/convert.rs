@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::Rejects;
 use super::mapping::{self as m, attr_str};
 use crate::model::{
-    Event, EventType, Histogram, MetricKind, MetricPoint, Record, Span, SpanId, StatusCode, TraceId,
+    Event, EventType, Histogram, MetricKind, MetricPoint, Record, SharedMap, Span, SpanId,
+    StatusCode, TraceId,
 };
 
 /// Where records go and how big their texts may be.
@@ -68,8 +69,9 @@ pub fn attributes(kvs: Vec<KeyValue>) -> Map<String, Value> {
     out
 }
 
-fn resource_map(r: Option<Resource>) -> Map<String, Value> {
-    r.map(|r| attributes(r.attributes)).unwrap_or_default()
+/// One map for every item of the resource: each item holds a pointer to it.
+fn resource_map(r: Option<Resource>) -> SharedMap {
+    SharedMap::new(r.map(|r| attributes(r.attributes)).unwrap_or_default())
 }
 
 /// Nanoseconds as stored (i64); 0 means absent.
@@ -179,7 +181,7 @@ pub fn traces(req: ExportTraceServiceRequest, limits: &Limits, rejects: Rejects)
 
 fn span(
     mut s: OtlpSpan,
-    resource: &Map<String, Value>,
+    resource: &SharedMap,
     scope: &Option<InstrumentationScope>,
     limits: &Limits,
     out: &mut Vec<Record>,
@@ -374,7 +376,7 @@ pub fn logs(req: ExportLogsServiceRequest, limits: &Limits, rejects: Rejects) ->
     for rl in req.resource_logs {
         let resource = resource_map(rl.resource);
         // Part of every log's identity; hashed once per resource.
-        let resource_digest = Sha256::digest(Value::Object(resource.clone()).to_string());
+        let resource_digest = Sha256::digest(serde_json::to_string(&*resource).unwrap_or_default());
         for sl in rl.scope_logs {
             let scope_name = sl.scope.as_ref().map(|s| s.name.as_str()).unwrap_or("");
             for (i, lr) in sl.log_records.into_iter().enumerate() {
@@ -393,7 +395,7 @@ pub fn logs(req: ExportLogsServiceRequest, limits: &Limits, rejects: Rejects) ->
 
 fn log(
     mut lr: LogRecord,
-    resource: &Map<String, Value>,
+    resource: &SharedMap,
     resource_digest: &[u8],
     scope_name: &str,
     limits: &Limits,
@@ -492,7 +494,7 @@ const NO_RECORDED_VALUE: u32 = 1;
 
 struct PointBase<'a> {
     metric: &'a Metric,
-    resource: &'a Map<String, Value>,
+    resource: &'a SharedMap,
 }
 
 impl PointBase<'_> {
@@ -550,7 +552,7 @@ pub fn metrics(req: ExportMetricsServiceRequest, rejects: Rejects) -> Converted 
     out
 }
 
-fn metric_points(metric: &Metric, resource: &Map<String, Value>, out: &mut Converted) {
+fn metric_points(metric: &Metric, resource: &SharedMap, out: &mut Converted) {
     let base = PointBase { metric, resource };
     let name = &metric.name;
     let push = |out: &mut Converted, r: Result<Vec<MetricPoint>, String>| match r {

@@ -23,6 +23,8 @@ out=bench/out/otlp
 mkdir -p "$out"
 cargo build --release --bin openclaw-trace --example otlp_load
 LOAD=target/release/examples/otlp_load
+# OCT_BIN compares another build of the daemon under the same load.
+OCT_BIN=${OCT_BIN:-target/release/openclaw-trace}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -118,7 +120,7 @@ dir=$(mktemp -d)
 port=$(free_port)
 # The size cap is raised so that retention does not delete spans while they are counted.
 OCT_PORT=$port OCT_DB_PATH="$dir/trace.db" OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=off \
-  OCT_CLEANUP_DB_THRESHOLD_BYTES=16GiB OCT_LOG_FORMAT=json target/release/openclaw-trace > "$dir/daemon.log" 2>&1 &
+  OCT_CLEANUP_DB_THRESHOLD_BYTES=16GiB OCT_LOG_FORMAT=json "$OCT_BIN" > "$dir/daemon.log" 2>&1 &
 oct=$!
 trap 'kill $oct 2>/dev/null || true; [[ -n "${phx:-}" ]] && kill $phx 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

@@ -82,7 +82,13 @@ fn delete_batch(
     limit: i64,
 ) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
-    let n = if table == "spans" {
+    let n = if table == ROLLUPS {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {ROLLUPS} WHERE (bucket_ns, name, attributes) IN (
+                 SELECT bucket_ns, name, attributes FROM {ROLLUPS} ORDER BY bucket_ns LIMIT {limit})"
+        ))?
+        .execute([])? as u64
+    } else if table == "spans" {
         // Traces whose last span goes go too.
         let mut stmt = tx.prepare_cached(&format!(
             "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {limit}) RETURNING trace_id"
@@ -135,8 +141,26 @@ fn oldest_table(
             best = Some((table, t, shipped));
         }
     }
+    // Rollups are never shipped: they compete with shipped rows, by their bucket's time.
+    // Without this, with age retention off they would grow past any cap.
+    if filter == SHIPPED {
+        let t: Option<i64> =
+            conn.query_row(&format!("SELECT min(bucket_ns) FROM {ROLLUPS}"), [], |r| {
+                r.get(0)
+            })?;
+        if let Some(t) = t
+            && best.is_none_or(|(_, bt, _)| t < bt)
+        {
+            best = Some((ROLLUPS, t, 0));
+        }
+    }
     Ok(best.map(|(t, _, s)| (t, s)))
 }
+
+/// The size pass's first phase: rows every sink has shipped.
+const SHIPPED: &str = "id <= ?1";
+/// Host metric rollups (see `store::rollup`), deleted oldest bucket first when over the cap.
+const ROLLUPS: &str = "metric_rollups";
 
 /// How many bytes the database may use now: the configured cap, lowered while
 /// the volume is fuller than the threshold (but never below a tenth of the cap,
@@ -199,7 +223,7 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
     let target = target_bytes(conn, db_path, p)?;
     let (high, low) = (target / 10 * 6, target / 2);
     if live_bytes(conn)? > high {
-        'phases: for (filter, unshipped) in [("id <= ?1", false), ("id > ?1", true)] {
+        'phases: for (filter, unshipped) in [(SHIPPED, false), ("id > ?1", true)] {
             while live_bytes(conn)? > low {
                 let Some((table, shipped)) = oldest_table(conn, filter, &p.active_sinks)? else {
                     continue 'phases;
@@ -287,4 +311,54 @@ pub fn checkpoint(conn: &Connection, truncate: bool) -> rusqlite::Result<()> {
     let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollups_are_held_to_the_size_cap_with_age_retention_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let conn = crate::store::open_writer(&path).unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        let attrs = format!("{{\"device\":\"{}\"}}", "d".repeat(200));
+        for bucket in 0..40_000i64 {
+            tx.execute(
+                "INSERT INTO metric_rollups (name, attributes, bucket_ns, step_ns, unit, kind,
+                     source, count, sum, min, max, last, last_ns)
+                 VALUES ('system.cpu.utilization', ?1, ?2, 300, '1', 'gauge', 'host', 1, 1, 1, 1, 1, ?2)",
+                params![attrs, bucket * 300],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        checkpoint(&conn, true).unwrap();
+        let cap = 2 << 20;
+        assert!(live_bytes(&conn).unwrap() > 4 * cap);
+        let policy = Policy {
+            max_age: None,
+            max_db_bytes: cap,
+            disk_threshold_pct: 100.0,
+            active_sinks: Vec::new(),
+        };
+        let report = run(&conn, &path, &policy, 0).unwrap();
+        assert!(report.by_size > 0);
+        let (file, wal) = file_sizes(&path);
+        assert!(
+            file + wal <= cap,
+            "{file} + {wal} bytes over a cap of {cap}"
+        );
+        // Oldest first: the newest bucket is still there, the first is gone.
+        let (min, max): (i64, i64) = conn
+            .query_row(
+                "SELECT min(bucket_ns), max(bucket_ns) FROM metric_rollups",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(min > 0);
+        assert_eq!(max, 39_999 * 300);
+    }
 }

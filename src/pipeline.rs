@@ -26,6 +26,9 @@ pub struct PipelineConfig {
     pub queue_max_bytes: usize,
     /// Records in one transaction, at most.
     pub batch_max: usize,
+    /// Nice value of the writer and observer threads, so the agent and the capture
+    /// endpoints get the CPU before the daemon's background work.
+    pub background_nice: i32,
 }
 
 impl Default for PipelineConfig {
@@ -34,11 +37,27 @@ impl Default for PipelineConfig {
             queue_capacity: 10_000,
             queue_max_bytes: 8 << 20,
             batch_max: 2_000,
+            background_nice: DEFAULT_BACKGROUND_NICE,
         }
     }
 }
 
+const DEFAULT_BACKGROUND_NICE: i32 = 0;
+
 pub const SETTINGS: &[Setting<PipelineConfig>] = &[
+    Setting {
+        name: "background_nice",
+        env: "OCT_BACKGROUND_NICE",
+        default: "0",
+        help: "Nice value (0-19) of the writer and observer threads: higher leaves the CPU to the agent and to the capture endpoints first",
+        set: |c, v| {
+            c.background_nice = match parse_u64(v) {
+                Ok(n) if n <= 19 => n as i32,
+                _ => return Err(format!("expected a nice value 0-19, got {v:?}")),
+            };
+            Ok(())
+        },
+    },
     Setting {
         name: "queue_capacity",
         env: "OCT_QUEUE_CAPACITY",
@@ -225,10 +244,12 @@ impl Pipeline {
         let (done_tx, done_rx) = mpsc::channel();
         let pipeline = Pipeline { inner };
         let writer_pipeline = pipeline.clone();
+        let nice = cfg.background_nice;
         let thread = std::thread::Builder::new()
             .name("oct-writer".into())
             .spawn(move || {
-                let (observer, observer_thread) = spawn_observer(setup.hooks.clone());
+                nice_this_thread(nice);
+                let (observer, observer_thread) = spawn_observer(setup.hooks.clone(), nice);
                 Writer {
                     setup,
                     pipeline: writer_pipeline,
@@ -415,14 +436,30 @@ impl ObserverTx {
     }
 }
 
+/// Lowers the calling thread's priority (on Linux a nice value is per thread).
+fn nice_this_thread(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: two syscalls about the calling thread, with no memory passed.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc != 0 {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the thread's priority");
+    }
+}
+
 /// Starts the thread that runs the hooks' `after_commit` and frees each batch, so the
 /// writer goes straight on to the next commit.
-fn spawn_observer(hooks: Vec<Arc<dyn WriteHook>>) -> (ObserverTx, Option<JoinHandle<()>>) {
+fn spawn_observer(
+    hooks: Vec<Arc<dyn WriteHook>>,
+    nice: i32,
+) -> (ObserverTx, Option<JoinHandle<()>>) {
     let (tx, rx) = mpsc::sync_channel::<Observed>(OBSERVER_BACKLOG);
     let thread_hooks = hooks.clone();
     match std::thread::Builder::new()
         .name("oct-observer".into())
         .spawn(move || {
+            nice_this_thread(nice);
             for o in rx {
                 observe(&thread_hooks, o);
             }

@@ -2,12 +2,12 @@
 //! table. A cost the agent reported stays (`reported`); the table's figure is kept
 //! beside it when they differ. Without tokens or a price the cost stays unknown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::pricing::{PriceTable, Usage};
+use super::pricing::{NoMatch, Price, PriceTable, Usage};
 use crate::model::{CostSource, Record, Span, SpanKind};
 use crate::pipeline::Transform;
 
@@ -21,9 +21,21 @@ pub struct Unpriced {
     pub calls: u64,
 }
 
+/// Models whose lookups are remembered (bounded; forgotten all at once when full).
+const MAX_CACHED_MODELS: usize = 1024;
+
+/// A lookup's outcome: the price, or why there is none.
+type Found = Result<Price, Arc<NoMatch>>;
+
+/// Model → (provider, outcome) of the lookups made so far.
+type FoundByModel = HashMap<String, Vec<(Option<String>, Found)>>;
+
 pub struct CostTransform {
     prices: Arc<PriceTable>,
     unpriced: Mutex<BTreeMap<(Option<String>, String), u64>>,
+    /// Every span of a model asks the same question, and a lookup tries several
+    /// normalised names, each a new string.
+    found: Mutex<FoundByModel>,
 }
 
 /// True for the spans that carry token usage.
@@ -51,7 +63,35 @@ impl CostTransform {
         CostTransform {
             prices,
             unpriced: Mutex::new(BTreeMap::new()),
+            found: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// [`PriceTable::lookup`]'s price, remembered per provider and model.
+    fn lookup(&self, provider: Option<&str>, model: &str) -> Found {
+        let look = || {
+            self.prices
+                .lookup(provider, model)
+                .map(|m| m.price)
+                .map_err(Arc::new)
+        };
+        let Ok(mut found) = self.found.lock() else {
+            return look();
+        };
+        if let Some(by_provider) = found.get(model)
+            && let Some((_, f)) = by_provider.iter().find(|(p, _)| p.as_deref() == provider)
+        {
+            return f.clone();
+        }
+        let f = look();
+        if found.len() >= MAX_CACHED_MODELS {
+            found.clear();
+        }
+        found
+            .entry(model.to_string())
+            .or_default()
+            .push((provider.map(str::to_string), f.clone()));
+        f
     }
 
     /// The table's cost for a span, or `None` when it has no tokens or no price.
@@ -60,8 +100,8 @@ impl CostTransform {
         let models = [s.response_model.as_deref(), s.request_model.as_deref()];
         let mut first_miss = None;
         for model in models.into_iter().flatten() {
-            match self.prices.lookup(s.provider.as_deref(), model) {
-                Ok(m) => return m.price.cost(&usage),
+            match self.lookup(s.provider.as_deref(), model) {
+                Ok(price) => return price.cost(&usage),
                 Err(e) => {
                     first_miss.get_or_insert(e);
                 }

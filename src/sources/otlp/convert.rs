@@ -58,15 +58,12 @@ pub fn any_value(v: AnyValue) -> Value {
 
 /// Key/value pairs as a JSON object (a repeated key keeps its last value).
 pub fn attributes(kvs: Vec<KeyValue>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for kv in kvs {
-        if kv.key.is_empty() {
-            continue;
-        }
-        let v = kv.value.map(any_value).unwrap_or(Value::Null);
-        out.insert(kv.key, v);
-    }
-    out
+    // Collected, the map is built sorted in one go (a stable sort, so the last of a
+    // repeated key wins as with inserts) instead of searched and split insert by insert.
+    kvs.into_iter()
+        .filter(|kv| !kv.key.is_empty())
+        .map(|kv| (kv.key, kv.value.map(any_value).unwrap_or(Value::Null)))
+        .collect()
 }
 
 /// One map for every item of the resource: each item holds a pointer to it.
@@ -853,6 +850,20 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let m = attributes(vec![
+            kv("b", s("1")),
+            kv("a", s("first")),
+            kv("", s("no key")),
+            kv("a", s("last")),
+        ]);
+        assert_eq!(
+            serde_json::Value::Object(m),
+            serde_json::json!({"a": "last", "b": "1"})
+        );
     }
 
     #[test]

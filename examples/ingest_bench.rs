@@ -168,6 +168,7 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     );
     let ticks_before = thread_ticks(p.child.id());
     let writes_before = writes_and_batches(&p.addr).await;
+    let steal_before = cpu_steal();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -206,8 +207,9 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     let done = wait_committed(&p.db, before + acked);
     let elapsed = done.duration_since(started).as_secs_f64();
     println!(
-        "  threads, share of a core: {}",
-        thread_busy(&ticks_before, &thread_ticks(pid), elapsed)
+        "  threads, share of a core: {}; CPU stolen by the hypervisor: {}",
+        thread_busy(&ticks_before, &thread_ticks(pid), elapsed),
+        steal_since(steal_before)
     );
     let writes_after = writes_and_batches(&p.addr).await;
     println!(
@@ -273,6 +275,7 @@ fn raw_ceiling(rows: u64, with_summary: bool) -> f64 {
     let mut conn = openclaw_trace::store::open_writer(&dir.path().join("raw.db")).unwrap();
     let text_in = row(0)["input_text"].as_str().unwrap().to_string();
     let text_out = row(0)["output_text"].as_str().unwrap().to_string();
+    let steal_before = cpu_steal();
     let started = Instant::now();
     let mut i = 0u64;
     while i < rows {
@@ -331,7 +334,12 @@ fn raw_ceiling(rows: u64, with_summary: bool) -> f64 {
         }
         tx.commit().unwrap();
     }
-    rows as f64 / started.elapsed().as_secs_f64()
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  CPU stolen by the hypervisor: {}",
+        steal_since(steal_before)
+    );
+    rate
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -428,4 +436,28 @@ async fn main() {
         "batched / span-rows-only loop: {:.0} %",
         batched / raw * 100.0
     );
+}
+
+/// (steal, total) jiffies of all CPUs, from /proc/stat: on a shared VM the hypervisor
+/// takes CPU from every phase, and the share it took says how comparable two runs are.
+fn cpu_steal() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (f.get(7).copied().unwrap_or(0), f.iter().take(8).sum())
+}
+
+fn steal_since(before: (u64, u64)) -> String {
+    let now = cpu_steal();
+    let total = now.1.saturating_sub(before.1).max(1);
+    format!(
+        "{:.0} %",
+        now.0.saturating_sub(before.0) as f64 / total as f64 * 100.0
+    )
 }

@@ -122,7 +122,7 @@ pub fn write_records(
     let mut span_insert: Option<CachedStatement> = None;
     let mut event_insert: Option<CachedStatement> = None;
     let mut metric_insert: Option<CachedStatement> = None;
-    let mut resources = ResourceJson::default();
+    let mut json = RowJson::default();
     for r in records {
         let effect = match r {
             Record::Span(s) if s.merge.is_some() => {
@@ -133,7 +133,7 @@ pub fn write_records(
             }
             Record::Span(s) => {
                 let stmt = prepared(tx, &mut span_insert, || span_insert_sql("DO NOTHING"))?;
-                let new = bind_span_row(stmt, s, received_ns, &mut resources)? > 0;
+                let new = bind_span_row(stmt, s, received_ns, &mut json)? > 0;
                 if new {
                     traces.add(s);
                 }
@@ -141,11 +141,11 @@ pub fn write_records(
             }
             Record::Event(e) => {
                 let stmt = prepared(tx, &mut event_insert, || EVENT_INSERT.into())?;
-                effect_of(insert_event(stmt, e, received_ns, &mut resources)?)
+                effect_of(insert_event(stmt, e, received_ns, &mut json)?)
             }
             Record::Metric(m) => {
                 let stmt = prepared(tx, &mut metric_insert, || METRIC_INSERT.into())?;
-                effect_of(insert_metric(stmt, m, &mut resources)?)
+                effect_of(insert_metric(stmt, m, &mut json)?)
             }
         };
         if matches!(effect, WriteEffect::Duplicate) {
@@ -294,7 +294,7 @@ pub(super) fn write_span_row(
     on_conflict: &str,
 ) -> rusqlite::Result<usize> {
     let mut stmt = tx.prepare_cached(&span_insert_sql(on_conflict))?;
-    bind_span_row(&mut stmt, s, received_ns, &mut ResourceJson::default())
+    bind_span_row(&mut stmt, s, received_ns, &mut RowJson::default())
 }
 
 fn span_insert_sql(on_conflict: &str) -> String {
@@ -311,20 +311,35 @@ fn span_insert_sql(on_conflict: &str) -> String {
     )
 }
 
-/// The JSON of the last resource written: the items of one export share theirs, so it is
-/// serialized once, not once per span.
+/// The JSON of a row's attributes and resource. The items of one export share their
+/// resource, so it is serialized once, not once per span; attributes are written into
+/// one buffer reused row after row (a fresh string per span grew several times).
 #[derive(Default)]
-struct ResourceJson {
-    last: Option<(SharedMap, Option<String>)>,
+struct RowJson {
+    last_resource: Option<(SharedMap, Option<String>)>,
+    attributes: Vec<u8>,
 }
 
-impl ResourceJson {
-    fn of(&mut self, resource: &SharedMap) -> Option<&str> {
-        match &self.last {
+impl RowJson {
+    /// (attributes, resource), each `None` when empty.
+    fn of(
+        &mut self,
+        attributes: &Map<String, Value>,
+        resource: &SharedMap,
+    ) -> (Option<&str>, Option<&str>) {
+        match &self.last_resource {
             Some((r, _)) if Arc::ptr_eq(r, resource) => {}
-            _ => self.last = Some((resource.clone(), json_or_null(resource))),
+            _ => self.last_resource = Some((resource.clone(), json_or_null(resource))),
         }
-        self.last.as_ref().and_then(|(_, json)| json.as_deref())
+        self.attributes.clear();
+        let attributes = (!attributes.is_empty())
+            .then(|| {
+                serde_json::to_writer(&mut self.attributes, attributes).ok()?;
+                std::str::from_utf8(&self.attributes).ok()
+            })
+            .flatten();
+        let resource = self.last_resource.as_ref().and_then(|(_, j)| j.as_deref());
+        (attributes, resource)
     }
 }
 
@@ -332,10 +347,11 @@ fn bind_span_row(
     stmt: &mut Statement,
     s: &Span,
     received_ns: i64,
-    resources: &mut ResourceJson,
+    json: &mut RowJson,
 ) -> rusqlite::Result<usize> {
     let finish = (!s.finish_reasons.is_empty())
         .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
+    let (attributes, resource) = json.of(&s.attributes, &s.resource);
     stmt.execute(params![
         &s.trace_id.0[..],
         &s.span_id.0[..],
@@ -370,8 +386,8 @@ fn bind_span_row(
         s.input.as_ref().map(|t| t.original_len as i64),
         s.output.as_ref().map(|t| t.text.as_str()),
         s.output.as_ref().map(|t| t.original_len as i64),
-        json_or_null(&s.attributes),
-        resources.of(&s.resource),
+        attributes,
+        resource,
         s.source,
         received_ns,
         s.cost_computed_usd,
@@ -449,8 +465,9 @@ fn insert_event(
     stmt: &mut Statement,
     e: &Event,
     received_ns: i64,
-    resources: &mut ResourceJson,
+    json: &mut RowJson,
 ) -> rusqlite::Result<bool> {
+    let (attributes, resource) = json.of(&e.attributes, &e.resource);
     let n = stmt.execute(params![
         e.uid,
         e.event_type.as_str(),
@@ -465,8 +482,8 @@ fn insert_event(
         e.agent_id,
         e.session_id,
         e.user_id,
-        json_or_null(&e.attributes),
-        resources.of(&e.resource),
+        attributes,
+        resource,
         e.source,
         received_ns,
     ])?;
@@ -482,11 +499,10 @@ const METRIC_INSERT: &str =
 fn insert_metric(
     stmt: &mut Statement,
     m: &MetricPoint,
-    resources: &mut ResourceJson,
+    json: &mut RowJson,
 ) -> rusqlite::Result<bool> {
     let h = m.histogram.as_ref();
-    let attributes = json_or_null(&m.attributes);
-    let resource = resources.of(&m.resource);
+    let (attributes, resource) = json.of(&m.attributes, &m.resource);
     // The series: name, kind, start and every attribute (the time is the index's other half).
     let point_key = m.deduplicate.then(|| {
         let start = m.start_time_ns.unwrap_or(0).to_string();
@@ -494,7 +510,7 @@ fn insert_metric(
             &m.name,
             m.kind.as_str(),
             &start,
-            attributes.as_deref().unwrap_or(""),
+            attributes.unwrap_or(""),
             resource.unwrap_or(""),
         ])
     });

@@ -85,6 +85,16 @@ cpu_seconds() { # pid -> user+system CPU seconds of it and its children so far
   awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
 }
 
+steal_jiffies() { # -> "steal total" over all CPUs, from /proc/stat
+  awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat
+}
+
+steal_since() { # "steal total" from steal_jiffies -> percent of the CPU the hypervisor took since
+  local s0 t0 s1 t1
+  read -r s0 t0 <<< "$1"; read -r s1 t1 < <(steal_jiffies)
+  awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.0f", (t > 0 ? 100 * s / t : 0)}'
+}
+
 rss_stats() { # file -> "peak_MB mean_MB"
   awk '$1 > 0 {n++; s+=$1; if ($1>m) m=$1} END {if (n==0) print "0 0"; else printf "%.1f %.1f\n", m/1024, s/n/1024}' "$1"
 }
@@ -125,10 +135,12 @@ oct=$!
 trap 'kill $oct 2>/dev/null || true; [[ -n "${phx:-}" ]] && kill $phx 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 sample_rss "$oct" "$out/rss-openclaw-trace.txt" &
+steal0=$(steal_jiffies)
 start=$(date +%s.%N)
 load=$($LOAD --url "http://127.0.0.1:$port/v1/traces" --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" --spans "$SPANS")
 read -r landed secs < <(wait_landed "$dir/trace.db" "SELECT count(*) FROM spans" "$start")
 report openclaw-trace "$load" "$landed" "$secs" "$out/rss-openclaw-trace.txt" "$(cpu_seconds "$oct")"
+echo "# CPU stolen by the hypervisor from the load's start to the last commit: $(steal_since "$steal0") %"
 echo "# openclaw-trace database: $(du -m "$dir/trace.db" | cut -f1) MB for $landed spans"
 kill -TERM "$oct"; wait "$oct" 2>/dev/null || true
 rm -rf "$dir"

@@ -117,38 +117,9 @@ fn key_words(key: &str) -> Vec<String> {
 /// classifying one splits it into words.
 const KEY_CACHE_MAX: usize = 4096;
 
-/// A fast hash for the key cache: keys are short, the cache is bounded and per thread
-/// (nothing worth a collision attack), and SipHash was most of a lookup's time.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // FNV-1a over 8-byte words: a multiply per word rather than per byte.
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        let mut words = bytes.chunks_exact(8);
-        for w in words.by_ref() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0100_0000_01b3);
-        }
-        for b in words.remainder() {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type KeyClasses =
-    std::collections::HashMap<String, KeyClass, std::hash::BuildHasherDefault<KeyHasher>>;
+// Keys are short, the cache is bounded and per thread (nothing worth a collision attack),
+// and SipHash was most of a lookup's time.
+type KeyClasses = std::collections::HashMap<String, KeyClass, crate::util::fast_hash::FastHashing>;
 
 thread_local! {
     static KEY_CLASSES: std::cell::RefCell<KeyClasses> = std::cell::RefCell::default();

@@ -188,7 +188,7 @@ struct TraceDelta<'a> {
 #[derive(Default)]
 struct TraceDeltas<'a> {
     deltas: Vec<TraceDelta<'a>>,
-    index: HashMap<TraceId, usize, crate::util::id_hash::IdHashing>,
+    index: HashMap<TraceId, usize, crate::util::fast_hash::FastHashing>,
 }
 
 impl<'a> TraceDeltas<'a> {

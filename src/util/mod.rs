@@ -1,6 +1,6 @@
 //! Small helpers shared by every component.
 pub mod digest;
 pub mod duration;
+pub mod fast_hash;
 pub mod hex;
-pub mod id_hash;
 pub mod time;

@@ -350,10 +350,13 @@ async fn main() {
         .cloned()
         .unwrap_or_else(|| "target/release/openclaw-trace".into());
     let quick = args.iter().any(|a| a == "--quick");
-    // For profiling: only the batched phase, with nothing before or after it.
-    let only_batched = std::env::var_os("BENCH_ONLY_BATCHED").is_some()
-        || std::env::var_os("BENCH_LATENCY_RUNS").is_some();
-    let (secs, idle_secs) = match (quick, only_batched) {
+    // Profiling (only the batched phase) and latency sampling skip the 60 s idle phase.
+    let only_batched = std::env::var_os("BENCH_ONLY_BATCHED").is_some();
+    let latency_runs = std::env::var("BENCH_LATENCY_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
+    let short_run = only_batched || latency_runs.is_some();
+    let (secs, idle_secs) = match (quick, short_run) {
         (_, true) => (8.0, 1),
         (true, _) => (3.0, 10),
         _ => (8.0, 60),
@@ -378,10 +381,7 @@ async fn main() {
 
     let peak = AtomicU64::new(0);
     // Repeated latency samples on one idle daemon: how often a 10 s window meets the target.
-    if let Some(n) = std::env::var("BENCH_LATENCY_RUNS")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-    {
+    if let Some(n) = latency_runs {
         for i in 0..n {
             let steal = cpu_steal();
             let lat = paced_latency(&p, 1000, 10).await;

@@ -67,7 +67,6 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Map<String, Value>>, FieldError> {
 /// One item's fields in the order sent, keys borrowed from the body when they need no
 /// unescaping: parsing into a map allocated every key and a tree node per few fields,
 /// which was most of the capture endpoints' CPU.
-#[derive(Default)]
 pub struct ItemFields<'a>(Vec<(Cow<'a, str>, Value)>);
 
 /// `split_items`, generic over how an object is kept.

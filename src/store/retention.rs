@@ -119,10 +119,12 @@ fn delete_batch(
     Ok(n)
 }
 
-/// The table whose oldest row (by arrival) is oldest, among rows passing `filter`.
+/// The table whose oldest row (by arrival) is oldest, among rows passing `filter`;
+/// `with_rollups` in the shipped phase (rollups are never shipped).
 fn oldest_table(
     conn: &Connection,
     filter: &str,
+    with_rollups: bool,
     sinks: &[String],
 ) -> rusqlite::Result<Option<(&'static str, i64)>> {
     let mut best: Option<(&'static str, i64, i64)> = None;
@@ -143,7 +145,7 @@ fn oldest_table(
     }
     // Rollups are never shipped: they compete with shipped rows, by their bucket's time.
     // Without this, with age retention off they would grow past any cap.
-    if filter == SHIPPED {
+    if with_rollups {
         let t: Option<i64> =
             conn.query_row(&format!("SELECT min(bucket_ns) FROM {ROLLUPS}"), [], |r| {
                 r.get(0)
@@ -157,8 +159,6 @@ fn oldest_table(
     Ok(best.map(|(t, _, s)| (t, s)))
 }
 
-/// The size pass's first phase: rows every sink has shipped.
-const SHIPPED: &str = "id <= ?1";
 /// Host metric rollups (see `store::rollup`), deleted oldest bucket first when over the cap.
 const ROLLUPS: &str = "metric_rollups";
 
@@ -223,9 +223,11 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
     let target = target_bytes(conn, db_path, p)?;
     let (high, low) = (target / 10 * 6, target / 2);
     if live_bytes(conn)? > high {
-        'phases: for (filter, unshipped) in [(SHIPPED, false), ("id > ?1", true)] {
+        'phases: for (filter, unshipped) in [("id <= ?1", false), ("id > ?1", true)] {
             while live_bytes(conn)? > low {
-                let Some((table, shipped)) = oldest_table(conn, filter, &p.active_sinks)? else {
+                let Some((table, shipped)) =
+                    oldest_table(conn, filter, !unshipped, &p.active_sinks)?
+                else {
                     continue 'phases;
                 };
                 let n = delete_batch(conn, table, filter, shipped, 0, SIZE_BATCH)?;

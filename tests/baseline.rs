@@ -163,11 +163,7 @@ fn settle(_d: &Daemon) {
 }
 
 fn cli_check(d: &Daemon, run: &str) -> (Option<i32>, Value) {
-    let out = std::process::Command::new(BIN)
-        .args(["baseline", "check", run, "--json"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["baseline", "check", run, "--json"]);
     let v = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), v)
@@ -185,11 +181,7 @@ fn a_hundred_normal_runs_raise_nothing() {
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["status"], "ok");
     assert_eq!(v["baseline_runs"], 50);
-    let out = std::process::Command::new(BIN)
-        .args(["baseline", "show", "--agent", "steady"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["baseline", "show", "--agent", "steady"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("agent steady  runs 50") && text.contains("retry_rate"),
@@ -240,11 +232,7 @@ fn outlier_is_flagged_on(metric: &str, tweak: impl Fn(&mut RunSpec)) {
         .collect();
     assert_eq!(anomalous, vec![metric]);
     // A much higher threshold lets it pass.
-    let out = std::process::Command::new(BIN)
-        .args(["baseline", "check", &run, "--threshold", "1000"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["baseline", "check", &run, "--threshold", "1000"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -307,11 +295,7 @@ fn unknown_runs_and_bad_ids() {
     assert_eq!(r.status(), 400);
     let e: Value = r.json().unwrap();
     assert_eq!(e["field"], "run_id");
-    let out = std::process::Command::new(BIN)
-        .args(["baseline", "check", "nothex"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["baseline", "check", "nothex"]);
     assert_eq!(out.status.code(), Some(2));
 }
 

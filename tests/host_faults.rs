@@ -138,27 +138,19 @@ fn unresolvable_dns_host_is_one_event_and_survives_a_restart() {
     assert_eq!(bad.json::<Value>().unwrap()["field"], "name");
 
     // The CLI reads the same database.
-    let out = Command::new(BIN)
-        .args(["status"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("host     cpu"), "{text}");
     assert!(text.contains("dns_failure"), "{text}");
-    let out = Command::new(BIN)
-        .args([
-            "metrics",
-            "system.memory.usage",
-            "--since",
-            "1m",
-            "--attr",
-            "system.memory.state=used",
-        ])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&[
+        "metrics",
+        "system.memory.usage",
+        "--since",
+        "1m",
+        "--attr",
+        "system.memory.state=used",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("system.memory.state=used") && (text.contains("GiB") || text.contains("MiB")),

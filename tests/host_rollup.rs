@@ -187,13 +187,7 @@ fn old_host_points_are_rolled_up_and_still_answer_queries() {
         .text()
         .unwrap();
     assert!(prom.contains("system_memory_limit"), "{prom}");
-    let out = std::process::Command::new(BIN)
-        .args(["status", "--json"])
-        .env_clear()
-        .env("HOME", &d.dir)
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["status", "--json"]);
     assert!(
         out.status.success(),
         "{}",

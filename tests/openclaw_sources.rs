@@ -73,12 +73,7 @@ fn plugin_batches_become_run_traces_and_repeat_deliveries_are_stored_once() {
     }
 
     // `openclaw-trace traces` lists the runs with their tokens.
-    let out = std::process::Command::new(BIN)
-        .arg("traces")
-        .env("OCT_DB_PATH", &d.db_path)
-        .env("HOME", &d.dir)
-        .output()
-        .unwrap();
+    let out = d.cli(&["traces"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(table.contains("invoke_agent main"), "{table}");

@@ -382,12 +382,7 @@ fn export_cli_writes_otlp_json_and_native_json() {
     d.wait_count("SELECT count(*) FROM spans", 12, Duration::from_secs(10));
     let one = hex(11 << 32 | 2, 32);
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .env("OCT_DB_PATH", &d.db_path)
-            .output()
-            .unwrap();
+        let out = d.cli(args);
         assert!(
             out.status.success(),
             "{}",
@@ -445,11 +440,7 @@ fn export_cli_writes_otlp_json_and_native_json() {
             .sum::<usize>(),
         12
     );
-    let bad = Command::new(BIN)
-        .args(["export", "--format", "xml"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let bad = d.cli(&["export", "--format", "xml"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(d.stop().success());
 }

@@ -211,11 +211,7 @@ fn cli_reads_the_database_while_the_daemon_runs() {
     let d = Daemon::start(&[]);
     seed(&d);
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env("OCT_DB_PATH", &d.db_path)
-            .output()
-            .unwrap();
+        let out = d.cli(args);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).to_string(),

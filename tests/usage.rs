@@ -201,11 +201,7 @@ fn rollups_match_raw_spans_through_late_arrivals_and_a_restart() {
         .map(|r| r["calls"].as_i64().unwrap())
         .sum();
     assert_eq!(day_calls, 17);
-    let out = std::process::Command::new(BIN)
-        .args(["usage", "--since", "3d", "--by", "model", "--json"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let out = d.cli(&["usage", "--since", "3d", "--by", "model", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -214,11 +210,7 @@ fn rollups_match_raw_spans_through_late_arrivals_and_a_restart() {
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["totals"]["calls"], 17);
     assert_eq!(cli["rows"].as_array().unwrap().len(), 3);
-    let table = std::process::Command::new(BIN)
-        .args(["usage", "--since", "3d", "--by", "agent,day"])
-        .env("OCT_DB_PATH", &d.db_path)
-        .output()
-        .unwrap();
+    let table = d.cli(&["usage", "--since", "3d", "--by", "agent,day"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains("CALLS") && table.contains("main") && table.contains("TOTAL"),

@@ -97,6 +97,17 @@ impl Daemon {
         client().get(self.url(path)).send().unwrap().json().unwrap()
     }
 
+    /// Runs the CLI on this daemon's database, with no other environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("HOME", &self.dir)
+            .env("OCT_DB_PATH", &self.db_path)
+            .output()
+            .expect("run the CLI")
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }

@@ -12,4 +12,24 @@ cargo build --locked --bins
 bash scripts/setup-prometheus.sh
 # Arize Phoenix: the real OTLP destination of tests/otlp_export.rs.
 bash scripts/setup-phoenix.sh
+# libfaketime, for the dated suites below.
+bash scripts/setup-clock.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
+# The suites whose data carries dates (recorded fixtures, usage and budget windows,
+# retention), again on moved clocks: a year ahead, and the last seconds of a year
+# (month, day and year all roll over while they run). A test that would fail on
+# another day fails now. Only the test processes and the daemons they start see it.
+DATED_SUITES=(--lib --test openclaw_sources --test retention --test usage --test budgets
+  --test merge_usage --test baseline --test query)
+next_year=$(( $(date -u +%Y) + 1 ))
+moved=$(OCT_TEST_CLOCK=+365d bash scripts/with-clock.sh date -u +%Y)
+if [ "$moved" != "$next_year" ]; then
+  echo "with-clock.sh did not move the clock (got $moved, want $next_year)" >&2
+  exit 1
+fi
+for clock in "+365d" "@${next_year}-12-31 23:59:50"; do
+  echo "== dated suites with the clock at $clock"
+  OCT_TEST_CLOCK="$clock" CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/scripts/with-clock.sh" \
+    cargo test --locked "${DATED_SUITES[@]}" -- --test-threads=2
+done
+

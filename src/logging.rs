@@ -178,7 +178,7 @@ impl WriteHook for CaptureLog {
                 }
                 continue;
             }
-            if !effect.is_inserted() {
+            if !effect.is_new() {
                 continue;
             }
             match r {

@@ -153,6 +153,8 @@ pub struct Stats {
     pub dropped: AtomicU64,
     pub written: AtomicU64,
     pub duplicates: AtomicU64,
+    /// Records older than the age-retention window on arrival: counted, not stored.
+    pub expired: AtomicU64,
     pub batches: AtomicU64,
     pub last_batch_micros: AtomicU64,
     pub write_micros_total: AtomicU64,
@@ -254,6 +256,7 @@ impl Pipeline {
                     setup,
                     pipeline: writer_pipeline,
                     observer,
+                    expired_logged: None,
                 }
                 .run(rx);
                 // The observer drains what it was given, then ends with its channel.
@@ -415,6 +418,8 @@ struct Writer {
     setup: WriterSetup,
     pipeline: Pipeline,
     observer: ObserverTx,
+    /// When expired records were last logged (at most once a minute).
+    expired_logged: Option<Instant>,
 }
 
 /// The observer thread's channel; `None` when it could not start (hooks then run inline).
@@ -579,7 +584,13 @@ impl Writer {
             let started = Instant::now();
             let result = (|| {
                 let tx = self.setup.conn.transaction()?;
-                let out = write::write_records(&tx, batch, now_ns())?;
+                let now = now_ns();
+                let out = write::write_records_expiring(
+                    &tx,
+                    batch,
+                    now,
+                    self.setup.retention.expire_before(now),
+                )?;
                 for h in &self.setup.hooks {
                     h.in_transaction(&tx, batch, &out.effects)?;
                 }
@@ -596,6 +607,10 @@ impl Writer {
                     stats
                         .duplicates
                         .fetch_add(out.duplicates, Ordering::Relaxed);
+                    if out.expired > 0 {
+                        stats.expired.fetch_add(out.expired, Ordering::Relaxed);
+                        self.log_expired(out.expired);
+                    }
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats.last_batch_micros.store(micros, Ordering::Relaxed);
                     stats
@@ -631,6 +646,23 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Says, at most once a minute, that old records were counted but not stored.
+    fn log_expired(&mut self, n: u64) {
+        let now = Instant::now();
+        if self
+            .expired_logged
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.expired_logged = Some(now);
+        tracing::warn!(
+            records = n,
+            total = self.pipeline.stats().expired.load(Ordering::Relaxed),
+            "records older than the retention window arrived: counted in usage, budgets and metrics, not stored"
+        );
     }
 
     /// Checks the size cap after every commit; cheap (two stat calls).

@@ -13,8 +13,25 @@ use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// A recorded fixture, its times moved so that its newest is a minute ago.
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/openclaw").join(name)).unwrap()
+    let text = std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/openclaw").join(name))
+        .unwrap();
+    fixture_at_now(&text)
+}
+
+/// A gateway log line's time: a minute ago, as OpenClaw writes it.
+fn log_time() -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.835+00:00",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn post_raw(url: &str, body: String) -> reqwest::blocking::Response {
@@ -44,7 +61,7 @@ fn plugin_batches_become_run_traces_and_repeat_deliveries_are_stored_once() {
     );
     assert_eq!(d.wait_count(&sql, 1, Duration::from_secs(10)), 1);
     // The same events again (a plugin retry): nothing changes.
-    assert_eq!(post_raw(&url, body).status(), 202);
+    assert_eq!(post_raw(&url, body.clone()).status(), 202);
     let sums = || {
         d.db()
             .query_row(
@@ -56,7 +73,7 @@ fn plugin_batches_become_run_traces_and_repeat_deliveries_are_stored_once() {
     };
     std::thread::sleep(Duration::from_millis(500));
     let before = sums();
-    assert_eq!(post_raw(&url, fixture("bridge_events.jsonl")).status(), 202);
+    assert_eq!(post_raw(&url, body).status(), 202);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sums(), before);
 
@@ -110,7 +127,7 @@ fn warn_line(i: usize, trace: &str) -> String {
         "1": {"event": "model_fallback_decision", "runId": format!("run-{i}"), "reason": "rate_limit"},
         "2": "model fallback decision",
         "_meta": {"logLevelName": "WARN"},
-        "time": "2026-11-21T09:20:07.835+00:00",
+        "time": log_time(),
         "message": format!("decision {i}"),
         "traceId": trace,
         "spanId": "3d845fcc32279291"
@@ -120,7 +137,7 @@ fn warn_line(i: usize, trace: &str) -> String {
 
 fn info_line(i: usize) -> String {
     json!({"0": "{\"subsystem\":\"gateway\"}", "1": format!("info {i}"),
-        "_meta": {"logLevelName": "INFO"}, "time": "2026-11-21T09:20:07.835+00:00"})
+        "_meta": {"logLevelName": "INFO"}, "time": log_time()})
     .to_string()
 }
 
@@ -267,4 +284,31 @@ fn transcripts_are_read_once_across_restarts() {
     assert_eq!(count_of(&d, calls), 8, "nothing read twice after a restart");
     assert_eq!(count_of(&d, tokens), 123 * 5 + 200 * 2);
     assert!(d.stop().success());
+}
+
+#[test]
+fn fixture_times_move_together_to_now() {
+    let text = r#"{"ts": 1795253654200, "t": "2026-11-21T09:17:14.713Z", "u": "2026-11-21T09:20:07.835+00:00", "v": "2026-11-21T09:17:14Z", "n": 12345, "f": "x.jsonl.reset.2026-11-21T09-30-00.000Z", "ms": 17952536542001}"#;
+    let out = fixture_at_now(text);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ts = v["ts"].as_i64().unwrap();
+    let newest = find_times(&out).iter().map(|t| t.ms).max().unwrap();
+    assert!((now_ms() - 60_000 - newest).abs() < 5_000, "{out}");
+    let iso = |k: &str| {
+        let t = time::OffsetDateTime::parse(
+            v[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (t.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    // Spacing kept: the originals are 1795252634713, 1795253... apart as they were.
+    assert_eq!(iso("t") - ts, 1_795_252_634_713 - 1_795_253_654_200);
+    assert_eq!(iso("u") - ts, 1_795_252_807_835 - 1_795_253_654_200);
+    assert_eq!(iso("v") - ts, 1_795_252_634_000 - 1_795_253_654_200);
+    assert!(v["t"].as_str().unwrap().ends_with('Z'));
+    assert!(v["u"].as_str().unwrap().ends_with("+00:00"));
+    assert_eq!(v["n"], 12345);
+    assert_eq!(v["f"], "x.jsonl.reset.2026-11-21T09-30-00.000Z");
+    assert_eq!(v["ms"], 17952536542001i64);
 }

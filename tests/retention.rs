@@ -88,14 +88,28 @@ fn a_10_mib_cap_holds_while_100_mib_is_ingested() {
     assert_eq!(ok, "ok");
 }
 
-#[test]
-fn age_retention_deletes_what_is_old_and_nothing_else() {
-    let d = Daemon::start(&[("OCT_RETENTION_DAYS", "3"), ("OCT_CLEANUP_INTERVAL", "1s")]);
-    let c = client();
-    let now_ms = std::time::SystemTime::now()
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64;
+        .as_millis() as u64
+}
+
+fn wait_for(d: &Daemon, sql: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&d.db_path, sql) != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&d.db_path, sql), want, "{sql}");
+}
+
+#[test]
+fn age_retention_deletes_what_is_old_and_nothing_else() {
+    // Stored while a 30-day window keeps them all, then the window shrinks to 3 days.
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_RETENTION_DAYS", "30")]);
+    let c = client();
+    let now_ms = now_ms();
     let day = 86_400_000u64;
     let old_trace = "00000000000000000000000000000001";
     let new_trace = "00000000000000000000000000000002";
@@ -111,6 +125,13 @@ fn age_retention_deletes_what_is_old_and_nothing_else() {
         {"error_type":"New","message":"m","timestamp": now_ms},
     ]);
     assert_eq!(post_json(&d.url("/v1/errors"), &errs).status(), 202);
+    wait_for(&d, "SELECT count(*) FROM spans", 4);
+    wait_for(&d, "SELECT count(*) FROM events", 2);
+    assert!(d.stop().success());
+    let d = Daemon::start_in(
+        dir.path(),
+        &[("OCT_RETENTION_DAYS", "3"), ("OCT_CLEANUP_INTERVAL", "1s")],
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while (count(&d.db_path, "SELECT count(*) FROM spans") != 2
         || count(&d.db_path, "SELECT count(*) FROM events") != 1)
@@ -149,4 +170,63 @@ fn age_retention_deletes_what_is_old_and_nothing_else() {
             .status(),
         200
     );
+}
+
+/// A source that reads late (a sidecar down for a week, then its transcripts read):
+/// what is older than the age window is counted where it outlives the rows (usage),
+/// not stored only to be deleted at the next pass; unless a sink must ship it first.
+#[test]
+fn records_older_than_the_window_on_arrival_count_in_usage_but_are_not_stored() {
+    let now_ms = now_ms();
+    let day = 86_400_000u64;
+    let body = json!([
+        {"provider":"openai","model":"gpt-4o","prompt_tokens":1000,"completion_tokens":100,
+         "cost_usd":0.5,"timestamp": now_ms - 7 * day, "agent_id":"late"},
+        {"provider":"openai","model":"gpt-4o","prompt_tokens":10,"completion_tokens":1,
+         "cost_usd":0.25,"timestamp": now_ms - 1000, "agent_id":"late"},
+    ]);
+    let old_error = json!({"error_type":"Old","message":"m","timestamp": now_ms - 8 * day});
+
+    let d = Daemon::start(&[("OCT_RETENTION_DAYS", "3")]);
+    assert_eq!(post_json(&d.url("/v1/traces"), &body).status(), 202);
+    assert_eq!(post_json(&d.url("/v1/errors"), &old_error).status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.get_json("/health")["records_expired"] != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health = d.get_json("/health");
+    assert_eq!(health["records_expired"], 2, "{health}");
+    wait_for(&d, "SELECT count(*) FROM spans", 1);
+    assert_eq!(count(&d.db_path, "SELECT count(*) FROM traces"), 1);
+    assert_eq!(count(&d.db_path, "SELECT count(*) FROM events"), 0);
+    // Usage (kept 400 days) has both calls, on their own days.
+    let from = now_ms - 10 * day;
+    let usage = d.get_json(&format!("/v1/usage?from={from}&group_by=agent"));
+    assert_eq!(usage["totals"]["calls"], 2, "{usage}");
+    assert_eq!(usage["totals"]["input_tokens"], 1010, "{usage}");
+    assert_eq!(usage["totals"]["cost_usd"], 0.75, "{usage}");
+    let metrics = client()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("openclaw_trace_records_expired_total 2"),
+        "{metrics}"
+    );
+
+    // With a sink enabled the old records are stored: it ships them before retention may go.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/ingest", sink.local_addr().unwrap());
+    let d = Daemon::start(&[
+        ("OCT_RETENTION_DAYS", "3"),
+        ("OCT_PUSH_ENDPOINT", &endpoint),
+        ("OCT_PUSH_INTERVAL", "1h"),
+    ]);
+    assert_eq!(post_json(&d.url("/v1/traces"), &body).status(), 202);
+    assert_eq!(post_json(&d.url("/v1/errors"), &old_error).status(), 202);
+    wait_for(&d, "SELECT count(*) FROM spans", 2);
+    wait_for(&d, "SELECT count(*) FROM events", 1);
+    assert_eq!(d.get_json("/health")["records_expired"], 0);
 }

@@ -542,8 +542,10 @@ impl WriteHook for FinishedRuns {
                 && s.agent_id.is_some()
         };
         for (r, effect) in records.iter().zip(effects) {
-            // A run reported in pieces is checked once, when the piece that ends it arrives.
-            if let Some(change) = effect.span_change(r)
+            // A run reported in pieces is checked once, when the piece that ends it arrives
+            // (one that expired on arrival is not stored, so there is nothing to check).
+            if *effect != WriteEffect::Expired
+                && let Some(change) = effect.span_change(r)
                 && change.became(finished_run)
             {
                 let _ = self.0.send(change.after.trace_id);

@@ -41,6 +41,8 @@ pub struct Health {
     pub disk_total_bytes: Option<u64>,
     pub retention_deleted: u64,
     pub retention_unshipped_deleted: u64,
+    /// Records that arrived older than the age-retention window: counted, not stored.
+    pub records_expired: u64,
     pub analytics: crate::analytics::AnalyticsHealth,
     /// Every running sink: status, backlog and its age, failures, dead letters.
     pub sinks: Vec<crate::sinks::SinkHealth>,
@@ -149,6 +151,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         disk_total_bytes: space.map(|s| s.1),
         retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
         retention_unshipped_deleted: unshipped_deleted,
+        records_expired: stats.expired.load(Ordering::Relaxed),
         analytics: st.analytics.health(),
         sinks: Vec::new(),
     }

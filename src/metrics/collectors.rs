@@ -209,6 +209,13 @@ impl Collector for SelfCollector {
         )?;
         counter(
             &mut enc,
+            "openclaw_trace_records_expired",
+            "Records older than the age-retention window on arrival: counted in usage, budgets and metrics, not stored",
+            None,
+            load(&stats.expired),
+        )?;
+        counter(
+            &mut enc,
             "openclaw_trace_retention_unshipped_deleted_rows",
             "Rows retention deleted before every sink had shipped them",
             None,

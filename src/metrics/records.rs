@@ -235,7 +235,7 @@ impl RecordMetrics {
                 SpanKind::AgentRun => self.observe_agent(&change),
                 SpanKind::Event | SpanKind::Other => {}
             }
-        } else if let (Record::Event(e), WriteEffect::Inserted) = (record, effect) {
+        } else if let (Record::Event(e), true) = (record, effect.is_new()) {
             self.observe_event(e);
         }
     }

@@ -262,8 +262,14 @@ fn load_row(
     .map(Option::flatten)
 }
 
-/// Writes one piece of a span and says what it changed.
-pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Result<WriteEffect> {
+/// Writes one piece of a span and says what it changed. An `expired` piece (older than
+/// the age-retention window) that joins no stored row is not written: `Expired`.
+pub fn merge_span(
+    tx: &Transaction,
+    s: &Span,
+    received_ns: i64,
+    expired: bool,
+) -> rusqlite::Result<WriteEffect> {
     let spec = s.merge.clone().unwrap_or_default();
     let own = (s.trace_id, s.span_id);
     let mut target = own;
@@ -290,6 +296,9 @@ pub fn merge_span(tx: &Transaction, s: &Span, received_ns: i64) -> rusqlite::Res
         before.extend(load_row(tx, from, s.source)?);
     }
     before.extend(load_row(tx, &target, s.source)?);
+    if expired && before.is_empty() {
+        return Ok(WriteEffect::Expired);
+    }
     if let Some(from) = move_from {
         move_span(tx, from, own, received_ns)?;
     }
@@ -448,6 +457,78 @@ mod tests {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .unwrap()
+    }
+
+    fn write_expiring(c: &mut Connection, recs: Vec<Record>, cutoff: i64) -> Vec<WriteEffect> {
+        let tx = c.transaction().unwrap();
+        let out = crate::store::write::write_records_expiring(&tx, &recs, 1, Some(cutoff)).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(
+            out.expired as usize,
+            out.effects
+                .iter()
+                .filter(|e| **e == WriteEffect::Expired)
+                .count()
+        );
+        out.effects
+    }
+
+    fn count(c: &Connection, sql: &str) -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn records_older_than_the_cutoff_are_reported_expired_and_not_stored() {
+        use crate::model::{Event, EventType, MetricPoint};
+        let mut c = db();
+        let mut old = piece(1, 1, 500);
+        old.merge = None;
+        let mut new = piece(2, 1, 1_500);
+        new.merge = None;
+        let old_event = Event::new(EventType::Error, "boom".into(), 999);
+        let new_event = Event::new(EventType::Error, "boom".into(), 1_000);
+        let old_point = MetricPoint::gauge("m", "1", 10, 1.0);
+        let effects = write_expiring(
+            &mut c,
+            vec![
+                Record::Span(Box::new(old.clone())),
+                Record::Span(Box::new(new)),
+                Record::Event(Box::new(old_event)),
+                Record::Event(Box::new(new_event)),
+                Record::Metric(Box::new(old_point)),
+            ],
+            1_000,
+        );
+        use WriteEffect::{Expired, Inserted};
+        assert_eq!(effects, vec![Expired, Inserted, Expired, Inserted, Expired]);
+        assert_eq!(count(&c, "SELECT count(*) FROM spans"), 1);
+        assert_eq!(count(&c, "SELECT count(*) FROM traces"), 1);
+        assert_eq!(count(&c, "SELECT count(*) FROM events"), 1);
+        assert_eq!(count(&c, "SELECT count(*) FROM metric_points"), 0);
+        // An expired span counts as a new row for the hooks: what it says is added.
+        let rec = Record::Span(Box::new(old));
+        let change = Expired.span_change(&rec).unwrap();
+        assert!(change.is_new());
+    }
+
+    #[test]
+    fn an_old_piece_merges_into_a_stored_row_and_is_expired_when_it_joins_none() {
+        let mut c = db();
+        let mut start = piece(1, 1, 900);
+        start.input_tokens = Some(10);
+        assert_eq!(write(&mut c, vec![start]), vec![true]);
+        // Later, with the cutoff past the call's start: the end piece still joins it.
+        let mut end = piece(1, 1, 900);
+        end.end_ns = Some(1_200);
+        end.output_tokens = Some(5);
+        let effects = write_expiring(&mut c, vec![Record::Span(Box::new(end))], 1_000);
+        assert!(matches!(effects[0], WriteEffect::Merged(_)), "{effects:?}");
+        assert_eq!(count(&c, "SELECT output_tokens FROM spans"), 5);
+        // A piece of another old call, with no stored row: not written.
+        let lone = piece(3, 3, 900);
+        let effects = write_expiring(&mut c, vec![Record::Span(Box::new(lone))], 1_000);
+        assert_eq!(effects, vec![WriteEffect::Expired]);
+        assert_eq!(count(&c, "SELECT count(*) FROM spans"), 1);
     }
 
     #[test]

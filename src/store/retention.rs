@@ -26,6 +26,18 @@ pub struct Policy {
     pub active_sinks: Vec<String>,
 }
 
+impl Policy {
+    /// Records older than this when they arrive need not be stored: age retention
+    /// would delete them at its next pass. None when age retention is off, or when a
+    /// sink is enabled (it must ship them first: age retention waits for it).
+    pub fn expire_before(&self, now_ns: i64) -> Option<i64> {
+        let age = self.max_age.filter(|a| !a.is_zero())?;
+        self.active_sinks
+            .is_empty()
+            .then(|| now_ns - age.as_nanos() as i64)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub deleted: u64,

@@ -16,6 +16,8 @@ pub struct WriteOutcome {
     /// Records that added a row or changed one (a merged piece).
     pub written: u64,
     pub duplicates: u64,
+    /// Records older than the age-retention window: counted, not stored (`WriteEffect::Expired`).
+    pub expired: u64,
     /// One per record of the batch, in order.
     pub effects: Vec<WriteEffect>,
 }
@@ -29,6 +31,10 @@ pub enum WriteEffect {
     Duplicate,
     /// A piece of a span merged into stored rows (see `store::merge`).
     Merged(Box<MergedSpan>),
+    /// Older than the age-retention window when it arrived and no sink waits for it:
+    /// not stored (the next retention pass would delete it), but what it says counts,
+    /// as a new row would, in what outlives the rows (usage rollups, budgets, `/metrics`).
+    Expired,
 }
 
 /// Stored span rows before and after a piece merged in. Rows are read back without
@@ -78,10 +84,15 @@ impl WriteEffect {
     pub fn is_inserted(&self) -> bool {
         matches!(self, WriteEffect::Inserted)
     }
-    /// For a span record that changed the store: which rows it replaced with which.
+    /// The record counts as new: stored as a new row, or expired on arrival.
+    pub fn is_new(&self) -> bool {
+        matches!(self, WriteEffect::Inserted | WriteEffect::Expired)
+    }
+    /// For a span record that changed the store (or counts as if it had: expired on
+    /// arrival): which rows it replaced with which.
     pub fn span_change<'a>(&'a self, record: &'a Record) -> Option<SpanChange<'a>> {
         match (self, record) {
-            (WriteEffect::Inserted, Record::Span(s)) => Some(SpanChange {
+            (WriteEffect::Inserted | WriteEffect::Expired, Record::Span(s)) => Some(SpanChange {
                 before: &[],
                 after: s,
             }),
@@ -105,6 +116,20 @@ pub fn write_records(
     records: &[Record],
     received_ns: i64,
 ) -> rusqlite::Result<WriteOutcome> {
+    write_records_expiring(tx, records, received_ns, None)
+}
+
+/// As `write_records`; records whose time (a span's start, an event's or a point's time:
+/// what age retention goes by) is before `expire_before_ns` are not stored but reported
+/// as `WriteEffect::Expired`. A piece of a span that merges into a stored row is
+/// merged whatever its age, so a call is never counted twice.
+pub fn write_records_expiring(
+    tx: &Transaction,
+    records: &[Record],
+    received_ns: i64,
+    expire_before_ns: Option<i64>,
+) -> rusqlite::Result<WriteOutcome> {
+    let expired = |t: i64| expire_before_ns.is_some_and(|cutoff| t < cutoff);
     let mut out = WriteOutcome {
         effects: Vec::with_capacity(records.len()),
         ..Default::default()
@@ -129,8 +154,11 @@ pub fn write_records(
                 // A merge recomputes its trace's summary from the stored spans:
                 // what this batch added so far must be in the summary first.
                 traces.flush(tx, received_ns)?;
-                super::merge::merge_span(tx, s, received_ns)?
+                super::merge::merge_span(tx, s, received_ns, expired(s.start_ns))?
             }
+            Record::Span(s) if expired(s.start_ns) => WriteEffect::Expired,
+            Record::Event(e) if expired(e.time_ns) => WriteEffect::Expired,
+            Record::Metric(m) if expired(m.time_ns) => WriteEffect::Expired,
             Record::Span(s) => {
                 let stmt = prepared(tx, &mut span_insert, || span_insert_sql("DO NOTHING"))?;
                 let new = bind_span_row(stmt, s, received_ns, &mut json)? > 0;
@@ -150,6 +178,8 @@ pub fn write_records(
         };
         if matches!(effect, WriteEffect::Duplicate) {
             out.duplicates += 1;
+        } else if matches!(effect, WriteEffect::Expired) {
+            out.expired += 1;
         } else {
             out.written += 1;
         }

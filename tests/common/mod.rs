@@ -33,8 +33,9 @@ impl Daemon {
     pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let db_path = dir.join("trace.db");
         let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        cmd.env_clear();
+        keep_clock(&mut cmd);
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", dir)
             .env("OCT_PORT", "0")
             .env("OCT_DB_PATH", &db_path)
@@ -99,10 +100,10 @@ impl Daemon {
 
     /// Runs the CLI on this daemon's database, with no other environment.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .env_clear()
-            .env("HOME", &self.dir)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_clear();
+        keep_clock(&mut cmd);
+        cmd.env("HOME", &self.dir)
             .env("OCT_DB_PATH", &self.db_path)
             .output()
             .expect("run the CLI")
@@ -230,4 +231,164 @@ pub fn post_chunked(
         .unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
+}
+
+/// Passes on a moved clock (libfaketime: the test command runs the suites that read
+/// dated data a year ahead) to a command whose environment is otherwise cleared.
+pub fn keep_clock(cmd: &mut Command) {
+    for (k, v) in std::env::vars() {
+        if k == "LD_PRELOAD" || k.starts_with("FAKETIME") {
+            cmd.env(k, v);
+        }
+    }
+}
+
+/// Unix milliseconds now, on the clock the test (and the daemon it starts) sees.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Fixture text with every time in it (unix milliseconds, RFC 3339 in UTC) moved by
+/// the same amount so that its newest is a minute ago (give or take a second): recorded data keeps its shape
+/// and spacing, and no test depends on the day it runs (retention would age it out).
+pub fn fixture_at_now(text: &str) -> String {
+    let times = find_times(text);
+    let Some(newest) = times.iter().map(|t| t.ms).max() else {
+        return text.to_string();
+    };
+    // Whole seconds, so a time written without a fraction moves exactly as the others.
+    let delta = (now_ms() - 60_000 - newest).div_euclid(1000) * 1000;
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for t in &times {
+        out.push_str(&text[at..t.start]);
+        out.push_str(&t.render(t.ms + delta));
+        at = t.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+pub struct FoundTime {
+    start: usize,
+    end: usize,
+    pub ms: i64,
+    /// Digits after the seconds' point, and the zone as written (`Z`, `+00:00`); None for a number.
+    iso: Option<(usize, &'static str)>,
+}
+
+impl FoundTime {
+    fn render(&self, ms: i64) -> String {
+        let Some((frac, zone)) = self.iso else {
+            return ms.to_string();
+        };
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
+        let mut s = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        if frac > 0 {
+            let digits = format!("{:03}", t.millisecond());
+            s.push('.');
+            s.push_str(&format!("{digits:0<frac$}")[..frac]);
+        }
+        s.push_str(zone);
+        s
+    }
+}
+
+/// Unix-millisecond numbers (13 digits, 2020 to 2039) and RFC 3339 UTC times in `text`.
+pub fn find_times(text: &str) -> Vec<FoundTime> {
+    let b = text.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let num = |from: usize, len: usize| -> i64 { text[from..from + len].parse().unwrap_or(-1) };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !digit(i) || (i > 0 && digit(i - 1)) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while digit(j) {
+            j += 1;
+        }
+        let run = j - i;
+        if run == 13 {
+            let ms = num(i, 13);
+            if (1_577_836_800_000..2_208_988_800_000).contains(&ms) {
+                found.push(FoundTime {
+                    start: i,
+                    end: j,
+                    ms,
+                    iso: None,
+                });
+            }
+        } else if run == 4 && b.len() >= i + 19 && &b[i + 4..i + 5] == b"-" {
+            // YYYY-MM-DDTHH:MM:SS
+            let shape = b"dddd-dd-ddTdd:dd:dd";
+            let fits = shape.iter().enumerate().all(|(k, c)| match c {
+                b'd' => digit(i + k),
+                c => b[i + k] == *c,
+            });
+            if fits {
+                let mut end = i + 19;
+                let mut frac = 0;
+                if b.get(end) == Some(&b'.') {
+                    while digit(end + 1 + frac) {
+                        frac += 1;
+                    }
+                    end += 1 + frac;
+                }
+                let zone: Option<&'static str> = if text[end..].starts_with('Z') {
+                    Some("Z")
+                } else if text[end..].starts_with("+00:00") {
+                    Some("+00:00")
+                } else {
+                    None
+                };
+                if let Some(zone) = zone {
+                    let date = time::Date::from_calendar_date(
+                        num(i, 4) as i32,
+                        time::Month::try_from(num(i + 5, 2) as u8).unwrap(),
+                        num(i + 8, 2) as u8,
+                    )
+                    .unwrap();
+                    let clock = time::Time::from_hms(
+                        num(i + 11, 2) as u8,
+                        num(i + 14, 2) as u8,
+                        num(i + 17, 2) as u8,
+                    )
+                    .unwrap();
+                    let mut ms = (time::PrimitiveDateTime::new(date, clock)
+                        .assume_utc()
+                        .unix_timestamp_nanos()
+                        / 1_000_000) as i64;
+                    if frac > 0 {
+                        let f = &text[i + 20..i + 20 + frac.min(3)];
+                        ms += format!("{f:0<3}").parse::<i64>().unwrap();
+                    }
+                    let end = end + zone.len();
+                    found.push(FoundTime {
+                        start: i,
+                        end,
+                        ms,
+                        iso: Some((frac, zone)),
+                    });
+                    i = end;
+                    continue;
+                }
+            }
+        }
+        i = j;
+    }
+    found
 }

@@ -83,7 +83,9 @@ impl WriteHook for LlmFailures {
         let mut found = Vec::new();
         for (r, effect) in records.iter().zip(effects) {
             // A span reported in pieces counts once: when it first shows the failure.
-            if let Some(change) = effect.span_change(r)
+            // One that expired on arrival is old news, not a burst now.
+            if *effect != WriteEffect::Expired
+                && let Some(change) = effect.span_change(r)
                 && change.became(|s| classify(s).is_some())
                 && let Some(f) = classify(change.after)
             {

@@ -159,13 +159,17 @@ fn lists_globs_oldest_first() {
     let new = dir.path().join("openclaw-2026-01-02.log");
     std::fs::write(&old, "a\n").unwrap();
     std::fs::write(&new, "b\n").unwrap();
-    let t = std::time::SystemTime::now() - Duration::from_secs(3600);
-    File::options()
-        .write(true)
-        .open(&old)
-        .unwrap()
-        .set_modified(t)
-        .unwrap();
+    // Both times set: a file's own mtime comes from the kernel's clock, not the one a
+    // test may have moved.
+    let now = std::time::SystemTime::now();
+    for (path, t) in [(&old, now - Duration::from_secs(3600)), (&new, now)] {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
     std::fs::write(dir.path().join("other.txt"), "c\n").unwrap();
     let spec = format!("{}/openclaw-*.log*", dir.path().display());
     assert_eq!(list_files(&spec), vec![old.clone(), new]);

@@ -536,6 +536,11 @@ impl PriceTable {
         Ok(t)
     }
 
+    /// `as_of` in unix seconds (midnight UTC), when it is a date.
+    pub fn as_of_unix(&self) -> Option<i64> {
+        parse_day(&self.as_of)
+    }
+
     /// The bundled table with the overrides of `path` (TOML or JSON) taking precedence.
     pub fn load(path: Option<&Path>) -> Result<PriceTable, PricingError> {
         let mut t = PriceTable::bundled()?;

@@ -470,3 +470,47 @@ fn a_bad_price_file_fails() {
         "{c:#}"
     );
 }
+
+/// OTLP/gRPC export: this daemon's own gRPC receiver with a token, asked with a wrong
+/// one (UNAUTHENTICATED) and the right one.
+#[test]
+fn grpc_export_checks_the_credentials() {
+    let d = Daemon::start(&[("OCT_AUTH_TOKEN", "good")]);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let grpc = loop {
+        let found = d.logs().iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "OTLP/gRPC listening").then(|| v["addr"].as_str().map(String::from))?
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no gRPC listener: {:?}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://{grpc}");
+    let run = |header: &str| {
+        doctor(
+            dir.path(),
+            &[
+                ("OCT_OTLP_EXPORT_ENDPOINT", &endpoint),
+                ("OCT_OTLP_EXPORT_PROTOCOL", "grpc"),
+                ("OCT_OTLP_EXPORT_HEADERS", header),
+            ],
+        )
+    };
+    let (code, c) = run("authorization=Bearer%20wrong");
+    assert_eq!(code, 1, "{c:#}");
+    assert_eq!(level(&c, "otlp export"), "failed", "{c:#}");
+    assert!(
+        detail(&c, "otlp export").contains("credentials refused"),
+        "{c:#}"
+    );
+    let (_, c) = run("authorization=Bearer%20good");
+    assert_eq!(level(&c, "otlp export"), "ok", "{c:#}");
+}

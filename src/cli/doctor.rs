@@ -674,18 +674,21 @@ async fn reach(url: &str, timeout: Duration) -> Result<SocketAddr, String> {
 
 /// What an empty batch sent with the configured credentials says about an endpoint.
 fn judge(name: &'static str, target: &str, at: SocketAddr, a: Attempt, creds: &str) -> Check {
+    // HTTP 401, 403, 407; gRPC UNAUTHENTICATED (16), PERMISSION_DENIED (7).
+    let refused_creds = |status: u16, reason: &str| {
+        matches!(status, 401 | 403 | 407)
+            || (reason.starts_with("gRPC") && matches!(status, 7 | 16))
+    };
     match a {
         Attempt::Delivered => ok(
             name,
             format!("{target} ({at}) accepts an empty batch with the configured credentials"),
         ),
-        Attempt::Refused { status, reason } if status == 401 || status == 403 || status == 407 => {
-            fail(
-                name,
-                format!("{target}: credentials refused ({status}: {reason})"),
-                format!("check {creds}"),
-            )
-        }
+        Attempt::Refused { status, reason } if refused_creds(status, &reason) => fail(
+            name,
+            format!("{target}: credentials refused ({status}: {reason})"),
+            format!("check {creds}"),
+        ),
         Attempt::Refused { status, reason } => fail(
             name,
             format!("{target}: refuses everything ({status}: {reason})"),

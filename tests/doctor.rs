@@ -35,7 +35,9 @@ fn doctor(dir: &Path, env: &[(&str, &str)]) -> (i32, Value) {
         .env(
             "OCT_LOG_PATH",
             dir.join("openclaw-*.log").to_string_lossy().as_ref(),
-        );
+        )
+        .env("OCT_OTLP_HTTP_ADDR", "127.0.0.1:0")
+        .env("OCT_OTLP_GRPC_ADDR", "127.0.0.1:0");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -72,6 +74,7 @@ fn a_plain_setup_passes_with_every_check_listed() {
         "settings",
         "database",
         "port",
+        "otlp ports",
         "bind and token",
         "openclaw",
         "gateway log",
@@ -206,6 +209,25 @@ fn a_taken_port_fails_and_this_daemons_port_passes() {
     // Another openclaw-trace (another database) on the port: a warning.
     let (_, c) = doctor(dir.path(), &[("OCT_PORT", &port)]);
     assert_eq!(level(&c, "port"), "warning", "{c:#}");
+}
+
+#[test]
+fn a_taken_otlp_port_that_was_set_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, c) = doctor(dir.path(), &[("OCT_OTLP_GRPC_ADDR", &addr)]);
+    assert_eq!(code, 1, "{c:#}");
+    assert_eq!(level(&c, "otlp ports"), "failed", "{c:#}");
+    assert!(detail(&c, "otlp ports").contains("will not start"), "{c:#}");
+    let (_, c) = doctor(
+        dir.path(),
+        &[
+            ("OCT_OTLP_GRPC_ADDR", "off"),
+            ("OCT_OTLP_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(level(&c, "otlp ports"), "ok", "{c:#}");
 }
 
 #[test]

@@ -150,7 +150,10 @@ pub fn checks(cfg: Result<Config, ConfigError>, timeout: Duration) -> Vec<Check>
     let mut remote_dates = Vec::new();
     match rt {
         Ok(rt) => {
-            out.push(rt.block_on(port(&cfg, timeout)));
+            let port_check = rt.block_on(port(&cfg, timeout));
+            let ours = port_check.detail.contains("held by this daemon");
+            out.push(port_check);
+            out.push(otlp_ports(&cfg, ours));
             out.push(exposure(&cfg));
             out.extend(openclaw(&cfg));
             let (c, d) = rt.block_on(push(&cfg, timeout));
@@ -370,6 +373,56 @@ async fn port(cfg: &Config, timeout: Duration) -> Check {
             format!("cannot listen on {addr}: {e}"),
             "set OCT_BIND to an address of this machine, or OCT_PORT to a port you may use",
         ),
+    }
+}
+
+/// The OTLP receiver's own listeners: a taken default port is skipped by the daemon
+/// (warning), a taken port that was set stops it (failed).
+fn otlp_ports(cfg: &Config, daemon_running: bool) -> Check {
+    const NAME: &str = "otlp ports";
+    let o = &cfg.otlp;
+    let listeners = [
+        ("OCT_OTLP_HTTP_ADDR", o.http_addr, o.http_addr_explicit),
+        ("OCT_OTLP_GRPC_ADDR", o.grpc_addr, o.grpc_addr_explicit),
+    ];
+    let mut free = Vec::new();
+    let mut worst: Option<Check> = None;
+    for (var, addr, explicit) in listeners {
+        let Some(addr) = addr else { continue };
+        if addr.port() == 0 {
+            free.push(format!("{addr}"));
+            continue;
+        }
+        match TcpListener::bind(addr) {
+            Ok(_) => free.push(format!("{addr}")),
+            Err(_) if daemon_running => free.push(format!("{addr} (this daemon's)")),
+            Err(e) if explicit => {
+                worst = Some(fail(
+                    NAME,
+                    format!("{var}={addr} cannot be bound ({e}): the daemon will not start"),
+                    format!("stop what holds {addr}, or set {var} to another address (or off)"),
+                ));
+            }
+            Err(e) => {
+                if worst.is_none() {
+                    worst = Some(warn(
+                        NAME,
+                        format!(
+                            "{addr} is taken ({e}; another collector?): the daemon runs without that listener"
+                        ),
+                        format!("set {var} to a free address, or to off"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(c) = worst {
+        return c;
+    }
+    if free.is_empty() {
+        ok(NAME, "off")
+    } else {
+        ok(NAME, format!("{} free", free.join(", ")))
     }
 }
 

@@ -102,6 +102,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         "The running version",
         prometheus_client::metrics::info::Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
+    let price_date =
+        prometheus_client::metrics::gauge::Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    price_date.set(analytics.prices.as_of_unix().unwrap_or(0) as f64);
+    metrics.register(
+        "openclaw_trace_price_table_as_of_timestamp_seconds",
+        "When the bundled price data was taken from its source (genai-prices)",
+        price_date,
+    );
     let bind: std::net::IpAddr = cfg
         .api
         .bind

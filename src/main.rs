@@ -1,11 +1,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, analytics, export, metrics, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, doctor, export, metrics, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Doctor reports invalid settings as one of its checks.
+    if let Some(Cmd::Doctor(a)) = &cli.command {
+        return doctor::run(cli.config(), a);
+    }
     let cfg = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
         Some(Cmd::Export(a)) => export::run_export(&cfg, a),
         Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
         Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
+        Some(Cmd::Doctor(a)) => return doctor::run(Ok(cfg), a),
     };
     match printed {
         Ok(out) => {

@@ -462,3 +462,233 @@ fn budgets_and_sinks_show_in_metrics() {
     assert!(ok, "promtool: {out}");
     assert!(d.stop().success());
 }
+
+/// A push receiver on loopback that accepts every batch (200), until dropped.
+struct Receiver {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ingest", l.local_addr().unwrap());
+        l.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
+                let head_end = loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        Receiver { url, stop }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Every PromQL expression of deploy/grafana/openclaw-trace.json returns data (a series
+/// with a number) from a real Prometheus scraping a loaded openclaw-trace: LLM calls of
+/// two models with time to first token, failures, tool calls, agent runs, error events,
+/// budgets, an agent process it watches, host collectors on, and a push sink delivering.
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/openclaw-trace.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push((
+                p["title"].as_str().unwrap().to_string(),
+                t["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert!(exprs.len() >= 40, "{}", exprs.len());
+    // The agent: a process with a command line nothing else has.
+    let mut agent = Command::new("sleep").arg("987651").spawn().unwrap();
+    let receiver = Receiver::start();
+    let mut d = Daemon::start(&[
+        ("OCT_HOST_DISABLE", "dns"),
+        ("OCT_METRICS_INTERVAL", "1s"),
+        ("OCT_AGENT_PROCESS", "987651"),
+        ("OCT_AGENT_POLL_INTERVAL", "500ms"),
+        (
+            "OCT_BUDGETS",
+            "agent:main/day=$100, global/month=10M tokens",
+        ),
+        ("OCT_PUSH_ENDPOINT", receiver.url.as_str()),
+        ("OCT_PUSH_INTERVAL", "1s"),
+    ]);
+    let prom = Prometheus::start(d.addr);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (url, errors_url, stop) = (d.url("/v1/traces"), d.url("/v1/errors"), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let batch = json!([
+                    {"provider":"openai","model":"gpt-4o","prompt_tokens":100 + i,"completion_tokens":20,
+                     "latency_ms":800,"agent_id":"main","attributes":{"ttft_ms":120}},
+                    {"provider":"anthropic","model":"claude-sonnet-4-5","prompt_tokens":1000,"completion_tokens":200,
+                     "latency_ms":2500,"agent_id":"main","attributes":{"ttft_ms":400}},
+                    {"provider":"openai","model":"gpt-4o","prompt_tokens":10,"completion_tokens":0,
+                     "latency_ms":300,"status":"error","error_type":"rate_limit","agent_id":"main"},
+                    {"kind":"tool_call","name":"execute_tool shell","tool_name":"shell","latency_ms":50,"agent_id":"main"},
+                    {"kind":"tool_call","name":"execute_tool web","tool_name":"web","latency_ms":900,
+                     "status":"error","error_type":"timeout","agent_id":"main"},
+                    {"kind":"agent_run","name":"invoke_agent main","latency_ms":4000,"agent_id":"main"},
+                ]);
+                let _ = client().post(&url).json(&batch).send();
+                let _ = client()
+                    .post(&errors_url)
+                    .json(&json!({"error_type":"tool_failed","message":"boom","category":"tool"}))
+                    .send();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let up = prom.wait_for(
+        r#"up{job="openclaw-trace"}"#,
+        Duration::from_secs(60),
+        |r| r.first().is_some_and(|s| s["value"][1] == "1"),
+    );
+    assert!(!up.is_empty(), "Prometheus never scraped openclaw-trace");
+    let has_number = |r: &[Value]| {
+        r.iter().any(|s| {
+            s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(f64::is_finite)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut missing = Vec::new();
+    for (title, expr) in &exprs {
+        let promql = expr
+            .replace("$__rate_interval", "15s")
+            .replace("$__range", "5m")
+            .replace("$job", ".+")
+            .replace("$instance", ".+");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = prom.wait_for(&promql, left.max(Duration::from_secs(2)), |r| has_number(r));
+        if !has_number(&got) {
+            missing.push(format!("{title}: {promql} -> {got:?}"));
+        }
+    }
+    // Every metric the alert rules use exists in the same scrape (promtool's unit tests
+    // below use made-up series, so a misspelt name would pass them).
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus/alerts.yml"
+    ))
+    .unwrap();
+    let mut names: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("openclaw_trace_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let promql = format!(r#"count({{__name__="{name}", job="openclaw-trace"}})"#);
+        let got = prom.wait_for(&promql, Duration::from_secs(2), |r| has_number(r));
+        if !has_number(&got) {
+            missing.push(format!(
+                "alerts.yml uses {name}, which /metrics does not have"
+            ));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = loader.join();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        missing.is_empty(),
+        "{} of {} dashboard queries (or alert metrics) returned no data:\n{}",
+        missing.len(),
+        exprs.len(),
+        missing.join("\n")
+    );
+    assert!(d.stop().success());
+}
+
+/// deploy/prometheus/alerts.yml is valid, and its unit tests (series that fire and do not
+/// fire each rule, deploy/prometheus/alerts.test.yml) pass.
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool (run scripts/setup-prometheus.sh)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each alert has a test case.
+    let rules = std::fs::read_to_string(format!("{dir}/alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(format!("{dir}/alerts.test.yml")).unwrap();
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            assert!(
+                tests.contains(&format!("alertname: {name}")),
+                "{name} has no test in alerts.test.yml"
+            );
+        }
+    }
+}

@@ -292,7 +292,18 @@ fn costs_are_reported_computed_or_unknown() {
         "{e}"
     );
     let m = d.get_json("/v1/pricing?model=claude-sonnet-4-20250514");
-    assert_eq!(m["match"]["id"], "claude-sonnet-4");
+    assert_eq!(m["match"]["id"], "claude-sonnet-4-0");
+    assert_eq!(m["match"]["origin"], "bundled");
+    // /health dates the price table and names its source.
+    let a = &h["analytics"];
+    assert!(
+        a["price_table_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("genai-prices "),
+        "{a}"
+    );
+    assert_eq!(a["price_table_as_of"].as_str().unwrap().len(), 10, "{a}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::pricing::{NoMatch, Price, PriceTable, Usage};
+use super::pricing::{NoMatch, PriceMatch, PriceTable, Usage};
 use crate::model::{CostSource, Record, Span, SpanKind};
 use crate::pipeline::Transform;
 
@@ -24,8 +24,8 @@ pub struct Unpriced {
 /// Models whose lookups are remembered (bounded; forgotten all at once when full).
 const MAX_CACHED_MODELS: usize = 1024;
 
-/// A lookup's outcome: the price, or why there is none.
-type Found = Result<Price, Arc<NoMatch>>;
+/// A lookup's outcome: the entry that prices the model, or why there is none.
+type Found = Result<Arc<PriceMatch>, Arc<NoMatch>>;
 
 /// Model → (provider, outcome) of the lookups made so far.
 type FoundByModel = HashMap<String, Vec<(Option<String>, Found)>>;
@@ -67,12 +67,12 @@ impl CostTransform {
         }
     }
 
-    /// [`PriceTable::lookup`]'s price, remembered per provider and model.
+    /// [`PriceTable::lookup`]'s entry, remembered per provider and model.
     fn lookup(&self, provider: Option<&str>, model: &str) -> Found {
         let look = || {
             self.prices
                 .lookup(provider, model)
-                .map(|m| m.price)
+                .map(Arc::new)
                 .map_err(Arc::new)
         };
         let Ok(mut found) = self.found.lock() else {
@@ -101,7 +101,11 @@ impl CostTransform {
         let mut first_miss = None;
         for model in models.into_iter().flatten() {
             match self.lookup(s.provider.as_deref(), model) {
-                Ok(price) => return price.cost(&usage),
+                // The price in effect when the call started (prices change on dates).
+                Ok(m) => {
+                    let at = s.start_ns.div_euclid(1_000_000_000);
+                    return self.prices.price_of(&m, at).cost(&usage);
+                }
                 Err(e) => {
                     first_miss.get_or_insert(e);
                 }

@@ -251,7 +251,10 @@ const RECHECK_MAX_RUNS: usize = 100;
 /// What `/health` shows of analytics.
 #[derive(Clone, Debug, Serialize)]
 pub struct AnalyticsHealth {
+    /// The date the bundled price data was taken from its source.
     pub price_table_as_of: String,
+    /// Where the bundled price data comes from (`genai-prices <version> ...`).
+    pub price_table_source: String,
     pub budgets: Vec<BudgetStatus>,
     /// Models seen without a price: their calls have no cost.
     pub unpriced_models: Vec<Unpriced>,
@@ -347,6 +350,7 @@ impl Analytics {
     pub fn health(&self) -> AnalyticsHealth {
         AnalyticsHealth {
             price_table_as_of: self.prices.as_of.clone(),
+            price_table_source: self.prices.source.clone(),
             budgets: self.budgets.status(),
             unpriced_models: self.cost.unpriced(),
         }

@@ -1,16 +1,18 @@
-//! The price table: a bundled, dated list of USD prices per million tokens
-//! (`data/prices.toml`), optionally overridden by a file in the same shape or in
-//! OpenClaw's `models.providers.*.models[].cost` shape, and the arithmetic that
-//! turns a span's token counts into dollars.
+//! The price table: Pydantic's maintained `genai-prices` data (converted by
+//! `scripts/update-prices.py` into `data/genai-prices.json`, compiled in gzipped),
+//! optionally overridden by a file in our `[[model]]` shape or in OpenClaw's
+//! `models.providers.*.models[].cost` shape, and the arithmetic that turns a span's
+//! token counts into dollars.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The table compiled into the binary.
-const BUNDLED: &str = include_str!("../../data/prices.toml");
+/// The converted genai-prices data, gzipped (`data/genai-prices.json` is the same, readable).
+const BUNDLED_GZ: &[u8] = include_bytes!("../../data/genai-prices.json.gz");
 
 /// USD per million tokens of each kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -81,26 +83,85 @@ pub enum Origin {
     Override,
 }
 
+/// When a price other than an entry's base price applies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum When {
+    /// From this unix second on (a dated price change).
+    From(i64),
+    /// Between two times of day, in seconds since midnight UTC (wraps past midnight).
+    Hours(u32, u32),
+}
+
+impl When {
+    fn active(self, unix_s: i64) -> bool {
+        match self {
+            When::From(t) => unix_s >= t,
+            When::Hours(start, end) => {
+                let s = unix_s.rem_euclid(86_400) as u32;
+                if end < start {
+                    s >= start || s < end
+                } else {
+                    s >= start && s < end
+                }
+            }
+        }
+    }
+}
+
+/// A price that replaces the base price from a date on, or during some hours of each day.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriceChange {
+    /// `YYYY-MM-DD` (UTC) from which this price applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `[start, end]` times of day (UTC) during which this price applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<[String; 2]>,
+    #[serde(flatten)]
+    pub price: Price,
+    #[serde(skip)]
+    when: When,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PriceEntry {
     pub provider: String,
     pub id: String,
+    /// The base price (the one without a date or hours).
     #[serde(flatten)]
     pub price: Price,
     pub origin: Origin,
+    /// Later prices; the last one in effect wins over the base price.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<PriceChange>,
+}
+
+impl PriceEntry {
+    /// The price in effect at `unix_s`.
+    pub fn price_at(&self, unix_s: i64) -> Price {
+        self.changes
+            .iter()
+            .rev()
+            .find(|c| c.when.active(unix_s))
+            .map_or(self.price, |c| c.price)
+    }
 }
 
 /// What a lookup found: the price, the entry it came from and the name that matched.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PriceMatch {
+    /// The price in effect at the time asked about (now, for [`PriceTable::lookup`]).
     pub price: Price,
     pub provider: String,
     pub id: String,
-    /// The normalised name that matched (shows how a dated or aliased id was read).
+    /// The name that matched (shows how a dated or aliased id was read).
     pub matched: String,
     pub origin: Origin,
     /// An OpenRouter `:free` variant: costs nothing whatever the base price.
     pub free: bool,
+    /// Index of the entry in [`PriceTable::entries`] (none for an unlisted `:free` model).
+    #[serde(skip)]
+    pub entry: Option<usize>,
 }
 
 /// No entry for a model; says what was tried so a user can add an override.
@@ -119,11 +180,9 @@ pub enum PricingError {
     Bundled(String),
 }
 
-/// The table's on-disk shape (TOML or JSON).
+/// An override file's shape (TOML or JSON).
 #[derive(Deserialize)]
 struct TableFile {
-    #[serde(default)]
-    as_of: Option<String>,
     #[serde(default, alias = "models")]
     model: Vec<EntryFile>,
 }
@@ -142,13 +201,92 @@ struct EntryFile {
     reasoning: Option<f64>,
 }
 
+/// genai-prices' match rules, as `scripts/update-prices.py` keeps them; names are
+/// compared lowercased.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Rule {
+    Equals(String),
+    StartsWith(String),
+    EndsWith(String),
+    Contains(String),
+    Not(Box<Rule>),
+    Or(Vec<Rule>),
+    And(Vec<Rule>),
+}
+
+impl Rule {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Rule::Equals(v) => s == v,
+            Rule::StartsWith(v) => s.starts_with(v.as_str()),
+            Rule::EndsWith(v) => s.ends_with(v.as_str()),
+            Rule::Contains(v) => s.contains(v.as_str()),
+            Rule::Not(r) => !r.matches(s),
+            Rule::Or(rs) => rs.iter().any(|r| r.matches(s)),
+            Rule::And(rs) => rs.iter().all(|r| r.matches(s)),
+        }
+    }
+}
+
+/// The bundled data's shape (`data/genai-prices.json`).
+#[derive(Deserialize)]
+struct BundledFile {
+    source: String,
+    as_of: String,
+    providers: Vec<BundledProviderFile>,
+}
+
+#[derive(Deserialize)]
+struct BundledProviderFile {
+    id: String,
+    provider_match: Option<Rule>,
+    model_match: Option<Rule>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    models: Vec<BundledModelFile>,
+}
+
+#[derive(Deserialize)]
+struct BundledModelFile {
+    id: String,
+    #[serde(rename = "match")]
+    rule: Rule,
+    prices: Vec<BundledPriceFile>,
+}
+
+#[derive(Deserialize)]
+struct BundledPriceFile {
+    input: Option<f64>,
+    output: Option<f64>,
+    cache_read: Option<f64>,
+    cache_write: Option<f64>,
+    from: Option<String>,
+    hours: Option<[String; 2]>,
+}
+
+/// A provider of the bundled data: which names it answers to, and its models in order
+/// (the first whose rule matches wins, as in genai-prices).
+#[derive(Clone, Debug)]
+struct Provider {
+    id: String,
+    provider_match: Option<Rule>,
+    model_match: Option<Rule>,
+    fallbacks: Vec<String>,
+    models: Vec<(Rule, usize)>,
+}
+
 /// Prices for models, looked up by provider and model id.
 #[derive(Clone, Debug)]
 pub struct PriceTable {
+    /// Where the bundled data comes from (package and version).
+    pub source: String,
+    /// The date the bundled data was taken from its source.
     pub as_of: String,
     pub entries: Vec<PriceEntry>,
-    /// Normalised id or alias → indexes into `entries`, overrides first.
+    /// Normalised override id or alias → indexes into `entries`, file order.
     by_key: HashMap<String, Vec<usize>>,
+    providers: Vec<Provider>,
 }
 
 /// Prefixes Bedrock puts before a model id (`us.anthropic.claude-...`).
@@ -169,16 +307,18 @@ const DOTTED_PREFIXES: &[&str] = &[
     "xai",
 ];
 
-/// Provider names as sources spell them → the table's names.
+/// Provider names as sources spell them → genai-prices' provider ids.
 fn canonical_provider(p: &str) -> String {
     let p = p.trim().to_ascii_lowercase();
     match p.as_str() {
-        "azure" | "azure_openai" | "azure.ai.openai" | "openai-completions" => "openai".into(),
+        "azure_openai" | "azure.ai.openai" | "azure-openai" | "az.ai.openai" => "azure".into(),
+        "openai-completions" | "openai-responses" | "openai-codex" => "openai".into(),
         "gemini" | "google-genai" | "google_genai" | "vertex_ai" | "vertexai" | "gcp.gemini"
-        | "gcp.vertex_ai" | "gcp.gen_ai" | "google-vertex" => "google".into(),
+        | "gcp.vertex_ai" | "gcp.gen_ai" | "google-vertex" | "google-gemini-cli" => "google".into(),
         "mistralai" | "mistral_ai" => "mistral".into(),
-        "x_ai" | "x-ai" | "grok" => "xai".into(),
-        "aws.bedrock" | "bedrock" | "amazon-bedrock" => "bedrock".into(),
+        "xai" | "x_ai" | "grok" => "x-ai".into(),
+        "aws.bedrock" | "bedrock" | "amazon-bedrock" => "aws".into(),
+        "moonshot" => "moonshotai".into(),
         _ => p,
     }
 }
@@ -203,54 +343,202 @@ fn is_decoration(seg: &str) -> bool {
     (digits && seg.len() >= 2) || version || matches!(seg, "latest" | "preview" | "exp")
 }
 
-/// The names to try for a model id, most specific first, and whether it is a `:free` variant.
-pub fn candidates(model: &str) -> (Vec<String>, bool) {
-    let raw = model.trim().to_ascii_lowercase();
-    // OpenRouter variants (`:free`, `:nitro`, `:beta`) and Bedrock's `-v1:0` end in `:...`.
-    let (base, variant) = match raw.split_once(':') {
-        Some((b, v)) => (b.to_string(), v.to_string()),
-        None => (raw, String::new()),
-    };
-    let free = variant == "free";
-    let mut out: Vec<String> = Vec::new();
-    let push = |s: String, out: &mut Vec<String>| {
-        if !s.is_empty() && !out.contains(&s) {
-            out.push(s);
-        }
-    };
-    push(normalize(&base), &mut out);
-    let mut short = base.rsplit('/').next().unwrap_or(&base).to_string();
+fn push_new(out: &mut Vec<String>, s: String) {
+    if !s.is_empty() && !out.contains(&s) {
+        out.push(s);
+    }
+}
+
+/// `model` without a `vendor/` path and Bedrock's dotted region and vendor prefixes.
+fn short_name(base: &str) -> &str {
+    let mut short = base.rsplit('/').next().unwrap_or(base);
     while let Some((head, rest)) = short.split_once('.') {
         if DOTTED_PREFIXES.contains(&head) {
-            short = rest.to_string();
+            short = rest;
         } else {
             break;
         }
     }
-    let mut short = normalize(&short);
-    push(short.clone(), &mut out);
+    short
+}
+
+/// The normalised names an override is looked up by, most specific first, and whether
+/// `model` is a `:free` variant.
+pub fn candidates(model: &str) -> (Vec<String>, bool) {
+    let raw = model.trim().to_ascii_lowercase();
+    // OpenRouter variants (`:free`, `:nitro`, `:beta`) and Bedrock's `-v1:0` end in `:...`.
+    let (base, variant) = raw.split_once(':').unwrap_or((&raw, ""));
+    let free = variant == "free";
+    let mut out: Vec<String> = Vec::new();
+    push_new(&mut out, normalize(base));
+    let mut short = normalize(short_name(base));
+    push_new(&mut out, short.clone());
     while let Some((head, last)) = short.rsplit_once('-') {
         if !is_decoration(last) {
             break;
         }
         short = head.to_string();
-        push(short.clone(), &mut out);
+        push_new(&mut out, short.clone());
     }
     (out, free)
+}
+
+/// `-20250514` → `-2025-05-14` (genai-prices' names carry dashed dates), when `s` has one.
+fn dash_compact_date(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    for i in 0..b.len() {
+        if b[i] != b'-' || i + 9 > b.len() {
+            continue;
+        }
+        let d = &b[i + 1..i + 9];
+        let end_ok = matches!(b.get(i + 9), None | Some(b'-') | Some(b':'));
+        if !end_ok || !d.starts_with(b"20") || !d.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let month = (d[4] - b'0') * 10 + (d[5] - b'0');
+        let day = (d[6] - b'0') * 10 + (d[7] - b'0');
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+            continue;
+        }
+        let date = &s[i + 1..i + 9];
+        return Some(format!(
+            "{}-{}-{}-{}{}",
+            &s[..i],
+            &date[..4],
+            &date[4..6],
+            &date[6..],
+            &s[i + 9..]
+        ));
+    }
+    None
+}
+
+/// The names the bundled rules are tried on, most specific first: the id as sent
+/// (lowercased), without a `:variant`, without a `vendor/` or Bedrock prefix, without an
+/// `@date`, then with trailing date/version segments dropped one by one; each also with
+/// a compact date dashed.
+fn bundled_names(model: &str) -> Vec<String> {
+    let raw = model.trim().to_ascii_lowercase();
+    let mut out = Vec::new();
+    let base = raw.split_once(':').map_or(raw.as_str(), |(b, _)| b);
+    let mut short = short_name(base).to_string();
+    if let Some((head, _)) = short.split_once('@') {
+        short = head.to_string();
+    }
+    let mut names = vec![raw.clone(), base.to_string(), short.clone()];
+    while let Some((head, last)) = short.rsplit_once('-') {
+        if !is_decoration(last) {
+            break;
+        }
+        short = head.to_string();
+        names.push(short.clone());
+    }
+    for n in names {
+        let dashed = dash_compact_date(&n);
+        push_new(&mut out, n);
+        if let Some(d) = dashed {
+            push_new(&mut out, d);
+        }
+    }
+    out
+}
+
+fn parse_day(date: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(date.get(..10)?, &format).ok()?;
+    Some(d.midnight().assume_utc().unix_timestamp())
+}
+
+fn parse_time_of_day(t: &str) -> Option<u32> {
+    let mut it = t.trim_end_matches('Z').split(':');
+    let h: u32 = it.next()?.parse().ok()?;
+    let m: u32 = it.next().unwrap_or("0").parse().ok()?;
+    let s: u32 = it.next().unwrap_or("0").parse().ok()?;
+    (h < 24 && m < 60 && s < 60).then_some(h * 3600 + m * 60 + s)
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl PriceTable {
     /// The bundled table alone.
     pub fn bundled() -> Result<PriceTable, PricingError> {
-        let file: TableFile =
-            toml::from_str(BUNDLED).map_err(|e| PricingError::Bundled(e.to_string()))?;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(BUNDLED_GZ)
+            .read_to_string(&mut text)
+            .map_err(|e| PricingError::Bundled(e.to_string()))?;
+        PriceTable::from_bundled_json(&text)
+    }
+
+    fn from_bundled_json(text: &str) -> Result<PriceTable, PricingError> {
+        let file: BundledFile =
+            serde_json::from_str(text).map_err(|e| PricingError::Bundled(e.to_string()))?;
         let mut t = PriceTable {
-            as_of: file.as_of.unwrap_or_default(),
+            source: file.source,
+            as_of: file.as_of,
             entries: Vec::new(),
             by_key: HashMap::new(),
+            providers: Vec::new(),
         };
-        t.add(file.model, Origin::Bundled);
+        for p in file.providers {
+            let mut models = Vec::with_capacity(p.models.len());
+            for m in p.models {
+                let bad = |why: &str| PricingError::Bundled(format!("{}/{}: {why}", p.id, m.id));
+                let mut base = None;
+                let mut changes = Vec::new();
+                for bp in m.prices {
+                    let price = Price {
+                        input: bp.input.unwrap_or(0.0),
+                        output: bp.output.unwrap_or(0.0),
+                        cache_read: bp.cache_read,
+                        cache_write: bp.cache_write,
+                        reasoning: None,
+                    };
+                    let when = match (&bp.from, &bp.hours) {
+                        (Some(d), _) => When::From(parse_day(d).ok_or_else(|| bad("bad date"))?),
+                        (None, Some([a, b])) => When::Hours(
+                            parse_time_of_day(a).ok_or_else(|| bad("bad time"))?,
+                            parse_time_of_day(b).ok_or_else(|| bad("bad time"))?,
+                        ),
+                        (None, None) => {
+                            base = Some(price);
+                            continue;
+                        }
+                    };
+                    changes.push(PriceChange {
+                        from: bp.from,
+                        hours: bp.hours,
+                        price,
+                        when,
+                    });
+                }
+                let price = base.ok_or_else(|| bad("no base price"))?;
+                models.push((m.rule, t.entries.len()));
+                t.entries.push(PriceEntry {
+                    provider: p.id.clone(),
+                    id: m.id,
+                    price,
+                    origin: Origin::Bundled,
+                    changes,
+                });
+            }
+            t.providers.push(Provider {
+                id: p.id,
+                provider_match: p.provider_match,
+                model_match: p.model_match,
+                fallbacks: p.fallbacks,
+                models,
+            });
+        }
         Ok(t)
+    }
+
+    /// `as_of` in unix seconds (midnight UTC), when it is a date.
+    pub fn as_of_unix(&self) -> Option<i64> {
+        parse_day(&self.as_of)
     }
 
     /// The bundled table with the overrides of `path` (TOML or JSON) taking precedence.
@@ -270,13 +558,17 @@ impl PriceTable {
         Ok(t)
     }
 
-    fn add(&mut self, entries: Vec<EntryFile>, origin: Origin) {
+    fn add_overrides(&mut self, entries: Vec<EntryFile>) {
         for e in entries {
             let idx = self.entries.len();
             let mut keys = vec![e.id.clone()];
             keys.extend(e.aliases.iter().cloned());
             self.entries.push(PriceEntry {
-                provider: canonical_provider(&e.provider),
+                provider: if e.provider.is_empty() {
+                    String::new()
+                } else {
+                    canonical_provider(&e.provider)
+                },
                 id: e.id,
                 price: Price {
                     input: e.input,
@@ -285,7 +577,8 @@ impl PriceTable {
                     cache_write: e.cache_write,
                     reasoning: e.reasoning,
                 },
-                origin,
+                origin: Origin::Override,
+                changes: Vec::new(),
             });
             for k in keys {
                 // Both `vendor/model` and `model` find an OpenRouter-style id.
@@ -293,48 +586,128 @@ impl PriceTable {
                 for key in [normalize(&k), normalize(short)] {
                     let slot = self.by_key.entry(key).or_default();
                     if !slot.contains(&idx) {
-                        match origin {
-                            Origin::Override => slot.insert(0, idx),
-                            Origin::Bundled => slot.push(idx),
-                        }
+                        slot.push(idx);
                     }
                 }
             }
         }
     }
 
-    fn add_overrides(&mut self, entries: Vec<EntryFile>) {
-        // Later entries of the file are inserted first; keep the file's own order of precedence.
-        let mut entries = entries;
-        entries.reverse();
-        self.add(entries, Origin::Override);
-    }
-
-    /// Finds the price of `model` (served by `provider`, when known).
-    pub fn lookup(&self, provider: Option<&str>, model: &str) -> Result<PriceMatch, NoMatch> {
-        let (tried, free) = candidates(model);
-        let provider = provider.map(canonical_provider);
-        for key in &tried {
+    /// An override for `keys`: with `strict`, only one for `provider` (or for any
+    /// provider when the entry or the question names none).
+    fn find_override(
+        &self,
+        keys: &[String],
+        provider: Option<&str>,
+        strict: bool,
+    ) -> Option<(usize, String)> {
+        for key in keys {
             let Some(idxs) = self.by_key.get(key) else {
                 continue;
             };
-            // Prefer the entry of the serving provider; any entry of the same id otherwise.
-            let pick = idxs
-                .iter()
-                .copied()
-                .find(|&i| Some(&self.entries[i].provider) == provider.as_ref())
-                .or_else(|| idxs.first().copied());
-            if let Some(i) = pick {
-                let e = &self.entries[i];
-                return Ok(PriceMatch {
-                    price: if free { Price::default() } else { e.price },
-                    provider: e.provider.clone(),
-                    id: e.id.clone(),
-                    matched: key.clone(),
-                    origin: e.origin,
-                    free,
-                });
+            let fits = |&&i: &&usize| {
+                let p = self.entries[i].provider.as_str();
+                !strict || p.is_empty() || provider.is_none_or(|want| want == p)
+            };
+            if let Some(&i) = idxs.iter().find(fits) {
+                return Some((i, key.clone()));
             }
+        }
+        None
+    }
+
+    /// The bundled provider a source's provider name stands for.
+    fn provider_index(&self, name: &str) -> Option<usize> {
+        self.providers
+            .iter()
+            .position(|p| p.id == name)
+            .or_else(|| {
+                self.providers
+                    .iter()
+                    .position(|p| p.provider_match.as_ref().is_some_and(|r| r.matches(name)))
+            })
+    }
+
+    /// The first model of provider `p` (then of its fallback providers) matching a name.
+    fn find_in_provider(&self, p: usize, names: &[String]) -> Option<(usize, String)> {
+        let order = std::iter::once(p).chain(
+            self.providers[p]
+                .fallbacks
+                .iter()
+                .filter_map(|f| self.providers.iter().position(|q| &q.id == f)),
+        );
+        let order: Vec<usize> = order.collect();
+        for name in names {
+            for &q in &order {
+                if let Some((_, i)) = self.providers[q]
+                    .models
+                    .iter()
+                    .find(|(rule, _)| rule.matches(name))
+                {
+                    return Some((*i, name.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Without a known provider: the providers whose model names look like `names`
+    /// (genai-prices' `model_match`), then OpenRouter for a `vendor/model` id.
+    fn find_by_model(&self, names: &[String]) -> Option<(usize, String)> {
+        for (p, prov) in self.providers.iter().enumerate() {
+            let looks = prov
+                .model_match
+                .as_ref()
+                .is_some_and(|r| names.iter().any(|n| r.matches(n)));
+            if looks && let Some(found) = self.find_in_provider(p, names) {
+                return Some(found);
+            }
+        }
+        if names.first().is_some_and(|n| n.contains('/')) {
+            let p = self.providers.iter().position(|p| p.id == "openrouter")?;
+            return self.find_in_provider(p, names);
+        }
+        None
+    }
+
+    /// Finds the price of `model` (served by `provider`, when known) in effect now.
+    pub fn lookup(&self, provider: Option<&str>, model: &str) -> Result<PriceMatch, NoMatch> {
+        self.lookup_at(provider, model, now_s())
+    }
+
+    /// Finds the price of `model` in effect at `unix_s`. Precedence: an override for
+    /// the provider, the bundled entry of the provider (or of its fallbacks), any
+    /// override of that name, then a bundled entry of a provider the name looks like.
+    pub fn lookup_at(
+        &self,
+        provider: Option<&str>,
+        model: &str,
+        unix_s: i64,
+    ) -> Result<PriceMatch, NoMatch> {
+        let (keys, free) = candidates(model);
+        let names = bundled_names(model);
+        let provider = provider.map(canonical_provider).filter(|p| !p.is_empty());
+        let known = provider.as_deref().and_then(|p| self.provider_index(p));
+        let found = self
+            .find_override(&keys, provider.as_deref(), true)
+            .or_else(|| known.and_then(|p| self.find_in_provider(p, &names)))
+            .or_else(|| self.find_override(&keys, provider.as_deref(), false))
+            .or_else(|| self.find_by_model(&names));
+        if let Some((i, matched)) = found {
+            let e = &self.entries[i];
+            return Ok(PriceMatch {
+                price: if free {
+                    Price::default()
+                } else {
+                    e.price_at(unix_s)
+                },
+                provider: e.provider.clone(),
+                id: e.id.clone(),
+                matched,
+                origin: e.origin,
+                free,
+                entry: Some(i),
+            });
         }
         if free {
             return Ok(PriceMatch {
@@ -344,12 +717,25 @@ impl PriceTable {
                 matched: model.to_ascii_lowercase(),
                 origin: Origin::Bundled,
                 free: true,
+                entry: None,
             });
+        }
+        let mut tried = keys;
+        for n in names {
+            push_new(&mut tried, n);
         }
         Err(NoMatch {
             model: model.to_string(),
             tried,
         })
+    }
+
+    /// The price of a match at `unix_s` (a `:free` variant costs nothing).
+    pub fn price_of(&self, m: &PriceMatch, unix_s: i64) -> Price {
+        match m.entry {
+            Some(i) if !m.free => self.entries[i].price_at(unix_s),
+            _ => Price::default(),
+        }
     }
 }
 
@@ -474,23 +860,88 @@ mod tests {
         (a - b).abs() <= 1e-12_f64.max(b.abs() * 1e-9)
     }
 
+    /// 2026-11-15T20:00:00Z: a fixed time, so dated price changes never age these tests
+    /// (20:00 UTC is outside DeepSeek's daytime window).
+    const AT: i64 = 1_794_772_800;
+
     #[test]
     fn bundled_table_loads_and_is_dated() {
         let t = PriceTable::bundled().unwrap();
-        assert!(t.as_of.starts_with("20"), "{}", t.as_of);
-        assert!(t.entries.len() > 40);
+        assert!(t.source.starts_with("genai-prices "), "{}", t.source);
+        assert!(parse_day(&t.as_of).is_some(), "{}", t.as_of);
+        assert!(t.entries.len() > 1000, "{}", t.entries.len());
         for provider in [
             "openai",
             "anthropic",
             "google",
             "mistral",
             "deepseek",
-            "xai",
+            "x-ai",
             "openrouter",
+            "aws",
+            "azure",
         ] {
             assert!(
                 t.entries.iter().any(|e| e.provider == provider),
                 "{provider}"
+            );
+        }
+    }
+
+    /// The readable data/genai-prices.json and the gzipped copy compiled in are the same.
+    #[test]
+    fn bundled_gzip_is_the_readable_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/genai-prices.json");
+        let readable = std::fs::read_to_string(path).unwrap();
+        let mut compiled = String::new();
+        flate2::read::GzDecoder::new(BUNDLED_GZ)
+            .read_to_string(&mut compiled)
+            .unwrap();
+        assert!(readable == compiled, "run scripts/update-prices.py again");
+    }
+
+    /// Known list prices (USD per million input / output tokens) of current models from
+    /// six providers, as genai-prices has them.
+    #[test]
+    fn known_prices_of_current_models() {
+        let t = PriceTable::bundled().unwrap();
+        let cases: &[(&str, &str, &str, f64, f64)] = &[
+            ("openai", "gpt-5", "gpt-5", 1.25, 10.0),
+            ("openai", "gpt-5-mini", "gpt-5-mini", 0.25, 2.0),
+            ("openai", "gpt-4.1", "gpt-4.1", 2.0, 8.0),
+            ("openai", "gpt-4o", "gpt-4o", 2.5, 10.0),
+            ("openai", "o3", "o3", 2.0, 8.0),
+            (
+                "anthropic",
+                "claude-sonnet-4-5",
+                "claude-sonnet-4-5",
+                3.0,
+                15.0,
+            ),
+            ("anthropic", "claude-opus-4-5", "claude-opus-4-5", 5.0, 25.0),
+            (
+                "anthropic",
+                "claude-haiku-4-5",
+                "claude-haiku-4-5",
+                1.0,
+                5.0,
+            ),
+            ("google", "gemini-2.5-pro", "gemini-2.5-pro", 1.25, 10.0),
+            ("google", "gemini-2.5-flash", "gemini-2.5-flash", 0.3, 2.5),
+            ("mistral", "mistral-large-latest", "mistral-large", 2.0, 6.0),
+            ("mistral", "codestral-latest", "codestral", 0.3, 0.9),
+            ("xai", "grok-4", "grok-4-0709", 3.0, 15.0),
+            ("xai", "grok-code-fast-1", "grok-code-fast-1", 0.2, 1.5),
+            ("deepseek", "deepseek-chat", "deepseek-chat", 0.135, 0.55),
+        ];
+        for &(provider, model, id, input, output) in cases {
+            let m = t
+                .lookup_at(Some(provider), model, AT)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (m.id.as_str(), m.price.input, m.price.output, m.origin),
+                (id, input, output, Origin::Bundled),
+                "{provider}/{model}"
             );
         }
     }
@@ -554,7 +1005,7 @@ mod tests {
                 0,
                 0.0048,
             ),
-            // Reasoning is part of output when not priced apart: 1 000 × 1.10 + 3 000 × 4.40 = 14 300 µ$
+            // Reasoning is part of output: 1 000 × 1.10 + 3 000 × 4.40 = 14 300 µ$
             ("openai", "o4-mini", 1_000, 3_000, 0, 0, 2_500, 0.0143),
             // OpenRouter id with dots. 1 000 000 × 3 + 100 000 × 15 = 4.5 $
             (
@@ -567,7 +1018,7 @@ mod tests {
                 0,
                 4.5,
             ),
-            // Google, aliases through the vertex provider name. 10 000 × 1.25 + 2 000 × 10 = 32 500 µ$
+            // Google through the vertex provider name. 10 000 × 1.25 + 2 000 × 10 = 32 500 µ$
             (
                 "vertex_ai",
                 "gemini-2.5-pro",
@@ -600,21 +1051,9 @@ mod tests {
                 0,
                 0.008,
             ),
-            // DeepSeek cache hit. (1 000 − 600) × 0.28 + 600 × 0.028 + 100 × 0.42 = 112 + 16.8 + 42 = 170.8 µ$
-            (
-                "deepseek",
-                "deepseek-chat",
-                1_000,
-                100,
-                600,
-                0,
-                0,
-                0.0001708,
-            ),
-            // xAI dated. 1 000 × 3 + 1 000 × 15 = 18 000 µ$
-            ("xai", "grok-4-0709", 1_000, 1_000, 0, 0, 0, 0.018),
-            // `-latest` alias. 1 000 × 2.50 + 1 000 × 10 = 12 500 µ$
-            ("openai", "chatgpt-4o-latest", 1_000, 1_000, 0, 0, 0, 0.0125),
+            // DeepSeek cache hit at night (base price):
+            // (1 000 − 600) × 0.135 + 600 × 0.035 + 100 × 0.55 = 54 + 21 + 55 = 130 µ$
+            ("deepseek", "deepseek-chat", 1_000, 100, 600, 0, 0, 0.00013),
             // OpenRouter free variant.
             (
                 "openrouter",
@@ -625,17 +1064,6 @@ mod tests {
                 0,
                 0,
                 0.0,
-            ),
-            // OpenRouter-only id. 1 000 × 0.60 + 1 000 × 2.50 = 3 100 µ$
-            (
-                "openrouter",
-                "moonshotai/kimi-k2",
-                1_000,
-                1_000,
-                0,
-                0,
-                0,
-                0.0031,
             ),
             // Embedding: input only. 1 000 000 × 0.02 = 0.02 $
             (
@@ -651,7 +1079,7 @@ mod tests {
         ];
         for &(provider, model, i, o, cr, cw, r, want) in cases {
             let m = t
-                .lookup(Some(provider), model)
+                .lookup_at(Some(provider), model, AT)
                 .unwrap_or_else(|e| panic!("{e}"));
             let got = m.price.cost(&usage(i, o, cr, cw, r)).unwrap();
             assert!(
@@ -662,44 +1090,88 @@ mod tests {
     }
 
     #[test]
-    fn aliases_resolve_to_the_family() {
+    fn dated_and_aliased_ids_resolve_to_the_family() {
         let t = PriceTable::bundled().unwrap();
-        for (model, id) in [
-            ("claude-sonnet-4-20250514", "claude-sonnet-4"),
-            ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
-            ("claude-opus-4-1-20250805", "claude-opus-4-1"),
-            ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+        for (provider, model, id) in [
+            (None, "claude-sonnet-4-20250514", "claude-sonnet-4-0"),
             (
-                "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
-                "claude-3-7-sonnet",
+                Some("anthropic"),
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-5",
             ),
-            ("gpt-4.1-2025-04-14", "gpt-4.1"),
-            ("openai/gpt-4.1-mini", "gpt-4.1-mini"),
-            ("gpt-4-0613", "gpt-4"),
-            ("o3-mini-2025-01-31", "o3-mini"),
-            ("gpt-5-chat-latest", "gpt-5"),
-            ("gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
-            ("GPT-4o", "gpt-4o"),
-            ("x-ai/grok-4", "grok-4"),
-            ("kimi-k2", "moonshotai/kimi-k2"),
-            ("anthropic/claude-sonnet-4:beta", "claude-sonnet-4"),
+            (None, "claude-opus-4-1-20250805", "claude-opus-4-1"),
+            (None, "claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+            (
+                Some("aws.bedrock"),
+                "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                "regional.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            ),
+            (
+                None,
+                "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                "claude-3-7-sonnet-latest",
+            ),
+            (Some("openai"), "gpt-4.1-2025-04-14", "gpt-4.1"),
+            (None, "openai/gpt-4.1-mini", "gpt-4.1-mini"),
+            (Some("openai"), "gpt-4-0613", "gpt-4"),
+            (Some("openai"), "o3-mini-2025-01-31", "o3-mini"),
+            (Some("openai"), "gpt-5-chat-latest", "gpt-5"),
+            (
+                Some("google"),
+                "gemini-2.5-pro-preview-06-05",
+                "gemini-2.5-pro",
+            ),
+            (None, "GPT-4o", "gpt-4o"),
+            (None, "x-ai/grok-4", "grok-4-0709"),
+            (None, "kimi-k2", "kimi-k2"),
+            (Some("azure"), "gpt-4o-2024-11-20", "gpt-4o"),
+            (Some("openclaw"), "claude-sonnet-4-5", "claude-sonnet-4-5"),
         ] {
-            let m = t.lookup(None, model).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(m.id, id, "{model}");
+            let m = t
+                .lookup_at(provider, model, AT)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(m.id, id, "{provider:?}/{model}");
         }
+        // A compact date in an OpenRouter id is read as genai-prices' dashed one.
+        assert_eq!(
+            dash_compact_date("x-20250514").as_deref(),
+            Some("x-2025-05-14")
+        );
+        assert_eq!(dash_compact_date("x-20251399"), None);
     }
 
     #[test]
-    fn unknown_models_say_so() {
+    fn prices_change_on_their_date_and_hours() {
         let t = PriceTable::bundled().unwrap();
-        for model in [
-            "llama-local-7b",
-            "gpt-4o-audio-preview-2024-12-17",
-            "claude-2",
-            "fake-model",
-            "",
+        let day = |d: &str| parse_day(d).unwrap();
+        // OpenAI cut o3 from 10/40 to 2/8 on 2025-06-10.
+        let before = t
+            .lookup_at(Some("openai"), "o3", day("2025-06-09"))
+            .unwrap();
+        let after = t
+            .lookup_at(Some("openai"), "o3", day("2025-06-10"))
+            .unwrap();
+        assert_eq!((before.price.input, after.price.input), (10.0, 2.0));
+        // DeepSeek's daytime price (00:30-16:30 UTC) and its night discount.
+        let noon = day("2026-11-15") + 12 * 3600;
+        let m = t
+            .lookup_at(Some("deepseek"), "deepseek-chat", noon)
+            .unwrap();
+        assert_eq!(m.price.input, 0.27);
+        assert_eq!(t.price_of(&m, AT).input, 0.135);
+    }
+
+    #[test]
+    fn unknown_models_stay_unpriced() {
+        let t = PriceTable::bundled().unwrap();
+        for (provider, model) in [
+            (Some("openai"), "llama-local-7b"),
+            (Some("local"), "my-local-model"),
+            (None, "fake-model"),
+            (None, "m"),
+            (Some("openai"), ""),
         ] {
-            let e = t.lookup(Some("openai"), model).unwrap_err();
+            let e = t.lookup_at(provider, model, AT).unwrap_err();
             assert_eq!(e.model, model);
             assert!(e.to_string().contains("no price for model"), "{e}");
         }
@@ -755,10 +1227,10 @@ mod tests {
         assert_eq!(t.lookup(None, "fake/fake-model").unwrap().id, "fake-model");
         // An override wins over the bundled entry for its provider...
         let m = t.lookup(Some("fake"), "gpt-4o").unwrap();
-        assert_eq!(m.price.input, 5.0);
+        assert_eq!((m.price.input, m.origin), (5.0, Origin::Override));
         // ...and the bundled one is still there for the real provider.
         let m = t.lookup(Some("openai"), "gpt-4o").unwrap();
-        assert_eq!(m.price.input, 2.5);
+        assert_eq!((m.price.input, m.origin), (2.5, Origin::Bundled));
     }
 
     #[test]
@@ -772,20 +1244,24 @@ mod tests {
         .unwrap();
         let t = PriceTable::load(Some(&toml_path)).unwrap();
         assert_eq!(t.lookup(None, "my-llm-v2").unwrap().price.output, 1.5);
+        // An override of a bundled model wins over genai-prices, dated ids included.
         let json_path = dir.path().join("p.json");
         std::fs::write(
             &json_path,
-            r#"{"model":[{"provider":"openai","id":"gpt-4o","input":1,"output":1}]}"#,
+            r#"{"model":[{"provider":"openai","id":"gpt-4o","input":1,"output":1},
+                         {"id":"claude-sonnet-4-5","input":2,"output":3}]}"#,
         )
         .unwrap();
         let t = PriceTable::load(Some(&json_path)).unwrap();
-        assert_eq!(
-            t.lookup(Some("openai"), "gpt-4o-2024-08-06")
-                .unwrap()
-                .price
-                .input,
-            1.0
-        );
+        let m = t.lookup(Some("openai"), "gpt-4o-2024-08-06").unwrap();
+        assert_eq!((m.price.input, m.origin), (1.0, Origin::Override));
+        let m = t
+            .lookup(Some("anthropic"), "claude-sonnet-4-5-20250929")
+            .unwrap();
+        assert_eq!((m.price.output, m.origin), (3.0, Origin::Override));
+        // Other models keep genai-prices' price.
+        let m = t.lookup(Some("openai"), "gpt-4o-mini").unwrap();
+        assert_eq!((m.price.input, m.origin), (0.15, Origin::Bundled));
     }
 
     #[test]

@@ -115,13 +115,17 @@ pub async fn get_pricing(
     let Some(model) = text(&p, "model") else {
         return Ok(axum::Json(json!({
             "as_of": prices.as_of,
+            "source": prices.source,
             "models": prices.entries,
             "unpriced_models": st.analytics.cost.unpriced(),
         }))
         .into_response());
     };
     match prices.lookup(text(&p, "provider").as_deref(), &model) {
-        Ok(m) => Ok(axum::Json(json!({ "as_of": prices.as_of, "match": m })).into_response()),
+        Ok(m) => Ok(axum::Json(
+            json!({ "as_of": prices.as_of, "source": prices.source, "match": m }),
+        )
+        .into_response()),
         Err(e) => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             body: json!({ "error": e.to_string(), "field": "model", "tried": e.tried }),

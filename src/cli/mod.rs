@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
 pub mod analytics;
+pub mod doctor;
 pub mod export;
 pub mod metrics;
 pub mod tail;
@@ -98,6 +99,8 @@ pub enum Cmd {
     Metrics(metrics::MetricsArgs),
     /// One screen: host, agent and sidecar now, and the open conditions
     Status(metrics::StatusArgs),
+    /// Check this setup (settings, database, port, OpenClaw, endpoints, clock, prices); exit 1 when a check fails
+    Doctor(doctor::DoctorArgs),
 }
 
 impl Cli {

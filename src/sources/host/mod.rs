@@ -7,7 +7,7 @@ mod agent;
 mod cgroup;
 mod cpu;
 mod detector;
-mod disk;
+pub mod disk;
 mod diskio;
 mod dns;
 mod llm;

@@ -77,7 +77,7 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
         name: "auth_token",
         env: "OCT_AUTH_TOKEN",
         default: "",
-        help: "When set, every endpoint but /health and /ready requires Authorization: Bearer <token>",
+        help: "When set, every endpoint but /health, /ready and the dashboard's static files requires Authorization: Bearer <token>",
         set: |c, v| {
             c.auth_token = Some(v.to_string());
             Ok(())

@@ -5,7 +5,15 @@
 import { s, h } from './dom.js';
 import { tick } from './format.js';
 
-const W = 900;
+/** A width in SVG units for a chart taking `fraction` of the content column, so axis
+ * text keeps about its CSS size when the SVG scales to its box. */
+export function widthFor(fraction = 1) {
+  const main = document.getElementById('main');
+  const w = main ? main.clientWidth - 40 : 900;
+  return Math.max(360, Math.round(w * fraction - (fraction < 1 ? 40 : 0)));
+}
+
+let W = 900;
 const PAD = { l: 64, r: 12, t: 10, b: 26 };
 
 function niceMax(v) {
@@ -44,18 +52,20 @@ function legend(keys) {
  * Stacked bars. buckets: sorted bucket start times (ms); series: [{name, values}]
  * (values aligned with buckets). bucketMs: a bucket's width.
  */
-export function stackedBars({ buckets, series, bucketMs, yFmt = String, height = 220, label = 'chart' }) {
+export function stackedBars({ buckets, series, bucketMs, yFmt = String, axisFmt, height = 220, label = 'chart', from, to, width }) {
+  W = width || widthFor(1);
   const H = height;
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label });
   if (!buckets.length) {
     return h('div', { class: 'chart-box' }, h('p', { class: 'muted empty' }, 'No data in this range.'));
   }
-  const x0 = buckets[0];
-  const x1 = buckets[buckets.length - 1] + bucketMs;
+  // The axis spans the asked range (from/to, snapped to buckets), or the buckets seen.
+  const x0 = Math.min(buckets[0], from !== undefined && from !== null ? Math.floor(from / bucketMs) * bucketMs : Infinity);
+  const x1 = Math.max(buckets[buckets.length - 1] + bucketMs, to !== undefined && to !== null ? Math.ceil(to / bucketMs) * bucketMs : -Infinity);
   const totals = buckets.map((_, i) => series.reduce((a, se) => a + (se.values[i] || 0), 0));
   const yMax = niceMax(Math.max(...totals));
   const g = s('g');
-  axes(g, x0, x1, yMax, H, yFmt);
+  axes(g, x0, x1, yMax, H, axisFmt || yFmt);
   const plotW = W - PAD.l - PAD.r;
   const plotH = H - PAD.t - PAD.b;
   const bw = Math.max(1, (plotW * bucketMs) / (x1 - x0) - 1);
@@ -78,7 +88,8 @@ export function stackedBars({ buckets, series, bucketMs, yFmt = String, height =
 }
 
 /** Lines. series: [{name, points: [[ms, value], ...]}]. */
-export function lines({ series, yFmt = String, height = 180, label = 'chart', from, to, yMin = 0, yMaxFixed }) {
+export function lines({ series, yFmt = String, axisFmt, height = 180, label = 'chart', from, to, yMin = 0, yMaxFixed, width }) {
+  W = width || widthFor(1);
   const H = height;
   const all = series.flatMap((se) => se.points);
   if (!all.length) {
@@ -90,7 +101,7 @@ export function lines({ series, yFmt = String, height = 180, label = 'chart', fr
   const yMax = yMaxFixed ?? niceMax(Math.max(...all.map((p) => p[1])));
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label });
   const g = s('g');
-  axes(g, x0, x1, yMax, H, yFmt);
+  axes(g, x0, x1, yMax, H, axisFmt || yFmt);
   const plotW = W - PAD.l - PAD.r;
   const plotH = H - PAD.t - PAD.b;
   const X = (t) => PAD.l + (plotW * (t - x0)) / (x1 - x0);

@@ -30,6 +30,7 @@ export function tokens(v) {
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
   const a = Math.abs(ms);
+  if (ms === 0) return '0';
   if (a < 1) return `${(ms * 1000).toFixed(0)} µs`;
   if (a < 1000) return `${ms.toFixed(a < 10 ? 1 : 0)} ms`;
   if (a < 60_000) return `${(ms / 1000).toFixed(2)} s`;
@@ -56,6 +57,12 @@ export function bytes(v) {
 
 function pad(n, w = 2) {
   return String(n).padStart(w, '0');
+}
+
+/** An axis label for money: $0.25, $1, $0.0005. */
+export function costTick(v) {
+  if (v === 0) return '$0';
+  return `$${Number(v.toPrecision(2))}`;
 }
 
 /** Local date and time, to the second: 2026-12-05 23:52:30. */
@@ -105,7 +112,7 @@ export function delta(cur, prev) {
 }
 
 /** Ranges offered by the pickers: name -> milliseconds. */
-export const RANGES = { '1h': 3_600_000, '6h': 21_600_000, '24h': 86_400_000, '7d': 604_800_000, '30d': 2_592_000_000 };
+export const RANGES = { '15m': 900_000, '1h': 3_600_000, '6h': 21_600_000, '24h': 86_400_000, '7d': 604_800_000, '30d': 2_592_000_000 };
 
 /** Resolves `range` (a name from RANGES, or "custom" with from/to) to [from_ms, to_ms]. */
 export function resolveRange(params, fallback = '24h', now = Date.now()) {

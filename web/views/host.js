@@ -5,7 +5,7 @@ import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
 import * as f from '../lib/format.js';
 import { header, rangePicker, kpi } from '../lib/ui.js';
-import { lines } from '../lib/chart.js';
+import { lines, widthFor } from '../lib/chart.js';
 
 export const title = () => 'Host';
 
@@ -58,7 +58,7 @@ export async function render({ params, signal }) {
     const last = series.length && series[0].points.length ? series[0].points[series[0].points.length - 1][1] : null;
     return h('div', { class: 'card', 'data-metric': name },
       h('div', { class: 'card-head' }, h('h2', null, ttl), h('span', { class: 'muted mono' }, name), last !== null ? h('span', { class: 'now' }, fmt(last)) : null),
-      lines({ series, yFmt: fmt, from, to, yMaxFixed: max === 1 && field !== 'min' ? 1 : max ?? undefined, label: ttl }));
+      lines({ series, yFmt: fmt, from, to, width: widthFor(0.5), yMaxFixed: max === 1 && field !== 'min' ? 1 : max ?? undefined, label: ttl }));
   });
   return h('section', { class: 'view host' },
     header('Host', rangePicker(params, '1h')),

@@ -6,7 +6,7 @@ import * as api from '../lib/api.js';
 import * as f from '../lib/format.js';
 import { setParams, link } from '../lib/router.js';
 import { header, rangePicker, kpi, runLink } from '../lib/ui.js';
-import { stackedBars, lines } from '../lib/chart.js';
+import { stackedBars, lines, widthFor } from '../lib/chart.js';
 
 export const title = () => 'Overview';
 
@@ -73,10 +73,10 @@ export async function render({ params, signal }) {
         h('div', { class: 'card-head' }, h('h2', null, `Cost per ${o.bucket || 'hour'}`),
           h('div', { class: 'seg', role: 'group', 'aria-label': 'Group cost by' },
             ['model', 'agent'].map((k) => h('button', { type: 'button', class: by === k ? 'small on' : 'small', 'aria-pressed': by === k ? 'true' : 'false', onclick: () => setParams({ by: k === 'model' ? null : k }) }, `by ${k}`)))),
-        stackedBars({ buckets: starts, series, bucketMs, yFmt: f.cost, label: `Cost by ${by}` })),
+        stackedBars({ buckets: starts, series, bucketMs, from: o.from_ms, to: o.to_ms, yFmt: f.cost, axisFmt: f.costTick, width: widthFor(0.5), label: `Cost by ${by}` })),
       h('div', { class: 'card' },
         h('div', { class: 'card-head' }, h('h2', null, 'Error rate'), h('span', { class: 'muted' }, `${f.int(cur.errors)} errors`)),
-        lines({ series: errSeries, yFmt: (v) => f.pct(v * 100, 0), from: o.from_ms, to: o.to_ms, label: 'Error rate' }))),
+        lines({ series: errSeries, width: widthFor(0.5), yFmt: (v) => f.pct(v * 100, 0), from: o.from_ms, to: o.to_ms, label: 'Error rate' }))),
     h('div', { class: 'grid3' },
       h('div', { class: 'card' }, h('h2', null, 'Agent process'),
         h('p', { class: `agent-state st-${agentState.replace(' ', '-')}` }, agentState),

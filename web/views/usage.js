@@ -66,7 +66,7 @@ export async function render({ params, signal }) {
       kpi('Tokens', f.tokens(tot.total_tokens), `${f.tokens(tot.input_tokens)} in · ${f.tokens(tot.output_tokens)} out`),
       kpi('Latency p95', f.duration(tot.latency_ms && tot.latency_ms.p95), `p50 ${f.duration(tot.latency_ms && tot.latency_ms.p50)}`)),
     h('h2', null, `${metric === 'cost' ? 'Cost' : 'Tokens'} per ${bucket}, by ${by}`),
-    stackedBars({ buckets: starts, series: chartSeries, bucketMs, yFmt: metric === 'cost' ? f.cost : f.tokens, label: `${metric} per ${bucket} by ${by}` }),
+    stackedBars({ buckets: starts, series: chartSeries, bucketMs, from, to, yFmt: metric === 'cost' ? f.cost : f.tokens, axisFmt: metric === 'cost' ? f.costTick : f.tokens, label: `${metric} per ${bucket} by ${by}` }),
     h('h2', null, `By ${by}`),
     (sums.rows || []).length ? table(cols, sums.rows, { caption: `Usage by ${by}` }) : h('p', { class: 'muted empty' }, 'No LLM calls in this range.'));
 }

@@ -214,12 +214,7 @@ async fn ui_asset(Path((hash, path)): Path<(String, String)>, headers: HeaderMap
     match b.assets.get(path.as_str()) {
         // Only the current hash is immutable; an old page asking for an old hash gets the
         // current file, not cached, so a reload picks up the new shell.
-        Some(a) if hash == b.hash => send(
-            a,
-            &headers,
-            "public, max-age=31536000, immutable",
-            None,
-        ),
+        Some(a) if hash == b.hash => send(a, &headers, "public, max-age=31536000, immutable", None),
         Some(a) => send(a, &headers, "no-cache", None),
         None => secure(
             super::ApiError::new(StatusCode::NOT_FOUND, "no such dashboard file").into_response(),
@@ -235,11 +230,20 @@ mod tests {
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br;q=1, gzip;q=0"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br;q=1, gzip;q=0"),
+        );
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         assert!(!accepts_gzip(&h));
     }
 

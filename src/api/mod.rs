@@ -1,6 +1,7 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
 pub mod analytics;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod health;
 pub mod ingest;
@@ -284,6 +285,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(analytics::routes())
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

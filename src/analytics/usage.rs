@@ -860,6 +860,83 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     })
 }
 
+/// A CSV field: quoted when it holds a comma, quote or line break; a text starting
+/// with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` so a spreadsheet does not
+/// run it as a formula (captured names are outside data).
+fn csv_text(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv_num<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The report's rows as CSV, header line first: `bucket_start` when bucketed, the
+/// grouped dimensions, then the sums and latency figures (empty for `null`).
+pub fn to_csv(r: &UsageReport) -> String {
+    let dims: Vec<Dim> = r.group_by.iter().filter_map(|n| Dim::parse(n)).collect();
+    let mut head: Vec<&str> = Vec::new();
+    if r.bucket.is_some() {
+        head.push("bucket_start");
+    }
+    head.extend(dims.iter().map(|d| d.column()));
+    head.extend([
+        "calls",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+        "cost_usd",
+        "unpriced_calls",
+        "latency_ms_mean",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+    ]);
+    let mut out = head.join(",");
+    out.push_str("\r\n");
+    for row in &r.rows {
+        let mut f: Vec<String> = Vec::with_capacity(head.len());
+        if r.bucket.is_some() {
+            f.push(csv_text(row.bucket_start.as_deref().unwrap_or_default()));
+        }
+        for d in &dims {
+            f.push(csv_text(row.dim(*d).unwrap_or_default()));
+        }
+        f.extend([
+            row.calls.to_string(),
+            row.errors.to_string(),
+            row.input_tokens.to_string(),
+            row.output_tokens.to_string(),
+            row.cache_read_tokens.to_string(),
+            row.cache_write_tokens.to_string(),
+            row.reasoning_tokens.to_string(),
+            row.total_tokens.to_string(),
+            csv_num(row.cost_usd),
+            row.unpriced_calls.to_string(),
+            csv_num(row.latency_ms.mean),
+            csv_num(row.latency_ms.p50),
+            csv_num(row.latency_ms.p95),
+            csv_num(row.latency_ms.p99),
+        ]);
+        out.push_str(&f.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -58,7 +58,28 @@ pub async fn get_usage(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let q = usage_query(&p)?;
+    let csv = match text(&p, "format")
+        .map(|f| f.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::bad_param("format", "expected json or csv")),
+    };
     let report = read(&st, move |c| usage::query(c, &q)).await?;
+    if csv {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"usage.csv\"",
+                ),
+            ],
+            usage::to_csv(&report),
+        )
+            .into_response());
+    }
     Ok(axum::Json(report).into_response())
 }
 

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openclaw;
 pub mod query;
 pub mod stream;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -230,7 +231,7 @@ pub(crate) async fn require_token(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/health" || path == "/ready" || dashboard::is_public(path) {
+    if path == "/health" || path == "/ready" || web::is_public(path) {
         return next.run(req).await;
     }
     let given = req
@@ -286,6 +287,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/ready", get(health::ready))
         .merge(analytics::routes())
         .merge(dashboard::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

@@ -332,6 +332,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (bucket_ns, name, attributes)
     ) WITHOUT ROWID;
     "#,
+    // 8: the dashboard's sessions: the runs of one session in time order, and the
+    // sessions whose latest run started last (an index-only scan).
+    r#"
+    CREATE INDEX traces_session_start ON traces(session_id, start_ns)
+        WHERE session_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

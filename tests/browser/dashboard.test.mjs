@@ -32,6 +32,8 @@ before(async () => {
     OCT_BASELINE_MIN_RUNS: '5',
     OCT_BASELINE_SETTLE: '1s',
     OCT_BUDGETS: 'global/day=$1, agent:alpha/day=$0.05',
+    // Any used disk crosses 1 %: an open disk_high condition for the overview and errors.
+    OCT_DISK_ALERT_THRESHOLD: '1',
   });
   ids = await seed(daemon.base);
   browser = await launch();
@@ -78,7 +80,7 @@ test('every page renders with no console error and no failed request', { timeout
     ['session-otlp', '#/sessions/sess-42', 'section.view.session .turn'],
     ['usage', '#/usage', 'section.view.usage'],
     ['errors', '#/errors', 'section.view.errors'],
-    ['host', '#/host', 'section.view.host .card svg'],
+    ['host', '#/host?range=15m', 'section.view.host .card svg'],
     ['live', '#/live', 'section.view.live .live-item'],
     ['anomalies', '#/anomalies', 'section.view.anomalies'],
   ];
@@ -213,7 +215,10 @@ test('captured text that looks like HTML shows as text and runs nothing', T, asy
   await page.goto(`${daemon.base}/#/sessions/sess-xss`);
   await page.waitForSelector('.turn');
   await page.goto(`${daemon.base}/#/live?agent=xss`);
-  await page.waitForSelector('.live-item');
+  await page.waitForSelector('.live-status');
+  await post(daemon.base, '/v1/events', { name: XSS_NAME, message: XSS_INPUT, agent_id: 'xss' });
+  await page.waitForSelector('.live-item .live-name', { timeout: 5_000 });
+  assert.equal(await page.textContent('.live-item .live-name'), XSS_NAME);
   assert.equal(await page.$('main img, main script, main b'), null);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(await page.evaluate(() => window.__xss), undefined);

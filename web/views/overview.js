@@ -57,7 +57,7 @@ export async function render({ params, signal }) {
   const conditions = o.conditions || [];
   const budgets = o.budgets || [];
   const pricing = o.pricing || {};
-  const agentState = agent.up === null || agent.up === undefined ? 'not watched' : agent.up ? 'up' : 'down';
+  const agentState = agent.watched === false ? 'not watched' : agent.up === null || agent.up === undefined ? 'unknown' : agent.up ? 'up' : 'down';
 
   return h('section', { class: 'view overview' },
     header('Overview', rangePicker(params, '24h')),

@@ -13,3 +13,6 @@ bash scripts/setup-prometheus.sh
 # Arize Phoenix: the real OTLP destination of tests/otlp_export.rs.
 bash scripts/setup-phoenix.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
+# The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
+bash scripts/setup-browser.sh
+node --test tests/browser/

@@ -17,6 +17,7 @@ let daemon;
 let browser;
 let ids;
 let agentProc;
+let started;
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
@@ -24,6 +25,7 @@ before(async () => {
   agentProc = spawn('sleep', ['600'], { stdio: 'ignore' });
   const pidFile = join(ROOT, 'target', `agent-${process.pid}.pid`);
   writeFileSync(pidFile, String(agentProc.pid));
+  started = Date.now();
   daemon = await startDaemon({
     OCT_HOST_DISABLE: 'dns,diskio,processes',
     OCT_METRICS_INTERVAL: '1s',
@@ -80,7 +82,7 @@ test('every page renders with no console error and no failed request', { timeout
     ['session-otlp', '#/sessions/sess-42', 'section.view.session .turn'],
     ['usage', '#/usage', 'section.view.usage'],
     ['errors', '#/errors', 'section.view.errors'],
-    ['host', '#/host?range=15m', 'section.view.host .card svg'],
+    ['host', `#/host?range=custom&from=${started - 5_000}&to=${Date.now() + 60_000}`, 'section.view.host .card svg'],
     ['live', '#/live', 'section.view.live .live-item'],
     ['anomalies', '#/anomalies', 'section.view.anomalies'],
   ];

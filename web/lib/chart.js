@@ -19,7 +19,8 @@ const PAD = { l: 64, r: 12, t: 10, b: 26 };
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const e = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= v) return m * e;
+  // Four grid steps: maxima whose quarters are round (0.25, 0.5, 1, 2, 2.5).
+  for (const m of [1, 2, 4, 8, 10]) if (m * e >= v * 0.999) return m * e;
   return 10 * e;
 }
 

@@ -14,7 +14,7 @@ export function widthFor(fraction = 1) {
 }
 
 let W = 900;
-const PAD = { l: 64, r: 12, t: 10, b: 26 };
+const PAD = { l: 84, r: 14, t: 10, b: 26 };
 
 function niceMax(v) {
   if (!(v > 0)) return 1;

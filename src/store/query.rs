@@ -593,16 +593,31 @@ pub struct TraceDetail {
     pub trace: TraceSummary,
     pub spans: Vec<SpanOut>,
     pub events: Vec<EventOut>,
+    /// Summaries of the traces whose root names this one as `parent_trace_id` (sub-runs),
+    /// oldest first, at most [`MAX_SUB_TRACES`].
+    pub sub_traces: Vec<TraceSummary>,
 }
+
+/// Sub-runs listed with a trace, at most.
+pub const MAX_SUB_TRACES: usize = 100;
 
 pub fn trace_detail(conn: &Connection, id: &TraceId) -> Result<Option<TraceDetail>, StoreError> {
     let Some(trace) = trace_summary(conn, id)? else {
         return Ok(None);
     };
+    let mut sub_traces = Vec::new();
+    for child in child_traces(conn, id)?.into_iter().take(MAX_SUB_TRACES) {
+        if child != *id
+            && let Some(t) = trace_summary(conn, &child)?
+        {
+            sub_traces.push(t);
+        }
+    }
     Ok(Some(TraceDetail {
         trace,
         spans: build_tree(spans_of(conn, id)?),
         events: events_of_trace(conn, id)?,
+        sub_traces,
     }))
 }
 

@@ -136,6 +136,8 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   assert.equal(await tok('total'), '1,200');
   assert.equal(await page.textContent('.span-details .cost'), fmt.cost(0.0125));
   assert.match(await page.textContent('.span-details'), /reported/);
+  // The sub-run is linked.
+  assert.equal(await page.getAttribute(`a.subrun[data-trace="${ids.sub}"]`, 'href'), `#/runs/${ids.sub}`);
   // Keyboard: down arrow moves to the tool span, whose linked error shows.
   await page.focus('.wf-rows');
   await page.keyboard.press('ArrowDown');

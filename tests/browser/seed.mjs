@@ -33,6 +33,9 @@ export async function seed(base, { token, otlp = true, openclaw = true } = {}) {
     );
   };
   runA('a1', now - 10 * 60_000, 'Find me a flight to Lisbon');
+  // A sub-run of a1: another agent's run whose root names a1 as its parent trace.
+  ids.sub = hex(16);
+  spans.push({ trace_id: ids.sub, span_id: hex(8), parent_trace_id: ids.a1.trace, kind: 'agent_run', agent_id: 'helper', session_id: 'sess-helper', name: 'book hotel (sub-run)', timestamp: iso(now - 10 * 60_000 + 2500), latency_ms: 900 });
   runA('a2', now - 5 * 60_000, 'And a hotel near the river');
   ids.alphaCost = 2 * (0.0125 + 0.004);
   // Run B (beta, failed) and C (beta, ok).
@@ -70,7 +73,7 @@ export async function seed(base, { token, otlp = true, openclaw = true } = {}) {
   await until(async () => {
     const { body } = await getJson(base, `/v1/traces?limit=1000`, token);
     const have = new Set((body.traces || []).map((t) => t.trace_id));
-    return [ids.a1.trace, ids.a2.trace, ids.b, ids.c, ids.xss, ...ids.gamma, ...(otlp ? [ids.otlp.trace_id] : [])].every((t) => have.has(t));
+    return [ids.a1.trace, ids.a2.trace, ids.sub, ids.b, ids.c, ids.xss, ...ids.gamma, ...(otlp ? [ids.otlp.trace_id] : [])].every((t) => have.has(t));
   }, 20_000, 'seeded runs');
   return ids;
 }

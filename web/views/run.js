@@ -196,6 +196,10 @@ export async function render({ path, params, signal }) {
     header(t.name || '(unnamed run)', exportBtn),
     h('p', { class: 'mono muted' }, id),
     summary,
+    (data.sub_traces || []).length
+      ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${data.sub_traces.length}): `),
+          data.sub_traces.map((c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`))))
+      : null,
     h('div', { class: 'legend-kinds' }, ['agent_run', 'llm_call', 'tool_call', 'other'].map((k) => h('span', null, h('span', { class: `dot k-${k}` }), k.replace('_', ' ')))),
     h('div', { class: 'run-body' }, h('div', { class: 'waterfall' }, axis, list), panel),
   );

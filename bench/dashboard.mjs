@@ -67,6 +67,15 @@ try {
   console.log(`data: ${RUNS} runs (${RUNS * 5} spans) + one run of 2000 spans`);
 
   const b = await launch();
+  // In each page, note performance.now() (ms since navigation start) when a selector first
+  // matches, from a MutationObserver (not from the test's polling).
+  await b.context.addInitScript(() => {
+    window.__seen = {};
+    const watch = ['tbody tr[data-trace]', '.wf-row', '.span-details'];
+    new MutationObserver(() => {
+      for (const sel of watch) if (!window.__seen[sel] && document.querySelector(sel)) window.__seen[sel] = performance.now();
+    }).observe(document, { childList: true, subtree: true });
+  });
   try {
     const page = await b.context.newPage();
     // Warm the asset cache once, as a returning user has it.
@@ -80,19 +89,18 @@ try {
       const t0 = Date.now();
       await p.goto(`${d.base}/#/runs`, { waitUntil: 'commit' });
       await p.waitForSelector('tbody tr[data-trace]');
-      const ms = await p.evaluate(() => performance.now());
-      warm.push(ms);
+      warm.push(await p.evaluate(() => window.__seen['tbody tr[data-trace]']));
       cold.push(Date.now() - t0);
       await p.close();
     }
-    console.log(`runs view usable (navigation start -> rows shown, performance.now()): p50 ${pct(warm, 50).toFixed(0)} ms, p95 ${pct(warm, 95).toFixed(0)} ms, max ${Math.max(...warm).toFixed(0)} ms over ${REPEAT}`);
+    console.log(`runs view usable (navigation start -> table rows in the page): p50 ${pct(warm, 50).toFixed(0)} ms, p95 ${pct(warm, 95).toFixed(0)} ms, max ${Math.max(...warm).toFixed(0)} ms over ${REPEAT}`);
     console.log(`  (wall clock incl. playwright round trips: p50 ${pct(cold, 50)} ms, p95 ${pct(cold, 95)} ms)`);
     const filt = [];
     for (let i = 0; i < REPEAT; i++) {
       const p = await b.context.newPage();
       await p.goto(`${d.base}/#/runs?agent_id=agent-3&sort=duration`, { waitUntil: 'commit' });
       await p.waitForSelector('tbody tr[data-trace]');
-      filt.push(await p.evaluate(() => performance.now()));
+      filt.push(await p.evaluate(() => window.__seen['tbody tr[data-trace]']));
       await p.close();
     }
     console.log(`runs view filtered by agent, sorted by duration: p50 ${pct(filt, 50).toFixed(0)} ms, p95 ${pct(filt, 95).toFixed(0)} ms`);
@@ -102,7 +110,7 @@ try {
       const p = await b.context.newPage();
       await p.goto(`${d.base}/#/runs/${big}`, { waitUntil: 'commit' });
       await p.waitForFunction(() => document.querySelectorAll('.wf-row').length === 2000, null, { timeout: 30_000 });
-      bigT.push(await p.evaluate(() => performance.now()));
+      bigT.push(await p.evaluate(() => window.__seen['.wf-row']));
       const t = await p.evaluate(async () => {
         const rows = document.querySelectorAll('.wf-row');
         const t0 = performance.now();

@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, copyFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, copyFileSync, writeFileSync, readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { ROOT, startDaemon, launch, watchedPage, post, getJson, until, hex } from './harness.mjs';
 import { seed, XSS_NAME, XSS_INPUT } from './seed.mjs';
@@ -94,6 +95,16 @@ test('every page renders with no console error and no failed request', { timeout
     clean(w, name);
     await w.page.close();
   }
+  // Dark follows the system setting.
+  const w = await watchedPage(browser.context);
+  await w.page.emulateMedia({ colorScheme: 'dark' });
+  await w.page.goto(`${daemon.base}/#/runs/${ids.a1.trace}?span=${ids.a1.tool}`);
+  await w.page.waitForSelector('.span-details');
+  const bg = await w.page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, 'rgb(15, 18, 22)', 'the dark palette applies');
+  await shot(w.page, 'run-dark');
+  clean(w, 'run (dark)');
+  await w.page.close();
 });
 
 test('the runs table shows exactly the runs of a filter', T, async () => {
@@ -136,6 +147,11 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   assert.equal(await tok('total'), '1,200');
   assert.equal(await page.textContent('.span-details .cost'), fmt.cost(0.0125));
   assert.match(await page.textContent('.span-details'), /reported/);
+  // The export downloads as a gzip file (fetched with the header, handed over as a blob).
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), page.click('button:has-text("Download export")')]);
+  assert.equal(dl.suggestedFilename(), `trace-${ids.a1.trace}.json.gz`);
+  const gz = readFileSync(await dl.path());
+  assert.equal(JSON.parse(gunzipSync(gz)).trace.trace_id, ids.a1.trace);
   // The sub-run is linked.
   assert.equal(await page.getAttribute(`a.subrun[data-trace="${ids.sub}"]`, 'href'), `#/runs/${ids.sub}`);
   // Keyboard: down arrow moves to the tool span, whose linked error shows.
@@ -172,6 +188,12 @@ test('usage shows the known cost total', T, async () => {
   const { page } = w;
   await page.waitForSelector('#usage-total-cost');
   assert.equal(await page.textContent('#usage-total-cost'), fmt.cost(ids.alphaCost));
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), page.click('button:has-text("Download CSV")')]);
+  const csv = readFileSync(await dl.path(), 'utf8').trim().split(/\r?\n/);
+  assert.match(csv[0], /^bucket_start,model,calls,/);
+  // One model; its calls fall in one hour or two (the hour may turn between them).
+  assert.ok(csv.length === 2 || csv.length === 3, `rows: ${csv.length}`);
+  assert.ok(csv.slice(1).every((l) => l.split(',')[1] === 'gpt-4o'));
   // Unfiltered, the page says what the API says.
   await page.goto(`${daemon.base}/#/usage`);
   const api = (await getJson(daemon.base, `/v1/usage?from=${Date.now() - 86_400_000}`)).body.totals.cost_usd;

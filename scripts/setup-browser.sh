@@ -19,4 +19,4 @@ if [ ! -f "$MARKER" ]; then
   test -f "$DIR/node_modules/playwright-core/package.json"
   touch "$MARKER"
 fi
-/usr/bin/chromium --version >/dev/null
+/usr/bin/chromium --version >/dev/null 2>&1

@@ -165,6 +165,16 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   const otlp = await page.$$eval('.wf-row', (rs) => rs.map((r) => [r.dataset.span, Number(r.dataset.depth)]));
   assert.deepEqual(otlp[0], [ids.otlp.spans.root, 0]);
   assert.deepEqual(otlp.slice(1).map((x) => x[1]), [1, 1]);
+  // Its attributes as pretty-printed JSON, keys and values highlighted as text.
+  await page.click(`.wf-row[data-span="${ids.otlp.spans.llm}"]`);
+  await page.waitForSelector(`.span-details[data-span="${ids.otlp.spans.llm}"]`);
+  const attrs = await page.textContent('.span-details .json pre');
+  assert.match(attrs, /^\{\n {2}"/);
+  assert.match(attrs, /"gen_ai.request.model": "gpt-4o"/);
+  assert.ok(await page.$('.span-details .json .j-key'));
+  await page.goto(`${daemon.base}/#/runs/${ids.a1.trace}?span=${ids.a1.tool}`);
+  await page.waitForSelector(`.span-details[data-span="${ids.a1.tool}"]`);
+  assert.equal(await page.textContent('.span-details .json pre'), '{}');
   clean(w, 'run');
   await page.close();
 });

@@ -10,7 +10,10 @@ function walk(v, indent, out) {
   else if (typeof v === 'number') out.push(h('span', { class: 'j-num' }, String(v)));
   else if (typeof v === 'boolean') out.push(h('span', { class: 'j-bool' }, String(v)));
   else if (Array.isArray(v)) {
-    if (!v.length) return out.push('[]');
+    if (!v.length) {
+      out.push('[]');
+      return out;
+    }
     out.push('[\n');
     v.forEach((x, i) => {
       out.push(`${pad}  `);
@@ -20,7 +23,10 @@ function walk(v, indent, out) {
     out.push(`${pad}]`);
   } else {
     const keys = Object.keys(v);
-    if (!keys.length) return out.push('{}');
+    if (!keys.length) {
+      out.push('{}');
+      return out;
+    }
     out.push('{\n');
     keys.forEach((k, i) => {
       out.push(`${pad}  `, h('span', { class: 'j-key' }, JSON.stringify(k)), ': ');

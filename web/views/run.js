@@ -51,6 +51,7 @@ function details(span, t0, events, traceId) {
   const start = f.nsToMs(span.start_ns);
   const end = f.nsToMs(span.end_ns);
   const related = events.filter((e) => e.span_id === span.span_id).sort((a, b) => Number(a.time_ns) - Number(b.time_ns));
+  const billed = span.kind === 'llm_call' || span.kind === 'embedding';
   const tokenRows = [
     ['Input', span.input_tokens],
     ['Output', span.output_tokens],
@@ -75,8 +76,8 @@ function details(span, t0, events, traceId) {
       ['Provider', span.provider],
       ['Model', span.response_model && span.response_model !== span.request_model ? `${span.request_model ?? '—'} → ${span.response_model}` : span.request_model ?? span.response_model],
       ['Operation', span.operation],
-      ['Cost', span.cost_usd === null || span.cost_usd === undefined ? 'unknown' : h('span', { class: 'cost' }, f.cost(span.cost_usd))],
-      ['Cost source', span.cost_source ?? (span.kind === 'llm_call' ? 'unknown' : null)],
+      ['Cost', span.cost_usd !== null && span.cost_usd !== undefined ? h('span', { class: 'cost' }, f.cost(span.cost_usd)) : billed ? 'unknown' : null],
+      ['Cost source', span.cost_source ?? (billed ? 'unknown' : null)],
       ['Computed cost', span.cost_computed_usd !== undefined && span.cost_computed_usd !== null ? f.cost(span.cost_computed_usd) : null],
       ['Finish reasons', span.finish_reasons && span.finish_reasons.length ? span.finish_reasons.join(', ') : null],
       ['Tool', span.tool_name],

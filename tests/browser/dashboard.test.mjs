@@ -81,6 +81,7 @@ test('every page renders with no console error and no failed request', { timeout
     ['sessions', '#/sessions', 'section.view.sessions'],
     ['session', '#/sessions/sess-alpha', 'section.view.session .turn'],
     ['session-otlp', '#/sessions/sess-42', 'section.view.session .turn'],
+    ['session-openclaw', '#/sessions/6cbd573f-cf55-40e4-9f5a-2951a972e3f6', 'section.view.session .turn'],
     ['usage', '#/usage', 'section.view.usage'],
     ['errors', '#/errors', 'section.view.errors'],
     ['host', `#/host?range=custom&from=${started - 5_000}&to=${Date.now() + 60_000}`, 'section.view.host .card svg'],
@@ -124,6 +125,14 @@ test('the runs table shows exactly the runs of a filter', T, async () => {
   // Back goes to the previous filter.
   await page.goBack();
   await until(async () => JSON.stringify(await rowsOf(page)) === JSON.stringify([ids.b]), 5_000, 'back to beta error runs');
+  // By keyboard: the run's link takes focus and Enter opens the run.
+  await page.focus(`tr[data-trace="${ids.b}"] td.name a`);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`.wf-row`);
+  assert.ok(page.url().endsWith(`#/runs/${ids.b}`));
+  // Sorted by cost, most expensive first: gamma's runaway run leads.
+  await page.goto(`${daemon.base}/#/runs?sort=cost`);
+  await until(async () => (await page.$$eval('tbody tr[data-trace]', (t) => t[0]?.dataset.trace)) === ids.gammaBig, 5_000, 'costliest first');
   clean(w, 'runs');
   await page.close();
 });

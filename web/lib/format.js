@@ -84,7 +84,7 @@ export function clock(ms) {
 export function tick(ms, spanMs) {
   const d = new Date(ms);
   if (spanMs > 3 * 86_400_000) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-  if (spanMs > 86_400_000) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}h`;
+  if (spanMs > 1.5 * 86_400_000) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}h`;
   if (spanMs > 0 && spanMs < 900_000) return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The dashboard in headless Chromium: how soon the runs view is usable and how a
-# 2,000-span run renders. Needs scripts/setup-browser.sh (chromium, playwright-core).
-# Usage: bash bench/dashboard.sh [path/to/openclaw-trace] [--runs N] [--repeat R]
+# Dashboard speed on a database of 1,000,000 spans (30 days of agent runs, sessions,
+# models, a 2,000-span run): p50/p95/max of the API calls behind each dashboard view,
+# against the release binary. The database is built once through the store's writer
+# and kept at $DB (default /tmp/oct-dashboard-bench.db) for later runs; delete it
+# (and its .bench.json) to rebuild. Extra arguments go to the example
+# (--spans N, --runs N requests per call).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-target/release/openclaw-trace}
-shift || true
-[ -x "$BIN" ] || cargo build --release --bins
-bash scripts/setup-browser.sh
-OCT_BIN="$BIN" node bench/dashboard.mjs "$@"
+DB="${DB:-/tmp/oct-dashboard-bench.db}"
+cargo build --release --locked --bins
+cargo build --release --locked --example dashboard_bench
+echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+changes'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+target/release/examples/dashboard_bench target/release/openclaw-trace --db "$DB" "$@"

@@ -344,3 +344,29 @@ pub fn agent_now(conn: &Connection, since_ns: i64) -> Result<AgentNow, StoreErro
         .map(crate::util::time::ms_of);
     Ok(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_796_000_000 * 1_000_000_000;
+
+    #[test]
+    fn ranges_are_whole_hours_and_periods_never_overlap() {
+        let h = hour_of(T);
+        let now = h + 17 * 60_000_000_000; // 17 minutes into an hour
+        let r = Range::aligned(None, None, now);
+        assert_eq!(r.to_ns, h + HOUR_NS);
+        assert_eq!(r.to_ns - r.from_ns, 24 * HOUR_NS);
+        assert_eq!(r.bucket_width(), HOUR_NS);
+        let p = r.previous();
+        assert_eq!((p.to_ns, p.to_ns - p.from_ns), (r.from_ns, 24 * HOUR_NS));
+        // 90 minutes round up to two hours; an exact hour end stays.
+        let r = Range::aligned(Some(h - 90 * 60_000_000_000), Some(h), now);
+        assert_eq!((r.from_ns, r.to_ns), (h - 2 * HOUR_NS, h));
+        // Past 72 hours: days.
+        let r = Range::aligned(Some(now - 30 * DAY_NS), None, now);
+        assert_eq!(r.bucket_width(), DAY_NS);
+        assert_eq!(r.to_ns - r.from_ns, 30 * DAY_NS);
+    }
+}

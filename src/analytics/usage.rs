@@ -1351,3 +1351,19 @@ mod tests {
         assert!(other.rows.is_empty());
     }
 }
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_text("gpt-4o"), "gpt-4o");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_text("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_text("@sum,x"), "\"'@sum,x\"");
+        assert_eq!(csv_num::<f64>(None), "");
+    }
+}

@@ -156,7 +156,7 @@ pub struct Message {
     pub text: Option<String>,
     /// The text (or a tool's arguments or result) is shorter than what was said.
     pub text_truncated: bool,
-    /// The text's original length in characters, when there is a text.
+    /// The text's original length in bytes (UTF-8), when there is a text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_length: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,7 +199,8 @@ pub struct SessionDetail {
     pub next_cursor: Option<String>,
 }
 
-/// A text cut to `MAX_TEXT_CHARS`, whether it was cut (here or at capture), its length.
+/// A text cut to `MAX_TEXT_CHARS`, whether it was cut (here or at capture), and its
+/// original length in bytes (UTF-8), as `input_text_len` counts it.
 struct CutText {
     text: Option<String>,
     truncated: bool,
@@ -207,16 +208,14 @@ struct CutText {
 }
 
 fn cut_text(r: &rusqlite::Row, at: usize) -> rusqlite::Result<CutText> {
-    // substr(text, 1, N), the stored length in characters, the length at capture.
+    // substr(text, 1, N), the stored length in characters and in bytes, the length at capture.
     let text: Option<String> = r.get(at)?;
-    let stored: Option<i64> = r.get(at + 1)?;
-    let original: Option<i64> = r.get(at + 2)?;
-    let length = stored.map(|s| original.unwrap_or(s).max(s));
+    let chars: Option<i64> = r.get(at + 1)?;
+    let bytes: Option<i64> = r.get(at + 2)?;
+    let original: Option<i64> = r.get(at + 3)?;
+    let length = bytes.map(|b| original.unwrap_or(b).max(b));
     Ok(CutText {
-        truncated: match (stored, length) {
-            (Some(s), Some(l)) => s > MAX_TEXT_CHARS || l > s,
-            _ => false,
-        },
+        truncated: chars.is_some_and(|c| c > MAX_TEXT_CHARS) || length > bytes,
         text,
         length,
     })
@@ -248,8 +247,10 @@ fn conversation_spans(
         "SELECT span_id, parent_span_id, kind, start_ns, end_ns, status,
             COALESCE(response_model, request_model), input_tokens, output_tokens, cost_usd,
             tool_name, tool_call_id,
-            substr(input_text, 1, {MAX_TEXT_CHARS}), length(input_text), input_text_len,
-            substr(output_text, 1, {MAX_TEXT_CHARS}), length(output_text), output_text_len
+            substr(input_text, 1, {MAX_TEXT_CHARS}), length(input_text),
+            length(CAST(input_text AS BLOB)), input_text_len,
+            substr(output_text, 1, {MAX_TEXT_CHARS}), length(output_text),
+            length(CAST(output_text AS BLOB)), output_text_len
          FROM spans WHERE trace_id = ?1 AND kind IN ('agent_run', 'llm_call', 'tool_call')
          ORDER BY start_ns, id LIMIT ?2"
     ))?;
@@ -271,7 +272,7 @@ fn conversation_spans(
                     tool_name: r.get(10)?,
                     tool_call_id: r.get(11)?,
                     input: cut_text(r, 12)?,
-                    output: cut_text(r, 15)?,
+                    output: cut_text(r, 16)?,
                 })
             },
         )?

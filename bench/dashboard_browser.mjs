@@ -1,6 +1,6 @@
 // How soon the dashboard's runs view is usable in headless Chromium, and how a
-// 2,000-span run renders. Prints figures; run through bench/dashboard.sh.
-//   node bench/dashboard.mjs [--runs N] [--repeat R]   (OCT_BIN picks the binary)
+// 2,000-span run renders. Prints figures; run through bench/dashboard_browser.sh.
+//   node bench/dashboard_browser.mjs [--runs N] [--repeat R]   (OCT_BIN picks the binary)
 
 import { startDaemon, launch, post, until, getJson, hex } from '../tests/browser/harness.mjs';
 

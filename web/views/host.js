@@ -51,7 +51,8 @@ export async function render({ params, signal }) {
     const a = answers[i];
     let series = ((a && a.series) || []).map((se) => ({
       name: label(se.attributes, lab),
-      points: (se.points || []).map((p) => [Date.parse(p.time), p[field] ?? p.avg]).filter((p) => p[1] !== null && p[1] !== undefined),
+      // A running total's first point has no rate: leave it out (its avg is the counter).
+      points: (se.points || []).map((p) => [Date.parse(p.time), field === 'rate' ? p.rate : p[field] ?? p.avg]).filter((p) => p[1] !== null && p[1] !== undefined),
     }));
     // Keep the busiest eight series (network interfaces, connection states).
     series = series.sort((x, y) => Math.max(0, ...y.points.map((p) => p[1])) - Math.max(0, ...x.points.map((p) => p[1]))).slice(0, 8);

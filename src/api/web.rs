@@ -28,7 +28,7 @@ struct Assets;
 
 /// The policy every dashboard answer carries: nothing inline, nothing from elsewhere.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+img-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; \
 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// One asset, ready to send.

@@ -130,6 +130,18 @@ test('the runs table shows exactly the runs of a filter', T, async () => {
   await page.keyboard.press('Enter');
   await page.waitForSelector(`.wf-row`);
   assert.ok(page.url().endsWith(`#/runs/${ids.b}`));
+  // Paged by cursor: the next page holds other runs; back returns to the first.
+  await page.goto(`${daemon.base}/#/runs?limit=5`);
+  await until(async () => (await rowsOf(page)).length === 5, 5_000, 'first page');
+  const first = await rowsOf(page);
+  await page.click('button:has-text("Next page")');
+  await until(async () => {
+    const next = await rowsOf(page);
+    return next.length === 5 && next.every((t) => !first.includes(t));
+  }, 5_000, 'second page');
+  assert.match(page.url(), /cursor=/);
+  await page.goBack();
+  await until(async () => JSON.stringify(await rowsOf(page)) === JSON.stringify(first), 5_000, 'back to the first page');
   // Sorted by cost, most expensive first: gamma's runaway run leads.
   await page.goto(`${daemon.base}/#/runs?sort=cost`);
   await until(async () => (await page.$$eval('tbody tr[data-trace]', (t) => t[0]?.dataset.trace)) === ids.gammaBig, 5_000, 'costliest first');
@@ -185,6 +197,21 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   await page.waitForSelector(`.span-details[data-span="${ids.a1.tool}"]`);
   assert.equal(await page.textContent('.span-details .json pre'), '{}');
   clean(w, 'run');
+  await page.close();
+});
+
+test('errors filter by category and state, and link to their run', T, async () => {
+  const w = await open('#/errors?state=open');
+  const { page } = w;
+  await page.waitForSelector('tbody tr[data-state]');
+  const open_ = await page.$$eval('tbody tr', (trs) => trs.map((t) => [t.dataset.category, t.dataset.state]));
+  assert.ok(open_.length >= 1 && open_.every(([c, s]) => c === 'disk' && s === 'active'), JSON.stringify(open_));
+  await page.goto(`${daemon.base}/#/errors?category=tool`);
+  await until(async () => (await page.$$eval('tbody tr', (t) => t.map((r) => r.dataset.category))).join() === 'tool', 5_000, 'tool errors');
+  await page.click('tbody tr td a');
+  await page.waitForSelector(`.wf-row[data-span="${ids.a1.tool}"]`);
+  assert.ok(page.url().includes(ids.a1.trace));
+  clean(w, 'errors');
   await page.close();
 });
 

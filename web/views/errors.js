@@ -39,9 +39,10 @@ export async function render({ params, signal }) {
     { label: 'Agent', cell: (e) => e.agent_id || '—' },
     { label: 'Run', cell: (e) => (e.trace_id ? runLink(e.trace_id) : '—') },
   ];
+  const rowAttrs = (e) => ({ 'data-id': e.id, 'data-category': e.category || '', 'data-state': (e.attributes && e.attributes.state) || '' });
   return h('section', { class: 'view errors' },
     header('Errors', rangePicker(params, '7d')),
     filterForm(params, FIELDS),
-    rows.length ? table(cols, rows, { caption: 'Errors' }) : h('p', { class: 'muted empty' }, 'No errors match.'),
+    rows.length ? table(cols, rows, { caption: 'Errors', rowAttrs }) : h('p', { class: 'muted empty' }, 'No errors match.'),
     pager(params, data.next_cursor));
 }

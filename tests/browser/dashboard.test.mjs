@@ -180,6 +180,16 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   await page.keyboard.press('ArrowDown');
   await page.waitForSelector(`.span-details[data-span="${ids.a1.tool}"]`);
   assert.match(await page.textContent('.span-details ol.events'), /search took too long/);
+  // Collapsing the tool span hides its child; the right arrow shows it again.
+  const visible = () => page.$$eval('.wf-row', (rs) => rs.filter((r) => !r.hidden).map((r) => r.dataset.span));
+  await page.keyboard.press('ArrowLeft');
+  assert.deepEqual(await visible(), [ids.a1.root, ids.a1.llm1, ids.a1.tool]);
+  await page.keyboard.press('ArrowRight');
+  assert.equal((await visible()).length, 4);
+  await page.click(`.wf-row[data-span="${ids.a1.root}"] .caret`);
+  assert.deepEqual(await visible(), [ids.a1.root]);
+  await page.click(`.wf-row[data-span="${ids.a1.root}"] .caret`);
+  assert.equal((await visible()).length, 4);
   // The OTLP run nests the same way.
   await page.goto(`${daemon.base}/#/runs/${ids.otlp.trace_id}`);
   await until(async () => (await page.$$('.wf-row')).length === 3 && (await page.$(`.wf-row[data-span="${ids.otlp.spans.root}"]`)), 5_000, 'otlp waterfall');

@@ -117,16 +117,59 @@ export async function render({ path, params, signal }) {
   const total = t1 - t0;
 
   const panel = h('aside', { class: 'details', 'aria-label': 'Span details', 'aria-live': 'polite' });
-  const list = h('div', { class: 'wf-rows', role: 'listbox', tabindex: '0', 'aria-label': 'Spans (arrow keys move, Enter opens)' });
+  const list = h('div', { class: 'wf-rows', role: 'listbox', tabindex: '0', 'aria-label': 'Spans (up/down move, left/right collapse and expand, Enter opens)' });
   const rowEls = [];
   let selected = -1;
 
+  // Rows are in depth-first order, so a span's descendants are the rows up to end[i].
+  const end = new Array(rows.length).fill(rows.length);
+  const stack = [];
+  rows.forEach((r, i) => {
+    while (stack.length && rows[stack[stack.length - 1]].depth >= r.depth) end[stack.pop()] = i;
+    stack.push(i);
+  });
+  const collapsed = new Set();
+
+  function toggle(i, open) {
+    if (end[i] === i + 1) return;
+    const want = open ?? collapsed.has(i);
+    if (want === !collapsed.has(i)) return;
+    if (want) collapsed.delete(i);
+    else collapsed.add(i);
+    rowEls[i].querySelector('.caret').setAttribute('aria-expanded', want ? 'true' : 'false');
+    rowEls[i].querySelector('.caret').textContent = want ? '▾' : '▸';
+    if (!want) {
+      for (let j = i + 1; j < end[i]; j++) rowEls[j].hidden = true;
+    } else {
+      for (let j = i + 1; j < end[i]; j++) {
+        rowEls[j].hidden = false;
+        if (collapsed.has(j)) j = end[j] - 1;
+      }
+    }
+  }
+
+  function step(from, dir) {
+    for (let j = from + dir; j >= 0 && j < rows.length; j += dir) if (!rowEls[j].hidden) return j;
+    return from;
+  }
+
   function select(i, focusPanel = false) {
     if (i < 0 || i >= rows.length) return;
-    if (selected >= 0) rowEls[selected].classList.remove('sel');
+    if (selected >= 0) {
+      rowEls[selected].classList.remove('sel');
+      rowEls[selected].setAttribute('aria-selected', 'false');
+    }
     selected = i;
     const el = rowEls[i];
+    // A span inside a collapsed one (chosen from the URL) opens its ancestors.
+    for (let a = i - 1, d = rows[i].depth; a >= 0 && d > 0; a--) {
+      if (rows[a].depth < d) {
+        toggle(a, true);
+        d = rows[a].depth;
+      }
+    }
     el.classList.add('sel');
+    el.setAttribute('aria-selected', 'true');
     list.setAttribute('aria-activedescendant', el.id);
     el.scrollIntoView({ block: 'nearest' });
     replace(panel, details(rows[i].span, t0, events, id));
@@ -152,7 +195,11 @@ export async function render({ path, params, signal }) {
       lab.classList.add('left');
       lab.style.right = `${100 - left}%`;
     } else lab.style.left = `${left + width}%`;
-    const name = h('div', { class: 'wf-name' }, h('span', { class: `dot k-${kind}`, 'aria-hidden': 'true' }), s.name || '(unnamed)');
+    const hasKids = (s.children || []).length > 0;
+    const caret = hasKids
+      ? h('button', { type: 'button', class: 'caret', tabindex: '-1', 'aria-expanded': 'true', 'aria-label': 'Collapse or expand', onclick: (e) => { e.stopPropagation(); toggle(i); } }, '▾')
+      : h('span', { class: 'caret-pad' });
+    const name = h('div', { class: 'wf-name' }, caret, h('span', { class: `dot k-${kind}`, 'aria-hidden': 'true' }), s.name || '(unnamed)');
     name.style.paddingLeft = `${0.4 + r.depth * 1.1}rem`;
     const row = h('div', { class: 'wf-row', role: 'option', id: `sp-${s.span_id}`, 'data-span': s.span_id, 'data-depth': r.depth, 'data-kind': kind, 'aria-selected': 'false' },
       name, h('div', { class: 'wf-track' }, bar, lab));
@@ -162,10 +209,12 @@ export async function render({ path, params, signal }) {
   });
   list.appendChild(frag);
   list.addEventListener('keydown', (e) => {
-    if (e.key === 'ArrowDown' || e.key === 'j') select(Math.min(selected + 1, rows.length - 1));
-    else if (e.key === 'ArrowUp' || e.key === 'k') select(Math.max(selected - 1, 0));
+    if (e.key === 'ArrowDown' || e.key === 'j') select(selected < 0 ? 0 : step(selected, 1));
+    else if (e.key === 'ArrowUp' || e.key === 'k') select(selected < 0 ? 0 : step(selected, -1));
+    else if (e.key === 'ArrowLeft' && selected >= 0) toggle(selected, false);
+    else if (e.key === 'ArrowRight' && selected >= 0) toggle(selected, true);
     else if (e.key === 'Home') select(0);
-    else if (e.key === 'End') select(rows.length - 1);
+    else if (e.key === 'End') select(step(rows.length, -1));
     else if (e.key === 'Enter') select(Math.max(selected, 0), true);
     else return;
     e.preventDefault();

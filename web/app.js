@@ -163,16 +163,9 @@ window.addEventListener('keydown', (e) => {
   }
 });
 
-// Start: ask the daemon whether it wants a token (a cheap authenticated call).
-(async () => {
-  try {
-    await api.get('/v1/budget');
-    route();
-  } catch (e) {
-    if (e instanceof api.AuthError) return; // showLogin already ran
-    route();
-  }
-})();
+// Start: render the view at once; if the daemon wants a token, its first answer is a 401
+// and the login view replaces whatever was loading (no data was shown).
+route();
 
 // The skip link focuses the content without touching the route in the hash.
 document.querySelector('.skip')?.addEventListener('click', (e) => {

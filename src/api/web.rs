@@ -255,6 +255,17 @@ mod tests {
         assert!(html.contains(&format!("/ui/{}/app.js", b.hash)));
         assert!(!html.contains("__UI__"));
         assert!(b.assets.contains_key("app.js"));
+        // Every module app.js imports is preloaded, so a first visit fetches them at once.
+        for name in b
+            .assets
+            .keys()
+            .filter(|n| n.ends_with(".js") && *n != "app.js")
+        {
+            assert!(
+                html.contains(&format!("href=\"/ui/{}/{name}\"", b.hash)),
+                "index.html lacks <link rel=modulepreload> for {name}"
+            );
+        }
         assert!(is_public("/") && is_public("/ui/x/app.js") && !is_public("/v1/traces"));
     }
 }

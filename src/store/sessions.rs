@@ -52,7 +52,7 @@ pub fn session_row(conn: &Connection, id: &str) -> Result<Option<SessionRow>, St
     let mut stmt = conn.prepare_cached(
         "SELECT count(*), min(start_ns), max(COALESCE(end_ns, start_ns)), sum(llm_calls),
             sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(total_tokens),
-            sum(cost_usd), sum(error_count), 0,
+            sum(cost_usd), sum(error_count),
             (SELECT agent_id FROM traces WHERE session_id = ?1 AND agent_id IS NOT NULL
              ORDER BY start_ns LIMIT 1)
          FROM traces WHERE session_id = ?1",
@@ -64,7 +64,7 @@ pub fn session_row(conn: &Connection, id: &str) -> Result<Option<SessionRow>, St
         }
         Ok(Some(SessionRow {
             session_id: id.to_string(),
-            agent_id: r.get(11)?,
+            agent_id: r.get(10)?,
             start_ms: ms(r.get(1)?),
             end_ms: ms(r.get(2)?),
             runs,

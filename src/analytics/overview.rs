@@ -131,7 +131,7 @@ fn usage_sums(
         "SELECT hour_ns - (hour_ns % {width}), {key}, sum(calls), sum(errors), sum(input_tokens),
             sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
             sum(total_tokens), sum(cost_usd), sum(priced_calls)
-         FROM usage_all WHERE hour_ns >= ?1 AND hour_ns < ?2 GROUP BY 1, 2"
+         FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2 GROUP BY 1, 2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt

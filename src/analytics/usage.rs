@@ -157,25 +157,15 @@ struct RowDelta {
     took_back: bool,
 }
 
-/// A batch's rollup changes gathered in memory, so each row and histogram bucket
-/// is written once per batch instead of once per call (sums commute: same result).
+/// One set of rollup rows and histogram buckets gathered for a batch.
 #[derive(Default)]
-pub struct RollupBatch<'a> {
+struct Gathered<'a> {
     rows: HashMap<RollupKey<'a>, RowDelta>,
     buckets: HashMap<(RollupKey<'a>, i64), (i64, bool)>,
 }
 
-impl<'a> RollupBatch<'a> {
-    /// Adds (`sign` 1) or takes back (`sign` -1) one call.
-    pub fn add(&mut self, c: &CallUsage<'a>, sign: i64) {
-        let key: RollupKey = (
-            hour_of(c.start_ns),
-            c.agent_id.clone(),
-            c.session_id.clone(),
-            c.user_id.clone(),
-            c.provider.clone(),
-            c.model.clone(),
-        );
+impl<'a> Gathered<'a> {
+    fn add(&mut self, key: RollupKey<'a>, c: &CallUsage<'a>, sign: i64) {
         let latency = c.latency_ms.map(|l| l.max(0.0));
         if let Some(ms) = latency {
             let b = self
@@ -201,11 +191,23 @@ impl<'a> RollupBatch<'a> {
         d.latency_count += sign * latency.is_some() as i64;
         d.took_back |= sign < 0;
     }
+}
 
-    /// Writes what was gathered; rows and buckets left empty go.
-    pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
+/// The statements writing one set of hourly tables (literal SQL, prepared once per batch).
+struct HourlySql {
+    upsert: &'static str,
+    drop_empty: &'static str,
+    bucket_upsert: &'static str,
+    bucket_drop: &'static str,
+}
+
+macro_rules! hourly_sql {
+    ($rows:literal, $lat:literal) => {
+        HourlySql {
+            upsert: concat!(
+                "INSERT INTO ",
+                $rows,
+                " (hour_ns, agent_id, session_id, user_id, provider, model, calls,
                 errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                 reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
@@ -221,12 +223,42 @@ impl<'a> RollupBatch<'a> {
                 cost_usd = cost_usd + excluded.cost_usd,
                 priced_calls = priced_calls + excluded.priced_calls,
                 latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-                latency_count = latency_count + excluded.latency_count",
-        )?;
-        let mut drop_empty = tx.prepare_cached(
-            "DELETE FROM usage_hourly WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
-                AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0",
-        )?;
+                latency_count = latency_count + excluded.latency_count"
+            ),
+            drop_empty: concat!(
+                "DELETE FROM ",
+                $rows,
+                " WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
+                AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0"
+            ),
+            bucket_upsert: concat!(
+                "INSERT INTO ",
+                $lat,
+                " (hour_ns, agent_id, session_id, user_id, provider,
+                model, bucket, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO UPDATE SET count = count + excluded.count"
+            ),
+            bucket_drop: concat!(
+                "DELETE FROM ",
+                $lat,
+                " WHERE hour_ns = ?1 AND agent_id = ?2
+                AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
+                AND bucket = ?7 AND count = 0"
+            ),
+        }
+    };
+}
+
+const BY_SESSION: HourlySql = hourly_sql!("usage_hourly", "usage_latency_hourly");
+const NO_SESSION: HourlySql =
+    hourly_sql!("usage_hourly_nosession", "usage_latency_hourly_nosession");
+
+impl Gathered<'_> {
+    /// Writes what was gathered; rows and buckets left empty go.
+    fn flush(&mut self, tx: &Transaction, sql: &HourlySql) -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(sql.upsert)?;
+        let mut drop_empty = tx.prepare_cached(sql.drop_empty)?;
         for (k, d) in self.rows.drain() {
             upsert.execute(params![
                 k.0,
@@ -252,17 +284,8 @@ impl<'a> RollupBatch<'a> {
                 drop_empty.execute(params![k.0, k.1, k.2, k.3, k.4, k.5])?;
             }
         }
-        let mut bucket_upsert = tx.prepare_cached(
-            "INSERT INTO usage_latency_hourly (hour_ns, agent_id, session_id, user_id, provider,
-                model, bucket, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
-        )?;
-        let mut bucket_drop = tx.prepare_cached(
-            "DELETE FROM usage_latency_hourly WHERE hour_ns = ?1 AND agent_id = ?2
-                AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
-                AND bucket = ?7 AND count = 0",
-        )?;
+        let mut bucket_upsert = tx.prepare_cached(sql.bucket_upsert)?;
+        let mut bucket_drop = tx.prepare_cached(sql.bucket_drop)?;
         for ((k, bucket), (count, took_back)) in self.buckets.drain() {
             bucket_upsert.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, bucket, count])?;
             if took_back {
@@ -270,6 +293,54 @@ impl<'a> RollupBatch<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// A batch's rollup changes gathered in memory, so each row and histogram bucket
+/// is written once per batch instead of once per call (sums commute: same result).
+/// Each call goes to two sets of tables: by session (`usage_hourly`, ...), and the
+/// same without the session (`usage_hourly_nosession`, ...), many times smaller, which
+/// every query that neither groups nor filters by session reads.
+#[derive(Default)]
+pub struct RollupBatch<'a> {
+    by_session: Gathered<'a>,
+    no_session: Gathered<'a>,
+}
+
+impl<'a> RollupBatch<'a> {
+    /// Adds (`sign` 1) or takes back (`sign` -1) one call.
+    pub fn add(&mut self, c: &CallUsage<'a>, sign: i64) {
+        let hour = hour_of(c.start_ns);
+        self.no_session.add(
+            (
+                hour,
+                c.agent_id.clone(),
+                Cow::Borrowed(""),
+                c.user_id.clone(),
+                c.provider.clone(),
+                c.model.clone(),
+            ),
+            c,
+            sign,
+        );
+        self.by_session.add(
+            (
+                hour,
+                c.agent_id.clone(),
+                c.session_id.clone(),
+                c.user_id.clone(),
+                c.provider.clone(),
+                c.model.clone(),
+            ),
+            c,
+            sign,
+        );
+    }
+
+    /// Writes what was gathered; rows and buckets left empty go.
+    pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        self.by_session.flush(tx, &BY_SESSION)?;
+        self.no_session.flush(tx, &NO_SESSION)
     }
 }
 
@@ -427,26 +498,31 @@ pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Resu
         .iter()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
         .collect();
-    let fold_rows = format!(
-        "INSERT INTO usage_daily (day_ns, agent_id, session_id, user_id, provider, model, {ROLLUP_SUMS})
-         SELECT ?1, agent_id, session_id, user_id, provider, model{select}
-         FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
-         GROUP BY agent_id, session_id, user_id, provider, model
-         ON CONFLICT DO UPDATE SET {}",
-        update.join(", ")
-    );
-    let fold_buckets = "INSERT INTO usage_latency_daily (day_ns, agent_id, session_id, user_id,
-            provider, model, bucket, count)
-         SELECT ?1, agent_id, session_id, user_id, provider, model, bucket, sum(count)
-         FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
-         GROUP BY agent_id, session_id, user_id, provider, model, bucket
-         ON CONFLICT DO UPDATE SET count = count + excluded.count";
+    // (hourly, daily, hourly latency, daily latency): by session, then without.
+    let sets = [
+        (
+            "",
+            "usage_hourly",
+            "usage_daily",
+            "usage_latency_hourly",
+            "usage_latency_daily",
+        ),
+        (
+            "_nosession",
+            "usage_hourly_nosession",
+            "usage_daily_nosession",
+            "usage_latency_hourly_nosession",
+            "usage_latency_daily_nosession",
+        ),
+    ];
     let mut folded = 0u64;
     // At most a long retention's worth of days per run; the next run goes on.
     for _ in 0..1000 {
         let oldest: Option<i64> = conn.query_row(
             "SELECT min(hour_ns) FROM (SELECT min(hour_ns) hour_ns FROM usage_hourly
-             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly)",
+             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly
+             UNION ALL SELECT min(hour_ns) FROM usage_hourly_nosession
+             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly_nosession)",
             [],
             |r| r.get(0),
         )?;
@@ -455,25 +531,51 @@ pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Resu
         };
         let day = oldest - oldest.rem_euclid(DAY_NS);
         let tx = conn.unchecked_transaction()?;
-        tx.execute(&fold_rows, params![day, day + DAY_NS])?;
-        tx.execute(fold_buckets, params![day, day + DAY_NS])?;
-        folded += tx.execute(
-            "DELETE FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
-            params![day, day + DAY_NS],
-        )? as u64;
-        tx.execute(
-            "DELETE FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
-            params![day, day + DAY_NS],
-        )?;
-        // Rows a take-back left at zero calls say nothing.
-        tx.execute(
-            "DELETE FROM usage_daily WHERE day_ns = ?1 AND calls = 0",
-            [day],
-        )?;
-        tx.execute(
-            "DELETE FROM usage_latency_daily WHERE day_ns = ?1 AND count = 0",
-            [day],
-        )?;
+        for (suffix, hourly, daily, lat_hourly, lat_daily) in sets {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {daily} (day_ns, agent_id, session_id, user_id, provider, model, {ROLLUP_SUMS})
+                     SELECT ?1, agent_id, session_id, user_id, provider, model{select}
+                     FROM {hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     GROUP BY agent_id, session_id, user_id, provider, model
+                     ON CONFLICT DO UPDATE SET {}",
+                    update.join(", ")
+                ),
+                params![day, day + DAY_NS],
+            )?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {lat_daily} (day_ns, agent_id, session_id, user_id,
+                        provider, model, bucket, count)
+                     SELECT ?1, agent_id, session_id, user_id, provider, model, bucket, sum(count)
+                     FROM {lat_hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     GROUP BY agent_id, session_id, user_id, provider, model, bucket
+                     ON CONFLICT DO UPDATE SET count = count + excluded.count"
+                ),
+                params![day, day + DAY_NS],
+            )?;
+            let n = tx.execute(
+                &format!("DELETE FROM {hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2"),
+                params![day, day + DAY_NS],
+            )? as u64;
+            // The count reported is of the rows by session, as before.
+            if suffix.is_empty() {
+                folded += n;
+            }
+            tx.execute(
+                &format!("DELETE FROM {lat_hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2"),
+                params![day, day + DAY_NS],
+            )?;
+            // Rows a take-back left at zero calls say nothing.
+            tx.execute(
+                &format!("DELETE FROM {daily} WHERE day_ns = ?1 AND calls = 0"),
+                [day],
+            )?;
+            tx.execute(
+                &format!("DELETE FROM {lat_daily} WHERE day_ns = ?1 AND count = 0"),
+                [day],
+            )?;
+        }
         tx.commit()?;
     }
     Ok(folded)
@@ -488,12 +590,16 @@ pub fn prune_usage(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
         ("usage_latency_daily", "day_ns"),
         ("usage_hourly", "hour_ns"),
         ("usage_latency_hourly", "hour_ns"),
+        ("usage_daily_nosession", "day_ns"),
+        ("usage_latency_daily_nosession", "day_ns"),
+        ("usage_hourly_nosession", "hour_ns"),
+        ("usage_latency_hourly_nosession", "hour_ns"),
     ] {
         let deleted = tx.execute(
             &format!("DELETE FROM {table} WHERE {col} < ?1"),
             [before_ns],
         )?;
-        if !table.contains("latency") {
+        if !table.contains("latency") && !table.contains("nosession") {
             n += deleted as u64;
         }
     }
@@ -773,6 +879,14 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
     let mut args = Vec::new();
     let filter = where_clause(q, &mut args);
+    // Without sessions in the question, the rollups without the session dimension answer.
+    let sessions =
+        dims.contains(&Dim::Session) || q.filters.iter().any(|(d, _)| *d == Dim::Session);
+    let (rows_view, lat_view) = if sessions {
+        ("usage_all", "usage_latency_all")
+    } else {
+        ("usage_all_nosession", "usage_latency_all_nosession")
+    };
     let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
     let key_of = |r: &rusqlite::Row| -> rusqlite::Result<Key> {
         let mut k = Vec::with_capacity(dims.len());
@@ -786,7 +900,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
             sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
             sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls),
             sum(latency_ms_sum), sum(latency_count)
-         FROM usage_all{filter} GROUP BY 1{dim_cols}"
+         FROM {rows_view}{filter} GROUP BY 1{dim_cols}"
     );
     let mut stmt = conn.prepare(&sums)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
@@ -815,7 +929,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     drop(stmt);
     let hist = format!(
         "SELECT {bucket_expr}{dim_cols}, bucket, sum(count)
-         FROM usage_latency_all{filter} GROUP BY 1{dim_cols}, bucket"
+         FROM {lat_view}{filter} GROUP BY 1{dim_cols}, bucket"
     );
     let mut stmt = conn.prepare(&hist)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;

@@ -43,8 +43,6 @@ pub struct SessionRow {
     pub cost_usd: Option<f64>,
     /// Spans that failed.
     pub errors: i64,
-    #[serde(skip)]
-    last_start_ns: i64,
 }
 
 use crate::util::time::ms_of as ms;
@@ -54,7 +52,7 @@ pub fn session_row(conn: &Connection, id: &str) -> Result<Option<SessionRow>, St
     let mut stmt = conn.prepare_cached(
         "SELECT count(*), min(start_ns), max(COALESCE(end_ns, start_ns)), sum(llm_calls),
             sum(tool_calls), sum(input_tokens), sum(output_tokens), sum(total_tokens),
-            sum(cost_usd), sum(error_count), max(start_ns),
+            sum(cost_usd), sum(error_count),
             (SELECT agent_id FROM traces WHERE session_id = ?1 AND agent_id IS NOT NULL
              ORDER BY start_ns LIMIT 1)
          FROM traces WHERE session_id = ?1",
@@ -66,7 +64,7 @@ pub fn session_row(conn: &Connection, id: &str) -> Result<Option<SessionRow>, St
         }
         Ok(Some(SessionRow {
             session_id: id.to_string(),
-            agent_id: r.get(11)?,
+            agent_id: r.get(10)?,
             start_ms: ms(r.get(1)?),
             end_ms: ms(r.get(2)?),
             runs,
@@ -77,7 +75,6 @@ pub fn session_row(conn: &Connection, id: &str) -> Result<Option<SessionRow>, St
             total_tokens: r.get(7)?,
             cost_usd: r.get(8)?,
             errors: r.get(9)?,
-            last_start_ns: r.get(10)?,
         }))
     })?;
     Ok(row)
@@ -87,58 +84,92 @@ fn bad_cursor() -> StoreError {
     StoreError::BadRequest("cursor: not a cursor this API returned".into())
 }
 
-/// Sessions, the one whose latest run started last first.
+/// Runs a session listing looks at, at most, for one page.
+pub const MAX_SCANNED_RUNS: usize = 200_000;
+
+/// Sessions, the one whose latest run started last first. Walks the runs newest
+/// first (an index): the first run met of a session is its latest, so a page costs
+/// about as many runs as its sessions hold, whatever the database's size.
 pub fn list_sessions(
     conn: &Connection,
     f: &SessionFilter,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page<SessionRow>, StoreError> {
-    let mut sql = String::from(
-        "SELECT session_id, max(start_ns) AS last FROM traces WHERE session_id IS NOT NULL",
-    );
+    let after = match cursor {
+        None => None,
+        Some(c) => {
+            // "<latest run start ns>.<session id>" (the id may hold dots: split at the first).
+            let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
+            Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id.to_string()))
+        }
+    };
+    let mut sql =
+        String::from("SELECT session_id, start_ns FROM traces WHERE session_id IS NOT NULL");
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(a) = &f.agent_id {
         sql.push_str(" AND agent_id = ?");
         args.push(SqlValue::Text(a.clone()));
     }
-    sql.push_str(" GROUP BY session_id HAVING 1=1");
     if let Some(from) = f.from_ns {
-        sql.push_str(" AND last >= ?");
+        sql.push_str(" AND start_ns >= ?");
         args.push(SqlValue::Integer(from));
     }
     if let Some(to) = f.to_ns {
-        sql.push_str(" AND last < ?");
+        sql.push_str(" AND start_ns < ?");
         args.push(SqlValue::Integer(to));
     }
-    if let Some(c) = cursor {
-        // "<latest run start ns>.<session id>" (the id may hold dots: split at the first).
-        let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
-        let t: i64 = t.parse().map_err(|_| bad_cursor())?;
-        sql.push_str(" AND (last < ? OR (last = ? AND session_id < ?))");
-        args.push(SqlValue::Integer(t));
-        args.push(SqlValue::Integer(t));
-        args.push(SqlValue::Text(id.to_string()));
+    if let Some((t, _)) = &after {
+        sql.push_str(" AND start_ns <= ?");
+        args.push(SqlValue::Integer(*t));
     }
-    sql.push_str(" ORDER BY last DESC, session_id DESC LIMIT ?");
-    args.push(SqlValue::Integer(limit as i64 + 1));
+    sql.push_str(" ORDER BY start_ns DESC, session_id DESC");
+    let mut latest_of = conn.prepare_cached(
+        "SELECT max(start_ns) FROM traces WHERE session_id = ?1
+         AND (?2 IS NULL OR agent_id = ?2)",
+    )?;
     let mut stmt = conn.prepare_cached(&sql)?;
-    let ids: Vec<String> = stmt
-        .query_map(params_from_iter(args), |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut items = Vec::with_capacity(ids.len());
-    for id in &ids {
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut seen = std::collections::HashSet::new();
+    // Each session with the start of the run the walk met it at (its cursor position).
+    let mut found: Vec<(String, i64)> = Vec::new();
+    let mut scanned = 0usize;
+    while let Some(r) = rows.next()? {
+        scanned += 1;
+        if found.len() > limit || scanned > MAX_SCANNED_RUNS {
+            break;
+        }
+        let id: String = r.get(0)?;
+        let start: i64 = r.get(1)?;
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.insert(id.clone());
+        // Not its latest run: the session is newer than the range, or on an earlier page.
+        let latest: Option<i64> =
+            latest_of.query_row(rusqlite::params![id, f.agent_id], |r| r.get(0))?;
+        if latest != Some(start) {
+            continue;
+        }
+        if let Some((t, cid)) = &after
+            && !(start < *t || (start == *t && id.as_str() < cid.as_str()))
+        {
+            continue;
+        }
+        found.push((id, start));
+    }
+    drop(rows);
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let mut items = Vec::with_capacity(found.len());
+    for (id, _) in &found {
         if let Some(row) = session_row(conn, id)? {
             items.push(row);
         }
     }
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items
-            .last()
-            .map(|s| format!("{}.{}", s.last_start_ns, s.session_id))
-    } else {
-        None
+    let next_cursor = match found.last() {
+        Some((id, start)) if more => Some(format!("{start}.{id}")),
+        _ => None,
     };
     Ok(Page { items, next_cursor })
 }

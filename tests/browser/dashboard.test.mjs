@@ -262,7 +262,7 @@ test('the live page shows an event posted after it opened within 2 s', T, async 
   const w = await open('#/live');
   const { page } = w;
   await page.waitForSelector('.live-item');
-  await new Promise((r) => setTimeout(r, 300));
+  await page.waitForSelector('.live-status:text-is("live")', { timeout: 2_000 });
   const name = `probe-${hex(4)}`;
   const t0 = Date.now();
   await post(daemon.base, '/v1/events', { name, message: 'posted by the live test', agent_id: 'alpha' });

@@ -95,8 +95,9 @@ export async function download(path, params, filename, opts) {
  * Reads a Server-Sent Events stream with fetch() (EventSource cannot send a header).
  * Calls onEvent(name, data) per event until the signal aborts or the stream ends.
  */
-export async function stream(path, params, onEvent, signal) {
+export async function stream(path, params, onEvent, signal, onOpen) {
   const r = await request(path, params, { signal, headers: { Accept: 'text/event-stream' } });
+  if (onOpen) onOpen();
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let name = 'message';

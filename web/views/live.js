@@ -87,10 +87,12 @@ export async function render({ params, signal }) {
             held.push(it);
             status.textContent = `paused (${held.length} waiting)`;
           } else add([it]);
-        }, signal).then(() => {}, (e) => {
+        }, signal, () => {
+          status.textContent = paused ? `paused (${held.length} waiting)` : 'live';
+        }).then(() => {}, (e) => {
           if (!signal.aborted) throw e;
         });
-        if (!paused) status.textContent = 'live';
+        if (!signal.aborted) status.textContent = 'stream ended; reconnecting';
       } catch (e) {
         if (signal.aborted || e instanceof api.AuthError) return;
         status.textContent = `disconnected: ${e.message || e}; retrying`;
@@ -100,10 +102,6 @@ export async function render({ params, signal }) {
       backoff = Math.min(backoff * 2, 10_000);
     }
   })();
-  // The stream is open once the first bytes arrive; show "live" as soon as it is.
-  setTimeout(() => {
-    if (status.textContent === 'connecting…') status.textContent = 'live';
-  }, 300);
 
   return h('section', { class: 'view live' },
     header('Live', status, counter, pauseBtn, h('button', { type: 'button', class: 'secondary', onclick: () => { replace(listEl); shown = 0; counter.textContent = ''; } }, 'Clear')),

@@ -273,7 +273,15 @@ fn build(db: &Path, target: u64) -> Built {
         let ids = Ids {
             agent,
             session: format!("sess-{n:07}"),
-            user: format!("user-{}", rng.range(1, 40)),
+            // Eight users, most runs from two of them (a team's agents, not a public bot).
+            user: format!(
+                "user-{}",
+                if rng.chance(70) {
+                    rng.range(1, 2)
+                } else {
+                    rng.range(3, 8)
+                }
+            ),
         };
         let mut rt = t;
         for _ in 0..rng.range(1, 8) {

@@ -523,8 +523,12 @@ fn main() {
             format!("/v1/usage?group_by=model&bucket=day&from={d30}"),
         ),
         (
-            "usage CSV, same",
-            format!("/v1/usage?group_by=model&bucket=day&from={d30}&format=csv"),
+            "usage, same, percentiles=false",
+            format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false"),
+        ),
+        (
+            "usage CSV, percentiles=false",
+            format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false&format=csv"),
         ),
         ("sessions list", "/v1/sessions".into()),
         ("one session", format!("/v1/sessions/{}", built.session)),

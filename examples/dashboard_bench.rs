@@ -273,7 +273,15 @@ fn build(db: &Path, target: u64) -> Built {
         let ids = Ids {
             agent,
             session: format!("sess-{n:07}"),
-            user: format!("user-{}", rng.range(1, 40)),
+            // Eight users, most runs from two of them (a team's agents, not a public bot).
+            user: format!(
+                "user-{}",
+                if rng.chance(70) {
+                    rng.range(1, 2)
+                } else {
+                    rng.range(3, 8)
+                }
+            ),
         };
         let mut rt = t;
         for _ in 0..rng.range(1, 8) {
@@ -515,8 +523,12 @@ fn main() {
             format!("/v1/usage?group_by=model&bucket=day&from={d30}"),
         ),
         (
-            "usage CSV, same",
-            format!("/v1/usage?group_by=model&bucket=day&from={d30}&format=csv"),
+            "usage, same, percentiles=false",
+            format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false"),
+        ),
+        (
+            "usage CSV, percentiles=false",
+            format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false&format=csv"),
         ),
         ("sessions list", "/v1/sessions".into()),
         ("one session", format!("/v1/sessions/{}", built.session)),

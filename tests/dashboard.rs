@@ -582,6 +582,26 @@ fn usage_as_csv_holds_the_json_rows() {
         }
     }
     assert_bad(&d, "/v1/usage?format=xml", "format");
+    // Without percentiles: the same sums and mean, no p50/p95/p99.
+    let (_, lite) = get(&d, &format!("/v1/usage?{q}&percentiles=false"));
+    let lite_rows = lite["rows"].as_array().unwrap();
+    assert_eq!(lite_rows.len(), rows.len());
+    for (a, b) in lite_rows.iter().zip(rows) {
+        for k in [
+            "bucket_start",
+            "model",
+            "agent_id",
+            "calls",
+            "total_tokens",
+            "cost_usd",
+        ] {
+            assert_eq!(a[k], b[k], "{k}");
+        }
+        assert_eq!(a["latency_ms"]["mean"], b["latency_ms"]["mean"]);
+        assert!(b["latency_ms"]["p95"].is_number());
+        assert!(a["latency_ms"]["p95"].is_null());
+    }
+    assert_bad(&d, "/v1/usage?percentiles=maybe", "percentiles");
 }
 
 #[test]

@@ -127,33 +127,36 @@ fn usage_sums(
     by: Option<Dim>,
 ) -> Result<Vec<(i64, String, Sums)>, StoreError> {
     let key = by.map_or("''", |d| d.column());
+    // Summed here, not by a GROUP BY that would sort every rollup row of the range.
     let sql = format!(
-        "SELECT hour_ns - (hour_ns % {width}), {key}, sum(calls), sum(errors), sum(input_tokens),
-            sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-            sum(total_tokens), sum(cost_usd), sum(priced_calls)
-         FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2 GROUP BY 1, 2"
+        "SELECT hour_ns, {key}, calls, errors, input_tokens, output_tokens, cache_read_tokens,
+            cache_write_tokens, total_tokens, cost_usd, priced_calls
+         FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(params![r.from_ns, r.to_ns], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                Sums {
-                    calls: row.get(2)?,
-                    errors: row.get(3)?,
-                    input: row.get(4)?,
-                    output: row.get(5)?,
-                    cache_read: row.get(6)?,
-                    cache_write: row.get(7)?,
-                    total: row.get(8)?,
-                    cost: row.get(9)?,
-                    priced: row.get(10)?,
-                },
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    let mut rows = stmt.query(params![r.from_ns, r.to_ns])?;
+    let mut index: HashMap<(i64, String), usize> = HashMap::new();
+    let mut out: Vec<(i64, String, Sums)> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let hour: i64 = row.get(0)?;
+        let b = hour - hour.rem_euclid(width);
+        let k: String = row.get(1)?;
+        let i = *index.entry((b, k.clone())).or_insert_with(|| {
+            out.push((b, k, Sums::default()));
+            out.len() - 1
+        });
+        let s = &mut out[i].2;
+        s.calls += row.get::<_, i64>(2)?;
+        s.errors += row.get::<_, i64>(3)?;
+        s.input += row.get::<_, i64>(4)?;
+        s.output += row.get::<_, i64>(5)?;
+        s.cache_read += row.get::<_, i64>(6)?;
+        s.cache_write += row.get::<_, i64>(7)?;
+        s.total += row.get::<_, i64>(8)?;
+        s.cost += row.get::<_, f64>(9)?;
+        s.priced += row.get::<_, i64>(10)?;
+    }
+    Ok(out)
 }
 
 /// Runs (traces starting in the range) and their tool calls.

@@ -724,6 +724,9 @@ pub struct UsageQuery {
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
     pub filters: Vec<(Dim, String)>,
+    /// Leave out the latency histogram: p50/p95/p99 are null (the mean stays). Reading
+    /// the histogram is most of a long range's cost (a row per bucket per rollup row).
+    pub skip_percentiles: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -867,15 +870,73 @@ fn where_clause(q: &UsageQuery, args: &mut Vec<SqlValue>) -> String {
 
 type Key = (i64, Vec<String>);
 
+/// Rows gathered by (time bucket, dimension values), summed here rather than by a
+/// GROUP BY: SQLite would sort every rollup row of the range first, which on a month
+/// of busy hours is most of the query's time.
+#[derive(Default)]
+struct Gather {
+    rows: Vec<(Key, UsageRow)>,
+    /// bucket -> the dimension values joined by U+001F -> index in `rows`.
+    index: HashMap<i64, HashMap<String, usize>>,
+    buf: String,
+}
+
+impl Gather {
+    /// The joined dimension values of a row (columns 1..=dims) in `buf`.
+    fn key_text(&mut self, r: &rusqlite::Row, dims: usize) -> rusqlite::Result<()> {
+        self.buf.clear();
+        for i in 1..=dims {
+            if i > 1 {
+                self.buf.push('\u{1f}');
+            }
+            let v = r.get_ref(i)?;
+            let v = v.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e))
+            })?;
+            self.buf.push_str(v);
+        }
+        Ok(())
+    }
+
+    fn find(
+        &mut self,
+        bucket: i64,
+        r: &rusqlite::Row,
+        dims: usize,
+    ) -> rusqlite::Result<Option<usize>> {
+        self.key_text(r, dims)?;
+        Ok(self
+            .index
+            .get(&bucket)
+            .and_then(|m| m.get(self.buf.as_str()))
+            .copied())
+    }
+
+    fn slot(&mut self, bucket: i64, r: &rusqlite::Row, dims: usize) -> rusqlite::Result<usize> {
+        if let Some(i) = self.find(bucket, r, dims)? {
+            return Ok(i);
+        }
+        let mut k = Vec::with_capacity(dims);
+        for i in 1..=dims {
+            k.push(r.get::<_, String>(i)?);
+        }
+        self.rows.push(((bucket, k), UsageRow::default()));
+        let i = self.rows.len() - 1;
+        self.index
+            .entry(bucket)
+            .or_default()
+            .insert(self.buf.clone(), i);
+        Ok(i)
+    }
+}
+
 /// Usage over a range, grouped as asked, with totals.
 pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreError> {
     let mut dims = q.group_by.clone();
     dims.sort();
     dims.dedup();
-    let bucket_expr = match q.bucket {
-        None => "0".to_string(),
-        Some(b) => format!("(hour_ns - (hour_ns % {}))", b.width()),
-    };
+    let width = q.bucket.map(|b| b.width());
+    let bucket_of = |hour_ns: i64| width.map_or(0, |w| hour_ns - hour_ns.rem_euclid(w));
     let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
     let mut args = Vec::new();
     let filter = where_clause(q, &mut args);
@@ -887,62 +948,57 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     } else {
         ("usage_all_nosession", "usage_latency_all_nosession")
     };
-    let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
-    let key_of = |r: &rusqlite::Row| -> rusqlite::Result<Key> {
-        let mut k = Vec::with_capacity(dims.len());
-        for i in 0..dims.len() {
-            k.push(r.get::<_, String>(1 + i)?);
-        }
-        Ok((r.get(0)?, k))
-    };
+    let n = dims.len();
+    let mut g = Gather::default();
     let sums = format!(
-        "SELECT {bucket_expr}{dim_cols}, sum(calls), sum(errors), sum(input_tokens),
-            sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-            sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls),
-            sum(latency_ms_sum), sum(latency_count)
-         FROM {rows_view}{filter} GROUP BY 1{dim_cols}"
+        "SELECT hour_ns{dim_cols}, calls, errors, input_tokens, output_tokens,
+            cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd,
+            priced_calls, latency_ms_sum, latency_count
+         FROM {rows_view}{filter}"
     );
     let mut stmt = conn.prepare(&sums)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
     while let Some(r) = it.next()? {
-        let key = key_of(r)?;
-        let base = 1 + dims.len();
-        let priced: i64 = r.get(base + 9)?;
-        let row = UsageRow {
-            calls: r.get(base)?,
-            errors: r.get(base + 1)?,
-            input_tokens: r.get(base + 2)?,
-            output_tokens: r.get(base + 3)?,
-            cache_read_tokens: r.get(base + 4)?,
-            cache_write_tokens: r.get(base + 5)?,
-            reasoning_tokens: r.get(base + 6)?,
-            total_tokens: r.get(base + 7)?,
-            cost_usd: (priced > 0).then_some(r.get(base + 8)?),
-            priced_calls: priced,
-            latency_sum: r.get(base + 10)?,
-            latency_count: r.get(base + 11)?,
-            ..Default::default()
-        };
-        rows.insert(key, row);
+        let i = g.slot(bucket_of(r.get(0)?), r, n)?;
+        let row = &mut g.rows[i].1;
+        let base = 1 + n;
+        row.calls += r.get::<_, i64>(base)?;
+        row.errors += r.get::<_, i64>(base + 1)?;
+        row.input_tokens += r.get::<_, i64>(base + 2)?;
+        row.output_tokens += r.get::<_, i64>(base + 3)?;
+        row.cache_read_tokens += r.get::<_, i64>(base + 4)?;
+        row.cache_write_tokens += r.get::<_, i64>(base + 5)?;
+        row.reasoning_tokens += r.get::<_, i64>(base + 6)?;
+        row.total_tokens += r.get::<_, i64>(base + 7)?;
+        // Kept as a sum here; `finish` turns it to null when no call was priced.
+        row.cost_usd = Some(row.cost_usd.unwrap_or(0.0) + r.get::<_, f64>(base + 8)?);
+        row.priced_calls += r.get::<_, i64>(base + 9)?;
+        row.latency_sum += r.get::<_, f64>(base + 10)?;
+        row.latency_count += r.get::<_, i64>(base + 11)?;
     }
     drop(it);
     drop(stmt);
-    let hist = format!(
-        "SELECT {bucket_expr}{dim_cols}, bucket, sum(count)
-         FROM {lat_view}{filter} GROUP BY 1{dim_cols}, bucket"
-    );
+    for (_, row) in g.rows.iter_mut() {
+        if row.priced_calls == 0 {
+            row.cost_usd = None;
+        }
+    }
+    let hist = format!("SELECT hour_ns{dim_cols}, bucket, count FROM {lat_view}{filter}");
     let mut stmt = conn.prepare(&hist)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
-    while let Some(r) = it.next()? {
-        let key = key_of(r)?;
-        let b: i64 = r.get(1 + dims.len())?;
-        let c: i64 = r.get(2 + dims.len())?;
-        if let Some(row) = rows.get_mut(&key) {
-            *row.latency_hist.entry(b).or_default() += c;
+    while !q.skip_percentiles
+        && let Some(r) = it.next()?
+    {
+        if let Some(i) = g.find(bucket_of(r.get(0)?), r, n)? {
+            let b: i64 = r.get(1 + n)?;
+            let c: i64 = r.get(2 + n)?;
+            *g.rows[i].1.latency_hist.entry(b).or_default() += c;
         }
     }
     drop(it);
     drop(stmt);
+    let mut rows = g.rows;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals = UsageRow::default();
     let mut out = Vec::with_capacity(rows.len().min(MAX_ROWS));
     for ((b, k), mut row) in rows {

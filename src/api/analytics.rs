@@ -50,6 +50,14 @@ pub fn usage_query(p: &HashMap<String, String>) -> Result<UsageQuery, ApiError> 
             q.filters.push((*d, v));
         }
     }
+    q.skip_percentiles = match text(p, "percentiles")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("true" | "1" | "yes") => false,
+        Some("false" | "0" | "no") => true,
+        Some(_) => return Err(ApiError::bad_param("percentiles", "expected true or false")),
+    };
     Ok(q)
 }
 

@@ -337,10 +337,10 @@ const MIGRATIONS: &[&str] = &[
     -- The runs of one session in time order; sessions by their latest run (index only).
     CREATE INDEX traces_session_start ON traces(session_id, start_ns)
         WHERE session_id IS NOT NULL;
-    -- Runs by cost (sort=cost); runs and their tool calls over a range (the overview)
-    -- from the index alone, which also serves everything traces_start served.
+    -- Runs by cost (sort=cost). Runs and their tool calls over a range (the overview)
+    -- from the index alone; in (start, id) order, it serves all traces_start served.
     CREATE INDEX traces_cost ON traces(COALESCE(cost_usd, -1.0));
-    CREATE INDEX traces_start_tools ON traces(start_ns, tool_calls);
+    CREATE INDEX traces_start_tools ON traces(start_ns, trace_id, tool_calls);
     DROP INDEX traces_start;
 
     -- The usage rollups without the session dimension (session_id always ''): the same

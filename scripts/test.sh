@@ -15,4 +15,4 @@ bash scripts/setup-phoenix.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
 # The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
 bash scripts/setup-browser.sh
-node --test tests/browser/
+node --test tests/browser/*.test.mjs

@@ -1,6 +1,6 @@
 // The dashboard in a real browser: Debian's chromium (headless, via playwright-core) on
 // the real binary with data from the native API, OTLP (Python SDK) and OpenClaw.
-// Run: node --test tests/browser/  (after scripts/setup-browser.sh and cargo build --bins)
+// Run: node --test tests/browser/*.test.mjs  (after scripts/setup-browser.sh and cargo build --bins)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

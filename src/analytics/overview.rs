@@ -135,16 +135,25 @@ fn usage_sums(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![r.from_ns, r.to_ns])?;
-    let mut index: HashMap<(i64, String), usize> = HashMap::new();
+    // bucket -> key -> index in `out`; keys are read in place, copied once per new key.
+    let mut index: HashMap<i64, HashMap<String, usize>> = HashMap::new();
     let mut out: Vec<(i64, String, Sums)> = Vec::new();
     while let Some(row) = rows.next()? {
         let hour: i64 = row.get(0)?;
         let b = hour - hour.rem_euclid(width);
-        let k: String = row.get(1)?;
-        let i = *index.entry((b, k.clone())).or_insert_with(|| {
-            out.push((b, k, Sums::default()));
-            out.len() - 1
-        });
+        let k = row.get_ref(1)?;
+        let k = k.as_str().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, k.data_type(), Box::new(e))
+        })?;
+        let keys = index.entry(b).or_default();
+        let i = match keys.get(k) {
+            Some(i) => *i,
+            None => {
+                out.push((b, k.to_string(), Sums::default()));
+                keys.insert(k.to_string(), out.len() - 1);
+                out.len() - 1
+            }
+        };
         let s = &mut out[i].2;
         s.calls += row.get::<_, i64>(2)?;
         s.errors += row.get::<_, i64>(3)?;

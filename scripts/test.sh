@@ -15,6 +15,9 @@ bash scripts/setup-phoenix.sh
 # libfaketime, for the dated suites below.
 bash scripts/setup-clock.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
+# The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
+bash scripts/setup-browser.sh
+node --test tests/browser/*.test.mjs
 # The suites whose data carries dates (recorded fixtures, usage and budget windows,
 # retention), again on moved clocks: a year ahead, and the last seconds of a year
 # (month, day and year all roll over while they run). A test that would fail on
@@ -32,4 +35,3 @@ for clock in "+365d" "@${next_year}-12-31 23:59:50"; do
   OCT_TEST_CLOCK="$clock" CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/scripts/with-clock.sh" \
     cargo test --locked "${DATED_SUITES[@]}" -- --test-threads=2
 done
-

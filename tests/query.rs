@@ -149,6 +149,14 @@ fn one_trace_as_a_tree_with_its_events() {
             .iter()
             .any(|e| e["type"] == "error" && e["span_id"] == "0000000000000004")
     );
+    // Its sub-run (a trace whose root names it as parent) is listed as a summary.
+    let subs = t["sub_traces"].as_array().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0]["trace_id"], T3);
+    assert_eq!(subs[0]["name"], "sub agent");
+    let (_, sub) = get(&d, &format!("/v1/traces/{T3}"));
+    assert_eq!(sub["sub_traces"], json!([]));
+    assert_eq!(sub["trace"]["parent_trace_id"], T1);
     let (s, _) = get(&d, "/v1/traces/ffffffffffffffffffffffffffffffff");
     assert_eq!(s, 404);
     let (s, r) = get(&d, "/v1/traces/not-an-id");

@@ -554,6 +554,129 @@ impl WriteHook for FinishedRuns {
     }
 }
 
+/// One metric of a recorded anomaly, with how far it was from the median in percent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnomalyMetric {
+    pub metric: String,
+    pub value: Option<f64>,
+    pub median: Option<f64>,
+    pub mad: Option<f64>,
+    pub z: Option<f64>,
+    /// (value − median) / |median| × 100; `null` when the median is 0.
+    pub deviation_pct: Option<f64>,
+}
+
+/// A run the baselines flagged (a `baseline_anomaly` event).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Anomaly {
+    pub trace_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub time_ms: i64,
+    pub run_name: Option<String>,
+    pub metrics: Vec<AnomalyMetric>,
+    #[serde(skip)]
+    pub time_ns: i64,
+    #[serde(skip)]
+    pub rowid: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AnomalyFilter {
+    pub agent_id: Option<String>,
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+}
+
+fn anomaly_metrics(attrs: Option<String>) -> Vec<AnomalyMetric> {
+    let v: serde_json::Value = attrs
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .unwrap_or_default();
+    let Some(list) = v["metrics"].as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|m| {
+            let value = m["value"].as_f64();
+            let median = m["median"].as_f64();
+            AnomalyMetric {
+                metric: m["metric"].as_str().unwrap_or_default().to_string(),
+                value,
+                median,
+                mad: m["mad"].as_f64(),
+                z: m["z"].as_f64(),
+                deviation_pct: match (value, median) {
+                    (Some(v), Some(md)) if md != 0.0 => Some((v - md) / md.abs() * 100.0),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Recorded anomalies, newest first; `cursor` is `"<time ns>.<row id>"`.
+pub fn list_anomalies(
+    conn: &Connection,
+    f: &AnomalyFilter,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<crate::store::query::Page<Anomaly>, StoreError> {
+    use rusqlite::types::Value as SqlValue;
+    let mut sql = String::from(
+        "SELECT e.time_ns, e.id, e.trace_id, e.agent_id, e.attributes, t.root_name
+         FROM events e LEFT JOIN traces t ON t.trace_id = e.trace_id
+         WHERE e.type = 'custom' AND e.name = 'baseline_anomaly'",
+    );
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(a) = &f.agent_id {
+        sql.push_str(" AND e.agent_id = ?");
+        args.push(SqlValue::Text(a.clone()));
+    }
+    if let Some(from) = f.from_ns {
+        sql.push_str(" AND e.time_ns >= ?");
+        args.push(SqlValue::Integer(from));
+    }
+    if let Some(to) = f.to_ns {
+        sql.push_str(" AND e.time_ns < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    if let Some(c) = cursor {
+        let bad = || StoreError::BadRequest("cursor: not a cursor this API returned".into());
+        let (t, id) = c.split_once('.').ok_or_else(bad)?;
+        let t: i64 = t.parse().map_err(|_| bad())?;
+        let id: i64 = id.parse().map_err(|_| bad())?;
+        sql.push_str(" AND (e.time_ns < ? OR (e.time_ns = ? AND e.id < ?))");
+        args.push(SqlValue::Integer(t));
+        args.push(SqlValue::Integer(t));
+        args.push(SqlValue::Integer(id));
+    }
+    sql.push_str(" ORDER BY e.time_ns DESC, e.id DESC LIMIT ?");
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut items: Vec<Anomaly> = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            let t: i64 = r.get(0)?;
+            Ok(Anomaly {
+                time_ns: t,
+                rowid: r.get(1)?,
+                time_ms: crate::util::time::ms_of(t),
+                trace_id: r
+                    .get::<_, Option<Vec<u8>>>(2)?
+                    .map(|b| crate::util::hex::encode(&b)),
+                agent_id: r.get(3)?,
+                metrics: anomaly_metrics(r.get(4)?),
+                run_name: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|a| format!("{}.{}", a.time_ns, a.rowid))
+    } else {
+        None
+    };
+    Ok(crate::store::query::Page { items, next_cursor })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

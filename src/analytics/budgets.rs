@@ -307,7 +307,7 @@ impl Budgets {
             let (spent, unpriced): (f64, i64) = conn.query_row(
                 &format!(
                     "SELECT COALESCE(sum({column}), 0), COALESCE(sum(calls - priced_calls), 0)
-                     FROM usage_all WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2
                      AND (?3 IS NULL OR agent_id = ?3)"
                 ),
                 params![fresh.start_ns, fresh.end_ns, st.rule.agent()],

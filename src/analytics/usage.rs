@@ -157,25 +157,15 @@ struct RowDelta {
     took_back: bool,
 }
 
-/// A batch's rollup changes gathered in memory, so each row and histogram bucket
-/// is written once per batch instead of once per call (sums commute: same result).
+/// One set of rollup rows and histogram buckets gathered for a batch.
 #[derive(Default)]
-pub struct RollupBatch<'a> {
+struct Gathered<'a> {
     rows: HashMap<RollupKey<'a>, RowDelta>,
     buckets: HashMap<(RollupKey<'a>, i64), (i64, bool)>,
 }
 
-impl<'a> RollupBatch<'a> {
-    /// Adds (`sign` 1) or takes back (`sign` -1) one call.
-    pub fn add(&mut self, c: &CallUsage<'a>, sign: i64) {
-        let key: RollupKey = (
-            hour_of(c.start_ns),
-            c.agent_id.clone(),
-            c.session_id.clone(),
-            c.user_id.clone(),
-            c.provider.clone(),
-            c.model.clone(),
-        );
+impl<'a> Gathered<'a> {
+    fn add(&mut self, key: RollupKey<'a>, c: &CallUsage<'a>, sign: i64) {
         let latency = c.latency_ms.map(|l| l.max(0.0));
         if let Some(ms) = latency {
             let b = self
@@ -201,11 +191,23 @@ impl<'a> RollupBatch<'a> {
         d.latency_count += sign * latency.is_some() as i64;
         d.took_back |= sign < 0;
     }
+}
 
-    /// Writes what was gathered; rows and buckets left empty go.
-    pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO usage_hourly (hour_ns, agent_id, session_id, user_id, provider, model, calls,
+/// The statements writing one set of hourly tables (literal SQL, prepared once per batch).
+struct HourlySql {
+    upsert: &'static str,
+    drop_empty: &'static str,
+    bucket_upsert: &'static str,
+    bucket_drop: &'static str,
+}
+
+macro_rules! hourly_sql {
+    ($rows:literal, $lat:literal) => {
+        HourlySql {
+            upsert: concat!(
+                "INSERT INTO ",
+                $rows,
+                " (hour_ns, agent_id, session_id, user_id, provider, model, calls,
                 errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                 reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
@@ -221,12 +223,42 @@ impl<'a> RollupBatch<'a> {
                 cost_usd = cost_usd + excluded.cost_usd,
                 priced_calls = priced_calls + excluded.priced_calls,
                 latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-                latency_count = latency_count + excluded.latency_count",
-        )?;
-        let mut drop_empty = tx.prepare_cached(
-            "DELETE FROM usage_hourly WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
-                AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0",
-        )?;
+                latency_count = latency_count + excluded.latency_count"
+            ),
+            drop_empty: concat!(
+                "DELETE FROM ",
+                $rows,
+                " WHERE hour_ns = ?1 AND agent_id = ?2 AND session_id = ?3
+                AND user_id = ?4 AND provider = ?5 AND model = ?6 AND calls = 0"
+            ),
+            bucket_upsert: concat!(
+                "INSERT INTO ",
+                $lat,
+                " (hour_ns, agent_id, session_id, user_id, provider,
+                model, bucket, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT DO UPDATE SET count = count + excluded.count"
+            ),
+            bucket_drop: concat!(
+                "DELETE FROM ",
+                $lat,
+                " WHERE hour_ns = ?1 AND agent_id = ?2
+                AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
+                AND bucket = ?7 AND count = 0"
+            ),
+        }
+    };
+}
+
+const BY_SESSION: HourlySql = hourly_sql!("usage_hourly", "usage_latency_hourly");
+const NO_SESSION: HourlySql =
+    hourly_sql!("usage_hourly_nosession", "usage_latency_hourly_nosession");
+
+impl Gathered<'_> {
+    /// Writes what was gathered; rows and buckets left empty go.
+    fn flush(&mut self, tx: &Transaction, sql: &HourlySql) -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(sql.upsert)?;
+        let mut drop_empty = tx.prepare_cached(sql.drop_empty)?;
         for (k, d) in self.rows.drain() {
             upsert.execute(params![
                 k.0,
@@ -252,17 +284,8 @@ impl<'a> RollupBatch<'a> {
                 drop_empty.execute(params![k.0, k.1, k.2, k.3, k.4, k.5])?;
             }
         }
-        let mut bucket_upsert = tx.prepare_cached(
-            "INSERT INTO usage_latency_hourly (hour_ns, agent_id, session_id, user_id, provider,
-                model, bucket, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
-        )?;
-        let mut bucket_drop = tx.prepare_cached(
-            "DELETE FROM usage_latency_hourly WHERE hour_ns = ?1 AND agent_id = ?2
-                AND session_id = ?3 AND user_id = ?4 AND provider = ?5 AND model = ?6
-                AND bucket = ?7 AND count = 0",
-        )?;
+        let mut bucket_upsert = tx.prepare_cached(sql.bucket_upsert)?;
+        let mut bucket_drop = tx.prepare_cached(sql.bucket_drop)?;
         for ((k, bucket), (count, took_back)) in self.buckets.drain() {
             bucket_upsert.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, bucket, count])?;
             if took_back {
@@ -270,6 +293,54 @@ impl<'a> RollupBatch<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// A batch's rollup changes gathered in memory, so each row and histogram bucket
+/// is written once per batch instead of once per call (sums commute: same result).
+/// Each call goes to two sets of tables: by session (`usage_hourly`, ...), and the
+/// same without the session (`usage_hourly_nosession`, ...), many times smaller, which
+/// every query that neither groups nor filters by session reads.
+#[derive(Default)]
+pub struct RollupBatch<'a> {
+    by_session: Gathered<'a>,
+    no_session: Gathered<'a>,
+}
+
+impl<'a> RollupBatch<'a> {
+    /// Adds (`sign` 1) or takes back (`sign` -1) one call.
+    pub fn add(&mut self, c: &CallUsage<'a>, sign: i64) {
+        let hour = hour_of(c.start_ns);
+        self.no_session.add(
+            (
+                hour,
+                c.agent_id.clone(),
+                Cow::Borrowed(""),
+                c.user_id.clone(),
+                c.provider.clone(),
+                c.model.clone(),
+            ),
+            c,
+            sign,
+        );
+        self.by_session.add(
+            (
+                hour,
+                c.agent_id.clone(),
+                c.session_id.clone(),
+                c.user_id.clone(),
+                c.provider.clone(),
+                c.model.clone(),
+            ),
+            c,
+            sign,
+        );
+    }
+
+    /// Writes what was gathered; rows and buckets left empty go.
+    pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        self.by_session.flush(tx, &BY_SESSION)?;
+        self.no_session.flush(tx, &NO_SESSION)
     }
 }
 
@@ -427,26 +498,31 @@ pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Resu
         .iter()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
         .collect();
-    let fold_rows = format!(
-        "INSERT INTO usage_daily (day_ns, agent_id, session_id, user_id, provider, model, {ROLLUP_SUMS})
-         SELECT ?1, agent_id, session_id, user_id, provider, model{select}
-         FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
-         GROUP BY agent_id, session_id, user_id, provider, model
-         ON CONFLICT DO UPDATE SET {}",
-        update.join(", ")
-    );
-    let fold_buckets = "INSERT INTO usage_latency_daily (day_ns, agent_id, session_id, user_id,
-            provider, model, bucket, count)
-         SELECT ?1, agent_id, session_id, user_id, provider, model, bucket, sum(count)
-         FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2
-         GROUP BY agent_id, session_id, user_id, provider, model, bucket
-         ON CONFLICT DO UPDATE SET count = count + excluded.count";
+    // (hourly, daily, hourly latency, daily latency): by session, then without.
+    let sets = [
+        (
+            "",
+            "usage_hourly",
+            "usage_daily",
+            "usage_latency_hourly",
+            "usage_latency_daily",
+        ),
+        (
+            "_nosession",
+            "usage_hourly_nosession",
+            "usage_daily_nosession",
+            "usage_latency_hourly_nosession",
+            "usage_latency_daily_nosession",
+        ),
+    ];
     let mut folded = 0u64;
     // At most a long retention's worth of days per run; the next run goes on.
     for _ in 0..1000 {
         let oldest: Option<i64> = conn.query_row(
             "SELECT min(hour_ns) FROM (SELECT min(hour_ns) hour_ns FROM usage_hourly
-             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly)",
+             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly
+             UNION ALL SELECT min(hour_ns) FROM usage_hourly_nosession
+             UNION ALL SELECT min(hour_ns) FROM usage_latency_hourly_nosession)",
             [],
             |r| r.get(0),
         )?;
@@ -455,25 +531,51 @@ pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Resu
         };
         let day = oldest - oldest.rem_euclid(DAY_NS);
         let tx = conn.unchecked_transaction()?;
-        tx.execute(&fold_rows, params![day, day + DAY_NS])?;
-        tx.execute(fold_buckets, params![day, day + DAY_NS])?;
-        folded += tx.execute(
-            "DELETE FROM usage_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
-            params![day, day + DAY_NS],
-        )? as u64;
-        tx.execute(
-            "DELETE FROM usage_latency_hourly WHERE hour_ns >= ?1 AND hour_ns < ?2",
-            params![day, day + DAY_NS],
-        )?;
-        // Rows a take-back left at zero calls say nothing.
-        tx.execute(
-            "DELETE FROM usage_daily WHERE day_ns = ?1 AND calls = 0",
-            [day],
-        )?;
-        tx.execute(
-            "DELETE FROM usage_latency_daily WHERE day_ns = ?1 AND count = 0",
-            [day],
-        )?;
+        for (suffix, hourly, daily, lat_hourly, lat_daily) in sets {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {daily} (day_ns, agent_id, session_id, user_id, provider, model, {ROLLUP_SUMS})
+                     SELECT ?1, agent_id, session_id, user_id, provider, model{select}
+                     FROM {hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     GROUP BY agent_id, session_id, user_id, provider, model
+                     ON CONFLICT DO UPDATE SET {}",
+                    update.join(", ")
+                ),
+                params![day, day + DAY_NS],
+            )?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {lat_daily} (day_ns, agent_id, session_id, user_id,
+                        provider, model, bucket, count)
+                     SELECT ?1, agent_id, session_id, user_id, provider, model, bucket, sum(count)
+                     FROM {lat_hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2
+                     GROUP BY agent_id, session_id, user_id, provider, model, bucket
+                     ON CONFLICT DO UPDATE SET count = count + excluded.count"
+                ),
+                params![day, day + DAY_NS],
+            )?;
+            let n = tx.execute(
+                &format!("DELETE FROM {hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2"),
+                params![day, day + DAY_NS],
+            )? as u64;
+            // The count reported is of the rows by session, as before.
+            if suffix.is_empty() {
+                folded += n;
+            }
+            tx.execute(
+                &format!("DELETE FROM {lat_hourly} WHERE hour_ns >= ?1 AND hour_ns < ?2"),
+                params![day, day + DAY_NS],
+            )?;
+            // Rows a take-back left at zero calls say nothing.
+            tx.execute(
+                &format!("DELETE FROM {daily} WHERE day_ns = ?1 AND calls = 0"),
+                [day],
+            )?;
+            tx.execute(
+                &format!("DELETE FROM {lat_daily} WHERE day_ns = ?1 AND count = 0"),
+                [day],
+            )?;
+        }
         tx.commit()?;
     }
     Ok(folded)
@@ -488,12 +590,16 @@ pub fn prune_usage(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
         ("usage_latency_daily", "day_ns"),
         ("usage_hourly", "hour_ns"),
         ("usage_latency_hourly", "hour_ns"),
+        ("usage_daily_nosession", "day_ns"),
+        ("usage_latency_daily_nosession", "day_ns"),
+        ("usage_hourly_nosession", "hour_ns"),
+        ("usage_latency_hourly_nosession", "hour_ns"),
     ] {
         let deleted = tx.execute(
             &format!("DELETE FROM {table} WHERE {col} < ?1"),
             [before_ns],
         )?;
-        if !table.contains("latency") {
+        if !table.contains("latency") && !table.contains("nosession") {
             n += deleted as u64;
         }
     }
@@ -618,6 +724,9 @@ pub struct UsageQuery {
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
     pub filters: Vec<(Dim, String)>,
+    /// Leave out the latency histogram: p50/p95/p99 are null (the mean stays). Reading
+    /// the histogram is most of a long range's cost (a row per bucket per rollup row).
+    pub skip_percentiles: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -761,74 +870,135 @@ fn where_clause(q: &UsageQuery, args: &mut Vec<SqlValue>) -> String {
 
 type Key = (i64, Vec<String>);
 
+/// Rows gathered by (time bucket, dimension values), summed here rather than by a
+/// GROUP BY: SQLite would sort every rollup row of the range first, which on a month
+/// of busy hours is most of the query's time.
+#[derive(Default)]
+struct Gather {
+    rows: Vec<(Key, UsageRow)>,
+    /// bucket -> the dimension values joined by U+001F -> index in `rows`.
+    index: HashMap<i64, HashMap<String, usize>>,
+    buf: String,
+}
+
+impl Gather {
+    /// The joined dimension values of a row (columns 1..=dims) in `buf`.
+    fn key_text(&mut self, r: &rusqlite::Row, dims: usize) -> rusqlite::Result<()> {
+        self.buf.clear();
+        for i in 1..=dims {
+            if i > 1 {
+                self.buf.push('\u{1f}');
+            }
+            let v = r.get_ref(i)?;
+            let v = v.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e))
+            })?;
+            self.buf.push_str(v);
+        }
+        Ok(())
+    }
+
+    fn find(
+        &mut self,
+        bucket: i64,
+        r: &rusqlite::Row,
+        dims: usize,
+    ) -> rusqlite::Result<Option<usize>> {
+        self.key_text(r, dims)?;
+        Ok(self
+            .index
+            .get(&bucket)
+            .and_then(|m| m.get(self.buf.as_str()))
+            .copied())
+    }
+
+    fn slot(&mut self, bucket: i64, r: &rusqlite::Row, dims: usize) -> rusqlite::Result<usize> {
+        if let Some(i) = self.find(bucket, r, dims)? {
+            return Ok(i);
+        }
+        let mut k = Vec::with_capacity(dims);
+        for i in 1..=dims {
+            k.push(r.get::<_, String>(i)?);
+        }
+        self.rows.push(((bucket, k), UsageRow::default()));
+        let i = self.rows.len() - 1;
+        self.index
+            .entry(bucket)
+            .or_default()
+            .insert(self.buf.clone(), i);
+        Ok(i)
+    }
+}
+
 /// Usage over a range, grouped as asked, with totals.
 pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreError> {
     let mut dims = q.group_by.clone();
     dims.sort();
     dims.dedup();
-    let bucket_expr = match q.bucket {
-        None => "0".to_string(),
-        Some(b) => format!("(hour_ns - (hour_ns % {}))", b.width()),
-    };
+    let width = q.bucket.map(|b| b.width());
+    let bucket_of = |hour_ns: i64| width.map_or(0, |w| hour_ns - hour_ns.rem_euclid(w));
     let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
     let mut args = Vec::new();
     let filter = where_clause(q, &mut args);
-    let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
-    let key_of = |r: &rusqlite::Row| -> rusqlite::Result<Key> {
-        let mut k = Vec::with_capacity(dims.len());
-        for i in 0..dims.len() {
-            k.push(r.get::<_, String>(1 + i)?);
-        }
-        Ok((r.get(0)?, k))
+    // Without sessions in the question, the rollups without the session dimension answer.
+    let sessions =
+        dims.contains(&Dim::Session) || q.filters.iter().any(|(d, _)| *d == Dim::Session);
+    let (rows_view, lat_view) = if sessions {
+        ("usage_all", "usage_latency_all")
+    } else {
+        ("usage_all_nosession", "usage_latency_all_nosession")
     };
+    let n = dims.len();
+    let mut g = Gather::default();
     let sums = format!(
-        "SELECT {bucket_expr}{dim_cols}, sum(calls), sum(errors), sum(input_tokens),
-            sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens),
-            sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls),
-            sum(latency_ms_sum), sum(latency_count)
-         FROM usage_all{filter} GROUP BY 1{dim_cols}"
+        "SELECT hour_ns{dim_cols}, calls, errors, input_tokens, output_tokens,
+            cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd,
+            priced_calls, latency_ms_sum, latency_count
+         FROM {rows_view}{filter}"
     );
     let mut stmt = conn.prepare(&sums)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
     while let Some(r) = it.next()? {
-        let key = key_of(r)?;
-        let base = 1 + dims.len();
-        let priced: i64 = r.get(base + 9)?;
-        let row = UsageRow {
-            calls: r.get(base)?,
-            errors: r.get(base + 1)?,
-            input_tokens: r.get(base + 2)?,
-            output_tokens: r.get(base + 3)?,
-            cache_read_tokens: r.get(base + 4)?,
-            cache_write_tokens: r.get(base + 5)?,
-            reasoning_tokens: r.get(base + 6)?,
-            total_tokens: r.get(base + 7)?,
-            cost_usd: (priced > 0).then_some(r.get(base + 8)?),
-            priced_calls: priced,
-            latency_sum: r.get(base + 10)?,
-            latency_count: r.get(base + 11)?,
-            ..Default::default()
-        };
-        rows.insert(key, row);
+        let i = g.slot(bucket_of(r.get(0)?), r, n)?;
+        let row = &mut g.rows[i].1;
+        let base = 1 + n;
+        row.calls += r.get::<_, i64>(base)?;
+        row.errors += r.get::<_, i64>(base + 1)?;
+        row.input_tokens += r.get::<_, i64>(base + 2)?;
+        row.output_tokens += r.get::<_, i64>(base + 3)?;
+        row.cache_read_tokens += r.get::<_, i64>(base + 4)?;
+        row.cache_write_tokens += r.get::<_, i64>(base + 5)?;
+        row.reasoning_tokens += r.get::<_, i64>(base + 6)?;
+        row.total_tokens += r.get::<_, i64>(base + 7)?;
+        // Kept as a sum here; `finish` turns it to null when no call was priced.
+        row.cost_usd = Some(row.cost_usd.unwrap_or(0.0) + r.get::<_, f64>(base + 8)?);
+        row.priced_calls += r.get::<_, i64>(base + 9)?;
+        row.latency_sum += r.get::<_, f64>(base + 10)?;
+        row.latency_count += r.get::<_, i64>(base + 11)?;
     }
     drop(it);
     drop(stmt);
-    let hist = format!(
-        "SELECT {bucket_expr}{dim_cols}, bucket, sum(count)
-         FROM usage_latency_all{filter} GROUP BY 1{dim_cols}, bucket"
-    );
+    for (_, row) in g.rows.iter_mut() {
+        if row.priced_calls == 0 {
+            row.cost_usd = None;
+        }
+    }
+    let hist = format!("SELECT hour_ns{dim_cols}, bucket, count FROM {lat_view}{filter}");
     let mut stmt = conn.prepare(&hist)?;
     let mut it = stmt.query(params_from_iter(args.iter()))?;
-    while let Some(r) = it.next()? {
-        let key = key_of(r)?;
-        let b: i64 = r.get(1 + dims.len())?;
-        let c: i64 = r.get(2 + dims.len())?;
-        if let Some(row) = rows.get_mut(&key) {
-            *row.latency_hist.entry(b).or_default() += c;
+    while !q.skip_percentiles
+        && let Some(r) = it.next()?
+    {
+        if let Some(i) = g.find(bucket_of(r.get(0)?), r, n)? {
+            let b: i64 = r.get(1 + n)?;
+            let c: i64 = r.get(2 + n)?;
+            *g.rows[i].1.latency_hist.entry(b).or_default() += c;
         }
     }
     drop(it);
     drop(stmt);
+    let mut rows = g.rows;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals = UsageRow::default();
     let mut out = Vec::with_capacity(rows.len().min(MAX_ROWS));
     for ((b, k), mut row) in rows {
@@ -858,6 +1028,83 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
         rows: out,
         totals,
     })
+}
+
+/// A CSV field: quoted when it holds a comma, quote or line break; a text starting
+/// with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` so a spreadsheet does not
+/// run it as a formula (captured names are outside data).
+fn csv_text(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv_num<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The report's rows as CSV, header line first: `bucket_start` when bucketed, the
+/// grouped dimensions, then the sums and latency figures (empty for `null`).
+pub fn to_csv(r: &UsageReport) -> String {
+    let dims: Vec<Dim> = r.group_by.iter().filter_map(|n| Dim::parse(n)).collect();
+    let mut head: Vec<&str> = Vec::new();
+    if r.bucket.is_some() {
+        head.push("bucket_start");
+    }
+    head.extend(dims.iter().map(|d| d.column()));
+    head.extend([
+        "calls",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+        "cost_usd",
+        "unpriced_calls",
+        "latency_ms_mean",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+    ]);
+    let mut out = head.join(",");
+    out.push_str("\r\n");
+    for row in &r.rows {
+        let mut f: Vec<String> = Vec::with_capacity(head.len());
+        if r.bucket.is_some() {
+            f.push(csv_text(row.bucket_start.as_deref().unwrap_or_default()));
+        }
+        for d in &dims {
+            f.push(csv_text(row.dim(*d).unwrap_or_default()));
+        }
+        f.extend([
+            row.calls.to_string(),
+            row.errors.to_string(),
+            row.input_tokens.to_string(),
+            row.output_tokens.to_string(),
+            row.cache_read_tokens.to_string(),
+            row.cache_write_tokens.to_string(),
+            row.reasoning_tokens.to_string(),
+            row.total_tokens.to_string(),
+            csv_num(row.cost_usd),
+            row.unpriced_calls.to_string(),
+            csv_num(row.latency_ms.mean),
+            csv_num(row.latency_ms.p50),
+            csv_num(row.latency_ms.p95),
+            csv_num(row.latency_ms.p99),
+        ]);
+        out.push_str(&f.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1272,5 +1519,21 @@ mod tests {
         .unwrap();
         assert_eq!(other.totals.calls, 0);
         assert!(other.rows.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_text("gpt-4o"), "gpt-4o");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_text("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_text("@sum,x"), "\"'@sum,x\"");
+        assert_eq!(csv_num::<f64>(None), "");
     }
 }

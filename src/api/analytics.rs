@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -50,6 +50,14 @@ pub fn usage_query(p: &HashMap<String, String>) -> Result<UsageQuery, ApiError> 
             q.filters.push((*d, v));
         }
     }
+    q.skip_percentiles = match text(p, "percentiles")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("true" | "1" | "yes") => false,
+        Some("false" | "0" | "no") => true,
+        Some(_) => return Err(ApiError::bad_param("percentiles", "expected true or false")),
+    };
     Ok(q)
 }
 
@@ -58,7 +66,28 @@ pub async fn get_usage(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let q = usage_query(&p)?;
+    let csv = match text(&p, "format")
+        .map(|f| f.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::bad_param("format", "expected json or csv")),
+    };
     let report = read(&st, move |c| usage::query(c, &q)).await?;
+    if csv {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"usage.csv\"",
+                ),
+            ],
+            usage::to_csv(&report),
+        )
+            .into_response());
+    }
     Ok(axum::Json(report).into_response())
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
 pub mod analytics;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod health;
 pub mod ingest;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod openclaw;
 pub mod query;
 pub mod stream;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +78,7 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
         name: "auth_token",
         env: "OCT_AUTH_TOKEN",
         default: "",
-        help: "When set, every endpoint but /health and /ready requires Authorization: Bearer <token>",
+        help: "When set, every endpoint but /health, /ready and the dashboard's static files requires Authorization: Bearer <token>",
         set: |c, v| {
             c.auth_token = Some(v.to_string());
             Ok(())
@@ -229,7 +231,7 @@ pub(crate) async fn require_token(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/health" || path == "/ready" {
+    if path == "/health" || path == "/ready" || web::is_public(path) {
         return next.run(req).await;
     }
     let given = req
@@ -284,6 +286,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(analytics::routes())
+        .merge(dashboard::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

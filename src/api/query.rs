@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{ApiError, SharedState, read};
 use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
-use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter};
+use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
 use crate::util::time::parse_timestamp_str;
 
 type Params = Query<HashMap<String, String>>;
@@ -64,6 +64,25 @@ pub fn trace_filter(p: &HashMap<String, String>) -> Result<TraceFilter, ApiError
         name: text(p, "name"),
         from_ns: time_param(p, "from")?,
         to_ns: time_param(p, "to")?,
+        q: text(p, "q"),
+        min_cost: text(p, "min_cost")
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .ok_or_else(|| ApiError::bad_param("min_cost", "expected a number of USD >= 0"))
+            })
+            .transpose()?,
+        sort: match text(p, "sort") {
+            None => TraceSort::Start,
+            Some(s) => TraceSort::parse(&s)
+                .ok_or_else(|| ApiError::bad_param("sort", "expected start, duration or cost"))?,
+        },
+        ascending: match text(p, "order").map(|o| o.to_ascii_lowercase()).as_deref() {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(_) => return Err(ApiError::bad_param("order", "expected desc or asc")),
+        },
     })
 }
 
@@ -145,6 +164,13 @@ pub fn event_filter(
         severity: text(p, "severity").map(|s| s.to_ascii_lowercase()),
         name: text(p, "name").or_else(|| text(p, "error_type")),
         category: text(p, "category"),
+        // Conditions (host errors) are `active` until they end, then `resolved`.
+        state: match text(p, "state").map(|s| s.to_ascii_lowercase()).as_deref() {
+            None => None,
+            Some("open" | "active") => Some("active".into()),
+            Some("resolved" | "closed") => Some("resolved".into()),
+            Some(_) => return Err(ApiError::bad_param("state", "expected open or resolved")),
+        },
         from_ns: time_param(p, "from")?,
         to_ns: time_param(p, "to")?,
     })

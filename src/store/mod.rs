@@ -8,6 +8,7 @@ pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod sessions;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -25,6 +25,77 @@ pub struct TraceFilter {
     pub name: Option<String>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
+    /// A case-insensitive (ASCII) substring of the root name.
+    pub q: Option<String>,
+    /// Runs whose known cost is at least this many dollars.
+    pub min_cost: Option<f64>,
+    pub sort: TraceSort,
+    /// Ascending instead of the default descending order.
+    pub ascending: bool,
+}
+
+/// What a trace listing is ordered by (ties broken by trace id, in the same direction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TraceSort {
+    #[default]
+    Start,
+    /// End minus start; unfinished traces count as -1 (last when descending).
+    Duration,
+    /// Known cost; traces without one count as -1 (last when descending).
+    Cost,
+}
+
+impl TraceSort {
+    pub fn parse(s: &str) -> Option<TraceSort> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "start" | "start_time" | "time" => Some(TraceSort::Start),
+            "duration" => Some(TraceSort::Duration),
+            "cost" | "cost_usd" => Some(TraceSort::Cost),
+            _ => None,
+        }
+    }
+
+    /// The SQL expression sorted on (an index in the schema matches each).
+    fn expr(self) -> &'static str {
+        match self {
+            TraceSort::Start => "t.start_ns",
+            TraceSort::Duration => "COALESCE(t.end_ns - t.start_ns, -1)",
+            TraceSort::Cost => "COALESCE(t.cost_usd, -1.0)",
+        }
+    }
+
+    /// The sort key of a row, as the cursor carries it.
+    fn key_of(self, t: &TraceSummary) -> String {
+        match self {
+            TraceSort::Start => t.start_ns.to_string(),
+            TraceSort::Duration => t.end_ns.map_or(-1, |e| e - t.start_ns).to_string(),
+            // `{:?}` writes the shortest text that reads back as the same f64.
+            TraceSort::Cost => format!("{:?}", t.cost_usd.unwrap_or(-1.0)),
+        }
+    }
+
+    fn key_value(self, s: &str) -> Option<SqlValue> {
+        match self {
+            TraceSort::Start | TraceSort::Duration => s.parse().ok().map(SqlValue::Integer),
+            TraceSort::Cost => s
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(SqlValue::Real),
+        }
+    }
+}
+
+/// `%` and `_` in a LIKE pattern taken literally (escape character `\`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -69,12 +140,12 @@ fn json_col(s: Option<String>) -> Value {
         .unwrap_or(Value::Object(Default::default()))
 }
 
-const TRACE_COLS: &str =
+pub(crate) const TRACE_COLS: &str =
     "trace_id, root_span_id, parent_trace_id, root_name, start_ns, end_ns, status,
     span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens, total_tokens,
     cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id, user_id";
 
-fn trace_row(r: &Row) -> rusqlite::Result<TraceSummary> {
+pub(crate) fn trace_row(r: &Row) -> rusqlite::Result<TraceSummary> {
     let start_ns: i64 = r.get(4)?;
     let end_ns: Option<i64> = r.get(5)?;
     Ok(TraceSummary {
@@ -155,17 +226,34 @@ pub fn list_traces(
         sql.push_str(" AND t.start_ns < ?");
         args.push(SqlValue::Integer(to));
     }
+    if let Some(q) = &f.q {
+        sql.push_str(" AND t.root_name LIKE ? ESCAPE '\\'");
+        args.push(SqlValue::Text(format!("%{}%", like_escape(q))));
+    }
+    if let Some(c) = f.min_cost {
+        sql.push_str(" AND t.cost_usd >= ?");
+        args.push(SqlValue::Real(c));
+    }
+    let key = f.sort.expr();
+    let (cmp, dir) = if f.ascending {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
     if let Some(c) = cursor {
-        let (t, id) = parse_cursor(c)?;
-        let tid = TraceId::parse_hex(&id).ok_or_else(|| {
-            StoreError::BadRequest("cursor: not a cursor this API returned".into())
-        })?;
-        sql.push_str(" AND (t.start_ns < ? OR (t.start_ns = ? AND t.trace_id < ?))");
-        args.push(SqlValue::Integer(t));
-        args.push(SqlValue::Integer(t));
+        let bad = || StoreError::BadRequest("cursor: not a cursor this API returned".into());
+        // A cursor is the last row's sort key and trace id: "<key>.<trace id>".
+        let (k, id) = c.rsplit_once('.').ok_or_else(bad)?;
+        let k = f.sort.key_value(k).ok_or_else(bad)?;
+        let tid = TraceId::parse_hex(id).ok_or_else(bad)?;
+        sql.push_str(&format!(
+            " AND ({key} {cmp} ? OR ({key} = ? AND t.trace_id {cmp} ?))"
+        ));
+        args.push(k.clone());
+        args.push(k);
         args.push(SqlValue::Blob(tid.0.to_vec()));
     }
-    sql.push_str(" ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?");
+    sql.push_str(&format!(" ORDER BY {key} {dir}, t.trace_id {dir} LIMIT ?"));
     args.push(SqlValue::Integer(limit as i64 + 1));
     let mut stmt = conn.prepare(&sql)?;
     let mut items: Vec<TraceSummary> = stmt
@@ -175,7 +263,7 @@ pub fn list_traces(
         items.truncate(limit);
         items
             .last()
-            .map(|t| format!("{}.{}", t.start_ns, t.trace_id))
+            .map(|t| format!("{}.{}", f.sort.key_of(t), t.trace_id))
     } else {
         None
     };
@@ -354,6 +442,8 @@ pub struct EventFilter {
     pub severity: Option<String>,
     pub name: Option<String>,
     pub category: Option<String>,
+    /// A condition's `state` attribute (`active` or `resolved`).
+    pub state: Option<String>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
 }
@@ -439,6 +529,10 @@ pub fn list_events(
         sql.push_str(" AND span_id = ?");
         args.push(SqlValue::Blob(s.0.to_vec()));
     }
+    if let Some(s) = &f.state {
+        sql.push_str(" AND json_extract(attributes, '$.state') = ?");
+        args.push(SqlValue::Text(s.clone()));
+    }
     if let Some(from) = f.from_ns {
         sql.push_str(" AND time_ns >= ?");
         args.push(SqlValue::Integer(from));
@@ -499,16 +593,31 @@ pub struct TraceDetail {
     pub trace: TraceSummary,
     pub spans: Vec<SpanOut>,
     pub events: Vec<EventOut>,
+    /// Summaries of the traces whose root names this one as `parent_trace_id` (sub-runs),
+    /// oldest first, at most [`MAX_SUB_TRACES`].
+    pub sub_traces: Vec<TraceSummary>,
 }
+
+/// Sub-runs listed with a trace, at most.
+pub const MAX_SUB_TRACES: usize = 100;
 
 pub fn trace_detail(conn: &Connection, id: &TraceId) -> Result<Option<TraceDetail>, StoreError> {
     let Some(trace) = trace_summary(conn, id)? else {
         return Ok(None);
     };
+    let mut sub_traces = Vec::new();
+    for child in child_traces(conn, id)?.into_iter().take(MAX_SUB_TRACES) {
+        if child != *id
+            && let Some(t) = trace_summary(conn, &child)?
+        {
+            sub_traces.push(t);
+        }
+    }
     Ok(Some(TraceDetail {
         trace,
         spans: build_tree(spans_of(conn, id)?),
         events: events_of_trace(conn, id)?,
+        sub_traces,
     }))
 }
 

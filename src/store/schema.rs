@@ -332,6 +332,114 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (bucket_ns, name, attributes)
     ) WITHOUT ROWID;
     "#,
+    // 8: what the dashboard reads, fast on a million spans.
+    r#"
+    -- The runs of one session in time order; sessions by their latest run (index only).
+    CREATE INDEX traces_session_start ON traces(session_id, start_ns)
+        WHERE session_id IS NOT NULL;
+    -- Runs by cost (sort=cost). Runs and their tool calls over a range (the overview)
+    -- from the index alone; in (start, id) order, it serves all traces_start served.
+    CREATE INDEX traces_cost ON traces(COALESCE(cost_usd, -1.0));
+    CREATE INDEX traces_start_tools ON traces(start_ns, trace_id, tool_calls);
+    DROP INDEX traces_start;
+
+    -- The usage rollups without the session dimension (session_id always ''): the same
+    -- sums in far fewer rows, read by every usage query not about sessions.
+    CREATE TABLE usage_hourly_nosession (
+        hour_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        priced_calls INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        latency_count INTEGER NOT NULL,
+        PRIMARY KEY (hour_ns, agent_id, session_id, user_id, provider, model)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage_daily_nosession (
+        day_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        priced_calls INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        latency_count INTEGER NOT NULL,
+        PRIMARY KEY (day_ns, agent_id, session_id, user_id, provider, model)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage_latency_hourly_nosession (
+        hour_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour_ns, agent_id, session_id, user_id, provider, model, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage_latency_daily_nosession (
+        day_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day_ns, agent_id, session_id, user_id, provider, model, bucket)
+    ) WITHOUT ROWID;
+    INSERT INTO usage_hourly_nosession
+        SELECT hour_ns, agent_id, '', user_id, provider, model, sum(calls), sum(errors), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls), sum(latency_ms_sum), sum(latency_count)
+        FROM usage_hourly GROUP BY hour_ns, agent_id, user_id, provider, model;
+    INSERT INTO usage_daily_nosession
+        SELECT day_ns, agent_id, '', user_id, provider, model, sum(calls), sum(errors), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd), sum(priced_calls), sum(latency_ms_sum), sum(latency_count)
+        FROM usage_daily GROUP BY day_ns, agent_id, user_id, provider, model;
+    INSERT INTO usage_latency_hourly_nosession
+        SELECT hour_ns, agent_id, '', user_id, provider, model, bucket, sum(count)
+        FROM usage_latency_hourly GROUP BY hour_ns, agent_id, user_id, provider, model, bucket;
+    INSERT INTO usage_latency_daily_nosession
+        SELECT day_ns, agent_id, '', user_id, provider, model, bucket, sum(count)
+        FROM usage_latency_daily GROUP BY day_ns, agent_id, user_id, provider, model, bucket;
+
+    CREATE VIEW usage_all_nosession AS
+        SELECT hour_ns, agent_id, session_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count
+        FROM usage_hourly_nosession
+        UNION ALL
+        SELECT day_ns, agent_id, session_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count
+        FROM usage_daily_nosession;
+
+    CREATE VIEW usage_latency_all_nosession AS
+        SELECT hour_ns, agent_id, session_id, user_id, provider, model, bucket, count
+        FROM usage_latency_hourly_nosession
+        UNION ALL
+        SELECT day_ns, agent_id, session_id, user_id, provider, model, bucket, count
+        FROM usage_latency_daily_nosession;
+    "#,
 ];
 
 /// The schema version this build writes.

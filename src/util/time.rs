@@ -40,6 +40,12 @@ pub fn format_ns(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix nanoseconds to the nearest unix millisecond (a time given in milliseconds and
+/// stored in nanoseconds through an f64 may sit a few hundred nanoseconds below it).
+pub fn ms_of(ns: i64) -> i64 {
+    ns.saturating_add(500_000).div_euclid(1_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,72 @@
+// Host health over a range, from /v1/metrics: CPU, memory, disk, network, connections,
+// DNS, and the agent's process (RSS, up, restarts).
+
+import { h } from '../lib/dom.js';
+import * as api from '../lib/api.js';
+import * as f from '../lib/format.js';
+import { header, rangePicker, kpi } from '../lib/ui.js';
+import { lines, widthFor } from '../lib/chart.js';
+
+export const title = () => 'Host';
+
+const pctFmt = (v) => f.pct(v * 100, 0);
+const rateFmt = (v) => `${f.bytes(v)}/s`;
+
+// [title, metric, value field, y format, attribute filter, series label, fixed max]
+const CHARTS = [
+  ['CPU utilization', 'system.cpu.utilization', 'avg', pctFmt, null, () => 'cpu', 1],
+  ['Container CPU', 'container.cpu.utilization', 'avg', pctFmt, null, () => 'container', null],
+  ['Memory utilization', 'system.memory.utilization', 'avg', pctFmt, null, () => 'memory', 1],
+  ['Container memory', 'container.memory.usage', 'avg', f.bytes, null, () => 'container', null],
+  ['Disk utilization', 'system.filesystem.utilization', 'max', pctFmt, null, (a) => a['system.filesystem.mountpoint'] || a['oct.watch.path'] || 'volume', 1],
+  ['Network I/O', 'system.network.io', 'rate', rateFmt, null, (a) => `${a['network.interface.name'] ?? ''} ${a['network.io.direction'] ?? ''}`.trim()],
+  ['TCP connections', 'system.network.connections', 'avg', f.int, null, (a) => a['network.connection.state'] || 'all'],
+  ['DNS lookup time', 'dns.lookup.duration', 'avg', (v) => f.duration(v * 1000), null, (a) => a['dns.question.name'] || a['server.address'] || a.host || 'dns'],
+  ['Agent RSS', 'process.memory.usage', 'avg', f.bytes, { 'oct.process.role': 'agent' }, () => 'agent'],
+  ['Sidecar RSS', 'process.memory.usage', 'avg', f.bytes, { 'oct.process.role': 'self' }, () => 'openclaw-trace'],
+  ['Agent up', 'oct.agent.up', 'min', f.int, null, () => 'up', 1],
+  ['Agent restarts', 'oct.agent.restarts', 'max', f.int, null, () => 'restarts'],
+];
+
+function label(attrs, fn) {
+  try {
+    return fn(attrs || {}) || 'series';
+  } catch {
+    return 'series';
+  }
+}
+
+export async function render({ params, signal }) {
+  const [from, to] = f.resolveRange(params, '1h');
+  const names = await api.get('/v1/metrics/names', null, { signal });
+  const have = new Set((names.metrics || []).map((m) => m.name));
+  const wanted = CHARTS.filter((c) => have.has(c[1]));
+  const answers = await Promise.all(wanted.map(([, name, , , attrs]) => {
+    const q = { name, from: Math.floor(from), to: Math.ceil(to) };
+    for (const [k, v] of Object.entries(attrs || {})) q[`attr.${k}`] = v;
+    return api.get('/v1/metrics', q, { signal }).catch(() => null);
+  }));
+  const health = await api.get('/health', null, { signal }).catch(() => ({}));
+  const cards = wanted.map(([ttl, name, field, fmt, , lab, max], i) => {
+    const a = answers[i];
+    let series = ((a && a.series) || []).map((se) => ({
+      name: label(se.attributes, lab),
+      // A running total's first point has no rate: leave it out (its avg is the counter).
+      points: (se.points || []).map((p) => [Date.parse(p.time), field === 'rate' ? p.rate : p[field] ?? p.avg]).filter((p) => p[1] !== null && p[1] !== undefined),
+    }));
+    // Keep the busiest eight series (network interfaces, connection states).
+    series = series.sort((x, y) => Math.max(0, ...y.points.map((p) => p[1])) - Math.max(0, ...x.points.map((p) => p[1]))).slice(0, 8);
+    const last = series.length && series[0].points.length ? series[0].points[series[0].points.length - 1][1] : null;
+    return h('div', { class: 'card', 'data-metric': name },
+      h('div', { class: 'card-head' }, h('h2', null, ttl), h('span', { class: 'muted mono' }, name), last !== null ? h('span', { class: 'now' }, fmt(last)) : null),
+      lines({ series, yFmt: fmt, from, to, width: widthFor(0.5), yMaxFixed: max === 1 && field !== 'min' ? 1 : max ?? undefined, label: ttl }));
+  });
+  return h('section', { class: 'view host' },
+    header('Host', rangePicker(params, '1h')),
+    h('div', { class: 'kpis' },
+      kpi('Database', f.bytes(health.db_size_bytes), `WAL ${f.bytes(health.wal_size_bytes)}`),
+      kpi('Data volume free', f.bytes(health.disk_free_bytes), `of ${f.bytes(health.disk_total_bytes)}`),
+      kpi('Queue', f.int(health.queue_depth), `of ${f.int(health.queue_capacity)}`),
+      kpi('Sidecar', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`)),
+    cards.length ? h('div', { class: 'grid2' }, cards) : h('p', { class: 'muted empty' }, 'No host metrics stored (host collectors are off, or OCT_METRICS_INTERVAL is 0).'));
+}

@@ -61,10 +61,22 @@ impl Args for SettingFlags {
     }
 }
 
+/// The commit a release build names (scripts/release.sh sets `OCT_BUILD_COMMIT`).
+pub const COMMIT: Option<&str> = option_env!("OCT_BUILD_COMMIT");
+
+/// `0.1.0 (abc1234)`, or `0.1.0` when the build named no commit.
+pub fn version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| match COMMIT {
+        Some(c) if !c.is_empty() => format!("{} ({c})", env!("CARGO_PKG_VERSION")),
+        _ => env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "openclaw-trace",
-    version,
+    version = version(),
     about = "Captures what an AI agent does, what it costs and how healthy its host is.",
     long_about = None
 )]

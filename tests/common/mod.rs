@@ -36,8 +36,27 @@ impl Daemon {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", dir)
-            .env("OCT_PORT", "0")
-            .env("OCT_DB_PATH", &db_path)
+            .env("OCT_DB_PATH", &db_path);
+        Daemon::spawn(cmd, dir, db_path, env)
+    }
+
+    /// Starts `bin_in_root` (a path inside `root`) under `chroot root`, with its data
+    /// in `root/data` (seen as `/data` by the daemon); the caller keeps `root`.
+    pub fn start_chroot(root: &Path, bin_in_root: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = root.join("data");
+        let mut cmd = Command::new("chroot");
+        cmd.arg(root)
+            .arg(bin_in_root)
+            .env_clear()
+            // For finding chroot itself; nothing in the root uses it.
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/data")
+            .env("OCT_DB_PATH", "/data/trace.db");
+        Daemon::spawn(cmd, &dir, dir.join("trace.db"), env)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, db_path: PathBuf, env: &[(&str, &str)]) -> Daemon {
+        cmd.env("OCT_PORT", "0")
             .env("OCT_LOG_FORMAT", "json")
             // Host samples would add records to every test's exact counts, and DNS
             // probes of LLM providers fail without an outside network: host tests

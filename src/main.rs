@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, analytics, export, metrics, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, export, health, metrics, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let cfg = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -23,6 +22,7 @@ fn main() -> ExitCode {
         Some(Cmd::Export(a)) => export::run_export(&cfg, a),
         Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
         Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
+        Some(Cmd::Health(a)) => return health::run(&cfg, a),
     };
     match printed {
         Ok(out) => {

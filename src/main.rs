@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use openclaw_trace::cli::{Cli, Cmd, analytics, export, health, metrics, tail, traces};
+use openclaw_trace::cli::{Cli, Cmd, analytics, export, health, metrics, openclaw, tail, traces};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
         Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
         Some(Cmd::Health(a)) => return health::run(&cfg, a),
+        Some(Cmd::Openclaw(a)) => return openclaw_cmd(&cfg, a),
     };
     match printed {
         Ok(out) => {
@@ -60,5 +61,20 @@ fn serve(cfg: openclaw_trace::config::Config) -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "exiting");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn openclaw_cmd(cfg: &openclaw_trace::config::Config, a: &openclaw::OpenclawArgs) -> ExitCode {
+    match &a.command {
+        openclaw::OpenclawCmd::Setup(s) => match openclaw::run_setup(cfg, s) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("openclaw-trace: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -100,6 +100,7 @@ fn each_command_help_fits_a_screen_and_shows_its_own_options() {
         (&["metrics", "--help"], 24, "--db-path"),
         (&["status", "--help"], 24, "--db-path"),
         (&["health", "--help"], 24, "--port"),
+        (&["openclaw", "setup", "--help"], 24, "--auth-token"),
     ] {
         let (code, out, err) = run(args, &[]);
         assert_eq!(code, 0, "{args:?}: {err}");

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod export;
 pub mod health;
 pub mod metrics;
+pub mod openclaw;
 pub mod tail;
 pub mod traces;
 
@@ -158,6 +159,8 @@ pub enum Cmd {
     Status(metrics::StatusArgs),
     /// Exit 0 when the daemon at OCT_BIND:OCT_PORT answers ready, 1 otherwise
     Health(health::HealthArgs),
+    /// Install the OpenClaw plugin this binary carries and enable it (setup [--dry-run] [--remove])
+    Openclaw(openclaw::OpenclawArgs),
 }
 
 impl Cli {

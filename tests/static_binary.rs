@@ -282,7 +282,8 @@ fn the_static_binary_serves_and_resolves_names_in_an_empty_root() {
     let export_url = format!("http://{NAME}:{grpc_port}");
     let d = Daemon::start_chroot(
         root.path(),
-        "/openclaw-trace",
+        None,
+        &["/openclaw-trace"],
         &[
             ("OCT_PUSH_ENDPOINT", &push_url),
             ("OCT_PUSH_INTERVAL", "1s"),
@@ -350,4 +351,114 @@ fn the_static_binary_serves_and_resolves_names_in_an_empty_root() {
     );
     let health = d.get_json("/health");
     assert_eq!(health["last_push_status"], "ok", "{health}");
+}
+
+/// The final stage of deploy/docker/Dockerfile, as far as running it goes.
+#[derive(Debug, Default)]
+struct Stage {
+    from: String,
+    user: String,
+    env: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    healthcheck: Vec<String>,
+    copied_to: Vec<String>,
+}
+
+fn dockerfile_final_stage() -> Stage {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/docker/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let lines: Vec<&str> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let json_args = |s: &str| -> Vec<String> {
+        serde_json::from_str(s.trim()).unwrap_or_else(|_| panic!("not the JSON form: {s}"))
+    };
+    let mut st = Stage::default();
+    for l in &lines[last_from..] {
+        let (word, rest) = l.split_once(' ').unwrap_or((l, ""));
+        match word {
+            "FROM" => st.from = rest.trim().to_string(),
+            "USER" => st.user = rest.trim().to_string(),
+            "ENV" => {
+                for kv in rest.split_whitespace() {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    st.env.push((k.to_string(), v.to_string()));
+                }
+            }
+            "ENTRYPOINT" => st.entrypoint = json_args(rest),
+            "CMD" => st.cmd = json_args(rest),
+            "HEALTHCHECK" => {
+                let (_, c) = rest.split_once(" CMD ").unwrap();
+                st.healthcheck = json_args(c);
+            }
+            "COPY" => st
+                .copied_to
+                .push(rest.split_whitespace().last().unwrap().to_string()),
+            _ => {}
+        }
+    }
+    st
+}
+
+#[test]
+fn the_dockerfile_layout_runs_as_its_user_and_its_healthcheck_passes() {
+    if !can_chroot() {
+        return;
+    }
+    let st = dockerfile_final_stage();
+    assert_eq!(st.from, "scratch");
+    assert_eq!(st.copied_to, ["/openclaw-trace", "/data"]);
+    let (uid, gid) = st.user.split_once(':').unwrap();
+    let (uid, gid): (u32, u32) = (uid.parse().unwrap(), gid.parse().unwrap());
+    assert!(uid != 0 && gid != 0, "not root: {}", st.user);
+
+    // The image's files: the binary, /data owned by the user; Docker adds resolv.conf.
+    let (ns, _) = dns_server();
+    let root = empty_root(ns);
+    std::os::unix::fs::chown(root.path().join("data"), Some(uid), Some(gid)).unwrap();
+    let mut env: Vec<(String, String)> = st.env.clone();
+    // Free ports instead of the image's fixed ones (this machine runs other tests).
+    for (k, v) in env.iter_mut() {
+        if k == "OCT_OTLP_HTTP_ADDR" || k == "OCT_OTLP_GRPC_ADDR" {
+            *v = "0.0.0.0:0".into();
+        }
+    }
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let argv: Vec<&str> = st
+        .entrypoint
+        .iter()
+        .chain(&st.cmd)
+        .map(String::as_str)
+        .collect();
+    let userspec = st.user.clone();
+    let mut d = Daemon::start_chroot(root.path(), Some(&userspec), &argv, &env_ref);
+    let db = root.path().join("data/openclaw-trace.db");
+    assert!(db.exists(), "{:?}", d.logs());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&db).unwrap().uid(), uid);
+
+    // HEALTHCHECK, run the way Docker runs it: in the container, as its user, its ENV.
+    let health = |port: u16| {
+        let mut c = Command::new("chroot");
+        c.arg(format!("--userspec={userspec}"))
+            .arg(root.path())
+            .args(&st.healthcheck)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c.env("OCT_PORT", port.to_string());
+        c.status().unwrap()
+    };
+    assert!(health(d.addr.port()).success());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = free.local_addr().unwrap().port();
+    drop(free);
+    assert_eq!(health(closed).code(), Some(1));
+    assert!(d.stop().success());
 }

@@ -40,13 +40,22 @@ impl Daemon {
         Daemon::spawn(cmd, dir, db_path, env)
     }
 
-    /// Starts `bin_in_root` (a path inside `root`) under `chroot root`, with its data
+    /// Starts a command under `chroot root`, with its data
     /// in `root/data` (seen as `/data` by the daemon); the caller keeps `root`.
-    pub fn start_chroot(root: &Path, bin_in_root: &str, env: &[(&str, &str)]) -> Daemon {
+    /// `argv` is the command inside the root; `userspec` (`uid:gid`) runs it as that user.
+    pub fn start_chroot(
+        root: &Path,
+        userspec: Option<&str>,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = root.join("data");
         let mut cmd = Command::new("chroot");
+        if let Some(u) = userspec {
+            cmd.arg(format!("--userspec={u}"));
+        }
         cmd.arg(root)
-            .arg(bin_in_root)
+            .args(argv)
             .env_clear()
             // For finding chroot itself; nothing in the root uses it.
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -31,7 +31,7 @@ export OCT_BUILD_COMMIT
 # getrandom(2) wrapper directly: its default looks the symbol up with dlsym, which a
 # static binary cannot, and falls back to /dev/urandom (absent from an empty root).
 # With --target, these flags reach only the binary, not build scripts or proc-macros.
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\" -C force-unwind-tables=no"
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\""
 
 # A target dir of its own: the flags differ from the default (dynamic) build's.
 cargo build --locked --profile "$PROFILE" --target "$TARGET" --target-dir target/static \

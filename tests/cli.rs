@@ -182,7 +182,6 @@ fn health_exits_0_when_the_daemon_is_ready_and_1_otherwise() {
     let (code, out, _) = run(&["health", "--addr", &addr, "--timeout", "2s"], &[]);
     assert_eq!(code, 1, "{out}");
     // A daemon that does not answer in time: 1.
-    let mut d = d;
     d.signal("STOP");
     let (code, out, _) = run(&["health", "--port", &port, "--timeout", "300ms"], &[]);
     assert_eq!(code, 1, "a stopped process does not answer: {out}");

@@ -441,3 +441,46 @@ pub fn run_setup(cfg: &Config, a: &SetupArgs) -> Result<String, SetupError> {
     });
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enable_keeps_the_rest_and_disable_takes_only_ours_away() {
+        let p = Path::new("openclaw.json");
+        let before = json!({"gateway": {"port": 1},
+            "plugins": {"allow": ["a"], "entries": {"a": {"enabled": true},
+                "openclaw-trace": {"config": {"captureContent": true, "token": "old"}}}}});
+        let after = enable(&before, "http://127.0.0.1:9", None, p).unwrap();
+        let e = &after["plugins"]["entries"]["openclaw-trace"];
+        assert_eq!(
+            e["config"],
+            json!({"captureContent": true, "url": "http://127.0.0.1:9"})
+        );
+        assert_eq!(e["hooks"]["allowConversationAccess"], true);
+        assert_eq!(after["plugins"]["allow"], json!(["a", "openclaw-trace"]));
+        assert_eq!(after["gateway"], before["gateway"]);
+        assert_eq!(
+            enable(&after, "http://127.0.0.1:9", None, p).unwrap(),
+            after
+        );
+        let back = disable(&after, Path::new("/x"));
+        assert_eq!(back["plugins"]["entries"], json!({"a": {"enabled": true}}));
+        assert_eq!(back["plugins"]["allow"], json!(["a"]));
+        let bad = enable(&json!({"plugins": []}), "u", None, p).unwrap_err();
+        assert!(bad.to_string().contains("`plugins`"), "{bad}");
+    }
+
+    #[test]
+    fn line_diff_shows_removed_then_added_lines() {
+        assert_eq!(line_diff("a\nb\nc\n", "a\nB\nc\nd\n"), "- b\n+ B\n+ d\n");
+        assert_eq!(line_diff("same\n", "same\n"), "");
+    }
+
+    #[test]
+    fn the_carried_plugin_is_the_one_in_the_repository_without_its_tests() {
+        let names: Vec<String> = plugin_files().into_iter().map(|f| f.0).collect();
+        assert_eq!(names, ["index.js", "openclaw.plugin.json", "package.json"]);
+    }
+}

@@ -31,7 +31,13 @@ export OCT_BUILD_COMMIT
 # getrandom(2) wrapper directly: its default looks the symbol up with dlsym, which a
 # static binary cannot, and falls back to /dev/urandom (absent from an empty root).
 # With --target, these flags reach only the binary, not build scripts or proc-macros.
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\""
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\""
+# rustc links x86_64 Linux with its bundled lld, which folds identical functions
+# (monomorphized copies): about 3 % smaller. Other targets keep their linker's defaults.
+if [ "$TARGET" = x86_64-unknown-linux-gnu ]; then
+  RUSTFLAGS="$RUSTFLAGS -C link-arg=-Wl,--icf=all"
+fi
+export RUSTFLAGS
 
 # A target dir of its own: the flags differ from the default (dynamic) build's.
 cargo build --locked --profile "$PROFILE" --target "$TARGET" --target-dir target/static \

@@ -7,6 +7,8 @@ bash scripts/setup-openclaw.sh
 # prometheus-node-exporter, the truth the host metrics are compared with.
 bash scripts/setup-host.sh
 bash scripts/setup-otel.sh
+# systemd-analyze, for the unit in deploy/systemd (tests/deploy.rs).
+bash scripts/setup-systemd.sh
 cargo build --locked --bins
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh

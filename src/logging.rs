@@ -3,8 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::Setting;
 use crate::model::{Record, StatusCode};
@@ -63,17 +65,27 @@ pub const SETTINGS: &[Setting<LogConfig>] = &[
 
 /// Installs the global subscriber; logs go to stderr, masked by `redact` when on.
 pub fn init(cfg: &LogConfig, redact: bool) {
-    let filter = EnvFilter::new(format!(
-        "{lvl},openclaw_trace={lvl},hyper=warn,h2=warn,tower=warn,reqwest=warn",
-        lvl = cfg.level
-    ));
+    let lvl: LevelFilter = cfg.level.parse().unwrap_or(LevelFilter::INFO);
+    // Our level for everything, libraries' chatter from warn up.
+    let quiet = lvl.min(LevelFilter::WARN);
+    let filter = Targets::new().with_default(lvl).with_targets(
+        [
+            "hyper",
+            "hyper_util",
+            "h2",
+            "tower",
+            "reqwest",
+            "hickory_proto",
+            "hickory_resolver",
+        ]
+        .map(|t| (t, quiet)),
+    );
     let json = match cfg.format.as_deref() {
         Some("json") => true,
         Some(_) => false,
         None => !std::io::stderr().is_terminal(),
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(StderrWriter { redact })
         .with_target(false);
     let _ = if json {
@@ -81,9 +93,11 @@ pub fn init(cfg: &LogConfig, redact: bool) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(filter)
             .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(filter).try_init()
     };
 }
 

@@ -1,11 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use openclaw_trace::cli::{Cli, Cmd, analytics, doctor, export, metrics, tail, traces};
+use openclaw_trace::cli::{
+    Cli, Cmd, analytics, doctor, export, health, metrics, openclaw, tail, traces,
+};
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // Doctor reports invalid settings as one of its checks.
     if let Some(Cmd::Doctor(a)) = &cli.command {
         return doctor::run(cli.config(), a);
@@ -28,6 +29,8 @@ fn main() -> ExitCode {
         Some(Cmd::Metrics(a)) => metrics::run_metrics(&cfg, a),
         Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
         Some(Cmd::Doctor(a)) => return doctor::run(Ok(cfg), a),
+        Some(Cmd::Health(a)) => return health::run(&cfg, a),
+        Some(Cmd::Openclaw(a)) => return openclaw_cmd(&cfg, a),
     };
     match printed {
         Ok(out) => {
@@ -65,5 +68,20 @@ fn serve(cfg: openclaw_trace::config::Config) -> ExitCode {
             tracing::error!(error = %format!("{e:#}"), "exiting");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn openclaw_cmd(cfg: &openclaw_trace::config::Config, a: &openclaw::OpenclawArgs) -> ExitCode {
+    match &a.command {
+        openclaw::OpenclawCmd::Setup(s) => match openclaw::run_setup(cfg, s) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("openclaw-trace: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -18,8 +18,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 }
 
 #[test]
-fn help_lists_every_setting_with_env_and_default() {
-    let (code, out, _) = run(&["--help"], &[]);
+fn serve_help_lists_every_setting_with_env_and_default() {
+    let (code, out, _) = run(&["serve", "--help"], &[]);
     assert_eq!(code, 0);
     for (flag, env, default) in [
         ("--port", "OCT_PORT", "9090"),
@@ -84,6 +84,108 @@ fn help_lists_every_setting_with_env_and_default() {
     let (code, out, _) = run(&["--version"], &[]);
     assert_eq!(code, 0);
     assert!(out.starts_with("openclaw-trace "), "{out}");
+}
+
+#[test]
+fn each_command_help_fits_a_screen_and_shows_its_own_options() {
+    // (command, at most this many lines, a flag it shows, a daemon setting it hides)
+    for (args, max, shown) in [
+        (&["--help"][..], 30, "--config"),
+        (&["traces", "--help"], 24, "--db-path"),
+        (&["trace", "--help"], 24, "--db-path"),
+        (&["tail", "--help"], 24, "--auth-token"),
+        (&["usage", "--help"], 24, "--db-path"),
+        (&["baseline", "--help"], 24, "--db-path"),
+        (&["export", "--help"], 24, "--db-path"),
+        (&["metrics", "--help"], 24, "--db-path"),
+        (&["status", "--help"], 24, "--db-path"),
+        (&["health", "--help"], 24, "--port"),
+        (&["openclaw", "setup", "--help"], 24, "--auth-token"),
+    ] {
+        let (code, out, err) = run(args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let n = out.lines().count();
+        assert!(n <= max, "{args:?}: {n} lines\n{out}");
+        assert!(out.contains(shown), "{args:?} lacks {shown}:\n{out}");
+        for hidden in [
+            "--push-endpoint",
+            "--wal-checkpoint-interval",
+            "--log-level",
+        ] {
+            assert!(!out.contains(hidden), "{args:?} shows {hidden}:\n{out}");
+        }
+    }
+    assert!(run(&["--help"], &[]).1.contains("serve --help"));
+    // Hidden is not refused: settings are accepted before and after the command.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    for args in [
+        vec![
+            "--db-path",
+            db.to_str().unwrap(),
+            "--log-level",
+            "debug",
+            "traces",
+        ],
+        vec![
+            "traces",
+            "--db-path",
+            db.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ],
+    ] {
+        let (code, out, err) = run(&args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("no database at {}", db.display())),
+            "{err}"
+        );
+    }
+    // A setting given after the command wins over one given before it.
+    let (code, out, err) = run(
+        &["--port", "1", "health", "--port", "2", "--timeout", "1s"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("127.0.0.1:2"), "{out}");
+}
+
+#[test]
+fn health_exits_0_when_the_daemon_is_ready_and_1_otherwise() {
+    // The daemon requires a token; /ready does not, nor does `health`.
+    let d = Daemon::start(&[("OCT_AUTH_TOKEN", "s3cret"), ("OCT_BIND", "0.0.0.0")]);
+    let port = d.addr.port().to_string();
+    let (code, out, err) = run(&["health"], &[("OCT_PORT", &port), ("OCT_BIND", "0.0.0.0")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), format!("ready: 127.0.0.1:{port}"));
+    let (code, out, _) = run(&["health", "--port", &port, "-q"], &[]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // Nothing listening: 1, saying why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let (code, out, _) = run(&["health"], &[("OCT_PORT", &closed_port)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("not ready: cannot reach the daemon at 127.0.0.1:"),
+        "{out}"
+    );
+    // Something that is not an HTTP server (it closes at once): 1.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    let (code, out, _) = run(&["health", "--addr", &addr, "--timeout", "2s"], &[]);
+    assert_eq!(code, 1, "{out}");
+    // A daemon that does not answer in time: 1.
+    d.signal("STOP");
+    let (code, out, _) = run(&["health", "--port", &port, "--timeout", "300ms"], &[]);
+    assert_eq!(code, 1, "a stopped process does not answer: {out}");
+    d.signal("CONT");
 }
 
 #[test]

@@ -50,6 +50,26 @@ impl Default for ApiConfig {
     }
 }
 
+impl ApiConfig {
+    /// Where a client on this machine reaches the API: the bind address, with an
+    /// unspecified one (0.0.0.0, ::) replaced by loopback.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let ip = match self.bind.trim().parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Ok(IpAddr::V6(a)) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            Ok(a) => a,
+            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        std::net::SocketAddr::new(ip, self.port)
+    }
+
+    /// `http://` and [`local_addr`](Self::local_addr).
+    pub fn local_url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+}
+
 pub const SETTINGS: &[Setting<ApiConfig>] = &[
     Setting {
         name: "port",

@@ -3,7 +3,9 @@
 pub mod analytics;
 pub mod doctor;
 pub mod export;
+pub mod health;
 pub mod metrics;
+pub mod openclaw;
 pub mod tail;
 pub mod traces;
 
@@ -35,39 +37,96 @@ impl FromArgMatches for SettingFlags {
 }
 
 impl Args for SettingFlags {
-    fn augment_args(mut cmd: Command) -> Command {
-        for s in config::settings() {
-            let flag: &'static str = Box::leak(s.flag().into_boxed_str());
-            let default = if s.default.is_empty() {
-                "unset"
-            } else {
-                s.default
-            };
-            cmd = cmd.arg(
-                Arg::new(s.name)
-                    .long(flag)
-                    .value_name("VALUE")
-                    .global(true)
-                    .help_heading("Settings (flag > environment > config file > default)")
-                    .help(format!(
-                        "{} [env: {}] [default: {}]",
-                        s.help, s.env, default
-                    )),
-            );
-        }
-        cmd
+    /// At the top level every setting is accepted (`openclaw-trace --port 9191` runs
+    /// the daemon, `serve` being the default) but none is shown: `serve --help` lists them.
+    fn augment_args(cmd: Command) -> Command {
+        add_settings(cmd, |_| false)
     }
     fn augment_args_for_update(cmd: Command) -> Command {
         Self::augment_args(cmd)
     }
 }
 
+/// The settings a command's help shows; every command accepts them all.
+fn shows(command: &str, setting: &str) -> bool {
+    match command {
+        "serve" => true,
+        // Commands that talk to the running daemon.
+        "tail" | "health" | "openclaw" | "setup" => {
+            matches!(setting, "bind" | "port" | "auth_token")
+        }
+        // Readers of the database.
+        _ => setting == "db_path",
+    }
+}
+
+fn add_settings(mut cmd: Command, show: impl Fn(&str) -> bool) -> Command {
+    let heading = if cmd.get_name() == "serve" {
+        "Settings (flag > environment > config file > default)"
+    } else {
+        "Settings (every daemon setting is accepted: see `serve --help`)"
+    };
+    for s in config::settings() {
+        let flag: &'static str = Box::leak(s.flag().into_boxed_str());
+        let default = if s.default.is_empty() {
+            "unset"
+        } else {
+            s.default
+        };
+        cmd = cmd.arg(
+            Arg::new(s.name)
+                .long(flag)
+                .value_name("VALUE")
+                .hide(!show(s.name))
+                .help_heading(heading)
+                .help(format!(
+                    "{} [env: {}] [default: {}]",
+                    s.help, s.env, default
+                )),
+        );
+    }
+    cmd
+}
+
+/// Gives every subcommand, at every depth, the settings flags.
+fn with_settings(mut cmd: Command) -> Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for n in names {
+        cmd = cmd.mut_subcommand(&n, |sub| {
+            let name = sub.get_name().to_string();
+            with_settings(add_settings(sub, |s| shows(&name, s)))
+        });
+    }
+    cmd
+}
+
+/// The whole command line: [`Cli`] with the settings flags on every subcommand.
+pub fn command() -> Command {
+    with_settings(<Cli as clap::CommandFactory>::command())
+}
+
+/// The commit a release build names (scripts/release.sh sets `OCT_BUILD_COMMIT`).
+pub const COMMIT: Option<&str> = option_env!("OCT_BUILD_COMMIT");
+
+/// `0.1.0 (abc1234)`, or `0.1.0` when the build named no commit.
+pub fn version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| match COMMIT {
+        Some(c) if !c.is_empty() => format!("{} ({c})", env!("CARGO_PKG_VERSION")),
+        _ => env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "openclaw-trace",
-    version,
+    version = version(),
     about = "Captures what an AI agent does, what it costs and how healthy its host is.",
-    long_about = None
+    long_about = None,
+    after_help = "The daemon's settings (flags, OCT_* variables, config file keys): openclaw-trace serve --help"
 )]
 pub struct Cli {
     /// TOML config file [env: OCT_CONFIG]
@@ -101,9 +160,38 @@ pub enum Cmd {
     Status(metrics::StatusArgs),
     /// Check this setup (settings, database, port, OpenClaw, endpoints, clock, prices); exit 1 when a check fails
     Doctor(doctor::DoctorArgs),
+    /// Exit 0 when the daemon at OCT_BIND:OCT_PORT answers ready, 1 otherwise
+    Health(health::HealthArgs),
+    /// Install the OpenClaw plugin this binary carries and enable it (setup [--dry-run] [--remove])
+    Openclaw(openclaw::OpenclawArgs),
 }
 
 impl Cli {
+    /// Parses the process's arguments (exits with clap's message on a bad one).
+    pub fn parse_args() -> Cli {
+        Cli::from_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the first is the program name).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::from_matches(&command().try_get_matches_from(args)?)
+    }
+
+    /// The settings given to a subcommand win over those before it.
+    fn from_matches(m: &ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = <Cli as FromArgMatches>::from_arg_matches(m)?;
+        let mut at = m;
+        while let Some((_, sub)) = at.subcommand() {
+            cli.settings.update_from_arg_matches(sub)?;
+            at = sub;
+        }
+        Ok(cli)
+    }
+
     /// Resolves the configuration from this command line and the process environment.
     pub fn config(&self) -> Result<Config, ConfigError> {
         Config::load(&Sources {

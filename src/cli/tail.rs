@@ -48,15 +48,7 @@ pub enum TailError {
 
 /// The stream URL for this configuration and these filters.
 pub fn stream_url(cfg: &Config, a: &TailArgs) -> String {
-    let base = a.url.clone().unwrap_or_else(|| {
-        let host = match cfg.api.bind.as_str() {
-            "0.0.0.0" => "127.0.0.1".to_string(),
-            "::" => "[::1]".to_string(),
-            h if h.contains(':') => format!("[{h}]"),
-            h => h.to_string(),
-        };
-        format!("http://{host}:{}", cfg.api.port)
-    });
+    let base = a.url.clone().unwrap_or_else(|| cfg.api.local_url());
     let mut url = format!("{}/v1/stream", base.trim_end_matches('/'));
     let params: Vec<String> = [("kind", &a.kind), ("agent", &a.agent), ("level", &a.level)]
         .iter()

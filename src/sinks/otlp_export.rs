@@ -1595,7 +1595,8 @@ impl Transport {
                     .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
                     .map_err(|e| ExportError::Client(e.to_string()))?;
             }
-            Some(ep.connect_lazy())
+            // tonic's own connector resolves with getaddrinfo; this one needs no NSS.
+            Some(ep.connect_with_connector_lazy(crate::util::dns::http_connector()))
         } else {
             None
         };

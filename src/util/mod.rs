@@ -1,5 +1,6 @@
 //! Small helpers shared by every component.
 pub mod digest;
+pub mod dns;
 pub mod duration;
 pub mod fast_hash;
 pub mod hex;

@@ -37,8 +37,36 @@ impl Daemon {
         keep_clock(&mut cmd);
         cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", dir)
-            .env("OCT_PORT", "0")
-            .env("OCT_DB_PATH", &db_path)
+            .env("OCT_DB_PATH", &db_path);
+        Daemon::spawn(cmd, dir, db_path, env)
+    }
+
+    /// Starts a command under `chroot root`, with its data
+    /// in `root/data` (seen as `/data` by the daemon); the caller keeps `root`.
+    /// `argv` is the command inside the root; `userspec` (`uid:gid`) runs it as that user.
+    pub fn start_chroot(
+        root: &Path,
+        userspec: Option<&str>,
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let dir = root.join("data");
+        let mut cmd = Command::new("chroot");
+        if let Some(u) = userspec {
+            cmd.arg(format!("--userspec={u}"));
+        }
+        cmd.arg(root)
+            .args(argv)
+            .env_clear()
+            // For finding chroot itself; nothing in the root uses it.
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/data")
+            .env("OCT_DB_PATH", "/data/trace.db");
+        Daemon::spawn(cmd, &dir, dir.join("trace.db"), env)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, db_path: PathBuf, env: &[(&str, &str)]) -> Daemon {
+        cmd.env("OCT_PORT", "0")
             .env("OCT_LOG_FORMAT", "json")
             // Host samples would add records to every test's exact counts, and DNS
             // probes of LLM providers fail without an outside network: host tests

@@ -180,6 +180,12 @@ impl Gateway {
         std::fs::create_dir_all(state).unwrap();
         let config_path = state.join("openclaw.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        Gateway::start_existing(install, state, port)
+    }
+
+    /// Starts the gateway on the config already in `state` (a restart).
+    pub fn start_existing(install: &Path, state: &Path, port: u16) -> Gateway {
+        let config_path = state.join("openclaw.json");
         let out = state.join("gateway.out");
         let out_file = std::fs::File::create(&out).unwrap();
         let proc = Proc::spawn(

@@ -1,13 +1,12 @@
-//! DNS probes: each host resolved through the system resolver (getaddrinfo, as
-//! the agent resolves it), timed. A failure or a timeout opens a condition per host.
+//! DNS probes: each host resolved through the name servers of `/etc/resolv.conf`
+//! (and `/etc/hosts`), with the cache off so every sample asks, timed. A failure
+//! or a timeout opens a condition per host. The resolver is hickory's (see
+//! `util::dns`), so probes need no C library resolver and are cancelled on timeout.
 
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hickory_resolver::TokioResolver;
 use serde_json::json;
 
 use super::detector::Condition;
@@ -17,8 +16,8 @@ use super::{HostConfig, HostError, Sample};
 pub struct Dns {
     hosts: Vec<String>,
     timeout: Duration,
-    /// Lookups still running from an earlier sample (getaddrinfo cannot be cancelled).
-    busy: HashMap<String, Arc<AtomicBool>>,
+    /// A small runtime of its own (the sampling thread is not async), made on first use.
+    rt: Option<(tokio::runtime::Runtime, TokioResolver)>,
 }
 
 impl Dns {
@@ -26,7 +25,7 @@ impl Dns {
         Dns {
             hosts: cfg.dns_probe_hosts.clone(),
             timeout: cfg.dns_probe_timeout.max(Duration::from_millis(10)),
-            busy: HashMap::new(),
+            rt: None,
         }
     }
 }
@@ -36,6 +35,18 @@ enum Outcome {
     Resolved(Duration),
     Failed(String),
     TimedOut,
+}
+
+async fn probe(r: &TokioResolver, host: &str, timeout: Duration) -> Outcome {
+    let t = Instant::now();
+    match tokio::time::timeout(timeout, r.lookup_ip(host)).await {
+        Err(_) => Outcome::TimedOut,
+        Ok(Ok(found)) if found.iter().next().is_some() => Outcome::Resolved(t.elapsed()),
+        Ok(Ok(_)) => Outcome::Failed("no addresses".into()),
+        Ok(Err(e)) if e.is_nx_domain() => Outcome::Failed("no such host".into()),
+        Ok(Err(e)) if e.is_no_records_found() => Outcome::Failed("no addresses".into()),
+        Ok(Err(e)) => Outcome::Failed(e.to_string()),
+    }
 }
 
 impl Collector for Dns {
@@ -49,56 +60,26 @@ impl Collector for Dns {
                 "no hosts in OCT_DNS_PROBE_HOSTS".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel();
-        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-        let mut started = 0;
-        for host in &self.hosts {
-            let running = self
-                .busy
-                .get(host)
-                .is_some_and(|b| b.load(Ordering::Acquire));
-            if running {
-                outcomes.insert(host.clone(), Outcome::TimedOut);
-                continue;
-            }
-            let flag = Arc::new(AtomicBool::new(true));
-            self.busy.insert(host.clone(), flag.clone());
-            let (tx, h) = (tx.clone(), host.clone());
-            let spawned = std::thread::Builder::new()
-                .name("oct-dns".into())
-                // getaddrinfo and NSS modules can use a lot of stack; pages not touched cost nothing.
-                .stack_size(512 * 1024)
-                .spawn(move || {
-                    let t = Instant::now();
-                    let r = (h.as_str(), 443)
-                        .to_socket_addrs()
-                        .map(|mut a| a.next().is_some());
-                    let out = match r {
-                        Ok(true) => Outcome::Resolved(t.elapsed()),
-                        Ok(false) => Outcome::Failed("no addresses".into()),
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    };
-                    flag.store(false, Ordering::Release);
-                    let _ = tx.send((h, out));
-                });
-            match spawned {
-                Ok(_) => started += 1,
-                Err(e) => {
-                    self.busy.remove(host);
-                    tracing::warn!(error = %e, "cannot start a DNS probe thread");
-                }
-            }
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| HostError::Unavailable(format!("cannot start DNS probes: {e}")))?;
+            let resolver = {
+                let _in = rt.enter();
+                crate::util::dns::resolver(false)
+            };
+            self.rt = Some((rt, resolver));
         }
-        drop(tx);
-        let deadline = Instant::now() + self.timeout;
-        for _ in 0..started {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((h, out)) => {
-                    outcomes.insert(h, out);
-                }
-                Err(_) => break,
-            }
-        }
+        let Some((rt, resolver)) = &self.rt else {
+            return Ok(());
+        };
+        let timeout = self.timeout;
+        let found = rt.block_on(futures_util::future::join_all(
+            self.hosts.iter().map(|h| probe(resolver, h, timeout)),
+        ));
+        let mut outcomes: HashMap<String, Outcome> =
+            self.hosts.iter().cloned().zip(found).collect();
         for host in &self.hosts {
             let out = outcomes.remove(host).unwrap_or(Outcome::TimedOut);
             let q = ("dns.question.name", json!(host));

@@ -157,7 +157,7 @@ pub const SETTINGS: &[Setting<HostConfig>] = &[
         name: "dns_probe_hosts",
         env: "OCT_DNS_PROBE_HOSTS",
         default: "api.openai.com,api.anthropic.com,generativelanguage.googleapis.com,openrouter.ai",
-        help: "Hosts resolved through the system resolver each sample, timed; failures become events",
+        help: "Hosts resolved each sample (resolv.conf name servers, uncached), timed; failures become events",
         set: |c, v| {
             c.dns_probe_hosts = parse_list(v);
             Ok(())

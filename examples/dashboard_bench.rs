@@ -332,7 +332,8 @@ fn build(db: &Path, target: u64) -> Built {
         if batch.len() >= 10_000 {
             flush(&mut conn, &mut batch);
         }
-        t += gap / 2 + (rng.next() % gap.max(1) as u64) as i64;
+        // Half to one and a half gaps (the generator draws 31 bits: scale a draw in 0..1000).
+        t += gap / 2 + rng.range(0, 1000) * gap / 1000;
         if n.is_multiple_of(5_000) {
             eprintln!(
                 "  {spans} spans written ({:.0} s)",

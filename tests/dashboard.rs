@@ -655,3 +655,52 @@ fn errors_filtered_by_condition_state_and_open_conditions_in_the_overview() {
     assert_eq!(o["current"]["errors"], 4);
     assert_bad(&d, "/v1/errors?state=maybe", "state");
 }
+
+#[test]
+fn overview_shows_the_watched_agent_process() {
+    // A number no other process has on its command line.
+    let tag = format!("{}.{}", 800_000 + std::process::id() % 99_999, 3);
+    let pattern = format!("sleep {tag}");
+    let d = Daemon::start(&[
+        (
+            "OCT_HOST_DISABLE",
+            "cpu,memory,cgroup,disk,diskio,dns,network,processes,llm",
+        ),
+        ("OCT_AGENT_PROCESS", &pattern),
+        ("OCT_AGENT_POLL_INTERVAL", "100ms"),
+        // The agent's figures are written with each host sample (the sidecar's own, here).
+        ("OCT_METRICS_INTERVAL", "300ms"),
+    ]);
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let agent = Reaped(
+        std::process::Command::new("sleep")
+            .arg(&tag)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut o = Value::Null;
+    for _ in 0..100 {
+        o = get(&d, "/v1/overview").1;
+        if o["agent"]["up"] == true && o["agent"]["rss_bytes"].is_number() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = &o["agent"];
+    assert_eq!(a["watched"], true, "{o}");
+    assert_eq!(a["up"], true, "{o}");
+    assert_eq!(a["pid"], agent.0.id(), "{a}");
+    assert!(a["rss_bytes"].as_f64().unwrap() > 0.0, "{a}");
+    assert_eq!(a["restarts"].as_f64(), Some(0.0), "{a}");
+    assert!(
+        (a["last_seen_ms"].as_i64().unwrap() - now_ms()).abs() < 10_000,
+        "{a}"
+    );
+}

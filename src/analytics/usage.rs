@@ -1344,6 +1344,36 @@ mod tests {
                         "q{} exact {} got {}", q, exact, got);
                 }
             }
+            // The rollups without the session dimension hold the same sums per agent and
+            // model as those by session, before and after the hours are folded into days.
+            let per_session = query(&conn, &UsageQuery {
+                group_by: vec![Dim::Agent, Dim::Session, Dim::Model],
+                ..Default::default()
+            }).unwrap();
+            let mut want: BTreeMap<(String, String), (i64, i64, i64, i64)> = BTreeMap::new();
+            for r in &per_session.rows {
+                let e = want.entry((r.dim(Dim::Agent).unwrap_or("").into(), r.dim(Dim::Model).unwrap_or("").into())).or_default();
+                *e = (e.0 + r.calls, e.1 + r.total_tokens, e.2 + r.latency_count, e.3 + r.errors);
+            }
+            for fold in [false, true] {
+                if fold {
+                    fold_hours_into_days(&conn, T0 + 30 * DAY_NS).unwrap();
+                }
+                for by_session in [false, true] {
+                    let mut group_by = vec![Dim::Agent, Dim::Model];
+                    if by_session {
+                        group_by.push(Dim::Session);
+                    }
+                    let got = query(&conn, &UsageQuery { group_by, ..Default::default() }).unwrap();
+                    let mut sums: BTreeMap<(String, String), (i64, i64, i64, i64)> = BTreeMap::new();
+                    for r in &got.rows {
+                        let e = sums.entry((r.dim(Dim::Agent).unwrap_or("").into(), r.dim(Dim::Model).unwrap_or("").into())).or_default();
+                        *e = (e.0 + r.calls, e.1 + r.total_tokens, e.2 + r.latency_count, e.3 + r.errors);
+                    }
+                    prop_assert_eq!(&sums, &want, "fold {} by session {}", fold, by_session);
+                    prop_assert_eq!(got.totals.latency_ms.p95, all.totals.latency_ms.p95);
+                }
+            }
         }
     }
 

@@ -55,7 +55,7 @@ impl TraceSort {
         }
     }
 
-    /// The SQL expression sorted on (an index in the schema matches each).
+    /// The SQL expression sorted on (start has an index; duration and cost are a scan).
     fn expr(self) -> &'static str {
         match self {
             TraceSort::Start => "t.start_ns",

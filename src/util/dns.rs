@@ -6,23 +6,26 @@
 //! (reqwest clients get the same resolver from its `hickory-dns` feature.)
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{LookupIpStrategy, ResolverConfig};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 
 /// A resolver reading the system's configuration, looking up IPv4 and IPv6.
 /// `cache` off makes every lookup ask the name server (what a probe measures).
-/// Without a readable `/etc/resolv.conf` it falls back to hickory's defaults.
+/// Without a readable `/etc/resolv.conf` it asks 127.0.0.1, as the C library does
+/// (never a public resolver the operator did not choose).
 pub fn resolver(cache: bool) -> TokioResolver {
     let mut b = TokioResolver::builder_tokio().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot read /etc/resolv.conf; using public name servers");
+        tracing::warn!(error = %e, "cannot read /etc/resolv.conf; asking 127.0.0.1:53");
+        let local =
+            NameServerConfigGroup::from_ips_clear(&[IpAddr::from([127, 0, 0, 1])], 53, true);
         TokioResolver::builder_with_config(
-            ResolverConfig::default(),
+            ResolverConfig::from_parts(None, vec![], local),
             TokioConnectionProvider::default(),
         )
     });

@@ -22,16 +22,7 @@ fn fixture(name: &str) -> String {
 
 /// A gateway log line's time: a minute ago, as OpenClaw writes it.
 fn log_time() -> String {
-    let t = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.835+00:00",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    utc_text(now_ms() - 60_000, 3, "+00:00")
 }
 
 fn post_raw(url: &str, body: String) -> reqwest::blocking::Response {

@@ -310,27 +310,33 @@ pub struct FoundTime {
 
 impl FoundTime {
     fn render(&self, ms: i64) -> String {
-        let Some((frac, zone)) = self.iso else {
-            return ms.to_string();
-        };
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
-        let mut s = format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
-        if frac > 0 {
-            let digits = format!("{:03}", t.millisecond());
-            s.push('.');
-            s.push_str(&format!("{digits:0<frac$}")[..frac]);
+        match self.iso {
+            None => ms.to_string(),
+            Some((frac, zone)) => utc_text(ms, frac, zone),
         }
-        s.push_str(zone);
-        s
     }
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, with `frac` digits after the seconds and `zone`
+/// (`Z` or `+00:00`) written as given.
+pub fn utc_text(ms: i64, frac: usize, zone: &str) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
+    let mut s = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if frac > 0 {
+        let digits = format!("{:03}", t.millisecond());
+        s.push('.');
+        s.push_str(&format!("{digits:0<frac$}")[..frac]);
+    }
+    s.push_str(zone);
+    s
 }
 
 /// Unix-millisecond numbers (13 digits, 2020 to 2039) and RFC 3339 UTC times in `text`.

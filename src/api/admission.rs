@@ -290,9 +290,9 @@ impl axum::serve::Listener for CappedListener {
                     addr,
                 );
             }
-            // Refusals are cheap but not free: beyond as many again, close at once.
+            // Refusals are cheap (a task and 2 KiB) but not free: beyond 1,024 of them, close at once.
             let refusing = self.refusing.clone();
-            if refusing.fetch_add(1, Ordering::AcqRel) < self.adm.max_connections * 4 {
+            if refusing.fetch_add(1, Ordering::AcqRel) < (self.adm.max_connections * 4).max(1024) {
                 tokio::spawn(async move {
                     refuse(s).await;
                     refusing.fetch_sub(1, Ordering::AcqRel);

@@ -41,6 +41,9 @@ pub struct Health {
     /// Open HTTP connections now, and the most allowed (`OCT_MAX_CONNECTIONS`).
     pub connections: usize,
     pub max_connections: usize,
+    /// Requests refused before their body was kept (queue full, in-flight budget spent)
+    /// and connections refused over the cap: their records are not in `events_dropped`.
+    pub requests_refused: u64,
     pub events_written: u64,
     pub duplicates_skipped: u64,
     pub writer: WriterHealth,
@@ -149,6 +152,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         max_inflight_bytes: st.admission.max_inflight(),
         connections: st.admission.connections(),
         max_connections: st.admission.max_connections(),
+        requests_refused: st.admission.refused_counter.get(),
         events_written: stats.written.load(Ordering::Relaxed),
         duplicates_skipped: stats.duplicates.load(Ordering::Relaxed),
         writer: WriterHealth {

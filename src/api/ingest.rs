@@ -85,12 +85,21 @@ pub async fn read_body(st: &SharedState, req: Request) -> Result<Body, ApiError>
     let (parts, mut body) = req.into_parts();
     let mut permit = st.admission.permit();
     let mut refusal = if !st.pipeline.has_room(1, 0) {
+        st.admission.refused_counter.inc();
         Some(busy("the queue is full"))
     } else if !permit.grow(declared.unwrap_or(0) as usize) {
         Some(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"))
     } else {
         None
     };
+    // A client waiting for `100 Continue` has not sent its body: answer now, nothing to drain.
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && let Some(r) = refusal {
+        return Err(r);
+    }
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     let mut declared_left = declared.unwrap_or(0) as usize;

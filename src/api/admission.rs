@@ -251,7 +251,7 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: appli
 /// drains what the client still sends until it closes (so it never sees a reset).
 async fn refuse(mut s: TcpStream) {
     let mut buf = [0u8; 2048];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
         // Wait for the first bytes of the request, so the answer follows it.
         let _ = s.read(&mut buf).await;
         let _ = s.write_all(REFUSAL).await;
@@ -290,7 +290,7 @@ impl axum::serve::Listener for CappedListener {
                     addr,
                 );
             }
-            // Refusals are cheap (a task and 2 KiB) but not free: beyond 1,024 of them, close at once.
+            // Refusals are cheap (a task and 2 KiB, for up to 10 s) but not free: beyond 1,024 of them, close at once.
             let refusing = self.refusing.clone();
             if refusing.fetch_add(1, Ordering::AcqRel) < (self.adm.max_connections * 4).max(1024) {
                 tokio::spawn(async move {

@@ -131,6 +131,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         sinks: sinks.statuses().to_vec(),
         budgets: analytics.budgets.clone(),
     }));
+    let admission = api::admission::Admission::new(
+        cfg.api.max_inflight_bytes as usize,
+        cfg.api.max_connections,
+    );
+    admission.register(&metrics);
     let state: SharedState = Arc::new(AppState {
         config: cfg.clone(),
         pipeline: pipeline.clone(),
@@ -142,16 +147,20 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         metrics,
         live,
         analytics,
+        admission: admission.clone(),
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;
     let app = api::router(state.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            api::admission::CappedListener::new(listener, admission),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .await
     });
     let mut tasks = vec![
         spawn_every(cfg.store.cleanup_interval, {

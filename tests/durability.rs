@@ -178,7 +178,11 @@ fn full_queue_answers_429_then_drains_and_resumes() {
     assert!(retry_after.is_some(), "429 carries Retry-After");
     let h = d.get_json("/health");
     assert!(h["queue_depth"].as_u64().unwrap() >= 90, "{h}");
-    assert!(h["events_dropped"].as_u64().unwrap() >= 10, "{h}");
+    // Refused before its body was kept (#18): counted as a refused request, not as records.
+    assert!(
+        h["events_dropped"].as_u64().unwrap() >= 10 || h["requests_refused"].as_u64().unwrap() >= 1,
+        "{h}"
+    );
     drop(blocker);
     // The writer goes on by itself; ingest resumes.
     assert_eq!(

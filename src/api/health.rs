@@ -34,6 +34,16 @@ pub struct Health {
     pub queue_capacity: usize,
     pub queue_bytes: usize,
     pub queue_max_bytes: usize,
+    /// Bytes of capture bodies being read and parsed now, and the most allowed
+    /// (`OCT_MAX_INFLIGHT_BYTES`).
+    pub inflight_bytes: usize,
+    pub max_inflight_bytes: usize,
+    /// Open HTTP connections now, and the most allowed (`OCT_MAX_CONNECTIONS`).
+    pub connections: usize,
+    pub max_connections: usize,
+    /// Requests refused before their body was kept (queue full, in-flight budget spent)
+    /// and connections refused over the cap: their records are not in `events_dropped`.
+    pub requests_refused: u64,
     pub events_written: u64,
     pub duplicates_skipped: u64,
     pub writer: WriterHealth,
@@ -138,6 +148,11 @@ pub fn snapshot(st: &SharedState) -> Health {
         queue_capacity: st.pipeline.capacity(),
         queue_bytes,
         queue_max_bytes,
+        inflight_bytes: st.admission.inflight(),
+        max_inflight_bytes: st.admission.max_inflight(),
+        connections: st.admission.connections(),
+        max_connections: st.admission.max_connections(),
+        requests_refused: st.admission.refused_counter.get(),
         events_written: stats.written.load(Ordering::Relaxed),
         duplicates_skipped: stats.duplicates.load(Ordering::Relaxed),
         writer: WriterHealth {

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 
+use http_body_util::BodyExt;
+
+use super::admission::{PARSE_FACTOR, Permit};
 use super::{ApiError, SharedState, refusing};
 use crate::sources::ingest::{self, Endpoint};
 
@@ -44,8 +47,26 @@ pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
-/// Reads the whole body up to the configured limit (413 beyond it, 400 if it cannot be decoded).
-pub async fn read_body(st: &SharedState, req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+/// A body read within the in-flight budget, and the budget it holds until dropped.
+pub struct Body {
+    pub headers: HeaderMap,
+    pub bytes: Bytes,
+    pub permit: Permit,
+}
+
+fn busy(what: &str) -> ApiError {
+    ApiError::retry(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{what}; retry shortly"),
+        1,
+    )
+}
+
+/// Reads the whole body up to the configured limit (413 beyond it, 400 if it cannot be
+/// decoded), within the in-flight budget: when the queue has no room or the budget is
+/// spent, answers 429 and drains the rest of the body without keeping it. The body's
+/// bytes count in the budget as they arrive, then `PARSE_FACTOR` times once read.
+pub async fn read_body(st: &SharedState, req: Request) -> Result<Body, ApiError> {
     let limit = st.config.api.max_body_bytes as usize;
     let too_big = || {
         ApiError::new(
@@ -61,23 +82,72 @@ pub async fn read_body(st: &SharedState, req: Request) -> Result<(HeaderMap, Byt
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_big());
     }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok((parts.headers, b)),
-        Err(e) => {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = src {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(too_big());
-                }
-                src = s.source();
-            }
-            Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            ))
-        }
+    let (parts, mut body) = req.into_parts();
+    let mut permit = st.admission.permit();
+    let mut refusal = if !st.pipeline.has_room(1, 0) {
+        st.admission.refused_counter.inc();
+        Some(busy("the queue is full"))
+    } else if !permit.grow(declared.unwrap_or(0) as usize) {
+        Some(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"))
+    } else {
+        None
+    };
+    // A client waiting for `100 Continue` has not sent its body: answer now, nothing to drain.
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && let Some(r) = refusal {
+        return Err(r);
     }
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let mut declared_left = declared.unwrap_or(0) as usize;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(refusal.unwrap_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    )
+                }));
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > limit {
+            // Decompressed beyond the limit (a gzip bomb) or longer than declared.
+            return Err(refusal.unwrap_or_else(too_big));
+        }
+        if refusal.is_some() {
+            continue; // drained, not kept
+        }
+        // Bytes beyond what Content-Length announced (or all of a compressed or chunked
+        // body) take budget as they arrive.
+        let covered = data.len().min(declared_left);
+        declared_left -= covered;
+        if !permit.grow(data.len() - covered) {
+            refusal = Some(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"));
+            buf = bytes::BytesMut::new();
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if let Some(r) = refusal {
+        return Err(r);
+    }
+    if !permit.grow(buf.len() * (PARSE_FACTOR - 1)) {
+        return Err(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"));
+    }
+    Ok(Body {
+        headers: parts.headers,
+        bytes: buf.freeze(),
+        permit,
+    })
 }
 
 pub(super) fn invalid(e: ingest::FieldError) -> ApiError {
@@ -109,7 +179,22 @@ pub(crate) async fn accept_native(
         ));
     }
     let kind = body_kind(req.headers())?;
-    let (_, body) = read_body(&st, req).await?;
+    let body = read_body(&st, req).await?;
+    accept_native_body(st, endpoint, kind, body).await
+}
+
+/// `accept_native` for a body already read (its permit is held until the records are queued).
+pub(crate) async fn accept_native_body(
+    st: SharedState,
+    endpoint: Endpoint,
+    kind: BodyKind,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Body {
+        bytes: body,
+        permit: _permit,
+        ..
+    } = body;
     if kind == BodyKind::Protobuf {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod admission;
 pub mod analytics;
 pub mod dashboard;
 pub mod dead_letters;
@@ -35,6 +36,10 @@ pub struct ApiConfig {
     pub bind: String,
     pub auth_token: Option<String>,
     pub max_body_bytes: u64,
+    /// Bytes of capture bodies being read, decompressed and parsed, at most, across all requests.
+    pub max_inflight_bytes: u64,
+    /// Open HTTP connections across the API and OTLP/HTTP listeners, at most.
+    pub max_connections: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -45,6 +50,8 @@ impl Default for ApiConfig {
             bind: "127.0.0.1".into(),
             auth_token: None,
             max_body_bytes: 8 << 20,
+            max_inflight_bytes: 4 << 20,
+            max_connections: 128,
             shutdown_timeout: Duration::from_secs(15),
         }
     }
@@ -115,6 +122,26 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
         },
     },
     Setting {
+        name: "max_inflight_bytes",
+        env: "OCT_MAX_INFLIGHT_BYTES",
+        default: "4MiB",
+        help: "Bytes of capture bodies being read, decompressed and parsed at once, across all requests (a body counts three times its size while parsed); beyond it ingest answers 429 without keeping the body",
+        set: |c, v| {
+            c.max_inflight_bytes = parse_bytes(v)?.max(1024);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max_connections",
+        env: "OCT_MAX_CONNECTIONS",
+        default: "128",
+        help: "Open HTTP connections, at most, across the API and OTLP/HTTP listeners; beyond it a connection gets 503 with Retry-After and is closed",
+        set: |c, v| {
+            c.max_connections = crate::config::parse_u64(v)?.max(1) as usize;
+            Ok(())
+        },
+    },
+    Setting {
         name: "shutdown_timeout",
         env: "OCT_SHUTDOWN_TIMEOUT",
         default: "15s",
@@ -140,6 +167,8 @@ pub struct AppState {
     /// The live tail behind `/v1/stream`.
     pub live: Arc<crate::sinks::live::LiveHub>,
     pub analytics: Arc<crate::analytics::Analytics>,
+    /// The in-flight byte budget and the connection count (see `admission`).
+    pub admission: Arc<admission::Admission>,
 }
 
 pub type SharedState = Arc<AppState>;

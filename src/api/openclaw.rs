@@ -26,8 +26,8 @@ pub async fn post_events(
             "this endpoint takes JSON",
         ));
     }
-    let (_, body) = read_body(&st, req).await?;
-    let batch = openclaw::parse_batch(&body, &st.config.ingest).map_err(invalid)?;
+    let read = read_body(&st, req).await?;
+    let batch = openclaw::parse_batch(&read.bytes, &st.config.ingest).map_err(invalid)?;
     if batch.dropped_by_plugin > 0 {
         tracing::warn!(
             dropped = batch.dropped_by_plugin,

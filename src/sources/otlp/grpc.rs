@@ -134,6 +134,15 @@ impl<S: GrpcSignal> UnaryService<Bytes> for ExportCall<S> {
         let st = self.st.clone();
         Box::pin(async move {
             authorize(&st, req.metadata())?;
+            // The message is read (within OCT_MAX_BODY_BYTES); its parse takes budget.
+            let mut permit = st.admission.permit();
+            if !permit.grow(req.get_ref().len() * crate::api::admission::PARSE_FACTOR) {
+                return Err(retryable(
+                    Code::ResourceExhausted,
+                    "too many bytes in flight (OCT_MAX_INFLIGHT_BYTES); retry shortly".into(),
+                    1,
+                ));
+            }
             let done = export(&st, S::SIGNAL, Payload::Protobuf(req.get_ref()))
                 .await
                 .map_err(status_of)?;
@@ -205,6 +214,15 @@ where
         }
         let st = self.st.clone();
         let max = self.max_message_bytes;
+        // Refused before the message is read when the queue or the in-flight budget is full.
+        if !st.pipeline.has_room(1, 0) || !st.admission.has_room(1) {
+            let s = retryable(
+                Code::ResourceExhausted,
+                "the queue or the in-flight budget is full; retry shortly".into(),
+                1,
+            );
+            return Box::pin(async move { Ok(s.into_http()) });
+        }
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);

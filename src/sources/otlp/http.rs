@@ -3,7 +3,6 @@
 //! Export*ServiceResponse, errors as `google.rpc.Status`, both in the request's encoding.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
@@ -130,10 +129,11 @@ async fn handle(st: SharedState, signal: Signal, req: Request) -> Response {
         Ok(e) => e,
         Err(e) => return error_response(e, Encoding::Json),
     };
-    let body = match ingest::read_body(&st, req).await {
-        Ok((_, b)) => b,
+    let read = match ingest::read_body(&st, req).await {
+        Ok(b) => b,
         Err(e) => return error_response(e, enc),
     };
+    let body = read.bytes;
     match enc {
         Encoding::Protobuf => respond(&st, signal, enc, Payload::Protobuf(&body)).await,
         Encoding::Json => match json_payload(&body) {
@@ -161,26 +161,33 @@ pub async fn post_traces_main(State(st): State<SharedState>, req: Request) -> Re
     if matches!(encoding(req.headers()), Ok(Encoding::Protobuf)) {
         return handle(st, Signal::Traces, req).await;
     }
-    let (headers, body) = match ingest::read_body(&st, req).await {
-        Ok(hb) => hb,
+    let read = match ingest::read_body(&st, req).await {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    let (headers, body) = (&read.headers, &read.bytes);
     let key = Signal::Traces.json_key();
     let mentions_key = body
         .windows(key.len() + 2)
         .any(|w| w[0] == b'"' && &w[1..=key.len()] == key.as_bytes() && w[key.len() + 1] == b'"');
     if mentions_key
-        && let Ok(doc) = serde_json::from_slice::<Value>(&body)
+        && let Ok(doc) = serde_json::from_slice::<Value>(body)
         && decode::is_otlp_json(&doc, Signal::Traces)
     {
-        return match encoding(&headers) {
+        return match encoding(headers) {
             Ok(enc) => respond(&st, Signal::Traces, enc, Payload::Json(doc)).await,
             Err(e) => error_response(e, Encoding::Json),
         };
     }
-    let mut native = Request::new(Body::from(body));
-    *native.headers_mut() = headers;
-    match ingest::accept_native(st, Endpoint::Traces, native).await {
+    let kind = match ingest::body_kind(headers) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    if crate::api::refusing(&st) {
+        return crate::api::ApiError::retry(StatusCode::SERVICE_UNAVAILABLE, "shutting down", 5)
+            .into_response();
+    }
+    match ingest::accept_native_body(st, Endpoint::Traces, kind, read).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

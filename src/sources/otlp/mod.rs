@@ -302,6 +302,7 @@ pub async fn start(
         let addr = l.local_addr()?;
         out.http = Some(addr);
         let app = http::router(st.clone());
+        let l = crate::api::admission::CappedListener::new(l, st.admission.clone());
         let mut stop = stop.clone();
         out.tasks.push(tokio::spawn(async move {
             let served = axum::serve(l, app)

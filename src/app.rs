@@ -49,6 +49,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         wal_pages * 4096
     ))?;
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
+    if cfg.ingest.verbose {
+        tracing::warn!(
+            text_limit_bytes = cfg.ingest.text_limit(),
+            "verbose capture on (OCT_TRACE_VERBOSE): LLM and tool texts kept up to 200 KiB each; the size cap fills faster"
+        );
+    }
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
     let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;

@@ -53,6 +53,9 @@ pub struct Health {
     pub retention_unshipped_deleted: u64,
     /// Records that arrived older than the age-retention window: counted, not stored.
     pub records_expired: u64,
+    /// `OCT_TRACE_VERBOSE`, and the bytes kept of each input or output text.
+    pub trace_verbose: bool,
+    pub text_limit_bytes: usize,
     pub analytics: crate::analytics::AnalyticsHealth,
     /// Every running sink: status, backlog and its age, failures, dead letters.
     pub sinks: Vec<crate::sinks::SinkHealth>,
@@ -104,6 +107,9 @@ pub fn snapshot(st: &SharedState) -> Health {
         warnings.push(format!(
             "retention deleted {unshipped_deleted} rows before a sink shipped them"
         ));
+    }
+    if st.config.ingest.verbose {
+        warnings.push("verbose capture on (OCT_TRACE_VERBOSE): texts kept up to 200 KiB".into());
     }
     warnings.extend(st.analytics.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
@@ -167,6 +173,8 @@ pub fn snapshot(st: &SharedState) -> Health {
         retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
         retention_unshipped_deleted: unshipped_deleted,
         records_expired: stats.expired.load(Ordering::Relaxed),
+        trace_verbose: st.config.ingest.verbose,
+        text_limit_bytes: st.config.ingest.text_limit(),
         analytics: st.analytics.health(),
         sinks: Vec::new(),
     }

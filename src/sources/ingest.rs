@@ -9,7 +9,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{Setting, parse_bytes};
+use crate::config::{Setting, parse_bool, parse_bytes};
 use crate::model::{
     CappedText, CostSource, Event, EventType, Record, Span, SpanId, SpanKind, StatusCode, TraceId,
     now_ns,
@@ -18,26 +18,55 @@ use crate::model::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngestConfig {
     pub max_text_bytes: usize,
+    /// `OCT_TRACE_VERBOSE`: texts kept up to [`VERBOSE_TEXT_BYTES`] instead.
+    pub verbose: bool,
+}
+
+/// What verbose capture keeps of each input and output text (GoClaw's verbose limit).
+pub const VERBOSE_TEXT_BYTES: usize = 200 * 1024;
+
+impl IngestConfig {
+    /// Bytes kept of each input or output text (LLM messages, tool arguments and results).
+    pub fn text_limit(&self) -> usize {
+        if self.verbose {
+            VERBOSE_TEXT_BYTES.max(self.max_text_bytes)
+        } else {
+            self.max_text_bytes
+        }
+    }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_text_bytes: 16384,
+            verbose: false,
         }
     }
 }
 
-pub const SETTINGS: &[Setting<IngestConfig>] = &[Setting {
-    name: "max_text_bytes",
-    env: "OCT_MAX_TEXT_BYTES",
-    default: "16384",
-    help: "Input/output text kept per span, in bytes (cut on a UTF-8 boundary; the original length is kept)",
-    set: |c, v| {
-        c.max_text_bytes = parse_bytes(v)? as usize;
-        Ok(())
+pub const SETTINGS: &[Setting<IngestConfig>] = &[
+    Setting {
+        name: "max_text_bytes",
+        env: "OCT_MAX_TEXT_BYTES",
+        default: "16384",
+        help: "Input/output text kept per span, in bytes (cut on a UTF-8 boundary; the original length is kept)",
+        set: |c, v| {
+            c.max_text_bytes = parse_bytes(v)? as usize;
+            Ok(())
+        },
     },
-}];
+    Setting {
+        name: "trace_verbose",
+        env: "OCT_TRACE_VERBOSE",
+        default: "false",
+        help: "Verbose capture, for debugging: keep LLM and tool input and output up to 200 KiB each instead of OCT_MAX_TEXT_BYTES (fills the size cap faster)",
+        set: |c, v| {
+            c.verbose = parse_bool(v)?;
+            Ok(())
+        },
+    },
+];
 
 /// A rejected body: which item of a batch (if any), which field, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -529,10 +558,10 @@ pub fn span_from(f: &Fields, cfg: &IngestConfig, received_ns: i64) -> Result<Spa
     span.tool_call_id = f.str_opt("tool_call_id")?;
     span.input = f
         .str_opt("input_text")?
-        .map(|t| CappedText::new(t, cfg.max_text_bytes));
+        .map(|t| CappedText::new(t, cfg.text_limit()));
     span.output = f
         .str_opt("output_text")?
-        .map(|t| CappedText::new(t, cfg.max_text_bytes));
+        .map(|t| CappedText::new(t, cfg.text_limit()));
     span.attributes = f.object_opt("metadata")?;
     for (k, v) in f.object_opt("attributes")? {
         span.attributes.insert(k, v);
@@ -751,7 +780,10 @@ mod tests {
 
     #[test]
     fn text_is_capped() {
-        let c = IngestConfig { max_text_bytes: 4 };
+        let c = IngestConfig {
+            max_text_bytes: 4,
+            verbose: false,
+        };
         let r = parse(
             Endpoint::Traces,
             r#"{"provider":"a","model":"b","input_text":"ééé"}"#.as_bytes(),

@@ -278,7 +278,7 @@ fn text(v: Option<&Value>, cfg: &IngestConfig) -> Option<CappedText> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Some(CappedText::new(t, cfg.max_text_bytes))
+    Some(CappedText::new(t, cfg.text_limit()))
 }
 
 /// OpenClaw's usage object onto a span: tokens and its own cost.

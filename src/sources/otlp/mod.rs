@@ -224,7 +224,7 @@ fn convert_payload(
     payload: Payload,
 ) -> Result<convert::Converted, ExportError> {
     let limits = convert::Limits {
-        max_text_bytes: st.config.ingest.max_text_bytes,
+        max_text_bytes: st.config.ingest.text_limit(),
         now_ns: now_ns(),
     };
     let converted = match (signal, payload) {

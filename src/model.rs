@@ -438,6 +438,18 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Evaluation scores: OpenTelemetry's `gen_ai.evaluation.result` event (GenAI semantic
+/// conventions v1.41). A score is stored as an event of this name on the run (and span)
+/// it judges, so it is kept, shipped and exported like every other event.
+pub mod evaluation {
+    pub const EVENT: &str = "gen_ai.evaluation.result";
+    pub const NAME: &str = "gen_ai.evaluation.name";
+    pub const SCORE_VALUE: &str = "gen_ai.evaluation.score.value";
+    pub const SCORE_LABEL: &str = "gen_ai.evaluation.score.label";
+    pub const EXPLANATION: &str = "gen_ai.evaluation.explanation";
+    pub const RESPONSE_ID: &str = "gen_ai.response.id";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,3 +236,11 @@ pub async fn post_events(
 ) -> Result<Response, ApiError> {
     accept_native(st, Endpoint::Events, req).await
 }
+
+/// `POST /v1/scores`: evaluation scores on runs and spans.
+pub async fn post_scores(
+    State(st): State<SharedState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    accept_native(st, Endpoint::Scores, req).await
+}

@@ -319,6 +319,10 @@ pub fn router(state: SharedState) -> Router {
             "/v1/events",
             post(ingest::post_events).get(query::list_events),
         )
+        .route(
+            "/v1/scores",
+            post(ingest::post_scores).get(query::score_summary),
+        )
         .route("/v1/openclaw/events", post(openclaw::post_events))
         .route("/v1/metrics", post(otlp::http::post_metrics))
         .route(

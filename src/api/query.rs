@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{ApiError, SharedState, read};
 use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
 use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
+use crate::store::scores::{self, ScoreCondition, ScoreFilter, ScoreGrouping};
 use crate::util::time::parse_timestamp_str;
 
 type Params = Query<HashMap<String, String>>;
@@ -71,6 +72,16 @@ pub fn trace_filter(p: &HashMap<String, String>) -> Result<TraceFilter, ApiError
                     .ok()
                     .filter(|c| c.is_finite() && *c >= 0.0)
                     .ok_or_else(|| ApiError::bad_param("min_cost", "expected a number of USD >= 0"))
+            })
+            .transpose()?,
+        score: text(p, "score")
+            .map(|v| {
+                ScoreCondition::parse(&v).ok_or_else(|| {
+                    ApiError::bad_param(
+                        "score",
+                        "expected NAME<OP>NUMBER, OP one of < <= > >= = != (e.g. relevance<0.5)",
+                    )
+                })
             })
             .transpose()?,
         sort: match text(p, "sort") {
@@ -212,4 +223,34 @@ pub async fn list_logs(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     list_of(st, p, "log", "logs").await
+}
+
+/// `GET /v1/scores`: evaluation scores aggregated by name, and by agent and day on request
+/// (`group_by=agent,day`); filters `from`, `to`, `name`, `agent_id`.
+pub async fn score_summary(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let mut by = ScoreGrouping::default();
+    for g in text(&p, "group_by").unwrap_or_default().split(',') {
+        match g.trim() {
+            "" | "name" => {}
+            "agent" | "agent_id" => by.agent = true,
+            "day" => by.day = true,
+            _ => {
+                return Err(ApiError::bad_param(
+                    "group_by",
+                    "expected a list of agent and day (the name is always a group)",
+                ));
+            }
+        }
+    }
+    let filter = ScoreFilter {
+        from_ns: time_param(&p, "from")?,
+        to_ns: time_param(&p, "to")?,
+        name: text(&p, "name"),
+        agent_id: text(&p, "agent_id"),
+    };
+    let groups = read(&st, move |c| scores::aggregate(c, &filter, by)).await?;
+    Ok(axum::Json(json!({ "scores": groups })).into_response())
 }

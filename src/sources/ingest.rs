@@ -361,6 +361,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Any finite number (a score may be negative).
+    pub fn score_opt(&self, k: &str) -> Result<Option<f64>, FieldError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if f.is_finite() => Ok(Some(f)),
+                _ => Err(self.err(k, format!("expected a finite number, got {n}"))),
+            },
+            Some(v) => Err(self.err(k, format!("expected a number, got {}", type_name(&v)))),
+        }
+    }
+
     pub fn timestamp_opt(&self, k: &str) -> Result<Option<i64>, FieldError> {
         match self.get(k) {
             None => Ok(None),
@@ -614,12 +626,51 @@ pub fn custom_event_from(f: &Fields, received_ns: i64) -> Result<Event, FieldErr
     Ok(e)
 }
 
+/// `POST /v1/scores`: a named evaluation score on a run or one of its spans, stored as
+/// the `gen_ai.evaluation.result` event.
+pub fn score_from(f: &Fields, received_ns: i64) -> Result<Event, FieldError> {
+    use crate::model::evaluation as ev;
+    let name = f.str_req("name")?;
+    if name.trim().is_empty() {
+        return Err(f.err("name", "must not be empty"));
+    }
+    // Fields are taken as read: the common ones (ids, time) once, here.
+    let mut e = event_common(f, EventType::Custom, ev::EVENT.into(), received_ns)?;
+    if e.trace_id.is_none() {
+        return Err(f.err(
+            "trace_id",
+            "required: the run (32 hex digits) the score is for",
+        ));
+    }
+    let value = f.score_opt("value")?;
+    let label = f.str_opt("label")?;
+    if value.is_none() && label.is_none() {
+        return Err(f.err("value", "a score needs a value (number), a label, or both"));
+    }
+    e.attributes.insert(ev::NAME.into(), name.into());
+    if let Some(v) = value {
+        e.attributes.insert(ev::SCORE_VALUE.into(), v.into());
+    }
+    if let Some(l) = label {
+        e.attributes.insert(ev::SCORE_LABEL.into(), l.into());
+    }
+    if let Some(x) = f.str_opt("explanation")? {
+        e.attributes.insert(ev::EXPLANATION.into(), x.into());
+    }
+    if let Some(r) = f.str_opt("response_id")? {
+        e.attributes.insert(ev::RESPONSE_ID.into(), r.into());
+    }
+    e.category = Some("evaluation".into());
+    Ok(e)
+}
+
 /// Which native endpoint a body was sent to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Traces,
     Errors,
     Events,
+    Scores,
 }
 
 /// Parses a whole native body into records; all or nothing.
@@ -640,6 +691,7 @@ pub fn parse(
                 Endpoint::Traces => Record::Span(Box::new(span_from(&f, cfg, now)?)),
                 Endpoint::Errors => Record::Event(Box::new(error_from(&f, now)?)),
                 Endpoint::Events => Record::Event(Box::new(custom_event_from(&f, now)?)),
+                Endpoint::Scores => Record::Event(Box::new(score_from(&f, now)?)),
             })
         })
         .collect()

@@ -8,6 +8,7 @@ pub mod query;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod scores;
 pub mod sessions;
 pub mod write;
 

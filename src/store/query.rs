@@ -29,6 +29,8 @@ pub struct TraceFilter {
     pub q: Option<String>,
     /// Runs whose known cost is at least this many dollars.
     pub min_cost: Option<f64>,
+    /// Runs with an evaluation score that satisfies this (`score=relevance<0.5`).
+    pub score: Option<super::scores::ScoreCondition>,
     pub sort: TraceSort,
     /// Ascending instead of the default descending order.
     pub ascending: bool,
@@ -233,6 +235,9 @@ pub fn list_traces(
     if let Some(c) = f.min_cost {
         sql.push_str(" AND t.cost_usd >= ?");
         args.push(SqlValue::Real(c));
+    }
+    if let Some(c) = &f.score {
+        sql.push_str(&c.sql(&mut args));
     }
     let key = f.sort.expr();
     let (cmp, dir) = if f.ascending {
@@ -593,6 +598,8 @@ pub struct TraceDetail {
     pub trace: TraceSummary,
     pub spans: Vec<SpanOut>,
     pub events: Vec<EventOut>,
+    /// The evaluation scores among `events`, oldest first.
+    pub scores: Vec<super::scores::ScoreOut>,
     /// Summaries of the traces whose root names this one as `parent_trace_id` (sub-runs),
     /// oldest first, at most [`MAX_SUB_TRACES`].
     pub sub_traces: Vec<TraceSummary>,
@@ -613,10 +620,12 @@ pub fn trace_detail(conn: &Connection, id: &TraceId) -> Result<Option<TraceDetai
             sub_traces.push(t);
         }
     }
+    let events = events_of_trace(conn, id)?;
     Ok(Some(TraceDetail {
         trace,
         spans: build_tree(spans_of(conn, id)?),
-        events: events_of_trace(conn, id)?,
+        scores: super::scores::scores_of(&events),
+        events,
         sub_traces,
     }))
 }

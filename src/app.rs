@@ -154,6 +154,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         live,
         analytics,
         admission: admission.clone(),
+        fleet: Default::default(),
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;

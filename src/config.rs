@@ -34,6 +34,7 @@ pub struct Config {
     pub analytics: analytics::AnalyticsConfig,
     pub otlp_export: sinks::otlp_export::OtlpExportConfig,
     pub otlp: sources::otlp::OtlpConfig,
+    pub fleet: sources::fleet::FleetConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -91,6 +92,7 @@ pub fn settings() -> Vec<AnySetting> {
         &mut c.otlp_export
     });
     lift(&mut out, sources::otlp::SETTINGS, |c| &mut c.otlp);
+    lift(&mut out, sources::fleet::SETTINGS, |c| &mut c.fleet);
     out
 }
 

@@ -111,6 +111,15 @@ pub fn snapshot(st: &SharedState) -> Health {
     if st.config.ingest.verbose {
         warnings.push("verbose capture on (OCT_TRACE_VERBOSE): texts kept up to 200 KiB".into());
     }
+    for (instance, silent) in st
+        .fleet
+        .stale(st.config.fleet.stale_after, now_ns() / 1_000_000)
+    {
+        warnings.push(format!(
+            "instance {instance} silent for {} s (OCT_INSTANCE_STALE_AFTER)",
+            silent.as_secs()
+        ));
+    }
     warnings.extend(st.analytics.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
     let push = st.sinks.status(crate::sinks::push::SINK);

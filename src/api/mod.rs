@@ -4,6 +4,7 @@ pub mod admission;
 pub mod analytics;
 pub mod dashboard;
 pub mod dead_letters;
+pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod metric_query;
@@ -169,6 +170,8 @@ pub struct AppState {
     pub analytics: Arc<crate::analytics::Analytics>,
     /// The in-flight byte budget and the connection count (see `admission`).
     pub admission: Arc<admission::Admission>,
+    /// The sidecars that pushed to this instance (when it is a fleet's central).
+    pub fleet: Arc<crate::sources::fleet::Registry>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -323,6 +326,8 @@ pub fn router(state: SharedState) -> Router {
             "/v1/scores",
             post(ingest::post_scores).get(query::score_summary),
         )
+        .route("/v1/push", post(fleet::post_push))
+        .route("/v1/instances", get(fleet::list_instances))
         .route("/v1/openclaw/events", post(openclaw::post_events))
         .route("/v1/metrics", post(otlp::http::post_metrics))
         .route(

@@ -52,6 +52,19 @@ pub struct PushConfig {
     pub retry_max: Duration,
     pub cycle_budget: Duration,
     pub agent_id: Option<String>,
+    /// This sidecar's identity on a central (`OCT_INSTANCE_ID`; default: the Fly.io
+    /// machine id, else the host name) and its region (`OCT_REGION`; default `FLY_REGION`).
+    pub instance_id: Option<String>,
+    pub region: Option<String>,
+}
+
+/// The instance id a push names when `OCT_INSTANCE_ID` is not set.
+pub fn default_instance_id() -> String {
+    std::env::var("FLY_MACHINE_ID")
+        .ok()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(super::hostname)
 }
 
 impl Default for PushConfig {
@@ -70,6 +83,8 @@ impl Default for PushConfig {
             retry_max: Duration::from_secs(300),
             cycle_budget: Duration::from_secs(60),
             agent_id: None,
+            instance_id: None,
+            region: None,
         }
     }
 }
@@ -236,6 +251,26 @@ pub const SETTINGS: &[Setting<PushConfig>] = &[
             Ok(())
         },
     },
+    Setting {
+        name: "instance_id",
+        env: "OCT_INSTANCE_ID",
+        default: "",
+        help: "This sidecar's name on a central, sent with every push (default: FLY_MACHINE_ID, else the host name)",
+        set: |c, v| {
+            c.instance_id = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "region",
+        env: "OCT_REGION",
+        default: "",
+        help: "This sidecar's region, sent with every push (default: FLY_REGION)",
+        set: |c, v| {
+            c.region = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -399,11 +434,27 @@ impl PushSink {
             .user_agent(concat!("openclaw-trace/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| PushError::Client(e.to_string()))?;
+        let instance = cfg.instance_id.clone().unwrap_or_else(default_instance_id);
+        let region = cfg.region.clone().or_else(|| {
+            std::env::var("FLY_REGION")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+        });
+        // Both formats name the sender in headers too (v1 bodies have no room for it).
+        for (name, value) in [
+            (crate::sources::fleet::INSTANCE_HEADER, Some(&instance)),
+            (crate::sources::fleet::REGION_HEADER, region.as_ref()),
+        ] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
         let source = json!({
             "service": "openclaw-trace",
             "version": env!("CARGO_PKG_VERSION"),
             "host": {"name": super::hostname(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
             "agent": {"id": cfg.agent_id.clone().filter(|a| !a.is_empty())},
+            "instance": {"id": instance, "region": region},
         });
         let v2_head =
             format!("{{\"schema_version\":2,\"source\":{source},\"records\":[").into_bytes();

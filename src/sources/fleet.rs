@@ -1,0 +1,671 @@
+//! The receiving end of remote push (`POST /v1/push`): a central openclaw-trace takes
+//! its sidecars' batches, in both envelopes the push sink sends (v1, the Go version's;
+//! v2, every record), and turns them back into records. Every record is stamped with
+//! its origin (`service.instance.id`, `cloud.region` in its resource), and keeps the
+//! ids the sidecar gave it, so a retried or repeated batch is stored once: spans by
+//! trace and span id, events by uid, metric points by series and time.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::ingest::FieldError;
+use crate::config::{Setting, parse_duration};
+use crate::model::{
+    CappedText, CostSource, Event, EventType, Histogram, MetricKind, MetricPoint, Record,
+    SharedMap, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
+
+/// Resource attributes that name a record's origin (OpenTelemetry's).
+pub const INSTANCE_ATTRIBUTE: &str = "service.instance.id";
+pub const REGION_ATTRIBUTE: &str = "cloud.region";
+/// Headers the push sink sends with every request, in both formats.
+pub const INSTANCE_HEADER: &str = "x-oct-instance-id";
+pub const REGION_HEADER: &str = "x-oct-region";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetConfig {
+    /// A sidecar silent for longer is an error condition.
+    pub stale_after: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            stale_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+pub const SETTINGS: &[Setting<FleetConfig>] = &[Setting {
+    name: "instance_stale_after",
+    env: "OCT_INSTANCE_STALE_AFTER",
+    default: "15m",
+    help: "On a central receiving pushes: a sidecar silent for longer is an error condition (/v1/instances, /health)",
+    set: |c, v| {
+        c.stale_after = parse_duration(v)?;
+        Ok(())
+    },
+}];
+
+/// What the central knows of each sidecar that pushed to it since it started.
+#[derive(Default)]
+pub struct Registry {
+    seen: Mutex<BTreeMap<String, Instance>>,
+}
+
+/// One sidecar, as `GET /v1/instances` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Instance {
+    pub instance_id: String,
+    pub region: Option<String>,
+    pub version: Option<String>,
+    pub host: Option<String>,
+    pub agent_id: Option<String>,
+    /// Envelope of its last push (1: the Go version's, 2: every record).
+    pub format: u8,
+    pub first_push_ms: i64,
+    pub last_push_ms: i64,
+    pub pushes: u64,
+    pub records: u64,
+    /// The newest record time in its last push: how far behind its data arrives.
+    pub newest_record_ms: Option<i64>,
+}
+
+impl Registry {
+    /// Notes a batch accepted from `origin` at `now_ms`.
+    pub fn saw(&self, b: &Batch, now_ms: i64) {
+        let newest = b
+            .records
+            .iter()
+            .map(|r| match r {
+                Record::Span(s) => s.end_ns.unwrap_or(s.start_ns),
+                Record::Event(e) => e.time_ns,
+                Record::Metric(m) => m.time_ns,
+            })
+            .max()
+            .map(|ns| ns / 1_000_000);
+        let o = &b.origin;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let i = seen.entry(o.instance.clone()).or_insert_with(|| Instance {
+            instance_id: o.instance.clone(),
+            region: None,
+            version: None,
+            host: None,
+            agent_id: None,
+            format: b.format,
+            first_push_ms: now_ms,
+            last_push_ms: now_ms,
+            pushes: 0,
+            records: 0,
+            newest_record_ms: None,
+        });
+        i.region = o.region.clone().or(i.region.take());
+        i.version = o.version.clone().or(i.version.take());
+        i.host = o.host.clone().or(i.host.take());
+        i.agent_id = o.agent_id.clone().or(i.agent_id.take());
+        i.format = b.format;
+        i.last_push_ms = now_ms;
+        i.pushes += 1;
+        i.records += b.records.len() as u64;
+        i.newest_record_ms = newest.max(i.newest_record_ms);
+    }
+
+    pub fn instances(&self) -> Vec<Instance> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.values().cloned().collect()
+    }
+
+    /// Sidecars silent for longer than `stale_after`: (instance, silent for).
+    pub fn stale(&self, stale_after: Duration, now_ms: i64) -> Vec<(String, Duration)> {
+        self.instances()
+            .into_iter()
+            .filter_map(|i| {
+                let silent = Duration::from_millis((now_ms - i.last_push_ms).max(0) as u64);
+                (silent > stale_after).then_some((i.instance_id, silent))
+            })
+            .collect()
+    }
+}
+
+/// Who sent a batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Origin {
+    pub instance: String,
+    pub region: Option<String>,
+    pub version: Option<String>,
+    pub agent_id: Option<String>,
+    pub host: Option<String>,
+}
+
+/// A decoded batch: its sender and its records, all or nothing.
+#[derive(Debug)]
+pub struct Batch {
+    pub origin: Origin,
+    pub format: u8,
+    pub records: Vec<Record>,
+}
+
+fn err(item: Option<usize>, field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        item,
+        field: Some(field.to_string()),
+        message: message.into(),
+    }
+}
+
+/// Decodes a push body. `instance`/`region` are the request's headers; the v2
+/// envelope's own `source.instance` wins over them.
+pub fn decode(
+    body: &[u8],
+    instance: Option<&str>,
+    region: Option<&str>,
+) -> Result<Batch, FieldError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| FieldError {
+        item: None,
+        field: None,
+        message: format!("not a push envelope: {e}"),
+    })?;
+    let Value::Object(mut top) = v else {
+        return Err(err(None, "records", "expected a JSON object envelope"));
+    };
+    let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    let mut origin = Origin {
+        instance: clean(instance).unwrap_or_default(),
+        region: clean(region),
+        ..Origin::default()
+    };
+    let (format, items) = if let Some(records) = top.remove("records") {
+        if let Some(Value::Object(src)) = top.get("source") {
+            let s = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
+            if let Some(Value::Object(inst)) = src.get("instance") {
+                if let Some(id) = clean(inst.get("id").and_then(Value::as_str)) {
+                    origin.instance = id;
+                }
+                if let Some(r) = clean(inst.get("region").and_then(Value::as_str)) {
+                    origin.region = Some(r);
+                }
+            }
+            origin.version = s(src.get("version"));
+            origin.agent_id = s(src.get("agent").and_then(|a| a.get("id")));
+            origin.host = s(src.get("host").and_then(|h| h.get("name")));
+        }
+        (2, records)
+    } else if let Some(events) = top.remove("events") {
+        (1, events)
+    } else {
+        return Err(err(
+            None,
+            "records",
+            "expected `records` (v2) or `events` (v1)",
+        ));
+    };
+    if origin.instance.is_empty() {
+        origin.instance = origin.host.clone().unwrap_or_else(|| "unknown".into());
+    }
+    let Value::Array(items) = items else {
+        return Err(err(
+            None,
+            if format == 2 { "records" } else { "events" },
+            "expected an array",
+        ));
+    };
+    let mut records = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut item) = item else {
+            return Err(err(Some(i), "type", "expected an object"));
+        };
+        let ty = item
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(Some(i), "type", "required"))?
+            .to_string();
+        let id = item.get("id").and_then(Value::as_str).map(String::from);
+        let Some(Value::Object(data)) = item.remove("data") else {
+            return Err(err(Some(i), "data", "expected an object"));
+        };
+        let r = match (format, ty.as_str()) {
+            (2, "span") => span_v2(data).map(|s| Record::Span(Box::new(s))),
+            (2, "error" | "event" | "log") => {
+                event_v2(data, &ty).map(|e| Record::Event(Box::new(e)))
+            }
+            (2, "metric") => metric_v2(data).map(|m| Record::Metric(Box::new(m))),
+            (1, "llm_trace") => span_v1(data, id.as_deref()).map(|s| Record::Span(Box::new(s))),
+            (1, "error_event") => event_v1(data, id.as_deref()).map(|e| Record::Event(Box::new(e))),
+            (1, "system_metric") => {
+                records.extend(
+                    system_metric_v1(data)?
+                        .into_iter()
+                        .map(|m| Record::Metric(Box::new(m))),
+                );
+                continue;
+            }
+            _ => Err((
+                "type",
+                format!("unknown record type {ty:?} in a v{format} envelope"),
+            )),
+        }
+        .map_err(|(field, message)| err(Some(i), field, message))?;
+        records.push(r);
+    }
+    for r in &mut records {
+        stamp(r, &origin);
+    }
+    Ok(Batch {
+        origin,
+        format,
+        records,
+    })
+}
+
+/// Names the record's origin in its resource (unless the sidecar already did).
+fn stamp(r: &mut Record, o: &Origin) {
+    let resource = match r {
+        Record::Span(s) => &mut s.resource,
+        Record::Event(e) => &mut e.resource,
+        Record::Metric(m) => &mut m.resource,
+    };
+    let mut map = Map::clone(resource);
+    map.entry(INSTANCE_ATTRIBUTE)
+        .or_insert_with(|| o.instance.clone().into());
+    if let Some(region) = &o.region {
+        map.entry(REGION_ATTRIBUTE)
+            .or_insert_with(|| region.clone().into());
+    }
+    *resource = Arc::new(map);
+}
+
+type Bad = (&'static str, String);
+
+fn s(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).map(String::from)
+}
+fn i(m: &Map<String, Value>, k: &str) -> Option<i64> {
+    m.get(k).and_then(Value::as_i64)
+}
+fn f(m: &Map<String, Value>, k: &str) -> Option<f64> {
+    m.get(k).and_then(Value::as_f64).filter(|f| f.is_finite())
+}
+fn obj(m: &mut Map<String, Value>, k: &str) -> Map<String, Value> {
+    match m.remove(k) {
+        Some(Value::Object(o)) => o,
+        // v1 sends `metadata` as a JSON string.
+        Some(Value::String(t)) => match serde_json::from_str(&t) {
+            Ok(Value::Object(o)) => o,
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    }
+}
+fn shared(m: Map<String, Value>) -> SharedMap {
+    Arc::new(m)
+}
+fn req<T>(v: Option<T>, field: &'static str, what: &str) -> Result<T, Bad> {
+    v.ok_or_else(|| (field, format!("required: {what}")))
+}
+
+/// The sources a sidecar names; anything else is kept as `push`.
+fn source_name(s: Option<&str>) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "api",
+        "otlp",
+        "openclaw",
+        "openclaw-transcript",
+        "host",
+        "baseline",
+        "budget",
+    ];
+    s.and_then(|s| KNOWN.iter().find(|k| **k == s).copied())
+        .unwrap_or("push")
+}
+
+fn text(m: &Map<String, Value>, k: &str) -> Option<CappedText> {
+    let text = s(m, k)?;
+    let original_len = i(m, &format!("{k}_len"))
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(text.len())
+        .max(text.len());
+    Some(CappedText { text, original_len })
+}
+
+/// A v2 span: the query API's span JSON.
+fn span_v2(mut d: Map<String, Value>) -> Result<Span, Bad> {
+    let trace = req(
+        s(&d, "trace_id").and_then(|t| TraceId::parse_hex(&t)),
+        "trace_id",
+        "32 hex digits",
+    )?;
+    let span = req(
+        s(&d, "span_id").and_then(|t| SpanId::parse_hex(&t)),
+        "span_id",
+        "16 hex digits",
+    )?;
+    let kind = req(
+        s(&d, "kind").and_then(|k| SpanKind::parse(&k)),
+        "kind",
+        "a span kind",
+    )?;
+    let start = req(i(&d, "start_ns"), "start_ns", "unix nanoseconds")?;
+    let mut sp = Span::new(trace, span, s(&d, "name").unwrap_or_default(), kind, start);
+    sp.parent_span_id = s(&d, "parent_span_id").and_then(|p| SpanId::parse_hex(&p));
+    sp.parent_trace_id = s(&d, "parent_trace_id").and_then(|p| TraceId::parse_hex(&p));
+    sp.end_ns = i(&d, "end_ns");
+    sp.status = s(&d, "status")
+        .and_then(|x| StatusCode::parse(&x))
+        .unwrap_or(StatusCode::Unset);
+    sp.status_message = s(&d, "status_message");
+    sp.agent_id = s(&d, "agent_id");
+    sp.session_id = s(&d, "session_id");
+    sp.user_id = s(&d, "user_id");
+    sp.operation = s(&d, "operation");
+    sp.provider = s(&d, "provider");
+    sp.request_model = s(&d, "request_model");
+    sp.response_model = s(&d, "response_model");
+    sp.input_tokens = i(&d, "input_tokens");
+    sp.output_tokens = i(&d, "output_tokens");
+    sp.total_tokens = i(&d, "total_tokens");
+    sp.cache_read_tokens = i(&d, "cache_read_tokens");
+    sp.cache_write_tokens = i(&d, "cache_write_tokens");
+    sp.reasoning_tokens = i(&d, "reasoning_tokens");
+    sp.cost_usd = f(&d, "cost_usd");
+    sp.cost_source = s(&d, "cost_source").and_then(|c| CostSource::parse(&c));
+    sp.cost_computed_usd = f(&d, "cost_computed_usd");
+    sp.finish_reasons = match d.get("finish_reasons") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    sp.tool_name = s(&d, "tool_name");
+    sp.tool_call_id = s(&d, "tool_call_id");
+    sp.error_type = s(&d, "error_type");
+    sp.input = text(&d, "input_text");
+    sp.output = text(&d, "output_text");
+    sp.source = source_name(d.get("source").and_then(Value::as_str));
+    sp.attributes = obj(&mut d, "attributes");
+    sp.resource = shared(obj(&mut d, "resource"));
+    Ok(sp)
+}
+
+/// A v2 error, event or log: the query API's event JSON (its `id` is the uid).
+fn event_v2(mut d: Map<String, Value>, ty: &str) -> Result<Event, Bad> {
+    let event_type = match ty {
+        "error" => EventType::Error,
+        "log" => EventType::Log,
+        _ => s(&d, "type")
+            .and_then(|t| EventType::parse(&t))
+            .unwrap_or(EventType::Custom),
+    };
+    let uid = req(
+        s(&d, "id").filter(|u| !u.is_empty()),
+        "id",
+        "the event's id",
+    )?;
+    let time = req(i(&d, "time_ns"), "time_ns", "unix nanoseconds")?;
+    let mut e = Event::new(event_type, s(&d, "name").unwrap_or_default(), time);
+    e.uid = uid;
+    if let Some(sev) = s(&d, "severity") {
+        e.severity = sev;
+    }
+    e.message = s(&d, "message");
+    e.stack_trace = s(&d, "stack_trace");
+    e.category = s(&d, "category");
+    e.trace_id = s(&d, "trace_id").and_then(|t| TraceId::parse_hex(&t));
+    e.span_id = s(&d, "span_id").and_then(|t| SpanId::parse_hex(&t));
+    e.agent_id = s(&d, "agent_id");
+    e.session_id = s(&d, "session_id");
+    e.user_id = s(&d, "user_id");
+    e.source = source_name(d.get("source").and_then(Value::as_str));
+    e.attributes = obj(&mut d, "attributes");
+    e.resource = shared(obj(&mut d, "resource"));
+    Ok(e)
+}
+
+/// A v2 metric point: the query API's metric JSON.
+fn metric_v2(mut d: Map<String, Value>) -> Result<MetricPoint, Bad> {
+    let name = req(
+        s(&d, "name").filter(|n| !n.is_empty()),
+        "name",
+        "the metric's name",
+    )?;
+    let kind = req(
+        s(&d, "kind").and_then(|k| MetricKind::parse(&k)),
+        "kind",
+        "gauge, sum or histogram",
+    )?;
+    let time = req(i(&d, "time_ns"), "time_ns", "unix nanoseconds")?;
+    let mut m = MetricPoint::gauge(name, s(&d, "unit").unwrap_or_default(), time, 0.0);
+    m.kind = kind;
+    m.value = f(&d, "value");
+    m.start_time_ns = i(&d, "start_time_ns");
+    if kind == MetricKind::Histogram {
+        let nums = |k: &str| -> Vec<Value> {
+            match d.get(k) {
+                Some(Value::Array(a)) => a.clone(),
+                Some(Value::String(t)) => serde_json::from_str(t).unwrap_or_default(),
+                _ => Vec::new(),
+            }
+        };
+        m.histogram = Some(Histogram {
+            count: i(&d, "count").unwrap_or(0).max(0) as u64,
+            sum: f(&d, "sum"),
+            min: f(&d, "min"),
+            max: f(&d, "max"),
+            bounds: nums("bounds").iter().filter_map(Value::as_f64).collect(),
+            bucket_counts: nums("bucket_counts")
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect(),
+        });
+    }
+    m.temporality = match s(&d, "temporality").as_deref() {
+        Some("cumulative") => Some("cumulative"),
+        Some("delta") => Some("delta"),
+        _ => None,
+    };
+    m.monotonic = d.get("monotonic").and_then(Value::as_bool);
+    m.source = source_name(d.get("source").and_then(Value::as_str));
+    m.attributes = obj(&mut d, "attributes");
+    m.resource = shared(obj(&mut d, "resource"));
+    // A retried batch carries the same points: stored once per series and time.
+    m.deduplicate = true;
+    Ok(m)
+}
+
+/// The item id v1 gives a span: `<trace id>-<span id>`.
+fn v1_ids(id: Option<&str>) -> Option<(TraceId, SpanId)> {
+    let (t, s) = id?.split_once('-')?;
+    Some((TraceId::parse_hex(t)?, SpanId::parse_hex(s)?))
+}
+
+fn ms_to_ns(ms: i64) -> i64 {
+    ms.saturating_mul(1_000_000)
+}
+
+/// A v1 `llm_trace` (the Go fields).
+fn span_v1(mut d: Map<String, Value>, id: Option<&str>) -> Result<Span, Bad> {
+    let (trace, span) = req(
+        v1_ids(id),
+        "id",
+        "`<trace id>-<span id>`, as the push sink sends",
+    )?;
+    let start = ms_to_ns(req(i(&d, "created_at"), "created_at", "unix milliseconds")?);
+    let model = s(&d, "model").filter(|m| !m.is_empty());
+    let mut sp = Span::new(
+        trace,
+        span,
+        format!("chat {}", model.as_deref().unwrap_or("unknown")),
+        SpanKind::LlmCall,
+        start,
+    );
+    sp.operation = Some("chat".into());
+    sp.provider = s(&d, "provider").filter(|p| !p.is_empty());
+    sp.request_model = model.clone();
+    sp.response_model = model;
+    sp.input_tokens = i(&d, "prompt_tokens");
+    sp.output_tokens = i(&d, "completion_tokens");
+    sp.total_tokens = i(&d, "total_tokens");
+    sp.cost_usd = f(&d, "cost_usd");
+    sp.cost_source = sp.cost_usd.map(|_| CostSource::Reported);
+    if let Some(l) = f(&d, "latency_ms") {
+        sp.end_ns = Some(start + (l * 1e6) as i64);
+    }
+    match s(&d, "status").as_deref() {
+        None | Some("ok") => sp.status = StatusCode::Ok,
+        Some(other) => {
+            sp.status = StatusCode::Error;
+            sp.status_message = Some(other.to_string());
+        }
+    }
+    sp.error_type = s(&d, "error_type");
+    sp.input = s(&d, "input_text").map(|t| CappedText {
+        original_len: t.len(),
+        text: t,
+    });
+    sp.output = s(&d, "output_text").map(|t| CappedText {
+        original_len: t.len(),
+        text: t,
+    });
+    sp.attributes = obj(&mut d, "metadata");
+    sp.source = "push";
+    Ok(sp)
+}
+
+/// A v1 `error_event`.
+fn event_v1(mut d: Map<String, Value>, id: Option<&str>) -> Result<Event, Bad> {
+    let uid = req(id.filter(|u| !u.is_empty()), "id", "the item's id")?;
+    let time = ms_to_ns(req(i(&d, "created_at"), "created_at", "unix milliseconds")?);
+    let mut e = Event::new(
+        EventType::Error,
+        s(&d, "error_type").unwrap_or_else(|| "error".into()),
+        time,
+    );
+    e.uid = uid.to_string();
+    e.message = s(&d, "message");
+    e.stack_trace = s(&d, "stack_trace");
+    if let Some(sev) = s(&d, "severity") {
+        e.severity = sev;
+    }
+    e.trace_id = s(&d, "trace_id").and_then(|t| TraceId::parse_hex(&t));
+    e.attributes = obj(&mut d, "metadata");
+    e.source = "push";
+    Ok(e)
+}
+
+/// A v1 `system_metric` back into the host metric points it was made from.
+fn system_metric_v1(d: Map<String, Value>) -> Result<Vec<MetricPoint>, FieldError> {
+    let time = ms_to_ns(
+        i(&d, "created_at")
+            .ok_or_else(|| err(None, "created_at", "required: unix milliseconds"))?,
+    );
+    let mut out = Vec::new();
+    let mut point = |name: &str, unit: &str, value: Option<f64>, state: Option<(&str, &str)>| {
+        if let Some(v) = value {
+            let mut m = MetricPoint::gauge(name, unit, time, v);
+            if let Some((k, s)) = state {
+                m.attributes.insert(k.into(), s.into());
+            }
+            m.source = "host";
+            m.deduplicate = true;
+            out.push(m);
+        }
+    };
+    point(
+        "system.cpu.utilization",
+        "1",
+        f(&d, "cpu_pct").map(|p| p / 100.0),
+        None,
+    );
+    point("process.memory.usage", "By", f(&d, "mem_rss_bytes"), None);
+    point(
+        "system.memory.available",
+        "By",
+        f(&d, "mem_available"),
+        None,
+    );
+    point("system.memory.limit", "By", f(&d, "mem_total"), None);
+    point(
+        "system.filesystem.usage",
+        "By",
+        f(&d, "disk_used_bytes"),
+        Some(("system.filesystem.state", "used")),
+    );
+    point(
+        "system.filesystem.usage",
+        "By",
+        f(&d, "disk_free_bytes"),
+        Some(("system.filesystem.state", "free")),
+    );
+    point(
+        "system.filesystem.limit",
+        "By",
+        f(&d, "disk_total_bytes"),
+        None,
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn v2_records_keep_their_ids_and_are_stamped_with_the_instance() {
+        let body = json!({"schema_version": 2,
+        "source": {"service": "openclaw-trace", "version": "0.1.0", "host": {"name": "h1"},
+                   "instance": {"id": "fly-123", "region": "ams"}},
+        "records": [
+            {"type": "span", "id": "x", "data": {"trace_id": "01".repeat(16), "span_id": "02".repeat(8),
+              "kind": "llm_call", "name": "chat m", "start_ns": 5, "status": "ok", "input_tokens": 7,
+              "input_text": "abc", "input_text_len": 10, "resource": {"service.name": "a"}, "source": "otlp"}},
+            {"type": "error", "id": "u1", "data": {"id": "u1", "time_ns": 9, "name": "E", "severity": "error"}}
+        ]});
+        let b = decode(body.to_string().as_bytes(), Some("header-id"), None).unwrap();
+        assert_eq!(
+            (
+                b.format,
+                b.origin.instance.as_str(),
+                b.origin.region.as_deref()
+            ),
+            (2, "fly-123", Some("ams"))
+        );
+        let Record::Span(s) = &b.records[0] else {
+            panic!()
+        };
+        assert_eq!((s.input_tokens, s.source), (Some(7), "otlp"));
+        assert_eq!(s.input.as_ref().map(|t| t.original_len), Some(10));
+        assert_eq!(s.resource["service.instance.id"], "fly-123");
+        assert_eq!(s.resource["service.name"], "a");
+        let Record::Event(e) = &b.records[1] else {
+            panic!()
+        };
+        assert_eq!((e.uid.as_str(), e.event_type), ("u1", EventType::Error));
+    }
+
+    #[test]
+    fn bad_envelopes_name_the_item_and_field() {
+        let e = decode(b"[]", None, None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("records"));
+        let e = decode(
+            br#"{"records":[{"type":"span","data":{"span_id":"0202020202020202"}}]}"#,
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!((e.item, e.field.as_deref()), (Some(0), Some("trace_id")));
+        let e = decode(br#"{"events":[{"type":"nope","data":{}}]}"#, None, None).unwrap_err();
+        assert_eq!((e.item, e.field.as_deref()), (Some(0), Some("type")));
+        let e = decode(
+            br#"{"events":[{"type":"llm_trace","id":"bad","data":{"created_at":1}}]}"#,
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("id"));
+    }
+}

@@ -1,0 +1,252 @@
+//! A fleet's central: real sidecars push to a real central (`POST /v1/push`), in both
+//! envelopes, gzipped, with a token; the central is killed with SIGKILL in the middle and
+//! restarted; at the end it holds every record exactly once, each stamped with its
+//! sidecar, and `/v1/instances` lists the sidecars.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, client, count, now_ms};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "central-secret-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn post(d: &Daemon, path: &str, body: &Value) {
+    let r = client().post(d.url(path)).json(body).send().unwrap();
+    assert!(
+        r.status().is_success(),
+        "{path}: {}",
+        r.text().unwrap_or_default()
+    );
+}
+
+/// `n` LLM calls and two errors on sidecar `d`, numbered from `from`; returns their tokens.
+fn capture(d: &Daemon, tag: &str, from: usize, n: usize) -> i64 {
+    let t = now_ms() - 30_000;
+    let calls: Vec<Value> = (from..from + n)
+        .map(|i| {
+            json!({"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100 + i,
+                   "completion_tokens": 10, "agent_id": tag, "session_id": format!("{tag}-s"),
+                   "timestamp": t + i as i64, "latency_ms": 50, "input_text": format!("{tag} question {i}")})
+        })
+        .collect();
+    post(d, "/v1/traces", &Value::Array(calls));
+    post(
+        d,
+        "/v1/errors",
+        &json!([{"error_type": "timeout", "message": format!("{tag} {from} a"), "agent_id": tag},
+                {"error_type": "rate_limit", "message": format!("{tag} {from} b"), "agent_id": tag}]),
+    );
+    (from..from + n).map(|i| 110 + i as i64).sum()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn sidecar(central_port: u16, id: &str, format: &str) -> Daemon {
+    Daemon::start(&[
+        (
+            "OCT_PUSH_ENDPOINT",
+            &format!("http://127.0.0.1:{central_port}/v1/push"),
+        ),
+        ("OCT_PUSH_TOKEN", TOKEN),
+        ("OCT_PUSH_FORMAT", format),
+        ("OCT_PUSH_GZIP", "on"),
+        ("OCT_PUSH_INTERVAL", "1s"),
+        ("OCT_PUSH_RETRY_INITIAL", "100ms"),
+        ("OCT_PUSH_RETRY_MAX", "1s"),
+        ("OCT_INSTANCE_ID", id),
+        ("OCT_REGION", "ams"),
+    ])
+}
+
+/// Rows per instance in the central's table.
+fn per_instance(central: &Daemon, table: &str, id: &str) -> i64 {
+    count(
+        &central.db_path,
+        &format!(
+            "SELECT count(*) FROM {table} WHERE json_extract(resource, '$.\"service.instance.id\"') = '{id}'"
+        ),
+    )
+}
+
+#[test]
+fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let port_s = port.to_string();
+    let central_env = [("OCT_PORT", port_s.as_str()), ("OCT_AUTH_TOKEN", TOKEN)];
+    let mut central = Daemon::start_in(dir.path(), &central_env);
+
+    let a = sidecar(port, "side-a", "v2");
+    let b = sidecar(port, "side-b", "v1");
+    let mut tokens_a = capture(&a, "alpha", 0, 40);
+    let mut tokens_b = capture(&b, "beta", 0, 40);
+    wait_until(
+        "the first half at the central",
+        Duration::from_secs(20),
+        || {
+            per_instance(&central, "spans", "side-a") == 40
+                && per_instance(&central, "spans", "side-b") == 40
+        },
+    );
+
+    // The central dies mid-stream; the sidecars keep capturing and retry.
+    central.kill9();
+    tokens_a += capture(&a, "alpha", 40, 60);
+    tokens_b += capture(&b, "beta", 40, 60);
+    std::thread::sleep(Duration::from_millis(2500));
+    let central = Daemon::start_in(dir.path(), &central_env);
+    wait_until("everything at the central", Duration::from_secs(30), || {
+        per_instance(&central, "spans", "side-a") == 100
+            && per_instance(&central, "spans", "side-b") == 100
+            && per_instance(&central, "events", "side-a") == 4
+            && per_instance(&central, "events", "side-b") == 4
+    });
+    // A few more push cycles: nothing is stored twice.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (id, sidecar) in [("side-a", &a), ("side-b", &b)] {
+        assert_eq!(
+            per_instance(&central, "spans", id),
+            100,
+            "{id} spans once each"
+        );
+        assert_eq!(
+            per_instance(&central, "events", id),
+            4,
+            "{id} errors once each"
+        );
+        assert_eq!(count(&sidecar.db_path, "SELECT count(*) FROM spans"), 100);
+    }
+    // The numbers agree with each sidecar's own.
+    let tokens = |id: &str| {
+        count(
+            &central.db_path,
+            &format!(
+                "SELECT sum(total_tokens) FROM spans WHERE json_extract(resource, '$.\"service.instance.id\"') = '{id}'"
+            ),
+        )
+    };
+    assert_eq!(tokens("side-a"), tokens_a);
+    assert_eq!(tokens("side-b"), tokens_b);
+    assert_eq!(
+        count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
+        tokens_a
+    );
+    // v2 keeps everything a sidecar knows: texts, sessions, agents.
+    assert_eq!(
+        count(
+            &central.db_path,
+            "SELECT count(*) FROM spans WHERE session_id = 'alpha-s' AND input_text LIKE 'alpha question %'"
+        ),
+        100
+    );
+
+    let list = client()
+        .get(central.url("/v1/instances"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    let inst = |id: &str| {
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance_id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {list}"))
+            .clone()
+    };
+    let ia = inst("side-a");
+    assert_eq!(
+        (
+            ia["format"].clone(),
+            ia["region"].clone(),
+            ia["stale"].clone()
+        ),
+        (json!(2), json!("ams"), json!(false))
+    );
+    assert_eq!(ia["version"], env!("CARGO_PKG_VERSION"));
+    let ib = inst("side-b");
+    assert_eq!(
+        (ib["format"].clone(), ib["region"].clone()),
+        (json!(1), json!("ams"))
+    );
+}
+
+#[test]
+fn a_repeated_batch_is_stored_once_and_a_bad_one_is_refused_naming_the_field() {
+    let central = Daemon::start(&[("OCT_INSTANCE_STALE_AFTER", "1s")]);
+    let batch = json!({"schema_version": 2,
+    "source": {"service": "openclaw-trace", "version": "9.9.9", "instance": {"id": "manual"}},
+    "records": [
+        {"type": "span", "id": "x", "data": {"trace_id": "0af7651916cd43dd8448eb211c80319c",
+          "span_id": "b7ad6b7169203331", "kind": "llm_call", "name": "chat m",
+          "start_ns": (now_ms() - 1000) * 1_000_000, "status": "ok", "input_tokens": 5,
+          "provider": "openai", "request_model": "gpt-4o"}},
+        {"type": "event", "id": "e1", "data": {"id": "0193f0e0-0000-7000-8000-000000000001",
+          "type": "custom", "time_ns": now_ms() * 1_000_000, "name": "deploy", "severity": "info"}}
+    ]});
+    for _ in 0..3 {
+        let r = client()
+            .post(central.url("/v1/push"))
+            .json(&batch)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(count(&central.db_path, "SELECT count(*) FROM spans"), 1);
+    assert_eq!(count(&central.db_path, "SELECT count(*) FROM events"), 1);
+
+    for (body, field) in [
+        (json!({"nothing": []}), "records"),
+        (
+            json!({"records": [{"type": "span", "data": {"span_id": "b7ad6b7169203331"}}]}),
+            "trace_id",
+        ),
+        (json!({"records": [{"type": "teapot", "data": {}}]}), "type"),
+        (
+            json!({"events": [{"type": "llm_trace", "id": "no-ids", "data": {"created_at": 1}}]}),
+            "id",
+        ),
+    ] {
+        let r = client()
+            .post(central.url("/v1/push"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert_eq!(r.json::<Value>().unwrap()["field"], field, "{body}");
+    }
+    assert_eq!(
+        count(&central.db_path, "SELECT count(*) FROM spans"),
+        1,
+        "nothing half-kept"
+    );
+
+    // Silent past OCT_INSTANCE_STALE_AFTER: flagged, and said in /health.
+    std::thread::sleep(Duration::from_millis(1500));
+    let list = central.get_json("/v1/instances");
+    assert_eq!(list["instances"][0]["instance_id"], "manual");
+    assert_eq!(list["instances"][0]["stale"], true);
+    assert_eq!(list["instances"][0]["pushes"], 3);
+    let warnings = central.get_json("/health")["warnings"].to_string();
+    assert!(warnings.contains("instance manual silent"), "{warnings}");
+}

@@ -157,6 +157,21 @@ fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once()
         100
     );
 
+    // The runs list filters by sidecar.
+    let runs = client()
+        .get(central.url("/v1/traces?instance=side-b&limit=1000"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    let runs = runs["traces"].as_array().unwrap();
+    assert_eq!(runs.len(), 100);
+    assert!(
+        runs.iter().all(|r| r["agent_id"].is_null()),
+        "v1 carries no agent"
+    );
+
     let list = client()
         .get(central.url("/v1/instances"))
         .bearer_auth(TOKEN)

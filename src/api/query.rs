@@ -74,6 +74,7 @@ pub fn trace_filter(p: &HashMap<String, String>) -> Result<TraceFilter, ApiError
                     .ok_or_else(|| ApiError::bad_param("min_cost", "expected a number of USD >= 0"))
             })
             .transpose()?,
+        instance: text(p, "instance"),
         score: text(p, "score")
             .map(|v| {
                 ScoreCondition::parse(&v).ok_or_else(|| {

@@ -29,6 +29,8 @@ pub struct TraceFilter {
     pub q: Option<String>,
     /// Runs whose known cost is at least this many dollars.
     pub min_cost: Option<f64>,
+    /// Runs with a span from this sidecar (`service.instance.id`, on a fleet's central).
+    pub instance: Option<String>,
     /// Runs with an evaluation score that satisfies this (`score=relevance<0.5`).
     pub score: Option<super::scores::ScoreCondition>,
     pub sort: TraceSort,
@@ -238,6 +240,13 @@ pub fn list_traces(
     }
     if let Some(c) = &f.score {
         sql.push_str(&c.sql(&mut args));
+    }
+    if let Some(i) = &f.instance {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id \
+             AND json_extract(s.resource, '$.\"service.instance.id\"') = ?)",
+        );
+        args.push(SqlValue::Text(i.clone()));
     }
     let key = f.sort.expr();
     let (cmp, dir) = if f.ascending {

@@ -189,11 +189,19 @@ fn a_hundred_normal_runs_raise_nothing() {
     );
     let api = d.get_json("/v1/baseline?agent=steady");
     assert_eq!(api["agents"][0]["runs"], 50);
-    assert_eq!(api["agents"][0]["metrics"].as_array().unwrap().len(), 7);
+    // cost, duration, LLM and tool calls, tokens, error and retry rates, tool error
+    // rate, blast radius, tokens per call.
+    assert_eq!(api["agents"][0]["metrics"].as_array().unwrap().len(), 10);
 }
 
 /// 20 normal runs, then one changed by `tweak`: exactly that run is flagged, on `metric` alone.
 fn outlier_is_flagged_on(metric: &str, tweak: impl Fn(&mut RunSpec)) {
+    outlier_is_flagged_on_all(&[metric], tweak)
+}
+
+/// As `outlier_is_flagged_on`, for a change that moves several metrics (`metrics`, in the
+/// order the check lists them).
+fn outlier_is_flagged_on_all(metrics: &[&str], tweak: impl Fn(&mut RunSpec)) {
     let d = start();
     let after = normal_runs(&d, "agent-x", 20);
     let mut r = normal(&mut Lcg(7), 1);
@@ -217,7 +225,7 @@ fn outlier_is_flagged_on(metric: &str, tweak: impl Fn(&mut RunSpec)) {
         .iter()
         .map(|m| m["metric"].as_str().unwrap())
         .collect();
-    assert_eq!(flagged, vec![metric], "{:#}", events[0]);
+    assert_eq!(flagged, metrics, "{:#}", events[0]);
     // The CLI gate fails on it, and the API says the same.
     let (code, v) = cli_check(&d, &run);
     assert_eq!(code, Some(1), "{v:#}");
@@ -230,7 +238,7 @@ fn outlier_is_flagged_on(metric: &str, tweak: impl Fn(&mut RunSpec)) {
         .filter(|m| m["anomalous"] == true)
         .map(|m| m["metric"].as_str().unwrap())
         .collect();
-    assert_eq!(anomalous, vec![metric]);
+    assert_eq!(anomalous, metrics);
     // A much higher threshold lets it pass.
     let out = d.cli(&["baseline", "check", &run, "--threshold", "1000"]);
     assert_eq!(
@@ -253,7 +261,8 @@ fn outlier_duration() {
 
 #[test]
 fn outlier_llm_calls() {
-    outlier_is_flagged_on("llm_calls", |r| r.empty_calls = 25);
+    // Calls without tokens also lower the tokens per call.
+    outlier_is_flagged_on_all(&["llm_calls", "tokens_per_call"], |r| r.empty_calls = 25);
 }
 
 #[test]
@@ -265,7 +274,9 @@ fn outlier_tool_calls() {
 
 #[test]
 fn outlier_tokens() {
-    outlier_is_flagged_on("total_tokens", |r| r.tokens_per_call *= 30);
+    outlier_is_flagged_on_all(&["total_tokens", "tokens_per_call"], |r| {
+        r.tokens_per_call *= 30
+    });
 }
 
 #[test]

@@ -31,10 +31,16 @@ pub enum Metric {
     Tokens,
     ErrorRate,
     RetryRate,
+    /// Failed tool calls / tool calls.
+    ToolErrorRate,
+    /// Distinct files written or edited by the run's tool calls.
+    BlastRadius,
+    /// Total tokens / LLM calls.
+    TokensPerCall,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Cost,
         Metric::Duration,
         Metric::LlmCalls,
@@ -42,6 +48,9 @@ impl Metric {
         Metric::Tokens,
         Metric::ErrorRate,
         Metric::RetryRate,
+        Metric::ToolErrorRate,
+        Metric::BlastRadius,
+        Metric::TokensPerCall,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +62,9 @@ impl Metric {
             Metric::Tokens => "total_tokens",
             Metric::ErrorRate => "error_rate",
             Metric::RetryRate => "retry_rate",
+            Metric::ToolErrorRate => "tool_error_rate",
+            Metric::BlastRadius => "blast_radius",
+            Metric::TokensPerCall => "tokens_per_call",
         }
     }
 
@@ -63,7 +75,9 @@ impl Metric {
             Metric::Duration => 10.0,
             Metric::LlmCalls | Metric::ToolCalls => 1.0,
             Metric::Tokens => 10.0,
-            Metric::ErrorRate | Metric::RetryRate => 0.1,
+            Metric::ErrorRate | Metric::RetryRate | Metric::ToolErrorRate => 0.1,
+            Metric::BlastRadius => 1.0,
+            Metric::TokensPerCall => 10.0,
         }
     }
 }
@@ -90,22 +104,143 @@ const RUN_SELECT: &str = "SELECT t.trace_id, t.agent_id, s.start_ns, s.end_ns, t
     FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
     WHERE s.kind = 'agent_run' AND s.end_ns IS NOT NULL";
 
-/// The share of tool calls that repeat the tool called just before.
-fn retry_rate(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<Option<f64>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT tool_name FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
-    )?;
-    let tools: Vec<Option<String>> = stmt
-        .query_map([trace_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if tools.is_empty() {
-        return Ok(Some(0.0));
+/// What a run's tool calls say of its behaviour (agent-strace's measures).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolBehaviour {
+    /// Calls that repeat the call just before: the same tool with the same arguments,
+    /// over all tool calls.
+    pub retry_rate: f64,
+    /// Failed tool calls over tool calls.
+    pub error_rate: f64,
+    /// Distinct files the calls wrote or edited.
+    pub blast_radius: usize,
+}
+
+/// One tool call, as the measures need it.
+pub struct ToolCall<'a> {
+    pub tool: Option<&'a str>,
+    pub arguments: Option<&'a str>,
+    pub failed: bool,
+}
+
+/// Tools that write or edit files (OpenClaw's and the common agent shapes).
+const WRITING_TOOLS: &[&str] = &[
+    "write",
+    "edit",
+    "multiedit",
+    "multi_edit",
+    "apply_patch",
+    "write_file",
+    "edit_file",
+    "create_file",
+    "str_replace",
+    "str_replace_editor",
+    "str_replace_based_edit_tool",
+    "replace",
+    "patch",
+];
+
+/// The files a writing tool call names: path-like arguments, and the files an
+/// `apply_patch` body adds, updates, deletes or moves.
+pub fn files_written(tool: &str, arguments: &str) -> Vec<String> {
+    let tool = tool.to_ascii_lowercase();
+    if !WRITING_TOOLS.contains(&tool.as_str()) {
+        return Vec::new();
     }
-    let repeats = tools
+    let mut out = Vec::new();
+    let from_patch = |text: &str, out: &mut Vec<String>| {
+        for line in text.lines() {
+            for prefix in [
+                "*** Add File: ",
+                "*** Update File: ",
+                "*** Delete File: ",
+                "*** Move to: ",
+                "+++ b/",
+            ] {
+                if let Some(p) = line.strip_prefix(prefix) {
+                    out.push(p.trim().to_string());
+                }
+            }
+        }
+    };
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(serde_json::Value::Object(m)) => {
+            for key in [
+                "path",
+                "file_path",
+                "filePath",
+                "file",
+                "filename",
+                "target_file",
+            ] {
+                if let Some(p) = m.get(key).and_then(|v| v.as_str()) {
+                    out.push(p.to_string());
+                }
+            }
+            for key in ["input", "patch", "diff"] {
+                if let Some(p) = m.get(key).and_then(|v| v.as_str()) {
+                    from_patch(p, &mut out);
+                }
+            }
+            if let Some(edits) = m.get("edits").and_then(|v| v.as_array()) {
+                for e in edits {
+                    for key in ["path", "file_path", "filePath"] {
+                        if let Some(p) = e.get(key).and_then(|v| v.as_str()) {
+                            out.push(p.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        // A raw patch as the whole argument.
+        _ => from_patch(arguments, &mut out),
+    }
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+pub fn tool_behaviour(calls: &[ToolCall]) -> ToolBehaviour {
+    if calls.is_empty() {
+        return ToolBehaviour::default();
+    }
+    let n = calls.len() as f64;
+    let repeats = calls
         .windows(2)
-        .filter(|w| w[0].is_some() && w[0] == w[1])
+        .filter(|w| {
+            w[0].tool.is_some() && w[0].tool == w[1].tool && w[0].arguments == w[1].arguments
+        })
         .count();
-    Ok(Some(repeats as f64 / tools.len() as f64))
+    let failed = calls.iter().filter(|c| c.failed).count();
+    let files: std::collections::BTreeSet<String> = calls
+        .iter()
+        .filter(|c| !c.failed)
+        .filter_map(|c| Some(files_written(c.tool?, c.arguments.unwrap_or(""))))
+        .flatten()
+        .collect();
+    ToolBehaviour {
+        retry_rate: repeats as f64 / n,
+        error_rate: failed as f64 / n,
+        blast_radius: files.len(),
+    }
+}
+
+/// The run's tool calls, in order, measured.
+fn run_tools(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<ToolBehaviour> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tool_name, input_text, status FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
+    )?;
+    let rows: Vec<(Option<String>, Option<String>, String)> = stmt
+        .query_map([trace_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let calls: Vec<ToolCall> = rows
+        .iter()
+        .map(|(t, a, s)| ToolCall {
+            tool: t.as_deref(),
+            arguments: a.as_deref(),
+            failed: s == "error",
+        })
+        .collect();
+    Ok(tool_behaviour(&calls))
 }
 
 fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
@@ -131,7 +266,16 @@ fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
             0.0
         }),
     );
-    values.insert(Metric::RetryRate.name(), retry_rate(conn, &id)?);
+    let tools = run_tools(conn, &id)?;
+    values.insert(Metric::RetryRate.name(), Some(tools.retry_rate));
+    values.insert(Metric::ToolErrorRate.name(), Some(tools.error_rate));
+    values.insert(Metric::BlastRadius.name(), Some(tools.blast_radius as f64));
+    let llm_calls: i64 = r.get(5)?;
+    let tokens: i64 = r.get(7)?;
+    values.insert(
+        Metric::TokensPerCall.name(),
+        (llm_calls > 0).then(|| tokens as f64 / llm_calls as f64),
+    );
     Ok(Run {
         run_id: crate::util::hex::encode(&id),
         agent_id: r.get(1)?,
@@ -679,6 +823,56 @@ pub fn list_anomalies(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn files_written_from_each_tool_shape() {
+        assert_eq!(
+            files_written("write", r#"{"path":"a.md","content":"x"}"#),
+            vec!["a.md"]
+        );
+        assert_eq!(
+            files_written("Edit", r#"{"file_path":"src/x.rs"}"#),
+            vec!["src/x.rs"]
+        );
+        assert!(files_written("read", r#"{"path":"a.md"}"#).is_empty());
+        assert!(files_written("ls", r#"{"path":"."}"#).is_empty());
+        let patch = "*** Begin Patch\n*** Update File: a.rs\n*** Add File: b.rs\n*** Delete File: c.rs\n*** Move to: d.rs\n*** End Patch";
+        assert_eq!(
+            files_written(
+                "apply_patch",
+                &serde_json::json!({"input": patch}).to_string()
+            ),
+            vec!["a.rs", "b.rs", "c.rs", "d.rs"]
+        );
+        assert_eq!(
+            files_written("apply_patch", patch),
+            vec!["a.rs", "b.rs", "c.rs", "d.rs"]
+        );
+        assert_eq!(
+            files_written("multiedit", r#"{"edits":[{"path":"x"},{"file_path":"y"}]}"#),
+            vec!["x", "y"]
+        );
+        assert!(files_written("write", "not json").is_empty());
+    }
+
+    #[test]
+    fn tool_behaviour_counts_retries_failures_and_files() {
+        let call = |tool, arguments, failed| ToolCall {
+            tool: Some(tool),
+            arguments: Some(arguments),
+            failed,
+        };
+        let b = tool_behaviour(&[
+            call("write", r#"{"path":"a"}"#, false),
+            call("write", r#"{"path":"a"}"#, false),
+            call("write", r#"{"path":"b"}"#, false),
+            call("edit", r#"{"path":"c"}"#, true),
+        ]);
+        assert_eq!(b.retry_rate, 0.25);
+        assert_eq!(b.error_rate, 0.25);
+        assert_eq!(b.blast_radius, 2);
+        assert_eq!(tool_behaviour(&[]), ToolBehaviour::default());
+    }
+
     use super::*;
 
     fn run_with(values: &[(Metric, f64)]) -> Run {

@@ -72,6 +72,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let live = Arc::new(crate::sinks::live::LiveHub::new());
     hooks.push(live.clone());
     hooks.push(Arc::new(crate::logging::CaptureLog::default()));
+    analytics.register_metrics(&metrics, cfg.metrics.label_limit);
     transforms.extend(analytics.transforms());
     hooks.extend(analytics.hooks());
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());

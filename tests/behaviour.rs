@@ -92,7 +92,11 @@ fn scripted_session() -> String {
 
 #[test]
 fn a_scripted_openclaw_run_gives_exact_behaviour_metrics() {
-    let d = Daemon::start(&[("OCT_LOG_PATH", "off"), ("OCT_OPENCLAW_STATE_DIR", "off")]);
+    let d = Daemon::start(&[
+        ("OCT_LOG_PATH", "off"),
+        ("OCT_OPENCLAW_STATE_DIR", "off"),
+        ("OCT_BASELINE_SETTLE", "100ms"),
+    ]);
     let r = client()
         .post(d.url("/v1/openclaw/events"))
         .header("content-type", "application/x-ndjson")
@@ -144,4 +148,41 @@ fn a_scripted_openclaw_run_gives_exact_behaviour_metrics() {
     // notes.md, src/main.rs, docs/new.md; the failed edit of src/lib.rs wrote nothing.
     assert_eq!(value("blast_radius"), Some(3.0));
     assert_eq!(value("tokens_per_call"), Some(tokens as f64 / 2.0));
+
+    // Each finished run goes into the per-agent histograms of /metrics once checked.
+    let metrics = || {
+        client()
+            .get(d.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let sample = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let start = std::time::Instant::now();
+    let mut text = metrics();
+    while sample(&text, "openclaw_trace_run_blast_radius_sum{agent=\"main\"}") != Some(3.0) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+        text = metrics();
+    }
+    // This run's three files are in the agent's histogram (the session's other runs
+    // wrote none).
+    let runs = sample(
+        &text,
+        "openclaw_trace_run_blast_radius_count{agent=\"main\"}",
+    );
+    assert!(runs >= Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "openclaw_trace_run_blast_radius_sum{agent=\"main\"}"),
+        Some(3.0)
+    );
+    assert!(
+        text.contains("openclaw_trace_run_tool_error_rate_bucket{"),
+        "{text}"
+    );
 }

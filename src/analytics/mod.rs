@@ -9,6 +9,7 @@ pub mod budgets;
 pub mod cost;
 pub mod overview;
 pub mod pricing;
+pub mod run_metrics;
 pub mod usage;
 
 use std::collections::VecDeque;
@@ -197,6 +198,7 @@ async fn check_finished_runs(
     settle: Duration,
     settings: BaselineSettings,
     alerts: alert::AlertSender,
+    histograms: Option<Arc<run_metrics::RunHistograms>>,
 ) {
     let mut due: VecDeque<(tokio::time::Instant, TraceId)> = VecDeque::new();
     let mut skipped = 0u64;
@@ -225,13 +227,18 @@ async fn check_finished_runs(
                 })
                 .await;
                 match checked {
-                    Ok(Ok(Ok(c))) if c.anomalous => {
-                        let alerts = alerts.clone();
-                        pipeline.run_job(move |conn| {
-                            if let Err(e) = baseline::record_anomaly(conn, &id, &c, &alerts) {
-                                tracing::warn!(error = %e, run_id = %id.to_hex(), "cannot record a baseline anomaly");
-                            }
-                        });
+                    Ok(Ok(Ok(c))) => {
+                        if let Some(h) = &histograms {
+                            h.observe(&c);
+                        }
+                        if c.anomalous {
+                            let alerts = alerts.clone();
+                            pipeline.run_job(move |conn| {
+                                if let Err(e) = baseline::record_anomaly(conn, &id, &c, &alerts) {
+                                    tracing::warn!(error = %e, run_id = %id.to_hex(), "cannot record a baseline anomaly");
+                                }
+                            });
+                        }
                     }
                     Ok(Ok(Err(baseline::BaselineError::Sqlite(e)))) => {
                         tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
@@ -270,6 +277,8 @@ pub struct Analytics {
     alerts: alert::AlertSender,
     runs_tx: mpsc::UnboundedSender<TraceId>,
     runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
+    /// Checked runs' figures for `/metrics`, once registered.
+    run_histograms: std::sync::OnceLock<Arc<run_metrics::RunHistograms>>,
 }
 
 impl Analytics {
@@ -288,7 +297,18 @@ impl Analytics {
             alerts,
             runs_tx,
             runs_rx: Mutex::new(Some(runs_rx)),
+            run_histograms: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Registers the per-run histograms in `/metrics` (before `start`).
+    pub fn register_metrics(&self, registry: &crate::metrics::Registry, label_limit: usize) {
+        let _ = self
+            .run_histograms
+            .set(Arc::new(run_metrics::RunHistograms::new(
+                registry,
+                label_limit,
+            )));
     }
 
     pub fn transforms(&self) -> Vec<Arc<dyn Transform>> {
@@ -343,6 +363,7 @@ impl Analytics {
                 self.config.baseline_settle,
                 self.config.baseline(),
                 self.alerts.clone(),
+                self.run_histograms.get().cloned(),
             )));
         }
         tasks

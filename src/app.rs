@@ -93,6 +93,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     // Queued before the listener opens, so backfill runs ahead of any ingest.
     let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
     let analytics_tasks = analytics.start(&pipeline, &reads);
+    let fleet = Arc::new(crate::sources::fleet::Registry::default());
+    match reads.with(|c| {
+        store::query::latest_event_attributes(
+            c,
+            crate::sources::fleet::INSTANCE_EVENT,
+            "instance_id",
+        )
+    }) {
+        Ok(recorded) => fleet.restore(
+            recorded
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect(),
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read the fleet's sidecars back"),
+    }
     let host =
         crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures, &policy);
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
@@ -155,7 +171,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         live,
         analytics,
         admission: admission.clone(),
-        fleet: Default::default(),
+        fleet,
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::ingest::{invalid, read_body};
 use super::{ApiError, SharedState, refusing};
-use crate::model::now_ns;
+use crate::model::{Record, now_ns};
 use crate::sources::fleet::{self, INSTANCE_HEADER, REGION_HEADER};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -36,8 +36,14 @@ pub async fn post_push(State(st): State<SharedState>, req: Request) -> Result<Re
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(invalid)?;
     let records = batch.records.len();
-    st.fleet.saw(&batch, now_ns() / 1_000_000);
-    let accepted = st.pipeline.submit("push", batch.records)?;
+    let now_ms = now_ns() / 1_000_000;
+    st.fleet.saw(&batch, now_ms);
+    let mut batch_records = batch.records;
+    // The sidecar's state, now and then, so a restarted central knows it again.
+    if let Some(e) = st.fleet.record_due(&batch.origin.instance, now_ms) {
+        batch_records.push(Record::Event(Box::new(e)));
+    }
+    let accepted = st.pipeline.submit("push", batch_records)?.min(records);
     drop(body);
     Ok((
         StatusCode::ACCEPTED,

@@ -51,14 +51,22 @@ pub const SETTINGS: &[Setting<FleetConfig>] = &[Setting {
     },
 }];
 
-/// What the central knows of each sidecar that pushed to it since it started.
+/// What the central knows of each sidecar that pushed to it. Kept in memory, and
+/// recorded as an [`INSTANCE_EVENT`] at most every [`RECORD_EVERY_MS`] per sidecar, from
+/// which a restarted central knows its sidecars again (the silent ones included).
 #[derive(Default)]
 pub struct Registry {
     seen: Mutex<BTreeMap<String, Instance>>,
+    recorded_ms: Mutex<BTreeMap<String, i64>>,
 }
 
+/// The event that records a sidecar's state on the central.
+pub const INSTANCE_EVENT: &str = "openclaw_trace.instance";
+/// At most one [`INSTANCE_EVENT`] per sidecar this often.
+pub const RECORD_EVERY_MS: i64 = 60_000;
+
 /// One sidecar, as `GET /v1/instances` shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct Instance {
     pub instance_id: String,
     pub region: Option<String>,
@@ -112,6 +120,46 @@ impl Registry {
         i.pushes += 1;
         i.records += b.records.len() as u64;
         i.newest_record_ms = newest.max(i.newest_record_ms);
+    }
+
+    /// The event to store for this sidecar now, when its last one is older than
+    /// [`RECORD_EVERY_MS`] (or it has none since this daemon started).
+    pub fn record_due(&self, instance: &str, now_ms: i64) -> Option<Event> {
+        let mut recorded = self.recorded_ms.lock().unwrap_or_else(|p| p.into_inner());
+        if recorded
+            .get(instance)
+            .is_some_and(|t| now_ms - t < RECORD_EVERY_MS)
+        {
+            return None;
+        }
+        let i = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)?
+            .clone();
+        recorded.insert(instance.to_string(), now_ms);
+        let mut e = Event::new(EventType::Custom, INSTANCE_EVENT.into(), now_ms * 1_000_000);
+        e.severity = "info".into();
+        e.category = Some("fleet".into());
+        e.message = Some(format!("{} pushed {} records", i.instance_id, i.records));
+        if let Value::Object(m) = serde_json::to_value(&i).unwrap_or_default() {
+            e.attributes = m;
+        }
+        let mut resource = Map::new();
+        resource.insert(INSTANCE_ATTRIBUTE.into(), i.instance_id.clone().into());
+        e.resource = Arc::new(resource);
+        e.source = "push";
+        Some(e)
+    }
+
+    /// Knows again the sidecars recorded before a restart (the newest record of each),
+    /// without overwriting what pushes since then said.
+    pub fn restore(&self, recorded: Vec<Instance>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for i in recorded {
+            seen.entry(i.instance_id.clone()).or_insert(i);
+        }
     }
 
     pub fn instances(&self) -> Vec<Instance> {

@@ -580,6 +580,27 @@ pub fn list_events(
     Ok(Page { items, next_cursor })
 }
 
+/// The attributes of the newest custom event named `name` for each value of its
+/// attribute `key` (e.g. the latest state recorded of each fleet sidecar).
+pub fn latest_event_attributes(
+    conn: &Connection,
+    name: &str,
+    key: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT attributes FROM events WHERE id IN (SELECT max(id) FROM events \
+         WHERE type = 'custom' AND name = ?1 GROUP BY json_extract(attributes, '$.' || ?2))",
+    )?;
+    let rows = stmt
+        .query_map(rusqlite::params![name, key], |r| {
+            r.get::<_, Option<String>>(0)
+        })?
+        .filter_map(|r| r.ok().flatten())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect();
+    Ok(rows)
+}
+
 pub fn events_of_trace(conn: &Connection, id: &TraceId) -> Result<Vec<EventOut>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLS} FROM events WHERE trace_id = ?1 ORDER BY time_ns, id"

@@ -7,6 +7,7 @@ pub mod alert;
 pub mod baseline;
 pub mod budgets;
 pub mod cost;
+pub mod openclaw;
 pub mod overview;
 pub mod pricing;
 pub mod usage;

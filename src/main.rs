@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use openclaw_trace::cli::{
-    Cli, Cmd, analytics, doctor, export, health, metrics, openclaw, tail, traces,
+    Cli, Cmd, analytics, doctor, export, health, metrics, openclaw, openclaw_views, tail, traces,
 };
 use openclaw_trace::{app, logging};
 
@@ -30,7 +30,16 @@ fn main() -> ExitCode {
         Some(Cmd::Status(a)) => metrics::run_status(&cfg, a),
         Some(Cmd::Doctor(a)) => return doctor::run(Ok(cfg), a),
         Some(Cmd::Health(a)) => return health::run(&cfg, a),
-        Some(Cmd::Openclaw(a)) => return openclaw_cmd(&cfg, a),
+        Some(Cmd::Openclaw(a)) => match &a.command {
+            openclaw::OpenclawCmd::Setup(_) => return openclaw_cmd(&cfg, a),
+            openclaw::OpenclawCmd::Cache(v) => openclaw_views::run_cache(&cfg, v),
+            openclaw::OpenclawCmd::Scheduled(v) => openclaw_views::run_scheduled(&cfg, v),
+            openclaw::OpenclawCmd::Subagents(v) => openclaw_views::run_subagents(&cfg, v),
+            openclaw::OpenclawCmd::Context(v) => openclaw_views::run_context(&cfg, v),
+            openclaw::OpenclawCmd::Channels(v) => openclaw_views::run_channels(&cfg, v),
+            openclaw::OpenclawCmd::Fallbacks(v) => openclaw_views::run_fallbacks(&cfg, v),
+            openclaw::OpenclawCmd::Waste(v) => openclaw_views::run_waste(&cfg, v),
+        },
     };
     match printed {
         Ok(out) => {
@@ -83,5 +92,6 @@ fn openclaw_cmd(cfg: &openclaw_trace::config::Config, a: &openclaw::OpenclawArgs
                 ExitCode::FAILURE
             }
         },
+        _ => ExitCode::FAILURE,
     }
 }

@@ -143,7 +143,19 @@ fn classify_key(key: &str) -> KeyClass {
     })
 }
 
+/// Attribute keys that name no secret although their words say `key`: OpenClaw's
+/// session keys (`agent:<id>:<channel>:...`) are routing names, which the cron, heartbeat
+/// and sub-agent views read. Their values still go through the credential scan.
+const NOT_SECRET_KEYS: &[&str] = &[
+    "openclaw.session_key",
+    "openclaw.child_session_key",
+    "openclaw.requester_session_key",
+];
+
 fn classify_key_words(key: &str) -> KeyClass {
+    if NOT_SECRET_KEYS.contains(&key) {
+        return KeyClass::Plain;
+    }
     let words = key_words(key);
     let joined: String = words.concat();
     if words.iter().any(|w| STRONG_WORDS.contains(&w.as_str()))
@@ -612,6 +624,29 @@ mod tests {
         assert_eq!(r(&format!("k={k}x")), "k=[REDACTED]");
         assert_eq!(r(&format!("url?q=1 {k}")), "url?q=1 [REDACTED]");
         assert_eq!(r("AIza is short"), "AIza is short");
+    }
+
+    #[test]
+    fn openclaw_session_keys_are_not_secrets() {
+        let mut m = Map::new();
+        m.insert(
+            "openclaw.session_key".into(),
+            json!("agent:main:cron:job-7"),
+        );
+        m.insert(
+            "openclaw.child_session_key".into(),
+            json!("agent:main:subagent:u1"),
+        );
+        m.insert("session_key".into(), json!("s3cr3t"));
+        m.insert(
+            "openclaw.requester_session_key".into(),
+            json!("sk-abcdefghijklmnopqrstuvwx"),
+        );
+        redact_map(&mut m);
+        assert_eq!(m["openclaw.session_key"], "agent:main:cron:job-7");
+        assert_eq!(m["openclaw.child_session_key"], "agent:main:subagent:u1");
+        assert_eq!(m["session_key"], MASK);
+        assert_eq!(m["openclaw.requester_session_key"], MASK);
     }
 
     #[test]

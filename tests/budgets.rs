@@ -188,7 +188,7 @@ fn thresholds_alert_once_per_period_and_the_webhook_gets_them_after_a_retry() {
     assert!(
         d.logs()
             .iter()
-            .any(|l| l.contains("alert webhook failed; retrying"))
+            .any(|l| l.contains("alert delivery failed; retrying"))
     );
     assert!(
         !d.logs().iter().any(|l| l.contains("secret-token")),
@@ -255,7 +255,7 @@ fn an_alert_the_webhook_missed_survives_a_restart_and_arrives_once() {
     while !d
         .logs()
         .iter()
-        .any(|l| l.contains("alert webhook failed; retrying"))
+        .any(|l| l.contains("alert delivery failed; retrying"))
     {
         assert!(Instant::now() < until, "no delivery attempt");
         std::thread::sleep(Duration::from_millis(50));

@@ -34,7 +34,7 @@ fn plugin_unit_tests_pass() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("ℹ pass 8") && text.contains("ℹ fail 0"),
+        text.contains("ℹ pass 9") && text.contains("ℹ fail 0"),
         "{text}"
     );
 }

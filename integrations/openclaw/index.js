@@ -13,6 +13,7 @@
 // cached briefly, and fails open: a slow, down or confused sidecar never blocks or
 // stalls the agent.
 
+import { createHash } from "node:crypto";
 import { onInternalDiagnosticEvent } from "openclaw/plugin-sdk/diagnostic-runtime";
 
 const VERSION = "0.1.0";
@@ -30,7 +31,35 @@ const HOOKS = [
   "session_start",
   "session_end",
   "before_message_write",
+  "subagent_spawned",
+  "subagent_ended",
+  "after_compaction",
 ];
+
+// OpenClaw's silent replies: a heartbeat with nothing to say, a turn that answers no one.
+const REPLY_TOKENS = ["HEARTBEAT_OK", "NO_REPLY"];
+
+/** The silent-reply token a turn's last text is (or starts or ends with), if any. */
+function silentReply(texts) {
+  const list = Array.isArray(texts) ? texts : [texts];
+  for (let i = list.length - 1; i >= 0; i -= 1) {
+    if (typeof list[i] !== "string") continue;
+    const t = list[i].trim();
+    return REPLY_TOKENS.find((tok) => t.startsWith(tok) || t.endsWith(tok));
+  }
+  return undefined;
+}
+
+/** A short digest of a tool call's arguments: repeats show without sending the content. */
+function paramsHash(params) {
+  try {
+    const text = typeof params === "string" ? params : JSON.stringify(params);
+    if (typeof text !== "string") return undefined;
+    return createHash("sha256").update(text).digest("hex").slice(0, 16);
+  } catch {
+    return undefined;
+  }
+}
 
 const DIAGNOSTIC_TYPES = [
   "model.usage",
@@ -175,6 +204,14 @@ function sanitizeEvent(hook, event, capture) {
   if (!event || typeof event !== "object") return event;
   const out = {};
   const content = CONTENT_FIELDS[hook] || [];
+  if (hook === "llm_output") {
+    const tok = silentReply(event.assistantTexts);
+    if (tok) out.silentReply = tok;
+  }
+  if ((hook === "before_tool_call" || hook === "after_tool_call") && event.params !== undefined) {
+    const h = paramsHash(event.params);
+    if (h) out.paramsHash = h;
+  }
   for (const [k, v] of Object.entries(event)) {
     if (content.includes(k)) {
       if (capture) out[k] = capText(v);

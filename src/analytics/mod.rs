@@ -4,9 +4,11 @@
 //! budgets, finished runs); the API and CLI read what they maintain.
 
 pub mod alert;
+pub mod alert_chat;
 pub mod baseline;
 pub mod budgets;
 pub mod cost;
+pub mod openclaw;
 pub mod overview;
 pub mod pricing;
 pub mod run_metrics;
@@ -35,6 +37,15 @@ pub struct AnalyticsConfig {
     pub pricing_file: Option<PathBuf>,
     pub budgets: Vec<BudgetRule>,
     pub alert_webhook: Option<String>,
+    /// Slack incoming webhook URL.
+    pub alert_slack_webhook: Option<String>,
+    /// Discord webhook URL.
+    pub alert_discord_webhook: Option<String>,
+    /// Telegram bot token (a secret: its Debug is masked) and chat id.
+    pub alert_telegram_bot_token: Option<alert::Secret>,
+    pub alert_telegram_chat_id: Option<String>,
+    /// The Bot API's base URL (tests point it at a local server).
+    pub alert_telegram_api: String,
     pub baseline_runs: usize,
     pub baseline_min_runs: usize,
     pub baseline_threshold: f64,
@@ -50,6 +61,11 @@ impl Default for AnalyticsConfig {
             pricing_file: None,
             budgets: Vec::new(),
             alert_webhook: None,
+            alert_slack_webhook: None,
+            alert_discord_webhook: None,
+            alert_telegram_bot_token: None,
+            alert_telegram_chat_id: None,
+            alert_telegram_api: "https://api.telegram.org".into(),
             baseline_runs: 50,
             baseline_min_runs: 10,
             baseline_threshold: 3.5,
@@ -92,6 +108,82 @@ pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
                 return Err("expected an http(s) URL".into());
             }
             c.alert_webhook = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_slack_webhook",
+        env: "OCT_ALERT_SLACK_WEBHOOK",
+        default: "",
+        help: "Slack incoming webhook URL: alerts as readable messages",
+        set: |c, v| {
+            c.alert_slack_webhook = Some(http_url(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_discord_webhook",
+        env: "OCT_ALERT_DISCORD_WEBHOOK",
+        default: "",
+        help: "Discord webhook URL: alerts as readable messages",
+        set: |c, v| {
+            c.alert_discord_webhook = Some(http_url(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_telegram_bot_token",
+        env: "OCT_ALERT_TELEGRAM_BOT_TOKEN",
+        default: "",
+        help: "Telegram bot token (from @BotFather; with OCT_ALERT_TELEGRAM_CHAT_ID): alerts as messages; never logged",
+        set: |c, v| {
+            let t = v.trim();
+            let ok = t.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+            if !ok {
+                // The value is not repeated: it is meant to be a secret.
+                return Err(
+                    "expected a bot token such as 123456:ABC-DEF (digits, a colon, letters)".into(),
+                );
+            }
+            c.alert_telegram_bot_token = Some(alert::Secret(t.to_string()));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_telegram_chat_id",
+        env: "OCT_ALERT_TELEGRAM_CHAT_ID",
+        default: "",
+        help: "Telegram chat to alert: a numeric id (-100... for a group) or @channel",
+        set: |c, v| {
+            let t = v.trim();
+            let numeric = t.strip_prefix('-').unwrap_or(t);
+            let ok = (!numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()))
+                || (t.len() > 1
+                    && t.starts_with('@')
+                    && t[1..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            if !ok {
+                return Err("expected a numeric chat id or @channelname".into());
+            }
+            c.alert_telegram_chat_id = Some(t.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "alert_telegram_api",
+        env: "OCT_ALERT_TELEGRAM_API",
+        default: "https://api.telegram.org",
+        help: "Telegram Bot API base URL (a local Bot API server, or a test's)",
+        set: |c, v| {
+            c.alert_telegram_api = http_url(v)?.trim_end_matches('/').to_string();
             Ok(())
         },
     },
@@ -147,6 +239,14 @@ pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
     },
 ];
 
+fn http_url(v: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(v.trim()).map_err(|e| format!("expected an http(s) URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("expected an http(s) URL".into());
+    }
+    Ok(v.trim().to_string())
+}
+
 pub fn parse_threshold(v: &str) -> Result<f64, String> {
     match v.trim().parse::<f64>() {
         Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
@@ -164,6 +264,40 @@ impl AnalyticsConfig {
         }
     }
 
+    /// Where alerts go: the generic webhook and the chat services that are set.
+    pub fn alert_destinations(&self) -> Result<Vec<alert::Destination>, AnalyticsError> {
+        use alert::Destination as D;
+        let mut out = Vec::new();
+        if let Some(u) = &self.alert_webhook {
+            out.push(D::Webhook(u.clone()));
+        }
+        if let Some(u) = &self.alert_slack_webhook {
+            out.push(D::Slack(u.clone()));
+        }
+        if let Some(u) = &self.alert_discord_webhook {
+            out.push(D::Discord(u.clone()));
+        }
+        match (&self.alert_telegram_bot_token, &self.alert_telegram_chat_id) {
+            (Some(t), Some(c)) => out.push(D::Telegram {
+                api: self.alert_telegram_api.clone(),
+                token: t.0.clone(),
+                chat_id: c.clone(),
+            }),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(AnalyticsError::Alerts(
+                    "OCT_ALERT_TELEGRAM_BOT_TOKEN is set without OCT_ALERT_TELEGRAM_CHAT_ID".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(AnalyticsError::Alerts(
+                    "OCT_ALERT_TELEGRAM_CHAT_ID is set without OCT_ALERT_TELEGRAM_BOT_TOKEN".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn baseline(&self) -> BaselineSettings {
         BaselineSettings {
             runs: self.baseline_runs,
@@ -177,6 +311,8 @@ impl AnalyticsConfig {
 pub enum AnalyticsError {
     #[error("OCT_PRICING_FILE: {0}")]
     Pricing(#[from] pricing::PricingError),
+    #[error("{0}")]
+    Alerts(String),
 }
 
 /// At startup, runs that ended this recently are checked again (at most this many).
@@ -284,10 +420,7 @@ pub struct Analytics {
 impl Analytics {
     pub fn new(cfg: &AnalyticsConfig) -> Result<Arc<Analytics>, AnalyticsError> {
         let prices = Arc::new(PriceTable::load(cfg.pricing_file.as_deref())?);
-        let alerts = match cfg.alert_webhook {
-            Some(_) => alert::AlertSender::webhook(),
-            None => alert::AlertSender::default(),
-        };
+        let alerts = alert::AlertSender::for_destinations(cfg.alert_destinations()?.len());
         let (runs_tx, runs_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Analytics {
             config: cfg.clone(),
@@ -321,11 +454,12 @@ impl Analytics {
             Arc::new(usage::RollupHook),
             self.budgets.clone(),
             Arc::new(baseline::FinishedRuns(self.runs_tx.clone())),
+            Arc::new(alert::HostAlerts::new(self.alerts.clone())),
         ]
     }
 
     /// Queues the startup work on the writer (backfill, then budget state) ahead of
-    /// any ingest, and starts the webhook and the run checker.
+    /// any ingest, and starts the alert deliveries and the run checker.
     pub fn start(
         self: &Arc<Self>,
         pipeline: &Pipeline,
@@ -352,8 +486,15 @@ impl Analytics {
             }
         });
         let mut tasks = Vec::new();
-        if let Some(url) = self.config.alert_webhook.clone() {
-            tasks.push(alert::spawn_webhook(url, pipeline.clone(), &self.alerts));
+        let dests = self.config.alert_destinations().unwrap_or_default();
+        let sinks: Vec<&'static str> = dests.iter().map(|d| d.sink()).collect();
+        for (i, d) in dests.into_iter().enumerate() {
+            tasks.push(alert::spawn_destination(
+                d,
+                sinks.clone(),
+                pipeline.clone(),
+                self.alerts.notifier(i),
+            ));
         }
         if let Some(rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
             tasks.push(tokio::spawn(check_finished_runs(

@@ -344,6 +344,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(analytics::routes())
+        .merge(openclaw::routes())
         .merge(dashboard::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })

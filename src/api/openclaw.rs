@@ -41,3 +41,126 @@ pub async fn post_events(
     )
         .into_response())
 }
+
+// ---- views on what only OpenClaw knows (analytics::openclaw) ----
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::get;
+
+use super::query::{limit_param, text, time_param};
+use super::read;
+use crate::analytics::openclaw::{self as views, CacheBy, WasteRules, Window};
+use crate::model::{TraceId, now_ns};
+
+type Params = Query<HashMap<String, String>>;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/v1/openclaw/cache", get(get_cache))
+        .route("/v1/openclaw/scheduled", get(get_scheduled))
+        .route("/v1/openclaw/subagents", get(get_subagents))
+        .route("/v1/openclaw/context", get(get_context))
+        .route("/v1/openclaw/channels", get(get_channels))
+        .route("/v1/openclaw/fallbacks", get(get_fallbacks))
+        .route("/v1/openclaw/waste", get(get_waste))
+}
+
+/// `from` (default: 24 h before `to`), `to` (default: now), `agent`.
+fn window(p: &HashMap<String, String>) -> Result<Window, ApiError> {
+    let to = time_param(p, "to")?.unwrap_or_else(now_ns);
+    let from = time_param(p, "from")?.unwrap_or(to - 86_400 * 1_000_000_000);
+    if from >= to {
+        return Err(ApiError::bad_param("from", "must be before `to`"));
+    }
+    Ok(Window {
+        from_ns: from,
+        to_ns: to,
+        agent: text(p, "agent").or_else(|| text(p, "agent_id")),
+    })
+}
+
+async fn get_cache(State(st): State<SharedState>, Query(p): Params) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let by = match text(&p, "by") {
+        None => CacheBy::Agent,
+        Some(b) => CacheBy::parse(&b)
+            .ok_or_else(|| ApiError::bad_param("by", "expected agent, model or session"))?,
+    };
+    let prices = st.analytics.prices.clone();
+    let r = read(&st, move |c| views::cache(c, &prices, &w, by)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_scheduled(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let limit = limit_param(&p)?;
+    let r = read(&st, move |c| views::scheduled(c, &w, limit)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_subagents(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let r = read(&st, move |c| views::subagents(c, &w)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_context(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let limit = limit_param(&p)?;
+    let near = match text(&p, "near") {
+        None => 0.8,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| *n > 0.0 && *n <= 1.0)
+            .ok_or_else(|| ApiError::bad_param("near", "expected a ratio above 0, at most 1"))?,
+    };
+    let r = read(&st, move |c| views::context(c, &w, near, limit)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_channels(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let r = read(&st, move |c| views::channels(c, &w)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_fallbacks(
+    State(st): State<SharedState>,
+    Query(p): Params,
+) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let r = read(&st, move |c| views::fallbacks(c, &w)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn get_waste(State(st): State<SharedState>, Query(p): Params) -> Result<Response, ApiError> {
+    let w = window(&p)?;
+    let trace = match text(&p, "trace_id") {
+        None => None,
+        Some(t) => Some(
+            TraceId::parse_hex(&t)
+                .ok_or_else(|| ApiError::bad_param("trace_id", "expected 32 hex digits"))?,
+        ),
+    };
+    let r = read(&st, move |c| {
+        views::waste(c, &w, &WasteRules::default(), trace)
+    })
+    .await?;
+    Ok(axum::Json(r).into_response())
+}

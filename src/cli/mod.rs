@@ -6,6 +6,7 @@ pub mod export;
 pub mod health;
 pub mod metrics;
 pub mod openclaw;
+pub mod openclaw_views;
 pub mod tail;
 pub mod traces;
 
@@ -52,7 +53,7 @@ fn shows(command: &str, setting: &str) -> bool {
     match command {
         "serve" => true,
         // Commands that talk to the running daemon.
-        "tail" | "health" | "openclaw" | "setup" => {
+        "tail" | "health" | "setup" => {
             matches!(setting, "bind" | "port" | "auth_token")
         }
         // Readers of the database.
@@ -162,7 +163,7 @@ pub enum Cmd {
     Doctor(doctor::DoctorArgs),
     /// Exit 0 when the daemon at OCT_BIND:OCT_PORT answers ready, 1 otherwise
     Health(health::HealthArgs),
-    /// Install the OpenClaw plugin this binary carries and enable it (setup [--dry-run] [--remove])
+    /// OpenClaw: install the plugin (setup), and views on what only OpenClaw knows (cache, scheduled, subagents, context, channels, fallbacks, waste)
     Openclaw(openclaw::OpenclawArgs),
 }
 

@@ -31,6 +31,20 @@ pub struct OpenclawArgs {
 pub enum OpenclawCmd {
     /// Install the plugin into OpenClaw and enable it in the gateway config
     Setup(SetupArgs),
+    /// Prompt cache: reads, writes, hit rate and dollars saved per agent, model or session
+    Cache(super::openclaw_views::CacheArgs),
+    /// Heartbeat and cron runs: cost per day and job, HEARTBEAT_OK / NO_REPLY counted
+    Scheduled(super::openclaw_views::ViewArgs),
+    /// Sub-agents linked to the runs that spawned them, cost rolled up
+    Subagents(super::openclaw_views::ViewArgs),
+    /// Context tokens against the model's window per session, and compactions
+    Context(super::openclaw_views::ViewArgs),
+    /// Runs, tokens and cost per channel, and tool use
+    Channels(super::openclaw_views::ViewArgs),
+    /// Model fallback decisions from the gateway log, by model pair
+    Fallbacks(super::openclaw_views::ViewArgs),
+    /// Runs flagged as waste: tool loops, bloated contexts, retries of a failing provider
+    Waste(super::openclaw_views::WasteArgs),
 }
 
 #[derive(Args, Debug)]

@@ -84,6 +84,30 @@ test("keeps content out by default and ties the transcript message to its model 
   assert.equal(msg.ctx.call.callId, "r:model:1");
 });
 
+test("names silent replies and hashes tool arguments without sending content", async () => {
+  reset();
+  const api = fakeApi({ flushIntervalMs: 60000 });
+  plugin.register(api);
+  api.fire("llm_output", { runId: "h", assistantTexts: ["  HEARTBEAT_OK "] }, { trace, trigger: "heartbeat" });
+  api.fire("llm_output", { runId: "n", assistantTexts: ["secret", "NO_REPLY"] }, { trace });
+  api.fire("llm_output", { runId: "t", assistantTexts: ["a secret answer"] }, { trace });
+  api.fire("before_tool_call", { toolName: "ls", toolCallId: "c1", params: { path: "secret/dir" } }, { trace });
+  api.fire("before_tool_call", { toolName: "ls", toolCallId: "c2", params: { path: "secret/dir" } }, { trace });
+  api.fire("subagent_spawned", { runId: "child", childSessionKey: "agent:main:subagent:u1", agentId: "main" }, { requesterSessionKey: "agent:main:main" });
+  api.fire("after_compaction", { messageCount: 4, compactedCount: 1 }, { sessionKey: "agent:main:main", sessionId: "s1" });
+  const items = globalThis[STATE].state.queue.map((t) => JSON.parse(t));
+  const text = JSON.stringify(items);
+  assert.ok(!text.includes("secret"), text);
+  assert.equal(items[0].event.silentReply, "HEARTBEAT_OK");
+  assert.equal(items[1].event.silentReply, "NO_REPLY");
+  assert.equal(items[2].event.silentReply, undefined);
+  assert.match(items[3].event.paramsHash, /^[0-9a-f]{16}$/);
+  assert.equal(items[3].event.paramsHash, items[4].event.paramsHash);
+  assert.equal(items[5].kind, "hook:subagent_spawned");
+  assert.equal(items[5].event.childSessionKey, "agent:main:subagent:u1");
+  assert.equal(items[6].kind, "hook:after_compaction");
+});
+
 test("never throws, stays bounded and counts what it drops", async () => {
   reset();
   const api = fakeApi({ url: "http://127.0.0.1:1", maxQueue: 10, flushIntervalMs: 60000 });

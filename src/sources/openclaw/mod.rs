@@ -322,6 +322,8 @@ fn map_item(it: &Item, cfg: &IngestConfig, out: &mut Vec<Record>) -> Result<bool
             | "tool.execution.error"
             | "tool.execution.blocked",
         ) => tool_event(it, name, cfg, out)?,
+        ("hook", "subagent_spawned" | "subagent_ended") => subagent_event(it, name, out)?,
+        ("hook", "after_compaction") => compaction_event(it, out)?,
         ("hook", "session_start" | "session_end") => {
             let sid = it.session_id().unwrap_or("");
             let ts = format!("{}", it.time_ns());
@@ -583,10 +585,14 @@ fn push_attempt(
     out: &mut Vec<Record>,
 ) {
     let end = attempt.end_ns;
+    let reply = attempt.attributes.get(REPLY_TOKEN).cloned();
     push_span(out, attempt);
     if let Some(root) = ctx.parent {
         let mut r = root_piece(it, ctx.trace, root, start);
         r.end_ns = end;
+        if let Some(t) = reply {
+            r.attributes.insert(REPLY_TOKEN.into(), t);
+        }
         // A finished attempt finishes the run as far as it knows; an error anywhere wins.
         if failed {
             r.status = StatusCode::Error;
@@ -636,6 +642,14 @@ fn run_hook(
         "llm_input" => h.input = text(ev.get("prompt"), cfg),
         "llm_output" => {
             h.output = text(ev.get("assistantTexts"), cfg);
+            // HEARTBEAT_OK / NO_REPLY: the plugin names the silent replies even
+            // without content capture; with content, the text itself tells.
+            let token = s(ev, "silentReply")
+                .map(str::to_string)
+                .or_else(|| reply_token(ev.get("assistantTexts")));
+            if let Some(t) = token {
+                h.attributes.insert(REPLY_TOKEN.into(), t.into());
+            }
             if let Some(u) = o(ev, "usage") {
                 for (k, v) in u {
                     h.attributes
@@ -793,6 +807,25 @@ fn model_usage(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
         r.attributes
             .insert("openclaw.run_cost_usd".into(), c.clone());
     }
+    // The context window as OpenClaw measured it for the run's last call.
+    if let Some(c) = o(ev, "context") {
+        for (k, attr) in [
+            ("used", "openclaw.context.used"),
+            ("limit", "openclaw.context.limit"),
+        ] {
+            if let Some(v) = c.get(k).filter(|v| v.is_number()) {
+                r.attributes.insert(attr.into(), v.clone());
+            }
+        }
+    }
+    if let Some(u) = o(ev, "lastCallUsage") {
+        for (k, v) in u {
+            if v.is_number() {
+                r.attributes
+                    .insert(format!("openclaw.last_call_usage.{k}"), v.clone());
+            }
+        }
+    }
     push_span(out, r);
     Ok(true)
 }
@@ -861,6 +894,9 @@ fn tool_event(
             }
         }
     }
+    if let Some(h) = s(ev, "paramsHash") {
+        p.attributes.insert("openclaw.params_hash".into(), h.into());
+    }
     p.input = text(ev.get("params"), cfg);
     p.output = text(ev.get("result"), cfg);
     let error_text = s(ev, "error").map(str::to_string);
@@ -901,6 +937,95 @@ fn tool_event(
         out.push(Record::Event(Box::new(e)));
     }
     push_span(out, p);
+    Ok(true)
+}
+
+/// The attribute naming a run's silent reply (`HEARTBEAT_OK`, `NO_REPLY`).
+pub const REPLY_TOKEN: &str = "openclaw.silent_reply";
+
+/// OpenClaw's silent-reply tokens, when the reply is one (trimmed, alone or leading).
+fn reply_token(texts: Option<&Value>) -> Option<String> {
+    let last = match texts? {
+        Value::Array(a) => a.iter().rev().find_map(Value::as_str)?,
+        Value::String(t) => t.as_str(),
+        _ => return None,
+    };
+    let t = last.trim();
+    ["HEARTBEAT_OK", "NO_REPLY"]
+        .into_iter()
+        .find(|tok| t.starts_with(tok) || t.ends_with(tok))
+        .map(str::to_string)
+}
+
+/// `subagent_spawned` / `subagent_ended`: a custom event tying the child's session key
+/// (`agent:<id>:subagent:<uuid>`) to the session (and run) that spawned it.
+fn subagent_event(it: &Item, name: &str, out: &mut Vec<Record>) -> Result<bool, FieldError> {
+    let ev = it.event;
+    let Some(child) = s(ev, "childSessionKey")
+        .or_else(|| s(it.ctx, "childSessionKey"))
+        .or_else(|| s(ev, "targetSessionKey"))
+    else {
+        return Ok(false);
+    };
+    let ts = it.time_ns().to_string();
+    let mut e = Event::new(EventType::Custom, format!("openclaw.{name}"), it.time_ns());
+    e.uid = stable_uid(&["openclaw-subagent", name, child, &ts]);
+    e.source = "openclaw";
+    e.category = Some("subagent".into());
+    e.agent_id = s(ev, "agentId")
+        .map(str::to_string)
+        .or_else(|| it.agent_id());
+    if let Some(c) = it.trace()? {
+        e.trace_id = Some(c.trace);
+        e.span_id = c.span;
+    }
+    let a = &mut e.attributes;
+    a.insert("openclaw.child_session_key".into(), child.into());
+    for (k, attr) in [
+        ("runId", "openclaw.run_id"),
+        ("requesterSessionKey", "openclaw.requester_session_key"),
+        ("label", "openclaw.label"),
+        ("mode", "openclaw.mode"),
+        ("outcome", "openclaw.outcome"),
+        ("reason", "openclaw.reason"),
+        ("targetKind", "openclaw.target_kind"),
+    ] {
+        if let Some(v) = s(ev, k).or_else(|| s(it.ctx, k)) {
+            a.insert(attr.into(), v.into());
+        }
+    }
+    out.push(Record::Event(Box::new(e)));
+    Ok(true)
+}
+
+/// `after_compaction`: the session's context was compacted (an event on the session).
+fn compaction_event(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
+    let ev = it.event;
+    let sid = it.session_id().or_else(|| it.session_key()).unwrap_or("");
+    let ts = it.time_ns().to_string();
+    let mut e = it.event(
+        EventType::Custom,
+        "openclaw.compaction",
+        &["openclaw-compaction", sid, &ts],
+    );
+    e.category = Some("session".into());
+    if let Some(c) = it.trace()? {
+        e.trace_id = Some(c.trace);
+        e.span_id = c.span;
+    }
+    if let Some(k) = it.session_key() {
+        e.attributes.insert("openclaw.session_key".into(), k.into());
+    }
+    for (k, attr) in [
+        ("messageCount", "openclaw.message_count"),
+        ("compactedCount", "openclaw.compacted_count"),
+        ("tokenCount", "openclaw.token_count"),
+    ] {
+        if let Some(v) = ev.get(k).filter(|v| v.is_number()) {
+            e.attributes.insert(attr.into(), v.clone());
+        }
+    }
+    out.push(Record::Event(Box::new(e)));
     Ok(true)
 }
 

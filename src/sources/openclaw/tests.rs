@@ -3,6 +3,7 @@
 use super::*;
 use crate::store::write::write_records;
 use rusqlite::Connection;
+use serde_json::json;
 
 const BRIDGE: &str = include_str!("../../../tests/fixtures/openclaw/bridge_events.jsonl");
 
@@ -192,4 +193,61 @@ fn bad_items_are_refused_naming_item_and_field() {
     )
     .unwrap();
     assert_eq!((ok.ignored, ok.dropped_by_plugin), (1, 3));
+}
+
+#[test]
+fn silent_replies_context_subagents_and_compactions() {
+    let t = "aaba956574194340ee2c2c3950ac5107";
+    let ctx = json!({"trace": {"traceId": t, "spanId": "75ff52886d7927db", "parentSpanId": "980b86ddf7d2e445"},
+        "runId": "r1", "agentId": "main", "sessionKey": "agent:main:main", "sessionId": "s1", "trigger": "heartbeat"});
+    let body = json!([
+        {"kind": "hook:llm_output", "ts": 1000, "event": {"runId": "r1", "silentReply": "HEARTBEAT_OK"}, "ctx": ctx},
+        {"kind": "tdiag:model.usage", "ts": 1001, "event": {"type": "model.usage", "sessionKey": "agent:main:main",
+            "context": {"limit": 128000, "used": 123}, "trace": {"traceId": t, "spanId": "980b86ddf7d2e445"}}},
+        {"kind": "hook:subagent_spawned", "ts": 1002, "event": {"runId": "c1", "childSessionKey": "agent:main:subagent:u1", "label": "x"},
+            "ctx": {"requesterSessionKey": "agent:main:main"}},
+        {"kind": "hook:after_compaction", "ts": 1003, "event": {"messageCount": 4, "compactedCount": 1},
+            "ctx": {"sessionKey": "agent:main:main", "sessionId": "s1"}},
+    ]);
+    let batch = parse_batch(body.to_string().as_bytes(), &IngestConfig::default()).unwrap();
+    assert_eq!(batch.ignored, 0);
+    let mut c = db();
+    store(&mut c, &batch.records);
+    let (reply, trigger, used, limit): (String, String, i64, i64) = c
+        .query_row(
+            "SELECT json_extract(attributes, '$.\"openclaw.silent_reply\"'),
+                json_extract(attributes, '$.\"openclaw.trigger\"'),
+                json_extract(attributes, '$.\"openclaw.context.used\"'),
+                json_extract(attributes, '$.\"openclaw.context.limit\"')
+             FROM spans WHERE span_id = ?1",
+            [hex("980b86ddf7d2e445")],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (reply.as_str(), trigger.as_str(), used, limit),
+        ("HEARTBEAT_OK", "heartbeat", 123, 128000)
+    );
+    let (child, requester): (String, String) = c
+        .query_row(
+            "SELECT json_extract(attributes, '$.\"openclaw.child_session_key\"'),
+                json_extract(attributes, '$.\"openclaw.requester_session_key\"')
+             FROM events WHERE name = 'openclaw.subagent_spawned'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (child.as_str(), requester.as_str()),
+        ("agent:main:subagent:u1", "agent:main:main")
+    );
+    let (sid, n): (String, i64) = c
+        .query_row(
+            "SELECT session_id, json_extract(attributes, '$.\"openclaw.message_count\"')
+             FROM events WHERE name = 'openclaw.compaction'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((sid.as_str(), n), ("s1", 4));
 }

@@ -1,0 +1,1194 @@
+//! Views on what only OpenClaw knows, read from what its plugin, log and transcripts
+//! already delivered (no extra capture): prompt cache, heartbeats and cron jobs,
+//! sub-agents, context windows, channels and tools, model fallbacks, waste flags.
+//!
+//! Every view reads a time window of stored rows (spans, traces, events; the cache
+//! view reads the usage rollups, so it outlives span retention). Where OpenClaw does
+//! not report something, the view says so rather than guess (`notes`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::pricing::PriceTable;
+use crate::model::TraceId;
+use crate::sources::openclaw::REPLY_TOKEN;
+use crate::store::StoreError;
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// The window every view reads: `[from_ns, to_ns)` and optionally one agent.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub agent: Option<String>,
+}
+
+fn ms(ns: i64) -> i64 {
+    (ns + 500_000).div_euclid(1_000_000)
+}
+
+fn hex(b: Option<Vec<u8>>) -> Option<String> {
+    b.and_then(|b| TraceId::from_slice(&b)).map(|t| t.to_hex())
+}
+
+fn day_of(ns: i64) -> String {
+    let d = ns.div_euclid(DAY_NS) * 86_400;
+    time::OffsetDateTime::from_unix_timestamp(d)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_default()
+}
+
+fn attr(key: &str) -> String {
+    format!("json_extract(s.attributes, '$.\"{key}\"')")
+}
+
+// ---------------------------------------------------------------- cache
+
+/// What the cache view groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheBy {
+    Agent,
+    Model,
+    Session,
+}
+
+impl CacheBy {
+    pub fn parse(s: &str) -> Option<CacheBy> {
+        match s {
+            "agent" => Some(CacheBy::Agent),
+            "model" => Some(CacheBy::Model),
+            "session" => Some(CacheBy::Session),
+            _ => None,
+        }
+    }
+    fn column(self) -> &'static str {
+        match self {
+            CacheBy::Agent => "agent_id",
+            CacheBy::Model => "model",
+            CacheBy::Session => "session_id",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CacheRow {
+    pub key: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    /// Prompt tokens: input including the cached ones (see README, token conventions).
+    pub prompt_tokens: i64,
+    /// cache_read / prompt tokens; null without prompt tokens.
+    pub hit_rate: Option<f64>,
+    /// What the cache reads would have cost at the input price, less what they cost.
+    pub saved_usd: f64,
+    /// What cache writes cost above the input price (Anthropic charges a premium).
+    pub write_premium_usd: f64,
+    pub net_saved_usd: f64,
+    /// Models in the row without a price: their savings are not counted.
+    pub unpriced_models: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CacheReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub by: &'static str,
+    pub rows: Vec<CacheRow>,
+    pub totals: CacheRow,
+}
+
+impl CacheRow {
+    fn finish(&mut self) {
+        self.hit_rate = (self.prompt_tokens > 0)
+            .then(|| self.cache_read_tokens as f64 / self.prompt_tokens as f64);
+        self.net_saved_usd = self.saved_usd - self.write_premium_usd;
+    }
+    fn add(&mut self, o: &CacheRow) {
+        self.calls += o.calls;
+        self.input_tokens += o.input_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.prompt_tokens += o.prompt_tokens;
+        self.saved_usd += o.saved_usd;
+        self.write_premium_usd += o.write_premium_usd;
+        for m in &o.unpriced_models {
+            if !self.unpriced_models.contains(m) {
+                self.unpriced_models.push(m.clone());
+            }
+        }
+    }
+}
+
+/// Cache reads and writes, hit rate and dollars saved, from the usage rollups. Each
+/// (key, provider, model, day) is priced at that day's price of the model.
+pub fn cache(
+    conn: &Connection,
+    prices: &PriceTable,
+    w: &Window,
+    by: CacheBy,
+) -> Result<CacheReport, StoreError> {
+    let table = if by == CacheBy::Session {
+        "usage_all"
+    } else {
+        "usage_all_nosession"
+    };
+    let sql = format!(
+        "SELECT {col}, provider, model, hour_ns / {DAY_NS} AS day, sum(calls), sum(input_tokens),
+            sum(cache_read_tokens), sum(cache_write_tokens)
+         FROM {table} WHERE hour_ns >= ?1 AND hour_ns < ?2 AND (?3 IS NULL OR agent_id = ?3)
+         GROUP BY 1, 2, 3, 4",
+        col = by.column()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
+    let mut out: BTreeMap<String, CacheRow> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let key: String = r.get(0)?;
+        let provider: String = r.get(1)?;
+        let model: String = r.get(2)?;
+        let day: i64 = r.get(3)?;
+        let calls: i64 = r.get(4)?;
+        let input: i64 = r.get(5)?;
+        let read: i64 = r.get(6)?;
+        let write: i64 = r.get(7)?;
+        // Input counts the cached tokens, unless they exceed it (then it did not).
+        let prompt = if read + write > input {
+            input + read + write
+        } else {
+            input
+        };
+        let mut row = CacheRow {
+            key: if key.is_empty() {
+                "(none)".into()
+            } else {
+                key.clone()
+            },
+            calls,
+            input_tokens: input,
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            prompt_tokens: prompt,
+            ..Default::default()
+        };
+        if read > 0 || write > 0 {
+            let provider = (!provider.is_empty()).then_some(provider.as_str());
+            match prices.lookup_at(provider, &model, day * 86_400) {
+                Ok(m) if !m.free => {
+                    let p = m.price;
+                    row.saved_usd =
+                        read as f64 * (p.input - p.cache_read.unwrap_or(p.input)).max(0.0) / 1e6;
+                    row.write_premium_usd =
+                        write as f64 * (p.cache_write.unwrap_or(p.input) - p.input).max(0.0) / 1e6;
+                }
+                Ok(_) => {}
+                Err(_) => row.unpriced_models.push(model.clone()),
+            }
+        }
+        out.entry(row.key.clone())
+            .or_insert_with(|| CacheRow {
+                key: row.key.clone(),
+                ..Default::default()
+            })
+            .add(&row);
+    }
+    let mut totals = CacheRow {
+        key: "total".into(),
+        ..Default::default()
+    };
+    let mut rows: Vec<CacheRow> = out.into_values().collect();
+    for r in &mut rows {
+        r.finish();
+        totals.add(r);
+    }
+    totals.finish();
+    rows.sort_by(|a, b| {
+        b.net_saved_usd
+            .total_cmp(&a.net_saved_usd)
+            .then(b.cache_read_tokens.cmp(&a.cache_read_tokens))
+    });
+    Ok(CacheReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        by: match by {
+            CacheBy::Agent => "agent",
+            CacheBy::Model => "model",
+            CacheBy::Session => "session",
+        },
+        rows,
+        totals,
+    })
+}
+
+// ---------------------------------------------------------------- runs
+
+/// One OpenClaw run (a trace whose root is OpenClaw's agent run) and what its root knows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub trace_id: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub status: String,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub session_key: Option<String>,
+    pub trigger: Option<String>,
+    pub channel: Option<String>,
+    pub silent_reply: Option<String>,
+    pub model: Option<String>,
+    pub llm_calls: i64,
+    pub tool_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: Option<f64>,
+    pub context_used: Option<i64>,
+    pub context_limit: Option<i64>,
+    #[serde(skip)]
+    start_ns: i64,
+}
+
+/// OpenClaw's runs that started in the window, oldest first.
+pub fn runs(conn: &Connection, w: &Window) -> Result<Vec<Run>, StoreError> {
+    let sql = format!(
+        "SELECT t.trace_id, t.start_ns, t.end_ns, t.status, t.agent_id, t.session_id,
+            {key}, {trigger}, {channel}, {reply}, s.request_model, t.llm_calls, t.tool_calls,
+            t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens, t.cost_usd,
+            {used}, {limit}
+         FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
+         WHERE t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
+           AND s.source = 'openclaw' AND s.kind = 'agent_run'
+         ORDER BY t.start_ns, t.trace_id",
+        key = attr("openclaw.session_key"),
+        trigger = attr("openclaw.trigger"),
+        channel = attr("openclaw.channel"),
+        reply = attr(REPLY_TOKEN),
+        used = attr("openclaw.context.used"),
+        limit = attr("openclaw.context.limit"),
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
+        let start_ns: i64 = r.get(1)?;
+        Ok(Run {
+            trace_id: hex(r.get(0)?).unwrap_or_default(),
+            start_ms: ms(start_ns),
+            end_ms: r.get::<_, Option<i64>>(2)?.map(ms),
+            status: r.get(3)?,
+            agent_id: r.get(4)?,
+            session_id: r.get(5)?,
+            session_key: r.get(6)?,
+            trigger: r.get(7)?,
+            channel: r.get(8)?,
+            silent_reply: r.get(9)?,
+            model: r.get(10)?,
+            llm_calls: r.get(11)?,
+            tool_calls: r.get(12)?,
+            input_tokens: r.get(13)?,
+            output_tokens: r.get(14)?,
+            cache_read_tokens: r.get(15)?,
+            total_tokens: r.get(16)?,
+            cost_usd: r.get(17)?,
+            context_used: r.get::<_, Option<f64>>(18)?.map(|v| v as i64),
+            context_limit: r.get::<_, Option<f64>>(19)?.map(|v| v as i64),
+            start_ns,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------- heartbeats and crons
+
+/// A cron job's id from its session key (`agent:<id>:cron:<job>[:run:<uuid>]`, `cron:<job>`).
+pub fn cron_job_of(session_key: &str) -> Option<&str> {
+    let mut parts = session_key.split(':');
+    while let Some(p) = parts.next() {
+        if p == "cron" {
+            return parts.next().filter(|j| !j.is_empty());
+        }
+    }
+    None
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScheduledDay {
+    /// `heartbeat` or `cron`.
+    pub kind: String,
+    /// The cron job's id (from the session key); null for heartbeats.
+    pub job: Option<String>,
+    pub agent_id: Option<String>,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub runs: i64,
+    /// Runs that answered `HEARTBEAT_OK` (nothing to report).
+    pub heartbeat_ok: i64,
+    /// Runs that answered `NO_REPLY`.
+    pub no_reply: i64,
+    pub errors: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+    /// Runs whose cost is unknown (not in `cost_usd`).
+    pub unpriced_runs: i64,
+    pub cost_per_run_usd: Option<f64>,
+    /// The cost per run is above 1.5 times the median of this job's earlier days in the window.
+    pub rising: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScheduledReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub days: Vec<ScheduledDay>,
+    pub runs: Vec<Run>,
+    pub totals: ScheduledTotals,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScheduledTotals {
+    pub heartbeat_runs: i64,
+    pub heartbeat_cost_usd: f64,
+    pub heartbeat_ok: i64,
+    pub no_reply: i64,
+    pub cron_runs: i64,
+    pub cron_cost_usd: f64,
+}
+
+/// Heartbeat and cron runs (OpenClaw's `trigger`), each its own kind, with their cost
+/// per day and per job, and the silent replies counted.
+pub fn scheduled(
+    conn: &Connection,
+    w: &Window,
+    limit: usize,
+) -> Result<ScheduledReport, StoreError> {
+    let all = runs(conn, w)?;
+    let mut days: BTreeMap<(String, Option<String>, Option<String>, String), ScheduledDay> =
+        BTreeMap::new();
+    let mut totals = ScheduledTotals::default();
+    let mut listed = Vec::new();
+    for r in all {
+        let kind = match r.trigger.as_deref() {
+            Some("heartbeat") => "heartbeat",
+            Some("cron") => "cron",
+            _ => continue,
+        };
+        let job = (kind == "cron")
+            .then(|| r.session_key.as_deref().and_then(cron_job_of))
+            .flatten()
+            .map(str::to_string);
+        let day = day_of(r.start_ns);
+        let d = days
+            .entry((kind.into(), job.clone(), r.agent_id.clone(), day.clone()))
+            .or_insert_with(|| ScheduledDay {
+                kind: kind.into(),
+                job: job.clone(),
+                agent_id: r.agent_id.clone(),
+                day,
+                ..Default::default()
+            });
+        d.runs += 1;
+        match r.silent_reply.as_deref() {
+            Some("HEARTBEAT_OK") => {
+                d.heartbeat_ok += 1;
+                totals.heartbeat_ok += 1;
+            }
+            Some("NO_REPLY") => {
+                d.no_reply += 1;
+                totals.no_reply += 1;
+            }
+            _ => {}
+        }
+        if r.status == "error" {
+            d.errors += 1;
+        }
+        d.total_tokens += r.total_tokens;
+        match r.cost_usd {
+            Some(c) => d.cost_usd += c,
+            None => d.unpriced_runs += 1,
+        }
+        if kind == "heartbeat" {
+            totals.heartbeat_runs += 1;
+            totals.heartbeat_cost_usd += r.cost_usd.unwrap_or(0.0);
+        } else {
+            totals.cron_runs += 1;
+            totals.cron_cost_usd += r.cost_usd.unwrap_or(0.0);
+        }
+        listed.push(r);
+    }
+    let mut days: Vec<ScheduledDay> = days.into_values().collect();
+    for d in &mut days {
+        let priced = d.runs - d.unpriced_runs;
+        d.cost_per_run_usd = (priced > 0).then(|| d.cost_usd / priced as f64);
+    }
+    // A job's cost per run against the median of its earlier days.
+    let mut history: HashMap<(String, Option<String>, Option<String>), Vec<f64>> = HashMap::new();
+    for d in &mut days {
+        let h = history
+            .entry((d.kind.clone(), d.job.clone(), d.agent_id.clone()))
+            .or_default();
+        if let Some(c) = d.cost_per_run_usd {
+            if !h.is_empty() {
+                let mut sorted = h.clone();
+                sorted.sort_by(f64::total_cmp);
+                let median = sorted[sorted.len() / 2];
+                d.rising = median > 0.0 && c > median * 1.5;
+            }
+            h.push(c);
+        }
+    }
+    listed.reverse();
+    listed.truncate(limit);
+    Ok(ScheduledReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        days,
+        runs: listed,
+        totals,
+    })
+}
+
+// ---------------------------------------------------------------- sub-agents
+
+/// A session key names a sub-agent: `agent:<id>:subagent:<uuid>`.
+pub fn is_subagent_key(key: &str) -> bool {
+    key.starts_with("agent:") && key.contains(":subagent:")
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubagentLink {
+    pub child_session_key: String,
+    pub child_agent_id: Option<String>,
+    /// The session that spawned it (from the `subagent_spawned` hook), when known.
+    pub requester_session_key: Option<String>,
+    /// The run that spawned it: the requester session's run under way at the spawn.
+    pub parent_trace_id: Option<String>,
+    pub spawned_ms: Option<i64>,
+    pub label: Option<String>,
+    pub child_runs: Vec<String>,
+    pub child_llm_calls: i64,
+    pub child_total_tokens: i64,
+    pub child_cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParentRollup {
+    pub trace_id: String,
+    pub own_cost_usd: Option<f64>,
+    pub subagent_cost_usd: f64,
+    /// The run's own cost plus its sub-agents'.
+    pub total_cost_usd: f64,
+    pub subagents: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SubagentReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub subagents: Vec<SubagentLink>,
+    pub parents: Vec<ParentRollup>,
+}
+
+/// A `subagent_spawned` event: requester session key, time, label, trace.
+type Spawn = (Option<String>, i64, Option<String>, Option<String>);
+
+/// Sub-agents (session keys `agent:<id>:subagent:<uuid>`) with their runs, linked to the
+/// run that spawned them, and each parent's cost with its sub-agents' rolled up.
+pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreError> {
+    let all = runs(
+        conn,
+        &Window {
+            agent: None,
+            ..w.clone()
+        },
+    )?;
+    // Spawn events: child key -> (requester key, time, label).
+    let mut spawns: HashMap<String, Spawn> = HashMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT json_extract(attributes, '$.\"openclaw.child_session_key\"'),
+                json_extract(attributes, '$.\"openclaw.requester_session_key\"'), time_ns,
+                json_extract(attributes, '$.\"openclaw.label\"'), trace_id
+             FROM events WHERE name = 'openclaw.subagent_spawned' AND time_ns >= ?1 AND time_ns < ?2",
+        )?;
+        let mut rows = stmt.query(params![w.from_ns, w.to_ns])?;
+        while let Some(r) = rows.next()? {
+            let Some(child) = r.get::<_, Option<String>>(0)? else {
+                continue;
+            };
+            spawns.insert(
+                child.to_ascii_lowercase(),
+                (r.get(1)?, r.get(2)?, r.get(3)?, hex(r.get(4)?)),
+            );
+        }
+    }
+    let mut links: BTreeMap<String, SubagentLink> = BTreeMap::new();
+    for r in all.iter() {
+        let Some(key) = r.session_key.as_deref().filter(|k| is_subagent_key(k)) else {
+            continue;
+        };
+        let lk = key.to_ascii_lowercase();
+        let l = links.entry(lk.clone()).or_insert_with(|| {
+            let spawn = spawns.get(&lk);
+            SubagentLink {
+                child_session_key: key.to_string(),
+                child_agent_id: r.agent_id.clone(),
+                requester_session_key: spawn.and_then(|s| s.0.clone()),
+                parent_trace_id: spawn.and_then(|s| s.3.clone()),
+                spawned_ms: spawn.map(|s| ms(s.1)),
+                label: spawn.and_then(|s| s.2.clone()),
+                child_runs: Vec::new(),
+                child_llm_calls: 0,
+                child_total_tokens: 0,
+                child_cost_usd: 0.0,
+            }
+        });
+        if agent_ok(w, r.agent_id.as_deref()) || agent_ok(w, l.child_agent_id.as_deref()) {
+            l.child_runs.push(r.trace_id.clone());
+            l.child_llm_calls += r.llm_calls;
+            l.child_total_tokens += r.total_tokens;
+            l.child_cost_usd += r.cost_usd.unwrap_or(0.0);
+        }
+    }
+    // The parent run: the requester session's latest run that started before the spawn.
+    for l in links.values_mut() {
+        if l.parent_trace_id.is_some() {
+            continue;
+        }
+        let (Some(req), Some(at)) = (l.requester_session_key.as_deref(), l.spawned_ms) else {
+            continue;
+        };
+        l.parent_trace_id = all
+            .iter()
+            .filter(|r| {
+                r.session_key
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(req))
+                    && r.start_ms <= at
+            })
+            .max_by_key(|r| r.start_ms)
+            .map(|r| r.trace_id.clone());
+    }
+    let mut parents: BTreeMap<String, ParentRollup> = BTreeMap::new();
+    for l in links.values() {
+        let Some(p) = &l.parent_trace_id else {
+            continue;
+        };
+        let own = all
+            .iter()
+            .find(|r| &r.trace_id == p)
+            .and_then(|r| r.cost_usd);
+        let e = parents.entry(p.clone()).or_insert(ParentRollup {
+            trace_id: p.clone(),
+            own_cost_usd: own,
+            subagent_cost_usd: 0.0,
+            total_cost_usd: 0.0,
+            subagents: 0,
+        });
+        e.subagent_cost_usd += l.child_cost_usd;
+        e.subagents += 1;
+    }
+    for p in parents.values_mut() {
+        p.total_cost_usd = p.own_cost_usd.unwrap_or(0.0) + p.subagent_cost_usd;
+    }
+    let subagents = links
+        .into_values()
+        .filter(|l| !l.child_runs.is_empty())
+        .collect();
+    Ok(SubagentReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        subagents,
+        parents: parents.into_values().collect(),
+    })
+}
+
+fn agent_ok(w: &Window, agent: Option<&str>) -> bool {
+    w.agent.is_none() || w.agent.as_deref() == agent
+}
+
+// ---------------------------------------------------------------- context
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextTurn {
+    pub trace_id: String,
+    pub session_id: Option<String>,
+    pub session_key: Option<String>,
+    pub agent_id: Option<String>,
+    pub start_ms: i64,
+    pub model: Option<String>,
+    /// Tokens in the context at the run's last model call, as OpenClaw measured (`model.usage`).
+    pub context_tokens: i64,
+    /// The model's window as OpenClaw configured it.
+    pub context_window: i64,
+    pub used_ratio: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextSession {
+    pub session_id: String,
+    pub agent_id: Option<String>,
+    pub turns: i64,
+    pub last_context_tokens: i64,
+    pub max_context_tokens: i64,
+    pub context_window: i64,
+    pub max_used_ratio: f64,
+    pub compactions: i64,
+    /// At or above the `near` ratio of its window at some turn.
+    pub near_window: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Compaction {
+    pub session_id: Option<String>,
+    pub session_key: Option<String>,
+    pub time_ms: i64,
+    pub trace_id: Option<String>,
+    pub message_count: Option<i64>,
+    pub compacted_count: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub near: f64,
+    pub sessions: Vec<ContextSession>,
+    pub turns: Vec<ContextTurn>,
+    pub compactions: Vec<Compaction>,
+}
+
+/// Context tokens against the model's window per turn, per session, and compactions.
+pub fn context(
+    conn: &Connection,
+    w: &Window,
+    near: f64,
+    limit: usize,
+) -> Result<ContextReport, StoreError> {
+    let mut turns = Vec::new();
+    for r in runs(conn, w)? {
+        let (Some(used), Some(window)) = (r.context_used, r.context_limit) else {
+            continue;
+        };
+        if window <= 0 {
+            continue;
+        }
+        turns.push(ContextTurn {
+            trace_id: r.trace_id,
+            session_id: r.session_id,
+            session_key: r.session_key,
+            agent_id: r.agent_id,
+            start_ms: r.start_ms,
+            model: r.model,
+            context_tokens: used,
+            context_window: window,
+            used_ratio: used as f64 / window as f64,
+        });
+    }
+    let mut compactions = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT session_id, json_extract(attributes, '$.\"openclaw.session_key\"'), time_ns, trace_id,
+                json_extract(attributes, '$.\"openclaw.message_count\"'),
+                json_extract(attributes, '$.\"openclaw.compacted_count\"')
+             FROM events WHERE name = 'openclaw.compaction' AND time_ns >= ?1 AND time_ns < ?2
+               AND (?3 IS NULL OR agent_id = ?3)
+             ORDER BY time_ns",
+        )?;
+        let rows = stmt.query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
+            Ok(Compaction {
+                session_id: r.get(0)?,
+                session_key: r.get(1)?,
+                time_ms: ms(r.get(2)?),
+                trace_id: hex(r.get(3)?),
+                message_count: r.get::<_, Option<f64>>(4)?.map(|v| v as i64),
+                compacted_count: r.get::<_, Option<f64>>(5)?.map(|v| v as i64),
+            })
+        })?;
+        for c in rows {
+            compactions.push(c?);
+        }
+    }
+    let mut sessions: BTreeMap<String, ContextSession> = BTreeMap::new();
+    for t in &turns {
+        let sid = t.session_id.clone().unwrap_or_else(|| "(none)".into());
+        let s = sessions.entry(sid.clone()).or_insert(ContextSession {
+            session_id: sid,
+            agent_id: t.agent_id.clone(),
+            turns: 0,
+            last_context_tokens: 0,
+            max_context_tokens: 0,
+            context_window: t.context_window,
+            max_used_ratio: 0.0,
+            compactions: 0,
+            near_window: false,
+        });
+        s.turns += 1;
+        s.last_context_tokens = t.context_tokens;
+        s.max_context_tokens = s.max_context_tokens.max(t.context_tokens);
+        s.context_window = t.context_window;
+        s.max_used_ratio = s.max_used_ratio.max(t.used_ratio);
+        s.near_window = s.max_used_ratio >= near;
+    }
+    for c in &compactions {
+        if let Some(s) = c.session_id.as_ref().and_then(|id| sessions.get_mut(id)) {
+            s.compactions += 1;
+        }
+    }
+    let mut sessions: Vec<ContextSession> = sessions.into_values().collect();
+    sessions.sort_by(|a, b| b.max_used_ratio.total_cmp(&a.max_used_ratio));
+    turns.reverse();
+    turns.truncate(limit);
+    Ok(ContextReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        near,
+        sessions,
+        turns,
+        compactions,
+    })
+}
+
+// ---------------------------------------------------------------- channels and tools
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChannelRow {
+    pub channel: String,
+    pub runs: i64,
+    pub llm_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+    pub unpriced_runs: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ToolRow {
+    pub tool: String,
+    pub calls: i64,
+    pub errors: i64,
+    pub runs: i64,
+    /// The cost of the runs that used the tool (a run using two tools counts in both).
+    pub runs_cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChannelReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub channels: Vec<ChannelRow>,
+    pub tools: Vec<ToolRow>,
+    pub notes: Vec<String>,
+}
+
+/// Runs, tokens and cost per channel (the run's `channel`: webchat, telegram, slack...),
+/// and tool use with the cost of the runs that used each tool.
+pub fn channels(conn: &Connection, w: &Window) -> Result<ChannelReport, StoreError> {
+    let mut by: BTreeMap<String, ChannelRow> = BTreeMap::new();
+    for r in runs(conn, w)? {
+        let ch = r.channel.clone().unwrap_or_else(|| "(unknown)".into());
+        let row = by.entry(ch.clone()).or_insert_with(|| ChannelRow {
+            channel: ch,
+            ..Default::default()
+        });
+        row.runs += 1;
+        row.llm_calls += r.llm_calls;
+        row.input_tokens += r.input_tokens;
+        row.output_tokens += r.output_tokens;
+        row.total_tokens += r.total_tokens;
+        match r.cost_usd {
+            Some(c) => row.cost_usd += c,
+            None => row.unpriced_runs += 1,
+        }
+    }
+    let mut channels: Vec<ChannelRow> = by.into_values().collect();
+    channels.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
+    let mut stmt = conn.prepare(
+        "SELECT s.tool_name, count(*), sum(s.status = 'error'), count(DISTINCT s.trace_id),
+            (SELECT sum(t.cost_usd) FROM traces t WHERE t.trace_id IN
+                (SELECT DISTINCT s2.trace_id FROM spans s2 WHERE s2.kind = 'tool_call'
+                   AND s2.tool_name = s.tool_name AND s2.source = 'openclaw'
+                   AND s2.start_ns >= ?1 AND s2.start_ns < ?2
+                   AND (?3 IS NULL OR s2.agent_id = ?3)))
+         FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
+           AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3)
+           AND s.tool_name IS NOT NULL
+         GROUP BY s.tool_name ORDER BY count(*) DESC",
+    )?;
+    let tools = stmt
+        .query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
+            Ok(ToolRow {
+                tool: r.get(0)?,
+                calls: r.get(1)?,
+                errors: r.get(2)?,
+                runs: r.get(3)?,
+                runs_cost_usd: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(ChannelReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        channels,
+        tools,
+        notes: vec![
+            "Skills: OpenClaw 2026.9.6 reports no skill on hooks or diagnostic events; a skill shows \
+             only as the tool calls it makes (tools above) or through the gateway's skills.status."
+                .into(),
+        ],
+    })
+}
+
+// ---------------------------------------------------------------- model fallbacks
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FallbackPair {
+    /// The model that failed (`provider/model`).
+    pub from: String,
+    /// The model tried (the same one when no fallback is configured).
+    pub to: String,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub count: i64,
+    pub runs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FallbackReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub decisions: i64,
+    pub pairs: Vec<FallbackPair>,
+}
+
+/// OpenClaw's `model_fallback_decision` log lines, counted by model pair and decision,
+/// each linked to its run.
+pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreError> {
+    let a = |k: &str| format!("json_extract(attributes, '$.\"openclaw.{k}\"')");
+    let sql = format!(
+        "SELECT {from_model}, {rp}, {rm}, {cp}, {cm}, {decision}, {reason}, trace_id
+         FROM events WHERE name = 'model_fallback_decision' AND time_ns >= ?1 AND time_ns < ?2
+         ORDER BY time_ns",
+        from_model = a("fallbackStepFromModel"),
+        rp = a("requestedProvider"),
+        rm = a("requestedModel"),
+        cp = a("candidateProvider"),
+        cm = a("candidateModel"),
+        decision = a("decision"),
+        reason = a("reason"),
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![w.from_ns, w.to_ns])?;
+    let mut pairs: BTreeMap<(String, String, String, Option<String>), FallbackPair> =
+        BTreeMap::new();
+    let mut n = 0;
+    let join = |p: Option<String>, m: Option<String>| match (p, m) {
+        (Some(p), Some(m)) => format!("{p}/{m}"),
+        (None, Some(m)) => m,
+        _ => "(unknown)".into(),
+    };
+    while let Some(r) = rows.next()? {
+        let from = r
+            .get::<_, Option<String>>(0)?
+            .unwrap_or_else(|| join(r.get(1).ok().flatten(), r.get(2).ok().flatten()));
+        let to = join(r.get(3)?, r.get(4)?);
+        let decision: String = r
+            .get::<_, Option<String>>(5)?
+            .unwrap_or_else(|| "(unknown)".into());
+        let reason: Option<String> = r.get(6)?;
+        let trace = hex(r.get(7)?);
+        n += 1;
+        let p = pairs
+            .entry((from.clone(), to.clone(), decision.clone(), reason.clone()))
+            .or_insert(FallbackPair {
+                from,
+                to,
+                decision,
+                reason,
+                count: 0,
+                runs: Vec::new(),
+            });
+        p.count += 1;
+        if let Some(t) = trace
+            && !p.runs.contains(&t)
+            && p.runs.len() < 100
+        {
+            p.runs.push(t);
+        }
+    }
+    let mut pairs: Vec<FallbackPair> = pairs.into_values().collect();
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.count));
+    Ok(FallbackReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        decisions: n,
+        pairs,
+    })
+}
+
+// ---------------------------------------------------------------- waste
+
+/// Thresholds of the waste flags.
+#[derive(Clone, Copy, Debug)]
+pub struct WasteRules {
+    /// The same tool with the same arguments this many times in a run is a loop.
+    pub loop_repeats: i64,
+    /// A run's largest prompt this many times the agent's median prompt is bloated...
+    pub bloat_factor: f64,
+    /// ...when it is at least this many tokens,
+    pub bloat_min_tokens: i64,
+    /// ...and the agent has at least this many calls to take a median from.
+    pub bloat_min_calls: usize,
+    /// Failed calls to the provider (failed LLM spans and OpenClaw's retry lines) in one run.
+    pub retry_failures: i64,
+}
+
+impl Default for WasteRules {
+    fn default() -> Self {
+        WasteRules {
+            loop_repeats: 3,
+            bloat_factor: 3.0,
+            bloat_min_tokens: 1000,
+            bloat_min_calls: 5,
+            retry_failures: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "flag", rename_all = "snake_case")]
+pub enum WasteFlag {
+    ToolLoop {
+        tool: String,
+        repeats: i64,
+    },
+    BloatedContext {
+        input_tokens: i64,
+        agent_median: f64,
+        factor: f64,
+    },
+    ProviderRetries {
+        failures: i64,
+        provider: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WastefulRun {
+    pub trace_id: String,
+    pub agent_id: Option<String>,
+    pub start_ms: i64,
+    pub cost_usd: Option<f64>,
+    pub flags: Vec<WasteFlag>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WasteCounts {
+    pub agent_id: String,
+    pub runs: i64,
+    pub tool_loop: i64,
+    pub bloated_context: i64,
+    pub provider_retries: i64,
+    /// The flagged runs' cost.
+    pub flagged_cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WasteReport {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub runs: Vec<WastefulRun>,
+    pub agents: Vec<WasteCounts>,
+}
+
+/// Flags per run: a tool loop, a bloated context, a run that kept retrying a failing provider.
+pub fn waste(
+    conn: &Connection,
+    w: &Window,
+    rules: &WasteRules,
+    trace: Option<TraceId>,
+) -> Result<WasteReport, StoreError> {
+    let mut flags: BTreeMap<Vec<u8>, Vec<WasteFlag>> = BTreeMap::new();
+    let tb = trace.map(|t| t.0.to_vec());
+    // Loops: the same tool and arguments (OpenClaw's arguments digest, else the text).
+    {
+        let mut stmt = conn.prepare(
+            "SELECT trace_id, tool_name, count(*) AS n FROM spans
+             WHERE kind = 'tool_call' AND start_ns >= ?1 AND start_ns < ?2
+               AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
+               AND COALESCE(json_extract(attributes, '$.\"openclaw.params_hash\"'), input_text) IS NOT NULL
+             GROUP BY trace_id, tool_name,
+               COALESCE(json_extract(attributes, '$.\"openclaw.params_hash\"'), input_text)
+             HAVING n >= ?5",
+        )?;
+        let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent, tb, rules.loop_repeats])?;
+        while let Some(r) = rows.next()? {
+            let t: Vec<u8> = r.get(0)?;
+            let tool: Option<String> = r.get(1)?;
+            flags.entry(t).or_default().push(WasteFlag::ToolLoop {
+                tool: tool.unwrap_or_else(|| "tool".into()),
+                repeats: r.get(2)?,
+            });
+        }
+    }
+    // Bloated context: a run's largest prompt against its agent's median prompt.
+    {
+        let mut stmt = conn.prepare(
+            "SELECT agent_id, trace_id, input_tokens FROM spans
+             WHERE kind = 'llm_call' AND input_tokens IS NOT NULL AND start_ns >= ?1 AND start_ns < ?2
+               AND (?3 IS NULL OR agent_id = ?3)",
+        )?;
+        let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
+        let mut by_agent: HashMap<Option<String>, Vec<i64>> = HashMap::new();
+        let mut run_max: HashMap<Vec<u8>, (Option<String>, i64)> = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let agent: Option<String> = r.get(0)?;
+            let t: Vec<u8> = r.get(1)?;
+            let n: i64 = r.get(2)?;
+            by_agent.entry(agent.clone()).or_default().push(n);
+            let e = run_max.entry(t).or_insert((agent, 0));
+            e.1 = e.1.max(n);
+        }
+        let medians: HashMap<Option<String>, f64> = by_agent
+            .into_iter()
+            .filter(|(_, v)| v.len() >= rules.bloat_min_calls)
+            .map(|(a, mut v)| {
+                v.sort_unstable();
+                let m = if v.len() % 2 == 1 {
+                    v[v.len() / 2] as f64
+                } else {
+                    (v[v.len() / 2 - 1] + v[v.len() / 2]) as f64 / 2.0
+                };
+                (a, m)
+            })
+            .collect();
+        for (t, (agent, max)) in run_max {
+            if tb.as_ref().is_some_and(|x| x != &t) {
+                continue;
+            }
+            let Some(&median) = medians.get(&agent) else {
+                continue;
+            };
+            if median > 0.0
+                && max >= rules.bloat_min_tokens
+                && max as f64 > median * rules.bloat_factor
+            {
+                flags.entry(t).or_default().push(WasteFlag::BloatedContext {
+                    input_tokens: max,
+                    agent_median: median,
+                    factor: (max as f64 / median * 10.0).round() / 10.0,
+                });
+            }
+        }
+    }
+    // Retrying a failing provider: failed model calls and OpenClaw's retry log lines.
+    {
+        let mut stmt = conn.prepare(
+            "SELECT trace_id, sum(n), max(provider) FROM (
+                SELECT trace_id, count(*) AS n, max(provider) AS provider FROM spans
+                 WHERE kind = 'llm_call' AND status = 'error' AND start_ns >= ?1 AND start_ns < ?2
+                   AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
+                 GROUP BY trace_id
+                UNION ALL
+                SELECT trace_id, count(*), NULL FROM events
+                 WHERE trace_id IS NOT NULL AND time_ns >= ?1 AND time_ns < ?2
+                   AND (?4 IS NULL OR trace_id = ?4)
+                   AND (message LIKE 'transient same-model retry%'
+                        OR (name = 'embedded_run_agent_end' AND type = 'error'))
+                 GROUP BY trace_id)
+             GROUP BY trace_id HAVING sum(n) >= ?5",
+        )?;
+        let mut rows = stmt.query(params![
+            w.from_ns,
+            w.to_ns,
+            w.agent,
+            tb,
+            rules.retry_failures
+        ])?;
+        while let Some(r) = rows.next()? {
+            let t: Vec<u8> = r.get(0)?;
+            flags
+                .entry(t)
+                .or_default()
+                .push(WasteFlag::ProviderRetries {
+                    failures: r.get(1)?,
+                    provider: r.get(2)?,
+                });
+        }
+    }
+    let mut out = Vec::new();
+    let mut agents: BTreeMap<String, WasteCounts> = BTreeMap::new();
+    for (t, f) in flags {
+        let row = conn
+            .query_row(
+                "SELECT agent_id, start_ns, cost_usd FROM traces WHERE trace_id = ?1",
+                [&t],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((agent, start, cost)) = row else {
+            continue;
+        };
+        if !agent_ok(w, agent.as_deref()) {
+            continue;
+        }
+        let c = agents
+            .entry(agent.clone().unwrap_or_else(|| "(none)".into()))
+            .or_insert_with(|| WasteCounts {
+                agent_id: agent.clone().unwrap_or_else(|| "(none)".into()),
+                ..Default::default()
+            });
+        c.runs += 1;
+        c.flagged_cost_usd += cost.unwrap_or(0.0);
+        for fl in &f {
+            match fl {
+                WasteFlag::ToolLoop { .. } => c.tool_loop += 1,
+                WasteFlag::BloatedContext { .. } => c.bloated_context += 1,
+                WasteFlag::ProviderRetries { .. } => c.provider_retries += 1,
+            }
+        }
+        out.push(WastefulRun {
+            trace_id: hex(Some(t)).unwrap_or_default(),
+            agent_id: agent,
+            start_ms: ms(start),
+            cost_usd: cost,
+            flags: f,
+        });
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.start_ms));
+    Ok(WasteReport {
+        from_ms: ms(w.from_ns),
+        to_ms: ms(w.to_ns),
+        runs: out,
+        agents: agents.into_values().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_jobs_and_subagent_keys() {
+        assert_eq!(cron_job_of("agent:main:cron:job-1:run:abc"), Some("job-1"));
+        assert_eq!(cron_job_of("cron:job-2"), Some("job-2"));
+        assert_eq!(cron_job_of("agent:main:main"), None);
+        assert!(is_subagent_key("agent:main:subagent:1f2e"));
+        assert!(!is_subagent_key("agent:main:main"));
+    }
+
+    #[test]
+    fn days_are_utc() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(DAY_NS + 1), "1970-01-02");
+    }
+}

@@ -542,8 +542,7 @@ fn an_openclaw_session_shows_the_prompt_and_answer_of_each_attempt() {
     assert!(users[0].ends_with("Please FAIL now"), "{users:?}");
     assert!(users[1..].iter().all(|u| u.contains("Queued user message")));
     assert!(
-        msgs.iter()
-            .all(|(r, t)| r != "assistant" || t.is_none()),
+        msgs.iter().all(|(r, t)| r != "assistant" || t.is_none()),
         "{msgs:?}"
     );
 }

@@ -1118,7 +1118,7 @@ fn where_clause(
 
 /// The whole UTC days of the hours in [`lo`, `hi`) (every hour of the day starts in
 /// it), as [first day, end of the last day); `None` bounds are open. `None` when no day is whole.
-fn whole_days(lo: Option<i64>, hi: Option<i64>) -> Option<(Option<i64>, Option<i64>)> {
+pub(crate) fn whole_days(lo: Option<i64>, hi: Option<i64>) -> Option<(Option<i64>, Option<i64>)> {
     let first = lo.map(|lo| {
         let d = day_of(lo);
         if d == lo { d } else { d.saturating_add(DAY_NS) }

@@ -18,13 +18,8 @@ pub const MAX_MESSAGES: usize = 200;
 /// Characters of a message's text (and of tool arguments and results) kept.
 pub const MAX_TEXT_CHARS: i64 = 4000;
 
-#[derive(Clone, Debug, Default)]
-pub struct SessionFilter {
-    pub agent_id: Option<String>,
-    /// Sessions whose latest run started at or after this.
-    pub from_ns: Option<i64>,
-    pub to_ns: Option<i64>,
-}
+/// Sessions whose latest run started in the range (and of the agent).
+pub use super::query::AgentRange as SessionFilter;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SessionRow {
@@ -405,10 +400,7 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
         };
         // The attempt's last model call without a text of its own says it; else it is
         // said at the attempt's end.
-        let last = out[from..]
-            .iter_mut()
-            .rev()
-            .find(|m| m.role == "assistant");
+        let last = out[from..].iter_mut().rev().find(|m| m.role == "assistant");
         match last {
             Some(m) if m.text.is_none() => {
                 m.text = Some(text);

@@ -163,11 +163,27 @@ impl Hist {
     /// Adds a histogram stored as text (`usage_days.latency_hist`): `bucket:count`
     /// pairs joined by `,`. Pairs that do not parse are skipped.
     pub fn add_text(&mut self, text: &str) {
-        for pair in text.split(',') {
-            if let Some((b, c)) = pair.split_once(':')
-                && let (Ok(b), Ok(c)) = (b.parse::<i64>(), c.parse::<i64>())
-            {
-                self.add(b, c);
+        // By hand over the bytes: a month's query parses about 250,000 pairs.
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let pair = int_at(b, i).and_then(|(bucket, j)| {
+                (b.get(j) == Some(&b':')).then_some(())?;
+                let (count, k) = int_at(b, j + 1)?;
+                matches!(b.get(k), None | Some(b',')).then_some((bucket, count, k))
+            });
+            match pair {
+                Some((bucket, count, k)) => {
+                    self.add(bucket, count);
+                    i = k + 1;
+                }
+                // Not a pair: skip to the next one.
+                None => {
+                    i = b[i..]
+                        .iter()
+                        .position(|c| *c == b',')
+                        .map_or(b.len(), |p| i + p + 1)
+                }
             }
         }
     }
@@ -184,6 +200,21 @@ impl Hist {
         }
         out
     }
+}
+
+/// The integer (optional `-`, then digits) starting at `i`, and where it ends.
+fn int_at(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
+    let neg = b.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let start = i;
+    let mut v: i64 = 0;
+    while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        i += 1;
+    }
+    (i > start).then_some((if neg { -v } else { v }, i))
 }
 
 /// What one call adds to its rollup row.
@@ -1982,7 +2013,7 @@ mod tests {
             b.buckets().collect::<Vec<_>>(),
             a.buckets().collect::<Vec<_>>()
         );
-        b.add_text("7:3,junk,5:-2");
+        b.add_text("7:3,junk,5:-2,:4,8:,9:1x,99999999999999999999:1");
         let mut m = a.clone();
         m.merge(&b);
         assert_eq!(m.total(), 2 * a.total() + 1);

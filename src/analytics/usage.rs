@@ -1905,6 +1905,9 @@ mod tests {
         assert!(other.rows.is_empty());
     }
 
+    /// Calls, tokens, cost and the latencies of one (day, model) of the reference.
+    type RefSums = (i64, i64, f64, Vec<f64>);
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
@@ -1946,7 +1949,7 @@ mod tests {
                 for bucket in [None, Some(Bucket::Day)] {
                     let got = ask(&conn, *from, *to, bucket);
                     // The reference: the LLM calls whose hour is in the range, by (day, model).
-                    let mut want: BTreeMap<(i64, String), (i64, i64, f64, Vec<f64>)> = BTreeMap::new();
+                    let mut want: BTreeMap<(i64, String), RefSums> = BTreeMap::new();
                     for sp in spans.iter().filter(|s| s.kind == SpanKind::LlmCall) {
                         let h = hour_of(sp.start_ns);
                         if from.is_some_and(|f| h < hour_of(f)) || to.is_some_and(|t| h >= t) {

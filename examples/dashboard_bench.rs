@@ -528,6 +528,18 @@ fn main() {
             format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false"),
         ),
         (
+            "usage view totals by model, 30 d (p95)",
+            format!("/v1/usage?group_by=model&from={d30}"),
+        ),
+        (
+            "usage by agent and user, day, 30 d",
+            format!("/v1/usage?group_by=agent,user&bucket=day&from={d30}"),
+        ),
+        (
+            "usage CSV, by model, day, 30 d",
+            format!("/v1/usage?group_by=model&bucket=day&from={d30}&format=csv"),
+        ),
+        (
             "usage CSV, percentiles=false",
             format!("/v1/usage?group_by=model&bucket=day&from={d30}&percentiles=false&format=csv"),
         ),

@@ -455,6 +455,98 @@ fn an_otlp_session_and_a_run_answered_without_llm_text() {
     assert_eq!(m[0]["span_id"], sid(1));
 }
 
+/// OpenClaw's recorded plugin events (tests/fixtures/openclaw, from the real gateway):
+/// its model calls carry no text; the prompt and the answer arrive on the run attempt
+/// (`openclaw.harness`), and the session view shows them as the conversation.
+#[test]
+fn an_openclaw_session_shows_the_prompt_and_answer_of_each_attempt() {
+    let d = Daemon::start(&[("OCT_LOG_PATH", "off"), ("OCT_OPENCLAW_STATE_DIR", "off")]);
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/openclaw/bridge_events.jsonl"),
+    )
+    .unwrap();
+    let r = client()
+        .post(d.url("/v1/openclaw/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(fixture_at_now(&text))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let sql = "SELECT count(*) FROM traces WHERE hex(trace_id) = upper('aaba956574194340ee2c2c3950ac5107') AND llm_calls = 2 AND tool_calls = 1";
+    assert_eq!(d.wait_count(sql, 1, Duration::from_secs(10)), 1);
+    let said = |s: &Value| -> Vec<(String, Option<String>)> {
+        s["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["messages"].as_array().unwrap().clone())
+            .map(|m| {
+                let text = m["text"].as_str().map(str::to_string);
+                let tool = m["tool_name"].as_str().map(|t| format!("tool {t}"));
+                (m["role"].as_str().unwrap().to_string(), text.or(tool))
+            })
+            .collect()
+    };
+    let owned = |v: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+        v.iter()
+            .map(|(r, t)| (r.to_string(), t.map(str::to_string)))
+            .collect()
+    };
+    // A turn with a tool call: the prompt, the call that asked for the tool, the tool,
+    // and the answer on the last call.
+    let (status, s) = get(&d, "/v1/sessions/6cbd573f-cf55-40e4-9f5a-2951a972e3f6");
+    assert_eq!(status, 200);
+    assert_eq!(
+        said(&s),
+        owned(&[
+            (
+                "user",
+                Some("[Sat 2026-11-21 09:36 UTC] Please use a TOOL to list files")
+            ),
+            ("assistant", None),
+            ("tool", Some("tool ls")),
+            (
+                "assistant",
+                Some("Hello from the fake LLM. The answer is 42.")
+            ),
+        ]),
+        "{s}"
+    );
+    let m = &s["turns"][0]["messages"];
+    assert_eq!(m[3]["model"], "fake-model");
+    assert_eq!(m[3]["output_tokens"], 17);
+    assert_eq!(m[3]["text_truncated"], false);
+    // A plain chat turn.
+    let (_, s) = get(&d, "/v1/sessions/bfc88299-c9e1-4bc9-aebb-fbaf91127c21");
+    assert_eq!(
+        said(&s),
+        owned(&[
+            ("user", Some("[Sat 2026-11-21 09:19 UTC] Say hi again")),
+            (
+                "assistant",
+                Some("Hello from the fake LLM. The answer is 42.")
+            ),
+        ]),
+        "{s}"
+    );
+    // The failing run: every attempt's prompt in order, each answered by nothing.
+    let (_, s) = get(&d, "/v1/sessions/6acea7b1-e1c0-4f74-9145-b9bb6c1d1691");
+    let msgs = said(&s);
+    let users: Vec<&str> = msgs
+        .iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, t)| t.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(users.len(), 8, "one per attempt: {s}");
+    assert!(users[0].ends_with("Please FAIL now"), "{users:?}");
+    assert!(users[1..].iter().all(|u| u.contains("Queued user message")));
+    assert!(
+        msgs.iter().all(|(r, t)| r != "assistant" || t.is_none()),
+        "{msgs:?}"
+    );
+}
+
 #[test]
 fn anomalies_list_the_runs_baselines_flag() {
     let d = Daemon::start(&[("OCT_BASELINE_SETTLE", "100ms")]);

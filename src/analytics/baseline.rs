@@ -724,12 +724,7 @@ pub struct Anomaly {
     pub rowid: i64,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct AnomalyFilter {
-    pub agent_id: Option<String>,
-    pub from_ns: Option<i64>,
-    pub to_ns: Option<i64>,
-}
+pub use crate::store::query::AgentRange as AnomalyFilter;
 
 fn anomaly_metrics(attrs: Option<String>) -> Vec<AnomalyMetric> {
     let v: serde_json::Value = attrs

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::usage::{DAY_NS, Dim, HOUR_NS, hour_of};
+use super::usage::{DAY_NS, Dim, HOUR_NS, hour_of, whole_days};
 use crate::store::StoreError;
 
 /// Ranges longer than this are shown in day buckets.
@@ -127,17 +127,54 @@ fn usage_sums(
     by: Option<Dim>,
 ) -> Result<Vec<(i64, String, Sums)>, StoreError> {
     let key = by.map_or("''", |d| d.column());
-    // Summed here, not by a GROUP BY that would sort every rollup row of the range.
-    let sql = format!(
-        "SELECT hour_ns, {key}, calls, errors, input_tokens, output_tokens, cache_read_tokens,
-            cache_write_tokens, total_tokens, cost_usd, priced_calls
-         FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2"
+    let cols = format!(
+        "{key}, calls, errors, input_tokens, output_tokens, cache_read_tokens,
+            cache_write_tokens, total_tokens, cost_usd, priced_calls"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![r.from_ns, r.to_ns])?;
+    // Whole days from the day rollups when the buckets are days (or only the totals
+    // count), the hours around them from the hourly ones.
+    let mut reads: Vec<(String, i64, i64)> = Vec::new();
+    let hours = format!(
+        "SELECT hour_ns, {cols} FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2"
+    );
+    match (width % DAY_NS == 0 || by.is_none())
+        .then(|| whole_days(Some(r.from_ns), Some(r.to_ns)))
+        .flatten()
+    {
+        Some((Some(first), Some(end))) => {
+            reads.push((
+                format!("SELECT day_ns, {cols} FROM usage_days WHERE day_ns >= ?1 AND day_ns < ?2"),
+                first,
+                end,
+            ));
+            reads.push((hours.clone(), r.from_ns, first));
+            reads.push((hours, end, r.to_ns));
+        }
+        _ => reads.push((hours, r.from_ns, r.to_ns)),
+    }
     // bucket -> key -> index in `out`; keys are read in place, copied once per new key.
     let mut index: HashMap<i64, HashMap<String, usize>> = HashMap::new();
     let mut out: Vec<(i64, String, Sums)> = Vec::new();
+    for (sql, lo, hi) in reads {
+        if lo >= hi {
+            continue;
+        }
+        // Summed here, not by a GROUP BY that would sort every rollup row of the range.
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![lo, hi])?;
+        sum_rows(&mut rows, width, &mut index, &mut out)?;
+    }
+    Ok(out)
+}
+
+type SumIndex = HashMap<i64, HashMap<String, usize>>;
+
+fn sum_rows(
+    rows: &mut rusqlite::Rows,
+    width: i64,
+    index: &mut SumIndex,
+    out: &mut Vec<(i64, String, Sums)>,
+) -> Result<(), StoreError> {
     while let Some(row) = rows.next()? {
         let hour: i64 = row.get(0)?;
         let b = hour - hour.rem_euclid(width);
@@ -165,7 +202,7 @@ fn usage_sums(
         s.cost += row.get::<_, f64>(9)?;
         s.priced += row.get::<_, i64>(10)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Runs (traces starting in the range) and their tool calls.
@@ -380,5 +417,90 @@ mod tests {
         let r = Range::aligned(Some(now - 30 * DAY_NS), None, now);
         assert_eq!(r.bucket_width(), DAY_NS);
         assert_eq!(r.to_ns - r.from_ns, 30 * DAY_NS);
+    }
+
+    /// Day buckets read whole days from `usage_days` and the hours around them from the
+    /// hourly rollups: the same figures as the hourly rollups alone.
+    #[test]
+    fn day_buckets_from_the_day_rollups_equal_the_hours() {
+        use crate::analytics::usage::{Bucket, RollupHook, UsageQuery, query};
+        use crate::model::{Record, Span, SpanId, SpanKind, TraceId};
+        use crate::pipeline::WriteHook;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open_writer(&dir.path().join("o.db")).unwrap();
+        let now = hour_of(T) + 17 * 60_000_000_000;
+        let mut recs = Vec::new();
+        for i in 0..100i64 {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            let start = now - i * 2 * HOUR_NS - i * 60_000_000_000;
+            let mut s = Span::new(
+                TraceId(id),
+                SpanId([1; 8]),
+                "chat".into(),
+                SpanKind::LlmCall,
+                start,
+            );
+            s.end_ns = Some(start + (i + 1) * 7_000_000);
+            s.request_model = Some(["gpt-4o", "o3", "claude"][(i % 3) as usize].into());
+            s.input_tokens = Some(10 + i);
+            s.output_tokens = Some(i);
+            s.cost_usd = (i % 4 != 0).then_some(i as f64 / 1000.0);
+            recs.push(Record::Span(Box::new(s)));
+        }
+        let tx = conn.transaction().unwrap();
+        let out = crate::store::write::write_records(&tx, &recs, 0).unwrap();
+        RollupHook.in_transaction(&tx, &recs, &out.effects).unwrap();
+        tx.commit().unwrap();
+        let r = Range::aligned(Some(now - 4 * DAY_NS - 5 * HOUR_NS), None, now);
+        assert_eq!(r.bucket_width(), DAY_NS);
+        let f = figures(&conn, r, Dim::Model).unwrap();
+        for (range, totals) in [(r, &f.current), (r.previous(), &f.previous)] {
+            let hours = query(
+                &conn,
+                &UsageQuery {
+                    group_by: vec![Dim::Model],
+                    bucket: Some(Bucket::Hour),
+                    from_ns: Some(range.from_ns),
+                    to_ns: Some(range.to_ns),
+                    skip_percentiles: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert!(hours.totals.calls > 10);
+            assert_eq!(
+                (totals.llm_calls, totals.total_tokens),
+                (hours.totals.calls, hours.totals.total_tokens)
+            );
+            assert!((totals.cost_usd - hours.totals.cost_usd.unwrap_or(0.0)).abs() < 1e-9);
+            if range == r {
+                // Each model's cost per day, as the hours add up.
+                let mut want: HashMap<(i64, String), f64> = HashMap::new();
+                for row in &hours.rows {
+                    let b = row.bucket_ns.unwrap();
+                    let day = b - b.rem_euclid(DAY_NS);
+                    *want
+                        .entry((
+                            crate::util::time::ms_of(day),
+                            row.dim(Dim::Model).unwrap().to_string(),
+                        ))
+                        .or_default() += row.cost_usd.unwrap_or(0.0);
+                }
+                let mut got: HashMap<(i64, String), f64> = HashMap::new();
+                for s in &f.cost_series {
+                    for (t, c) in &s.points {
+                        if *c != 0.0 {
+                            got.insert((*t, s.key.clone()), *c);
+                        }
+                    }
+                }
+                want.retain(|_, c| *c != 0.0);
+                assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+                for (k, c) in &want {
+                    assert!((got[k] - c).abs() < 1e-9, "{k:?}");
+                }
+            }
+        }
     }
 }

@@ -70,6 +70,153 @@ pub fn quantile(buckets: &BTreeMap<i64, i64>, q: f64) -> Option<f64> {
     None
 }
 
+/// Buckets kept apart from the zero bucket span at most this range (a latency of about
+/// 1.7e17 ms, beyond anything a span can carry, lands in the last one).
+const MIN_BUCKET: i64 = -400;
+const MAX_BUCKET: i64 = 2_000;
+
+/// A latency histogram being summed: counts by bucket in one dense run (the buckets a
+/// row's latencies span), so merging thousands of rollup rows is array additions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hist {
+    zero: i64,
+    lo: i64,
+    counts: Vec<i64>,
+}
+
+impl Hist {
+    pub fn add(&mut self, bucket: i64, count: i64) {
+        if bucket == ZERO_BUCKET {
+            self.zero += count;
+            return;
+        }
+        let b = bucket.clamp(MIN_BUCKET, MAX_BUCKET);
+        if self.counts.is_empty() {
+            self.lo = b;
+        } else if b < self.lo {
+            let grow = (self.lo - b) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.lo = b;
+        }
+        let i = (b - self.lo) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += count;
+    }
+
+    pub fn merge(&mut self, o: &Hist) {
+        if o.zero != 0 {
+            self.zero += o.zero;
+        }
+        if o.counts.is_empty() {
+            return;
+        }
+        // Make room for o's run once, then add element-wise.
+        self.add(o.lo, 0);
+        self.add(o.lo + o.counts.len() as i64 - 1, 0);
+        let off = (o.lo - self.lo) as usize;
+        for (a, b) in self.counts[off..].iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.zero + self.counts.iter().sum::<i64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zero == 0 && self.counts.iter().all(|c| *c == 0)
+    }
+
+    /// (bucket, count) for every non-empty bucket, in order.
+    pub fn buckets(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        (self.zero != 0)
+            .then_some((ZERO_BUCKET, self.zero))
+            .into_iter()
+            .chain(
+                self.counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c != 0)
+                    .map(|(i, c)| (self.lo + i as i64, *c)),
+            )
+    }
+
+    /// The nearest-rank `q` quantile (0 < q ≤ 1), as [`quantile`].
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.total();
+        if n <= 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as i64).clamp(1, n);
+        let mut seen = 0;
+        for (b, c) in self.buckets() {
+            seen += c;
+            if seen >= rank {
+                return Some(bucket_value(b));
+            }
+        }
+        None
+    }
+
+    /// Adds a histogram stored as text (`usage_days.latency_hist`): `bucket:count`
+    /// pairs joined by `,`. Pairs that do not parse are skipped.
+    pub fn add_text(&mut self, text: &str) {
+        // By hand over the bytes: a month's query parses about 250,000 pairs.
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let pair = int_at(b, i).and_then(|(bucket, j)| {
+                (b.get(j) == Some(&b':')).then_some(())?;
+                let (count, k) = int_at(b, j + 1)?;
+                matches!(b.get(k), None | Some(b',')).then_some((bucket, count, k))
+            });
+            match pair {
+                Some((bucket, count, k)) => {
+                    self.add(bucket, count);
+                    i = k + 1;
+                }
+                // Not a pair: skip to the next one.
+                None => {
+                    i = b[i..]
+                        .iter()
+                        .position(|c| *c == b',')
+                        .map_or(b.len(), |p| i + p + 1)
+                }
+            }
+        }
+    }
+
+    /// The text form: the non-empty buckets in order.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (b, c) in self.buckets() {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            let _ = write!(out, "{b}:{c}");
+        }
+        out
+    }
+}
+
+/// The integer (optional `-`, then digits) starting at `i`, and where it ends.
+fn int_at(b: &[u8], mut i: usize) -> Option<(i64, usize)> {
+    let neg = b.get(i) == Some(&b'-');
+    if neg {
+        i += 1;
+    }
+    let start = i;
+    let mut v: i64 = 0;
+    while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+        i += 1;
+    }
+    (i > start).then_some((if neg { -v } else { v }, i))
+}
+
 /// What one call adds to its rollup row.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallUsage<'a> {
@@ -128,6 +275,11 @@ pub fn hour_of(ns: i64) -> i64 {
     ns - ns.rem_euclid(HOUR_NS)
 }
 
+/// The UTC day a timestamp falls in.
+pub fn day_of(ns: i64) -> i64 {
+    ns - ns.rem_euclid(DAY_NS)
+}
+
 /// One rollup row: hour, agent, session, user, provider, model.
 type RollupKey<'a> = (
     i64,
@@ -175,7 +327,13 @@ impl<'a> Gathered<'a> {
             b.0 += sign;
             b.1 |= sign < 0;
         }
-        let d = self.rows.entry(key).or_default();
+        self.rows.entry(key).or_default().add(c, latency, sign);
+    }
+}
+
+impl RowDelta {
+    fn add(&mut self, c: &CallUsage, latency: Option<f64>, sign: i64) {
+        let d = self;
         let f = sign as f64;
         d.calls += sign;
         d.errors += sign * c.error as i64;
@@ -305,6 +463,115 @@ impl Gathered<'_> {
 pub struct RollupBatch<'a> {
     by_session: Gathered<'a>,
     no_session: Gathered<'a>,
+    days: Days<'a>,
+}
+
+/// One `usage_days` row: day, agent, user, provider, model.
+type DayKey<'a> = (i64, Cow<'a, str>, Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
+
+/// A batch's changes to `usage_days`: sums and the histogram to merge into each row.
+#[derive(Default)]
+struct Days<'a> {
+    rows: HashMap<DayKey<'a>, (RowDelta, Hist)>,
+}
+
+impl<'a> Days<'a> {
+    fn add(&mut self, c: &CallUsage<'a>, sign: i64) {
+        let key = (
+            day_of(c.start_ns),
+            c.agent_id.clone(),
+            c.user_id.clone(),
+            c.provider.clone(),
+            c.model.clone(),
+        );
+        let (d, h) = self.rows.entry(key).or_default();
+        let latency = c.latency_ms.map(|l| l.max(0.0));
+        if let Some(ms) = latency {
+            h.add(latency_bucket(ms), sign);
+        }
+        d.add(c, latency, sign);
+    }
+
+    /// Writes what was gathered: sums added in SQL, histograms merged here (read, add,
+    /// write back); rows left without calls go.
+    fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut read = tx.prepare_cached(
+            "SELECT latency_hist FROM usage_days WHERE day_ns = ?1 AND agent_id = ?2
+             AND user_id = ?3 AND provider = ?4 AND model = ?5",
+        )?;
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO usage_days (day_ns, agent_id, user_id, provider, model, calls,
+                errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum,
+                latency_count, latency_hist)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT DO UPDATE SET
+                calls = calls + excluded.calls,
+                errors = errors + excluded.errors,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                total_tokens = total_tokens + excluded.total_tokens,
+                cost_usd = cost_usd + excluded.cost_usd,
+                priced_calls = priced_calls + excluded.priced_calls,
+                latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+                latency_count = latency_count + excluded.latency_count,
+                latency_hist = COALESCE(excluded.latency_hist, latency_hist)",
+        )?;
+        let mut drop_empty = tx.prepare_cached(
+            "DELETE FROM usage_days WHERE day_ns = ?1 AND agent_id = ?2 AND user_id = ?3
+             AND provider = ?4 AND model = ?5 AND calls = 0",
+        )?;
+        for (k, (d, h)) in self.rows.drain() {
+            // NULL keeps the stored histogram (no latency in this batch for the row).
+            let hist = if h.is_empty() {
+                None
+            } else {
+                let mut merged = Hist::default();
+                let stored: Option<Option<String>> = read
+                    .query_row(params![k.0, k.1, k.2, k.3, k.4], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                if let Some(Some(text)) = stored {
+                    merged.add_text(&text);
+                }
+                merged.merge(&h);
+                Some(merged.to_text())
+            };
+            upsert.execute(params![
+                k.0,
+                k.1,
+                k.2,
+                k.3,
+                k.4,
+                d.calls,
+                d.errors,
+                d.input_tokens,
+                d.output_tokens,
+                d.cache_read_tokens,
+                d.cache_write_tokens,
+                d.reasoning_tokens,
+                d.total_tokens,
+                d.cost_usd,
+                d.priced_calls,
+                d.latency_ms_sum,
+                d.latency_count,
+                hist,
+            ])?;
+            if d.took_back {
+                drop_empty.execute(params![k.0, k.1, k.2, k.3, k.4])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> RollupBatch<'a> {
@@ -335,12 +602,14 @@ impl<'a> RollupBatch<'a> {
             c,
             sign,
         );
+        self.days.add(c, sign);
     }
 
     /// Writes what was gathered; rows and buckets left empty go.
     pub fn flush(&mut self, tx: &Transaction) -> rusqlite::Result<()> {
         self.by_session.flush(tx, &BY_SESSION)?;
-        self.no_session.flush(tx, &NO_SESSION)
+        self.no_session.flush(tx, &NO_SESSION)?;
+        self.days.flush(tx)
     }
 }
 
@@ -581,8 +850,11 @@ pub fn fold_hours_into_days(conn: &Connection, before_ns: i64) -> rusqlite::Resu
     Ok(folded)
 }
 
-/// Deletes usage older than `before_ns`, days and hours alike. Returns the rows deleted.
+/// Deletes usage of the UTC days before the one holding `before_ns`, days and hours
+/// alike (whole days, so `usage_days` and the hours always cover the same time).
+/// Returns the rows deleted.
 pub fn prune_usage(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
+    let before_ns = day_of(before_ns);
     let tx = conn.unchecked_transaction()?;
     let mut n = 0u64;
     for (table, col) in [
@@ -594,12 +866,13 @@ pub fn prune_usage(conn: &Connection, before_ns: i64) -> rusqlite::Result<u64> {
         ("usage_latency_daily_nosession", "day_ns"),
         ("usage_hourly_nosession", "hour_ns"),
         ("usage_latency_hourly_nosession", "hour_ns"),
+        ("usage_days", "day_ns"),
     ] {
         let deleted = tx.execute(
             &format!("DELETE FROM {table} WHERE {col} < ?1"),
             [before_ns],
         )?;
-        if !table.contains("latency") && !table.contains("nosession") {
+        if !table.contains("latency") && !table.contains("nosession") && table != "usage_days" {
             n += deleted as u64;
         }
     }
@@ -767,7 +1040,7 @@ pub struct UsageRow {
     pub unpriced_calls: i64,
     pub latency_ms: Latency,
     #[serde(skip)]
-    latency_hist: BTreeMap<i64, i64>,
+    latency_hist: Hist,
     #[serde(skip)]
     latency_sum: f64,
     #[serde(skip)]
@@ -814,9 +1087,7 @@ impl UsageRow {
         self.priced_calls += o.priced_calls;
         self.latency_sum += o.latency_sum;
         self.latency_count += o.latency_count;
-        for (b, c) in &o.latency_hist {
-            *self.latency_hist.entry(*b).or_default() += c;
-        }
+        self.latency_hist.merge(&o.latency_hist);
     }
 
     fn finish(&mut self) {
@@ -826,9 +1097,9 @@ impl UsageRow {
         }
         self.latency_ms = Latency {
             mean: (self.latency_count > 0).then(|| self.latency_sum / self.latency_count as f64),
-            p50: quantile(&self.latency_hist, 0.50),
-            p95: quantile(&self.latency_hist, 0.95),
-            p99: quantile(&self.latency_hist, 0.99),
+            p50: self.latency_hist.quantile(0.50),
+            p95: self.latency_hist.quantile(0.95),
+            p99: self.latency_hist.quantile(0.99),
         };
     }
 }
@@ -846,15 +1117,23 @@ pub struct UsageReport {
 /// Rows, at most; a larger answer is cut and says so.
 pub const MAX_ROWS: usize = 10_000;
 
-fn where_clause(q: &UsageQuery, args: &mut Vec<SqlValue>) -> String {
+/// The time range and filters: rows of `col` (`hour_ns`, `day_ns`) at or after `lo`
+/// and before `hi`.
+fn where_clause(
+    col: &str,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    q: &UsageQuery,
+    args: &mut Vec<SqlValue>,
+) -> String {
     let mut sql = String::from(" WHERE 1=1");
-    if let Some(from) = q.from_ns {
-        sql.push_str(" AND hour_ns >= ?");
-        args.push(SqlValue::Integer(hour_of(from)));
+    if let Some(lo) = lo {
+        sql.push_str(&format!(" AND {col} >= ?"));
+        args.push(SqlValue::Integer(lo));
     }
-    if let Some(to) = q.to_ns {
-        sql.push_str(" AND hour_ns < ?");
-        args.push(SqlValue::Integer(to));
+    if let Some(hi) = hi {
+        sql.push_str(&format!(" AND {col} < ?"));
+        args.push(SqlValue::Integer(hi));
     }
     for (d, v) in &q.filters {
         sql.push_str(&format!(" AND {} = ?", d.column()));
@@ -866,6 +1145,20 @@ fn where_clause(q: &UsageQuery, args: &mut Vec<SqlValue>) -> String {
         }));
     }
     sql
+}
+
+/// The whole UTC days of the hours in [`lo`, `hi`) (every hour of the day starts in
+/// it), as [first day, end of the last day); `None` bounds are open. `None` when no day is whole.
+pub(crate) fn whole_days(lo: Option<i64>, hi: Option<i64>) -> Option<(Option<i64>, Option<i64>)> {
+    let first = lo.map(|lo| {
+        let d = day_of(lo);
+        if d == lo { d } else { d.saturating_add(DAY_NS) }
+    });
+    let end = hi.map(|hi| day_of(hi.saturating_add(HOUR_NS - 1)));
+    match (first, end) {
+        (Some(f), Some(e)) if f >= e => None,
+        b => Some(b),
+    }
 }
 
 type Key = (i64, Vec<String>);
@@ -938,8 +1231,6 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     let width = q.bucket.map(|b| b.width());
     let bucket_of = |hour_ns: i64| width.map_or(0, |w| hour_ns - hour_ns.rem_euclid(w));
     let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
-    let mut args = Vec::new();
-    let filter = where_clause(q, &mut args);
     // Without sessions in the question, the rollups without the session dimension answer.
     let sessions =
         dims.contains(&Dim::Session) || q.filters.iter().any(|(d, _)| *d == Dim::Session);
@@ -949,54 +1240,107 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
         ("usage_all_nosession", "usage_latency_all_nosession")
     };
     let n = dims.len();
+    let lo = q.from_ns.map(hour_of);
+    let hi = q.to_ns;
+    // Whole days come from `usage_days` (one row per day and key, its histogram in one
+    // field), unless the question is about sessions or hours; the hours around them from
+    // the hourly rollups. A month with percentiles: a few thousand rows, not 400,000.
+    let days = if sessions || q.bucket == Some(Bucket::Hour) {
+        None
+    } else {
+        whole_days(lo, hi)
+    };
+    let hour_ranges: Vec<(Option<i64>, Option<i64>)> = match days {
+        None => vec![(lo, hi)],
+        Some((first, end)) => {
+            let mut v = Vec::new();
+            if let Some(first) = first
+                && lo.is_none_or(|lo| lo < first)
+            {
+                v.push((lo, Some(first)));
+            }
+            if let Some(end) = end
+                && hi.is_none_or(|hi| end < hi)
+            {
+                v.push((Some(end), hi));
+            }
+            v
+        }
+    };
+    let sum_cols = "calls, errors, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, reasoning_tokens, total_tokens, cost_usd, priced_calls,
+        latency_ms_sum, latency_count";
     let mut g = Gather::default();
-    let sums = format!(
-        "SELECT hour_ns{dim_cols}, calls, errors, input_tokens, output_tokens,
-            cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd,
-            priced_calls, latency_ms_sum, latency_count
-         FROM {rows_view}{filter}"
-    );
-    let mut stmt = conn.prepare(&sums)?;
-    let mut it = stmt.query(params_from_iter(args.iter()))?;
-    while let Some(r) = it.next()? {
-        let i = g.slot(bucket_of(r.get(0)?), r, n)?;
-        let row = &mut g.rows[i].1;
-        let base = 1 + n;
-        row.calls += r.get::<_, i64>(base)?;
-        row.errors += r.get::<_, i64>(base + 1)?;
-        row.input_tokens += r.get::<_, i64>(base + 2)?;
-        row.output_tokens += r.get::<_, i64>(base + 3)?;
-        row.cache_read_tokens += r.get::<_, i64>(base + 4)?;
-        row.cache_write_tokens += r.get::<_, i64>(base + 5)?;
-        row.reasoning_tokens += r.get::<_, i64>(base + 6)?;
-        row.total_tokens += r.get::<_, i64>(base + 7)?;
-        // Kept as a sum here; `finish` turns it to null when no call was priced.
-        row.cost_usd = Some(row.cost_usd.unwrap_or(0.0) + r.get::<_, f64>(base + 8)?);
-        row.priced_calls += r.get::<_, i64>(base + 9)?;
-        row.latency_sum += r.get::<_, f64>(base + 10)?;
-        row.latency_count += r.get::<_, i64>(base + 11)?;
+    let mut read_sums = |sql: &str, args: &[SqlValue], hist: bool| -> Result<(), StoreError> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut it = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(r) = it.next()? {
+            let i = g.slot(bucket_of(r.get(0)?), r, n)?;
+            let row = &mut g.rows[i].1;
+            let base = 1 + n;
+            row.calls += r.get::<_, i64>(base)?;
+            row.errors += r.get::<_, i64>(base + 1)?;
+            row.input_tokens += r.get::<_, i64>(base + 2)?;
+            row.output_tokens += r.get::<_, i64>(base + 3)?;
+            row.cache_read_tokens += r.get::<_, i64>(base + 4)?;
+            row.cache_write_tokens += r.get::<_, i64>(base + 5)?;
+            row.reasoning_tokens += r.get::<_, i64>(base + 6)?;
+            row.total_tokens += r.get::<_, i64>(base + 7)?;
+            // Kept as a sum here; `finish` turns it to null when no call was priced.
+            row.cost_usd = Some(row.cost_usd.unwrap_or(0.0) + r.get::<_, f64>(base + 8)?);
+            row.priced_calls += r.get::<_, i64>(base + 9)?;
+            row.latency_sum += r.get::<_, f64>(base + 10)?;
+            row.latency_count += r.get::<_, i64>(base + 11)?;
+            if hist && let Some(text) = r.get_ref(base + 12)?.as_str_or_null().ok().flatten() {
+                row.latency_hist.add_text(text);
+            }
+        }
+        Ok(())
+    };
+    if let Some((first, end)) = days {
+        let mut args = Vec::new();
+        let filter = where_clause("day_ns", first, end, q, &mut args);
+        let hist = if q.skip_percentiles {
+            "NULL"
+        } else {
+            "latency_hist"
+        };
+        read_sums(
+            &format!("SELECT day_ns{dim_cols}, {sum_cols}, {hist} FROM usage_days{filter}"),
+            &args,
+            !q.skip_percentiles,
+        )?;
     }
-    drop(it);
-    drop(stmt);
+    for (lo, hi) in &hour_ranges {
+        let mut args = Vec::new();
+        let filter = where_clause("hour_ns", *lo, *hi, q, &mut args);
+        read_sums(
+            &format!("SELECT hour_ns{dim_cols}, {sum_cols} FROM {rows_view}{filter}"),
+            &args,
+            false,
+        )?;
+    }
     for (_, row) in g.rows.iter_mut() {
         if row.priced_calls == 0 {
             row.cost_usd = None;
         }
     }
-    let hist = format!("SELECT hour_ns{dim_cols}, bucket, count FROM {lat_view}{filter}");
-    let mut stmt = conn.prepare(&hist)?;
-    let mut it = stmt.query(params_from_iter(args.iter()))?;
-    while !q.skip_percentiles
-        && let Some(r) = it.next()?
-    {
-        if let Some(i) = g.find(bucket_of(r.get(0)?), r, n)? {
-            let b: i64 = r.get(1 + n)?;
-            let c: i64 = r.get(2 + n)?;
-            *g.rows[i].1.latency_hist.entry(b).or_default() += c;
+    if !q.skip_percentiles {
+        for (lo, hi) in &hour_ranges {
+            let mut args = Vec::new();
+            let filter = where_clause("hour_ns", *lo, *hi, q, &mut args);
+            let hist = format!("SELECT hour_ns{dim_cols}, bucket, count FROM {lat_view}{filter}");
+            let mut stmt = conn.prepare(&hist)?;
+            let mut it = stmt.query(params_from_iter(args.iter()))?;
+            while let Some(r) = it.next()? {
+                if let Some(i) = g.find(bucket_of(r.get(0)?), r, n)? {
+                    let b: i64 = r.get(1 + n)?;
+                    let c: i64 = r.get(2 + n)?;
+                    g.rows[i].1.latency_hist.add(b, c);
+                }
+            }
         }
     }
-    drop(it);
-    drop(stmt);
     let mut rows = g.rows;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals = UsageRow::default();
@@ -1492,6 +1836,16 @@ mod tests {
             }
             let hist: i64 = conn.query_row("SELECT COALESCE(sum(count), 0) FROM usage_latency_hourly", [], |r| r.get(0)).unwrap();
             prop_assert_eq!(hist, got.totals.latency_count);
+            // The day rollups (histogram text merged at write time) followed the same
+            // take-backs: whole-range totals and percentiles equal the hours'.
+            let days = query(&conn, &UsageQuery::default()).unwrap();
+            prop_assert_eq!((days.totals.calls, days.totals.total_tokens, days.totals.latency_count),
+                (got.totals.calls, got.totals.total_tokens, got.totals.latency_count));
+            let (d, h) = (&days.totals.latency_ms, &got.totals.latency_ms);
+            prop_assert_eq!((d.p50, d.p95, d.p99), (h.p50, h.p95, h.p99));
+            prop_assert!((d.mean.unwrap_or(0.0) - h.mean.unwrap_or(0.0)).abs() < 1e-6);
+            let empty: i64 = conn.query_row("SELECT count(*) FROM usage_days WHERE calls <= 0", [], |r| r.get(0)).unwrap();
+            prop_assert_eq!(empty, 0);
         }
     }
 
@@ -1549,6 +1903,131 @@ mod tests {
         .unwrap();
         assert_eq!(other.totals.calls, 0);
         assert!(other.rows.is_empty());
+    }
+
+    /// Calls, tokens, cost and the latencies of one (day, model) of the reference.
+    type RefSums = (i64, i64, f64, Vec<f64>);
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Ranges read from the day rollups (`usage_days`, whole days) and the hours
+        /// around them: each row's sums equal a direct aggregation of the spans, and its
+        /// p50/p95/p99 are within the histogram's stated bound of the exact nearest-rank
+        /// latencies. Then the same database as migration 9 found it (no `usage_days`,
+        /// some days folded) migrates to the same answers.
+        #[test]
+        fn day_rollups_hold_sums_and_percentiles_within_the_bound(
+            calls in proptest::collection::vec(gen_call(), 1..150),
+            batch in 1usize..17,
+            ranges in proptest::collection::vec((0i64..80 * 60, 0i64..80 * 60), 1..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_writer(&dir.path().join("t.db")).unwrap();
+            let spans: Vec<Span> = calls.iter().enumerate().map(|(i, g)| span_of(g, i)).collect();
+            let recs: Vec<Record> = spans.iter().map(|s| Record::Span(Box::new(s.clone()))).collect();
+            for chunk in recs.chunks(batch) {
+                commit(&mut conn, chunk, true);
+            }
+            let day_rows: i64 = conn.query_row("SELECT count(*) FROM usage_days", [], |r| r.get(0)).unwrap();
+            prop_assert!(day_rows > 0);
+            const MIN: i64 = 60_000_000_000;
+            let ask = |conn: &Connection, from: Option<i64>, to: Option<i64>, bucket: Option<Bucket>| {
+                query(conn, &UsageQuery {
+                    group_by: vec![Dim::Model],
+                    bucket,
+                    from_ns: from,
+                    to_ns: to,
+                    ..Default::default()
+                }).unwrap()
+            };
+            let mut asked = vec![(None, None)];
+            asked.extend(ranges.iter().map(|(a, b)| (Some(T0 + a * MIN), Some(T0 + b * MIN))));
+            asked.push((Some(T0 + 90 * MIN), None));
+            asked.push((None, Some(T0 + 50 * HOUR_NS)));
+            for (from, to) in &asked {
+                for bucket in [None, Some(Bucket::Day)] {
+                    let got = ask(&conn, *from, *to, bucket);
+                    // The reference: the LLM calls whose hour is in the range, by (day, model).
+                    let mut want: BTreeMap<(i64, String), RefSums> = BTreeMap::new();
+                    for sp in spans.iter().filter(|s| s.kind == SpanKind::LlmCall) {
+                        let h = hour_of(sp.start_ns);
+                        if from.is_some_and(|f| h < hour_of(f)) || to.is_some_and(|t| h >= t) {
+                            continue;
+                        }
+                        let day = if bucket.is_some() { day_of(sp.start_ns) } else { 0 };
+                        let model = sp.request_model.clone().unwrap_or_default();
+                        let e = want.entry((day, model)).or_default();
+                        e.0 += 1;
+                        e.1 += sp.input_tokens.unwrap_or(0) + sp.output_tokens.unwrap_or(0);
+                        e.2 += sp.cost_usd.unwrap_or(0.0);
+                        if let Some(l) = sp.latency_ms() {
+                            e.3.push(l.max(0.0));
+                        }
+                    }
+                    prop_assert_eq!(got.rows.len(), want.len(), "{:?} {:?} {:?}", from, to, bucket);
+                    for row in &got.rows {
+                        let key = (row.bucket_ns.unwrap_or(0), row.dim(Dim::Model).unwrap_or("").to_string());
+                        let w = want.get(&key).expect("row in the reference");
+                        prop_assert_eq!((row.calls, row.total_tokens), (w.0, w.1));
+                        prop_assert!((row.cost_usd.unwrap_or(0.0) - w.2).abs() < 1e-9);
+                        prop_assert_eq!(row.latency_count, w.3.len() as i64);
+                        for (q, p) in [(0.5, row.latency_ms.p50), (0.95, row.latency_ms.p95), (0.99, row.latency_ms.p99)] {
+                            if w.3.is_empty() {
+                                prop_assert_eq!(p, None);
+                                continue;
+                            }
+                            let exact = exact_quantile(w.3.clone(), q);
+                            let p = p.unwrap();
+                            prop_assert!((p - exact).abs() <= exact * LATENCY_RELATIVE_ERROR * (1.0 + 1e-9) + MIN_LATENCY_MS,
+                                "q{} exact {} got {} ({:?} {:?})", q, exact, p, from, to);
+                        }
+                    }
+                }
+            }
+            // A database as migration 9 finds it: no day rollups, the first day's hours
+            // folded by retention. Migrating gives the same answers, percentiles included.
+            fold_hours_into_days(&conn, T0 + DAY_NS).unwrap();
+            let before: Vec<_> = asked.iter().map(|(f, t)| ask(&conn, *f, *t, Some(Bucket::Day)).rows).collect();
+            conn.execute_batch("DROP TABLE usage_days; PRAGMA user_version = 8;").unwrap();
+            crate::store::schema::migrate(&mut conn).unwrap();
+            let after: Vec<_> = asked.iter().map(|(f, t)| ask(&conn, *f, *t, Some(Bucket::Day)).rows).collect();
+            prop_assert_eq!(before.len(), after.len());
+            for (b, a) in before.iter().zip(&after) {
+                prop_assert_eq!(b.len(), a.len());
+                for (b, a) in b.iter().zip(a) {
+                    prop_assert_eq!((b.bucket_ns, b.calls, b.total_tokens, &b.latency_ms.p50, &b.latency_ms.p95, &b.latency_ms.p99),
+                        (a.bucket_ns, a.calls, a.total_tokens, &a.latency_ms.p50, &a.latency_ms.p95, &a.latency_ms.p99));
+                    prop_assert!((b.cost_usd.unwrap_or(0.0) - a.cost_usd.unwrap_or(0.0)).abs() < 1e-9);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hist_text_round_trips_and_merges() {
+        let mut a = Hist::default();
+        for (b, c) in [(5, 2), (-3, 1), (ZERO_BUCKET, 4), (40, 1)] {
+            a.add(b, c);
+        }
+        let mut b = Hist::default();
+        b.add_text(&a.to_text());
+        assert_eq!(
+            b.buckets().collect::<Vec<_>>(),
+            a.buckets().collect::<Vec<_>>()
+        );
+        b.add_text("7:3,junk,5:-2,:4,8:,9:1x,99999999999999999999:1");
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m.total(), 2 * a.total() + 1);
+        assert_eq!(m.quantile(0.01), Some(0.0));
+        let mut btree = BTreeMap::new();
+        for (k, c) in m.buckets() {
+            btree.insert(k, c);
+        }
+        for q in [0.1, 0.5, 0.9, 1.0] {
+            assert_eq!(m.quantile(q), quantile(&btree, q));
+        }
     }
 }
 

@@ -12,11 +12,13 @@ use serde_json::json;
 
 use super::query::{limit_param, text, time_param};
 use super::{ApiError, SharedState, read};
-use crate::analytics::baseline::{self, AnomalyFilter};
+use crate::analytics::baseline;
 use crate::analytics::overview::{self, Range};
 use crate::analytics::usage::Dim;
 use crate::model::now_ns;
-use crate::store::sessions::{self, DEFAULT_TURNS, MAX_TURNS, SessionFilter};
+use crate::store::StoreError;
+use crate::store::query::{AgentRange, Page};
+use crate::store::sessions::{self, DEFAULT_TURNS, MAX_TURNS};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -99,25 +101,45 @@ pub async fn get_overview(
     .into_response())
 }
 
+/// The agent and range a list filters by (`agent_id` or `agent`, `from`, `to`).
+fn agent_range(p: &HashMap<String, String>) -> Result<AgentRange, ApiError> {
+    Ok(AgentRange {
+        agent_id: text(p, "agent_id").or_else(|| text(p, "agent")),
+        from_ns: time_param(p, "from")?,
+        to_ns: time_param(p, "to")?,
+    })
+}
+
+/// One page of a list filtered by agent and range, as `{<key>: [...], next_cursor}`.
+async fn list_page<T, F>(
+    st: &SharedState,
+    p: &HashMap<String, String>,
+    key: &str,
+    list: F,
+) -> Result<Response, ApiError>
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(
+            &rusqlite::Connection,
+            &AgentRange,
+            usize,
+            Option<&str>,
+        ) -> Result<Page<T>, StoreError>
+        + Send
+        + 'static,
+{
+    let filter = agent_range(p)?;
+    let limit = limit_param(p)?;
+    let cursor = text(p, "cursor");
+    let page = read(st, move |c| list(c, &filter, limit, cursor.as_deref())).await?;
+    Ok(axum::Json(json!({ key: page.items, "next_cursor": page.next_cursor })).into_response())
+}
+
 pub async fn list_sessions(
     State(st): State<SharedState>,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    let filter = SessionFilter {
-        agent_id: text(&p, "agent_id").or_else(|| text(&p, "agent")),
-        from_ns: time_param(&p, "from")?,
-        to_ns: time_param(&p, "to")?,
-    };
-    let limit = limit_param(&p)?;
-    let cursor = text(&p, "cursor");
-    let page = read(&st, move |c| {
-        sessions::list_sessions(c, &filter, limit, cursor.as_deref())
-    })
-    .await?;
-    Ok(
-        axum::Json(json!({ "sessions": page.items, "next_cursor": page.next_cursor }))
-            .into_response(),
-    )
+    list_page(&st, &p, "sessions", sessions::list_sessions).await
 }
 
 pub async fn get_session(
@@ -152,19 +174,5 @@ pub async fn list_anomalies(
     State(st): State<SharedState>,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    let filter = AnomalyFilter {
-        agent_id: text(&p, "agent_id").or_else(|| text(&p, "agent")),
-        from_ns: time_param(&p, "from")?,
-        to_ns: time_param(&p, "to")?,
-    };
-    let limit = limit_param(&p)?;
-    let cursor = text(&p, "cursor");
-    let page = read(&st, move |c| {
-        baseline::list_anomalies(c, &filter, limit, cursor.as_deref())
-    })
-    .await?;
-    Ok(
-        axum::Json(json!({ "anomalies": page.items, "next_cursor": page.next_cursor }))
-            .into_response(),
-    )
+    list_page(&st, &p, "anomalies", baseline::list_anomalies).await
 }

@@ -129,6 +129,14 @@ pub struct TraceSummary {
     pub user_id: Option<String>,
 }
 
+/// An agent and a time range: what the sessions and anomalies lists filter by.
+#[derive(Clone, Debug, Default)]
+pub struct AgentRange {
+    pub agent_id: Option<String>,
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -440,6 +440,80 @@ const MIGRATIONS: &[&str] = &[
         SELECT day_ns, agent_id, session_id, user_id, provider, model, bucket, count
         FROM usage_latency_daily_nosession;
     "#,
+    // 9 (usage days): usage by UTC day without the session dimension, kept at write
+    // time (not only when retention folds hours), each row with its latency histogram
+    // in one text field, so a month of usage with percentiles reads a few thousand rows.
+    r#"
+    -- One row per UTC day, agent, user, provider and model: every call of that day
+    -- (hours and folded days alike). Never folded; pruned with the other usage rows.
+    -- latency_hist: the row's histogram as 'bucket:count' pairs joined by ',' (buckets
+    -- as in usage_latency_*; order free; NULL or '' when no call had a latency).
+    CREATE TABLE usage_days (
+        day_ns INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        priced_calls INTEGER NOT NULL,
+        latency_ms_sum REAL NOT NULL,
+        latency_count INTEGER NOT NULL,
+        latency_hist TEXT,
+        PRIMARY KEY (day_ns, agent_id, user_id, provider, model)
+    ) WITHOUT ROWID;
+    -- Backfill from the rollups without sessions: live hours and folded days.
+    INSERT INTO usage_days (day_ns, agent_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum,
+            latency_count)
+        SELECT d, agent_id, user_id, provider, model, sum(calls), sum(errors),
+            sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+            sum(cache_write_tokens), sum(reasoning_tokens), sum(total_tokens), sum(cost_usd),
+            sum(priced_calls), sum(latency_ms_sum), sum(latency_count)
+        FROM (
+            SELECT hour_ns - (((hour_ns % 86400000000000) + 86400000000000) % 86400000000000) AS d,
+                agent_id, user_id, provider, model, calls, errors, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens,
+                cost_usd, priced_calls, latency_ms_sum, latency_count
+            FROM usage_hourly_nosession
+            UNION ALL
+            SELECT day_ns, agent_id, user_id, provider, model, calls, errors, input_tokens,
+                output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count
+            FROM usage_daily_nosession
+        ) WHERE true
+        GROUP BY d, agent_id, user_id, provider, model;
+    INSERT INTO usage_days (day_ns, agent_id, user_id, provider, model, calls, errors,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+            reasoning_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum,
+            latency_count, latency_hist)
+        SELECT d, agent_id, user_id, provider, model, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0,
+            group_concat(bucket || ':' || c, ',')
+        FROM (
+            SELECT d, agent_id, user_id, provider, model, bucket, sum(count) AS c
+            FROM (
+                SELECT hour_ns - (((hour_ns % 86400000000000) + 86400000000000) % 86400000000000) AS d,
+                    agent_id, user_id, provider, model, bucket, count
+                FROM usage_latency_hourly_nosession
+                UNION ALL
+                SELECT day_ns, agent_id, user_id, provider, model, bucket, count
+                FROM usage_latency_daily_nosession
+            ) WHERE true
+            GROUP BY d, agent_id, user_id, provider, model, bucket
+            HAVING c != 0
+        ) WHERE true
+        GROUP BY d, agent_id, user_id, provider, model
+        ON CONFLICT DO UPDATE SET latency_hist = excluded.latency_hist;
+    DELETE FROM usage_days WHERE calls = 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -18,13 +18,8 @@ pub const MAX_MESSAGES: usize = 200;
 /// Characters of a message's text (and of tool arguments and results) kept.
 pub const MAX_TEXT_CHARS: i64 = 4000;
 
-#[derive(Clone, Debug, Default)]
-pub struct SessionFilter {
-    pub agent_id: Option<String>,
-    /// Sessions whose latest run started at or after this.
-    pub from_ns: Option<i64>,
-    pub to_ns: Option<i64>,
-}
+/// Sessions whose latest run started in the range (and of the agent).
+pub use super::query::AgentRange as SessionFilter;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SessionRow {
@@ -252,11 +247,16 @@ fn cut_text(r: &rusqlite::Row, at: usize) -> rusqlite::Result<CutText> {
     })
 }
 
-/// The spans a conversation is made of (agent runs, LLM calls, tool calls) of one trace.
+/// The spans a conversation is made of (agent runs, LLM calls, tool calls, and
+/// OpenClaw's run attempts) of one trace.
 struct ConvSpan {
     span_id: String,
     parent: Option<String>,
     kind: String,
+    /// An OpenClaw run attempt (`openclaw.harness <id>`): its input is the user's prompt
+    /// and its output the assistant's texts of the attempt (OpenClaw's model calls carry
+    /// no text; its `llm_input`/`llm_output` hooks land on this span).
+    attempt: bool,
     start_ns: i64,
     end_ns: Option<i64>,
     status: String,
@@ -282,7 +282,9 @@ fn conversation_spans(
             length(CAST(input_text AS BLOB)), input_text_len,
             substr(output_text, 1, {MAX_TEXT_CHARS}), length(output_text),
             length(CAST(output_text AS BLOB)), output_text_len
-         FROM spans WHERE trace_id = ?1 AND kind IN ('agent_run', 'llm_call', 'tool_call')
+            , kind = 'other'
+         FROM spans WHERE trace_id = ?1 AND (kind IN ('agent_run', 'llm_call', 'tool_call')
+             OR (kind = 'other' AND name LIKE 'openclaw.harness %'))
          ORDER BY start_ns, id LIMIT ?2"
     ))?;
     let mut rows: Vec<ConvSpan> = stmt
@@ -304,6 +306,7 @@ fn conversation_spans(
                     tool_call_id: r.get(11)?,
                     input: cut_text(r, 12)?,
                     output: cut_text(r, 16)?,
+                    attempt: r.get(20)?,
                 })
             },
         )?
@@ -313,8 +316,30 @@ fn conversation_spans(
     Ok((rows, cut))
 }
 
+/// What an OpenClaw attempt's output holds: `assistantTexts`, a JSON array of strings,
+/// joined by blank lines (`None` when empty); any other text as it is.
+fn assistant_texts(t: &CutText) -> Option<(String, bool, Option<i64>)> {
+    let text = t.text.as_deref()?;
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(parts) => {
+            let joined = parts
+                .into_iter()
+                .filter(|p| !p.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            (!joined.is_empty()).then(|| {
+                let len = joined.len() as i64;
+                (joined, false, Some(len))
+            })
+        }
+        Err(_) => Some((text.to_string(), t.truncated, t.length)),
+    }
+}
+
 /// A run's messages: the user's (the first LLM call's input, else the run's input),
 /// each LLM call's answer, each tool call with its arguments and result, in time order.
+/// A run with OpenClaw attempts that carry text reads as one exchange per attempt: its
+/// prompt, its calls, and its answer on the attempt's last model call.
 fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
     let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
     // The run's own span: the trace's root, else an agent run without a parent here.
@@ -326,8 +351,16 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
     let first_llm_input = spans
         .iter()
         .position(|s| s.kind == "llm_call" && s.input.text.is_some());
+    let attempts_say = spans
+        .iter()
+        .any(|s| s.attempt && (s.input.text.is_some() || assistant_texts(&s.output).is_some()));
+    let attempt_prompts = attempts_say && spans.iter().any(|s| s.attempt && s.input.text.is_some());
     let mut out = Vec::new();
-    let user_from = first_llm_input.or(root.filter(|i| spans[*i].input.text.is_some()));
+    let user_from = if attempt_prompts {
+        None
+    } else {
+        first_llm_input.or(root.filter(|i| spans[*i].input.text.is_some()))
+    };
     let message = |role: &'static str, s: &ConvSpan| Message {
         role,
         span_id: s.span_id.clone(),
@@ -353,10 +386,55 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
         m.text_length = s.input.length;
         out.push(m);
     }
-    let any_answer = spans
+    let mut any_answer = spans
         .iter()
         .any(|s| s.kind == "llm_call" && s.output.text.is_some());
+    // The attempt whose answer is pending, and where its messages start in `out`.
+    let mut pending: Option<(&ConvSpan, usize)> = None;
+    let settle = |out: &mut Vec<Message>, pending: Option<(&ConvSpan, usize)>| -> bool {
+        let Some((a, from)) = pending else {
+            return false;
+        };
+        let Some((text, truncated, length)) = assistant_texts(&a.output) else {
+            return false;
+        };
+        // The attempt's last model call without a text of its own says it; else it is
+        // said at the attempt's end.
+        let last = out[from..].iter_mut().rev().find(|m| m.role == "assistant");
+        match last {
+            Some(m) if m.text.is_none() => {
+                m.text = Some(text);
+                m.text_truncated = truncated;
+                m.text_length = length;
+            }
+            Some(m) if m.text.as_deref() == Some(text.as_str()) => {}
+            _ => {
+                let mut m = message("assistant", a);
+                m.time_ms = ms(a.end_ns.unwrap_or(a.start_ns));
+                m.text = Some(text);
+                m.text_truncated = truncated;
+                m.text_length = length;
+                out.push(m);
+            }
+        }
+        true
+    };
     for s in &spans {
+        if s.attempt {
+            if !attempts_say {
+                continue;
+            }
+            any_answer |= settle(&mut out, pending.take());
+            if let Some(t) = &s.input.text {
+                let mut m = message("user", s);
+                m.text = Some(t.clone());
+                m.text_truncated = s.input.truncated;
+                m.text_length = s.input.length;
+                out.push(m);
+            }
+            pending = Some((s, out.len()));
+            continue;
+        }
         match s.kind.as_str() {
             "llm_call" => {
                 let mut m = message("assistant", s);
@@ -381,6 +459,7 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
             _ => {}
         }
     }
+    any_answer |= settle(&mut out, pending.take());
     // A run whose answer no LLM call we saw gave: its own output, when it ended.
     if let Some(s) = root.map(|i| &spans[i])
         && !any_answer

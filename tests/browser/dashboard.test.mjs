@@ -239,6 +239,18 @@ test('a session shows its turns in order, as a conversation', T, async () => {
   await page.close();
 });
 
+test('an OpenClaw session shows the prompt and the answer (from the run attempt)', T, async () => {
+  const w = await open('#/sessions/6cbd573f-cf55-40e4-9f5a-2951a972e3f6');
+  const { page } = w;
+  await page.waitForSelector('.turn .msg');
+  const msgs = await page.$$eval('.turn .msg', (ms) => ms.map((m) => [m.dataset.role, m.querySelector('.msg-text')?.textContent ?? '']));
+  assert.deepEqual(msgs.map(([r]) => r), ['user', 'assistant', 'tool', 'assistant']);
+  assert.match(msgs[0][1], /Please use a TOOL to list files/);
+  assert.equal(msgs[3][1], 'Hello from the fake LLM. The answer is 42.');
+  clean(w, 'openclaw session');
+  await page.close();
+});
+
 test('usage shows the known cost total', T, async () => {
   const w = await open('#/usage?agent=alpha');
   const { page } = w;

@@ -32,7 +32,7 @@ async function list(params, signal) {
     pager(params, data.next_cursor));
 }
 
-function message(m) {
+function message(m, i, all) {
   const role = m.role || 'assistant';
   const meta = [
     m.model ? m.model : null,
@@ -51,7 +51,15 @@ function message(m) {
   }
   return h('li', { class: `msg ${role === 'user' ? 'user' : 'assistant'}`, 'data-role': role },
     h('div', { class: 'msg-head' }, h('strong', null, role === 'user' ? 'User' : 'Assistant'), h('span', { class: 'muted' }, meta)),
-    h('div', { class: 'msg-text' }, m.text ?? h('span', { class: 'muted' }, '(no text captured)'), cut));
+    h('div', { class: 'msg-text' }, m.text ?? h('span', { class: 'muted' }, silent(m, all && all[i + 1])), cut));
+}
+
+// An answer without text: a call that asked for a tool (the next message is the tool), a
+// failed call, or one whose text was not captured.
+function silent(m, next) {
+  if (m.status === 'error') return '(failed: no answer)';
+  if (next && next.role === 'tool') return '(asked for a tool)';
+  return '(no text captured)';
 }
 
 function fmtMaybeJson(v) {

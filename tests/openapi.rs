@@ -53,7 +53,7 @@ fn the_document_is_served_and_lists_every_route() {
     let missing: Vec<_> = served.difference(&documented).collect();
     assert!(missing.is_empty(), "routes not in openapi.json: {missing:?}");
     let extra: Vec<_> = documented.difference(&served).collect();
-    assert_eq!(extra, [&"/openapi.json".to_string()], "documented, not served");
+    assert!(extra.is_empty(), "documented, not served: {extra:?}");
     // Every operation documents its error answers with the error schema.
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
@@ -62,12 +62,16 @@ fn the_document_is_served_and_lists_every_route() {
                 responses.keys().any(|k| k.starts_with('2')),
                 "{method} {path}: no success answer"
             );
-            if op["parameters"].as_array().is_some_and(|p| !p.is_empty())
-                || op.get("requestBody").is_some()
+            let query_params = op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p.get("$ref").is_some() || p["in"] == "query" || p["schema"].get("pattern").is_some()
+                })
+            });
+            if query_params || op.get("requestBody").is_some()
             {
                 assert!(
                     responses.contains_key("400"),
-                    "{method} {path}: takes input but documents no 400"
+                    "{method} {path}: takes checked input but documents no 400"
                 );
             }
         }
@@ -87,7 +91,10 @@ fn schemathesis_finds_no_failure() {
     );
     let d = Daemon::start(&[]);
     let examples = std::env::var("OCT_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "25".into());
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");
     let out = Command::new(bin)
+        .arg("--config-file")
+        .arg(&config)
         .args([
             "run",
             &d.url("/openapi.json"),
@@ -104,8 +111,9 @@ fn schemathesis_finds_no_failure() {
             "/v1/stream",
             "--request-timeout",
             "20",
+            // One worker: hypothesis is not thread-safe on Python 3.11 (AST errors seen).
             "--workers",
-            "2",
+            "1",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
         .current_dir(&d.dir)

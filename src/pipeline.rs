@@ -801,6 +801,9 @@ mod share_tests {
         // Host samples and the gateway log still get in, up to the whole queue.
         assert_eq!(p.submit("host", events(6)).unwrap(), 6);
         assert_eq!(p.submit("gateway_log", events(4)).unwrap(), 4);
-        assert!(matches!(p.submit("host", events(1)), Err(SubmitError::Full)));
+        assert!(matches!(
+            p.submit("host", events(1)),
+            Err(SubmitError::Full)
+        ));
     }
 }

@@ -51,7 +51,10 @@ fn the_document_is_served_and_lists_every_route() {
     let served = router_paths();
     assert!(served.len() > 20, "{served:?}");
     let missing: Vec<_> = served.difference(&documented).collect();
-    assert!(missing.is_empty(), "routes not in openapi.json: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes not in openapi.json: {missing:?}"
+    );
     let extra: Vec<_> = documented.difference(&served).collect();
     assert!(extra.is_empty(), "documented, not served: {extra:?}");
     // Every operation documents its error answers with the error schema.
@@ -64,11 +67,12 @@ fn the_document_is_served_and_lists_every_route() {
             );
             let query_params = op["parameters"].as_array().is_some_and(|ps| {
                 ps.iter().any(|p| {
-                    p.get("$ref").is_some() || p["in"] == "query" || p["schema"].get("pattern").is_some()
+                    p.get("$ref").is_some()
+                        || p["in"] == "query"
+                        || p["schema"].get("pattern").is_some()
                 })
             });
-            if query_params || op.get("requestBody").is_some()
-            {
+            if query_params || op.get("requestBody").is_some() {
                 assert!(
                     responses.contains_key("400"),
                     "{method} {path}: takes checked input but documents no 400"

@@ -34,7 +34,9 @@ pub fn parse_query_time(s: &str) -> Option<i64> {
             d => d.parse::<i128>().ok()?.saturating_mul(1_000_000),
         }
     } else {
-        OffsetDateTime::parse(s, &Rfc3339).ok()?.unix_timestamp_nanos()
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()?
+            .unix_timestamp_nanos()
     };
     Some(ns.clamp(QUERY_MIN_NS as i128, QUERY_MAX_NS as i128) as i64)
 }
@@ -77,7 +79,10 @@ mod tests {
     fn query_times_are_clamped_not_refused() {
         assert_eq!(parse_query_time("0038-04-12T04:49:52Z"), Some(QUERY_MIN_NS));
         assert_eq!(parse_query_time("9999-12-31T23:59:59Z"), Some(QUERY_MAX_NS));
-        assert_eq!(parse_query_time("99999999999999999999999999"), Some(QUERY_MAX_NS));
+        assert_eq!(
+            parse_query_time("99999999999999999999999999"),
+            Some(QUERY_MAX_NS)
+        );
         assert_eq!(
             parse_query_time("1700000000000"),
             Some(1_700_000_000_000_000_000)

@@ -26,7 +26,8 @@ import json, sys
 d = sys.argv[1]
 ev = [{"type": "tool_call", "name": f"t{i}", "input": {"q": "x" * 100}} for i in range(100)]
 open(f"{d}/native.json", "w").write(json.dumps(ev))
-spans = [{"traceId": "%032x" % (i + 1), "spanId": "%016x" % (i + 1), "name": f"s{i}",
+# TRACEPFX is replaced per request (post.lua), so every export's spans are new records.
+spans = [{"traceId": "TRACEPFX%024x" % (i + 1), "spanId": "%016x" % (i + 1), "name": f"s{i}",
           "kind": 1, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
           "attributes": [{"key": "q", "value": {"stringValue": "x" * 100}}]} for i in range(100)]
 otlp = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
@@ -37,6 +38,13 @@ cat > "$work/post.lua" <<'LUA'
 local f = io.open(os.getenv("BODY_FILE"), "rb"); local body = f:read("*a"); f:close()
 wrk.method = "POST"; wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
+local varies = body:find("TRACEPFX", 1, true) ~= nil
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+request = function()
+  if not varies then return wrk.format() end
+  local pfx = string.format("%08x", math.random(1, 0x7fffffff))
+  return wrk.format(nil, nil, nil, (body:gsub("TRACEPFX", pfx)))
+end
 local counts = {}
 response = function(status, headers, b)
   local k = tostring(status)

@@ -125,20 +125,7 @@ impl Config {
         if let Some(path) = file {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-            for (key, value) in flatten_toml(&table) {
-                let setting = all.iter().find(|s| s.name == key).ok_or_else(|| {
-                    ConfigError(format!(
-                        "config file {}: unknown setting {key:?}",
-                        path.display()
-                    ))
-                })?;
-                (setting.apply)(&mut cfg, &value).map_err(|e| {
-                    ConfigError(format!("config file {} key {key}: {e}", path.display()))
-                })?;
-            }
+            apply_toml(&mut cfg, &all, &text, &path.display().to_string())?;
         }
         for s in &all {
             // A variable that is set but empty counts as unset.
@@ -155,6 +142,27 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// Applies the settings of a TOML file's text (`label` names the file in errors).
+pub fn apply_toml(
+    cfg: &mut Config,
+    all: &[AnySetting],
+    text: &str,
+    label: &str,
+) -> Result<(), ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(format!("config file {label}: {e}")))?;
+    for (key, value) in flatten_toml(&table) {
+        let setting = all
+            .iter()
+            .find(|s| s.name == key)
+            .ok_or_else(|| ConfigError(format!("config file {label}: unknown setting {key:?}")))?;
+        (setting.apply)(cfg, &value)
+            .map_err(|e| ConfigError(format!("config file {label} key {key}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// TOML keys may be flat (`push_endpoint = ...`) or in a table (`[push] endpoint = ...`).

@@ -305,10 +305,12 @@ impl Pipeline {
         )
     }
 
-    /// True when `n` records of `bytes` would be accepted now.
+    /// True when `n` records of `bytes` from a client (the HTTP and OTLP APIs) would be
+    /// accepted now: within the clients' share of the queue.
     pub fn has_room(&self, n: usize, bytes: usize) -> bool {
         let (depth, depth_bytes) = (self.depth(), self.depth_bytes().0);
-        fits(depth, n, self.inner.capacity) && fits(depth_bytes, bytes, self.inner.max_bytes)
+        fits(depth, n, client_share(self.inner.capacity))
+            && fits(depth_bytes, bytes, client_share(self.inner.max_bytes))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -349,8 +351,18 @@ impl Pipeline {
                 })
                 .is_ok()
         };
-        let reserved = reserve(&self.inner.depth, n, self.inner.capacity)
-            && (reserve(&self.inner.depth_bytes, bytes, self.inner.max_bytes) || {
+        // Clients fill the queue up to their share; the rest is kept for the daemon's own
+        // sources (host metrics, the gateway log, transcripts), so a flood does not drop them.
+        let (capacity, max_bytes) = if CLIENT_SOURCES.contains(&source) {
+            (
+                client_share(self.inner.capacity),
+                client_share(self.inner.max_bytes),
+            )
+        } else {
+            (self.inner.capacity, self.inner.max_bytes)
+        };
+        let reserved = reserve(&self.inner.depth, n, capacity)
+            && (reserve(&self.inner.depth_bytes, bytes, max_bytes) || {
                 self.inner.depth.fetch_sub(n, Ordering::AcqRel);
                 false
             });
@@ -410,6 +422,14 @@ impl Pipeline {
 }
 
 /// `add` more fits beside `depth` under `max` (anything fits in an empty queue).
+/// The sources fed by clients over the network; every other source is the daemon's own.
+pub const CLIENT_SOURCES: &[&str] = &["api", "otlp", "openclaw"];
+
+/// The part of the queue (records and bytes) clients may fill: 90 %, at least 1.
+pub fn client_share(max: usize) -> usize {
+    (max - max / 10).max(1)
+}
+
 fn fits(depth: usize, add: usize, max: usize) -> bool {
     depth == 0 || depth + add <= max
 }
@@ -737,5 +757,53 @@ fn describe_write_error(e: &rusqlite::Error) -> String {
             format!("database not writable: {e}")
         }
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+    use crate::model::{Event, EventType};
+
+    /// A pipeline whose queue nobody drains.
+    fn undrained(capacity: usize) -> (Pipeline, Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            transforms: Vec::new(),
+            tx: RwLock::new(Some(tx)),
+            depth: AtomicUsize::new(0),
+            capacity,
+            depth_bytes: AtomicUsize::new(0),
+            max_bytes: usize::MAX / 2,
+            stats: Arc::new(Stats::default()),
+        });
+        (Pipeline { inner }, rx)
+    }
+
+    fn events(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record::Event(Box::new(Event::new(EventType::Custom, format!("e{i}"), 1))))
+            .collect()
+    }
+
+    #[test]
+    fn clients_leave_a_share_for_the_daemons_own_sources() {
+        let (p, _rx) = undrained(100);
+        assert_eq!(p.submit("otlp", events(60)).unwrap(), 60);
+        assert!(p.has_room(30, 0));
+        assert_eq!(p.submit("api", events(30)).unwrap(), 30);
+        // The clients' 90 are taken: more from them is refused, and has_room says so.
+        assert!(!p.has_room(1, 0));
+        assert!(matches!(
+            p.submit("openclaw", events(1)),
+            Err(SubmitError::Full)
+        ));
+        // Host samples and the gateway log still get in, up to the whole queue.
+        assert_eq!(p.submit("host", events(6)).unwrap(), 6);
+        assert_eq!(p.submit("gateway_log", events(4)).unwrap(), 4);
+        assert!(matches!(
+            p.submit("host", events(1)),
+            Err(SubmitError::Full)
+        ));
     }
 }

@@ -29,14 +29,20 @@ pub struct Range {
     pub to_ns: i64,
 }
 
+/// See [`Range::aligned`].
+pub const MAX_RANGE_NS: i64 = 367 * 24 * HOUR_NS;
+
 impl Range {
     /// `to` (default now) rounded up to its hour's end; `from` (default 24 h before
     /// `to`) moved so that the range holds a whole number of hours (at least one).
+    /// The longest range shown (a year and a day: 367 daily buckets); a longer one is
+    /// cut to its last MAX_RANGE_NS (the answer's `from_ms` says where it starts).
     pub fn aligned(from_ns: Option<i64>, to_ns: Option<i64>, now_ns: i64) -> Range {
         let to = to_ns.unwrap_or(now_ns);
-        let from = from_ns.unwrap_or(to - 24 * HOUR_NS);
+        let from = from_ns.unwrap_or(to.saturating_sub(24 * HOUR_NS));
         let to_al = ceil_hour(to);
-        let len = ceil_hour_len((to - from).max(1));
+        // At most MAX_RANGE_NS: every bucket of the series is in the answer.
+        let len = ceil_hour_len(to.saturating_sub(from).clamp(1, MAX_RANGE_NS));
         Range {
             from_ns: to_al - len,
             to_ns: to_al,

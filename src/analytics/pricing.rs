@@ -188,7 +188,7 @@ struct TableFile {
 }
 
 #[derive(Deserialize)]
-struct EntryFile {
+pub(crate) struct EntryFile {
     #[serde(default)]
     provider: String,
     id: String,
@@ -558,7 +558,7 @@ impl PriceTable {
         Ok(t)
     }
 
-    fn add_overrides(&mut self, entries: Vec<EntryFile>) {
+    pub(crate) fn add_overrides(&mut self, entries: Vec<EntryFile>) {
         for e in entries {
             let idx = self.entries.len();
             let mut keys = vec![e.id.clone()];
@@ -741,7 +741,7 @@ impl PriceTable {
 
 /// Reads an override file: the bundled shape (`[[model]]` / `{"model": [...]}`) or
 /// OpenClaw's config (`models.providers.<name>.models[].cost`), as TOML or JSON.
-fn parse_overrides(text: &str) -> Result<Vec<EntryFile>, String> {
+pub(crate) fn parse_overrides(text: &str) -> Result<Vec<EntryFile>, String> {
     let value: Value = match serde_json::from_str::<Value>(text) {
         Ok(v) => v,
         Err(json_err) => match toml::from_str::<toml::Table>(text) {

@@ -19,6 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// A parsed body is counted this many times its size while it is parsed.
 pub const PARSE_FACTOR: usize = 3;
 
+/// A JSON body parsed into a `serde_json::Value` tree (OTLP/HTTP JSON, OpenClaw batches)
+/// is counted this many times its size: every object becomes a map whose nodes take
+/// hundreds of bytes for a few dozen of text (measured: bench/overload.sh, BENCHMARKS.md).
+pub const JSON_TREE_FACTOR: usize = 16;
+
 /// The shared budget and connection count.
 #[derive(Debug)]
 pub struct Admission {
@@ -225,6 +230,40 @@ impl tokio::io::AsyncWrite for CountedStream {
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
+}
+
+impl tonic::transport::server::Connected for CountedStream {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// The OTLP/gRPC listener's connections, at most `max_connections` open at once. One
+/// over the cap is closed at once (an HTTP/2 client sees UNAVAILABLE and retries).
+pub fn grpc_incoming(
+    listener: TcpListener,
+    adm: Arc<Admission>,
+) -> impl futures_util::Stream<Item = std::io::Result<CountedStream>> {
+    futures_util::stream::unfold((listener, adm), |(listener, adm)| async move {
+        loop {
+            let s = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let Some(guard) = adm.connection() {
+                let _ = s.set_nodelay(true);
+                let io = CountedStream {
+                    inner: s,
+                    _guard: guard,
+                };
+                return Some((Ok(io), (listener, adm)));
+            }
+            drop(s);
+        }
+    })
 }
 
 /// An HTTP/1 listener that holds at most `max_connections` open connections.

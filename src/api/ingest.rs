@@ -8,7 +8,7 @@ use serde_json::json;
 
 use http_body_util::BodyExt;
 
-use super::admission::{PARSE_FACTOR, Permit};
+use super::admission::{JSON_TREE_FACTOR, PARSE_FACTOR, Permit};
 use super::{ApiError, SharedState, refusing};
 use crate::sources::ingest::{self, Endpoint};
 
@@ -52,6 +52,19 @@ pub struct Body {
     pub headers: HeaderMap,
     pub bytes: Bytes,
     pub permit: Permit,
+}
+
+impl Body {
+    /// Counts the body at `JSON_TREE_FACTOR` times its size (rather than `PARSE_FACTOR`)
+    /// before it is parsed into a `serde_json::Value` tree; 429 when that does not fit.
+    pub fn reserve_json_tree(&mut self) -> Result<(), ApiError> {
+        let extra = self.bytes.len() * (JSON_TREE_FACTOR - PARSE_FACTOR);
+        if self.permit.grow(extra) {
+            Ok(())
+        } else {
+            Err(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"))
+        }
+    }
 }
 
 fn busy(what: &str) -> ApiError {
@@ -100,6 +113,9 @@ pub async fn read_body(st: &SharedState, req: Request) -> Result<Body, ApiError>
     if expects_continue && let Some(r) = refusal {
         return Err(r);
     }
+    // The first frame is kept as it came (no copy: most bodies are one frame); a second
+    // one starts a buffer holding both.
+    let mut first: Option<Bytes> = None;
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     let mut declared_left = declared.unwrap_or(0) as usize;
@@ -132,20 +148,33 @@ pub async fn read_body(st: &SharedState, req: Request) -> Result<Body, ApiError>
         declared_left -= covered;
         if !permit.grow(data.len() - covered) {
             refusal = Some(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"));
+            first = None;
             buf = bytes::BytesMut::new();
             continue;
         }
-        buf.extend_from_slice(&data);
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.reserve(f.len() + data.len());
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    let bytes = match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    };
     if let Some(r) = refusal {
         return Err(r);
     }
-    if !permit.grow(buf.len() * (PARSE_FACTOR - 1)) {
+    if !permit.grow(bytes.len() * (PARSE_FACTOR - 1)) {
         return Err(busy("too many bytes in flight (OCT_MAX_INFLIGHT_BYTES)"));
     }
     Ok(Body {
         headers: parts.headers,
-        bytes: buf.freeze(),
+        bytes,
         permit,
     })
 }

@@ -283,7 +283,7 @@ pub(crate) async fn require_token(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/health" || path == "/ready" || web::is_public(path) {
+    if path == "/health" || path == "/ready" || path == "/openapi.json" || web::is_public(path) {
         return next.run(req).await;
     }
     let given = req
@@ -305,6 +305,14 @@ pub(crate) async fn require_token(
             r
         }
     }
+}
+
+/// The OpenAPI 3.1 document of this API (`src/api/openapi.json`, checked against the
+/// router by tests/openapi.rs and schemathesis).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// The whole HTTP surface.
@@ -343,6 +351,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/metrics/names", get(metric_query::get_names))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/openapi.json", get(openapi))
         .merge(analytics::routes())
         .merge(openclaw::routes())
         .merge(dashboard::routes())

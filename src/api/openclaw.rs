@@ -26,7 +26,8 @@ pub async fn post_events(
             "this endpoint takes JSON",
         ));
     }
-    let read = read_body(&st, req).await?;
+    let mut read = read_body(&st, req).await?;
+    read.reserve_json_tree()?;
     let batch = openclaw::parse_batch(&read.bytes, &st.config.ingest).map_err(invalid)?;
     if batch.dropped_by_plugin > 0 {
         tracing::warn!(

@@ -12,7 +12,7 @@ use super::{ApiError, SharedState, read};
 use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
 use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
 use crate::store::scores::{self, ScoreCondition, ScoreFilter, ScoreGrouping};
-use crate::util::time::parse_timestamp_str;
+use crate::util::time::parse_query_time;
 
 type Params = Query<HashMap<String, String>>;
 
@@ -25,7 +25,7 @@ pub fn text(p: &HashMap<String, String>, k: &str) -> Option<String> {
 pub fn time_param(p: &HashMap<String, String>, k: &str) -> Result<Option<i64>, ApiError> {
     match text(p, k) {
         None => Ok(None),
-        Some(v) => parse_timestamp_str(&v).map(Some).ok_or_else(|| {
+        Some(v) => parse_query_time(&v).map(Some).ok_or_else(|| {
             ApiError::bad_param(k, "expected an RFC 3339 timestamp or unix milliseconds")
         }),
     }

@@ -322,23 +322,26 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.err(k, "required field is missing or empty"))
     }
 
-    /// A non-negative whole number (an integral float such as `12.0` is accepted).
+    /// A whole number from 0 to `MAX_COUNT` (an integral float such as `12.0` is accepted).
     pub fn count_opt(&self, k: &str) -> Result<Option<i64>, FieldError> {
         match self.get(k) {
             None => Ok(None),
             Some(Value::Number(n)) => {
                 if let Some(i) = n.as_i64() {
-                    if i >= 0 {
+                    if (0..=MAX_COUNT).contains(&i) {
                         return Ok(Some(i));
                     }
                 } else if let Some(f) = n.as_f64()
                     && f >= 0.0
                     && f.fract() == 0.0
-                    && f < 9.0e15
+                    && f <= MAX_COUNT as f64
                 {
                     return Ok(Some(f as i64));
                 }
-                Err(self.err(k, format!("expected a non-negative whole number, got {n}")))
+                Err(self.err(
+                    k,
+                    format!("expected a whole number from 0 to {MAX_COUNT}, got {n}"),
+                ))
             }
             Some(v) => Err(self.err(
                 k,
@@ -475,6 +478,13 @@ fn status_from(s: &str) -> StatusCode {
 }
 
 /// `POST /v1/traces` (native): an LLM call, or any span when `kind` says so.
+/// The largest token count taken: sums of many stay far from i64's end (SQLite's
+/// integer sums in the usage rollups fail on overflow).
+pub const MAX_COUNT: i64 = 1_000_000_000_000;
+
+/// The largest number of milliseconds taken (their nanoseconds fit in i64).
+const MAX_MS: f64 = 9.2e12;
+
 pub fn span_from(f: &Fields, cfg: &IngestConfig, received_ns: i64) -> Result<Span, FieldError> {
     let c = common(f)?;
     let kind = match f.str_opt("kind")? {
@@ -508,11 +518,15 @@ pub fn span_from(f: &Fields, cfg: &IngestConfig, received_ns: i64) -> Result<Spa
         },
     };
     let latency_ms = f.number_opt("latency_ms")?;
+    // Milliseconds whose nanoseconds fit in i64 (under 292 years).
+    if latency_ms.is_some_and(|ms| ms > MAX_MS) {
+        return Err(f.err("latency_ms", "expected milliseconds up to 9200000000000"));
+    }
     let latency_ns = latency_ms.map(|ms| (ms * 1e6) as i64).unwrap_or(0);
     // Without a timestamp the call is taken to have just ended; with one, it is its start.
     let (start_ns, end_ns) = match c.timestamp {
-        Some(t) => (t, t + latency_ns),
-        None => (received_ns - latency_ns, received_ns),
+        Some(t) => (t, t.saturating_add(latency_ns)),
+        None => (received_ns.saturating_sub(latency_ns), received_ns),
     };
     let trace_id = c.trace_id.unwrap_or_else(TraceId::generate);
     let span_id = c.span_id.unwrap_or_else(SpanId::generate);
@@ -561,7 +575,7 @@ pub fn span_from(f: &Fields, cfg: &IngestConfig, received_ns: i64) -> Result<Spa
         f.count_opt("total_tokens")?
             .or_else(|| match (span.input_tokens, span.output_tokens) {
                 (None, None) => None,
-                (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
+                (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
             });
     span.cost_usd = f.number_opt("cost_usd")?;
     span.cost_source = span.cost_usd.map(|_| CostSource::Reported);
@@ -846,6 +860,33 @@ mod tests {
         let t = s.input.as_ref().unwrap();
         assert_eq!(t.text, "éé");
         assert_eq!(t.original_len, 6);
+    }
+
+    #[test]
+    fn huge_latency_is_refused_not_overflowed() {
+        // Found by schemathesis: a start in 2026 plus ~1e21 ns overflowed i64.
+        let e = parse(
+            Endpoint::Traces,
+            br#"{"provider":"a","model":"b","timestamp":"2026-01-01T00:00:00Z","latency_ms":1e15}"#,
+            &cfg(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("latency_ms"));
+        let ok = parse(
+            Endpoint::Traces,
+            br#"{"provider":"a","model":"b","timestamp":"2200-01-01T00:00:00Z","latency_ms":9.2e12}"#,
+            &cfg(),
+        )
+        .unwrap();
+        let Record::Span(s) = &ok[0] else { panic!() };
+        assert_eq!(s.end_ns, Some(i64::MAX));
+        let e = parse(
+            Endpoint::Traces,
+            br#"{"provider":"a","model":"b","prompt_tokens":9223372036854775807,"completion_tokens":1}"#,
+            &cfg(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("prompt_tokens"));
     }
 
     #[test]

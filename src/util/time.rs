@@ -17,13 +17,38 @@ pub fn parse_timestamp_str(s: &str) -> Option<i64> {
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
 }
 
+/// The earliest and latest times a query filter means (about 1896 and 2079): any time
+/// outside is taken as the nearest of them, so ranges and their lengths stay far from
+/// i64's ends (a range's length and the period before it are computed in i64 too).
+pub const QUERY_MIN_NS: i64 = -(1 << 61);
+pub const QUERY_MAX_NS: i64 = (1 << 61) + (1 << 60);
+
+/// A query's time filter: RFC 3339 text or unix milliseconds, any year, clamped to
+/// [`QUERY_MIN_NS`, `QUERY_MAX_NS`] (`from=0001-01-01T00:00:00Z` means "from the start").
+pub fn parse_query_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let ns: i128 = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        match s.trim_start_matches('0') {
+            "" => 0,
+            d if d.len() > 30 => i128::MAX,
+            d => d.parse::<i128>().ok()?.saturating_mul(1_000_000),
+        }
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()?
+            .unix_timestamp_nanos()
+    };
+    Some(ns.clamp(QUERY_MIN_NS as i128, QUERY_MAX_NS as i128) as i64)
+}
+
 /// Parses a JSON value that is either RFC 3339 text or unix milliseconds.
 pub fn parse_timestamp_json(v: &serde_json::Value) -> Option<i64> {
     match v {
         serde_json::Value::String(s) => parse_timestamp_str(s),
         serde_json::Value::Number(n) => {
             let ms = n.as_f64()?;
-            if !ms.is_finite() || !(0.0..=9.2e15).contains(&ms) {
+            // Milliseconds whose nanoseconds fit in i64 (up to 2262).
+            if !ms.is_finite() || !(0.0..=9.2e12).contains(&ms) {
                 return None;
             }
             Some((ms * 1e6) as i64)
@@ -49,6 +74,26 @@ pub fn ms_of(ns: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_times_are_clamped_not_refused() {
+        assert_eq!(parse_query_time("0038-04-12T04:49:52Z"), Some(QUERY_MIN_NS));
+        assert_eq!(parse_query_time("9999-12-31T23:59:59Z"), Some(QUERY_MAX_NS));
+        assert_eq!(
+            parse_query_time("99999999999999999999999999"),
+            Some(QUERY_MAX_NS)
+        );
+        assert_eq!(
+            parse_query_time("1700000000000"),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(parse_query_time("000"), Some(0));
+        assert_eq!(parse_query_time("yesterday"), None);
+        assert_eq!(parse_query_time(""), None);
+        // A range's length and the period before it stay in i64.
+        let len = QUERY_MAX_NS - QUERY_MIN_NS;
+        assert!(QUERY_MIN_NS.checked_sub(len).is_some());
+    }
 
     #[test]
     fn parses_both_forms() {

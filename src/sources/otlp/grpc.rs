@@ -238,6 +238,9 @@ where
     }
 }
 
+/// Concurrent calls (HTTP/2 streams) on one gRPC connection, at most.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+
 /// Serves the three services on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -245,13 +248,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let max = st.config.api.max_body_bytes as usize;
+    // Connections capped (OCT_MAX_CONNECTIONS), and calls at once on each: a client
+    // cannot open more streams than this to hold messages in memory.
+    let incoming = crate::api::admission::grpc_incoming(listener, st.admission.clone());
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .add_service(OtlpService::<TraceRpc>::new(st.clone(), max))
         .add_service(OtlpService::<MetricsRpc>::new(st.clone(), max))
         .add_service(OtlpService::<LogsRpc>::new(st, max))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -129,10 +129,15 @@ async fn handle(st: SharedState, signal: Signal, req: Request) -> Response {
         Ok(e) => e,
         Err(e) => return error_response(e, Encoding::Json),
     };
-    let read = match ingest::read_body(&st, req).await {
+    let mut read = match ingest::read_body(&st, req).await {
         Ok(b) => b,
         Err(e) => return error_response(e, enc),
     };
+    if enc == Encoding::Json
+        && let Err(e) = read.reserve_json_tree()
+    {
+        return error_response(e, enc);
+    }
     let body = read.bytes;
     match enc {
         Encoding::Protobuf => respond(&st, signal, enc, Payload::Protobuf(&body)).await,
@@ -161,15 +166,19 @@ pub async fn post_traces_main(State(st): State<SharedState>, req: Request) -> Re
     if matches!(encoding(req.headers()), Ok(Encoding::Protobuf)) {
         return handle(st, Signal::Traces, req).await;
     }
-    let read = match ingest::read_body(&st, req).await {
+    let mut read = match ingest::read_body(&st, req).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let (headers, body) = (&read.headers, &read.bytes);
     let key = Signal::Traces.json_key();
-    let mentions_key = body
+    let mentions_key = read
+        .bytes
         .windows(key.len() + 2)
         .any(|w| w[0] == b'"' && &w[1..=key.len()] == key.as_bytes() && w[key.len() + 1] == b'"');
+    if mentions_key && let Err(e) = read.reserve_json_tree() {
+        return error_response(e, Encoding::Json);
+    }
+    let (headers, body) = (&read.headers, &read.bytes);
     if mentions_key
         && let Ok(doc) = serde_json::from_slice::<Value>(body)
         && decode::is_otlp_json(&doc, Signal::Traces)

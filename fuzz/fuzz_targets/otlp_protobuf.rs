@@ -1,0 +1,4 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    openclaw_trace::fuzzing::otlp_protobuf(data);
+});

@@ -16,6 +16,8 @@ bash scripts/setup-prometheus.sh
 bash scripts/setup-phoenix.sh
 # libfaketime, for the dated suites below.
 bash scripts/setup-clock.sh
+# The sqlite3 shell: tests/audit.rs tampers with real databases through it.
+bash scripts/setup-audit.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
 # The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
 bash scripts/setup-browser.sh

@@ -22,6 +22,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
+    audit: Option<Arc<store::audit::Signer>>,
     host: Option<crate::sources::host::HostHandle>,
     /// The dedicated OTLP listeners (stopped gracefully with the API).
     pub otlp: crate::sources::otlp::Listeners,
@@ -48,6 +49,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         "PRAGMA wal_autocheckpoint = {wal_pages}; PRAGMA journal_size_limit = {};",
         wal_pages * 4096
     ))?;
+    // The tamper-evident chain: on the writer's connection, with its signing key.
+    let audit = if cfg.audit.enabled {
+        store::audit::install(&conn)?;
+        let key = cfg.audit.key_path(&db_path);
+        let signer = store::audit::Signer::load_or_create(&key)?;
+        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
+        Some(Arc::new(signer))
+    } else {
+        None
+    };
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
@@ -70,6 +81,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     hooks.extend(analytics.hooks());
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
     hooks.push(llm_failures.clone());
+    // Last: it chains what the batch and every hook before it wrote.
+    if audit.is_some() {
+        hooks.push(Arc::new(store::audit::ChainHook));
+    }
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -191,6 +206,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
+    if let Some(signer) = &audit {
+        tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
+            let p = pipeline.clone();
+            let head_file = cfg.audit.head_path(&db_path);
+            let signer = signer.clone();
+            move || queue_checkpoint(&p, &signer, &head_file)
+        }));
+    }
     // Natural keys of merged spans go when retention has deleted their spans.
     tasks.push(spawn_every(cfg.store.cleanup_interval, {
         let p = pipeline.clone();
@@ -223,9 +246,20 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
+        audit,
         host,
         otlp,
     })
+}
+
+/// Signs the chain's head on the writer, after everything queued before.
+fn queue_checkpoint(p: &Pipeline, signer: &Arc<store::audit::Signer>, head_file: &std::path::Path) {
+    let (signer, head_file) = (signer.clone(), head_file.to_path_buf());
+    p.run_job(move |conn| {
+        if let Err(e) = store::audit::checkpoint(conn, &signer, &head_file) {
+            tracing::warn!(error = %e, "signing the audit chain's head failed");
+        }
+    });
 }
 
 /// Runs `f` now and then every `every`.
@@ -259,6 +293,15 @@ impl Daemon {
             h.stop(Duration::from_secs(2));
         }
         // The listener stays up while draining so clients get a clear 503 + Retry-After.
+        // The chain's head is signed last, after everything queued.
+        if let Some(signer) = &self.audit {
+            let cfg = &self.state.config;
+            queue_checkpoint(
+                &self.state.pipeline,
+                signer,
+                &cfg.audit.head_path(&cfg.store.db_path()),
+            );
+        }
         self.state.pipeline.close();
         let writer = self.writer;
         // The writer drains within half the budget; then sinks get a last push of

@@ -34,6 +34,7 @@ pub struct Config {
     pub analytics: analytics::AnalyticsConfig,
     pub otlp_export: sinks::otlp_export::OtlpExportConfig,
     pub otlp: sources::otlp::OtlpConfig,
+    pub audit: store::audit::AuditConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -75,6 +76,7 @@ pub fn settings() -> Vec<AnySetting> {
     let mut out = Vec::new();
     lift(&mut out, api::SETTINGS, |c| &mut c.api);
     lift(&mut out, store::SETTINGS, |c| &mut c.store);
+    lift(&mut out, store::audit::SETTINGS, |c| &mut c.audit);
     lift(&mut out, pipeline::SETTINGS, |c| &mut c.pipeline);
     lift(&mut out, sources::ingest::SETTINGS, |c| &mut c.ingest);
     lift(&mut out, logging::SETTINGS, |c| &mut c.log);

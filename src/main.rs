@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use openclaw_trace::cli::{
-    Cli, Cmd, analytics, doctor, export, health, metrics, openclaw, tail, traces,
+    Cli, Cmd, analytics, audit, doctor, export, health, metrics, openclaw, tail, traces,
 };
 use openclaw_trace::{app, logging};
 
@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         Some(Cmd::Doctor(a)) => return doctor::run(Ok(cfg), a),
         Some(Cmd::Health(a)) => return health::run(&cfg, a),
         Some(Cmd::Openclaw(a)) => return openclaw_cmd(&cfg, a),
+        Some(Cmd::Verify(a)) => return audit::run_verify(&cfg, a),
+        Some(Cmd::Audit(a)) => return audit::run_audit(&cfg, a),
     };
     match printed {
         Ok(out) => {

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
 pub mod analytics;
+pub mod audit;
 pub mod doctor;
 pub mod export;
 pub mod health;
@@ -55,6 +56,7 @@ fn shows(command: &str, setting: &str) -> bool {
         "tail" | "health" | "openclaw" | "setup" => {
             matches!(setting, "bind" | "port" | "auth_token")
         }
+        "verify" | "audit" => matches!(setting, "db_path" | "audit_key_file" | "audit_head_file"),
         // Readers of the database.
         _ => setting == "db_path",
     }
@@ -164,6 +166,10 @@ pub enum Cmd {
     Health(health::HealthArgs),
     /// Install the OpenClaw plugin this binary carries and enable it (setup [--dry-run] [--remove])
     Openclaw(openclaw::OpenclawArgs),
+    /// Check the tamper-evident record: exit 0 intact, 1 not (naming the first bad entry), 2 cannot check
+    Verify(audit::VerifyArgs),
+    /// The audit chain's signing key (`audit key` prints its public key)
+    Audit(audit::AuditArgs),
 }
 
 impl Cli {

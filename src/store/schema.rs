@@ -440,6 +440,8 @@ const MIGRATIONS: &[&str] = &[
         SELECT day_ns, agent_id, session_id, user_id, provider, model, bucket, count
         FROM usage_latency_daily_nosession;
     "#,
+    // audit: the tamper-evident chain and its signed heads (store::audit).
+    super::audit::MIGRATION,
 ];
 
 /// The schema version this build writes.

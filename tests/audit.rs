@@ -1,0 +1,464 @@
+//! The tamper-evident record on the real binary: a real database tampered with through
+//! the `sqlite3` shell (scripts/setup-audit.sh installs it), with the daemon stopped and
+//! while it runs; `openclaw-trace verify` must catch each change (exit 1, the right
+//! kind) and pass an untouched database (exit 0), also after retention pruned it and
+//! after a kill -9 under load.
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use openclaw_trace::store::audit::{CHAINED, ENTRY_COLUMNS, Entry, hex_bytes, row_digest};
+
+const ENV: &[(&str, &str)] = &[("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s")];
+
+/// Runs SQL through the sqlite3 shell, as someone with shell access would.
+fn shell(db: &Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg("-bail")
+        .arg("-cmd")
+        .arg(".timeout 10000")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 shell (scripts/setup-audit.sh installs it)");
+    assert!(
+        out.status.success(),
+        "sqlite3 failed on {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn verify(d: &Daemon) -> (i32, Value) {
+    let out = d.cli(&["verify", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "verify printed no JSON: {text} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn assert_intact(d: &Daemon, when: &str) {
+    let (code, v) = verify(d);
+    assert_eq!(code, 0, "{when}: {v:#}");
+    assert_eq!(v["ok"], true, "{when}: {v:#}");
+}
+
+/// Exit 1 and the first problem of the given kind; returns it.
+fn assert_caught(d: &Daemon, kind: &str) -> Value {
+    let (code, v) = verify(d);
+    assert_eq!(code, 1, "{v:#}");
+    let first = v["problems"][0].clone();
+    assert_eq!(first["kind"], kind, "{v:#}");
+    // The human report names it too.
+    let text = String::from_utf8_lossy(&d.cli(&["verify"]).stdout).to_string();
+    assert!(text.contains("NOT INTACT") && text.contains(kind), "{text}");
+    first
+}
+
+/// 10 errors, then 40 LLM calls (so the newest rows are spans).
+fn seed(d: &Daemon, tag: &str) {
+    let c = client();
+    let errors: Vec<Value> = (0..10)
+        .map(|i| json!({"error_type": "E", "message": format!("{tag} error {i}")}))
+        .collect();
+    assert!(
+        c.post(d.url("/v1/errors"))
+            .json(&Value::Array(errors))
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    for chunk in 0..4 {
+        let spans: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"provider": "openai", "model": "gpt-4o", "prompt_tokens": 100 + i,
+                       "completion_tokens": 7, "input_text": format!("{tag} call {chunk}/{i}"),
+                       "agent_id": "a1"})
+            })
+            .collect();
+        assert!(
+            c.post(d.url("/v1/traces"))
+                .json(&Value::Array(spans))
+                .send()
+                .unwrap()
+                .status()
+                .is_success()
+        );
+    }
+}
+
+fn one(db: &Path, sql: &str) -> i64 {
+    count(db, sql)
+}
+
+/// Waits until the chain's newest entry is signed (running daemon, 1 s checkpoints).
+fn wait_signed(d: &Daemon) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let last = one(&d.db_path, "SELECT COALESCE(MAX(seq), 0) FROM audit_chain");
+        let signed = one(&d.db_path, "SELECT COALESCE(MAX(seq), -1) FROM audit_heads");
+        if last > 0 && signed == last {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "head never signed: {last} / {signed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A daemon with seeded, signed data: stopped (its shutdown signs the head) or running.
+fn seeded(dir: &Path, running: bool) -> Daemon {
+    let mut d = Daemon::start_in(dir, ENV);
+    seed(&d, "first");
+    d.wait_count("SELECT count(*) FROM spans", 40, Duration::from_secs(10));
+    d.wait_count("SELECT count(*) FROM events", 10, Duration::from_secs(10));
+    wait_signed(&d);
+    if !running {
+        assert!(d.stop().success());
+    }
+    assert_intact(&d, "before tampering");
+    d
+}
+
+fn middle_span(db: &Path) -> i64 {
+    one(
+        db,
+        "SELECT id FROM spans ORDER BY id LIMIT 1 OFFSET (SELECT count(*) / 2 FROM spans)",
+    )
+}
+
+#[test]
+fn an_untouched_record_verifies_and_the_key_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = seeded(dir.path(), true);
+    let key = d.db_path.with_extension("db.audit-key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let out = d.cli(&["audit", "key"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.starts_with("ed25519 ") && text.trim().len() == 8 + 64,
+        "{text}"
+    );
+    // The head file holds the signed head the shutdown wrote.
+    let heads = std::fs::read_to_string(d.db_path.with_extension("db.audit-heads")).unwrap();
+    let last: Value = serde_json::from_str(heads.lines().last().unwrap()).unwrap();
+    let (_, v) = verify(&d);
+    assert_eq!(last["seq"], v["last_seq"], "{heads}");
+    assert_eq!(v["rows_checked"], 50, "{v}");
+    // Restarted, it goes on from the same chain.
+    d = Daemon::start_in(dir.path(), ENV);
+    seed(&d, "second");
+    d.wait_count("SELECT count(*) FROM spans", 80, Duration::from_secs(10));
+    assert_intact(&d, "running after a restart");
+    assert!(d.stop().success());
+    assert_intact(&d, "stopped after a restart");
+    // No key: it cannot check (exit 2).
+    std::fs::rename(&key, d.dir.join("elsewhere")).unwrap();
+    let out = d.cli(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn both(f: impl Fn(&Daemon)) {
+    for running in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = seeded(dir.path(), running);
+        f(&d);
+    }
+}
+
+#[test]
+fn a_changed_token_count_is_caught() {
+    both(|d| {
+        let id = middle_span(&d.db_path);
+        shell(
+            &d.db_path,
+            &format!("UPDATE spans SET input_tokens = input_tokens + 1 WHERE id = {id}"),
+        );
+        let p = assert_caught(d, "edited");
+        assert_eq!(p["table"], "spans");
+        assert_eq!(p["row_id"], id);
+    });
+}
+
+#[test]
+fn a_deleted_middle_span_is_caught() {
+    both(|d| {
+        let id = middle_span(&d.db_path);
+        shell(&d.db_path, &format!("DELETE FROM spans WHERE id = {id}"));
+        let p = assert_caught(d, "missing");
+        assert_eq!(p["row_id"], id);
+    });
+}
+
+#[test]
+fn a_cut_tail_is_caught() {
+    both(|d| {
+        // The newest five spans and their entries, as if never written.
+        shell(
+            &d.db_path,
+            "DELETE FROM audit_chain WHERE seq >= (SELECT min(seq) FROM audit_chain
+                 WHERE tbl = 'spans' AND row_id > (SELECT max(id) - 5 FROM spans));
+             DELETE FROM spans WHERE id > (SELECT max(id) - 5 FROM spans);",
+        );
+        let p = assert_caught(d, "truncated");
+        assert!(
+            p["message"]
+                .as_str()
+                .unwrap()
+                .contains("newest entries were cut"),
+            "{p}"
+        );
+    });
+}
+
+#[test]
+fn swapped_entries_are_caught() {
+    both(|d| {
+        let k = one(&d.db_path, "SELECT max(seq) / 2 FROM audit_chain");
+        shell(
+            &d.db_path,
+            &format!(
+                "UPDATE audit_chain SET seq = -1 WHERE seq = {k};
+                 UPDATE audit_chain SET seq = {k} WHERE seq = {k} + 1;
+                 UPDATE audit_chain SET seq = {k} + 1 WHERE seq = -1;"
+            ),
+        );
+        let p = assert_caught(d, "reordered");
+        assert_eq!(p["seq"], k, "{p}");
+    });
+}
+
+/// What someone who knows the format can do: change a row, then recompute its entry and
+/// every later one so every link holds. Only the signed heads can tell.
+#[test]
+fn a_rewritten_chain_is_caught_by_the_signature() {
+    both(|d| {
+        let id = middle_span(&d.db_path);
+        shell(
+            &d.db_path,
+            &format!("UPDATE spans SET output_tokens = 1 WHERE id = {id}"),
+        );
+        let conn = d.db();
+        let cols = CHAINED[0].1;
+        let ncols = cols.split(',').count();
+        let digest = conn
+            .query_row(
+                &format!("SELECT {cols} FROM spans WHERE id = {id}"),
+                [],
+                |r| row_digest(r, ncols),
+            )
+            .unwrap();
+        let from: i64 = conn
+            .query_row(
+                &format!("SELECT max(seq) FROM audit_chain WHERE tbl = 'spans' AND row_id = {id}"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM audit_chain WHERE seq >= ?1 - 1 ORDER BY seq"
+            ))
+            .unwrap();
+        let entries: Vec<Entry> = stmt
+            .query_map([from], Entry::from_row_pub)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut prev = entries[0].hash.clone();
+        let mut sql = String::from("BEGIN;");
+        for mut e in entries.into_iter().skip(1) {
+            if e.seq == from {
+                e.digest = digest.to_vec();
+            }
+            e.prev_hash = prev;
+            e.hash = e.compute_hash().to_vec();
+            sql.push_str(&format!(
+                "UPDATE audit_chain SET digest = X'{}', prev_hash = X'{}', hash = X'{}' WHERE seq = {};",
+                hex_bytes::encode(&e.digest),
+                hex_bytes::encode(&e.prev_hash),
+                hex_bytes::encode(&e.hash),
+                e.seq
+            ));
+            prev = e.hash;
+        }
+        sql.push_str("COMMIT;");
+        drop(stmt);
+        drop(conn);
+        shell(&d.db_path, &sql);
+        let p = assert_caught(d, "rewritten");
+        assert!(
+            p["message"].as_str().unwrap().contains("signed head"),
+            "{p}"
+        );
+        // Rewriting the stored head's hash too breaks its signature.
+        shell(
+            &d.db_path,
+            &format!(
+                "UPDATE audit_heads SET hash = X'{}' WHERE seq = (SELECT max(seq) FROM audit_heads)",
+                hex_bytes::encode(&prev)
+            ),
+        );
+        let (code, v) = verify(d);
+        assert_eq!(code, 1);
+        assert!(
+            v["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["kind"] == "bad_signature"),
+            "{v:#}"
+        );
+    });
+}
+
+#[test]
+fn an_older_head_file_is_caught() {
+    for running in [false, true] {
+        let mut d = Daemon::start(ENV);
+        seed(&d, "first");
+        d.wait_count("SELECT count(*) FROM spans", 40, Duration::from_secs(10));
+        wait_signed(&d);
+        let file = d.db_path.with_extension("db.audit-heads");
+        let old = std::fs::read(&file).unwrap();
+        seed(&d, "second");
+        d.wait_count("SELECT count(*) FROM spans", 80, Duration::from_secs(10));
+        wait_signed(&d);
+        if !running {
+            assert!(d.stop().success());
+        }
+        assert_intact(&d, "before the head file is replaced");
+        std::fs::write(&file, old).unwrap();
+        assert_caught(&d, "stale_head_file");
+    }
+}
+
+#[test]
+fn retention_prunes_and_what_remains_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000i64;
+    let now = now_ms();
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_RETENTION_DAYS", "30")]);
+    let c = client();
+    let old: Vec<Value> = (0..30)
+        .map(
+            |i| json!({"provider":"p","model":"m","prompt_tokens": i, "timestamp": now - 10 * day}),
+        )
+        .collect();
+    let errors: Vec<Value> = (0..10)
+        .map(|i| json!({"error_type":"Old","message": format!("m{i}"),"timestamp": now - 10 * day}))
+        .collect();
+    let new: Vec<Value> = (0..20)
+        .map(|i| json!({"provider":"p","model":"m","prompt_tokens": i, "timestamp": now - 1000}))
+        .collect();
+    for (path, body) in [
+        ("/v1/traces", old),
+        ("/v1/errors", errors),
+        ("/v1/traces", new),
+    ] {
+        assert!(
+            c.post(d.url(path))
+                .json(&Value::Array(body))
+                .send()
+                .unwrap()
+                .status()
+                .is_success()
+        );
+    }
+    d.wait_count("SELECT count(*) FROM spans", 50, Duration::from_secs(10));
+    assert!(d.stop().success());
+    assert_intact(&d, "before retention");
+    let mut d = Daemon::start_in(
+        dir.path(),
+        &[
+            ("OCT_RETENTION_DAYS", "3"),
+            ("OCT_CLEANUP_INTERVAL", "1s"),
+            ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s"),
+        ],
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while count(&d.db_path, "SELECT count(*) FROM spans") > 20
+        || count(&d.db_path, "SELECT count(*) FROM events") > 0
+    {
+        assert!(Instant::now() < until, "retention did not run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_signed(&d);
+    assert!(
+        count(
+            &d.db_path,
+            "SELECT count(*) FROM audit_chain WHERE op = 'prune'"
+        ) >= 2
+    );
+    let (code, v) = verify(&d);
+    assert_eq!(code, 0, "running, after pruning: {v:#}");
+    assert!(
+        v["first_seq"].as_i64().unwrap() > 1,
+        "the chain was trimmed: {v}"
+    );
+    assert!(d.stop().success());
+    assert_intact(&d, "stopped, after pruning");
+    // A row deleted by hand among the kept ones is still caught.
+    let id = one(&d.db_path, "SELECT min(id) FROM spans");
+    shell(&d.db_path, &format!("DELETE FROM spans WHERE id = {id}"));
+    assert_caught(&d, "missing");
+}
+
+#[test]
+fn a_kill_9_under_load_is_not_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), ENV);
+    let url = d.url("/v1/traces");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
+                    let body: Vec<Value> = (0..20)
+                        .map(|k| {
+                            json!({"provider":"p","model":"m","prompt_tokens": k,
+                                        "input_text": format!("load {t}/{i}/{k}")})
+                        })
+                        .collect();
+                    let _ = c.post(&url).json(&Value::Array(body)).send();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    // Let it write (and sign) for a while, then kill it mid-write.
+    d.wait_count("SELECT count(*) FROM spans", 2000, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        let _ = s.join();
+    }
+    assert!(count(&d.db_path, "SELECT count(*) FROM audit_heads") > 0);
+    assert_intact(&d, "after kill -9 under load");
+    // It starts again on the same chain.
+    let mut d = Daemon::start_in(dir.path(), ENV);
+    seed(&d, "after");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.stop().success());
+    assert_intact(&d, "restarted after kill -9");
+}

@@ -163,6 +163,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         live,
         analytics,
         admission: admission.clone(),
+        activity: Arc::new(store::activity::ActivityLog::new(pipeline.clone())),
+    });
+    state.activity.record(store::activity::Activity {
+        time_ns: crate::model::now_ns(),
+        kind: "start".into(),
+        message: format!("openclaw-trace {} started", env!("CARGO_PKG_VERSION")),
+        detail: Some(effective_settings(&cfg, &db_path)),
+        ..Default::default()
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;
@@ -170,7 +178,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let server = tokio::spawn(async move {
         axum::serve(
             api::admission::CappedListener::new(listener, admission),
-            app,
+            app.into_make_service_with_connect_info::<api::admission::Remote>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
@@ -186,7 +194,23 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
                 let stats = p.stats().clone();
                 let (path, policy) = (path.clone(), policy.clone());
                 p.run_job(move |conn| {
-                    pipeline::run_retention(conn, &path, &policy, &stats);
+                    if let Some(r) = pipeline::run_retention(conn, &path, &policy, &stats)
+                        && r.deleted > 0
+                    {
+                        let a = store::activity::Activity {
+                            time_ns: crate::model::now_ns(),
+                            kind: "retention".into(),
+                            message: format!("retention deleted {} rows", r.deleted),
+                            detail: Some(serde_json::json!({
+                                "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
+                                "unshipped_deleted": r.unshipped_deleted,
+                            })),
+                            ..Default::default()
+                        };
+                        if let Err(e) = store::activity::insert(conn, &a) {
+                            tracing::warn!(error = %e, "cannot record activity");
+                        }
+                    }
                     usage_retention.run(conn, crate::model::now_ns());
                 });
             }
@@ -252,6 +276,28 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     })
 }
 
+/// The settings that matter to a review, secrets left out (only whether they are set).
+fn effective_settings(cfg: &Config, db_path: &std::path::Path) -> serde_json::Value {
+    let url = |u: &Option<String>| u.as_deref().map(crate::sinks::delivery::redact_url);
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "bind": cfg.api.bind,
+        "port": cfg.api.port,
+        "auth_token": if cfg.api.auth_token.as_deref().is_some_and(|t| !t.is_empty()) { "set" } else { "unset" },
+        "db_path": db_path.display().to_string(),
+        "retention_days": cfg.store.retention_days,
+        "cleanup_db_threshold_bytes": cfg.store.cleanup_db_threshold_bytes,
+        "redact": cfg.redact.enabled,
+        "audit": cfg.audit.enabled,
+        "audit_key_file": cfg.audit.key_path(db_path).display().to_string(),
+        "audit_head_file": cfg.audit.head_path(db_path).display().to_string(),
+        "audit_checkpoint_interval": crate::util::duration::format(cfg.audit.checkpoint_interval),
+        "push_endpoint": url(&cfg.push.endpoint),
+        "push_token": if cfg.push.token.is_some() { "set" } else { "unset" },
+        "otlp_export_endpoint": url(&cfg.otlp_export.endpoint),
+    })
+}
+
 /// Signs the chain's head on the writer, after everything queued before.
 fn queue_checkpoint(p: &Pipeline, signer: &Arc<store::audit::Signer>, head_file: &std::path::Path) {
     let (signer, head_file) = (signer.clone(), head_file.to_path_buf());
@@ -293,7 +339,17 @@ impl Daemon {
             h.stop(Duration::from_secs(2));
         }
         // The listener stays up while draining so clients get a clear 503 + Retry-After.
-        // The chain's head is signed last, after everything queued.
+        // The stop is recorded, and the chain's head signed last, after everything queued.
+        self.state.activity.record(store::activity::Activity {
+            time_ns: crate::model::now_ns(),
+            kind: "stop".into(),
+            message: "openclaw-trace stopping".into(),
+            detail: Some(serde_json::json!({
+                "written": self.state.pipeline.stats().written.load(Ordering::Relaxed),
+                "uptime_seconds": self.state.started.elapsed().as_secs(),
+            })),
+            ..Default::default()
+        });
         if let Some(signer) = &self.audit {
             let cfg = &self.state.config;
             queue_checkpoint(

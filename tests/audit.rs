@@ -139,7 +139,7 @@ fn middle_span(db: &Path) -> i64 {
 #[test]
 fn an_untouched_record_verifies_and_the_key_is_private() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = seeded(dir.path(), true);
+    let mut d = seeded(dir.path(), false);
     let key = d.db_path.with_extension("db.audit-key");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
@@ -155,7 +155,16 @@ fn an_untouched_record_verifies_and_the_key_is_private() {
     let last: Value = serde_json::from_str(heads.lines().last().unwrap()).unwrap();
     let (_, v) = verify(&d);
     assert_eq!(last["seq"], v["last_seq"], "{heads}");
-    assert_eq!(v["rows_checked"], 50, "{v}");
+    let rows = one(
+        &d.db_path,
+        "SELECT (SELECT count(*) FROM spans) + (SELECT count(*) FROM events) + (SELECT count(*) FROM activity)",
+    );
+    assert_eq!(v["rows_checked"], rows, "{v}");
+    let kinds = one(
+        &d.db_path,
+        "SELECT count(*) FROM activity WHERE kind IN ('start', 'stop')",
+    );
+    assert_eq!(kinds, 2, "start and stop recorded");
     // Restarted, it goes on from the same chain.
     d = Daemon::start_in(dir.path(), ENV);
     seed(&d, "second");
@@ -408,9 +417,16 @@ fn retention_prunes_and_what_remains_verifies() {
     );
     let (code, v) = verify(&d);
     assert_eq!(code, 0, "running, after pruning: {v:#}");
+    // Trimmed: entries only about deleted rows are gone (the start rows' stay).
     assert!(
-        v["first_seq"].as_i64().unwrap() > 1,
+        v["entries"].as_i64().unwrap() < v["last_seq"].as_i64().unwrap() - 30,
         "the chain was trimmed: {v}"
+    );
+    assert!(
+        count(
+            &d.db_path,
+            "SELECT count(*) FROM audit_chain WHERE op = 'trim'"
+        ) >= 1
     );
     assert!(d.stop().success());
     assert_intact(&d, "stopped, after pruning");
@@ -461,4 +477,84 @@ fn a_kill_9_under_load_is_not_tampering() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(d.stop().success());
     assert_intact(&d, "restarted after kill -9");
+}
+
+#[test]
+fn the_activity_log_records_start_refusals_and_stop_on_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-token-value";
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_AUTH_TOKEN", secret)]);
+    let c = client();
+    for _ in 0..3 {
+        let r = c.get(d.url("/v1/traces")).send().unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = c
+        .get(d.url("/v1/traces"))
+        .bearer_auth("wrong")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let get = |path: &str| -> Value {
+        c.get(d.url(path))
+            .bearer_auth(secret)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = get("/v1/activity");
+        if v["items"].as_array().is_some_and(|a| a.len() >= 2) {
+            break v;
+        }
+        assert!(Instant::now() < until, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let items = v["items"].as_array().unwrap();
+    // Newest first: one refusal row (rate-limited per address), then the start.
+    assert_eq!(items.len(), 2, "{v:#}");
+    assert_eq!(items[0]["kind"], "auth_refused");
+    assert_eq!(items[0]["path"], "/v1/traces");
+    assert!(
+        items[0]["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(items[1]["kind"], "start");
+    assert_eq!(items[1]["detail"]["auth_token"], "set");
+    assert!(
+        !v.to_string().contains(secret),
+        "a secret in the activity log: {v}"
+    );
+    let only = get("/v1/activity?kind=start");
+    assert_eq!(only["items"].as_array().unwrap().len(), 1, "{only}");
+    let bad = c
+        .get(d.url("/v1/activity?from=yesterday"))
+        .bearer_auth(secret)
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().unwrap()["field"], "from");
+    assert!(d.stop().success());
+    let out = d.cli(&["activity", "--json"]);
+    assert!(out.status.success());
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["kind"], "stop", "{rows:#}");
+    let text =
+        String::from_utf8_lossy(&d.cli(&["activity", "--kind", "auth_refused"]).stdout).to_string();
+    assert!(
+        text.contains("auth_refused") && text.contains("/v1/traces"),
+        "{text}"
+    );
+    // The activity rows are on the chain: an edit is caught.
+    assert_intact(&d, "with activity rows");
+    shell(
+        &d.db_path,
+        "UPDATE activity SET remote_addr = '10.0.0.1:1' WHERE kind = 'auth_refused'",
+    );
+    let p = assert_caught(&d, "edited");
+    assert_eq!(p["table"], "activity");
 }

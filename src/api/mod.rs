@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod activity;
 pub mod admission;
 pub mod analytics;
 pub mod dashboard;
@@ -169,6 +170,8 @@ pub struct AppState {
     pub analytics: Arc<crate::analytics::Analytics>,
     /// The in-flight byte budget and the connection count (see `admission`).
     pub admission: Arc<admission::Admission>,
+    /// The daemon's own administrative and security events (`GET /v1/activity`).
+    pub activity: Arc<crate::store::activity::ActivityLog>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -295,6 +298,11 @@ pub(crate) async fn require_token(
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => {
+            let remote = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<admission::Remote>>()
+                .map(|c| c.0.0.to_string());
+            st.activity.refused(remote, path);
             let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
                 .into_response();
             r.headers_mut()
@@ -330,6 +338,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/activity", get(activity::list))
         .route("/v1/metrics", get(metric_query::get_metrics))
         .route("/v1/metrics/names", get(metric_query::get_names))
         .route("/health", get(health::health))

@@ -106,3 +106,68 @@ pub fn run_audit(cfg: &Config, a: &AuditArgs) -> ExitCode {
         }
     }
 }
+
+#[derive(Args, Debug)]
+pub struct ActivityArgs {
+    /// Only this kind (start, stop, auth_refused, retention, ...)
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only the last this long (e.g. 1h, 7d)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `openclaw-trace activity`: the daemon's own events from the local database.
+pub fn run_activity(
+    cfg: &Config,
+    a: &ActivityArgs,
+) -> Result<String, crate::cli::traces::CliError> {
+    use crate::cli::traces::CliError;
+    let from_ns = match &a.since {
+        Some(s) => {
+            let d = crate::util::duration::parse(s)
+                .map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+            Some(crate::model::now_ns() - d.as_nanos() as i64)
+        }
+        None => None,
+    };
+    let conn = crate::cli::traces::reader(cfg)?;
+    let f = crate::store::activity::Filter {
+        kind: a.kind.clone(),
+        from_ns,
+        limit: a.limit.clamp(1, 10_000),
+        ..Default::default()
+    };
+    let items = crate::store::activity::list(&conn, &f)
+        .map_err(|e| CliError::Store(crate::store::StoreError::Sqlite(e)))?;
+    if a.json {
+        return Ok(serde_json::to_string_pretty(&items).unwrap_or_default() + "\n");
+    }
+    let mut out = String::new();
+    for i in &items {
+        out.push_str(&format!(
+            "{}  {:<13} {}{}{}\n",
+            crate::util::time::format_ns(i.time_ns),
+            i.kind,
+            i.message,
+            i.remote_addr
+                .as_deref()
+                .map(|r| format!(" from {r}"))
+                .unwrap_or_default(),
+            i.path
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
+        ));
+    }
+    if items.is_empty() {
+        out.push_str("no activity recorded\n");
+    }
+    Ok(out)
+}

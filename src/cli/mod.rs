@@ -170,6 +170,8 @@ pub enum Cmd {
     Verify(audit::VerifyArgs),
     /// The audit chain's signing key (`audit key` prints its public key)
     Audit(audit::AuditArgs),
+    /// The daemon's own administrative and security events (start, stop, refused requests, retention), newest first
+    Activity(audit::ActivityArgs),
 }
 
 impl Cli {

@@ -137,6 +137,7 @@ pub const CHAINED: &[(&str, &str)] = &[
         "id, uid, type, time_ns, name, severity, message, stack_trace, category, trace_id, \
          span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns",
     ),
+    ("activity", super::activity::COLUMNS),
 ];
 
 fn columns_of(table: &str) -> Option<&'static str> {
@@ -401,11 +402,26 @@ impl Deleted {
     }
 }
 
-/// Where the chain starts again after `trim`.
+/// Where the chain starts again after `trim`: entries up to `trimmed_through` are
+/// gone but for `kept` (the latest entries of rows still stored below that point, such
+/// as activity rows, which retention keeps), whose hashes `kept_digest` covers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trimmed {
     pub trimmed_through: i64,
     pub anchor: String,
+    #[serde(default)]
+    pub kept: Vec<i64>,
+    #[serde(default)]
+    pub kept_digest: String,
+}
+
+/// SHA-256 over the hashes of the kept entries, in order.
+pub fn kept_digest(hashes: &[Vec<u8>]) -> String {
+    let mut h = Sha256::new();
+    for x in hashes {
+        h.update(x);
+    }
+    hex_bytes::encode(&h.finalize())
 }
 
 /// Turns the changes noted since the last seal into chain entries; `deleted_op` names
@@ -474,9 +490,10 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
     Ok(n)
 }
 
-/// After retention: drops the chain's prefix that only covers rows no longer stored,
-/// and appends a `trim` entry naming where the chain starts again and the hash it links
-/// to. Returns the entries dropped.
+/// After retention: drops the chain's entries below the first entry still about a
+/// stored span or event, except the latest entries of rows still stored (activity rows
+/// outlive retention), and appends a `trim` entry naming where the chain starts again,
+/// the hash it links to and the entries kept below. Returns the entries dropped.
 pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     if !installed(conn) {
         return Ok(0);
@@ -484,24 +501,42 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     seal(&tx, "prune")?;
     let (last, _) = tail(&tx)?;
-    let first: Option<i64> = tx.query_row("SELECT min(seq) FROM audit_chain", [], |r| r.get(0))?;
-    let Some(first) = first else { return Ok(0) };
-    // The first entry still about a stored row; everything before only about gone rows.
-    let mut keep_from = last;
-    for (t, _) in CHAINED {
-        let s: Option<i64> = tx.query_row(
-            &format!(
-                "SELECT min(c.seq) FROM audit_chain c WHERE c.tbl = '{t}' AND c.row_id IS NOT NULL
-                   AND EXISTS (SELECT 1 FROM main.{t} r WHERE r.id = c.row_id)"
-            ),
-            [],
-            |r| r.get(0),
+    // The latest entry of every row the chain names.
+    let mut latest: HashMap<(String, i64), i64> = HashMap::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT seq, tbl, row_id FROM audit_chain WHERE row_id IS NOT NULL ORDER BY seq",
         )?;
-        if let Some(s) = s {
-            keep_from = keep_from.min(s);
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            latest.insert((r.get(1)?, r.get(2)?), r.get(0)?);
         }
     }
-    if keep_from <= first {
+    let exists = |t: &str, id: i64| -> rusqlite::Result<bool> {
+        tx.prepare_cached(&format!("SELECT 1 FROM main.{t} WHERE id = ?1"))?
+            .exists([id])
+    };
+    let mut keep_from = last;
+    let mut live_below: Vec<i64> = Vec::new();
+    for ((t, id), seq) in &latest {
+        if !exists(t, *id)? {
+            continue;
+        }
+        if t == "activity" {
+            live_below.push(*seq);
+        } else {
+            keep_from = keep_from.min(*seq);
+        }
+    }
+    let first: Option<i64> = tx.query_row("SELECT min(seq) FROM audit_chain", [], |r| r.get(0))?;
+    let mut kept: Vec<i64> = live_below.into_iter().filter(|s| *s < keep_from).collect();
+    kept.sort_unstable();
+    let dropped: i64 = tx.query_row(
+        "SELECT count(*) FROM audit_chain WHERE seq < ?1",
+        [keep_from],
+        |r| r.get(0),
+    )?;
+    if first.is_none() || dropped <= kept.len() as i64 {
         return Ok(0);
     }
     let anchor: Vec<u8> = tx.query_row(
@@ -509,15 +544,36 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
         [keep_from - 1],
         |r| r.get(0),
     )?;
+    let mut hashes = Vec::with_capacity(kept.len());
+    for s in &kept {
+        hashes.push(
+            tx.query_row("SELECT hash FROM audit_chain WHERE seq = ?1", [s], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?,
+        );
+    }
     let detail = serde_json::to_string(&Trimmed {
         trimmed_through: keep_from - 1,
         anchor: hex_bytes::encode(&anchor),
+        kept_digest: kept_digest(&hashes),
+        kept: kept.clone(),
     })
     .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
     let mut app = Appender::new(&tx)?;
     app.push(&tx, "trim", "audit_chain", None, &digest, Some(detail))?;
-    let n = tx.execute("DELETE FROM audit_chain WHERE seq < ?1", [keep_from])? as u64;
+    tx.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS audit_kept (seq INTEGER PRIMARY KEY)",
+        [],
+    )?;
+    tx.execute("DELETE FROM temp.audit_kept", [])?;
+    for s in &kept {
+        tx.execute("INSERT INTO temp.audit_kept (seq) VALUES (?1)", [s])?;
+    }
+    let n = tx.execute(
+        "DELETE FROM audit_chain WHERE seq < ?1 AND seq NOT IN (SELECT seq FROM temp.audit_kept)",
+        [keep_from],
+    )? as u64;
     tx.commit()?;
     Ok(n)
 }

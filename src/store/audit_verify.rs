@@ -92,21 +92,34 @@ fn verify_in(
     let head_seqs: HashSet<i64> = db_heads.iter().chain(file_heads).map(|h| h.seq).collect();
 
     // Pass 1: every entry's hash, by a short prefix, to name reordered entries.
+    // And the latest retention trim: where the linked chain starts again.
     let mut by_hash: HashMap<u64, i64> = HashMap::new();
+    let mut trim: Option<(i64, Trimmed)> = None;
     {
-        let mut stmt = conn.prepare("SELECT seq, hash FROM audit_chain")?;
+        let mut stmt = conn
+            .prepare("SELECT seq, hash, CASE WHEN op = 'trim' THEN detail END FROM audit_chain")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
             let h: Vec<u8> = r.get(1)?;
             by_hash.insert(prefix(&h), seq);
+            if let Some(t) = r
+                .get::<_, Option<String>>(2)?
+                .and_then(|d| serde_json::from_str::<Trimmed>(&d).ok())
+                && trim
+                    .as_ref()
+                    .is_none_or(|(_, b)| t.trimmed_through > b.trimmed_through)
+            {
+                trim = Some((seq, t));
+            }
         }
     }
+    let trimmed_through = trim.as_ref().map(|(_, t)| t.trimmed_through).unwrap_or(0);
+    let mut kept_seen: Vec<(i64, Vec<u8>)> = Vec::new();
 
     // Pass 2: links and hashes; the latest entry of every row; deletions.
     let mut latest: HashMap<(usize, i64), (i64, Vec<u8>)> = HashMap::new();
     let mut deletions: Vec<Vec<(i64, Deleted)>> = vec![Vec::new(); CHAINED.len()];
-    let mut trims: Vec<Trimmed> = Vec::new();
     let mut hash_at: HashMap<i64, Vec<u8>> = HashMap::new();
     let mut first: Option<Entry> = None;
     let mut prev: Option<(i64, Vec<u8>)> = None;
@@ -157,8 +170,35 @@ fn verify_in(
                     },
                 });
             }
+            if e.seq <= trimmed_through {
+                // Kept below the trim point: checked as a set against the trim entry.
+                kept_seen.push((e.seq, e.hash.clone()));
+            }
             match &prev {
-                None => {}
+                _ if e.seq <= trimmed_through => {}
+                None => {
+                    // The first linked entry: entry 1, or the one after the trim point,
+                    // linking to the hash the trim entry recorded.
+                    let expected = trim.as_ref().map(|(_, t)| (t.trimmed_through + 1, &t.anchor));
+                    let ok = match expected {
+                        None => e.seq == 1,
+                        Some((s, anchor)) => {
+                            e.seq == s && hex_bytes::encode(&e.prev_hash) == *anchor
+                        }
+                    };
+                    if !ok {
+                        problems.push(Problem {
+                            kind: "truncated",
+                            seq: Some(e.seq),
+                            table: None,
+                            row_id: None,
+                            message: format!(
+                                "the chain starts at entry {} and no retention trim says so: its oldest entries were cut",
+                                e.seq
+                            ),
+                        });
+                    }
+                }
                 Some((ps, _)) if e.seq != ps + 1 => problems.push(Problem {
                     kind: "missing",
                     seq: Some(ps + 1),
@@ -201,18 +241,11 @@ fn verify_in(
                         deletions[t].push((e.seq, d));
                     }
                 }
-                ("trim", _, _) => {
-                    if let Some(d) = e
-                        .detail
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<Trimmed>(d).ok())
-                    {
-                        trims.push(d);
-                    }
-                }
                 _ => {}
             }
-            prev = Some((e.seq, e.hash.clone()));
+            if e.seq > trimmed_through {
+                prev = Some((e.seq, e.hash.clone()));
+            }
             if first.is_none() {
                 first = Some(e);
             }
@@ -221,23 +254,27 @@ fn verify_in(
     rep.first_seq = first.as_ref().map(|e| e.seq);
     rep.last_seq = prev.as_ref().map(|(s, _)| *s);
     rep.head_hash = prev.as_ref().map(|(_, h)| h.clone());
-    // A chain that does not start at 1 must say where retention trimmed it.
-    if let Some(f) = &first
-        && f.seq != 1
-    {
-        let anchor = hex_bytes::encode(&f.prev_hash);
-        if !trims
-            .iter()
-            .any(|t| t.trimmed_through == f.seq - 1 && t.anchor == anchor)
-        {
+    // The entries kept below the trim point are exactly those it names.
+    if let Some((tseq, t)) = &trim {
+        let seqs: Vec<i64> = kept_seen.iter().map(|(s, _)| *s).collect();
+        let hashes: Vec<Vec<u8>> = kept_seen.iter().map(|(_, h)| h.clone()).collect();
+        if seqs != t.kept || super::audit::kept_digest(&hashes) != t.kept_digest {
+            let first_bad = seqs
+                .iter()
+                .zip(&t.kept)
+                .find(|(a, b)| a != b)
+                .map(|(a, _)| *a)
+                .or_else(|| t.kept.iter().find(|k| !seqs.contains(k)).copied())
+                .or_else(|| seqs.first().copied());
             problems.push(Problem {
-                kind: "truncated",
-                seq: Some(f.seq),
+                kind: if seqs.len() < t.kept.len() { "missing" } else { "edited" },
+                seq: first_bad.or(Some(*tseq)),
                 table: None,
                 row_id: None,
                 message: format!(
-                    "the chain starts at entry {} and no retention trim says so: its oldest entries were cut",
-                    f.seq
+                    "the entries kept below the retention trim point (entry {tseq}) are not those it recorded: {} found, {} recorded",
+                    seqs.len(),
+                    t.kept.len()
                 ),
             });
         }

@@ -442,6 +442,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // audit: the tamper-evident chain and its signed heads (store::audit).
     super::audit::MIGRATION,
+    // activity: the daemon's own administrative and security events (store::activity).
+    super::activity::MIGRATION,
 ];
 
 /// The schema version this build writes.

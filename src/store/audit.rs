@@ -140,10 +140,6 @@ pub const CHAINED: &[(&str, &str)] = &[
     ("activity", super::activity::COLUMNS),
 ];
 
-fn columns_of(table: &str) -> Option<&'static str> {
-    CHAINED.iter().find(|(t, _)| *t == table).map(|(_, c)| *c)
-}
-
 /// SHA-256 over a row's values, each tagged with its SQLite type.
 pub fn row_digest(row: &rusqlite::Row, ncols: usize) -> rusqlite::Result<[u8; 32]> {
     let mut h = Sha256::new();
@@ -424,9 +420,49 @@ pub fn kept_digest(hashes: &[Vec<u8>]) -> String {
     hex_bytes::encode(&h.finalize())
 }
 
-/// Turns the changes noted since the last seal into chain entries; `deleted_op` names
-/// what deleted rows (`prune` for retention, `delete` otherwise). Call inside the
-/// transaction that made the changes. A no-op when chaining is not installed.
+/// One row's change inside a `changes` entry: 42 bytes packed (table index, 0 for an
+/// insert or 1 for an update, row id big-endian, digest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// Index into `CHAINED`.
+    pub table: usize,
+    pub update: bool,
+    pub row_id: i64,
+    pub digest: [u8; 32],
+}
+
+pub const CHANGE_LEN: usize = 42;
+
+impl Change {
+    pub fn pack(&self, out: &mut Vec<u8>) {
+        out.push(self.table as u8);
+        out.push(self.update as u8);
+        out.extend_from_slice(&self.row_id.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+    }
+    /// The changes a `changes` entry's digest column packs (a trailing partial record is ignored).
+    pub fn unpack(b: &[u8]) -> impl Iterator<Item = Change> + '_ {
+        b.chunks_exact(CHANGE_LEN).map(|c| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&c[2..10]);
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&c[10..42]);
+            Change {
+                table: c[0] as usize,
+                update: c[1] != 0,
+                row_id: i64::from_be_bytes(id),
+                digest,
+            }
+        })
+    }
+}
+
+/// Turns the changes noted since the last seal into chain entries: one `changes`
+/// entry packing every row inserted or changed (its table, id and digest as stored
+/// now), and per table one `delete` entry naming the ids deleted (`deleted_op`:
+/// `prune` for retention). One link per transaction keeps the chain's cost per row
+/// to a row read and a digest. Call inside the transaction that made the changes; a
+/// no-op when chaining is not installed.
 pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
     if !installed(conn) {
         return Ok(0);
@@ -440,54 +476,84 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
     if pending.is_empty() {
         return Ok(0);
     }
-    // One entry per row and seal, for its state now; in the order rows were first touched.
-    let mut order: Vec<(&str, i64, bool)> = Vec::with_capacity(pending.len());
-    let mut seen: HashMap<(&str, i64), (), crate::util::fast_hash::FastHashing> =
+    // One change per row and seal, for its state now; in the order rows were first touched.
+    let mut order: Vec<(usize, i64, bool)> = Vec::with_capacity(pending.len());
+    let mut seen: HashMap<(usize, i64), (), crate::util::fast_hash::FastHashing> =
         HashMap::default();
     for (t, id, op) in &pending {
-        if seen.insert((t.as_str(), *id), ()).is_none() {
-            order.push((t.as_str(), *id, op == "insert"));
+        let Some(ti) = CHAINED.iter().position(|(name, _)| name == t) else {
+            continue;
+        };
+        if seen.insert((ti, *id), ()).is_none() {
+            order.push((ti, *id, op == "insert"));
         }
     }
-    let mut app = Appender::new(conn)?;
-    let mut gone: Vec<(&str, Vec<i64>)> = Vec::new();
-    let mut n = 0;
-    for (t, id, inserted) in order {
-        let Some(cols) = columns_of(t) else { continue };
-        let ncols = cols.split(',').count();
-        let digest = conn
-            .prepare_cached(&format!("SELECT {cols} FROM main.{t} WHERE id = ?1"))?
-            .query_row([id], |r| row_digest(r, ncols))
-            .optional()?;
+    let mut selects: Vec<Option<(rusqlite::CachedStatement, usize)>> =
+        (0..CHAINED.len()).map(|_| None).collect();
+    let mut packed: Vec<u8> = Vec::with_capacity(order.len() * CHANGE_LEN);
+    let mut gone: Vec<(usize, Vec<i64>)> = Vec::new();
+    for (ti, id, inserted) in order {
+        if selects[ti].is_none() {
+            let (t, cols) = CHAINED[ti];
+            let stmt =
+                conn.prepare_cached(&format!("SELECT {cols} FROM main.{t} WHERE id = ?1"))?;
+            selects[ti] = Some((stmt, cols.split(',').count()));
+        }
+        let Some((stmt, ncols)) = selects[ti].as_mut() else {
+            continue;
+        };
+        let ncols = *ncols;
+        let digest = stmt.query_row([id], |r| row_digest(r, ncols)).optional()?;
         match digest {
-            Some(d) => {
-                app.push(
-                    conn,
-                    if inserted { "insert" } else { "update" },
-                    t,
-                    Some(id),
-                    &d,
-                    None,
-                )?;
-                n += 1;
+            Some(digest) => Change {
+                table: ti,
+                update: !inserted,
+                row_id: id,
+                digest,
             }
+            .pack(&mut packed),
             // Inserted and deleted in the same transaction: it never was.
             None if inserted => {}
-            None => match gone.iter_mut().find(|(gt, _)| *gt == t) {
+            None => match gone.iter_mut().find(|(gt, _)| *gt == ti) {
                 Some((_, ids)) => ids.push(id),
-                None => gone.push((t, vec![id])),
+                None => gone.push((ti, vec![id])),
             },
         }
     }
-    for (t, ids) in gone {
+    drop(selects);
+    let mut app = Appender::new(conn)?;
+    let mut n = 0;
+    if !packed.is_empty() {
+        app.push(conn, "changes", "*", None, &packed, None)?;
+        n += 1;
+    }
+    for (ti, ids) in gone {
         let detail = serde_json::to_string(&Deleted::of(ids)).unwrap_or_default();
         let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
-        app.push(conn, deleted_op, t, None, &digest, Some(detail))?;
+        app.push(conn, deleted_op, CHAINED[ti].0, None, &digest, Some(detail))?;
         n += 1;
     }
     conn.prepare_cached("DELETE FROM temp.audit_pending")?
         .execute([])?;
     Ok(n)
+}
+
+/// The latest entry of every row the chain names: (table index, row id) -> (seq, digest).
+pub fn latest_changes(
+    conn: &Connection,
+) -> rusqlite::Result<HashMap<(usize, i64), (i64, [u8; 32])>> {
+    let mut latest = HashMap::new();
+    let mut stmt =
+        conn.prepare("SELECT seq, digest FROM audit_chain WHERE op = 'changes' ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let packed: Vec<u8> = r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
+        for c in Change::unpack(&packed) {
+            latest.insert((c.table, c.row_id), (seq, c.digest));
+        }
+    }
+    Ok(latest)
 }
 
 /// After retention: drops the chain's entries below the first entry still about a
@@ -501,25 +567,16 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     seal(&tx, "prune")?;
     let (last, _) = tail(&tx)?;
-    // The latest entry of every row the chain names.
-    let mut latest: HashMap<(String, i64), i64> = HashMap::new();
-    {
-        let mut stmt = tx.prepare(
-            "SELECT seq, tbl, row_id FROM audit_chain WHERE row_id IS NOT NULL ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            latest.insert((r.get(1)?, r.get(2)?), r.get(0)?);
-        }
-    }
+    let latest = latest_changes(&tx)?;
     let exists = |t: &str, id: i64| -> rusqlite::Result<bool> {
         tx.prepare_cached(&format!("SELECT 1 FROM main.{t} WHERE id = ?1"))?
             .exists([id])
     };
     let mut keep_from = last;
     let mut live_below: Vec<i64> = Vec::new();
-    for ((t, id), seq) in &latest {
-        if !exists(t, *id)? {
+    for ((ti, id), (seq, _)) in &latest {
+        let t = CHAINED.get(*ti).map(|c| c.0).unwrap_or("");
+        if t.is_empty() || !exists(t, *id)? {
             continue;
         }
         if t == "activity" {
@@ -531,6 +588,7 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     let first: Option<i64> = tx.query_row("SELECT min(seq) FROM audit_chain", [], |r| r.get(0))?;
     let mut kept: Vec<i64> = live_below.into_iter().filter(|s| *s < keep_from).collect();
     kept.sort_unstable();
+    kept.dedup();
     let dropped: i64 = tx.query_row(
         "SELECT count(*) FROM audit_chain WHERE seq < ?1",
         [keep_from],
@@ -832,7 +890,9 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(ops, ["insert", "insert", "insert", "prune"]);
+        assert_eq!(ops, ["changes", "prune"]);
+        let latest = latest_changes(&conn).unwrap();
+        assert_eq!(latest.len(), 3);
         let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     }

@@ -229,8 +229,10 @@ fn verify_in(
             }
             let t = CHAINED.iter().position(|(t, _)| *t == e.tbl);
             match (e.op.as_str(), t, e.row_id) {
-                ("insert" | "update", Some(t), Some(id)) => {
-                    latest.insert((t, id), (e.seq, e.digest.clone()));
+                ("changes", _, _) => {
+                    for c in super::audit::Change::unpack(&e.digest) {
+                        latest.insert((c.table, c.row_id), (e.seq, c.digest.to_vec()));
+                    }
                 }
                 ("delete" | "prune", Some(t), None) => {
                     if let Some(d) = e

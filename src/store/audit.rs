@@ -538,10 +538,11 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
     Ok(n)
 }
 
-/// The latest entry of every row the chain names: (table index, row id) -> (seq, digest).
-pub fn latest_changes(
-    conn: &Connection,
-) -> rusqlite::Result<HashMap<(usize, i64), (i64, [u8; 32])>> {
+/// (table index, row id) -> (seq of its latest entry, its digest there).
+pub type Latest = HashMap<(usize, i64), (i64, [u8; 32])>;
+
+/// The latest entry of every row the chain names.
+pub fn latest_changes(conn: &Connection) -> rusqlite::Result<Latest> {
     let mut latest = HashMap::new();
     let mut stmt =
         conn.prepare("SELECT seq, digest FROM audit_chain WHERE op = 'changes' ORDER BY seq")?;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some(Cmd::Health(a)) => return health::run(&cfg, a),
         Some(Cmd::Openclaw(a)) => return openclaw_cmd(&cfg, a),
         Some(Cmd::Activity(a)) => audit::run_activity(&cfg, a),
+        Some(Cmd::AuditReadiness(a)) => return audit::run_readiness(&cfg, a),
         Some(Cmd::Verify(a)) => return audit::run_verify(&cfg, a),
         Some(Cmd::Audit(a)) => return audit::run_audit(&cfg, a),
     };

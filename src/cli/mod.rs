@@ -56,7 +56,10 @@ fn shows(command: &str, setting: &str) -> bool {
         "tail" | "health" | "openclaw" | "setup" => {
             matches!(setting, "bind" | "port" | "auth_token")
         }
-        "verify" | "audit" => matches!(setting, "db_path" | "audit_key_file" | "audit_head_file"),
+        "verify" | "audit" | "audit-readiness" => matches!(
+            setting,
+            "db_path" | "audit_key_file" | "audit_head_file" | "retention_days" | "redact"
+        ),
         // Readers of the database.
         _ => setting == "db_path",
     }
@@ -172,6 +175,9 @@ pub enum Cmd {
     Audit(audit::AuditArgs),
     /// The daemon's own administrative and security events (start, stop, refused requests, retention), newest first
     Activity(audit::ActivityArgs),
+    /// What a review asks for (chain intact, key private, head file, retention >= 183 days, clock, redaction), each ok or with a fix; exit 1 when any needs one
+    #[command(name = "audit-readiness")]
+    AuditReadiness(audit::ReadinessArgs),
 }
 
 impl Cli {

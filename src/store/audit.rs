@@ -31,6 +31,10 @@ pub struct AuditConfig {
     /// `None`: beside the database (`<db>.audit-heads`).
     pub head_file: Option<PathBuf>,
     pub checkpoint_interval: Duration,
+    /// Article 13 fields of the EU AI Act package.
+    pub ai_act_provider: Option<String>,
+    pub ai_act_purpose: Option<String>,
+    pub ai_act_contact: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -40,6 +44,9 @@ impl Default for AuditConfig {
             key_file: None,
             head_file: None,
             checkpoint_interval: Duration::from_secs(60),
+            ai_act_provider: None,
+            ai_act_purpose: None,
+            ai_act_contact: None,
         }
     }
 }
@@ -86,6 +93,36 @@ pub const SETTINGS: &[Setting<AuditConfig>] = &[
         help: "How often the chain's head is signed (and at shutdown)",
         set: |c, v| {
             c.checkpoint_interval = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_provider",
+        env: "OCT_AI_ACT_PROVIDER",
+        default: "",
+        help: "The AI system's provider, named in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_provider = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_purpose",
+        env: "OCT_AI_ACT_PURPOSE",
+        default: "",
+        help: "The AI system's intended purpose, stated in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_purpose = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_contact",
+        env: "OCT_AI_ACT_CONTACT",
+        default: "",
+        help: "Contact for the AI system, given in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_contact = Some(v.to_string());
             Ok(())
         },
     },
@@ -709,6 +746,11 @@ impl Signer {
     pub fn public_key(&self) -> Vec<u8> {
         use ring::signature::KeyPair;
         self.pair.public_key().as_ref().to_vec()
+    }
+
+    /// An Ed25519 signature of `msg`.
+    pub fn sign_bytes(&self, msg: &[u8]) -> Vec<u8> {
+        self.pair.sign(msg).as_ref().to_vec()
     }
 
     pub fn sign_head(&self, seq: i64, hash: &[u8], time_ns: i64) -> SignedHead {

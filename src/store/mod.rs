@@ -2,6 +2,7 @@
 //! thread) and a small pool of read-only connections for queries.
 
 pub mod activity;
+pub mod ai_act;
 pub mod audit;
 pub mod audit_verify;
 pub mod merge;

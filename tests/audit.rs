@@ -572,3 +572,126 @@ fn the_activity_log_records_start_refusals_and_stop_on_the_chain() {
     let p = assert_caught(&d, "edited");
     assert_eq!(p["table"], "activity");
 }
+
+#[test]
+fn the_eu_ai_act_package_verifies_offline_and_an_edit_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), ENV);
+    seed(&d, "first");
+    let extra = json!([{"provider": "anthropic", "model": "claude-sonnet-4", "prompt_tokens": 5,
+        "input_text": "mail jane.doe@example.com, key sk-1234567890abcdefghijklmnop", "agent_id": "a2"},
+        {"kind": "tool_call", "name": "web_search", "agent_id": "a2"}]);
+    assert!(
+        client()
+            .post(d.url("/v1/traces"))
+            .json(&extra)
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert!(
+        client()
+            .post(d.url("/v1/events"))
+            .json(&json!({"name": "human_approval", "agent_id": "a2"}))
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    d.wait_count("SELECT count(*) FROM spans", 42, Duration::from_secs(10));
+    d.wait_count("SELECT count(*) FROM events", 11, Duration::from_secs(10));
+    assert!(d.stop().success());
+    let file = dir.path().join("package.json");
+    let out = d.cli(&[
+        "export",
+        "--format",
+        "eu-ai-act",
+        "--since",
+        "1h",
+        "--output",
+        file.to_str().unwrap(),
+        "--ai-act-provider",
+        "Example GmbH",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pkg: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let s = &pkg["summary"];
+    assert_eq!(s["totals"]["llm_calls"], 41, "{pkg:#}");
+    assert_eq!(s["totals"]["tool_calls"], 1);
+    assert_eq!(s["errors"], 10);
+    assert_eq!(s["systems"], json!(["a1", "a2"]));
+    assert_eq!(s["models"][0]["model"], "gpt-4o");
+    assert_eq!(s["models"][0]["calls"], 40);
+    assert_eq!(s["tools"][0]["tool"], "web_search");
+    assert_eq!(s["human_oversight"][0]["name"], "human_approval");
+    let cats = s["data_categories"].as_array().unwrap();
+    let spans_of = |c: &str| cats.iter().find(|x| x["category"] == c).unwrap()["spans"].clone();
+    assert_eq!(spans_of("credentials"), 1, "{cats:?}");
+    assert_eq!(spans_of("personal_data.email"), 1, "{cats:?}");
+    assert_eq!(pkg["system"]["provider"], "Example GmbH");
+    assert_eq!(pkg["retention"]["meets_six_months"], false);
+    assert!(
+        !pkg["chain"]["signed_checkpoints"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let check = |path: &Path| {
+        let out = d.cli(&["verify", "--json", "--from-export", path.to_str().unwrap()]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap_or(-1), v)
+    };
+    let (code, v) = check(&file);
+    assert_eq!(code, 0, "{v:#}");
+    // One number of the summary changed.
+    let mut edited = pkg.clone();
+    edited["summary"]["totals"]["llm_calls"] = json!(40);
+    let f2 = dir.path().join("edited.json");
+    std::fs::write(&f2, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let (code, v) = check(&f2);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["problems"][0]["kind"], "edited", "{v:#}");
+    // ... and its digest recomputed: the signature no longer matches.
+    edited["digest"] = json!(openclaw_trace::store::ai_act::package_digest(&edited));
+    std::fs::write(&f2, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let (code, v) = check(&f2);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["problems"][0]["kind"], "bad_signature", "{v:#}");
+}
+
+#[test]
+fn audit_readiness_names_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let _d = seeded(dir.path(), false);
+    let d = &_d;
+    let out = d.cli(&["audit-readiness", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failing: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["retention at least 183 days"], "{v:#}");
+    let out = d.cli(&["audit-readiness", "--retention-days", "183"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("ok  chain intact"), "{text}");
+    // A key others can read is named, with the fix.
+    let key = d.db_path.with_extension("db.audit-key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = d.cli(&["audit-readiness", "--retention-days", "183"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FIX key present and private") && text.contains("chmod 600"),
+        "{text}"
+    );
+}

@@ -54,12 +54,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         store::audit::install(&conn)?;
         let key = cfg.audit.key_path(&db_path);
         let signer = store::audit::Signer::load_or_create(&key)?;
-        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
-        Some(Arc::new(signer))
+        Some((Arc::new(signer), key))
     } else {
         None
     };
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
+    let audit = audit.map(|(signer, key)| {
+        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
+        signer
+    });
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
     let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;

@@ -31,9 +31,14 @@ struct Proc {
 }
 
 fn start(bin: &str) -> Proc {
+    start_with(bin, &[])
+}
+
+fn start_with(bin: &str, env: &[(&str, &str)]) -> Proc {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let mut child = Command::new(bin)
+        .envs(env.iter().copied())
         .env("OCT_PORT", "0")
         .env("OCT_DB_PATH", &db)
         .env("OCT_LOG_FORMAT", "json")
@@ -342,6 +347,55 @@ fn raw_ceiling(rows: u64, with_summary: bool) -> f64 {
     rate
 }
 
+async fn audit_ab(bin: &str, rounds: u32, secs: f64) {
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for r in 0..rounds {
+        let order = if r % 2 == 0 {
+            ["off", "on"]
+        } else {
+            ["on", "off"]
+        };
+        for mode in order {
+            let p = start_with(bin, &[("OCT_AUDIT", mode)]);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let peak = AtomicU64::new(0);
+            let rate = throughput(&p, 100, 4, secs, &peak).await;
+            let chained = if mode == "on" {
+                let c = rusqlite::Connection::open(&p.db).unwrap();
+                c.query_row("SELECT count(*) FROM audit_chain", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap_or(0)
+            } else {
+                0
+            };
+            println!(
+                "round {r}: OCT_AUDIT={mode}: {rate:.0} events/s committed (batches of 100, 4 connections; {chained} chain entries)"
+            );
+            if mode == "on" {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.child.id().to_string()])
+                .status();
+            let mut child = p.child;
+            let _ = child.wait();
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (m_off, m_on) = (median(&mut off), median(&mut on));
+    println!(
+        "median: off {m_off:.0} events/s, on {m_on:.0} events/s: the chain costs {:.1} %",
+        (1.0 - m_on / m_off) * 100.0
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -363,6 +417,15 @@ async fn main() {
     };
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!("binary: {bin} {:.2} MiB", size as f64 / 1048576.0);
+    // The audit chain's cost (#17): batched ingest with OCT_AUDIT off and on, N rounds
+    // alternating which goes first, each on a fresh daemon and database.
+    if let Some(rounds) = std::env::var("BENCH_AUDIT_AB")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        audit_ab(&bin, rounds, if quick { 3.0 } else { 6.0 }).await;
+        return;
+    }
 
     let p = start(&bin);
     let pid = p.child.id();

@@ -18,6 +18,8 @@ bash scripts/setup-phoenix.sh
 bash scripts/setup-clock.sh
 # schemathesis, for the OpenAPI contract run of tests/openapi.rs.
 bash scripts/setup-schemathesis.sh
+# The sqlite3 shell: tests/audit.rs tampers with real databases through it.
+bash scripts/setup-audit.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
 # The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
 bash scripts/setup-browser.sh

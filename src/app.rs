@@ -22,6 +22,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
+    audit: Option<Arc<store::audit::Signer>>,
     host: Option<crate::sources::host::HostHandle>,
     /// The dedicated OTLP listeners (stopped gracefully with the API).
     pub otlp: crate::sources::otlp::Listeners,
@@ -48,6 +49,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         "PRAGMA wal_autocheckpoint = {wal_pages}; PRAGMA journal_size_limit = {};",
         wal_pages * 4096
     ))?;
+    // The tamper-evident chain: on the writer's connection, with its signing key.
+    let audit = if cfg.audit.enabled {
+        store::audit::install(&conn)?;
+        let key = cfg.audit.key_path(&db_path);
+        let signer = store::audit::Signer::load_or_create(&key)?;
+        Some((Arc::new(signer), key))
+    } else {
+        None
+    };
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
     if cfg.ingest.verbose {
         tracing::warn!(
@@ -55,6 +65,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             "verbose capture on (OCT_TRACE_VERBOSE): LLM and tool texts kept up to 200 KiB each; the size cap fills faster"
         );
     }
+    let audit = audit.map(|(signer, key)| {
+        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
+        signer
+    });
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
     let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;
@@ -77,6 +91,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     hooks.extend(analytics.hooks());
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
     hooks.push(llm_failures.clone());
+    // Last: it chains what the batch and every hook before it wrote.
+    if audit.is_some() {
+        hooks.push(Arc::new(store::audit::ChainHook));
+    }
     let (pipeline, writer) = Pipeline::start(
         &cfg.pipeline,
         transforms,
@@ -172,6 +190,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         analytics,
         admission: admission.clone(),
         fleet,
+        activity: Arc::new(store::activity::ActivityLog::new(pipeline.clone())),
+    });
+    state.activity.record(store::activity::Activity {
+        time_ns: crate::model::now_ns(),
+        kind: "start".into(),
+        message: format!("openclaw-trace {} started", env!("CARGO_PKG_VERSION")),
+        detail: Some(effective_settings(&cfg, &db_path)),
+        ..Default::default()
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let otlp = crate::sources::otlp::start(&state, stop_rx.clone()).await?;
@@ -179,7 +205,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let server = tokio::spawn(async move {
         axum::serve(
             api::admission::CappedListener::new(listener, admission),
-            app,
+            app.into_make_service_with_connect_info::<api::admission::Remote>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
@@ -195,7 +221,23 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
                 let stats = p.stats().clone();
                 let (path, policy) = (path.clone(), policy.clone());
                 p.run_job(move |conn| {
-                    pipeline::run_retention(conn, &path, &policy, &stats);
+                    if let Some(r) = pipeline::run_retention(conn, &path, &policy, &stats)
+                        && r.deleted > 0
+                    {
+                        let a = store::activity::Activity {
+                            time_ns: crate::model::now_ns(),
+                            kind: "retention".into(),
+                            message: format!("retention deleted {} rows", r.deleted),
+                            detail: Some(serde_json::json!({
+                                "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
+                                "unshipped_deleted": r.unshipped_deleted,
+                            })),
+                            ..Default::default()
+                        };
+                        if let Err(e) = store::activity::insert(conn, &a) {
+                            tracing::warn!(error = %e, "cannot record activity");
+                        }
+                    }
                     usage_retention.run(conn, crate::model::now_ns());
                 });
             }
@@ -215,6 +257,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             }
         }),
     ];
+    if let Some(signer) = &audit {
+        tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
+            let p = pipeline.clone();
+            let head_file = cfg.audit.head_path(&db_path);
+            let signer = signer.clone();
+            move || queue_checkpoint(&p, &signer, &head_file)
+        }));
+    }
     // Natural keys of merged spans go when retention has deleted their spans.
     tasks.push(spawn_every(cfg.store.cleanup_interval, {
         let p = pipeline.clone();
@@ -247,9 +297,42 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
+        audit,
         host,
         otlp,
     })
+}
+
+/// The settings that matter to a review, secrets left out (only whether they are set).
+fn effective_settings(cfg: &Config, db_path: &std::path::Path) -> serde_json::Value {
+    let url = |u: &Option<String>| u.as_deref().map(crate::sinks::delivery::redact_url);
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "bind": cfg.api.bind,
+        "port": cfg.api.port,
+        "auth_token": if cfg.api.auth_token.as_deref().is_some_and(|t| !t.is_empty()) { "set" } else { "unset" },
+        "db_path": db_path.display().to_string(),
+        "retention_days": cfg.store.retention_days,
+        "cleanup_db_threshold_bytes": cfg.store.cleanup_db_threshold_bytes,
+        "redact": cfg.redact.enabled,
+        "audit": cfg.audit.enabled,
+        "audit_key_file": cfg.audit.key_path(db_path).display().to_string(),
+        "audit_head_file": cfg.audit.head_path(db_path).display().to_string(),
+        "audit_checkpoint_interval": crate::util::duration::format(cfg.audit.checkpoint_interval),
+        "push_endpoint": url(&cfg.push.endpoint),
+        "push_token": if cfg.push.token.is_some() { "set" } else { "unset" },
+        "otlp_export_endpoint": url(&cfg.otlp_export.endpoint),
+    })
+}
+
+/// Signs the chain's head on the writer, after everything queued before.
+fn queue_checkpoint(p: &Pipeline, signer: &Arc<store::audit::Signer>, head_file: &std::path::Path) {
+    let (signer, head_file) = (signer.clone(), head_file.to_path_buf());
+    p.run_job(move |conn| {
+        if let Err(e) = store::audit::checkpoint(conn, &signer, &head_file) {
+            tracing::warn!(error = %e, "signing the audit chain's head failed");
+        }
+    });
 }
 
 /// Runs `f` now and then every `every`.
@@ -283,6 +366,25 @@ impl Daemon {
             h.stop(Duration::from_secs(2));
         }
         // The listener stays up while draining so clients get a clear 503 + Retry-After.
+        // The stop is recorded, and the chain's head signed last, after everything queued.
+        self.state.activity.record(store::activity::Activity {
+            time_ns: crate::model::now_ns(),
+            kind: "stop".into(),
+            message: "openclaw-trace stopping".into(),
+            detail: Some(serde_json::json!({
+                "written": self.state.pipeline.stats().written.load(Ordering::Relaxed),
+                "uptime_seconds": self.state.started.elapsed().as_secs(),
+            })),
+            ..Default::default()
+        });
+        if let Some(signer) = &self.audit {
+            let cfg = &self.state.config;
+            queue_checkpoint(
+                &self.state.pipeline,
+                signer,
+                &cfg.audit.head_path(&cfg.store.db_path()),
+            );
+        }
         self.state.pipeline.close();
         let writer = self.writer;
         // The writer drains within half the budget; then sinks get a last push of

@@ -35,6 +35,7 @@ pub struct Config {
     pub otlp_export: sinks::otlp_export::OtlpExportConfig,
     pub otlp: sources::otlp::OtlpConfig,
     pub fleet: sources::fleet::FleetConfig,
+    pub audit: store::audit::AuditConfig,
 }
 
 type Apply = Box<dyn Fn(&mut Config, &str) -> Result<(), String> + Send + Sync>;
@@ -76,6 +77,7 @@ pub fn settings() -> Vec<AnySetting> {
     let mut out = Vec::new();
     lift(&mut out, api::SETTINGS, |c| &mut c.api);
     lift(&mut out, store::SETTINGS, |c| &mut c.store);
+    lift(&mut out, store::audit::SETTINGS, |c| &mut c.audit);
     lift(&mut out, pipeline::SETTINGS, |c| &mut c.pipeline);
     lift(&mut out, sources::ingest::SETTINGS, |c| &mut c.ingest);
     lift(&mut out, logging::SETTINGS, |c| &mut c.log);

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use openclaw_trace::cli::{
-    Cli, Cmd, analytics, doctor, export, health, metrics, openclaw, openclaw_views, tail, traces,
+    Cli, Cmd, analytics, audit, doctor, export, health, metrics, openclaw, openclaw_views, tail,
+    traces,
 };
 use openclaw_trace::{app, logging};
 
@@ -40,6 +41,10 @@ fn main() -> ExitCode {
             openclaw::OpenclawCmd::Fallbacks(v) => openclaw_views::run_fallbacks(&cfg, v),
             openclaw::OpenclawCmd::Waste(v) => openclaw_views::run_waste(&cfg, v),
         },
+        Some(Cmd::Activity(a)) => audit::run_activity(&cfg, a),
+        Some(Cmd::AuditReadiness(a)) => return audit::run_readiness(&cfg, a),
+        Some(Cmd::Verify(a)) => return audit::run_verify(&cfg, a),
+        Some(Cmd::Audit(a)) => return audit::run_audit(&cfg, a),
     };
     match printed {
         Ok(out) => {

@@ -720,7 +720,7 @@ pub fn run_retention(
     db_path: &std::path::Path,
     policy: &retention::Policy,
     stats: &Stats,
-) {
+) -> Option<retention::Report> {
     match retention::run(conn, db_path, policy, now_ns()) {
         Ok(r) => {
             if r.deleted > 0 {
@@ -745,8 +745,12 @@ pub fn run_retention(
                     );
                 }
             }
+            Some(r)
         }
-        Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+        Err(e) => {
+            tracing::warn!(error = %e, "retention failed; will retry");
+            None
+        }
     }
 }
 

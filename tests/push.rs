@@ -484,3 +484,54 @@ fn final_push_on_shutdown_and_v2_sends_everything() {
             .any(|r| r["type"] == "event" && r["data"]["name"] == "deploy")
     );
 }
+
+/// With the audit chain on, every pushed body carries its newest signed head (a copy of
+/// the head outside the machine); the Go envelope is otherwise unchanged.
+#[test]
+fn pushed_bodies_carry_the_signed_audit_head() {
+    let remote: Shared = Arc::new(Mutex::new(Remote {
+        max_body: usize::MAX,
+        ..Default::default()
+    }));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(listener, remote.clone());
+    let endpoint = format!("http://{addr}/ingest");
+    let d = Daemon::start(&[
+        ("OCT_PUSH_ENDPOINT", endpoint.as_str()),
+        ("OCT_PUSH_INTERVAL", "1s"),
+        ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s"),
+    ]);
+    let call = json!({"provider": "openai", "model": "gpt-4o", "prompt_tokens": 3});
+    assert_eq!(post_json(&d.url("/v1/traces"), &call).status(), 202);
+    d.wait_count(
+        "SELECT count(*) FROM audit_heads",
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(post_json(&d.url("/v1/traces"), &call).status(), 202);
+    wait_until("a body with a signed head", Duration::from_secs(15), || {
+        remote
+            .lock()
+            .unwrap()
+            .bodies
+            .iter()
+            .any(|b| b["audit_head"].is_object())
+    });
+    let g = remote.lock().unwrap();
+    let body = g
+        .bodies
+        .iter()
+        .find(|b| b["audit_head"].is_object())
+        .unwrap();
+    assert!(body["events"].is_array(), "still the Go envelope: {body}");
+    let h: openclaw_trace::store::audit::SignedHead =
+        serde_json::from_value(body["audit_head"].clone()).unwrap();
+    let out = d.cli(&["audit", "key"]);
+    let key_hex = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("ed25519 ")
+        .to_string();
+    let key = openclaw_trace::store::audit::hex_bytes::decode(&key_hex).unwrap();
+    assert!(h.seq >= 1 && h.verify(&key), "{body}");
+}

@@ -380,3 +380,15 @@ mod tests {
         assert!(a.connection().is_some());
     }
 }
+
+/// The peer's address, for handlers that name it (`ConnectInfo<Remote>`).
+#[derive(Clone, Copy, Debug)]
+pub struct Remote(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CappedListener>>
+    for Remote
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, CappedListener>) -> Self {
+        Remote(*s.remote_addr())
+    }
+}

@@ -1,5 +1,6 @@
 //! The HTTP API: one more source (capture endpoints) and the query surface.
 
+pub mod activity;
 pub mod admission;
 pub mod analytics;
 pub mod dashboard;
@@ -172,6 +173,8 @@ pub struct AppState {
     pub admission: Arc<admission::Admission>,
     /// The sidecars that pushed to this instance (when it is a fleet's central).
     pub fleet: Arc<crate::sources::fleet::Registry>,
+    /// The daemon's own administrative and security events (`GET /v1/activity`).
+    pub activity: Arc<crate::store::activity::ActivityLog>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -298,6 +301,11 @@ pub(crate) async fn require_token(
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => {
+            let remote = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<admission::Remote>>()
+                .map(|c| c.0.0.to_string());
+            st.activity.refused(remote, path);
             let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
                 .into_response();
             r.headers_mut()
@@ -347,6 +355,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/activity", get(activity::list))
         .route("/v1/metrics", get(metric_query::get_metrics))
         .route("/v1/metrics/names", get(metric_query::get_names))
         .route("/health", get(health::health))

@@ -24,7 +24,7 @@ use crate::store::query::{self, EVENT_COLS, SPAN_COLS, event_row, span_row};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// otlp or json
+    /// otlp, json, or eu-ai-act (one signed JSON package for a review; needs --output)
     #[arg(long, default_value = "otlp")]
     pub format: String,
     /// One trace (32 hex digits), with its sub-agent traces
@@ -39,6 +39,12 @@ pub struct ExportArgs {
     /// Write to this file (`-` or nothing: standard output)
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// eu-ai-act: only data before this time (RFC 3339 or unix ms)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// eu-ai-act: only this agent
+    #[arg(long)]
+    pub agent: Option<String>,
 }
 
 const BATCH: usize = 512;
@@ -49,12 +55,20 @@ enum Dest {
 }
 
 pub fn run_export(cfg: &Config, a: &ExportArgs) -> Result<String, CliError> {
+    if a.until.is_some() || a.agent.is_some() {
+        if a.format != "eu-ai-act" {
+            return Err(CliError::Usage(
+                "--until and --agent go with --format eu-ai-act".into(),
+            ));
+        }
+    }
     let otlp = match a.format.as_str() {
         "otlp" => true,
         "json" => false,
+        "eu-ai-act" => return super::audit::run_ai_act_export(cfg, a),
         f => {
             return Err(CliError::Usage(format!(
-                "--format: expected otlp or json, got {f:?}"
+                "--format: expected otlp, json or eu-ai-act, got {f:?}"
             )));
         }
     };

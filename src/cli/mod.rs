@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and readers of the local database.
 
 pub mod analytics;
+pub mod audit;
 pub mod doctor;
 pub mod export;
 pub mod health;
@@ -56,6 +57,10 @@ fn shows(command: &str, setting: &str) -> bool {
         "tail" | "health" | "setup" => {
             matches!(setting, "bind" | "port" | "auth_token")
         }
+        "verify" | "audit" | "audit-readiness" => matches!(
+            setting,
+            "db_path" | "audit_key_file" | "audit_head_file" | "retention_days" | "redact"
+        ),
         // Readers of the database.
         _ => setting == "db_path",
     }
@@ -165,6 +170,15 @@ pub enum Cmd {
     Health(health::HealthArgs),
     /// OpenClaw: install the plugin (setup), and views on what only OpenClaw knows (cache, scheduled, subagents, context, channels, fallbacks, waste)
     Openclaw(openclaw::OpenclawArgs),
+    /// Check the tamper-evident record: exit 0 intact, 1 not (naming the first bad entry), 2 cannot check
+    Verify(audit::VerifyArgs),
+    /// The audit chain's signing key (`audit key` prints its public key)
+    Audit(audit::AuditArgs),
+    /// The daemon's own administrative and security events (start, stop, refused requests, retention), newest first
+    Activity(audit::ActivityArgs),
+    /// What a review asks for (chain intact, key private, head file, retention >= 183 days, clock, redaction), each ok or with a fix; exit 1 when any needs one
+    #[command(name = "audit-readiness")]
+    AuditReadiness(audit::ReadinessArgs),
 }
 
 impl Cli {

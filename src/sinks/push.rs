@@ -498,6 +498,12 @@ impl PushSink {
     /// batch (no copy), else built from their slices (a part of a split batch).
     pub fn body(&self, items: &[PushItem]) -> Bytes {
         let (head, tail) = self.frame();
+        // The batch's own tail (it may carry the audit head), else the plain one.
+        let tail = items
+            .last()
+            .map(|l| &l.body[l.range.end..])
+            .filter(|t| t.first() == Some(&b']'))
+            .unwrap_or(tail);
         if let (Some(first), Some(last)) = (items.first(), items.last())
             && Arc::ptr_eq(&first.body, &last.body)
             && first.range.start == head.len()
@@ -561,6 +567,15 @@ impl Sink for PushSink {
         after: i64,
     ) -> Result<Batch<PushItem>, StoreError> {
         let (head, tail) = self.frame();
+        // The audit chain's newest signed head goes with every batch (#17), so a copy
+        // of it lives outside this machine: `],"audit_head":{...}}`. Receivers that do
+        // not know the field (the Go server) ignore it.
+        let audit_tail = crate::store::audit::last_signed(conn)
+            .ok()
+            .flatten()
+            .and_then(|h| serde_json::to_string(&h).ok())
+            .map(|h| format!("],\"audit_head\":{h}}}").into_bytes());
+        let tail: &[u8] = audit_tail.as_deref().unwrap_or(tail);
         let mut packer = Packer::new(head, after);
         let cap = self.payload_cap.load(Ordering::Relaxed) as usize;
         // Adds a record unless the payload would overflow (a lone oversized record still goes, alone).

@@ -1,6 +1,10 @@
 //! The local SQLite store: one writer connection (owned by the pipeline's writer
 //! thread) and a small pool of read-only connections for queries.
 
+pub mod activity;
+pub mod ai_act;
+pub mod audit;
+pub mod audit_verify;
 pub mod merge;
 pub mod metric_query;
 pub mod offsets;

@@ -127,6 +127,8 @@ fn delete_batch(
         let p = filter_params(&stmt, shipped, cutoff);
         stmt.execute(rusqlite::params_from_iter(p))? as u64
     };
+    // The chain records what went, in the same transaction.
+    super::audit::seal(&tx, "prune")?;
     tx.commit()?;
     Ok(n)
 }
@@ -260,6 +262,7 @@ pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqli
     shrink_file(conn, db_path, target / 10 * 7)?;
     report.deleted = report.by_age + report.by_size;
     if report.deleted > 0 {
+        super::audit::trim(conn)?;
         clamp_cursors(conn)?;
         checkpoint(conn, true)?;
         let tx = conn.unchecked_transaction()?;

@@ -514,6 +514,10 @@ const MIGRATIONS: &[&str] = &[
         ON CONFLICT DO UPDATE SET latency_hist = excluded.latency_hist;
     DELETE FROM usage_days WHERE calls = 0;
     "#,
+    // audit: the tamper-evident chain and its signed heads (store::audit).
+    super::audit::MIGRATION,
+    // activity: the daemon's own administrative and security events (store::activity).
+    super::activity::MIGRATION,
 ];
 
 /// The schema version this build writes.

@@ -347,11 +347,15 @@ impl Runner {
         let r2 = r.clone();
         let queued = self.shared.pipeline.run_job(move |conn| {
             let patch = Value::Object(r2.patch.clone()).to_string();
-            let res = conn.execute(
-                "UPDATE events SET attributes = json_patch(COALESCE(attributes, '{}'), ?1)
-                 WHERE uid = ?2",
-                rusqlite::params![patch, r2.uid],
-            );
+            let res = conn.unchecked_transaction().and_then(|tx| {
+                tx.execute(
+                    "UPDATE events SET attributes = json_patch(COALESCE(attributes, '{}'), ?1)
+                     WHERE uid = ?2",
+                    rusqlite::params![patch, r2.uid],
+                )?;
+                crate::store::audit::seal(&tx, "delete")?;
+                tx.commit()
+            });
             if let Err(e) = res {
                 tracing::warn!(error = %e, "cannot record a condition's end; will retry");
                 if let Ok(mut v) = retry.lock() {

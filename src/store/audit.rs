@@ -1,0 +1,942 @@
+//! The tamper-evident record: an append-only hash chain over every change to the
+//! stored spans, events and activity rows, written in the same transaction as the
+//! change, and signed heads (Ed25519) kept in the database and in a file outside it.
+//!
+//! How changes are seen: on the writer's connection only, TEMP triggers (invisible to
+//! any other connection, so a change made with another client is never chained) note
+//! each inserted, updated or deleted row in a TEMP table; `seal` turns what they noted
+//! into chain entries before the transaction commits. A row inserted or changed gets an
+//! entry with the SHA-256 digest of its canonical content as stored; rows deleted get
+//! one entry per table naming their ids (`prune` when retention deleted them).
+//! `trim` drops the chain's prefix that covers only deleted rows and records the
+//! point it starts again from, so what remains verifies from its first kept entry.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Setting, parse_bool, parse_duration};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// `None`: beside the database (`<db>.audit-key`).
+    pub key_file: Option<PathBuf>,
+    /// `None`: beside the database (`<db>.audit-heads`).
+    pub head_file: Option<PathBuf>,
+    pub checkpoint_interval: Duration,
+    /// Article 13 fields of the EU AI Act package.
+    pub ai_act_provider: Option<String>,
+    pub ai_act_purpose: Option<String>,
+    pub ai_act_contact: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            key_file: None,
+            head_file: None,
+            checkpoint_interval: Duration::from_secs(60),
+            ai_act_provider: None,
+            ai_act_purpose: None,
+            ai_act_contact: None,
+        }
+    }
+}
+
+pub const SETTINGS: &[Setting<AuditConfig>] = &[
+    Setting {
+        name: "audit",
+        env: "OCT_AUDIT",
+        default: "on",
+        help: "Keep the tamper-evident hash chain over stored rows (off turns it off)",
+        set: |c, v| {
+            c.enabled = match v.trim().to_ascii_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                other => parse_bool(other)?,
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "audit_key_file",
+        env: "OCT_AUDIT_KEY_FILE",
+        default: "<database>.audit-key",
+        help: "Ed25519 key that signs the chain's heads (created with mode 0600 when absent)",
+        set: |c, v| {
+            c.key_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "audit_head_file",
+        env: "OCT_AUDIT_HEAD_FILE",
+        default: "<database>.audit-heads",
+        help: "File outside the database that every signed head is appended to",
+        set: |c, v| {
+            c.head_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "audit_checkpoint_interval",
+        env: "OCT_AUDIT_CHECKPOINT_INTERVAL",
+        default: "1m",
+        help: "How often the chain's head is signed (and at shutdown)",
+        set: |c, v| {
+            c.checkpoint_interval = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_provider",
+        env: "OCT_AI_ACT_PROVIDER",
+        default: "",
+        help: "The AI system's provider, named in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_provider = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_purpose",
+        env: "OCT_AI_ACT_PURPOSE",
+        default: "",
+        help: "The AI system's intended purpose, stated in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_purpose = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ai_act_contact",
+        env: "OCT_AI_ACT_CONTACT",
+        default: "",
+        help: "Contact for the AI system, given in the EU AI Act export",
+        set: |c, v| {
+            c.ai_act_contact = Some(v.to_string());
+            Ok(())
+        },
+    },
+];
+
+fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl AuditConfig {
+    pub fn key_path(&self, db: &Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| beside(db, ".audit-key"))
+    }
+    pub fn head_path(&self, db: &Path) -> PathBuf {
+        self.head_file
+            .clone()
+            .unwrap_or_else(|| beside(db, ".audit-heads"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit key {path}: {msg}")]
+    Key { path: PathBuf, msg: String },
+    #[error("audit head file {path}: {msg}")]
+    HeadFile { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// The chained tables and the columns whose values make a row's canonical content.
+/// Fixed lists: a column added by a later migration does not change old digests.
+pub const CHAINED: &[(&str, &str)] = &[
+    (
+        "spans",
+        "id, trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, \
+         status_message, agent_id, session_id, user_id, operation, provider, request_model, \
+         response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens, \
+         cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name, \
+         tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text, \
+         output_text_len, attributes, resource, source, received_ns, cost_computed_usd",
+    ),
+    (
+        "events",
+        "id, uid, type, time_ns, name, severity, message, stack_trace, category, trace_id, \
+         span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns",
+    ),
+    ("activity", super::activity::COLUMNS),
+];
+
+/// SHA-256 over a row's values, each tagged with its SQLite type.
+pub fn row_digest(row: &rusqlite::Row, ncols: usize) -> rusqlite::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    for i in 0..ncols {
+        match row.get_ref(i)? {
+            ValueRef::Null => h.update([0u8]),
+            ValueRef::Integer(v) => {
+                h.update([1u8]);
+                h.update(v.to_be_bytes());
+            }
+            ValueRef::Real(v) => {
+                h.update([2u8]);
+                h.update(v.to_bits().to_be_bytes());
+            }
+            ValueRef::Text(t) => {
+                h.update([3u8]);
+                h.update((t.len() as u64).to_be_bytes());
+                h.update(t);
+            }
+            ValueRef::Blob(b) => {
+                h.update([4u8]);
+                h.update((b.len() as u64).to_be_bytes());
+                h.update(b);
+            }
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// One link of the chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: i64,
+    pub time_ns: i64,
+    /// insert, update, delete, prune, trim.
+    pub op: String,
+    pub tbl: String,
+    pub row_id: Option<i64>,
+    /// For delete/prune: which ids went; for trim: where the chain starts again.
+    pub detail: Option<String>,
+    #[serde(with = "hex_bytes")]
+    pub digest: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub prev_hash: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+}
+
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(b: &[u8]) -> String {
+        crate::util::hex::encode(b)
+    }
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        if !s.len().is_multiple_of(2) || !s.is_ascii() {
+            return None;
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect()
+    }
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).ok_or_else(|| serde::de::Error::custom("not hex"))
+    }
+}
+
+fn lp(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_be_bytes());
+    h.update(b);
+}
+
+impl Entry {
+    /// The hash this entry must carry: over the previous hash and every field.
+    pub fn compute_hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"oct-audit-v1");
+        lp(&mut h, &self.prev_hash);
+        h.update(self.seq.to_be_bytes());
+        h.update(self.time_ns.to_be_bytes());
+        lp(&mut h, self.op.as_bytes());
+        lp(&mut h, self.tbl.as_bytes());
+        h.update(self.row_id.unwrap_or(i64::MIN).to_be_bytes());
+        lp(&mut h, &self.digest);
+        lp(&mut h, self.detail.as_deref().unwrap_or("").as_bytes());
+        h.finalize().into()
+    }
+
+    pub fn from_row_pub(r: &rusqlite::Row) -> rusqlite::Result<Entry> {
+        Ok(Entry {
+            seq: r.get(0)?,
+            time_ns: r.get(1)?,
+            op: r.get(2)?,
+            tbl: r.get(3)?,
+            row_id: r.get(4)?,
+            detail: r.get(5)?,
+            digest: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default(),
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+        })
+    }
+}
+
+pub const ENTRY_COLUMNS: &str = "seq, time_ns, op, tbl, row_id, detail, digest, prev_hash, hash";
+
+/// The migration that adds the chain's tables.
+pub const MIGRATION: &str = r#"
+    CREATE TABLE audit_chain (
+        seq INTEGER PRIMARY KEY,
+        time_ns INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        row_id INTEGER,
+        detail TEXT,
+        digest BLOB,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE TABLE audit_heads (
+        seq INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL,
+        time_ns INTEGER NOT NULL,
+        public_key BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+"#;
+
+/// Starts chaining on the writer's connection: TEMP triggers note every change.
+pub fn install(conn: &Connection) -> rusqlite::Result<()> {
+    let mut sql = String::from(
+        "CREATE TEMP TABLE IF NOT EXISTS audit_pending (
+            n INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id INTEGER NOT NULL, op TEXT NOT NULL);",
+    );
+    for (t, _) in CHAINED {
+        sql.push_str(&format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_i AFTER INSERT ON main.{t} BEGIN
+                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', NEW.id, 'insert'); END;
+             CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_u AFTER UPDATE ON main.{t} BEGIN
+                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', NEW.id, 'update');
+                INSERT INTO audit_pending (tbl, row_id, op)
+                    SELECT '{t}', OLD.id, 'delete' WHERE OLD.id != NEW.id; END;
+             CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_d AFTER DELETE ON main.{t} BEGIN
+                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', OLD.id, 'delete'); END;"
+        ));
+    }
+    conn.execute_batch(&sql)
+}
+
+/// True when `install` ran on this connection.
+pub fn installed(conn: &Connection) -> bool {
+    conn.prepare_cached(
+        "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = 'audit_pending'",
+    )
+    .and_then(|mut s| s.exists([]))
+    .unwrap_or(false)
+}
+
+/// The chain's last entry: (seq, hash); (0, zeros) when empty.
+pub fn tail(conn: &Connection) -> rusqlite::Result<(i64, Vec<u8>)> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, vec![0u8; 32])))
+}
+
+struct Appender {
+    seq: i64,
+    hash: Vec<u8>,
+    now: i64,
+}
+
+impl Appender {
+    fn new(conn: &Connection) -> rusqlite::Result<Self> {
+        let (seq, hash) = tail(conn)?;
+        Ok(Appender {
+            seq,
+            hash,
+            now: crate::model::now_ns(),
+        })
+    }
+
+    fn push(
+        &mut self,
+        conn: &Connection,
+        op: &str,
+        tbl: &str,
+        row_id: Option<i64>,
+        digest: &[u8],
+        detail: Option<String>,
+    ) -> rusqlite::Result<()> {
+        let mut e = Entry {
+            seq: self.seq + 1,
+            time_ns: self.now,
+            op: op.to_string(),
+            tbl: tbl.to_string(),
+            row_id,
+            detail,
+            digest: digest.to_vec(),
+            prev_hash: std::mem::take(&mut self.hash),
+            hash: Vec::new(),
+        };
+        e.hash = e.compute_hash().to_vec();
+        conn.prepare_cached(
+            "INSERT INTO audit_chain (seq, time_ns, op, tbl, row_id, detail, digest, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            e.seq,
+            e.time_ns,
+            e.op,
+            e.tbl,
+            e.row_id,
+            e.detail,
+            (!e.digest.is_empty()).then_some(&e.digest[..]),
+            e.prev_hash,
+            e.hash
+        ])?;
+        self.seq = e.seq;
+        self.hash = e.hash;
+        Ok(())
+    }
+}
+
+/// Which ids a delete or prune entry covers, as inclusive ranges.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub ids: Vec<(i64, i64)>,
+    pub count: u64,
+}
+
+impl Deleted {
+    fn of(mut ids: Vec<i64>) -> Deleted {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for id in &ids {
+            match ranges.last_mut() {
+                Some((_, hi)) if *hi + 1 == *id => *hi = *id,
+                _ => ranges.push((*id, *id)),
+            }
+        }
+        Deleted {
+            count: ids.len() as u64,
+            ids: ranges,
+        }
+    }
+    pub fn contains(&self, id: i64) -> bool {
+        let i = self.ids.partition_point(|(_, hi)| *hi < id);
+        self.ids.get(i).is_some_and(|(lo, _)| *lo <= id)
+    }
+}
+
+/// Where the chain starts again after `trim`: entries up to `trimmed_through` are
+/// gone but for `kept` (the latest entries of rows still stored below that point, such
+/// as activity rows, which retention keeps), whose hashes `kept_digest` covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trimmed {
+    pub trimmed_through: i64,
+    pub anchor: String,
+    #[serde(default)]
+    pub kept: Vec<i64>,
+    #[serde(default)]
+    pub kept_digest: String,
+}
+
+/// SHA-256 over the hashes of the kept entries, in order.
+pub fn kept_digest(hashes: &[Vec<u8>]) -> String {
+    let mut h = Sha256::new();
+    for x in hashes {
+        h.update(x);
+    }
+    hex_bytes::encode(&h.finalize())
+}
+
+/// One row's change inside a `changes` entry: 42 bytes packed (table index, 0 for an
+/// insert or 1 for an update, row id big-endian, digest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// Index into `CHAINED`.
+    pub table: usize,
+    pub update: bool,
+    pub row_id: i64,
+    pub digest: [u8; 32],
+}
+
+pub const CHANGE_LEN: usize = 42;
+
+impl Change {
+    pub fn pack(&self, out: &mut Vec<u8>) {
+        out.push(self.table as u8);
+        out.push(self.update as u8);
+        out.extend_from_slice(&self.row_id.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+    }
+    /// The changes a `changes` entry's digest column packs (a trailing partial record is ignored).
+    pub fn unpack(b: &[u8]) -> impl Iterator<Item = Change> + '_ {
+        b.chunks_exact(CHANGE_LEN).map(|c| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&c[2..10]);
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&c[10..42]);
+            Change {
+                table: c[0] as usize,
+                update: c[1] != 0,
+                row_id: i64::from_be_bytes(id),
+                digest,
+            }
+        })
+    }
+}
+
+/// Turns the changes noted since the last seal into chain entries: one `changes`
+/// entry packing every row inserted or changed (its table, id and digest as stored
+/// now), and per table one `delete` entry naming the ids deleted (`deleted_op`:
+/// `prune` for retention). One link per transaction keeps the chain's cost per row
+/// to a row read and a digest. Call inside the transaction that made the changes; a
+/// no-op when chaining is not installed.
+pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
+    if !installed(conn) {
+        return Ok(0);
+    }
+    let pending: Vec<(String, i64, String)> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT tbl, row_id, op FROM temp.audit_pending ORDER BY n")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    // One change per row and seal, for its state now; in the order rows were first touched.
+    let mut order: Vec<(usize, i64, bool)> = Vec::with_capacity(pending.len());
+    let mut seen: HashMap<(usize, i64), (), crate::util::fast_hash::FastHashing> =
+        HashMap::default();
+    for (t, id, op) in &pending {
+        let Some(ti) = CHAINED.iter().position(|(name, _)| name == t) else {
+            continue;
+        };
+        if seen.insert((ti, *id), ()).is_none() {
+            order.push((ti, *id, op == "insert"));
+        }
+    }
+    let mut selects: Vec<Option<(rusqlite::CachedStatement, usize)>> =
+        (0..CHAINED.len()).map(|_| None).collect();
+    let mut packed: Vec<u8> = Vec::with_capacity(order.len() * CHANGE_LEN);
+    let mut gone: Vec<(usize, Vec<i64>)> = Vec::new();
+    for (ti, id, inserted) in order {
+        if selects[ti].is_none() {
+            let (t, cols) = CHAINED[ti];
+            let stmt =
+                conn.prepare_cached(&format!("SELECT {cols} FROM main.{t} WHERE id = ?1"))?;
+            selects[ti] = Some((stmt, cols.split(',').count()));
+        }
+        let Some((stmt, ncols)) = selects[ti].as_mut() else {
+            continue;
+        };
+        let ncols = *ncols;
+        let digest = stmt.query_row([id], |r| row_digest(r, ncols)).optional()?;
+        match digest {
+            Some(digest) => Change {
+                table: ti,
+                update: !inserted,
+                row_id: id,
+                digest,
+            }
+            .pack(&mut packed),
+            // Inserted and deleted in the same transaction: it never was.
+            None if inserted => {}
+            None => match gone.iter_mut().find(|(gt, _)| *gt == ti) {
+                Some((_, ids)) => ids.push(id),
+                None => gone.push((ti, vec![id])),
+            },
+        }
+    }
+    drop(selects);
+    let mut app = Appender::new(conn)?;
+    let mut n = 0;
+    if !packed.is_empty() {
+        app.push(conn, "changes", "*", None, &packed, None)?;
+        n += 1;
+    }
+    for (ti, ids) in gone {
+        let detail = serde_json::to_string(&Deleted::of(ids)).unwrap_or_default();
+        let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
+        app.push(conn, deleted_op, CHAINED[ti].0, None, &digest, Some(detail))?;
+        n += 1;
+    }
+    conn.prepare_cached("DELETE FROM temp.audit_pending")?
+        .execute([])?;
+    Ok(n)
+}
+
+/// (table index, row id) -> (seq of its latest entry, its digest there).
+pub type Latest = HashMap<(usize, i64), (i64, [u8; 32])>;
+
+/// The latest entry of every row the chain names.
+pub fn latest_changes(conn: &Connection) -> rusqlite::Result<Latest> {
+    let mut latest = HashMap::new();
+    let mut stmt =
+        conn.prepare("SELECT seq, digest FROM audit_chain WHERE op = 'changes' ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let packed: Vec<u8> = r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
+        for c in Change::unpack(&packed) {
+            latest.insert((c.table, c.row_id), (seq, c.digest));
+        }
+    }
+    Ok(latest)
+}
+
+/// After retention: drops the chain's entries below the first entry still about a
+/// stored span or event, except the latest entries of rows still stored (activity rows
+/// outlive retention), and appends a `trim` entry naming where the chain starts again,
+/// the hash it links to and the entries kept below. Returns the entries dropped.
+pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
+    if !installed(conn) {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    seal(&tx, "prune")?;
+    let (last, _) = tail(&tx)?;
+    let latest = latest_changes(&tx)?;
+    let exists = |t: &str, id: i64| -> rusqlite::Result<bool> {
+        tx.prepare_cached(&format!("SELECT 1 FROM main.{t} WHERE id = ?1"))?
+            .exists([id])
+    };
+    let mut keep_from = last;
+    let mut live_below: Vec<i64> = Vec::new();
+    for ((ti, id), (seq, _)) in &latest {
+        let t = CHAINED.get(*ti).map(|c| c.0).unwrap_or("");
+        if t.is_empty() || !exists(t, *id)? {
+            continue;
+        }
+        if t == "activity" {
+            live_below.push(*seq);
+        } else {
+            keep_from = keep_from.min(*seq);
+        }
+    }
+    let first: Option<i64> = tx.query_row("SELECT min(seq) FROM audit_chain", [], |r| r.get(0))?;
+    let mut kept: Vec<i64> = live_below.into_iter().filter(|s| *s < keep_from).collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let dropped: i64 = tx.query_row(
+        "SELECT count(*) FROM audit_chain WHERE seq < ?1",
+        [keep_from],
+        |r| r.get(0),
+    )?;
+    if first.is_none() || dropped <= kept.len() as i64 {
+        return Ok(0);
+    }
+    let anchor: Vec<u8> = tx.query_row(
+        "SELECT hash FROM audit_chain WHERE seq = ?1",
+        [keep_from - 1],
+        |r| r.get(0),
+    )?;
+    let mut hashes = Vec::with_capacity(kept.len());
+    for s in &kept {
+        hashes.push(
+            tx.query_row("SELECT hash FROM audit_chain WHERE seq = ?1", [s], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?,
+        );
+    }
+    let detail = serde_json::to_string(&Trimmed {
+        trimmed_through: keep_from - 1,
+        anchor: hex_bytes::encode(&anchor),
+        kept_digest: kept_digest(&hashes),
+        kept: kept.clone(),
+    })
+    .unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
+    let mut app = Appender::new(&tx)?;
+    app.push(&tx, "trim", "audit_chain", None, &digest, Some(detail))?;
+    tx.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS audit_kept (seq INTEGER PRIMARY KEY)",
+        [],
+    )?;
+    tx.execute("DELETE FROM temp.audit_kept", [])?;
+    for s in &kept {
+        tx.execute("INSERT INTO temp.audit_kept (seq) VALUES (?1)", [s])?;
+    }
+    let n = tx.execute(
+        "DELETE FROM audit_chain WHERE seq < ?1 AND seq NOT IN (SELECT seq FROM temp.audit_kept)",
+        [keep_from],
+    )? as u64;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Seals each batch's changes into the chain inside its transaction; the last hook,
+/// so what earlier hooks write is chained too.
+pub struct ChainHook;
+
+impl crate::pipeline::WriteHook for ChainHook {
+    fn in_transaction(
+        &self,
+        tx: &rusqlite::Transaction,
+        _records: &[crate::model::Record],
+        _effects: &[super::write::WriteEffect],
+    ) -> rusqlite::Result<()> {
+        seal(tx, "delete").map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------- keys and heads
+
+/// The Ed25519 key that signs heads.
+pub struct Signer {
+    pair: ring::signature::Ed25519KeyPair,
+}
+
+const KEY_PREFIX: &str = "openclaw-trace-audit-ed25519-pkcs8:";
+
+impl Signer {
+    /// Loads the key, creating it (mode 0600) when the file is absent.
+    pub fn load_or_create(path: &Path) -> Result<Signer, AuditError> {
+        let err = |msg: String| AuditError::Key {
+            path: path.to_path_buf(),
+            msg,
+        };
+        if path.exists() {
+            return Signer::load(path);
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| err("cannot generate a key".into()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(format!("cannot create: {e}")))?;
+        writeln!(f, "{KEY_PREFIX}{}", hex_bytes::encode(doc.as_ref()))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err(format!("cannot write: {e}")))?;
+        Signer::load(path)
+    }
+
+    pub fn load(path: &Path) -> Result<Signer, AuditError> {
+        let err = |msg: String| AuditError::Key {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let der = text
+            .trim()
+            .strip_prefix(KEY_PREFIX)
+            .and_then(hex_bytes::decode)
+            .ok_or_else(|| err("not an openclaw-trace audit key".into()))?;
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der)
+            .map_err(|e| err(format!("bad key: {e}")))?;
+        Ok(Signer { pair })
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    /// An Ed25519 signature of `msg`.
+    pub fn sign_bytes(&self, msg: &[u8]) -> Vec<u8> {
+        self.pair.sign(msg).as_ref().to_vec()
+    }
+
+    pub fn sign_head(&self, seq: i64, hash: &[u8], time_ns: i64) -> SignedHead {
+        let sig = self.pair.sign(&head_message(seq, hash, time_ns));
+        SignedHead {
+            seq,
+            hash: hash.to_vec(),
+            time_ns,
+            public_key: self.public_key(),
+            signature: sig.as_ref().to_vec(),
+        }
+    }
+}
+
+fn head_message(seq: i64, hash: &[u8], time_ns: i64) -> Vec<u8> {
+    let mut m = b"openclaw-trace audit head v1\n".to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&time_ns.to_be_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+/// A signed (sequence, hash) of the chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub seq: i64,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+    pub time_ns: i64,
+    #[serde(with = "hex_bytes")]
+    pub public_key: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedHead {
+    /// True when the signature is good for `public_key`.
+    pub fn verify(&self, public_key: &[u8]) -> bool {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+            .verify(
+                &head_message(self.seq, &self.hash, self.time_ns),
+                &self.signature,
+            )
+            .is_ok()
+    }
+}
+
+/// The newest signed head stored in the database.
+pub fn last_signed(conn: &Connection) -> rusqlite::Result<Option<SignedHead>> {
+    conn.query_row(
+        "SELECT seq, hash, time_ns, public_key, signature FROM audit_heads ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(SignedHead {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+                time_ns: r.get(2)?,
+                public_key: r.get(3)?,
+                signature: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Signs the chain's head unless it is already signed: appends it to the head file,
+/// then stores it. Runs on the writer's connection. `None` when nothing new.
+pub fn checkpoint(
+    conn: &Connection,
+    signer: &Signer,
+    head_file: &Path,
+) -> Result<Option<SignedHead>, AuditError> {
+    seal(conn, "delete")?;
+    let (seq, hash) = tail(conn)?;
+    if seq == 0 {
+        return Ok(None);
+    }
+    if last_signed(conn)?.is_some_and(|h| h.seq >= seq) {
+        return Ok(None);
+    }
+    let head = signer.sign_head(seq, &hash, crate::model::now_ns());
+    // The file first: a head it holds that the database lacks is harmless.
+    append_head_file(head_file, &head)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO audit_heads (seq, hash, time_ns, public_key, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            head.seq,
+            head.hash,
+            head.time_ns,
+            head.public_key,
+            head.signature
+        ],
+    )?;
+    Ok(Some(head))
+}
+
+fn append_head_file(path: &Path, head: &SignedHead) -> Result<(), AuditError> {
+    let err = |msg: String| AuditError::HeadFile {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let line = serde_json::to_string(head).unwrap_or_default();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(format!("{line}\n").as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Reads the head file: its heads, and lines it could not read (1-based). A last
+/// line without its newline is an interrupted append, not an error.
+pub fn read_head_file(path: &Path) -> std::io::Result<(Vec<SignedHead>, Vec<usize>)> {
+    let text = std::fs::read_to_string(path)?;
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut heads = Vec::new();
+    let mut bad = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<SignedHead>(l) {
+            Ok(h) => heads.push(h),
+            Err(_) if i + 1 == lines.len() && !complete => {}
+            Err(_) => bad.push(i + 1),
+        }
+    }
+    Ok((heads, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_ranges_cover_exactly_their_ids() {
+        let d = Deleted::of(vec![5, 3, 4, 9, 10, 12]);
+        assert_eq!(d.ids, vec![(3, 5), (9, 10), (12, 12)]);
+        assert_eq!(d.count, 6);
+        for id in [3, 4, 5, 9, 10, 12] {
+            assert!(d.contains(id), "{id}");
+        }
+        for id in [1, 2, 6, 8, 11, 13] {
+            assert!(!d.contains(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn chain_follows_inserts_updates_and_deletes_in_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open_writer(&dir.path().join("a.db")).unwrap();
+        install(&conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        for uid in ["a", "b", "c"] {
+            tx.execute(
+                "INSERT INTO events (uid, type, time_ns, name, severity, source, received_ns)
+                 VALUES (?1, 'log', 1, 'n', 'info', 'api', 1)",
+                [uid],
+            )
+            .unwrap();
+        }
+        tx.execute("UPDATE events SET message = 'x' WHERE uid = 'b'", [])
+            .unwrap();
+        assert_eq!(seal(&tx, "delete").unwrap(), 1, "one link for the three rows");
+        tx.execute("DELETE FROM events WHERE uid = 'a'", [])
+            .unwrap();
+        assert_eq!(seal(&tx, "prune").unwrap(), 1);
+        tx.commit().unwrap();
+        let ops: Vec<String> = conn
+            .prepare("SELECT op FROM audit_chain ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ops, ["changes", "prune"]);
+        let latest = latest_changes(&conn).unwrap();
+        assert_eq!(latest.len(), 3);
+        let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}

@@ -269,6 +269,30 @@ fn transcripts_are_read_once_across_restarts() {
     assert_eq!(d.wait_count(calls, 8, Duration::from_secs(10)), 8);
     let tokens = "SELECT sum(input_tokens) FROM traces";
     assert_eq!(count_of(&d, tokens), 123 * 5 + 200 * 2);
+    // The session view shows what the model said, from the transcript alone: the call
+    // that asked for the tool has no text, the answer has.
+    let s = d.get_json("/v1/sessions/6cbd573f-cf55-40e4-9f5a-2951a972e3f6");
+    let said: Vec<(String, Option<String>)> = s["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["messages"].as_array().unwrap().clone())
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_string(),
+                m["text"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let answer = Some("Hello from the fake LLM. The answer is 42.".to_string());
+    assert_eq!(
+        said,
+        vec![
+            ("assistant".to_string(), None),
+            ("assistant".to_string(), answer)
+        ],
+        "{s}"
+    );
     assert!(d.stop().success());
     let mut d = Daemon::start_in(dir.path(), &env);
     std::thread::sleep(Duration::from_secs(1));

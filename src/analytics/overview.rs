@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::usage::{DAY_NS, Dim, HOUR_NS, hour_of, whole_days};
+use super::usage::{DAY_NS, Dim, HOUR_NS, has_day_rollups, hour_of, whole_days};
 use crate::store::StoreError;
 
 /// Ranges longer than this are shown in day buckets.
@@ -143,7 +143,7 @@ fn usage_sums(
     let hours = format!(
         "SELECT hour_ns, {cols} FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2"
     );
-    match (width % DAY_NS == 0 || by.is_none())
+    match ((width % DAY_NS == 0 || by.is_none()) && has_day_rollups(conn)?)
         .then(|| whole_days(Some(r.from_ns), Some(r.to_ns)))
         .flatten()
     {

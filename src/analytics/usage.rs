@@ -1147,6 +1147,15 @@ fn where_clause(
     sql
 }
 
+/// Whether the database has `usage_days` (schema 9): a reader (the CLI) may open a
+/// database that a daemon of an older version still holds at schema 8.
+pub(crate) fn has_day_rollups(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'usage_days')",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
 /// The whole UTC days of the hours in [`lo`, `hi`) (every hour of the day starts in
 /// it), as [first day, end of the last day); `None` bounds are open. `None` when no day is whole.
 pub(crate) fn whole_days(lo: Option<i64>, hi: Option<i64>) -> Option<(Option<i64>, Option<i64>)> {
@@ -1245,7 +1254,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
     // Whole days come from `usage_days` (one row per day and key, its histogram in one
     // field), unless the question is about sessions or hours; the hours around them from
     // the hourly rollups. A month with percentiles: a few thousand rows, not 400,000.
-    let days = if sessions || q.bucket == Some(Bucket::Hour) {
+    let days = if sessions || q.bucket == Some(Bucket::Hour) || !has_day_rollups(conn)? {
         None
     } else {
         whole_days(lo, hi)
@@ -1990,8 +1999,14 @@ mod tests {
             fold_hours_into_days(&conn, T0 + DAY_NS).unwrap();
             let before: Vec<_> = asked.iter().map(|(f, t)| ask(&conn, *f, *t, Some(Bucket::Day)).rows).collect();
             conn.execute_batch("DROP TABLE usage_days; PRAGMA user_version = 8;").unwrap();
+            // A reader of a schema-8 database (an older daemon's) answers from the hours.
+            let old: Vec<_> = asked.iter().map(|(f, t)| ask(&conn, *f, *t, Some(Bucket::Day)).rows).collect();
             crate::store::schema::migrate(&mut conn).unwrap();
             let after: Vec<_> = asked.iter().map(|(f, t)| ask(&conn, *f, *t, Some(Bucket::Day)).rows).collect();
+            for (o, a) in old.iter().zip(&after) {
+                prop_assert_eq!(o.iter().map(|r| (r.bucket_ns, r.calls, r.latency_ms.p95)).collect::<Vec<_>>(),
+                    a.iter().map(|r| (r.bucket_ns, r.calls, r.latency_ms.p95)).collect::<Vec<_>>());
+            }
             prop_assert_eq!(before.len(), after.len());
             for (b, a) in before.iter().zip(&after) {
                 prop_assert_eq!(b.len(), a.len());

@@ -172,6 +172,23 @@ pub fn records_from_event(
     span.agent_id = agent_id.map(str::to_string);
     span.source = SOURCE;
     assistant_message_piece(msg, &mut span);
+    // What the model said: the message's text parts (its tool calls are the tool spans').
+    let said: Vec<&str> = msg
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !said.is_empty() {
+        span.output = Some(crate::model::CappedText::new(
+            said.join("\n\n"),
+            crate::sources::ingest::IngestConfig::default().max_text_bytes,
+        ));
+    }
     span.attributes
         .insert("gen_ai.operation.name".into(), "chat".into());
     span.attributes

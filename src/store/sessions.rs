@@ -398,17 +398,22 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
         let Some((text, truncated, length)) = assistant_texts(&a.output) else {
             return false;
         };
-        // The attempt's last model call without a text of its own says it; else it is
-        // said at the attempt's end.
-        let last = out[from..].iter_mut().rev().find(|m| m.role == "assistant");
-        match last {
-            Some(m) if m.text.is_none() => {
+        // Calls with their own text (from the transcript) already said it. Else the
+        // attempt's last model call says it, or a message at the attempt's end.
+        let said = &mut out[from..];
+        if said
+            .iter()
+            .any(|m| m.role == "assistant" && m.text.is_some())
+        {
+            return true;
+        }
+        match said.iter_mut().rev().find(|m| m.role == "assistant") {
+            Some(m) => {
                 m.text = Some(text);
                 m.text_truncated = truncated;
                 m.text_length = length;
             }
-            Some(m) if m.text.as_deref() == Some(text.as_str()) => {}
-            _ => {
+            None => {
                 let mut m = message("assistant", a);
                 m.time_ms = ms(a.end_ns.unwrap_or(a.start_ns));
                 m.text = Some(text);

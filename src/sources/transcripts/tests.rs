@@ -224,3 +224,23 @@ fn legacy_session_files_include_deleted_and_reset_ones() {
     assert_eq!(spans(&recs).len(), 1);
     assert_eq!(spans(&recs)[0].session_id.as_deref(), Some(sid.as_str()));
 }
+
+#[test]
+fn assistant_messages_carry_their_text() {
+    // The recorded rows: an answer's text parts become the call's output; a message
+    // that only called a tool has none.
+    let mut texts = Vec::new();
+    for (sid, _, ev) in rows() {
+        if message_with_usage(&ev).is_none() {
+            continue;
+        }
+        for s in spans(&records_from_event(&ev, &sid, Some("main"), "sqlite")) {
+            texts.push(s.output.as_ref().map(|o| o.text.clone()));
+        }
+    }
+    assert!(texts.len() >= 5, "{texts:?}");
+    assert!(texts.contains(&Some(
+        "Hello from the fake LLM. The answer is 42.".to_string()
+    )));
+    assert!(texts.contains(&None), "the tool-calling message: {texts:?}");
+}

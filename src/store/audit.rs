@@ -921,7 +921,11 @@ mod tests {
         }
         tx.execute("UPDATE events SET message = 'x' WHERE uid = 'b'", [])
             .unwrap();
-        assert_eq!(seal(&tx, "delete").unwrap(), 1, "one link for the three rows");
+        assert_eq!(
+            seal(&tx, "delete").unwrap(),
+            1,
+            "one link for the three rows"
+        );
         tx.execute("DELETE FROM events WHERE uid = 'a'", [])
             .unwrap();
         assert_eq!(seal(&tx, "prune").unwrap(), 1);

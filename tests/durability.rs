@@ -222,11 +222,13 @@ fn queue_bounded_by_bytes_answers_429_then_drains() {
             s => panic!("unexpected {s}"),
         }
     }
-    // 256 KiB hold four 60 KB records, far below the 10,000-record count.
+    // Clients fill at most 90 % of the 256 KiB (the rest is kept for host metrics and
+    // the OpenClaw files): three 60 KB records queued behind the written one, far below
+    // the 10,000-record count.
     assert!(refused, "a queue full by size answers 429");
     assert!((4..=5).contains(&accepted), "accepted {accepted}");
     let h = d.get_json("/health");
-    assert!(h["queue_bytes"].as_u64().unwrap() > 200_000, "{h}");
+    assert!(h["queue_bytes"].as_u64().unwrap() > 180_000, "{h}");
     assert_eq!(h["queue_max_bytes"], 256 * 1024, "{h}");
     drop(blocker);
     assert_eq!(

@@ -39,6 +39,8 @@ before(async () => {
     OCT_DISK_ALERT_THRESHOLD: '1',
   });
   ids = await seed(daemon.base);
+  // An evaluation score on the first run (an LLM judge's), shown on its page.
+  await post(daemon.base, '/v1/scores', { trace_id: ids.a1.trace, name: 'relevance', value: 0.82, label: 'good', explanation: 'answers the question' });
   browser = await launch();
 }, { timeout: 150_000 });
 
@@ -175,6 +177,10 @@ test('a run shows its waterfall nested by parent and a span\'s tokens and cost',
   assert.equal(JSON.parse(gunzipSync(gz)).trace.trace_id, ids.a1.trace);
   // The sub-run is linked.
   assert.equal(await page.getAttribute(`a.subrun[data-trace="${ids.sub}"]`, 'href'), `#/runs/${ids.sub}`);
+  // Its evaluation score shows, the explanation on hover.
+  await page.waitForSelector('.scores .score');
+  assert.equal((await page.textContent('.scores .score')).trim(), 'relevance 0.82 good');
+  assert.equal(await page.getAttribute('.scores .score', 'title'), 'answers the question');
   // Keyboard: down arrow moves to the tool span, whose linked error shows.
   await page.focus('.wf-rows');
   await page.keyboard.press('ArrowDown');

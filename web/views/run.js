@@ -250,6 +250,7 @@ export async function render({ path, params, signal }) {
       ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${data.sub_traces.length}): `),
           data.sub_traces.map((c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`))))
       : null,
+    scores(data.scores || []),
     h('div', { class: 'legend-kinds' }, ['agent_run', 'llm_call', 'tool_call', 'other'].map((k) => h('span', null, h('span', { class: `dot k-${k}` }), k.replace('_', ' ')))),
     h('div', { class: 'run-body' }, h('div', { class: 'waterfall' }, axis, list), panel),
   );
@@ -257,6 +258,16 @@ export async function render({ path, params, signal }) {
   if (want >= 0) requestAnimationFrame(() => select(want));
   else replace(panel, note('Choose a span to see its details.'));
   return view;
+}
+
+/** The run's evaluation scores (POST /v1/scores, gen_ai.evaluation.result), if any. */
+function scores(list) {
+  if (!list.length) return null;
+  return h('div', { class: 'scores' }, h('span', { class: 'muted' }, `Scores (${list.length}): `),
+    list.map((s) => h('span', { class: 'score', title: s.explanation || '' },
+      s.name, ' ',
+      s.value != null ? h('strong', null, String(Math.round(s.value * 1000) / 1000)) : null,
+      s.label ? h('span', { class: 'muted' }, ` ${s.label}`) : null)));
 }
 
 function alertText(btn, e) {

@@ -45,6 +45,37 @@ pub enum OpenclawCmd {
     Fallbacks(super::openclaw_views::ViewArgs),
     /// Runs flagged as waste: tool loops, bloated contexts, retries of a failing provider
     Waste(super::openclaw_views::WasteArgs),
+    /// Ask the gateway itself over its WebSocket: health, status, usage.cost, sessions.usage, cron.list
+    Gateway(GatewayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// The gateway's WebSocket URL
+    #[arg(long, default_value = "ws://127.0.0.1:18789")]
+    pub url: String,
+    /// The gateway's token (gateway.auth.token) [env: OCT_OPENCLAW_GATEWAY_TOKEN]
+    #[arg(long, env = "OCT_OPENCLAW_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Time allowed for each step
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+}
+
+/// `openclaw gateway`: one snapshot of the gateway's own view, as JSON.
+pub fn run_gateway(a: &GatewayArgs) -> Result<String, crate::cli::traces::CliError> {
+    use crate::cli::traces::CliError;
+    let timeout = crate::util::duration::parse(&a.timeout)
+        .map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
+    let token = a.token.clone().unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let snap = rt
+        .block_on(crate::sources::gateway::snapshot(&a.url, &token, timeout))
+        .map_err(|e| CliError::Failed(format!("gateway {}: {e}", a.url)))?;
+    Ok(serde_json::to_string_pretty(&snap).unwrap_or_default() + "\n")
 }
 
 #[derive(Args, Debug)]

@@ -1,4 +1,5 @@
 //! Sources: everything that produces records for the pipeline.
+pub mod gateway;
 pub mod host;
 pub mod ingest;
 pub mod openclaw;

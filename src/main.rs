@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             openclaw::OpenclawCmd::Channels(v) => openclaw_views::run_channels(&cfg, v),
             openclaw::OpenclawCmd::Fallbacks(v) => openclaw_views::run_fallbacks(&cfg, v),
             openclaw::OpenclawCmd::Waste(v) => openclaw_views::run_waste(&cfg, v),
-            openclaw::OpenclawCmd::Gateway(g) => openclaw::run_gateway(g),
+            openclaw::OpenclawCmd::Gateway(g) => openclaw::run_gateway(&cfg, g),
         },
     };
     match printed {

@@ -9,8 +9,12 @@ mod harness;
 
 use std::process::Command;
 
-use common::BIN;
-use harness::{FakeLlm, GATEWAY_TOKEN, Gateway, free_port, gateway_config, install_dir, node};
+use std::time::Duration;
+
+use common::{BIN, Daemon};
+use harness::{
+    FakeLlm, GATEWAY_TOKEN, Gateway, free_port, gateway_config, install_dir, node, wait_until,
+};
 use serde_json::{Value, json};
 
 fn cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -30,8 +34,19 @@ fn the_gateway_answers_its_read_only_methods_over_websocket() {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let llm = FakeLlm::start(&node(&install), dir);
+    let sidecar_port = free_port().to_string();
+    let sidecar = Daemon::start(&[
+        ("OCT_PORT", sidecar_port.as_str()),
+        ("OCT_LOG_PATH", "off"),
+        ("OCT_OPENCLAW_STATE_DIR", "off"),
+    ]);
     let port = free_port();
-    let config = gateway_config(port, llm.port, &logs, json!({"url": "http://127.0.0.1:9"}));
+    let config = gateway_config(
+        port,
+        llm.port,
+        &logs,
+        json!({"url": format!("http://127.0.0.1:{sidecar_port}"), "flushIntervalMs": 200}),
+    );
     let mut gw = Gateway::start(&install, &dir.join("state"), port, &config);
     let turn = gw.turn("Say hi");
     assert_eq!(
@@ -68,6 +83,41 @@ fn the_gateway_answers_its_read_only_methods_over_websocket() {
         snap["sessions.usage"]
     );
     assert!(snap["usage.cost"]["totals"].is_object() || snap["usage.cost"]["daily"].is_array());
+
+    // OpenClaw's own totals against ours over its days: the turn's 140 tokens and its cost.
+    sidecar.wait_count(
+        "SELECT count(*) FROM spans WHERE kind = 'llm_call' AND cost_usd IS NOT NULL",
+        1,
+        Duration::from_secs(20),
+    );
+    let db = sidecar.db_path.display().to_string();
+    let cmp = wait_until(
+        "OpenClaw's sessions.usage to agree",
+        Duration::from_secs(60),
+        || {
+            let out = cli(
+                &[
+                    "openclaw",
+                    "gateway",
+                    "--url",
+                    &url,
+                    "--compare",
+                    "--timeout",
+                    "20s",
+                ],
+                &[
+                    ("OCT_OPENCLAW_GATEWAY_TOKEN", GATEWAY_TOKEN),
+                    ("OCT_DB_PATH", &db),
+                ],
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            eprintln!("comparison: {}", v["comparison"]);
+            out.status.success().then(|| v["comparison"].clone())
+        },
+    );
+    assert_eq!(cmp["agree"], true);
+    assert_eq!(cmp["openclaw_trace"]["total_tokens"], 140, "{cmp}");
+    assert_eq!(cmp["openclaw"]["total_tokens"], 140.0, "{cmp}");
 
     // A wrong token: the gateway's reason, not the token.
     let out = cli(

@@ -60,10 +60,14 @@ pub struct GatewayArgs {
     /// Time allowed for each step
     #[arg(long, default_value = "5s")]
     pub timeout: String,
+    /// Compare OpenClaw's sessions.usage totals with this database's usage over the same
+    /// days (exit 1 when they differ by more than 1 %)
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// `openclaw gateway`: one snapshot of the gateway's own view, as JSON.
-pub fn run_gateway(a: &GatewayArgs) -> Result<String, crate::cli::traces::CliError> {
+pub fn run_gateway(cfg: &Config, a: &GatewayArgs) -> Result<String, crate::cli::traces::CliError> {
     use crate::cli::traces::CliError;
     let timeout = crate::util::duration::parse(&a.timeout)
         .map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
@@ -72,9 +76,41 @@ pub fn run_gateway(a: &GatewayArgs) -> Result<String, crate::cli::traces::CliErr
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let snap = rt
+    let mut snap = rt
         .block_on(crate::sources::gateway::snapshot(&a.url, &token, timeout))
         .map_err(|e| CliError::Failed(format!("gateway {}: {e}", a.url)))?;
+    if a.compare {
+        let su = &snap["sessions.usage"];
+        let day = |k: &str| {
+            su[k]
+                .as_str()
+                .and_then(|d| crate::util::time::parse_timestamp_str(&format!("{d}T00:00:00Z")))
+        };
+        let (Some(from), Some(to)) = (day("startDate"), day("endDate")) else {
+            return Err(CliError::Failed(
+                "the gateway's sessions.usage has no startDate/endDate to compare over".into(),
+            ));
+        };
+        let q = crate::analytics::usage::UsageQuery {
+            from_ns: Some(from),
+            to_ns: Some(to + 86_400 * 1_000_000_000),
+            skip_percentiles: true,
+            ..Default::default()
+        };
+        let conn = crate::cli::traces::reader(cfg)?;
+        let ours = crate::analytics::usage::query(&conn, &q)?;
+        let cmp = crate::sources::gateway::compare(su, &ours.totals);
+        let agree = cmp["agree"] == true;
+        snap["comparison"] = cmp;
+        let text = serde_json::to_string_pretty(&snap).unwrap_or_default() + "\n";
+        if !agree {
+            print!("{text}");
+            return Err(CliError::Failed(
+                "OpenClaw's sessions.usage and openclaw-trace differ by more than 1 % (see comparison)".into(),
+            ));
+        }
+        return Ok(text);
+    }
     Ok(serde_json::to_string_pretty(&snap).unwrap_or_default() + "\n")
 }
 

@@ -320,3 +320,42 @@ mod tests {
         assert!(parse_url("ws://host").is_err());
     }
 }
+
+/// OpenClaw's own totals (`sessions.usage`) against ours (the usage rollups) over the
+/// same days: the figures side by side, the difference in percent, and whether they agree
+/// within `tolerance_pct`. `ours` is the usage report over `[startDate, endDate + 1 day)`.
+pub fn compare(sessions_usage: &Value, ours: &crate::analytics::usage::UsageRow) -> Value {
+    let t = &sessions_usage["totals"];
+    let theirs_tokens = t["totalTokens"].as_f64().unwrap_or(0.0);
+    let theirs_cost = t["totalCost"].as_f64().unwrap_or(0.0);
+    let our_tokens = ours.total_tokens as f64;
+    let our_cost = ours.cost_usd.unwrap_or(0.0);
+    let pct = |a: f64, b: f64| -> f64 {
+        if a == b {
+            0.0
+        } else {
+            100.0 * (b - a).abs() / a.abs().max(b.abs())
+        }
+    };
+    let (tokens_pct, cost_pct) = (pct(theirs_tokens, our_tokens), pct(theirs_cost, our_cost));
+    let agree = tokens_pct <= 1.0 && cost_pct <= 1.0;
+    json!({
+        "from": sessions_usage["startDate"],
+        "to": sessions_usage["endDate"],
+        "openclaw": {"total_tokens": theirs_tokens, "cost_usd": theirs_cost,
+            "input_tokens": t["input"], "output_tokens": t["output"],
+            "cache_read_tokens": t["cacheRead"], "cache_write_tokens": t["cacheWrite"]},
+        "openclaw_trace": {"total_tokens": ours.total_tokens, "cost_usd": ours.cost_usd,
+            "input_tokens": ours.input_tokens, "output_tokens": ours.output_tokens,
+            "cache_read_tokens": ours.cache_read_tokens, "cache_write_tokens": ours.cache_write_tokens,
+            "calls": ours.calls},
+        "tokens_diff_pct": tokens_pct,
+        "cost_diff_pct": cost_pct,
+        "agree": agree,
+        "why_they_may_differ": if agree { Value::Null } else { json!(
+            "OpenClaw's sessions.usage reads its live session transcripts: it leaves out archived \
+             (.reset/.deleted) sessions, turns that ended in NO_REPLY and heartbeat turns, which \
+             openclaw-trace counts from the plugin; openclaw-trace counts only what it captured \
+             while running (and the transcripts it read), and only its retention window's days") },
+    })
+}

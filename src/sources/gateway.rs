@@ -304,23 +304,6 @@ pub async fn snapshot(url: &str, token: &str, timeout: Duration) -> Result<Value
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_and_urls() {
-        assert_eq!(base64(b"hello"), "aGVsbG8=");
-        assert_eq!(base64(&[0u8; 16]), "AAAAAAAAAAAAAAAAAAAAAA==");
-        assert_eq!(
-            parse_url("ws://127.0.0.1:18789").unwrap().0,
-            "127.0.0.1:18789"
-        );
-        assert!(parse_url("http://x:1").is_err());
-        assert!(parse_url("ws://host").is_err());
-    }
-}
-
 /// OpenClaw's own totals (`sessions.usage`) against ours (the usage rollups) over the
 /// same days: the figures side by side, the difference in percent, and whether they agree
 /// within `tolerance_pct`. `ours` is the usage report over `[startDate, endDate + 1 day)`.
@@ -358,4 +341,21 @@ pub fn compare(sessions_usage: &Value, ours: &crate::analytics::usage::UsageRow)
              openclaw-trace counts from the plugin; openclaw-trace counts only what it captured \
              while running (and the transcripts it read), and only its retention window's days") },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_urls() {
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(base64(&[0u8; 16]), "AAAAAAAAAAAAAAAAAAAAAA==");
+        assert_eq!(
+            parse_url("ws://127.0.0.1:18789").unwrap().0,
+            "127.0.0.1:18789"
+        );
+        assert!(parse_url("http://x:1").is_err());
+        assert!(parse_url("ws://host").is_err());
+    }
 }

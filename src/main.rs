@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             openclaw::OpenclawCmd::Channels(v) => openclaw_views::run_channels(&cfg, v),
             openclaw::OpenclawCmd::Fallbacks(v) => openclaw_views::run_fallbacks(&cfg, v),
             openclaw::OpenclawCmd::Waste(v) => openclaw_views::run_waste(&cfg, v),
+            openclaw::OpenclawCmd::Gateway(g) => openclaw::run_gateway(&cfg, g),
         },
         Some(Cmd::Activity(a)) => audit::run_activity(&cfg, a),
         Some(Cmd::AuditReadiness(a)) => return audit::run_readiness(&cfg, a),

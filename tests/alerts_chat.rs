@@ -238,7 +238,8 @@ fn alerts_reach_slack_discord_and_telegram_as_readable_messages_once() {
         ("OCT_LOG_LEVEL", "debug"),
     ];
     let mut d = Daemon::start_in(dir.path(), &env);
-    // $0.60: the 50 % alert; then a message with markup in it, through a host condition.
+    // $0.90 at once: the 50 % and 80 % alerts in one commit (no day boundary in between,
+    // whatever the clock); then a host condition.
     let spend = |cost: f64| {
         let r = post_json(
             &d.url("/v1/traces"),
@@ -247,12 +248,16 @@ fn alerts_reach_slack_discord_and_telegram_as_readable_messages_once() {
         );
         assert_eq!(r.status(), 202);
     };
-    spend(0.6);
-    wait_for("the 50 % alert everywhere", Duration::from_secs(20), || {
-        [&fake.slack, &fake.discord, &fake.telegram, &fake.webhook]
-            .iter()
-            .all(|s| s.lock().unwrap().bodies.len() == 1)
-    });
+    spend(0.9);
+    wait_for(
+        "the budget alerts everywhere",
+        Duration::from_secs(20),
+        || {
+            [&fake.slack, &fake.discord, &fake.telegram, &fake.webhook]
+                .iter()
+                .all(|s| s.lock().unwrap().bodies.len() == 2)
+        },
+    );
     // Two rate-limited calls: the host's llm_rate_limited condition opens.
     let limited: Vec<Value> = (0..2)
         .map(|_| {
@@ -265,7 +270,6 @@ fn alerts_reach_slack_discord_and_telegram_as_readable_messages_once() {
         post_json(&d.url("/v1/traces"), &json!(limited)).status(),
         202
     );
-    spend(0.3);
     let until = Instant::now() + Duration::from_secs(30);
     wait_for("three alerts everywhere", Duration::from_secs(31), || {
         if Instant::now() > until {
@@ -309,7 +313,7 @@ fn alerts_reach_slack_discord_and_telegram_as_readable_messages_once() {
     let slack_texts = texts(&fake.slack, "text");
     assert!(
         slack_texts[0].starts_with(
-            "*⚠️ Budget agent:main/day/usd reached 50%*\n*Spent:* $0.60\n*Limit:* $1.00"
+            "*⚠️ Budget agent:main/day/usd reached 50%*\n*Spent:* $0.90\n*Limit:* $1.00"
         ),
         "{slack_texts:?}"
     );
@@ -331,7 +335,7 @@ fn alerts_reach_slack_discord_and_telegram_as_readable_messages_once() {
     );
     let tg = texts(&fake.telegram, "text");
     assert!(
-        tg[0].starts_with("<b>⚠️ Budget agent:main/day/usd reached 50%</b>\n<b>Spent:</b> $0.60"),
+        tg[0].starts_with("<b>⚠️ Budget agent:main/day/usd reached 50%</b>\n<b>Spent:</b> $0.90"),
         "{tg:?}"
     );
     assert!(tg.iter().all(|t| !t.contains("<!channel>")), "{tg:?}");

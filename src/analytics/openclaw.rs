@@ -253,7 +253,9 @@ pub struct Run {
     start_ns: i64,
 }
 
-/// OpenClaw's runs that started in the window, oldest first.
+/// OpenClaw's runs that started in the window, oldest first. A run's root is OpenClaw's
+/// request span (`invoke_agent`, from `model.usage`), or, where OpenClaw sends no
+/// `model.usage` (heartbeat runs in 2026.9.6), the attempt's harness span.
 pub fn runs(conn: &Connection, w: &Window) -> Result<Vec<Run>, StoreError> {
     let sql = format!(
         "SELECT t.trace_id, t.start_ns, t.end_ns, t.status, t.agent_id, t.session_id,
@@ -262,7 +264,8 @@ pub fn runs(conn: &Connection, w: &Window) -> Result<Vec<Run>, StoreError> {
             {used}, {limit}
          FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
          WHERE t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
-           AND s.source = 'openclaw' AND s.kind = 'agent_run'
+           AND s.source = 'openclaw'
+           AND (s.kind = 'agent_run' OR s.name LIKE 'openclaw.harness %')
          ORDER BY t.start_ns, t.trace_id",
         key = attr("openclaw.session_key"),
         trigger = attr("openclaw.trigger"),

@@ -45,6 +45,73 @@ pub enum OpenclawCmd {
     Fallbacks(super::openclaw_views::ViewArgs),
     /// Runs flagged as waste: tool loops, bloated contexts, retries of a failing provider
     Waste(super::openclaw_views::WasteArgs),
+    /// Ask the gateway itself over its WebSocket: health, status, usage.cost, sessions.usage, cron.list
+    Gateway(GatewayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// The gateway's WebSocket URL
+    #[arg(long, default_value = "ws://127.0.0.1:18789")]
+    pub url: String,
+    /// The gateway's token (gateway.auth.token) [env: OCT_OPENCLAW_GATEWAY_TOKEN]
+    #[arg(long, env = "OCT_OPENCLAW_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Time allowed for each step
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+    /// Compare OpenClaw's sessions.usage totals with this database's usage over the same
+    /// days (exit 1 when they differ by more than 1 %)
+    #[arg(long)]
+    pub compare: bool,
+}
+
+/// `openclaw gateway`: one snapshot of the gateway's own view, as JSON.
+pub fn run_gateway(cfg: &Config, a: &GatewayArgs) -> Result<String, crate::cli::traces::CliError> {
+    use crate::cli::traces::CliError;
+    let timeout = crate::util::duration::parse(&a.timeout)
+        .map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
+    let token = a.token.clone().unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut snap = rt
+        .block_on(crate::sources::gateway::snapshot(&a.url, &token, timeout))
+        .map_err(|e| CliError::Failed(format!("gateway {}: {e}", a.url)))?;
+    if a.compare {
+        let su = &snap["sessions.usage"];
+        let day = |k: &str| {
+            su[k]
+                .as_str()
+                .and_then(|d| crate::util::time::parse_timestamp_str(&format!("{d}T00:00:00Z")))
+        };
+        let (Some(from), Some(to)) = (day("startDate"), day("endDate")) else {
+            return Err(CliError::Failed(
+                "the gateway's sessions.usage has no startDate/endDate to compare over".into(),
+            ));
+        };
+        let q = crate::analytics::usage::UsageQuery {
+            from_ns: Some(from),
+            to_ns: Some(to + 86_400 * 1_000_000_000),
+            skip_percentiles: true,
+            ..Default::default()
+        };
+        let conn = crate::cli::traces::reader(cfg)?;
+        let ours = crate::analytics::usage::query(&conn, &q)?;
+        let cmp = crate::sources::gateway::compare(su, &ours.totals);
+        let agree = cmp["agree"] == true;
+        snap["comparison"] = cmp;
+        let text = serde_json::to_string_pretty(&snap).unwrap_or_default() + "\n";
+        if !agree {
+            print!("{text}");
+            return Err(CliError::Failed(
+                "OpenClaw's sessions.usage and openclaw-trace differ by more than 1 % (see comparison)".into(),
+            ));
+        }
+        return Ok(text);
+    }
+    Ok(serde_json::to_string_pretty(&snap).unwrap_or_default() + "\n")
 }
 
 #[derive(Args, Debug)]

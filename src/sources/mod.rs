@@ -1,5 +1,6 @@
 //! Sources: everything that produces records for the pipeline.
 pub mod fleet;
+pub mod gateway;
 pub mod host;
 pub mod ingest;
 pub mod openclaw;

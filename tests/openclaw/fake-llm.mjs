@@ -18,6 +18,7 @@ const USAGE = {
   text: { prompt_tokens: 123, completion_tokens: 17 },
   tool_call: { prompt_tokens: 200, completion_tokens: 9 },
   tool_answer: { prompt_tokens: 150, completion_tokens: 21 },
+  heartbeat: { prompt_tokens: 90, completion_tokens: 3 },
 };
 
 // OpenClaw adds its own context as extra user messages, so all user text counts.
@@ -55,7 +56,9 @@ const server = http.createServer((req, res) => {
     const text = userText(messages);
     const hasToolResult = messages.some((m) => m && m.role === "tool");
     let behavior = "text";
-    if (text.includes("FAIL")) behavior = "fail";
+    // OpenClaw's heartbeat prompt ("Follow the heartbeat monitor ..."): nothing to report.
+    if (text.includes("heartbeat monitor")) behavior = "heartbeat";
+    else if (text.includes("FAIL")) behavior = "fail";
     else if (text.includes("TOOL")) behavior = hasToolResult ? "tool_answer" : "tool_call";
     const id = `chatcmpl-fake${String(++counter).padStart(4, "0")}`;
     if (requestLog) {
@@ -81,7 +84,8 @@ const server = http.createServer((req, res) => {
       res.write(chunk(id, model, { tool_calls: [{ index: 0, function: { arguments: '{"path":"."}' } }] }, null));
       res.write(chunk(id, model, {}, "tool_calls"));
     } else {
-      const answer = behavior === "tool_answer" ? "The folder holds a few files." : "Hello from the fake LLM.";
+      const answer =
+        behavior === "tool_answer" ? "The folder holds a few files." : behavior === "heartbeat" ? "HEARTBEAT_OK" : "Hello from the fake LLM.";
       for (const part of answer.split(/(?<= )/)) res.write(chunk(id, model, { content: part }, null));
       res.write(chunk(id, model, {}, "stop"));
     }

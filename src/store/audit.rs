@@ -2,12 +2,13 @@
 //! stored spans, events and activity rows, written in the same transaction as the
 //! change, and signed heads (Ed25519) kept in the database and in a file outside it.
 //!
-//! How changes are seen: on the writer's connection only, TEMP triggers (invisible to
-//! any other connection, so a change made with another client is never chained) note
-//! each inserted, updated or deleted row in a TEMP table; `seal` turns what they noted
-//! into chain entries before the transaction commits. A row inserted or changed gets an
-//! entry with the SHA-256 digest of its canonical content as stored; rows deleted get
-//! one entry per table naming their ids (`prune` when retention deleted them).
+//! How changes are seen: on the writer's connection only, SQLite's update hook (never
+//! called for changes made by any other connection, so a change made with another client
+//! is never chained) notes each inserted, updated or deleted row; `seal` turns what it
+//! noted into one chain link per transaction before the transaction commits: a
+//! `changes` link packing every row inserted or changed (table, id, SHA-256 digest of
+//! its canonical content as stored), and one `delete` (or `prune`, for retention) link
+//! per table naming the ids deleted.
 //! `trim` drops the chain's prefix that covers only deleted rows and records the
 //! point it starts again from, so what remains verifies from its first kept entry.
 

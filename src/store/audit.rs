@@ -41,7 +41,8 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            enabled: true,
+            // Off until its cost meets the 10 % target (BENCHMARKS.md, audit chain).
+            enabled: false,
             key_file: None,
             head_file: None,
             checkpoint_interval: Duration::from_secs(60),
@@ -56,8 +57,8 @@ pub const SETTINGS: &[Setting<AuditConfig>] = &[
     Setting {
         name: "audit",
         env: "OCT_AUDIT",
-        default: "on",
-        help: "Keep the tamper-evident hash chain over stored rows (off turns it off)",
+        default: "off",
+        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (on turns it on)",
         set: |c, v| {
             c.enabled = match v.trim().to_ascii_lowercase().as_str() {
                 "on" => true,

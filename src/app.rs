@@ -42,7 +42,7 @@ fn retention_policy(cfg: &Config) -> retention::Policy {
 pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let db_path = cfg.store.db_path();
     let policy = retention_policy(&cfg);
-    let conn = store::open_writer(&db_path)?;
+    let mut conn = store::open_writer(&db_path)?;
     // Keep the WAL small relative to the size cap, so the cap holds between checks.
     let wal_pages = (cfg.store.cleanup_db_threshold_bytes / 16 / 4096).clamp(64, 1000);
     conn.execute_batch(&format!(
@@ -51,7 +51,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     ))?;
     // The tamper-evident chain: on the writer's connection, with its signing key.
     let audit = if cfg.audit.enabled {
-        store::audit::install(&conn)?;
+        store::audit::install(&mut conn)?;
         let key = cfg.audit.key_path(&db_path);
         let signer = store::audit::Signer::load_or_create(&key)?;
         Some((Arc::new(signer), key))

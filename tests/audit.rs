@@ -14,7 +14,7 @@ use openclaw_trace::store::audit::{
     CHAINED, Change, ENTRY_COLUMNS, Entry, hex_bytes, latest_changes, row_digest,
 };
 
-const ENV: &[(&str, &str)] = &[("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s")];
+const ENV: &[(&str, &str)] = &[("OCT_AUDIT", "on"), ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s")];
 
 /// Runs SQL through the sqlite3 shell, as someone with shell access would.
 fn shell(db: &Path, sql: &str) {
@@ -375,7 +375,14 @@ fn retention_prunes_and_what_remains_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let day = 86_400_000i64;
     let now = now_ms();
-    let mut d = Daemon::start_in(dir.path(), &[("OCT_RETENTION_DAYS", "30")]);
+    let mut d = Daemon::start_in(
+        dir.path(),
+        &[
+            ("OCT_RETENTION_DAYS", "30"),
+            ("OCT_AUDIT", "on"),
+            ("OCT_LOG_PATH", "off"),
+        ],
+    );
     let c = client();
     let old: Vec<Value> = (0..30)
         .map(
@@ -413,6 +420,8 @@ fn retention_prunes_and_what_remains_verifies() {
             ("OCT_RETENTION_DAYS", "3"),
             ("OCT_CLEANUP_INTERVAL", "1s"),
             ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s"),
+            ("OCT_AUDIT", "on"),
+            ("OCT_LOG_PATH", "off"),
         ],
     );
     let until = Instant::now() + Duration::from_secs(20);
@@ -497,7 +506,14 @@ fn a_kill_9_under_load_is_not_tampering() {
 fn the_activity_log_records_start_refusals_and_stop_on_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "s3cret-token-value";
-    let mut d = Daemon::start_in(dir.path(), &[("OCT_AUTH_TOKEN", secret)]);
+    let mut d = Daemon::start_in(
+        dir.path(),
+        &[
+            ("OCT_AUTH_TOKEN", secret),
+            ("OCT_AUDIT", "on"),
+            ("OCT_LOG_PATH", "off"),
+        ],
+    );
     let c = client();
     for _ in 0..3 {
         let r = c.get(d.url("/v1/traces")).send().unwrap();
@@ -669,7 +685,7 @@ fn audit_readiness_names_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let _d = seeded(dir.path(), false);
     let d = &_d;
-    let out = d.cli(&["audit-readiness", "--json"]);
+    let out = d.cli(&["audit-readiness", "--audit", "on", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let failing: Vec<&str> = v["checks"]
@@ -680,14 +696,26 @@ fn audit_readiness_names_what_to_fix() {
         .map(|c| c["check"].as_str().unwrap())
         .collect();
     assert_eq!(failing, ["retention at least 183 days"], "{v:#}");
-    let out = d.cli(&["audit-readiness", "--retention-days", "183"]);
+    let out = d.cli(&[
+        "audit-readiness",
+        "--audit",
+        "on",
+        "--retention-days",
+        "183",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("ok  chain intact"), "{text}");
     // A key others can read is named, with the fix.
     let key = d.db_path.with_extension("db.audit-key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let out = d.cli(&["audit-readiness", "--retention-days", "183"]);
+    let out = d.cli(&[
+        "audit-readiness",
+        "--audit",
+        "on",
+        "--retention-days",
+        "183",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(

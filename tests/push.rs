@@ -501,6 +501,7 @@ fn pushed_bodies_carry_the_signed_audit_head() {
         ("OCT_PUSH_ENDPOINT", endpoint.as_str()),
         ("OCT_PUSH_INTERVAL", "1s"),
         ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s"),
+        ("OCT_AUDIT", "on"),
     ]);
     let call = json!({"provider": "openai", "model": "gpt-4o", "prompt_tokens": 3});
     assert_eq!(post_json(&d.url("/v1/traces"), &call).status(), 202);

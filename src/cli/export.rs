@@ -55,12 +55,10 @@ enum Dest {
 }
 
 pub fn run_export(cfg: &Config, a: &ExportArgs) -> Result<String, CliError> {
-    if a.until.is_some() || a.agent.is_some() {
-        if a.format != "eu-ai-act" {
-            return Err(CliError::Usage(
-                "--until and --agent go with --format eu-ai-act".into(),
-            ));
-        }
+    if (a.until.is_some() || a.agent.is_some()) && a.format != "eu-ai-act" {
+        return Err(CliError::Usage(
+            "--until and --agent go with --format eu-ai-act".into(),
+        ));
     }
     let otlp = match a.format.as_str() {
         "otlp" => true,

@@ -127,8 +127,10 @@ fn has_phone(t: &str) -> bool {
     for c in t.chars().chain(std::iter::once('\n')) {
         if c.is_ascii_digit() {
             digits += 1;
-        } else if digits > 0 && matches!(c, ' ' | '-' | '.' | '(' | ')') {
-        } else if digits == 0 && matches!(c, '+' | '(') {
+        } else if (digits > 0 && matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            || (digits == 0 && matches!(c, '+' | '('))
+        {
+            // inside a number, or its start
         } else {
             if (9..=15).contains(&digits) {
                 return true;

@@ -2,12 +2,13 @@
 //! stored spans, events and activity rows, written in the same transaction as the
 //! change, and signed heads (Ed25519) kept in the database and in a file outside it.
 //!
-//! How changes are seen: on the writer's connection only, TEMP triggers (invisible to
-//! any other connection, so a change made with another client is never chained) note
-//! each inserted, updated or deleted row in a TEMP table; `seal` turns what they noted
-//! into chain entries before the transaction commits. A row inserted or changed gets an
-//! entry with the SHA-256 digest of its canonical content as stored; rows deleted get
-//! one entry per table naming their ids (`prune` when retention deleted them).
+//! How changes are seen: on the writer's connection only, SQLite's update hook (never
+//! called for changes made by any other connection, so a change made with another client
+//! is never chained) notes each inserted, updated or deleted row; `seal` turns what it
+//! noted into one chain link per transaction before the transaction commits: a
+//! `changes` link packing every row inserted or changed (table, id, SHA-256 digest of
+//! its canonical content as stored), and one `delete` (or `prune`, for retention) link
+//! per table naming the ids deleted.
 //! `trim` drops the chain's prefix that covers only deleted rows and records the
 //! point it starts again from, so what remains verifies from its first kept entry.
 
@@ -40,7 +41,8 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            enabled: true,
+            // Off until its cost meets the 10 % target (BENCHMARKS.md, audit chain).
+            enabled: false,
             key_file: None,
             head_file: None,
             checkpoint_interval: Duration::from_secs(60),
@@ -55,8 +57,8 @@ pub const SETTINGS: &[Setting<AuditConfig>] = &[
     Setting {
         name: "audit",
         env: "OCT_AUDIT",
-        default: "on",
-        help: "Keep the tamper-evident hash chain over stored rows (off turns it off)",
+        default: "off",
+        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (on turns it on)",
         set: |c, v| {
             c.enabled = match v.trim().to_ascii_lowercase().as_str() {
                 "on" => true,
@@ -309,31 +311,43 @@ pub const MIGRATION: &str = r#"
     );
 "#;
 
-/// Starts chaining on the writer's connection: TEMP triggers note every change.
-pub fn install(conn: &Connection) -> rusqlite::Result<()> {
-    let mut sql = String::from(
-        "CREATE TEMP TABLE IF NOT EXISTS audit_pending (
-            n INTEGER PRIMARY KEY, tbl TEXT NOT NULL, row_id INTEGER NOT NULL, op TEXT NOT NULL);",
-    );
-    for (t, _) in CHAINED {
-        sql.push_str(&format!(
-            "CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_i AFTER INSERT ON main.{t} BEGIN
-                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', NEW.id, 'insert'); END;
-             CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_u AFTER UPDATE ON main.{t} BEGIN
-                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', NEW.id, 'update');
-                INSERT INTO audit_pending (tbl, row_id, op)
-                    SELECT '{t}', OLD.id, 'delete' WHERE OLD.id != NEW.id; END;
-             CREATE TEMP TRIGGER IF NOT EXISTS audit_{t}_d AFTER DELETE ON main.{t} BEGIN
-                INSERT INTO audit_pending (tbl, row_id, op) VALUES ('{t}', OLD.id, 'delete'); END;"
-        ));
-    }
-    conn.execute_batch(&sql)
+thread_local! {
+    /// Rows changed on this thread's chained connection since the last seal:
+    /// (table index, row id, 0 insert / 1 update / 2 delete).
+    static PENDING: std::cell::RefCell<Vec<(u8, i64, u8)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Starts chaining on the writer's connection: SQLite's update hook (this connection
+/// only) notes every row inserted, updated or deleted in a chained table, on the thread
+/// that runs the statement (the writer); a rollback forgets them. No trigger: a
+/// trigger would make every insert keep a statement journal (a copy of each page it
+/// touches), which cost more than the chain itself.
+pub fn install(conn: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::hooks::Action;
+    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS audit_installed (x INTEGER)")?;
+    conn.update_hook(Some(|action: Action, db: &str, table: &str, id: i64| {
+        if db != "main" {
+            return;
+        }
+        let Some(t) = CHAINED.iter().position(|(name, _)| *name == table) else {
+            return;
+        };
+        let op = match action {
+            Action::SQLITE_INSERT => 0,
+            Action::SQLITE_UPDATE => 1,
+            Action::SQLITE_DELETE => 2,
+            _ => return,
+        };
+        PENDING.with(|p| p.borrow_mut().push((t as u8, id, op)));
+    }))?;
+    conn.rollback_hook(Some(|| PENDING.with(|p| p.borrow_mut().clear())))?;
+    Ok(())
 }
 
 /// True when `install` ran on this connection.
 pub fn installed(conn: &Connection) -> bool {
     conn.prepare_cached(
-        "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = 'audit_pending'",
+        "SELECT 1 FROM sqlite_temp_master WHERE type = 'table' AND name = 'audit_installed'",
     )
     .and_then(|mut s| s.exists([]))
     .unwrap_or(false)
@@ -504,25 +518,17 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
     if !installed(conn) {
         return Ok(0);
     }
-    let pending: Vec<(String, i64, String)> = {
-        let mut stmt =
-            conn.prepare_cached("SELECT tbl, row_id, op FROM temp.audit_pending ORDER BY n")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?
-    };
+    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     if pending.is_empty() {
         return Ok(0);
     }
     // One change per row and seal, for its state now; in the order rows were first touched.
     let mut order: Vec<(usize, i64, bool)> = Vec::with_capacity(pending.len());
-    let mut seen: HashMap<(usize, i64), (), crate::util::fast_hash::FastHashing> =
-        HashMap::default();
+    let mut seen: HashMap<(u8, i64), (), crate::util::fast_hash::FastHashing> = HashMap::default();
+    seen.reserve(pending.len());
     for (t, id, op) in &pending {
-        let Some(ti) = CHAINED.iter().position(|(name, _)| name == t) else {
-            continue;
-        };
-        if seen.insert((ti, *id), ()).is_none() {
-            order.push((ti, *id, op == "insert"));
+        if seen.insert((*t, *id), ()).is_none() {
+            order.push((*t as usize, *id, *op == 0));
         }
     }
     let mut selects: Vec<Option<(rusqlite::CachedStatement, usize)>> =
@@ -570,8 +576,6 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
         app.push(conn, deleted_op, CHAINED[ti].0, None, &digest, Some(detail))?;
         n += 1;
     }
-    conn.prepare_cached("DELETE FROM temp.audit_pending")?
-        .execute([])?;
     Ok(n)
 }
 
@@ -909,7 +913,7 @@ mod tests {
     fn chain_follows_inserts_updates_and_deletes_in_the_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = super::super::open_writer(&dir.path().join("a.db")).unwrap();
-        install(&conn).unwrap();
+        install(&mut conn).unwrap();
         let tx = conn.transaction().unwrap();
         for uid in ["a", "b", "c"] {
             tx.execute(

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -304,21 +304,7 @@ fn build_in(
             |r| r.get(0),
         )
         .ok();
-    let heads: Vec<SignedHead> = {
-        let mut stmt = conn.prepare(
-            "SELECT seq, hash, time_ns, public_key, signature FROM audit_heads ORDER BY seq DESC LIMIT 100",
-        )?;
-        stmt.query_map(params![], |r| {
-            Ok(SignedHead {
-                seq: r.get(0)?,
-                hash: r.get(1)?,
-                time_ns: r.get(2)?,
-                public_key: r.get(3)?,
-                signature: r.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?
-    };
+    let heads: Vec<SignedHead> = super::audit::signed_heads(conn, "ORDER BY seq DESC LIMIT 100")?;
     let mut chain = chain;
     chain["head_hash"] = json!(head.map(|h| hex_bytes::encode(&h)));
     chain["signed_checkpoints"] = serde_json::to_value(&heads).unwrap_or_default();

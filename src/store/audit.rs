@@ -802,22 +802,26 @@ impl SignedHead {
     }
 }
 
+/// The stored signed heads, in `order` (an SQL tail such as `ORDER BY seq`).
+pub fn signed_heads(conn: &Connection, order: &str) -> rusqlite::Result<Vec<SignedHead>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT seq, hash, time_ns, public_key, signature FROM audit_heads {order}"
+    ))?;
+    stmt.query_map([], |r| {
+        Ok(SignedHead {
+            seq: r.get(0)?,
+            hash: r.get(1)?,
+            time_ns: r.get(2)?,
+            public_key: r.get(3)?,
+            signature: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
 /// The newest signed head stored in the database.
 pub fn last_signed(conn: &Connection) -> rusqlite::Result<Option<SignedHead>> {
-    conn.query_row(
-        "SELECT seq, hash, time_ns, public_key, signature FROM audit_heads ORDER BY seq DESC LIMIT 1",
-        [],
-        |r| {
-            Ok(SignedHead {
-                seq: r.get(0)?,
-                hash: r.get(1)?,
-                time_ns: r.get(2)?,
-                public_key: r.get(3)?,
-                signature: r.get(4)?,
-            })
-        },
-    )
-    .optional()
+    Ok(signed_heads(conn, "ORDER BY seq DESC LIMIT 1")?.pop())
 }
 
 /// Signs the chain's head unless it is already signed: appends it to the head file,

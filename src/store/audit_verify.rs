@@ -66,19 +66,7 @@ pub fn verify_conn(
 }
 
 fn load_db_heads(conn: &Connection) -> rusqlite::Result<Vec<SignedHead>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, hash, time_ns, public_key, signature FROM audit_heads ORDER BY seq",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(SignedHead {
-            seq: r.get(0)?,
-            hash: r.get(1)?,
-            time_ns: r.get(2)?,
-            public_key: r.get(3)?,
-            signature: r.get(4)?,
-        })
-    })?
-    .collect()
+    super::audit::signed_heads(conn, "ORDER BY seq")
 }
 
 fn verify_in(

@@ -29,7 +29,8 @@ node --test tests/browser/*.test.mjs
 # (month, day and year all roll over while they run). A test that would fail on
 # another day fails now. Only the test processes and the daemons they start see it.
 DATED_SUITES=(--lib --test openclaw_sources --test retention --test usage --test budgets
-  --test merge_usage --test baseline --test query --test doctor --test openclaw_views --test alerts_chat)
+  --test merge_usage --test baseline --test query --test doctor --test openclaw_views --test alerts_chat
+  --test scores --test behaviour --test fleet)
 next_year=$(( $(date -u +%Y) + 1 ))
 moved=$(OCT_TEST_CLOCK=+365d bash scripts/with-clock.sh date -u +%Y)
 if [ "$moved" != "$next_year" ]; then

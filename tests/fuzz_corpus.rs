@@ -67,3 +67,33 @@ fn every_target_has_a_cargo_fuzz_binary() {
     }
     assert!(!fuzzing::run("no-such-target", b""));
 }
+
+fn regression(target: &str, name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions")
+            .join(target)
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Found by `cargo fuzz` (openclaw target): a plugin event whose `ts`/`durationMs` in
+/// milliseconds overflowed i64 nanoseconds (a panic in debug builds, a wrapped time in
+/// release ones). Times now saturate.
+#[test]
+fn openclaw_event_times_beyond_i64_nanoseconds_do_not_overflow() {
+    fuzzing::openclaw(&regression("openclaw", "ms-to-ns-overflow"));
+    let body = br#"[{"kind":"tdiag:model.call.started","ts":1e300,"event":{"durationMs":-1e300}},
+        {"kind":"diag:diagnostic.phase.completed","ts":9223372036854775807,"event":{"durationMs":1e300}}]"#;
+    fuzzing::openclaw(body);
+}
+
+/// Found by `cargo fuzz` (transcript target): an assistant message whose `timestamp`
+/// (unix ms) overflowed i64 nanoseconds.
+#[test]
+fn transcript_rows_with_huge_timestamps_do_not_overflow() {
+    fuzzing::transcript(&regression("transcript", "timestamp-ms-overflow"));
+    let row = br#"{"type":"message","message":{"role":"assistant","usage":{"input":1},"timestamp":9223372036854775807}}"#;
+    fuzzing::transcript(&[&[0u8][..], row].concat());
+}

@@ -53,7 +53,7 @@ impl Default for ApiConfig {
             auth_token: None,
             max_body_bytes: 8 << 20,
             max_inflight_bytes: 4 << 20,
-            max_connections: 128,
+            max_connections: 64,
             shutdown_timeout: Duration::from_secs(15),
         }
     }
@@ -136,7 +136,7 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
     Setting {
         name: "max_connections",
         env: "OCT_MAX_CONNECTIONS",
-        default: "128",
+        default: "64",
         help: "Open HTTP connections, at most, across the API and OTLP/HTTP listeners; beyond it a connection gets 503 with Retry-After and is closed",
         set: |c, v| {
             c.max_connections = crate::config::parse_u64(v)?.max(1) as usize;

@@ -533,11 +533,14 @@ impl Tailer {
                 present.push(format!("{}:{}", m.dev(), m.ino()));
             }
             loop {
-                // Backpressure: leave lines in the file while the queue is half full.
-                if self.pipeline.depth() * 2 > self.pipeline.capacity() {
+                // Backpressure: leave lines in the file beyond half the queue, so the
+                // log never fills the room capture (the clients' share) needs.
+                let half = (self.pipeline.capacity() / 2).max(1);
+                let depth = self.pipeline.depth();
+                if depth >= half {
                     return;
                 }
-                let budget = self.limit.available().min(1000);
+                let budget = self.limit.available().min(1000).min(half - depth);
                 if budget == 0 {
                     return;
                 }

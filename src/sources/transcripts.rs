@@ -157,7 +157,7 @@ pub fn records_from_event(
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    let start = ts_ms * 1_000_000;
+    let start = ts_ms.saturating_mul(1_000_000);
     let mut span = Span::new(
         trace,
         span_id,

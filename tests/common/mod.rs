@@ -72,6 +72,10 @@ impl Daemon {
             // probes of LLM providers fail without an outside network: host tests
             // turn the collectors back on themselves.
             .env("OCT_HOST_DISABLE", "all")
+            // The gateway log's default place (/tmp/openclaw) is the machine's: a real
+            // gateway run by another test or person writes there, and its lines would add
+            // to exact counts. Tests of the log source set OCT_LOG_PATH themselves.
+            .env("OCT_LOG_PATH", "off")
             // Dedicated OTLP listeners on free ports, so parallel tests never contend.
             .env("OCT_OTLP_HTTP_ADDR", "127.0.0.1:0")
             .env("OCT_OTLP_GRPC_ADDR", "127.0.0.1:0")

@@ -146,7 +146,10 @@ fn o<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Map<String, Value>> {
 
 /// Whole milliseconds convert exactly (a plain `ms * 1e6` loses nanoseconds at this size).
 fn ms_to_ns(ms: f64) -> i64 {
-    (ms.trunc() as i64) * 1_000_000 + (ms.fract() * 1e6).round() as i64
+    // Saturating: a time far outside i64's nanoseconds (found by fuzzing) must not overflow.
+    (ms.trunc() as i64)
+        .saturating_mul(1_000_000)
+        .saturating_add((ms.fract() * 1e6).round() as i64)
 }
 
 /// A trace context `{traceId, spanId, parentSpanId}` with valid ids.
@@ -516,7 +519,7 @@ fn assistant_message(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldErro
     let run_id = s(call, "runId");
     let msg_ts = i(msg, "timestamp");
     let start = msg_ts
-        .map(|t| t * 1_000_000)
+        .map(|t| t.saturating_mul(1_000_000))
         .unwrap_or_else(|| it.time_ns());
     let model = s(msg, "model").unwrap_or("unknown");
     let mut p = piece(
@@ -700,7 +703,7 @@ fn harness_event(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
     let time = it.time_ns();
     let done = !it.kind.ends_with(".started");
     let start = match (done, f(ev, "durationMs")) {
-        (true, Some(d)) => time - ms_to_ns(d),
+        (true, Some(d)) => time.saturating_sub(ms_to_ns(d)),
         _ => time,
     };
     let mut h = harness_piece(it, &ctx, span, start);
@@ -748,7 +751,7 @@ fn run_event(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
     let time = it.time_ns();
     let done = it.kind.ends_with(".completed");
     let start = match (done, f(ev, "durationMs")) {
-        (true, Some(d)) => time - ms_to_ns(d),
+        (true, Some(d)) => time.saturating_sub(ms_to_ns(d)),
         _ => time,
     };
     let mut p = piece(
@@ -791,7 +794,7 @@ fn model_usage(it: &Item, out: &mut Vec<Record>) -> Result<bool, FieldError> {
     let ev = it.event;
     let time = it.time_ns();
     let start = f(ev, "durationMs")
-        .map(|d| time - ms_to_ns(d))
+        .map(|d| time.saturating_sub(ms_to_ns(d)))
         .unwrap_or(time);
     let mut r = root_piece(it, ctx.trace, root, start);
     r.parent_span_id = ctx.parent;
@@ -858,7 +861,7 @@ fn tool_event(
     let time = it.time_ns();
     let done = !matches!(name, "before_tool_call" | "tool.execution.started");
     let start = match (done, f(ev, "durationMs")) {
-        (true, Some(d)) => time - ms_to_ns(d),
+        (true, Some(d)) => time.saturating_sub(ms_to_ns(d)),
         _ => time,
     };
     let mut p = piece(

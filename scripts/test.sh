@@ -20,6 +20,8 @@ bash scripts/setup-clock.sh
 bash scripts/setup-schemathesis.sh
 # The sqlite3 shell: tests/audit.rs tampers with real databases through it.
 bash scripts/setup-audit.sh
+# musl libc and musl-gcc: tests/static_binary.rs runs the static binary in a musl root.
+bash scripts/setup-musl.sh
 cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
 # The dashboard in Debian's chromium driven by playwright-core (tests/browser/).
 bash scripts/setup-browser.sh

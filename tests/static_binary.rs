@@ -5,7 +5,8 @@
 //! test machines, so this is how that image's layout is tested). Name resolution for
 //! push, OTLP export (gRPC, through tonic's channel) and the DNS probes works there
 //! against a DNS server this test runs on loopback, which answers a made-up name with
-//! 127.0.0.1 where the receivers listen.
+//! 127.0.0.1 where the receivers listen. It also runs in a root whose only C library is
+//! musl (as on Alpine), beside a musl-built program resolving names there.
 //!
 //! chroot needs root (CI runs as root); elsewhere the tests say so and pass, unless CI is set.
 
@@ -355,6 +356,133 @@ fn the_static_binary_serves_and_resolves_names_in_an_empty_root() {
     );
     let health = d.get_json("/health");
     assert_eq!(health["last_push_status"], "ok", "{health}");
+}
+
+/// A root laid out as a musl distribution (Alpine's): musl's loader and libc as its only C
+/// library, /etc/hosts, /etc/resolv.conf, /etc/os-release, and a program built with
+/// musl-gcc that looks a name up through musl's own resolver (scripts/setup-musl.sh).
+fn musl_root(ns: Ipv4Addr) -> tempfile::TempDir {
+    let root = empty_root(ns);
+    let p = root.path();
+    for d in ["lib", "bin", "tmp"] {
+        std::fs::create_dir_all(p.join(d)).unwrap();
+    }
+    let libc = std::fs::canonicalize("/lib/ld-musl-x86_64.so.1")
+        .expect("musl is installed (scripts/setup-musl.sh)");
+    std::fs::copy(&libc, p.join("lib/ld-musl-x86_64.so.1")).unwrap();
+    std::fs::write(p.join("etc/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
+    std::fs::write(
+        p.join("etc/os-release"),
+        "NAME=\"musl test root\"\nID=alpine\n",
+    )
+    .unwrap();
+    let src = p.join("tmp/lookup.c");
+    std::fs::write(
+        &src,
+        r#"#include <netdb.h>
+#include <stdio.h>
+#include <arpa/inet.h>
+int main(int argc, char **argv) {
+    struct addrinfo hints = {0}, *res;
+    hints.ai_family = AF_INET;
+    if (getaddrinfo(argv[1], NULL, &hints, &res) != 0) { puts("no answer"); return 1; }
+    char buf[64];
+    struct sockaddr_in *a = (struct sockaddr_in *)res->ai_addr;
+    printf("%s\n", inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf));
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let cc = Command::new("musl-gcc")
+        .arg("-o")
+        .arg(p.join("bin/lookup"))
+        .arg(&src)
+        .output()
+        .expect("musl-gcc (scripts/setup-musl.sh)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    root
+}
+
+#[test]
+fn the_static_binary_runs_in_a_musl_root() {
+    if !can_chroot() {
+        return;
+    }
+    let (ns, _asked) = dns_server();
+    let root = musl_root(ns);
+    // The root's C library is musl alone: its own program resolves a name there...
+    let lookup = Command::new("chroot")
+        .arg(root.path())
+        .args(["/bin/lookup", NAME])
+        .env_clear()
+        // For finding chroot itself; nothing in the root uses it.
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&lookup.stdout).trim(),
+        "127.0.0.1",
+        "musl's resolver in the root: {}",
+        String::from_utf8_lossy(&lookup.stderr)
+    );
+    let mut files = Vec::new();
+    let mut dirs = vec![root.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("libc.so.6") || f.starts_with("ld-linux")),
+        "no glibc in the root: {files:?}"
+    );
+    // ...and the static binary serves there, pushes to a name it resolves, and answers
+    // its own health check.
+    let (push_port, pushed) = http_receiver();
+    let push_url = format!("http://{NAME}:{push_port}/ingest");
+    let d = Daemon::start_chroot(
+        root.path(),
+        None,
+        &["/openclaw-trace"],
+        &[
+            ("OCT_PUSH_ENDPOINT", &push_url),
+            ("OCT_PUSH_INTERVAL", "1s"),
+        ],
+    );
+    let span = json!({"provider": "openai", "model": "gpt-4o", "prompt_tokens": 5});
+    assert_eq!(post_json(&d.url("/v1/traces"), &span).status(), 202);
+    wait_until("a push reaches the receiver", &d, || {
+        pushed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("POST /ingest"))
+    });
+    let health = Command::new("chroot")
+        .arg(root.path())
+        .args(["/openclaw-trace", "health", "--addr", &d.addr.to_string()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&health.stdout),
+        String::from_utf8_lossy(&health.stderr)
+    );
 }
 
 /// The final stage of deploy/docker/Dockerfile, as far as running it goes.

@@ -156,8 +156,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .bind
         .parse()
         .with_context(|| format!("OCT_BIND: not an IP address: {}", cfg.api.bind))?;
-    let listener = tokio::net::TcpListener::bind((bind, cfg.api.port))
-        .await
+    let listener = crate::util::listen::listen(std::net::SocketAddr::new(bind, cfg.api.port))
         .with_context(|| format!("cannot listen on {}:{}", cfg.api.bind, cfg.api.port))?;
     let addr = listener.local_addr()?;
     let sinks = Arc::new(crate::sinks::Registry::start(

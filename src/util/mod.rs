@@ -4,4 +4,5 @@ pub mod dns;
 pub mod duration;
 pub mod fast_hash;
 pub mod hex;
+pub mod listen;
 pub mod time;

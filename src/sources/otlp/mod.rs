@@ -276,7 +276,7 @@ async fn bind(
     let Some(addr) = addr else {
         return Ok(None);
     };
-    match tokio::net::TcpListener::bind(addr).await {
+    match crate::util::listen::listen(addr) {
         Ok(l) => Ok(Some(l)),
         // The default ports may belong to a collector already running here: run without them.
         Err(e) if !explicit => {

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use openclaw_trace::cli::{
-    Cli, Cmd, analytics, audit, doctor, export, health, metrics, openclaw, openclaw_views, tail,
-    traces,
+    Cli, Cmd, analytics, audit, doctor, export, fleet, health, metrics, openclaw, openclaw_views,
+    tail, traces,
 };
 use openclaw_trace::{app, logging};
 
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Some(Cmd::AuditReadiness(a)) => return audit::run_readiness(&cfg, a),
         Some(Cmd::Verify(a)) => return audit::run_verify(&cfg, a),
         Some(Cmd::Audit(a)) => return audit::run_audit(&cfg, a),
+        Some(Cmd::Instances(a)) => return fleet::run(&cfg, a),
     };
     match printed {
         Ok(out) => {

@@ -30,9 +30,9 @@ fn post(d: &Daemon, path: &str, body: &Value) {
     );
 }
 
-/// `n` LLM calls and two errors on sidecar `d`, numbered from `from`; returns their tokens.
-fn capture(d: &Daemon, tag: &str, from: usize, n: usize) -> i64 {
-    let t = now_ms() - 30_000;
+/// `n` LLM calls and two errors on sidecar `d`, numbered from `from`, at `t` (ms); returns
+/// their tokens.
+fn capture(d: &Daemon, tag: &str, from: usize, n: usize, t: i64) -> i64 {
     let calls: Vec<Value> = (from..from + n)
         .map(|i| {
             json!({"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100 + i,
@@ -91,21 +91,64 @@ fn per_instance(central: &Daemon, table: &str, id: &str) -> i64 {
     )
 }
 
+/// Answers every connection on `port` with 503 and `Retry-After: 1` until `until`; returns
+/// how many it answered (a central that is up but refusing, as during its start).
+fn refuse_with_503(port: u16, until: Instant) -> std::thread::JoinHandle<usize> {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut answered = 0;
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    answered += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        answered
+    })
+}
+
+fn budget_alerts(central: &Daemon, threshold: u32) -> i64 {
+    count(
+        &central.db_path,
+        &format!(
+            "SELECT count(*) FROM budget_alerts WHERE budget = 'global/day/tokens' AND threshold = {threshold}"
+        ),
+    )
+}
+
 #[test]
 fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let port_s = port.to_string();
-    let central_env = [("OCT_PORT", port_s.as_str()), ("OCT_AUTH_TOKEN", TOKEN)];
+    // A fleet budget: the three sidecars' tokens together cross it (about 32,000).
+    let central_env = [
+        ("OCT_PORT", port_s.as_str()),
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_BUDGETS", "global/day=30k tokens"),
+    ];
     let mut central = Daemon::start_in(dir.path(), &central_env);
 
     let a = sidecar(port, "side-a", "v2");
     let b = sidecar(port, "side-b", "v1");
     // A third sidecar pushes once and goes away before the central's restart.
     let mut c = sidecar(port, "side-c", "v2");
-    let mut tokens_a = capture(&a, "alpha", 0, 40);
-    let mut tokens_b = capture(&b, "beta", 0, 40);
-    capture(&c, "gamma", 0, 3);
+    // Every call at one time, so the budget's day holds them all whatever the clock.
+    let t = now_ms() - 30_000;
+    let mut tokens_a = capture(&a, "alpha", 0, 40, t);
+    let mut tokens_b = capture(&b, "beta", 0, 40, t);
+    capture(&c, "gamma", 0, 3, t);
     wait_until(
         "the first half at the central",
         Duration::from_secs(20),
@@ -117,11 +160,17 @@ fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once()
     );
     c.stop();
 
-    // The central dies mid-stream; the sidecars keep capturing and retry.
+    assert_eq!(budget_alerts(&central, 100), 0, "under the budget so far");
+    // The central dies mid-stream; the sidecars keep capturing and retry, first against
+    // nothing, then against a central that answers 503.
     central.kill9();
-    tokens_a += capture(&a, "alpha", 40, 60);
-    tokens_b += capture(&b, "beta", 40, 60);
-    std::thread::sleep(Duration::from_millis(2500));
+    tokens_a += capture(&a, "alpha", 40, 60, t);
+    tokens_b += capture(&b, "beta", 40, 60, t);
+    std::thread::sleep(Duration::from_millis(1500));
+    let refused = refuse_with_503(port, Instant::now() + Duration::from_millis(2500))
+        .join()
+        .unwrap();
+    assert!(refused >= 2, "both sidecars were answered 503 ({refused})");
     let central = Daemon::start_in(dir.path(), &central_env);
     wait_until("everything at the central", Duration::from_secs(30), || {
         per_instance(&central, "spans", "side-a") == 100
@@ -155,6 +204,10 @@ fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once()
     };
     assert_eq!(tokens("side-a"), tokens_a);
     assert_eq!(tokens("side-b"), tokens_b);
+    // The fleet budget fired once at each threshold, across the central's restart.
+    for threshold in [50, 80, 100] {
+        assert_eq!(budget_alerts(&central, threshold), 1, "{threshold} %");
+    }
     assert_eq!(
         count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
         tokens_a
@@ -209,6 +262,12 @@ fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once()
         (json!(2), json!("ams"), json!(false))
     );
     assert_eq!(ia["version"], env!("CARGO_PKG_VERSION"));
+    // What the sidecar says of itself: its store, its volume, its push backlog.
+    let status = &ia["status"];
+    assert!(status["db_bytes"].as_u64() > Some(0), "{ia}");
+    assert!(status["disk_used_percent"].as_f64().is_some(), "{ia}");
+    assert!(status["backlog_records"].as_u64().is_some(), "{ia}");
+    assert_eq!(status["conditions"], json!([]), "{ia}");
     // Known again after the restart, though it has not pushed since.
     let ic = inst("side-c");
     // Its state as last recorded (at most a minute old when it went away).
@@ -234,9 +293,16 @@ fn a_repeated_batch_is_stored_once_and_a_bad_one_is_refused_naming_the_field() {
         {"type": "event", "id": "e1", "data": {"id": "0193f0e0-0000-7000-8000-000000000001",
           "type": "custom", "time_ns": now_ms() * 1_000_000, "name": "deploy", "severity": "info"}}
     ]});
-    for _ in 0..3 {
+    // What the sidecar says of itself rides in a header; one that does not parse is
+    // ignored, never a reason to refuse the records.
+    for status in [
+        r#"{"backlog_records":7,"db_bytes":123456,"disk_used_percent":91.5,"conditions":["disk_low"]}"#,
+        "not json",
+        r#"{"conditions": 3}"#,
+    ] {
         let r = client()
             .post(central.url("/v1/push"))
+            .header("x-oct-sidecar-status", status)
             .json(&batch)
             .send()
             .unwrap();
@@ -284,6 +350,27 @@ fn a_repeated_batch_is_stored_once_and_a_bad_one_is_refused_naming_the_field() {
     assert_eq!(list["instances"][0]["instance_id"], "manual");
     assert_eq!(list["instances"][0]["stale"], true);
     assert_eq!(list["instances"][0]["pushes"], 3);
+    assert_eq!(
+        list["instances"][0]["status"],
+        json!({"backlog_records": 7, "db_bytes": 123456, "disk_used_percent": 91.5,
+               "conditions": ["disk_low"]})
+    );
     let warnings = central.get_json("/health")["warnings"].to_string();
     assert!(warnings.contains("instance manual silent"), "{warnings}");
+    assert!(
+        warnings.contains("instance manual reports open conditions: disk_low"),
+        "{warnings}"
+    );
+    // The CLI says the same, and exits 1 while a sidecar is stale or unwell.
+    let url = central.url("");
+    let out = central.cli(&["instances", "--url", &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text.lines().find(|l| l.starts_with("manual")).unwrap();
+    for want in ["STALE", "disk_low", "92%", " 7 "] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
+    let json = central.cli(&["instances", "--url", &url, "--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["instances"][0]["instance_id"], "manual");
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::ingest::{invalid, read_body};
 use super::{ApiError, SharedState, refusing};
 use crate::model::{Record, now_ns};
-use crate::sources::fleet::{self, INSTANCE_HEADER, REGION_HEADER};
+use crate::sources::fleet::{self, INSTANCE_HEADER, REGION_HEADER, STATUS_HEADER, SidecarStatus};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -28,13 +28,15 @@ pub async fn post_push(State(st): State<SharedState>, req: Request) -> Result<Re
     let body = read_body(&st, req).await?;
     let instance = header(&body.headers, INSTANCE_HEADER).map(str::to_string);
     let region = header(&body.headers, REGION_HEADER).map(str::to_string);
+    let status = header(&body.headers, STATUS_HEADER).and_then(SidecarStatus::parse);
     let bytes = body.bytes.clone();
-    let batch = tokio::task::spawn_blocking(move || {
+    let mut batch = tokio::task::spawn_blocking(move || {
         fleet::decode(&bytes, instance.as_deref(), region.as_deref())
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(invalid)?;
+    batch.origin.status = status;
     let records = batch.records.len();
     let now_ms = now_ns() / 1_000_000;
     st.fleet.saw(&batch, now_ms);

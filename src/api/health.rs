@@ -120,6 +120,15 @@ pub fn snapshot(st: &SharedState) -> Health {
             silent.as_secs()
         ));
     }
+    for i in st.fleet.instances() {
+        if let Some(c) = i.status.as_ref().filter(|s| !s.conditions.is_empty()) {
+            warnings.push(format!(
+                "instance {} reports open conditions: {}",
+                i.instance_id,
+                c.conditions.join(", ")
+            ));
+        }
+    }
     warnings.extend(st.analytics.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
     let push = st.sinks.status(crate::sinks::push::SINK);

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod audit;
 pub mod doctor;
 pub mod export;
+pub mod fleet;
 pub mod health;
 pub mod metrics;
 pub mod openclaw;
@@ -179,6 +180,8 @@ pub enum Cmd {
     /// What a review asks for (chain intact, key private, head file, retention >= 183 days, clock, redaction), each ok or with a fix; exit 1 when any needs one
     #[command(name = "audit-readiness")]
     AuditReadiness(audit::ReadinessArgs),
+    /// On a fleet's central: the sidecars pushing to it (last push, lag, backlog, disk, conditions); exit 1 when one is stale or unwell
+    Instances(fleet::InstancesArgs),
 }
 
 impl Cli {

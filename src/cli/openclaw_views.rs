@@ -62,7 +62,7 @@ fn pct(r: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn short(s: &str, n: usize) -> String {
+pub(crate) fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

@@ -3,11 +3,13 @@
 //! or `OCT_PUSH_FORMAT=v2` with every record, a schema version and the source's identity.
 //! Each item carries a stable `id` and each request a stable `Idempotency-Key`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::ops::Range;
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -21,6 +23,7 @@ use super::{
     scan,
 };
 use crate::config::{Setting, parse_bool, parse_bytes, parse_duration, parse_u64};
+use crate::sources::fleet::{MAX_STATUS_CONDITIONS, STATUS_HEADER, SidecarStatus};
 use crate::store::StoreError;
 use crate::store::query::{
     EVENT_COLS, EventOut, SPAN_COLS, SPAN_COLS_LEN, SpanOut, event_row, span_row,
@@ -395,7 +398,21 @@ pub struct PushSink {
     /// The v2 envelope's opening, up to the records array.
     v2_head: Vec<u8>,
     redactor: Redactor,
+    /// This sidecar's state, sent to the central with each push.
+    own_status: Mutex<OwnStatus>,
 }
+
+/// What [`PushSink`] knows of its own sidecar, refreshed as it reads.
+#[derive(Default)]
+struct OwnStatus {
+    /// Rows after the cursor, per stream (as of its latest read).
+    backlog: BTreeMap<&'static str, u64>,
+    status: SidecarStatus,
+    refreshed: Option<Instant>,
+}
+
+/// The store's and volume's figures and the open conditions are re-read this often.
+const OWN_STATUS_EVERY: Duration = Duration::from_secs(10);
 
 impl PushSink {
     pub fn from_config(cfg: &PushConfig) -> Result<Option<PushSink>, PushError> {
@@ -473,6 +490,7 @@ impl PushSink {
             payload_cap: AtomicU64::new(cfg.max_payload_bytes),
             v2_head,
             redactor,
+            own_status: Mutex::new(OwnStatus::default()),
         }))
     }
 
@@ -522,6 +540,49 @@ impl PushSink {
         }
         out.extend_from_slice(tail);
         Bytes::from(out)
+    }
+
+    /// Notes the stream's backlog at this read and, now and then, the store's size, the
+    /// volume's use and the open host conditions: what the central shows of this sidecar.
+    fn note_own_status(&self, conn: &Connection, stream: &Stream, after: i64) {
+        let newest: i64 = conn
+            .query_row(
+                &format!("SELECT coalesce(max(id), 0) FROM {}", stream.table),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(after);
+        let mut own = self.own_status.lock().unwrap_or_else(|p| p.into_inner());
+        own.backlog
+            .insert(stream.table, (newest - after).max(0) as u64);
+        if own
+            .refreshed
+            .is_some_and(|t| t.elapsed() < OWN_STATUS_EVERY)
+        {
+            return;
+        }
+        own.refreshed = Some(Instant::now());
+        if let Some(db) = conn.path().filter(|p| !p.is_empty()).map(Path::new) {
+            let (file, wal) = crate::store::file_sizes(db);
+            own.status.db_bytes = Some(file + wal);
+            own.status.disk_used_percent = crate::store::volume_space(db)
+                .filter(|(_, total)| *total > 0)
+                .map(|(free, total)| {
+                    (1000.0 * total.saturating_sub(free) as f64 / total as f64).round() / 10.0
+                });
+        }
+        if let Ok(open) = crate::analytics::overview::open_conditions(conn, MAX_STATUS_CONDITIONS) {
+            own.status.conditions = open.into_iter().map(|c| c.name).collect();
+        }
+    }
+
+    fn own_status_header(&self) -> Option<HeaderValue> {
+        let own = self.own_status.lock().unwrap_or_else(|p| p.into_inner());
+        let status = SidecarStatus {
+            backlog_records: Some(own.backlog.values().sum()),
+            ..own.status.clone()
+        };
+        HeaderValue::from_str(&serde_json::to_string(&status).ok()?).ok()
     }
 
     /// Records as one batch (for the one-shot export).
@@ -576,6 +637,7 @@ impl Sink for PushSink {
             .and_then(|h| serde_json::to_string(&h).ok())
             .map(|h| format!("],\"audit_head\":{h}}}").into_bytes());
         let tail: &[u8] = audit_tail.as_deref().unwrap_or(tail);
+        self.note_own_status(conn, stream, after);
         let mut packer = Packer::new(head, after);
         let cap = self.payload_cap.load(Ordering::Relaxed) as usize;
         // Adds a record unless the payload would overflow (a lone oversized record still goes, alone).
@@ -688,6 +750,9 @@ impl Sink for PushSink {
         let mut headers = self.headers.clone();
         if let Ok(v) = HeaderValue::from_str(&idempotency_key(items)) {
             headers.insert("idempotency-key", v);
+        }
+        if let Some(v) = self.own_status_header() {
+            headers.insert(HeaderName::from_static(STATUS_HEADER), v);
         }
         let resp = self
             .client

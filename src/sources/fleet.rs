@@ -25,6 +25,42 @@ pub const REGION_ATTRIBUTE: &str = "cloud.region";
 /// Headers the push sink sends with every request, in both formats.
 pub const INSTANCE_HEADER: &str = "x-oct-instance-id";
 pub const REGION_HEADER: &str = "x-oct-region";
+/// A sidecar's own state, sent with every push as compact JSON ([`SidecarStatus`]).
+pub const STATUS_HEADER: &str = "x-oct-sidecar-status";
+
+/// What a sidecar tells its central of itself with each push: how far its push is
+/// behind, how full its store and volume are, and its open host conditions.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct SidecarStatus {
+    /// Records stored on the sidecar and not pushed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_records: Option<u64>,
+    /// Its database file, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_bytes: Option<u64>,
+    /// Percent in use of the volume holding its database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_used_percent: Option<f64>,
+    /// Names of its open host conditions (at most [`MAX_STATUS_CONDITIONS`]).
+    #[serde(default)]
+    pub conditions: Vec<String>,
+}
+
+/// Conditions named in one status header, at most (a header stays small).
+pub const MAX_STATUS_CONDITIONS: usize = 16;
+
+impl SidecarStatus {
+    /// The header's value; a status that does not parse is ignored (the records in
+    /// the same push are still taken: a sidecar's state is never worth refusing data).
+    pub fn parse(header: &str) -> Option<SidecarStatus> {
+        let mut s: SidecarStatus = serde_json::from_str(header).ok()?;
+        s.conditions.truncate(MAX_STATUS_CONDITIONS);
+        s.disk_used_percent = s
+            .disk_used_percent
+            .filter(|p| p.is_finite() && (0.0..=100.0).contains(p));
+        Some(s)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FleetConfig {
@@ -81,6 +117,9 @@ pub struct Instance {
     pub records: u64,
     /// The newest record time in its last push: how far behind its data arrives.
     pub newest_record_ms: Option<i64>,
+    /// What it said of itself with its last push (sidecars before this field: none).
+    #[serde(default)]
+    pub status: Option<SidecarStatus>,
 }
 
 impl Registry {
@@ -110,6 +149,7 @@ impl Registry {
             pushes: 0,
             records: 0,
             newest_record_ms: None,
+            status: None,
         });
         i.region = o.region.clone().or(i.region.take());
         i.version = o.version.clone().or(i.version.take());
@@ -120,6 +160,9 @@ impl Registry {
         i.pushes += 1;
         i.records += b.records.len() as u64;
         i.newest_record_ms = newest.max(i.newest_record_ms);
+        if o.status.is_some() {
+            i.status = o.status.clone();
+        }
     }
 
     /// The event to store for this sidecar now, when its last one is older than
@@ -187,6 +230,7 @@ pub struct Origin {
     pub version: Option<String>,
     pub agent_id: Option<String>,
     pub host: Option<String>,
+    pub status: Option<SidecarStatus>,
 }
 
 /// A decoded batch: its sender and its records, all or nothing.

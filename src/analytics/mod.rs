@@ -359,24 +359,25 @@ async fn check_finished_runs(
                 let Some((_, id)) = due.pop_front() else { continue };
                 let (reads, s) = (reads.clone(), settings.clone());
                 let checked = tokio::task::spawn_blocking(move || {
-                    reads.with(|conn| Ok(baseline::check(conn, &id, &s)))
+                    // The agent's baseline, and a heartbeat's or cron job's cost per run.
+                    reads.with(|conn| Ok(baseline::check_run_and_job(conn, &id, &s)))
                 })
                 .await;
                 match checked {
-                    Ok(Ok(Ok(c))) => {
-                        if let Some(h) = &histograms {
-                            h.observe(&c);
+                    Ok(Ok(Ok(rc))) => {
+                        if let (Some(h), Some(c)) = (&histograms, &rc.check) {
+                            h.observe(c);
                         }
-                        if c.anomalous {
-                            let alerts = alerts.clone();
+                        if rc.anomaly(&settings, &id).is_some() {
+                            let (alerts, s) = (alerts.clone(), settings.clone());
                             pipeline.run_job(move |conn| {
-                                if let Err(e) = baseline::record_anomaly(conn, &id, &c, &alerts) {
+                                if let Err(e) = rc.record(conn, &id, &s, &alerts) {
                                     tracing::warn!(error = %e, run_id = %id.to_hex(), "cannot record a baseline anomaly");
                                 }
                             });
                         }
                     }
-                    Ok(Ok(Err(baseline::BaselineError::Sqlite(e)))) => {
+                    Ok(Ok(Err(e))) => {
                         tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
                     }
                     Ok(Err(e)) => {

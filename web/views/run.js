@@ -246,10 +246,7 @@ export async function render({ path, params, signal }) {
     header(t.name || '(unnamed run)', exportBtn),
     h('p', { class: 'mono muted' }, id),
     summary,
-    (data.sub_traces || []).length
-      ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${data.sub_traces.length}): `),
-          data.sub_traces.map((c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`))))
-      : null,
+    subRuns(data),
     scores(data.scores || []),
     h('div', { class: 'legend-kinds' }, ['agent_run', 'llm_call', 'tool_call', 'other'].map((k) => h('span', null, h('span', { class: `dot k-${k}` }), k.replace('_', ' ')))),
     h('div', { class: 'run-body' }, h('div', { class: 'waterfall' }, axis, list), panel),
@@ -258,6 +255,30 @@ export async function render({ path, params, signal }) {
   if (want >= 0) requestAnimationFrame(() => select(want));
   else replace(panel, note('Choose a span to see its details.'));
   return view;
+}
+
+/**
+ * Sub-runs: traces naming this one as their parent, and the runs of the OpenClaw
+ * sub-agents it spawned (grouped under each sub-agent), with the cost rolled up.
+ */
+function subRuns(data) {
+  const subs = data.sub_traces || [];
+  if (!subs.length) return null;
+  const agents = data.subagents || [];
+  const of = new Map();
+  for (const a of agents) for (const t of a.runs || []) of.set(t, a);
+  const chip = (c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`));
+  const plain = subs.filter((c) => !of.has(c.trace_id));
+  const r = data.rollup;
+  return h('div', { class: 'subruns-box' },
+    r && subs.length
+      ? h('p', { class: 'rollup', id: 'run-rollup' }, 'With its sub-runs: ', h('strong', { class: 'cost', id: 'run-total-cost' }, f.cost(r.total_cost_usd)),
+          h('span', { class: 'muted' }, ` = own ${f.cost(r.own_cost_usd)} + ${f.int(subs.length)} sub-runs ${f.cost(r.sub_traces_cost_usd)}${r.sub_traces_unpriced ? ` (${r.sub_traces_unpriced} unpriced)` : ''}`))
+      : null,
+    agents.filter((a) => (a.runs || []).length).map((a) => h('div', { class: 'subruns', 'data-subagent': a.child_session_key },
+      h('span', { class: 'muted' }, 'Sub-agent ', h('strong', null, a.label || 'sub-agent'), ' ', h('span', { class: 'mono' }, a.child_session_key), ` · ${f.cost(a.cost_usd)}: `),
+      subs.filter((c) => of.get(c.trace_id) === a).map(chip))),
+    plain.length ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${plain.length}): `), plain.map(chip)) : null);
 }
 
 /** The run's evaluation scores (POST /v1/scores, gen_ai.evaluation.result), if any. */

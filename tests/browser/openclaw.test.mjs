@@ -79,7 +79,7 @@ before(async () => {
   central = await startDaemon({
     OCT_LOG_PATH: `${logDir}/openclaw-*.log`,
     OCT_LOG_POLL_INTERVAL: '200ms',
-    OCT_INSTANCE_STALE_AFTER: '3s',
+    OCT_INSTANCE_STALE_AFTER: '6s',
   });
   const base = Date.now() - 30 * 60_000;
   const parentKey = 'agent:main:openai:u1';
@@ -270,7 +270,7 @@ test('each OpenClaw tab shows the API\'s figures and links runs to the run view'
   await page.close();
 });
 
-test('a run lists its sub-agents\' runs with the cost rolled up', T, async () => {
+test('a run lists its sub-agents\' runs with the cost rolled up, and its waste flags', T, async () => {
   const w = await open(central.base, `#/runs/${ids.parent}`);
   const { page } = w;
   await page.waitForSelector('#run-total-cost');
@@ -282,6 +282,10 @@ test('a run lists its sub-agents\' runs with the cost rolled up', T, async () =>
   assert.deepEqual(chips, ids.children);
   assert.match(await text(page, '[data-subagent="agent:main:subagent:abc-123"]'), /research/);
   await shot(page, 'run-subagents');
+  // A flagged run shows its waste flags.
+  await page.goto(`${central.base}/#/runs/${ids.loop}`);
+  await page.waitForSelector('.run-waste [data-flag="tool_loop"]');
+  assert.match(await text(page, '.run-waste'), /tool loop: ls ×3/);
   clean(w, 'run with sub-agents');
   await page.close();
 });
@@ -299,7 +303,10 @@ test('the fleet page lists the sidecars, flags the silent one, and filters runs 
 });
 
 async function fleetPage() {
-  await until(async () => (await api('/v1/instances')).instances.some((i) => i.instance_id === 'edge-2' && i.stale), 15_000, 'edge-2 stale');
+  await until(async () => {
+    const list = (await api('/v1/instances')).instances;
+    return list.some((i) => i.instance_id === 'edge-2' && i.stale) && list.some((i) => i.instance_id === 'edge-1' && !i.stale && i.last_push_age_seconds <= 2);
+  }, 25_000, 'edge-2 stale, edge-1 pushing');
   const w = await open(central.base, '#/fleet');
   const { page } = w;
   await page.waitForSelector('tr[data-instance="edge-1"]');

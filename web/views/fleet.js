@@ -23,7 +23,7 @@ export async function render({ signal }) {
     { label: 'Region', cell: (i) => i.region || '—' },
     { label: 'Host', cell: (i) => i.host || '—', cls: 'clip' },
     { label: 'Agent', cell: (i) => i.agent_id || '—' },
-    { label: 'Version', cell: (i) => i.version || '—', cls: 'mono' },
+    { label: 'Version', cell: (i) => h('span', { class: 'mono' }, i.version || '—') },
     { label: 'Format', cell: (i) => (i.format ? `v${i.format}` : '—') },
     { label: 'Last push', cell: (i) => h('span', { title: f.time(i.last_push_ms) }, f.ago(i.last_push_ms)), cls: 'nowrap' },
     { label: 'Lag', cell: (i) => secs(i.lag_seconds), cls: 'num' },

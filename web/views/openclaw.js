@@ -38,6 +38,7 @@ function win(params) {
   return { from: Math.floor(from), to: Math.ceil(to), agent: params.agent || null };
 }
 
+const runs = (n, what = 'run') => `${f.int(n)} ${what}${n === 1 ? '' : 's'}`;
 const pctOf = (r) => (r === null || r === undefined ? '—' : f.pct(r * 100, 1));
 
 /** A small bar showing a share (0..1), with its figure beside it. */
@@ -113,7 +114,7 @@ async function summary(params, signal) {
   const why = (s) => {
     const out = [];
     const sc = hbBy.get(s.session_id);
-    if (sc) out.push(`${f.int(sc.runs)} scheduled runs (${[...sc.kinds].join(', ')}) cost ${f.cost(sc.cost)}`);
+    if (sc) out.push(`${runs(sc.runs, 'scheduled run')} (${[...sc.kinds].join(', ')}) cost ${f.cost(sc.cost)}`);
     const c = ctxBy.get(s.session_id);
     if (c) {
       out.push(`context peaked at ${pctOf(c.max_used_ratio)} of a ${f.tokens(c.context_window)} window`);
@@ -130,13 +131,14 @@ async function summary(params, signal) {
     any ? null : h('p', { class: 'note muted', id: 'openclaw-empty' }, 'No OpenClaw data in this range. Install the plugin (openclaw-trace openclaw setup) or pick a longer range.'),
     h('div', { class: 'kpis' },
       kpi('Heartbeats', h('span', { id: 'oc-hb-cost' }, f.cost(t.heartbeat_cost_usd)),
-        h('span', null, h('span', { id: 'oc-hb-runs' }, f.int(t.heartbeat_runs)), ' runs · ', h('span', { id: 'oc-hb-per' }, f.cost(hbPer)), ' each')),
-      kpi('Silent heartbeats', h('span', { id: 'oc-hb-ok' }, f.int(t.heartbeat_ok)), `HEARTBEAT_OK · ${f.int(t.no_reply)} NO_REPLY`),
-      kpi('Cron jobs', h('span', { id: 'oc-cron-cost' }, f.cost(t.cron_cost_usd)), `${f.int(t.cron_runs)} runs`),
+        h('span', null, h('span', { id: 'oc-hb-runs' }, f.int(t.heartbeat_runs)), t.heartbeat_runs === 1 ? ' run · ' : ' runs · ', h('span', { id: 'oc-hb-per' }, f.cost(hbPer)), ' each')),
+      kpi('Silent replies', h('span', { id: 'oc-silent' }, f.int((t.heartbeat_ok || 0) + (t.no_reply || 0))),
+        h('span', null, h('span', { id: 'oc-hb-ok' }, f.int(t.heartbeat_ok)), ' HEARTBEAT_OK · ', h('span', { id: 'oc-no-reply' }, f.int(t.no_reply)), ' NO_REPLY')),
+      kpi('Cron jobs', h('span', { id: 'oc-cron-cost' }, f.cost(t.cron_cost_usd)), runs(t.cron_runs)),
       kpi('Cache hit rate', h('span', { id: 'oc-cache-hit' }, pctOf(ct.hit_rate)), h('span', null, 'saved ', h('span', { id: 'oc-cache-saved' }, f.cost(ct.net_saved_usd)), ' net')),
       kpi('Near the window', h('span', { id: 'oc-near' }, f.int(near.length)), `sessions · ${f.int((ctx.compactions || []).length)} compactions`),
       kpi('Sub-agents', h('span', { id: 'oc-sub-cost' }, f.cost(subCost)), `${f.int((sub.subagents || []).length)} spawned`),
-      kpi('Waste flags', h('span', { id: 'oc-waste-runs' }, f.int((waste.runs || []).length)), `runs · ${f.cost(wasteCost)}`),
+      kpi('Waste flags', h('span', { id: 'oc-waste-runs' }, f.int((waste.runs || []).length)), `flagged runs · ${f.cost(wasteCost)}`),
       kpi('Model fallbacks', h('span', { id: 'oc-fallbacks' }, f.int(fb.decisions)), 'decisions')),
     h('div', { class: 'grid2' },
       h('div', { class: 'card' },
@@ -182,11 +184,11 @@ async function scheduled(params, signal) {
   for (const d of days) series[keys.indexOf(jobName(d))].values[idx.get(Date.parse(`${d.day}T00:00:00Z`))] += d.cost_usd || 0;
   return h('div', null,
     h('div', { class: 'kpis' },
-      kpi('Heartbeat cost', h('span', { id: 'oc-hb-cost' }, f.cost(t.heartbeat_cost_usd)), `${f.int(t.heartbeat_runs)} runs`),
+      kpi('Heartbeat cost', h('span', { id: 'oc-hb-cost' }, f.cost(t.heartbeat_cost_usd)), runs(t.heartbeat_runs)),
       kpi('Per heartbeat', h('span', { id: 'oc-hb-per' }, f.cost(t.heartbeat_runs ? t.heartbeat_cost_usd / t.heartbeat_runs : null)), 'average in this range'),
       kpi('HEARTBEAT_OK', h('span', { id: 'oc-hb-ok' }, f.int(t.heartbeat_ok)), 'nothing to report'),
       kpi('NO_REPLY', h('span', { id: 'oc-no-reply' }, f.int(t.no_reply)), 'answered nothing (OpenClaw\'s Usage misses these)'),
-      kpi('Cron cost', h('span', { id: 'oc-cron-cost' }, f.cost(t.cron_cost_usd)), `${f.int(t.cron_runs)} runs`)),
+      kpi('Cron cost', h('span', { id: 'oc-cron-cost' }, f.cost(t.cron_cost_usd)), runs(t.cron_runs))),
     h('h2', null, 'Cost per day, by job'),
     stackedBars({ buckets: starts, series, bucketMs: 86_400_000, yFmt: f.cost, axisFmt: f.costTick, label: 'Scheduled cost per day' }),
     h('h2', null, 'Per job and day'),
@@ -313,18 +315,18 @@ async function subagents(params, signal) {
       h('strong', null, l.label || 'sub-agent'), ' ',
       h('span', { class: 'mono muted' }, l.child_session_key),
       h('span', { class: 'cost' }, f.cost(l.child_cost_usd))),
-    h('div', { class: 'muted small' }, `${l.spawned_ms ? `spawned ${f.time(l.spawned_ms)} · ` : ''}${f.int(l.child_runs.length)} runs · ${f.int(l.child_llm_calls)} LLM calls · ${f.tokens(l.child_total_tokens)} tokens`),
+    h('div', { class: 'muted small' }, `${l.spawned_ms ? `spawned ${f.time(l.spawned_ms)} · ` : ''}${runs(l.child_runs.length)} · ${f.int(l.child_llm_calls)} LLM calls · ${f.tokens(l.child_total_tokens)} tokens`),
     h('div', { class: 'sub-runs' }, l.child_runs.map((t) => runName(t))));
   return h('div', null,
     h('div', { class: 'kpis' },
-      kpi('Sub-agents', h('span', { id: 'oc-sub-n' }, f.int(links.length)), `${f.int(parents.length)} parent runs`),
+      kpi('Sub-agents', h('span', { id: 'oc-sub-n' }, f.int(links.length)), `spawned by ${runs(parents.length, 'parent run')}`),
       kpi('Their cost', h('span', { id: 'oc-sub-cost' }, f.cost(links.reduce((a, l) => a + (l.child_cost_usd || 0), 0))), 'rolled up to the runs that spawned them')),
     parents.length || orphans.length
       ? h('ul', { class: 'sub-tree' },
           parents.map((p) => h('li', { class: 'sub-parent', 'data-trace': p.trace_id },
             h('div', { class: 'sub-head' },
               h('span', null, 'Run ', runLink(p.trace_id)),
-              h('span', { class: 'muted' }, `own ${f.cost(p.own_cost_usd)} + ${f.int(p.subagents)} sub-agents ${f.cost(p.subagent_cost_usd)} =`),
+              h('span', { class: 'muted' }, `own ${f.cost(p.own_cost_usd)} + ${f.int(p.subagents)} sub-agent${p.subagents === 1 ? '' : 's'} ${f.cost(p.subagent_cost_usd)} =`),
               h('span', { class: 'cost total' }, f.cost(p.total_cost_usd))),
             h('ul', { class: 'sub-children' }, links.filter((l) => l.parent_trace_id === p.trace_id).map(child)))),
           orphans.length

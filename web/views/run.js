@@ -108,6 +108,14 @@ export async function render({ path, params, signal }) {
     api.get(`/v1/traces/${encodeURIComponent(id)}`, null, { signal }),
     api.get('/v1/logs', { trace_id: id, limit: 500 }, { signal }).catch(() => ({ logs: [] })),
   ]);
+  // An OpenClaw run's waste flags (a loop, a bloated context, provider retries), measured
+  // against its agent over the day around it.
+  const openclawRun = (data.spans || []).some((s) => s.source === 'openclaw');
+  const startMs = f.nsToMs(data.trace.start_ns);
+  const waste = openclawRun
+    ? await api.get('/v1/openclaw/waste', { trace_id: id, from: Math.floor(startMs - 86_400_000), to: Math.ceil(startMs + 86_400_000) }, { signal }).catch(() => null)
+    : null;
+  const flags = (waste && waste.runs && waste.runs[0] && waste.runs[0].flags) || [];
   const t = data.trace;
   const rows = flatten(data.spans || []);
   const events = [...(data.events || []), ...((logs.logs || []).map((l) => ({ ...l, type: 'log' })))];
@@ -247,6 +255,11 @@ export async function render({ path, params, signal }) {
     h('p', { class: 'mono muted' }, id),
     summary,
     subRuns(data),
+    flags.length
+      ? h('div', { class: 'run-waste' }, h('span', { class: 'muted' }, 'Waste flags: '),
+          h('ul', { class: 'chips' }, flags.map((fl) => h('li', { class: 'chip up', 'data-flag': fl.flag }, flagText(fl)))),
+          h('a', { href: link(['openclaw', 'waste']) }, 'Waste →'))
+      : null,
     scores(data.scores || []),
     h('div', { class: 'legend-kinds' }, ['agent_run', 'llm_call', 'tool_call', 'other'].map((k) => h('span', null, h('span', { class: `dot k-${k}` }), k.replace('_', ' ')))),
     h('div', { class: 'run-body' }, h('div', { class: 'waterfall' }, axis, list), panel),
@@ -279,6 +292,13 @@ function subRuns(data) {
       h('span', { class: 'muted' }, 'Sub-agent ', h('strong', null, a.label || 'sub-agent'), ' ', h('span', { class: 'mono' }, a.child_session_key), ` · ${f.cost(a.cost_usd)}: `),
       subs.filter((c) => of.get(c.trace_id) === a).map(chip))),
     plain.length ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${plain.length}): `), plain.map(chip)) : null);
+}
+
+function flagText(fl) {
+  if (fl.flag === 'tool_loop') return `tool loop: ${fl.tool} ×${fl.repeats} with the same arguments`;
+  if (fl.flag === 'bloated_context') return `bloated context: ${f.int(fl.input_tokens)} prompt tokens, ${fl.factor}× the agent's median`;
+  if (fl.flag === 'provider_retries') return `provider retries: ${f.int(fl.failures)} failed calls${fl.provider ? ` (${fl.provider})` : ''}`;
+  return fl.flag;
 }
 
 /** The run's evaluation scores (POST /v1/scores, gen_ai.evaluation.result), if any. */

@@ -286,7 +286,7 @@ function subRuns(data) {
   return h('div', { class: 'subruns-box' },
     r && subs.length
       ? h('p', { class: 'rollup', id: 'run-rollup' }, 'With its sub-runs: ', h('strong', { class: 'cost', id: 'run-total-cost' }, f.cost(r.total_cost_usd)),
-          h('span', { class: 'muted' }, ` = own ${f.cost(r.own_cost_usd)} + ${f.int(subs.length)} sub-runs ${f.cost(r.sub_traces_cost_usd)}${r.sub_traces_unpriced ? ` (${r.sub_traces_unpriced} unpriced)` : ''}`))
+          h('span', { class: 'muted' }, ` = own ${f.cost(r.own_cost_usd)} + ${f.int(subs.length)} sub-run${subs.length === 1 ? '' : 's'} ${f.cost(r.sub_traces_cost_usd)}${r.sub_traces_unpriced ? ` (${r.sub_traces_unpriced} without a known cost)` : ''}`))
       : null,
     agents.filter((a) => (a.runs || []).length).map((a) => h('div', { class: 'subruns', 'data-subagent': a.child_session_key },
       h('span', { class: 'muted' }, 'Sub-agent ', h('strong', null, a.label || 'sub-agent'), ' ', h('span', { class: 'mono' }, a.child_session_key), ` · ${f.cost(a.cost_usd)}: `),

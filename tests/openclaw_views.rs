@@ -621,7 +621,31 @@ fn baselines_flag_a_scheduled_job_whose_cost_per_run_rises() {
         h.cost = 0.001;
         runs.push(h);
     }
-    let events: Vec<Value> = runs.iter().flat_map(run_events).collect();
+    let mut events: Vec<Value> = runs.iter().flat_map(run_events).collect();
+    // Heartbeats as OpenClaw 2026.9.6 runs them: no model.usage, so each run's root is its
+    // attempt (`openclaw.harness`); $0.001 a run, then $0.004.
+    let mut harness_runs = Vec::new();
+    for i in 0..11u32 {
+        let mut h = spec(400 + i, base + i as i64 * 2 * 60_000 + 50_000);
+        h.agent = "hb2";
+        h.session_key = "agent:hb2:main";
+        h.session_id = "s-hb2";
+        h.trigger = "heartbeat";
+        h.cost = if i < 8 { 0.001 } else { 0.004 };
+        harness_runs.push(h);
+    }
+    events.extend(
+        harness_runs
+            .iter()
+            .flat_map(run_events)
+            .filter(|e| e["kind"] != "tdiag:model.usage")
+            .map(|mut e| {
+                if let Some(t) = e["ctx"].get_mut("trace") {
+                    t["parentSpanId"] = Value::Null;
+                }
+                e
+            }),
+    );
     let r = post_json(
         &d.url("/v1/openclaw/events"),
         &json!({"plugin": {"version": "test"}, "events": events}),
@@ -629,7 +653,7 @@ fn baselines_flag_a_scheduled_job_whose_cost_per_run_rises() {
     assert_eq!(r.status(), 202, "{}", r.text().unwrap());
     d.wait_count(
         "SELECT count(*) FROM traces",
-        runs.len() as i64,
+        (runs.len() + harness_runs.len()) as i64,
         Duration::from_secs(10),
     );
     // Every run checked: the rise is recorded on job-9's tenth run (the second at $0.01).
@@ -681,6 +705,13 @@ fn baselines_flag_a_scheduled_job_whose_cost_per_run_rises() {
         )
         .unwrap();
     assert!(msg.contains("cron job job-9: cost per run rising"), "{msg}");
+    // The heartbeat whose runs have their attempt as root: flagged once, at its tenth run.
+    let hb2 = d.get_json("/v1/anomalies?agent_id=hb2&limit=100");
+    let list = hb2["anomalies"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{hb2}");
+    assert_eq!(list[0]["trace_id"], trace_of(409), "{hb2}");
+    assert_eq!(list[0]["metrics"][0]["metric"], "cost_per_run");
+    assert_eq!(list[0]["run_name"], "openclaw.harness openclaw", "{hb2}");
     // The flat heartbeat is not flagged.
     let hb = d.get_json("/v1/anomalies?agent_id=hb&limit=100");
     assert_eq!(hb["anomalies"].as_array().unwrap().len(), 0, "{hb}");

@@ -1468,6 +1468,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_is_the_recent_median_above_the_jobs_history() {
+        // Newest first.
+        let mut flat = vec![0.002; 11];
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        // One costly run is not a rise; two out of the last three are.
+        flat[0] = 0.01;
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        flat[1] = 0.01;
+        let (med, st) = rise_in(&flat, 5, 3.5).unwrap();
+        assert_eq!(med, 0.01);
+        assert_eq!(st.median, 0.002);
+        // The run checked must itself cost more than usual.
+        flat[0] = 0.002;
+        flat[2] = 0.01;
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        // Too little history.
+        assert!(rise_in(&[0.01, 0.01, 0.01, 0.002, 0.002], 5, 3.5).is_none());
+    }
+
+    #[test]
     fn days_are_utc() {
         assert_eq!(day_of(0), "1970-01-01");
         assert_eq!(day_of(DAY_NS + 1), "1970-01-02");

@@ -181,10 +181,26 @@ test('the OpenClaw summary answers what heartbeats cost and why sessions cost wh
   await page.waitForSelector('nav.nav a[data-nav="openclaw"]');
   await page.waitForSelector('nav.nav a[data-nav="fleet"]');
   await shot(page, 'openclaw');
-  // A session link opens the session.
+  // A session link opens the session, which says what drove its cost.
   await page.click('tr[data-session="s-tg"] a');
   await page.waitForSelector('section.view.session .turn');
   assert.ok(page.url().endsWith('#/sessions/s-tg'));
+  assert.match(await text(page, '#session-why [data-why="context"]'), /context peaked at 85\.0% of a 200\.0k window \(170,000 tokens\), compacted 1×/);
+  await page.goto(`${central.base}/#/sessions/s-main`);
+  await page.waitForSelector('#session-why [data-why="scheduled"]');
+  const hbCost = sch.runs.filter((r) => r.session_id === 's-main').reduce((a, r) => a + r.cost_usd, 0);
+  const has = async (sel, want) => {
+    const got = await text(page, sel);
+    assert.ok(got.includes(want), `${sel}: ${JSON.stringify(got)} lacks ${JSON.stringify(want)}`);
+  };
+  await has('#session-why [data-why="scheduled"]', `3 heartbeat runs cost ${fmt.cost(hbCost)}`);
+  await has('#session-why [data-why="scheduled"]', '3 answered HEARTBEAT_OK or NO_REPLY');
+  await page.goto(`${central.base}/#/sessions/s-web`);
+  await page.waitForSelector('#session-why [data-why="subagents"]');
+  await has('#session-why [data-why="subagents"]', `1 sub-agent costing ${fmt.cost(0.05)} more`);
+  const webCache = (await api('/v1/openclaw/cache?by=session')).rows.find((r) => r.key === 's-web');
+  await has('#session-why [data-why="cache"]', `${pct(webCache.hit_rate)} of its prompt tokens came from the cache, saving ${fmt.cost(webCache.net_saved_usd)}`);
+  await shot(page, 'session-why');
   clean(w, 'openclaw summary');
   await page.close();
 });

@@ -282,6 +282,12 @@ test('each OpenClaw tab shows the API\'s figures and links runs to the run view'
   const waste = await api('/v1/openclaw/waste');
   assert.equal(await page.$$eval('table tr[data-trace]', (r) => r.length), waste.runs.length);
   await shot(page, 'openclaw-waste');
+  // Dark follows the system setting here too.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.goto(`${central.base}/#/openclaw/context`);
+  await page.waitForSelector('tr[data-session="s-tg"]');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(15, 18, 22)');
+  await shot(page, 'openclaw-dark');
   clean(w, 'openclaw tabs');
   await page.close();
 });

@@ -452,3 +452,271 @@ fn openclaw_views_from_plugin_events_and_the_gateway_log() {
     let bad = d.cli(&["openclaw", "cache", "--by", "planet"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// A run's page lists the runs of the sub-agents it spawned (session keys
+/// `agent:<id>:subagent:<uuid>`) among its `sub_traces`, with their cost rolled up; a
+/// later run of the same session does not claim them.
+#[test]
+fn a_run_lists_its_subagents_runs_with_cost_rolled_up() {
+    let d = Daemon::start(&[("OCT_LOG_PATH", "off"), ("OCT_OPENCLAW_STATE_DIR", "off")]);
+    let base = now_ms() - 30 * 60_000;
+    let parent_key = "agent:main:openai:u1";
+    let mut runs = Vec::new();
+    let mut p1 = spec(1, base);
+    p1.session_key = parent_key;
+    p1.session_id = "s-web";
+    p1.cost = 0.01;
+    runs.push(p1);
+    // Two runs of the first sub-agent, spawned by run 1 (the hook names the requester
+    // session only, as OpenClaw 2026.9.6 sends it).
+    for (n, at, cost) in [(40, 2, 0.03), (41, 3, 0.02)] {
+        let mut c = spec(n, base + at * 60_000);
+        c.session_key = "agent:main:subagent:abc-123";
+        c.session_id = "s-sub";
+        c.cost = cost;
+        runs.push(c);
+    }
+    // A later run of the same session spawns another sub-agent, its hook inside the run's trace.
+    let mut p2 = spec(2, base + 10 * 60_000);
+    p2.session_key = parent_key;
+    p2.session_id = "s-web";
+    p2.cost = 0.005;
+    runs.push(p2);
+    let mut c2 = spec(42, base + 11 * 60_000);
+    c2.session_key = "agent:main:subagent:def-456";
+    c2.session_id = "s-sub2";
+    c2.cost = 0.004;
+    runs.push(c2);
+    let mut events: Vec<Value> = runs.iter().flat_map(run_events).collect();
+    events.push(json!({"kind": "hook:subagent_spawned", "ts": base + 60_000,
+        "event": {"runId": "run-40", "childSessionKey": "agent:main:subagent:abc-123",
+                  "agentId": "main", "label": "research", "mode": "run"},
+        "ctx": {"requesterSessionKey": parent_key}}));
+    events.push(json!({"kind": "hook:subagent_spawned", "ts": base + 10 * 60_000 + 500,
+        "event": {"childSessionKey": "agent:main:subagent:def-456", "agentId": "main", "label": "check"},
+        "ctx": {"requesterSessionKey": parent_key, "runId": "run-2",
+                "trace": {"traceId": trace_of(2), "spanId": span_hex(&trace_of(2), 2)}}}));
+    let r = post_json(
+        &d.url("/v1/openclaw/events"),
+        &json!({"plugin": {"version": "test"}, "events": events}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    d.wait_count(
+        "SELECT count(*) FROM traces",
+        runs.len() as i64,
+        Duration::from_secs(10),
+    );
+    d.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'openclaw.subagent_spawned'",
+        2,
+        Duration::from_secs(10),
+    );
+
+    let one = d.get_json(&format!("/v1/traces/{}", trace_of(1)));
+    let subs: Vec<&str> = one["sub_traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(subs, vec![trace_of(40), trace_of(41)], "{one}");
+    assert_eq!(
+        one["subagents"][0]["child_session_key"],
+        "agent:main:subagent:abc-123"
+    );
+    assert_eq!(one["subagents"][0]["label"], "research");
+    assert!(close(
+        one["subagents"][0]["cost_usd"].as_f64().unwrap(),
+        0.05
+    ));
+    let roll = &one["rollup"];
+    assert!(
+        close(roll["own_cost_usd"].as_f64().unwrap(), 0.01),
+        "{roll}"
+    );
+    assert!(close(roll["sub_traces_cost_usd"].as_f64().unwrap(), 0.05));
+    assert!(close(roll["total_cost_usd"].as_f64().unwrap(), 0.06));
+    // The same parent as the sub-agents view names, with the same total.
+    let view = d.get_json("/v1/openclaw/subagents");
+    let parent = view["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["trace_id"] == trace_of(1))
+        .unwrap();
+    assert!(
+        close(parent["total_cost_usd"].as_f64().unwrap(), 0.06),
+        "{view}"
+    );
+
+    let two = d.get_json(&format!("/v1/traces/{}", trace_of(2)));
+    let subs: Vec<&str> = two["sub_traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(subs, vec![trace_of(42)], "{two}");
+    assert!(close(
+        two["rollup"]["total_cost_usd"].as_f64().unwrap(),
+        0.009
+    ));
+    // A run that spawned nothing: no sub-runs, its own cost.
+    let child = d.get_json(&format!("/v1/traces/{}", trace_of(40)));
+    assert_eq!(child["sub_traces"].as_array().unwrap().len(), 0);
+    assert_eq!(child["subagents"].as_array().unwrap().len(), 0);
+    assert!(close(
+        child["rollup"]["total_cost_usd"].as_f64().unwrap(),
+        0.03
+    ));
+}
+
+/// The baselines flag a cron job whose cost per run rises (the median of its last three
+/// runs against the runs before), once, where the rise starts; a heartbeat whose cost
+/// stays flat is not flagged.
+#[test]
+fn baselines_flag_a_scheduled_job_whose_cost_per_run_rises() {
+    let d = Daemon::start(&[
+        ("OCT_LOG_PATH", "off"),
+        ("OCT_OPENCLAW_STATE_DIR", "off"),
+        ("OCT_BASELINE_MIN_RUNS", "5"),
+        ("OCT_BASELINE_SETTLE", "200ms"),
+    ]);
+    let base = now_ms() - 60 * 60_000;
+    let mut runs = Vec::new();
+    let cron_keys: Vec<String> = (0..11)
+        .map(|i| format!("agent:ops:cron:job-9:run:{i:04}"))
+        .collect();
+    // job-9: eight runs at $0.002, then three at $0.01.
+    for i in 0..11u32 {
+        let mut c = spec(100 + i, base + i as i64 * 2 * 60_000);
+        c.agent = "ops";
+        c.trigger = "cron";
+        c.session_key = &cron_keys[i as usize];
+        c.session_id = "s-cron";
+        c.cost = if i < 8 { 0.002 } else { 0.01 };
+        runs.push(c);
+    }
+    // Another job of the same agent, always at $0.01: not job-9's history.
+    let other: Vec<String> = (0..6)
+        .map(|i| format!("agent:ops:cron:job-3:run:{i}"))
+        .collect();
+    for i in 0..6u32 {
+        let mut c = spec(200 + i, base + i as i64 * 2 * 60_000 + 30_000);
+        c.agent = "ops";
+        c.trigger = "cron";
+        c.session_key = &other[i as usize];
+        c.session_id = "s-cron3";
+        c.cost = 0.01;
+        runs.push(c);
+    }
+    // Heartbeats of another agent at a flat $0.001 (HEARTBEAT_OK).
+    for i in 0..10u32 {
+        let mut h = spec(300 + i, base + i as i64 * 2 * 60_000 + 45_000);
+        h.agent = "hb";
+        h.session_key = "agent:hb:main";
+        h.session_id = "s-hb";
+        h.trigger = "heartbeat";
+        h.reply = Some("HEARTBEAT_OK");
+        h.cost = 0.001;
+        runs.push(h);
+    }
+    let mut events: Vec<Value> = runs.iter().flat_map(run_events).collect();
+    // Heartbeats as OpenClaw 2026.9.6 runs them: no model.usage, so each run's root is its
+    // attempt (`openclaw.harness`); $0.001 a run, then $0.004.
+    let mut harness_runs = Vec::new();
+    for i in 0..11u32 {
+        let mut h = spec(400 + i, base + i as i64 * 2 * 60_000 + 50_000);
+        h.agent = "hb2";
+        h.session_key = "agent:hb2:main";
+        h.session_id = "s-hb2";
+        h.trigger = "heartbeat";
+        h.cost = if i < 8 { 0.001 } else { 0.004 };
+        harness_runs.push(h);
+    }
+    events.extend(
+        harness_runs
+            .iter()
+            .flat_map(run_events)
+            .filter(|e| e["kind"] != "tdiag:model.usage")
+            .map(|mut e| {
+                if let Some(t) = e["ctx"].get_mut("trace") {
+                    t["parentSpanId"] = Value::Null;
+                }
+                e
+            }),
+    );
+    let r = post_json(
+        &d.url("/v1/openclaw/events"),
+        &json!({"plugin": {"version": "test"}, "events": events}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    d.wait_count(
+        "SELECT count(*) FROM traces",
+        (runs.len() + harness_runs.len()) as i64,
+        Duration::from_secs(10),
+    );
+    // Every run checked: the rise is recorded on job-9's tenth run (the second at $0.01).
+    d.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'baseline_anomaly'
+           AND json_extract(attributes, '$.scheduled_job.job') = 'job-9'",
+        1,
+        Duration::from_secs(15),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let a = d.get_json("/v1/anomalies?agent_id=ops&limit=100");
+    let rising: Vec<&Value> = a["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            x["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["metric"] == "cost_per_run")
+        })
+        .collect();
+    let dump: Vec<(Option<String>, i64, String)> = d
+        .db()
+        .prepare("SELECT agent_id, time_ns, attributes FROM events WHERE name = 'baseline_anomaly'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rising.len(), 1, "{a} {dump:?}");
+    assert_eq!(rising[0]["trace_id"], trace_of(109), "{a}");
+    let m = rising[0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "cost_per_run")
+        .unwrap();
+    assert!(close(m["value"].as_f64().unwrap(), 0.01), "{m}");
+    assert!(close(m["median"].as_f64().unwrap(), 0.002), "{m}");
+    let db = d.db();
+    let msg: String = db
+        .query_row(
+            "SELECT message FROM events WHERE name = 'baseline_anomaly'
+               AND json_extract(attributes, '$.scheduled_job.job') = 'job-9'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(msg.contains("cron job job-9: cost per run rising"), "{msg}");
+    // The heartbeat whose runs have their attempt as root: flagged once, at its tenth run.
+    let hb2 = d.get_json("/v1/anomalies?agent_id=hb2&limit=100");
+    let list = hb2["anomalies"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{hb2}");
+    assert_eq!(list[0]["trace_id"], trace_of(409), "{hb2}");
+    assert_eq!(list[0]["metrics"][0]["metric"], "cost_per_run");
+    assert_eq!(list[0]["run_name"], "openclaw.harness openclaw", "{hb2}");
+    // The flat heartbeat is not flagged.
+    let hb = d.get_json("/v1/anomalies?agent_id=hb&limit=100");
+    assert_eq!(hb["anomalies"].as_array().unwrap().len(), 0, "{hb}");
+    // The scheduled view shows the same rise per day where the days differ; here the
+    // runs' costs add up per job.
+    let sch = d.get_json("/v1/openclaw/scheduled?agent=ops");
+    assert_eq!(sch["totals"]["cron_runs"], 17, "{sch}");
+}

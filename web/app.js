@@ -13,6 +13,8 @@ import * as errors from './views/errors.js';
 import * as host from './views/host.js';
 import * as live from './views/live.js';
 import * as anomalies from './views/anomalies.js';
+import * as openclaw from './views/openclaw.js';
+import * as fleet from './views/fleet.js';
 import * as login from './views/login.js';
 
 const NAV = [
@@ -24,7 +26,27 @@ const NAV = [
   ['host', 'Host'],
   ['live', 'Live'],
   ['anomalies', 'Anomalies'],
+  ['openclaw', 'OpenClaw'],
+  ['fleet', 'Fleet'],
 ];
+
+// Shown in the navigation only when there is something to show (probed once after the
+// first view loaded, so a daemon that wants a token is asked only once): OpenClaw runs in
+// the last 30 days, sidecars pushing to this daemon. Their pages work either way.
+const optional = { openclaw: false, fleet: false };
+let probed = false;
+
+async function probe() {
+  probed = true;
+  const now = Date.now();
+  const [oc, fl] = await Promise.all([
+    api.get('/v1/openclaw/channels', { from: now - 30 * 86_400_000, to: now }).catch(() => null),
+    api.get('/v1/instances').catch(() => null),
+  ]);
+  optional.openclaw = !!(oc && (oc.channels || []).some((c) => c.runs > 0));
+  optional.fleet = !!(fl && (fl.instances || []).length);
+  if (!locked) renderHeader(current().path[0] || 'overview');
+}
 
 function pick(path) {
   const [top, id] = path;
@@ -46,6 +68,10 @@ function pick(path) {
       return live;
     case 'anomalies':
       return anomalies;
+    case 'openclaw':
+      return openclaw;
+    case 'fleet':
+      return fleet;
     default:
       return null;
   }
@@ -61,7 +87,7 @@ function renderHeader(active) {
   const nav = h(
     'nav',
     { class: 'nav', 'aria-label': 'Views' },
-    NAV.map(([id, label]) =>
+    NAV.filter(([id]) => !(id in optional) || optional[id] || active === id).map(([id, label]) =>
       h('a', { href: link([id]), 'aria-current': active === id ? 'page' : null, 'data-nav': id }, label),
     ),
   );
@@ -134,6 +160,7 @@ async function route() {
       const h1 = mainEl.querySelector('h1');
       if (h1) h1.focus({ preventScroll: true });
     }
+    if (!probed) probe();
   } catch (e) {
     if (signal.aborted || e instanceof api.AuthError) return;
     if (e && e.name === 'AbortError') return;
@@ -145,7 +172,7 @@ async function route() {
 
 window.addEventListener('hashchange', route);
 
-// Keyboard: g then a letter jumps to a view (o, r, s, u, e, h, l, a).
+// Keyboard: g then a letter jumps to a view (o, r, s, u, e, h, l, a; c OpenClaw, f fleet).
 let gPressed = false;
 window.addEventListener('keydown', (e) => {
   const t = e.target;
@@ -157,7 +184,7 @@ window.addEventListener('keydown', (e) => {
     return;
   }
   if (gPressed) {
-    const m = NAV.find(([id]) => id[0] === e.key);
+    const m = e.key === 'c' ? ['openclaw'] : NAV.find(([id]) => id[0] === e.key);
     gPressed = false;
     if (m) location.hash = link([m[0]]);
   }

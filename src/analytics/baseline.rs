@@ -586,6 +586,75 @@ pub fn show(
     Ok(out)
 }
 
+/// What checking a finished run found: the agent's baseline check (when it is a finished
+/// agent run with an agent) and, for an OpenClaw heartbeat or cron run, whether its job's
+/// cost per run rose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunCheck {
+    pub check: Option<Check>,
+    pub rise: Option<super::openclaw::ScheduledRise>,
+}
+
+impl RunCheck {
+    /// The check to record, when something is anomalous (the rise as `cost_per_run`).
+    pub fn anomaly(&self, s: &BaselineSettings, id: &TraceId) -> Option<Check> {
+        let Some(rise) = &self.rise else {
+            return self.check.clone().filter(|c| c.anomalous);
+        };
+        let mut c = self.check.clone().unwrap_or_else(|| Check {
+            run_id: id.to_hex(),
+            agent_id: rise.job.agent_id.clone(),
+            status: "anomalous",
+            anomalous: true,
+            threshold: s.threshold,
+            baseline_runs: rise.baseline_runs,
+            metrics: Vec::new(),
+        });
+        c.status = "anomalous";
+        c.anomalous = true;
+        c.metrics.push(MetricCheck {
+            metric: "cost_per_run",
+            value: Some(rise.cost_per_run_usd),
+            median: Some(rise.baseline_median_usd),
+            mad: Some(rise.baseline_mad_usd),
+            z: Some(rise.z),
+            anomalous: true,
+            direction: Some("above"),
+        });
+        Some(c)
+    }
+
+    /// Records the anomaly, if any (on the writer's connection).
+    pub fn record(
+        &self,
+        conn: &Connection,
+        id: &TraceId,
+        s: &BaselineSettings,
+        alerts: &AlertSender,
+    ) -> rusqlite::Result<()> {
+        match self.anomaly(s, id) {
+            Some(c) => record_anomaly_of(conn, id, &c, self.rise.as_ref().map(|r| &r.job), alerts),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks a finished run: against its agent's runs, and a heartbeat or cron run against
+/// its job's runs.
+pub fn check_run_and_job(
+    conn: &Connection,
+    id: &TraceId,
+    s: &BaselineSettings,
+) -> rusqlite::Result<RunCheck> {
+    let check = match check(conn, id, s) {
+        Ok(c) => Some(c),
+        Err(BaselineError::Sqlite(e)) => return Err(e),
+        Err(_) => None,
+    };
+    let rise = super::openclaw::scheduled_rise(conn, id, s.runs, s.min_runs, s.threshold)?;
+    Ok(RunCheck { check, rise })
+}
+
 /// Checks a finished run and records an event when it is anomalous. Runs on the
 /// writer's connection (a pipeline job). Returns the check, if the run could be checked.
 pub fn check_and_record(
@@ -594,15 +663,9 @@ pub fn check_and_record(
     s: &BaselineSettings,
     alerts: &AlertSender,
 ) -> rusqlite::Result<Option<Check>> {
-    let c = match check(conn, id, s) {
-        Ok(c) => c,
-        Err(BaselineError::Sqlite(e)) => return Err(e),
-        Err(_) => return Ok(None),
-    };
-    if c.anomalous {
-        record_anomaly(conn, id, &c, alerts)?;
-    }
-    Ok(Some(c))
+    let rc = check_run_and_job(conn, id, s)?;
+    rc.record(conn, id, s, alerts)?;
+    Ok(rc.anomaly(s, id).or(rc.check))
 }
 
 /// Records an anomalous run's event and alert, once per run (on the writer's connection).
@@ -610,6 +673,17 @@ pub fn record_anomaly(
     conn: &Connection,
     id: &TraceId,
     c: &Check,
+    alerts: &AlertSender,
+) -> rusqlite::Result<()> {
+    record_anomaly_of(conn, id, c, None, alerts)
+}
+
+/// `record_anomaly`, naming the scheduled job (heartbeat, cron) whose cost per run rose.
+fn record_anomaly_of(
+    conn: &Connection,
+    id: &TraceId,
+    c: &Check,
+    job: Option<&super::openclaw::ScheduledJob>,
     alerts: &AlertSender,
 ) -> rusqlite::Result<()> {
     // Once per run, even if its root span were checked again.
@@ -630,13 +704,15 @@ pub fn record_anomaly(
     e.trace_id = Some(*id);
     e.agent_id = c.agent_id.clone();
     e.message = Some(format!(
-        "run {} of agent {} is unusual: {}",
+        "run {} of agent {} is unusual: {}{}",
         c.run_id,
         c.agent_id.as_deref().unwrap_or("-"),
-        c.summary()
+        c.summary(),
+        job.map(|j| format!(" ({}: cost per run rising)", j.describe()))
+            .unwrap_or_default()
     ));
     e.source = "baseline";
-    let payload = json!({
+    let mut payload = json!({
         "type": "baseline_anomaly",
         "run_id": c.run_id,
         "agent_id": c.agent_id,
@@ -645,6 +721,9 @@ pub fn record_anomaly(
         "metrics": c.metrics.iter().filter(|m| m.anomalous).collect::<Vec<_>>(),
         "time": format_ns(now),
     });
+    if let Some(j) = job {
+        payload["scheduled_job"] = json!(j);
+    }
     if let serde_json::Value::Object(m) = &payload {
         e.attributes = m.clone();
     }
@@ -685,12 +764,25 @@ impl WriteHook for FinishedRuns {
                 && s.end_ns.is_some()
                 && s.agent_id.is_some()
         };
+        // An OpenClaw heartbeat or cron run without `model.usage` has its attempt
+        // (`openclaw.harness`) as its root: checked against its job's runs.
+        let finished_scheduled = |s: &Span| {
+            s.source == "openclaw"
+                && s.name.starts_with("openclaw.harness ")
+                && s.end_ns.is_some()
+                && matches!(
+                    s.attributes
+                        .get("openclaw.trigger")
+                        .and_then(|v| v.as_str()),
+                    Some("heartbeat" | "cron")
+                )
+        };
         for (r, effect) in records.iter().zip(effects) {
             // A run reported in pieces is checked once, when the piece that ends it arrives
             // (one that expired on arrival is not stored, so there is nothing to check).
             if *effect != WriteEffect::Expired
                 && let Some(change) = effect.span_change(r)
-                && change.became(finished_run)
+                && (change.became(finished_run) || change.became(finished_scheduled))
             {
                 let _ = self.0.send(change.after.trace_id);
             }

@@ -320,6 +320,8 @@ const RECHECK_WINDOW_NS: i64 = 15 * 60 * 1_000_000_000;
 /// Finished runs waiting for their check, at most; runs finishing faster than checks
 /// run (a load test, a replay) are skipped beyond it, and the skips are logged.
 const PENDING_CHECKS_MAX: usize = 1_000;
+/// Runs remembered as queued, so one that ends twice is checked once.
+const RECENTLY_QUEUED_MAX: usize = 4_096;
 /// Checks per second, at most: each reads the agent's last runs, and the check must
 /// never take the machine from the agent (a check reads up to 100 runs, about 1 ms of CPU;
 /// 20 a second is far above any agent's pace of runs).
@@ -337,6 +339,10 @@ async fn check_finished_runs(
     histograms: Option<Arc<run_metrics::RunHistograms>>,
 ) {
     let mut due: VecDeque<(tokio::time::Instant, TraceId)> = VecDeque::new();
+    // A run can end twice over (its root and, for an OpenClaw heartbeat or cron run, its
+    // attempt): checked once.
+    let mut seen: VecDeque<TraceId> = VecDeque::new();
+    let mut seen_set: std::collections::HashSet<TraceId> = Default::default();
     let mut skipped = 0u64;
     let mut skip_logged = tokio::time::Instant::now();
     let pace = Duration::from_secs(1) / CHECKS_PER_SECOND;
@@ -345,6 +351,15 @@ async fn check_finished_runs(
         tokio::select! {
             id = rx.recv() => {
                 let Some(id) = id else { break };
+                if !seen_set.insert(id) {
+                    continue;
+                }
+                seen.push_back(id);
+                if seen.len() > RECENTLY_QUEUED_MAX
+                    && let Some(old) = seen.pop_front()
+                {
+                    seen_set.remove(&old);
+                }
                 if due.len() < PENDING_CHECKS_MAX {
                     due.push_back((tokio::time::Instant::now() + settle, id));
                 } else {
@@ -359,24 +374,25 @@ async fn check_finished_runs(
                 let Some((_, id)) = due.pop_front() else { continue };
                 let (reads, s) = (reads.clone(), settings.clone());
                 let checked = tokio::task::spawn_blocking(move || {
-                    reads.with(|conn| Ok(baseline::check(conn, &id, &s)))
+                    // The agent's baseline, and a heartbeat's or cron job's cost per run.
+                    reads.with(|conn| Ok(baseline::check_run_and_job(conn, &id, &s)))
                 })
                 .await;
                 match checked {
-                    Ok(Ok(Ok(c))) => {
-                        if let Some(h) = &histograms {
-                            h.observe(&c);
+                    Ok(Ok(Ok(rc))) => {
+                        if let (Some(h), Some(c)) = (&histograms, &rc.check) {
+                            h.observe(c);
                         }
-                        if c.anomalous {
-                            let alerts = alerts.clone();
+                        if rc.anomaly(&settings, &id).is_some() {
+                            let (alerts, s) = (alerts.clone(), settings.clone());
                             pipeline.run_job(move |conn| {
-                                if let Err(e) = baseline::record_anomaly(conn, &id, &c, &alerts) {
+                                if let Err(e) = rc.record(conn, &id, &s, &alerts) {
                                     tracing::warn!(error = %e, run_id = %id.to_hex(), "cannot record a baseline anomaly");
                                 }
                             });
                         }
                     }
-                    Ok(Ok(Err(baseline::BaselineError::Sqlite(e)))) => {
+                    Ok(Ok(Err(e))) => {
                         tracing::warn!(error = %e, run_id = %id.to_hex(), "baseline check failed");
                     }
                     Ok(Err(e)) => {

@@ -453,6 +453,178 @@ pub fn scheduled(
     })
 }
 
+/// A scheduled job, as the baselines compare its runs: the kind (`heartbeat`, `cron`),
+/// the cron job's id (from the session key) and the agent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduledJob {
+    pub kind: String,
+    pub job: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+impl ScheduledJob {
+    pub fn describe(&self) -> String {
+        match &self.job {
+            Some(j) => format!("{} job {j}", self.kind),
+            None => self.kind.clone(),
+        }
+    }
+}
+
+/// A scheduled job whose cost per run rose: the median cost of its last `RISE_RECENT`
+/// runs (the one checked among them) against the runs before them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduledRise {
+    pub job: ScheduledJob,
+    /// The median cost of the recent runs.
+    pub cost_per_run_usd: f64,
+    pub baseline_median_usd: f64,
+    pub baseline_mad_usd: f64,
+    pub z: f64,
+    pub baseline_runs: usize,
+}
+
+/// Runs whose median is the job's current cost per run: one costly run is not a rise.
+pub const RISE_RECENT: usize = 3;
+
+/// The job a run belongs to, when it is a heartbeat or cron run.
+pub fn scheduled_job_of(
+    conn: &Connection,
+    id: &TraceId,
+) -> rusqlite::Result<Option<(ScheduledJob, i64)>> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {trigger}, {key}, t.agent_id, t.start_ns {OPENCLAW_ROOT} AND t.trace_id = ?1",
+                trigger = attr("openclaw.trigger"),
+                key = attr("openclaw.session_key"),
+            ),
+            [&id.0[..]],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((Some(trigger), key, agent_id, start)) = row else {
+        return Ok(None);
+    };
+    if trigger != "heartbeat" && trigger != "cron" {
+        return Ok(None);
+    }
+    let job = (trigger == "cron")
+        .then(|| key.as_deref().and_then(cron_job_of).map(str::to_string))
+        .flatten();
+    Ok(Some((
+        ScheduledJob {
+            kind: trigger,
+            job,
+            agent_id,
+        },
+        start,
+    )))
+}
+
+/// The known costs of the job's runs that started at or before `until_ns`, newest first,
+/// at most `n`.
+fn job_costs(
+    conn: &Connection,
+    job: &ScheduledJob,
+    until_ns: i64,
+    n: usize,
+) -> rusqlite::Result<Vec<f64>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT t.cost_usd, {key} {OPENCLAW_ROOT}
+           AND t.agent_id IS ?1 AND {trigger} = ?2 AND t.start_ns <= ?3 AND t.cost_usd IS NOT NULL
+         ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?4",
+        key = attr("openclaw.session_key"),
+        trigger = attr("openclaw.trigger"),
+    ))?;
+    // Cron runs of other jobs are read and skipped: read a few times more than needed.
+    let want = if job.job.is_some() { n * 4 } else { n };
+    let mut rows = stmt.query(params![job.agent_id, job.kind, until_ns, want as i64])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let key: Option<String> = r.get(1)?;
+        if job.job.is_some() && key.as_deref().and_then(cron_job_of) != job.job.as_deref() {
+            continue;
+        }
+        out.push(r.get(0)?);
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn rise_in(
+    costs: &[f64],
+    min_runs: usize,
+    threshold: f64,
+) -> Option<(f64, super::baseline::Stats)> {
+    use super::baseline::{Metric, Stats};
+    if costs.len() < RISE_RECENT + min_runs.max(1) {
+        return None;
+    }
+    let mut recent = costs[..RISE_RECENT].to_vec();
+    recent.sort_by(f64::total_cmp);
+    let med = recent[RISE_RECENT / 2];
+    let st = Stats::of(Metric::Cost, &costs[RISE_RECENT..])?;
+    // The run checked must itself cost more than usual, and the recent median must be
+    // outside what the job has shown (the baselines' rule: |z| over the threshold and
+    // beyond the 95th percentile).
+    (costs[0] > st.median && med > st.p95 && st.z(med) > threshold).then_some((med, st))
+}
+
+/// Whether the run `id` of a heartbeat or cron job shows its job's cost per run rising:
+/// the median of its last [`RISE_RECENT`] runs against the `runs` before them. Reported
+/// once, at the run where the rise starts (the job's previous run did not show it).
+pub fn scheduled_rise(
+    conn: &Connection,
+    id: &TraceId,
+    runs: usize,
+    min_runs: usize,
+    threshold: f64,
+) -> rusqlite::Result<Option<ScheduledRise>> {
+    let Some((job, start)) = scheduled_job_of(conn, id)? else {
+        return Ok(None);
+    };
+    let own: Option<f64> = conn
+        .query_row(
+            "SELECT cost_usd FROM traces WHERE trace_id = ?1",
+            [&id.0[..]],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    if own.is_none() {
+        return Ok(None);
+    }
+    let costs = job_costs(conn, &job, start, RISE_RECENT + runs + 1)?;
+    let Some((med, st)) = rise_in(
+        &costs[..costs.len().min(RISE_RECENT + runs)],
+        min_runs,
+        threshold,
+    ) else {
+        return Ok(None);
+    };
+    if rise_in(&costs[1..], min_runs, threshold).is_some() {
+        return Ok(None);
+    }
+    Ok(Some(ScheduledRise {
+        job,
+        cost_per_run_usd: med,
+        baseline_median_usd: st.median,
+        baseline_mad_usd: st.mad,
+        z: st.z(med),
+        baseline_runs: st.runs,
+    }))
+}
+
 // ---------------------------------------------------------------- sub-agents
 
 /// A session key names a sub-agent: `agent:<id>:subagent:<uuid>`.
@@ -606,6 +778,112 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
         subagents,
         parents: parents.into_values().collect(),
     })
+}
+
+/// A sub-agent one run spawned, for the run view (`GET /v1/traces/{id}`: `subagents`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SpawnedSubagent {
+    pub child_session_key: String,
+    pub label: Option<String>,
+    pub spawned_ms: i64,
+    /// The child session's runs (trace ids), oldest first, at most 100.
+    pub runs: Vec<String>,
+    /// Their known cost.
+    pub cost_usd: f64,
+}
+
+/// The root of an OpenClaw run, as `runs` reads it (joined as `t`/`s`).
+const OPENCLAW_ROOT: &str =
+    "FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
+     WHERE s.source = 'openclaw' AND (s.kind = 'agent_run' OR s.name LIKE 'openclaw.harness %')";
+
+/// How long after its spawn a sub-agent's runs are looked for.
+const SUBAGENT_HORIZON_NS: i64 = DAY_NS;
+
+/// The sub-agents the run `id` spawned, the same links the sub-agents view makes: a
+/// `subagent_spawned` event in this run's trace, or one whose requester session is this
+/// run's and whose time falls after this run started and before the session's next run;
+/// each with the runs of the child session (`agent:<id>:subagent:<uuid>`) after the spawn.
+pub fn subagents_of_run(
+    conn: &Connection,
+    id: &TraceId,
+) -> Result<Vec<SpawnedSubagent>, StoreError> {
+    let root = conn
+        .query_row(
+            &format!(
+                "SELECT t.start_ns, {key} {OPENCLAW_ROOT} AND t.trace_id = ?1",
+                key = attr("openclaw.session_key")
+            ),
+            [&id.0[..]],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+        )
+        .optional()?;
+    let Some((start_ns, key)) = root else {
+        return Ok(Vec::new());
+    };
+    // The session's next run bounds the spawns its requester key can claim.
+    let next_ns: Option<i64> = match &key {
+        Some(k) => conn
+            .query_row(
+                &format!(
+                    "SELECT min(t.start_ns) {OPENCLAW_ROOT} AND t.start_ns > ?1
+                       AND lower({key}) = lower(?2)",
+                    key = attr("openclaw.session_key")
+                ),
+                params![start_ns, k],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten(),
+        None => None,
+    };
+    let mut stmt = conn.prepare(
+        "SELECT json_extract(attributes, '$.\"openclaw.child_session_key\"'),
+            json_extract(attributes, '$.\"openclaw.label\"'), time_ns
+         FROM events WHERE type = 'custom' AND name = 'openclaw.subagent_spawned'
+           AND (trace_id = ?1 OR (trace_id IS NULL AND ?2 IS NOT NULL AND time_ns >= ?3
+                AND (?4 IS NULL OR time_ns < ?4)
+                AND lower(json_extract(attributes, '$.\"openclaw.requester_session_key\"')) = lower(?2)))
+         ORDER BY time_ns LIMIT 100",
+    )?;
+    let spawns: Vec<(Option<String>, Option<String>, i64)> = stmt
+        .query_map(params![&id.0[..], key, start_ns, next_ns], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut runs_stmt = conn.prepare(&format!(
+        "SELECT t.trace_id, t.cost_usd {OPENCLAW_ROOT}
+           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND lower({key}) = lower(?3)
+         ORDER BY t.start_ns LIMIT 100",
+        key = attr("openclaw.session_key")
+    ))?;
+    let mut out: Vec<SpawnedSubagent> = Vec::new();
+    for (child, label, at) in spawns {
+        let Some(child) = child.filter(|c| is_subagent_key(c)) else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|o| o.child_session_key.eq_ignore_ascii_case(&child))
+        {
+            continue;
+        }
+        // A minute's slack: the hook and the child's first call may arrive out of order.
+        let rows: Vec<(Option<Vec<u8>>, Option<f64>)> = runs_stmt
+            .query_map(
+                params![at - 60_000_000_000, at + SUBAGENT_HORIZON_NS, child],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        out.push(SpawnedSubagent {
+            child_session_key: child,
+            label,
+            spawned_ms: ms(at),
+            cost_usd: rows.iter().filter_map(|r| r.1).sum(),
+            runs: rows.into_iter().filter_map(|r| hex(r.0)).collect(),
+        });
+    }
+    Ok(out)
 }
 
 fn agent_ok(w: &Window, agent: Option<&str>) -> bool {
@@ -1187,6 +1465,26 @@ mod tests {
         assert_eq!(cron_job_of("agent:main:main"), None);
         assert!(is_subagent_key("agent:main:subagent:1f2e"));
         assert!(!is_subagent_key("agent:main:main"));
+    }
+
+    #[test]
+    fn a_rise_is_the_recent_median_above_the_jobs_history() {
+        // Newest first.
+        let mut flat = vec![0.002; 11];
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        // One costly run is not a rise; two out of the last three are.
+        flat[0] = 0.01;
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        flat[1] = 0.01;
+        let (med, st) = rise_in(&flat, 5, 3.5).unwrap();
+        assert_eq!(med, 0.01);
+        assert_eq!(st.median, 0.002);
+        // The run checked must itself cost more than usual.
+        flat[0] = 0.002;
+        flat[2] = 0.01;
+        assert!(rise_in(&flat, 5, 3.5).is_none());
+        // Too little history.
+        assert!(rise_in(&[0.01, 0.01, 0.01, 0.002, 0.002], 5, 3.5).is_none());
     }
 
     #[test]

@@ -108,6 +108,14 @@ export async function render({ path, params, signal }) {
     api.get(`/v1/traces/${encodeURIComponent(id)}`, null, { signal }),
     api.get('/v1/logs', { trace_id: id, limit: 500 }, { signal }).catch(() => ({ logs: [] })),
   ]);
+  // An OpenClaw run's waste flags (a loop, a bloated context, provider retries), measured
+  // against its agent over the day around it.
+  const openclawRun = (data.spans || []).some((s) => s.source === 'openclaw');
+  const startMs = f.nsToMs(data.trace.start_ns);
+  const waste = openclawRun
+    ? await api.get('/v1/openclaw/waste', { trace_id: id, from: Math.floor(startMs - 86_400_000), to: Math.ceil(startMs + 86_400_000) }, { signal }).catch(() => null)
+    : null;
+  const flags = (waste && waste.runs && waste.runs[0] && waste.runs[0].flags) || [];
   const t = data.trace;
   const rows = flatten(data.spans || []);
   const events = [...(data.events || []), ...((logs.logs || []).map((l) => ({ ...l, type: 'log' })))];
@@ -246,9 +254,11 @@ export async function render({ path, params, signal }) {
     header(t.name || '(unnamed run)', exportBtn),
     h('p', { class: 'mono muted' }, id),
     summary,
-    (data.sub_traces || []).length
-      ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${data.sub_traces.length}): `),
-          data.sub_traces.map((c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`))))
+    subRuns(data),
+    flags.length
+      ? h('div', { class: 'run-waste' }, h('span', { class: 'muted' }, 'Waste flags: '),
+          h('ul', { class: 'chips' }, flags.map((fl) => h('li', { class: 'chip up', 'data-flag': fl.flag }, flagText(fl)))),
+          h('a', { href: link(['openclaw', 'waste']) }, 'Waste →'))
       : null,
     scores(data.scores || []),
     h('div', { class: 'legend-kinds' }, ['agent_run', 'llm_call', 'tool_call', 'other'].map((k) => h('span', null, h('span', { class: `dot k-${k}` }), k.replace('_', ' ')))),
@@ -258,6 +268,37 @@ export async function render({ path, params, signal }) {
   if (want >= 0) requestAnimationFrame(() => select(want));
   else replace(panel, note('Choose a span to see its details.'));
   return view;
+}
+
+/**
+ * Sub-runs: traces naming this one as their parent, and the runs of the OpenClaw
+ * sub-agents it spawned (grouped under each sub-agent), with the cost rolled up.
+ */
+function subRuns(data) {
+  const subs = data.sub_traces || [];
+  if (!subs.length) return null;
+  const agents = data.subagents || [];
+  const of = new Map();
+  for (const a of agents) for (const t of a.runs || []) of.set(t, a);
+  const chip = (c) => h('a', { href: link(['runs', c.trace_id]), class: 'subrun', 'data-trace': c.trace_id }, c.name || c.trace_id.slice(0, 12), ' ', h('span', { class: 'muted' }, `${f.duration(c.duration_ms)} · ${f.cost(c.cost_usd)}`));
+  const plain = subs.filter((c) => !of.has(c.trace_id));
+  const r = data.rollup;
+  return h('div', { class: 'subruns-box' },
+    r && subs.length
+      ? h('p', { class: 'rollup', id: 'run-rollup' }, 'With its sub-runs: ', h('strong', { class: 'cost', id: 'run-total-cost' }, f.cost(r.total_cost_usd)),
+          h('span', { class: 'muted' }, ` = own ${f.cost(r.own_cost_usd)} + ${f.int(subs.length)} sub-run${subs.length === 1 ? '' : 's'} ${f.cost(r.sub_traces_cost_usd)}${r.sub_traces_unpriced ? ` (${r.sub_traces_unpriced} without a known cost)` : ''}`))
+      : null,
+    agents.filter((a) => (a.runs || []).length).map((a) => h('div', { class: 'subruns', 'data-subagent': a.child_session_key },
+      h('span', { class: 'muted' }, 'Sub-agent ', h('strong', null, a.label || 'sub-agent'), ' ', h('span', { class: 'mono' }, a.child_session_key), ` · ${f.cost(a.cost_usd)}: `),
+      subs.filter((c) => of.get(c.trace_id) === a).map(chip))),
+    plain.length ? h('div', { class: 'subruns' }, h('span', { class: 'muted' }, `Sub-runs (${plain.length}): `), plain.map(chip)) : null);
+}
+
+function flagText(fl) {
+  if (fl.flag === 'tool_loop') return `tool loop: ${fl.tool} ×${fl.repeats} with the same arguments`;
+  if (fl.flag === 'bloated_context') return `bloated context: ${f.int(fl.input_tokens)} prompt tokens, ${fl.factor}× the agent's median`;
+  if (fl.flag === 'provider_retries') return `provider retries: ${f.int(fl.failures)} failed calls${fl.provider ? ` (${fl.provider})` : ''}`;
+  return fl.flag;
 }
 
 /** The run's evaluation scores (POST /v1/scores, gen_ai.evaluation.result), if any. */

@@ -17,6 +17,7 @@ const FIELDS = [
   { name: 'model', label: 'Model', size: 10 },
   { name: 'status', label: 'Status', type: 'select', options: [['', 'any'], ['ok', 'ok'], ['error', 'error'], ['unset', 'unset']] },
   { name: 'min_cost', label: 'Min cost $', type: 'number', step: 'any', min: 0, size: 6 },
+  { name: 'instance', label: 'Instance', size: 10, placeholder: 'sidecar' },
 ];
 
 const SORTS = [
@@ -54,6 +55,7 @@ export async function render({ params, signal }) {
     status: params.status,
     q: params.q,
     min_cost: params.min_cost,
+    instance: params.instance,
     sort: params.sort,
     order: params.order,
     from: from === null ? null : Math.floor(from),

@@ -94,6 +94,7 @@ export async function render({ path, params, signal }) {
   const s = data.session || {};
   const turns = data.turns || [];
   const offset = Number(params.offset || 0);
+  const why = await openclawWhy(id, s, turns, signal);
   return h('section', { class: 'view session' },
     header(`Session ${id}`, h('a', { class: 'button secondary', href: link(['runs'], { session_id: id }) }, 'Runs of this session')),
     h('div', { class: 'run-summary' },
@@ -103,8 +104,63 @@ export async function render({ path, params, signal }) {
       h('span', null, `${f.tokens(s.total_tokens)} tokens`),
       h('span', { class: 'cost' }, f.cost(s.cost_usd)),
       s.errors ? h('span', { class: 'error' }, `${f.int(s.errors)} errors`) : null),
+    why,
     turns.length ? h('div', { class: 'turns' }, turns.map((t, i) => turn(t, offset + i))) : h('p', { class: 'muted empty' }, 'No runs in this session.'),
     data.next_cursor
       ? h('nav', { class: 'pager' }, h('a', { class: 'button', href: link(['sessions', id], { cursor: data.next_cursor, offset: offset + turns.length }) }, 'Later turns →'))
       : null);
+}
+
+/**
+ * What drove an OpenClaw session's cost, from the OpenClaw views over the session's time:
+ * its scheduled (heartbeat, cron) runs, its context against the window and compactions,
+ * its cache hits and savings, the sub-agents its runs spawned (their cost is not in the
+ * session's), and its runs' waste flags. Nothing when none of that is known.
+ */
+async function openclawWhy(id, s, turns, signal) {
+  if (!s.start_ms) return null;
+  const w = { from: Math.floor(s.start_ms) - 1, to: Math.ceil(s.end_ms ?? s.start_ms) + 60_000 };
+  const get = (path, extra) => api.get(path, { ...w, ...extra }, { signal }).catch(() => null);
+  const [sch, ctx, cache, sub, waste] = await Promise.all([
+    get('/v1/openclaw/scheduled', { limit: 1000 }),
+    get('/v1/openclaw/context', { limit: 1 }),
+    // The cache view reads the hourly usage rollups: whole hours.
+    get('/v1/openclaw/cache', { by: 'session', from: Math.floor(w.from / 3_600_000) * 3_600_000, to: Math.ceil(w.to / 3_600_000) * 3_600_000 }),
+    // Sub-agents spawned by its runs may run on after the session's last turn.
+    get('/v1/openclaw/subagents', { to: Math.max(w.to, Math.min(Date.now(), w.to + 86_400_000)) }),
+    get('/v1/openclaw/waste'),
+  ]);
+  const items = [];
+  const runIds = new Set(turns.map((t) => t.trace_id));
+  const mine = ((sch && sch.runs) || []).filter((r) => r.session_id === id);
+  if (mine.length) {
+    const cost = mine.reduce((a, r) => a + (r.cost_usd || 0), 0);
+    const kinds = [...new Set(mine.map((r) => r.trigger))].join(' and ');
+    const silent = mine.filter((r) => r.silent_reply).length;
+    items.push(h('li', { 'data-why': 'scheduled' }, `${f.int(mine.length)} ${kinds} run${mine.length === 1 ? '' : 's'} cost ${f.cost(cost)}`,
+      s.cost_usd ? ` (${f.pct((100 * cost) / s.cost_usd, 0)} of the session)` : '',
+      silent ? `; ${f.int(silent)} answered HEARTBEAT_OK or NO_REPLY` : ''));
+  }
+  const c = ((ctx && ctx.sessions) || []).find((x) => x.session_id === id);
+  if (c) {
+    items.push(h('li', { 'data-why': 'context' }, `context peaked at ${f.pct(c.max_used_ratio * 100, 1)} of a ${f.tokens(c.context_window)} window (${f.int(c.max_context_tokens)} tokens)`,
+      c.compactions ? `, compacted ${c.compactions}×` : ''));
+  }
+  const ch = ((cache && cache.rows) || []).find((x) => x.key === id);
+  if (ch && ch.hit_rate !== null && ch.hit_rate !== undefined && (items.length || ch.cache_read_tokens)) {
+    items.push(h('li', { 'data-why': 'cache' }, `${f.pct(ch.hit_rate * 100, 1)} of its prompt tokens came from the cache`, ch.net_saved_usd ? `, saving ${f.cost(ch.net_saved_usd)}` : ''));
+  }
+  const spawned = ((sub && sub.subagents) || []).filter((l) => l.parent_trace_id && runIds.has(l.parent_trace_id));
+  if (spawned.length) {
+    const cost = spawned.reduce((a, l) => a + (l.child_cost_usd || 0), 0);
+    items.push(h('li', { 'data-why': 'subagents' }, `its runs spawned ${f.int(spawned.length)} sub-agent${spawned.length === 1 ? '' : 's'} costing `, h('strong', null, f.cost(cost)),
+      ' more (not in this session\'s cost): ', spawned.map((l) => h('a', { href: link(['runs', l.parent_trace_id]) }, l.label || l.child_session_key)).flatMap((a, i) => (i ? [', ', a] : [a]))));
+  }
+  const flagged = ((waste && waste.runs) || []).filter((r) => runIds.has(r.trace_id));
+  if (flagged.length) {
+    items.push(h('li', { 'data-why': 'waste' }, `${f.int(flagged.length)} run${flagged.length === 1 ? '' : 's'} flagged as waste: `,
+      flagged.map((r) => runLink(r.trace_id, r.flags.map((x) => x.flag.replace('_', ' ')).join(', '))).flatMap((a, i) => (i ? [', ', a] : [a]))));
+  }
+  if (!items.length) return null;
+  return h('div', { class: 'card why-card', id: 'session-why' }, h('h2', null, 'What drove its cost'), h('ul', { class: 'why' }, items));
 }

@@ -159,7 +159,8 @@ fn pieces_in_any_order_count_tokens_and_cost_once_everywhere() {
         }
         all.extend(ordered);
     }
-    let want_input: i64 = calls.iter().map(Call::input).sum();
+    // OpenClaw reports input without the cached tokens; stored, input counts them (GenAI).
+    let want_input: i64 = calls.iter().map(|c| c.input() + c.cache_read()).sum();
     let sql = format!(
         "SELECT count(*) FROM traces WHERE input_tokens > 0 AND llm_calls = 2 AND (SELECT sum(input_tokens) FROM traces) = {want_input}"
     );

@@ -284,16 +284,47 @@ fn text(v: Option<&Value>, cfg: &IngestConfig) -> Option<CappedText> {
     Some(CappedText::new(t, cfg.text_limit()))
 }
 
+/// The input tokens as the GenAI conventions count them: the cached ones included.
+/// OpenClaw (its pi-ai usage) reports `input` without the tokens read from or written to
+/// the cache, and `totalTokens` as the sum of all four; a usage whose total leaves the
+/// cache out already counted it in `input`. Taken as reported, a call with 1,000 new and
+/// 900 cached tokens would look like 90 % cache hits instead of 46 %.
+fn prompt_tokens(
+    input: i64,
+    output: Option<i64>,
+    read: Option<i64>,
+    write: Option<i64>,
+    total: Option<i64>,
+) -> i64 {
+    let cached = read.unwrap_or(0).saturating_add(write.unwrap_or(0));
+    let included = total.is_some_and(|t| {
+        cached > 0
+            && t == input.saturating_add(output.unwrap_or(0))
+            && t != input
+                .saturating_add(output.unwrap_or(0))
+                .saturating_add(cached)
+    });
+    if included {
+        input
+    } else {
+        input.saturating_add(cached)
+    }
+}
+
 /// OpenClaw's usage object onto a span: tokens and its own cost.
 fn apply_usage(span: &mut Span, usage: &Map<String, Value>) {
-    span.input_tokens = i(usage, "input").or(span.input_tokens);
-    span.output_tokens = i(usage, "output").or(span.output_tokens);
-    span.cache_read_tokens = i(usage, "cacheRead").or(span.cache_read_tokens);
-    span.cache_write_tokens = i(usage, "cacheWrite").or(span.cache_write_tokens);
+    let read = i(usage, "cacheRead");
+    let write = i(usage, "cacheWrite");
+    let output = i(usage, "output");
+    let total = i(usage, "totalTokens").or_else(|| i(usage, "total"));
+    span.input_tokens = i(usage, "input")
+        .map(|input| prompt_tokens(input, output, read, write, total))
+        .or(span.input_tokens);
+    span.output_tokens = output.or(span.output_tokens);
+    span.cache_read_tokens = read.or(span.cache_read_tokens);
+    span.cache_write_tokens = write.or(span.cache_write_tokens);
     span.reasoning_tokens = i(usage, "reasoningTokens").or(span.reasoning_tokens);
-    span.total_tokens = i(usage, "totalTokens")
-        .or_else(|| i(usage, "total"))
-        .or(span.total_tokens);
+    span.total_tokens = total.or(span.total_tokens);
     if let Some(cost) = o(usage, "cost").and_then(|c| f(c, "total")) {
         span.cost_usd = Some(cost);
         span.cost_source = Some(CostSource::Reported);

@@ -251,3 +251,47 @@ fn silent_replies_context_subagents_and_compactions() {
         .unwrap();
     assert_eq!((sid.as_str(), n), ("s1", 4));
 }
+
+#[test]
+fn input_tokens_include_the_cached_ones_as_the_conventions_count_them() {
+    let usage = |v: Value| v.as_object().unwrap().clone();
+    let mut span = Span::new(
+        TraceId([1; 16]),
+        SpanId([1; 8]),
+        "chat m".into(),
+        SpanKind::LlmCall,
+        1,
+    );
+    // OpenClaw's own shape: input without the cache, total of all four.
+    apply_usage(
+        &mut span,
+        &usage(
+            json!({"input": 1000, "output": 50, "cacheRead": 900, "cacheWrite": 50,
+                      "totalTokens": 2000}),
+        ),
+    );
+    assert_eq!(span.input_tokens, Some(1950));
+    assert_eq!(
+        (
+            span.cache_read_tokens,
+            span.cache_write_tokens,
+            span.total_tokens
+        ),
+        (Some(900), Some(50), Some(2000))
+    );
+    // A usage whose total leaves the cache out already counted it in input.
+    apply_usage(
+        &mut span,
+        &usage(json!({"input": 1000, "output": 50, "cacheRead": 900, "totalTokens": 1050})),
+    );
+    assert_eq!(span.input_tokens, Some(1000));
+    // No total: OpenClaw's convention.
+    apply_usage(&mut span, &usage(json!({"input": 10, "cacheRead": 5})));
+    assert_eq!(span.input_tokens, Some(15));
+    // No cache: as reported.
+    apply_usage(
+        &mut span,
+        &usage(json!({"input": 123, "output": 17, "totalTokens": 140})),
+    );
+    assert_eq!(span.input_tokens, Some(123));
+}

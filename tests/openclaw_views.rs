@@ -378,6 +378,18 @@ fn openclaw_views_from_plugin_events_and_the_gateway_log() {
     assert_eq!(pair["to"], "fake/fake-model");
     assert_eq!(pair["decision"], "candidate_failed");
     assert_eq!(pair["runs"][0], RETRY_TRACE);
+    // By agent: a decision is the agent's whose run it was in (the log names no agent).
+    let mine = d.get_json("/v1/openclaw/fallbacks?agent=main");
+    assert!(
+        mine["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["runs"][0] == RETRY_TRACE),
+        "{mine}"
+    );
+    let none = d.get_json("/v1/openclaw/fallbacks?agent=nobody");
+    assert_eq!(none["decisions"], 0, "{none}");
 
     // Waste: the loop and the retries, counted per agent.
     let w = d.get_json("/v1/openclaw/waste");

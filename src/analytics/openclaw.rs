@@ -1152,6 +1152,8 @@ pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreE
     let sql = format!(
         "SELECT {from_model}, {rp}, {rm}, {cp}, {cm}, {decision}, {reason}, trace_id
          FROM events WHERE name = 'model_fallback_decision' AND time_ns >= ?1 AND time_ns < ?2
+           AND (?3 IS NULL OR agent_id = ?3
+                OR trace_id IN (SELECT trace_id FROM traces WHERE agent_id = ?3))
          ORDER BY time_ns",
         from_model = a("fallbackStepFromModel"),
         rp = a("requestedProvider"),
@@ -1162,7 +1164,8 @@ pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreE
         reason = a("reason"),
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![w.from_ns, w.to_ns])?;
+    // The gateway log names no agent: a decision is the agent's whose run it was in.
+    let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
     let mut pairs: BTreeMap<(String, String, String, Option<String>), FallbackPair> =
         BTreeMap::new();
     let mut n = 0;

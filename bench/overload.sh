@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Overload benchmark (#18): peak RSS (VmHWM), answers by status and committed records under
 # 16, 256 and 1,000 concurrent connections posting 100-event native batches and OTLP/HTTP
-# JSON exports, with the default settings. Needs wrk (Debian package `wrk`).
-# Usage: bash bench/overload.sh [duration, default 15s] ; BIN=path to skip the release build.
+# JSON exports, and OTLP/gRPC clients (one HTTP/2 connection each, 100-span exports back
+# to back: bench/grpc_load.py), with the default settings. Needs wrk (Debian package
+# `wrk`) and, for gRPC, scripts/setup-otel.sh's Python venv (grpcio, opentelemetry-proto).
+# Usage: bash bench/overload.sh [duration, default 15s] ; BIN=path to skip the release build;
+# KINDS="native otlp grpc" (the default) to run some legs only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-15s}
@@ -58,26 +61,45 @@ LUA
 
 echo "# commit $(git rev-parse --short HEAD), $(nproc) CPUs, duration $DUR per run, defaults"
 printf "%-8s %6s %10s %10s %10s %12s %10s %s\n" kind conns requests non2xx sockerr committed peakMB steal%
-for kind in native otlp; do
+KINDS=${KINDS:-native otlp grpc}
+PY=python3
+if [[ " $KINDS " == *" grpc "* ]]; then
+  bash scripts/setup-otel.sh >/dev/null
+  PY=.cache/venv-otel/bin/python
+fi
+grpc_codes=""
+for kind in $KINDS; do
   for c in 16 256 1000; do
     rm -f "$work/db"*
     port=$((20000 + RANDOM % 20000))
-    OCT_DB_PATH="$work/db" OCT_PORT=$port OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=off \
+    gport=$((port + 1))
+    grpc_addr=off; [ $kind = grpc ] && grpc_addr=127.0.0.1:$gport
+    OCT_DB_PATH="$work/db" OCT_PORT=$port OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=$grpc_addr \
       OCT_HOST_METRICS=false "$BIN" > "$work/log" 2>&1 &
     pid=$!
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     path=/v1/events; [ $kind = otlp ] && path=/v1/traces
     s0=$(steal_jiffies)
-    out=$(BODY_FILE="$work/$kind.json" wrk -t2 -c"$c" -d"$DUR" --timeout 10s -s "$work/post.lua" \
-      "http://127.0.0.1:$port$path" 2>&1 || true)
+    if [ $kind = grpc ]; then
+      codes=$("$PY" bench/grpc_load.py "$gport" "$c" "${DUR%s}" 2>"$work/grpc.err" || tail -3 "$work/grpc.err")
+      grpc_codes="$grpc_codes$c: $codes"$'\n'
+      read -r reqs non2xx < <(echo "$codes" | "$PY" -c 'import json,sys
+c=json.load(sys.stdin); print(sum(c.values()), sum(v for k, v in c.items() if k != "OK"))' || echo "0 0")
+      sockerr=$(echo "$codes" | "$PY" -c 'import json,sys
+c=json.load(sys.stdin); print(",".join(f"{k}={v}" for k, v in sorted(c.items()) if k != "OK") or "none")' || echo "?")
+    else
+      out=$(BODY_FILE="$work/$kind.json" wrk -t2 -c"$c" -d"$DUR" --timeout 10s -s "$work/post.lua" \
+        "http://127.0.0.1:$port$path" 2>&1 || true)
+      reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+      non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+      sockerr=$(echo "$out" | awk '/Socket errors/ {print $0}' | sed 's/.*errors: //')
+    fi
     steal=$(steal_since "$s0")
     sleep 2
     hwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    sockerr=$(echo "$out" | awk '/Socket errors/ {print $0}' | sed 's/.*errors: //')
     committed=$(curl -s "http://127.0.0.1:$port/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_written"])')
     printf "%-8s %6s %10s %10s %10s %12s %10s %s\n" "$kind" "$c" "${reqs:-0}" "${non2xx:-0}" "${sockerr:-none}" "$committed" "$hwm" "$steal"
     kill "$pid"; wait "$pid" 2>/dev/null || true
   done
 done
+[ -n "$grpc_codes" ] && printf "gRPC calls by status code, per client count:\n%s" "$grpc_codes"

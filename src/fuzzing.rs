@@ -125,11 +125,9 @@ pub fn otlp_protobuf(data: &[u8]) {
 /// OTLP/HTTP JSON bodies, decoded and converted.
 pub fn otlp_json(data: &[u8]) {
     let (b, body) = split(data);
-    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
-        return;
-    };
+    let doc = body;
     let signal = signal(b);
-    let _ = decode::is_otlp_json(&doc, signal);
+    let _ = decode::is_otlp_json(doc, signal);
     match signal {
         Signal::Traces => {
             if let Ok((r, rejects)) = decode::json_traces(doc) {

@@ -7,6 +7,12 @@ use openclaw_trace::cli::{
 use openclaw_trace::{app, logging};
 
 fn main() -> ExitCode {
+    // The release binary has no unwind tables (scripts/release.sh drops them): capturing
+    // a backtrace there aborts the process, so with RUST_BACKTRACE=1 in the environment
+    // the first error (a port in use, say) was a SIGABRT without a word. Errors never
+    // capture one (panics still print theirs where the tables exist).
+    // SAFETY: the first thing main does, before any thread is started.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     let cli = Cli::parse_args();
     // Doctor reports invalid settings as one of its checks.
     if let Some(Cmd::Doctor(a)) = &cli.command {

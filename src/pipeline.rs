@@ -142,8 +142,25 @@ enum Msg {
 
 /// What the writer hands the observer thread.
 enum Observed {
-    Batch(Vec<Record>, Vec<WriteEffect>),
+    Batch(Vec<Record>, Vec<WriteEffect>, Held),
     Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A committed batch's share of the queue bound (`OCT_QUEUE_CAPACITY`,
+/// `OCT_QUEUE_MAX_BYTES`), given back when dropped: after the batch itself is freed.
+struct Held {
+    inner: Arc<Inner>,
+    n: usize,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.inner.depth.fetch_sub(self.n, Ordering::AcqRel);
+        self.inner
+            .depth_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Counters shown by `/health` and `/metrics`.
@@ -499,10 +516,13 @@ fn spawn_observer(
 
 fn observe(hooks: &[Arc<dyn WriteHook>], o: Observed) {
     match o {
-        Observed::Batch(records, effects) => {
+        Observed::Batch(records, effects, held) => {
             for h in hooks {
                 h.after_commit(&records, &effects);
             }
+            // Freed, then given back to the queue bound.
+            drop(records);
+            drop(held);
         }
         Observed::Barrier(done) => {
             let _ = done.send(());
@@ -640,15 +660,16 @@ impl Writer {
                     if stats.failing.swap(false, Ordering::Relaxed) {
                         tracing::info!("database writes recovered");
                     }
-                    self.pipeline
-                        .inner
-                        .depth
-                        .fetch_sub(batch.len(), Ordering::AcqRel);
-                    self.pipeline
-                        .inner
-                        .depth_bytes
-                        .fetch_sub(bytes, Ordering::AcqRel);
-                    self.observer.send(Observed::Batch(records, out.effects));
+                    // The batch keeps its place in the queue bound until the observer has
+                    // freed it: up to three committed batches (OBSERVER_BACKLOG and the
+                    // one observed) would otherwise sit in memory beyond the bound.
+                    let held = Held {
+                        inner: self.pipeline.inner.clone(),
+                        n: batch.len(),
+                        bytes,
+                    };
+                    self.observer
+                        .send(Observed::Batch(records, out.effects, held));
                     return;
                 }
                 Err(e) => {

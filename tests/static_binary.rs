@@ -268,6 +268,33 @@ fn the_release_binary_is_static_and_named_by_its_commit() {
 }
 
 #[test]
+fn the_static_binary_reports_errors_with_rust_backtrace_set() {
+    // Without unwind tables a captured backtrace aborts: an error (here a port in use)
+    // was a SIGABRT without a message when RUST_BACKTRACE=1 was set.
+    let r = release();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&r.bin)
+        .env("RUST_BACKTRACE", "1")
+        .env("OCT_DB_PATH", dir.path().join("db"))
+        .env("OCT_PORT", port.to_string())
+        .env("OCT_OTLP_HTTP_ADDR", "off")
+        .env("OCT_OTLP_GRPC_ADDR", "off")
+        .env("OCT_LOG_PATH", "off")
+        .env("OCT_OPENCLAW_STATE_DIR", "off")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}: {said}", out.status);
+    assert!(said.contains("cannot listen"), "{said}");
+}
+
+#[test]
 fn the_static_binary_serves_and_resolves_names_in_an_empty_root() {
     if !can_chroot() {
         return;

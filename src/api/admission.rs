@@ -19,11 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// A parsed body is counted this many times its size while it is parsed.
 pub const PARSE_FACTOR: usize = 3;
 
-/// A JSON body parsed into a `serde_json::Value` tree (OTLP/HTTP JSON, OpenClaw batches)
-/// is counted this many times its size: every object becomes a map whose nodes take
-/// hundreds of bytes for a few dozen of text, then protobuf structs and records are made
-/// from it (at 16, peak RSS under 16 OTLP/HTTP JSON clients still reached 39 MB; with the
-/// budget a quarter as large, 27 MB: bench/overload.sh, BENCHMARKS.md).
+/// A JSON body parsed into a `serde_json::Value` tree (OpenClaw batches) is counted
+/// this many times its size: every object becomes a map whose nodes take hundreds of
+/// bytes for a few dozen of text. OTLP/HTTP JSON is no longer parsed into a tree (it is
+/// walked straight into the protobuf structs, `sources::otlp::decode`) and counts
+/// `PARSE_FACTOR` times, as protobuf does.
 pub const JSON_TREE_FACTOR: usize = 40;
 
 /// The shared budget and connection count.

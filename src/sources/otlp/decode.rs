@@ -19,8 +19,15 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span, status};
 use prost::Message;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserializer;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::{Value, json};
 
 use super::{Encoding, Exported, Rejects, Signal};
 
@@ -33,50 +40,42 @@ pub fn protobuf<T: Message + Default>(body: &[u8]) -> Result<T, DecodeError> {
     T::decode(body).map_err(|e| DecodeError(format!("invalid OTLP protobuf: {e}")))
 }
 
-/// True when a JSON body is an OTLP document of `signal` (not a native capture body).
-pub fn is_otlp_json(v: &Value, signal: Signal) -> bool {
-    v.as_object()
-        .is_some_and(|o| o.contains_key(signal.json_key()))
+/// True when a JSON body is an OTLP document of `signal` (a JSON object holding the
+/// signal's key), not a native capture body. Reads the keys only; builds nothing.
+pub fn is_otlp_json(body: &[u8], signal: Signal) -> bool {
+    struct HasKey(&'static str);
+    impl<'de> Visitor<'de> for HasKey {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut found = false;
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                found |= k == self.0;
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.deserialize_map(HasKey(signal.json_key()))
+        .and_then(|found| de.end().map(|()| found))
+        .unwrap_or(false)
 }
 
-fn top_array(doc: Value, key: &str) -> Result<Vec<Value>, DecodeError> {
-    let Value::Object(mut o) = doc else {
-        return Err(DecodeError(format!(
-            "expected an OTLP/JSON object with {key}"
-        )));
-    };
-    match o.remove(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(DecodeError(format!("{key}: expected an array"))),
+/// A serde error of the walk as a decode error (syntax errors named as such).
+fn decode_error(e: serde_json::Error) -> DecodeError {
+    if e.is_syntax() || e.is_eof() || e.is_io() {
+        DecodeError(format!("invalid JSON: {e}"))
+    } else {
+        DecodeError(e.to_string())
     }
 }
 
-/// Takes `key` out of an object as an array (absent = empty).
-fn take_array(
-    o: &mut Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Vec<Value>, DecodeError> {
-    match o.remove(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(DecodeError(format!("{path}.{key}: expected an array"))),
-    }
-}
-
-fn as_object(v: Value, path: &str) -> Result<Map<String, Value>, DecodeError> {
+/// `Option<T>` from a JSON value (absent or null = None), the error as text.
+fn typed<T: DeserializeOwned>(v: Option<Value>, key: &str) -> Result<Option<T>, String> {
     match v {
-        Value::Object(o) => Ok(o),
-        _ => Err(DecodeError(format!("{path}: expected an object"))),
-    }
-}
-
-fn take_typed<T: DeserializeOwned>(
-    o: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<T>, String> {
-    match o.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value(v)
             .map(Some)
@@ -84,8 +83,8 @@ fn take_typed<T: DeserializeOwned>(
     }
 }
 
-fn take_string(o: &mut Map<String, Value>, key: &str) -> String {
-    match o.remove(key) {
+fn string_or_empty(v: Option<Value>) -> String {
+    match v {
         Some(Value::String(s)) => s,
         _ => String::new(),
     }
@@ -145,24 +144,13 @@ fn json_points(v: &Value) -> u64 {
     .max(1) as u64
 }
 
-/// Decodes the items of one scope one by one; failures are rejected with their path.
-fn items<T: DeserializeOwned>(
-    values: Vec<Value>,
-    path: &str,
+/// What the walk of one signal needs to know: its keys and how to read an item.
+struct Spec {
+    top: &'static str,
+    scopes_key: &'static str,
+    items_key: &'static str,
     normalize: fn(&mut Value),
     weight: fn(&Value) -> u64,
-    rejects: &mut Rejects,
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(values.len());
-    for (i, mut v) in values.into_iter().enumerate() {
-        normalize(&mut v);
-        let w = weight(&v);
-        match serde_json::from_value::<T>(v) {
-            Ok(t) => out.push(t),
-            Err(e) => rejects.add(w, format!("{path}[{i}]: {e}")),
-        }
-    }
-    out
 }
 
 /// The parts every signal shares: resource → scopes → items.
@@ -172,70 +160,299 @@ struct Scoped<T> {
     scopes: Vec<(Option<InstrumentationScope>, String, Vec<T>)>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Walks an OTLP/JSON body straight from its text, without a tree of the whole
+/// document: resources and scopes are read field by field, each item (span, metric,
+/// log record) alone into a small `Value` then into its protobuf struct, so at most one
+/// item's tree is alive at a time. Items that cannot be read are rejected one by one
+/// with their path; a resource or scope that cannot be read takes its items down with
+/// it; a body whose structure is not OTLP's fails as a whole. Duplicate keys: the last
+/// one wins, as in a JSON tree.
 fn walk<T: DeserializeOwned>(
-    doc: Value,
-    top: &str,
-    scopes_key: &str,
-    items_key: &str,
-    normalize: fn(&mut Value),
-    weight: fn(&Value) -> u64,
-    rejects: &mut Rejects,
-) -> Result<Vec<Scoped<T>>, DecodeError> {
-    let mut out = Vec::new();
-    for (ri, r) in top_array(doc, top)?.into_iter().enumerate() {
-        let rpath = format!("{top}[{ri}]");
-        let mut r = as_object(r, &rpath)?;
-        let resource = take_typed::<Resource>(&mut r, "resource");
-        let resource_schema_url = take_string(&mut r, "schemaUrl");
-        let mut scopes = Vec::new();
-        for (si, sc) in take_array(&mut r, scopes_key, &rpath)?
-            .into_iter()
-            .enumerate()
-        {
-            let spath = format!("{rpath}.{scopes_key}[{si}]");
-            let mut sc = as_object(sc, &spath)?;
-            let scope = take_typed::<InstrumentationScope>(&mut sc, "scope");
-            let schema_url = take_string(&mut sc, "schemaUrl");
-            let values = take_array(&mut sc, items_key, &spath)?;
-            let ipath = format!("{spath}.{items_key}");
-            // A resource or scope that cannot be read takes its items down with it.
-            match (&resource, scope.as_ref()) {
-                (Err(e), _) | (_, Err(e)) => {
-                    let n = values.iter().map(weight).sum();
-                    rejects.add(n, format!("{spath}: {e}"));
+    body: &[u8],
+    spec: &Spec,
+) -> Result<(Vec<Scoped<T>>, Rejects), DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let out = de
+        .deserialize_any(Doc::<T>(spec, PhantomData))
+        .map_err(decode_error)?;
+    de.end().map_err(decode_error)?;
+    Ok(out)
+}
+
+/// The document: an object holding `spec.top`.
+struct Doc<'s, T>(&'s Spec, PhantomData<T>);
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Doc<'_, T> {
+    type Value = (Vec<Scoped<T>>, Rejects);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an OTLP/JSON object with {}", self.0.top)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = (Vec::new(), Rejects::default());
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            if k == self.0.top {
+                out = map.next_value_seed(Resources::<T>(self.0, PhantomData))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The resources array (null = none).
+struct Resources<'s, T>(&'s Spec, PhantomData<T>);
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Resources<'_, T> {
+    type Value = (Vec<Scoped<T>>, Rejects);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Resources<'_, T> {
+    type Value = (Vec<Scoped<T>>, Rejects);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: an array", self.0.top)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Vec::new(), Rejects::default()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (mut out, mut rejects) = (Vec::new(), Rejects::default());
+        let mut i = 0;
+        loop {
+            let seed = ResourceSeed::<T> {
+                spec: self.0,
+                path: format!("{}[{i}]", self.0.top),
+                rejects: &mut rejects,
+                _t: PhantomData,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(r) => out.push(r),
+                None => return Ok((out, rejects)),
+            }
+            i += 1;
+        }
+    }
+}
+
+/// One resource object.
+struct ResourceSeed<'s, 'r, T> {
+    spec: &'s Spec,
+    path: String,
+    rejects: &'r mut Rejects,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for ResourceSeed<'_, '_, T> {
+    type Value = Scoped<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for ResourceSeed<'_, '_, T> {
+    type Value = Scoped<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: an object", self.path)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut resource, mut schema_url, mut scopes) = (None, None, Vec::new());
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            match &*k {
+                "resource" => resource = Some(map.next_value::<Value>()?),
+                "schemaUrl" => schema_url = Some(map.next_value::<Value>()?),
+                k if k == self.spec.scopes_key => {
+                    scopes = map.next_value_seed(Scopes::<T> {
+                        spec: self.spec,
+                        path: &self.path,
+                        _t: PhantomData,
+                    })?;
                 }
-                (Ok(_), Ok(_)) => {
-                    let scope = scope.ok().flatten();
-                    let items = items::<T>(values, &ipath, normalize, weight, rejects);
-                    scopes.push((scope, schema_url, items));
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        out.push(Scoped {
+        let resource = typed::<Resource>(resource, "resource");
+        let mut kept = Vec::with_capacity(scopes.len());
+        for sc in scopes {
+            match (&resource, &sc.scope) {
+                (Err(e), _) | (_, Err(e)) => {
+                    self.rejects.add(sc.weight, format!("{}: {e}", sc.path));
+                }
+                (Ok(_), Ok(_)) => {
+                    self.rejects.count += sc.rejects.count;
+                    for m in sc.rejects.messages {
+                        self.rejects.add(0, m);
+                    }
+                    kept.push((sc.scope.ok().flatten(), sc.schema_url, sc.items));
+                }
+            }
+        }
+        Ok(Scoped {
             resource: resource.ok().flatten(),
-            resource_schema_url,
-            scopes,
-        });
+            resource_schema_url: string_or_empty(schema_url),
+            scopes: kept,
+        })
     }
-    Ok(out)
+}
+
+/// One scope as read: its items decoded, their rejects kept apart until the scope and
+/// its resource are known to be readable.
+struct RawScope<T> {
+    path: String,
+    scope: Result<Option<InstrumentationScope>, String>,
+    schema_url: String,
+    items: Vec<T>,
+    rejects: Rejects,
+    /// What rejecting every item costs (spans, log records, or data points).
+    weight: u64,
+}
+
+/// A resource's scopes array (null = none).
+struct Scopes<'s, 'p, T> {
+    spec: &'s Spec,
+    path: &'p str,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Scopes<'_, '_, T> {
+    type Value = Vec<RawScope<T>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Scopes<'_, '_, T> {
+    type Value = Vec<RawScope<T>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}.{}: an array", self.path, self.spec.scopes_key)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            let seed = ScopeSeed::<T> {
+                spec: self.spec,
+                path: format!("{}.{}[{i}]", self.path, self.spec.scopes_key),
+                _t: PhantomData,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(s) => out.push(s),
+                None => return Ok(out),
+            }
+            i += 1;
+        }
+    }
+}
+
+/// One scope object.
+struct ScopeSeed<'s, T> {
+    spec: &'s Spec,
+    path: String,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for ScopeSeed<'_, T> {
+    type Value = RawScope<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for ScopeSeed<'_, T> {
+    type Value = RawScope<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: an object", self.path)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut scope, mut schema_url) = (None, None);
+        let mut items = (Vec::new(), Rejects::default(), 0);
+        let items_path = format!("{}.{}", self.path, self.spec.items_key);
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            match &*k {
+                "scope" => scope = Some(map.next_value::<Value>()?),
+                "schemaUrl" => schema_url = Some(map.next_value::<Value>()?),
+                k if k == self.spec.items_key => {
+                    items = map.next_value_seed(Items::<T> {
+                        spec: self.spec,
+                        path: &items_path,
+                        _t: PhantomData,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RawScope {
+            path: self.path,
+            scope: typed::<InstrumentationScope>(scope, "scope"),
+            schema_url: string_or_empty(schema_url),
+            items: items.0,
+            rejects: items.1,
+            weight: items.2,
+        })
+    }
+}
+
+/// A scope's items (null = none), each read alone.
+struct Items<'s, 'p, T> {
+    spec: &'s Spec,
+    path: &'p str,
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Items<'_, '_, T> {
+    type Value = (Vec<T>, Rejects, u64);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Items<'_, '_, T> {
+    type Value = (Vec<T>, Rejects, u64);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: an array", self.path)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Vec::new(), Rejects::default(), 0))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (mut out, mut rejects, mut weight) = (Vec::new(), Rejects::default(), 0u64);
+        let mut i = 0;
+        while let Some(mut v) = seq.next_element::<Value>()? {
+            (self.spec.normalize)(&mut v);
+            let w = (self.spec.weight)(&v);
+            weight = weight.saturating_add(w);
+            match serde_json::from_value::<T>(v) {
+                Ok(t) => out.push(t),
+                Err(e) => rejects.add(w, format!("{}[{i}]: {e}", self.path)),
+            }
+            i += 1;
+        }
+        Ok((out, rejects, weight))
+    }
 }
 
 fn one(_: &Value) -> u64 {
     1
 }
 
-pub fn json_traces(doc: Value) -> Result<(ExportTraceServiceRequest, Rejects), DecodeError> {
-    let mut rejects = Rejects::default();
-    let walked = walk(
-        doc,
-        "resourceSpans",
-        "scopeSpans",
-        "spans",
-        normalize_span,
-        one,
-        &mut rejects,
-    )?;
+pub fn json_traces(body: &[u8]) -> Result<(ExportTraceServiceRequest, Rejects), DecodeError> {
+    let spec = Spec {
+        top: "resourceSpans",
+        scopes_key: "scopeSpans",
+        items_key: "spans",
+        normalize: normalize_span,
+        weight: one,
+    };
+    let (walked, rejects) = walk(body, &spec)?;
     let resource_spans = walked
         .into_iter()
         .map(|r| ResourceSpans {
@@ -255,17 +472,15 @@ pub fn json_traces(doc: Value) -> Result<(ExportTraceServiceRequest, Rejects), D
     Ok((ExportTraceServiceRequest { resource_spans }, rejects))
 }
 
-pub fn json_logs(doc: Value) -> Result<(ExportLogsServiceRequest, Rejects), DecodeError> {
-    let mut rejects = Rejects::default();
-    let walked = walk(
-        doc,
-        "resourceLogs",
-        "scopeLogs",
-        "logRecords",
-        normalize_log,
-        one,
-        &mut rejects,
-    )?;
+pub fn json_logs(body: &[u8]) -> Result<(ExportLogsServiceRequest, Rejects), DecodeError> {
+    let spec = Spec {
+        top: "resourceLogs",
+        scopes_key: "scopeLogs",
+        items_key: "logRecords",
+        normalize: normalize_log,
+        weight: one,
+    };
+    let (walked, rejects) = walk(body, &spec)?;
     let resource_logs = walked
         .into_iter()
         .map(|r| ResourceLogs {
@@ -285,17 +500,15 @@ pub fn json_logs(doc: Value) -> Result<(ExportLogsServiceRequest, Rejects), Deco
     Ok((ExportLogsServiceRequest { resource_logs }, rejects))
 }
 
-pub fn json_metrics(doc: Value) -> Result<(ExportMetricsServiceRequest, Rejects), DecodeError> {
-    let mut rejects = Rejects::default();
-    let walked = walk(
-        doc,
-        "resourceMetrics",
-        "scopeMetrics",
-        "metrics",
-        normalize_metric,
-        json_points,
-        &mut rejects,
-    )?;
+pub fn json_metrics(body: &[u8]) -> Result<(ExportMetricsServiceRequest, Rejects), DecodeError> {
+    let spec = Spec {
+        top: "resourceMetrics",
+        scopes_key: "scopeMetrics",
+        items_key: "metrics",
+        normalize: normalize_metric,
+        weight: json_points,
+    };
+    let (walked, rejects) = walk(body, &spec)?;
     let resource_metrics = walked
         .into_iter()
         .map(|r| ResourceMetrics {
@@ -436,17 +649,21 @@ mod tests {
         "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"m","value":{"intValue":7}}],
         "unknownField":true}"#;
 
-    fn doc(spans: &str) -> Value {
-        serde_json::from_str(&format!(
+    fn doc(spans: &str) -> Vec<u8> {
+        (format!(
             r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},
                "scopeSpans":[{{"scope":{{"name":"lib"}},"spans":[{spans}]}}]}}]}}"#
         ))
-        .unwrap()
+        .into_bytes()
+    }
+
+    fn b(v: Value) -> Vec<u8> {
+        v.to_string().into_bytes()
     }
 
     #[test]
     fn json_numbers_as_strings_or_ints_and_enum_names() {
-        let (req, rejects) = json_traces(doc(SPAN_OK)).unwrap();
+        let (req, rejects) = json_traces(&doc(SPAN_OK)).unwrap();
         assert_eq!(rejects.count, 0, "{rejects:?}");
         let s = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(s.trace_id[0], 0x5b);
@@ -464,7 +681,7 @@ mod tests {
     #[test]
     fn a_bad_id_rejects_only_its_span() {
         let bad = SPAN_OK.replace("EEE19B7EC3C1B174", "not-hex!");
-        let (req, rejects) = json_traces(doc(&format!("{SPAN_OK},{bad},{SPAN_OK}"))).unwrap();
+        let (req, rejects) = json_traces(&doc(&format!("{SPAN_OK},{bad},{SPAN_OK}"))).unwrap();
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 2);
         assert_eq!(rejects.count, 1);
         assert!(
@@ -475,11 +692,63 @@ mod tests {
 
     #[test]
     fn structure_errors_fail_the_request() {
-        assert!(json_traces(json!([1])).is_err());
-        assert!(json_traces(json!({"resourceSpans": 3})).is_err());
-        assert!(json_traces(json!({"resourceSpans": [{"scopeSpans": {}}]})).is_err());
-        let (req, _) = json_traces(json!({"resourceSpans": []})).unwrap();
+        assert!(json_traces(&b(json!([1]))).is_err());
+        assert!(json_traces(&b(json!({"resourceSpans": 3}))).is_err());
+        assert!(json_traces(&b(json!({"resourceSpans": [{"scopeSpans": {}}]}))).is_err());
+        let (req, _) = json_traces(&b(json!({"resourceSpans": []}))).unwrap();
         assert!(req.resource_spans.is_empty());
+    }
+
+    #[test]
+    fn the_walk_reads_text_without_a_tree() {
+        // Not JSON, trailing bytes, and a body that is not an object fail as a whole.
+        let e = json_traces(b"{\"resourceSpans\": [").unwrap_err();
+        assert!(e.0.starts_with("invalid JSON"), "{e}");
+        assert!(json_traces(b"{} x").is_err());
+        let e = json_traces(b"\"resourceSpans\"").unwrap_err();
+        assert!(
+            e.0.contains("an OTLP/JSON object with resourceSpans"),
+            "{e}"
+        );
+        // Null arrays are empty; unknown keys at every level are skipped.
+        let (req, rejects) = json_traces(
+            br#"{"x":{"y":[1]},"resourceSpans":[{"z":1,"scopeSpans":null},{"scopeSpans":[{"spans":null,"q":[]}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(rejects.count, 0);
+        assert_eq!(req.resource_spans.len(), 2);
+        // Duplicate keys: the last one wins, as in a tree (the first one's rejects go too).
+        let bad = SPAN_OK.replace("EEE19B7EC3C1B174", "not-hex!");
+        let twice = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{bad}]}}]}}],"resourceSpans":[{{"scopeSpans":[{{"spans":[{SPAN_OK}]}}]}}]}}"#
+        );
+        let (req, rejects) = json_traces(twice.as_bytes()).unwrap();
+        assert_eq!(rejects.count, 0, "{rejects:?}");
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1);
+        // A bad scope rejects its items, counted, even when its items came first.
+        let d = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{SPAN_OK},{bad}],"scope":7}}]}}]}}"#
+        );
+        let (req, rejects) = json_traces(d.as_bytes()).unwrap();
+        assert_eq!(rejects.count, 2, "{rejects:?}");
+        assert_eq!(rejects.messages.len(), 1, "{rejects:?}");
+        assert!(rejects.messages[0].starts_with("resourceSpans[0].scopeSpans[0]: scope:"));
+        assert!(req.resource_spans[0].scope_spans.is_empty());
+    }
+
+    #[test]
+    fn otlp_json_is_told_from_native_bodies_by_its_key() {
+        assert!(is_otlp_json(
+            br#"{"a":[{"b":1}],"resourceSpans":[]}"#,
+            Signal::Traces
+        ));
+        assert!(!is_otlp_json(br#"[{"resourceSpans":[]}]"#, Signal::Traces));
+        assert!(!is_otlp_json(
+            br#"{"provider":"x","resourceSpans2":1}"#,
+            Signal::Traces
+        ));
+        assert!(!is_otlp_json(br#"{"resourceSpans":[]"#, Signal::Traces));
+        assert!(!is_otlp_json(br#"{"resourceSpans":[]}"#, Signal::Logs));
     }
 
     #[test]
@@ -487,7 +756,7 @@ mod tests {
         let d = json!({"resourceMetrics": [{"resource": {"attributes": 5}, "scopeMetrics": [{"metrics": [
             {"name": "a", "gauge": {"dataPoints": [{"asInt": "1", "timeUnixNano": "5"}, {"asDouble": 2.5, "timeUnixNano": "6"}]}}
         ]}]}]});
-        let (req, rejects) = json_metrics(d).unwrap();
+        let (req, rejects) = json_metrics(&b(d)).unwrap();
         assert_eq!(rejects.count, 2);
         assert!(req.resource_metrics[0].scope_metrics.is_empty());
     }
@@ -498,7 +767,7 @@ mod tests {
             {"timeUnixNano": "5", "severityNumber": "SEVERITY_NUMBER_WARN", "body": {"stringValue": "x"},
              "traceId": "5b8efff798038103d269b633813fc60c", "spanId": ""}
         ]}]}]});
-        let (req, rejects) = json_logs(d).unwrap();
+        let (req, rejects) = json_logs(&b(d)).unwrap();
         assert_eq!(rejects.count, 0, "{rejects:?}");
         let r = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(r.severity_number, SeverityNumber::Warn as i32);
@@ -509,7 +778,7 @@ mod tests {
             {"name": "h", "histogram": {"aggregationTemporality": 1, "dataPoints": [
               {"count": "3", "sum": 6, "bucketCounts": ["1", 2], "explicitBounds": [1.5], "timeUnixNano": "2"}]}}
         ]}]}]});
-        let (req, rejects) = json_metrics(d).unwrap();
+        let (req, rejects) = json_metrics(&b(d)).unwrap();
         assert_eq!(rejects.count, 0, "{rejects:?}");
         assert_eq!(req.resource_metrics[0].scope_metrics[0].metrics.len(), 2);
     }

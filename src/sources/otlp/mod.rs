@@ -10,7 +10,6 @@ pub mod mapping;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::api::{AppState, SharedState, refusing};
@@ -149,7 +148,8 @@ pub enum Encoding {
 /// A request body, decoded as far as the transport goes.
 pub enum Payload<'a> {
     Protobuf(&'a [u8]),
-    Json(Value),
+    /// OTLP/JSON text, decoded without a tree of the whole document.
+    Json(&'a [u8]),
 }
 
 /// What an accepted export did.

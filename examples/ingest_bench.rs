@@ -350,6 +350,10 @@ fn raw_ceiling(rows: u64, with_summary: bool) -> f64 {
 async fn audit_ab(bin: &str, rounds: u32, secs: f64) {
     let mut off = Vec::new();
     let mut on = Vec::new();
+    // The daemon's CPU time per committed event (µs of a core): steadier than the rate
+    // on a shared machine, where the rate also follows what the neighbours take.
+    let (mut cpu_off, mut cpu_on) = (Vec::new(), Vec::new());
+    let steal_all = cpu_steal();
     for r in 0..rounds {
         let order = if r % 2 == 0 {
             ["off", "on"]
@@ -360,7 +364,10 @@ async fn audit_ab(bin: &str, rounds: u32, secs: f64) {
             let p = start_with(bin, &[("OCT_AUDIT", mode)]);
             tokio::time::sleep(Duration::from_millis(500)).await;
             let peak = AtomicU64::new(0);
+            let (ticks, rows) = (cpu_ticks(p.child.id()), committed(&p.db));
             let rate = throughput(&p, 100, 4, secs, &peak).await;
+            let cpu_us = (cpu_ticks(p.child.id()) - ticks) as f64 * 10_000.0
+                / (committed(&p.db) - rows).max(1) as f64;
             let chained = if mode == "on" {
                 let c = rusqlite::Connection::open(&p.db).unwrap();
                 c.query_row("SELECT count(*) FROM audit_chain", [], |r| {
@@ -371,12 +378,14 @@ async fn audit_ab(bin: &str, rounds: u32, secs: f64) {
                 0
             };
             println!(
-                "round {r}: OCT_AUDIT={mode}: {rate:.0} events/s committed (batches of 100, 4 connections; {chained} chain entries)"
+                "round {r}: OCT_AUDIT={mode}: {rate:.0} events/s committed, daemon CPU {cpu_us:.1} µs per event (batches of 100, 4 connections; {chained} chain entries)"
             );
             if mode == "on" {
-                on.push(rate)
+                on.push(rate);
+                cpu_on.push(cpu_us);
             } else {
-                off.push(rate)
+                off.push(rate);
+                cpu_off.push(cpu_us);
             }
             let _ = Command::new("kill")
                 .args(["-TERM", &p.child.id().to_string()])
@@ -393,6 +402,12 @@ async fn audit_ab(bin: &str, rounds: u32, secs: f64) {
     println!(
         "median: off {m_off:.0} events/s, on {m_on:.0} events/s: the chain costs {:.1} %",
         (1.0 - m_on / m_off) * 100.0
+    );
+    let (c_off, c_on) = (median(&mut cpu_off), median(&mut cpu_on));
+    println!(
+        "median daemon CPU per event: off {c_off:.1} µs, on {c_on:.1} µs: +{:.1} %; CPU stolen by the hypervisor over the run: {}",
+        (c_on / c_off - 1.0) * 100.0,
+        steal_since(steal_all)
     );
 }
 

@@ -207,6 +207,67 @@ fn a_changed_token_count_is_caught() {
     });
 }
 
+/// The derived tables are recomputed from the rows: an edited trace summary, usage
+/// hour, usage day or latency bucket is caught, named by table and key; put back, the
+/// record verifies again.
+#[test]
+fn an_edited_rollup_or_summary_is_caught() {
+    both(|d| {
+        let edits = [
+            (
+                "UPDATE usage_days SET output_tokens = output_tokens + 1 WHERE agent_id = 'a1'",
+                "UPDATE usage_days SET output_tokens = output_tokens - 1 WHERE agent_id = 'a1'",
+                "usage_days",
+                "output_tokens",
+            ),
+            (
+                "UPDATE usage_hourly SET input_tokens = input_tokens + 5 WHERE agent_id = 'a1'",
+                "UPDATE usage_hourly SET input_tokens = input_tokens - 5 WHERE agent_id = 'a1'",
+                "usage_hourly",
+                "input_tokens",
+            ),
+            (
+                "UPDATE usage_hourly_nosession SET cost_usd = cost_usd + 1 WHERE agent_id = 'a1'",
+                "UPDATE usage_hourly_nosession SET cost_usd = cost_usd - 1 WHERE agent_id = 'a1'",
+                "usage_hourly_nosession",
+                "cost_usd",
+            ),
+            (
+                "INSERT INTO usage_latency_hourly SELECT hour_ns, agent_id, session_id, user_id, \
+                 provider, model, 999, 1 FROM usage_hourly WHERE agent_id = 'a1' LIMIT 1",
+                "DELETE FROM usage_latency_hourly WHERE bucket = 999",
+                "usage_latency_hourly",
+                "bucket 999",
+            ),
+            (
+                "UPDATE traces SET input_tokens = input_tokens + 3 \
+                 WHERE trace_id = (SELECT trace_id FROM spans ORDER BY id LIMIT 1)",
+                "UPDATE traces SET input_tokens = input_tokens - 3 \
+                 WHERE trace_id = (SELECT trace_id FROM spans ORDER BY id LIMIT 1)",
+                "traces",
+                "input_tokens",
+            ),
+        ];
+        for (edit, undo, table, what) in edits {
+            shell(&d.db_path, edit);
+            let p = assert_caught(d, "derived");
+            assert_eq!(p["table"], table, "{p:#}");
+            let msg = p["message"].as_str().unwrap();
+            assert!(msg.contains(what) && msg.contains("edited"), "{msg}");
+            if table != "traces" {
+                assert!(msg.contains("agent 'a1'"), "the key is named: {msg}");
+            }
+            shell(&d.db_path, undo);
+            assert_intact(d, &format!("{table} put back"));
+        }
+        // A usage row deleted is missing.
+        shell(&d.db_path, "DELETE FROM usage_days WHERE agent_id = 'a1'");
+        let p = assert_caught(d, "derived");
+        assert_eq!(p["table"], "usage_days");
+        assert!(p["message"].as_str().unwrap().contains("missing"), "{p:#}");
+    });
+}
+
 #[test]
 fn a_deleted_middle_span_is_caught() {
     both(|d| {
@@ -722,4 +783,59 @@ fn audit_readiness_names_what_to_fix() {
         text.contains("FIX key present and private") && text.contains("chmod 600"),
         "{text}"
     );
+}
+
+/// Exports made, over the API and with the CLI beside the running daemon, go to the
+/// activity log on the chain (the CLI's row is chained from its own connection).
+#[test]
+fn exports_are_recorded_in_the_activity_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), ENV);
+    seed(&d, "first");
+    d.wait_count("SELECT count(*) FROM spans", 40, Duration::from_secs(10));
+    let trace = hex(&d.db_path, "SELECT lower(hex(trace_id)) FROM spans ORDER BY id LIMIT 1");
+    let r = client()
+        .get(d.url(&format!("/v1/traces/{trace}/export")))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let file = dir.path().join("out.jsonl");
+    let out = d.cli(&["export", "--format", "json", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pkg = dir.path().join("pkg.json");
+    let out = d.cli(&["export", "--format", "eu-ai-act", "--output", pkg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // More ingest after the CLI appended to the chain: the daemon links to its entries.
+    seed(&d, "second");
+    d.wait_count("SELECT count(*) FROM spans", 80, Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_secs(10);
+    let items = loop {
+        let v = d.get_json("/v1/activity?kind=export");
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 3 {
+            break items;
+        }
+        assert!(Instant::now() < until, "{v:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(items.len(), 3, "{items:#?}");
+    // Newest first.
+    assert_eq!(items[0]["detail"]["format"], "eu-ai-act");
+    assert_eq!(items[1]["detail"]["format"], "json");
+    assert_eq!(items[1]["detail"]["spans"], 40);
+    assert_eq!(items[2]["detail"]["trace_id"], trace);
+    assert!(items[2]["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        items[2]["path"],
+        format!("/v1/traces/{}/export", trace)
+    );
+    wait_signed(&d);
+    assert_intact(&d, "running, after exports");
+    assert!(d.stop().success());
+    assert_intact(&d, "stopped, after exports");
+}
+
+fn hex(db: &Path, sql: &str) -> String {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }

@@ -272,6 +272,7 @@ fn push_survives_a_hostile_remote_and_loses_nothing() {
         ("OCT_PUSH_TIMEOUT", "1s"),
         ("OCT_PUSH_BATCH_RECORDS", "100"),
         ("OCT_PUSH_MAX_PAYLOAD_BYTES", "64KiB"),
+        ("OCT_AUDIT", "on"),
     ]);
     ingest(&d, 240, 30, Some(117));
     // Down: nothing listens; the sink keeps failing and backing off.
@@ -379,7 +380,23 @@ fn push_survives_a_hostile_remote_and_loses_nothing() {
     assert!(h["last_push_time"].as_i64().unwrap() > 1_700_000_000_000);
     assert_eq!(h["sinks"][0]["dead_letters"], 1);
     assert_eq!(h["sinks"][0]["consecutive_failures"], 0);
+    // The activity log (on the audit chain) says what went to dead letters.
+    let a = d.get_json("/v1/activity?kind=dead_letters");
+    assert_eq!(a["items"].as_array().map(Vec::len), Some(1), "{a:#}");
+    let row = &a["items"][0];
+    assert_eq!(row["detail"]["sink"], "push", "{a:#}");
+    assert_eq!(row["detail"]["records"], 1, "{a:#}");
+    assert_eq!(row["detail"]["status"], 400, "{a:#}");
+    assert_eq!(row["detail"]["dropped"], 0, "{a:#}");
     assert!(d.stop().success());
+    // Everything stored, the dead letter's activity row included, verifies.
+    let v = d.cli(&["verify"]);
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
     // Secrets never reach the log.
     for line in d.logs() {
         assert!(!line.contains("urlsecret42"), "{line}");

@@ -168,11 +168,24 @@ fn trace_with_subagents(
 pub async fn export_trace(
     State(st): State<SharedState>,
     Path(id): Path<String>,
+    ext: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
     let tid = trace_id_param("trace_id", &id)?;
     let Some(export) = read(&st, move |c| query::trace_export(c, &tid)).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such trace"));
     };
+    // Exports made go to the activity log.
+    st.activity.record(crate::store::activity::Activity {
+        time_ns: crate::model::now_ns(),
+        kind: "export".into(),
+        remote_addr: ext
+            .get::<axum::extract::ConnectInfo<super::admission::Remote>>()
+            .map(|c| c.0.0.to_string()),
+        path: Some(format!("/v1/traces/{}/export", tid.to_hex())),
+        message: format!("trace {} exported over the API", tid.to_hex()),
+        detail: Some(serde_json::json!({ "format": "json.gz", "trace_id": tid.to_hex() })),
+        id: None,
+    });
     let body = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         serde_json::to_writer(&mut gz, &export)?;

@@ -39,7 +39,7 @@ pub fn run_verify(cfg: &Config, a: &VerifyArgs) -> ExitCode {
     let db = cfg.store.db_path();
     let key = cfg.audit.key_path(&db);
     let heads = cfg.audit.head_path(&db);
-    match verify_path(&db, &key, &heads) {
+    match verify_path(&db, &key, &heads, retention_age(cfg)) {
         Ok(rep) => {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
@@ -65,6 +65,12 @@ pub fn run_verify(cfg: &Config, a: &VerifyArgs) -> ExitCode {
     }
 }
 
+/// The age-retention window when it is on (`verify` leaves the usage hours before it).
+fn retention_age(cfg: &Config) -> Option<std::time::Duration> {
+    (cfg.store.retention_days > 0)
+        .then(|| std::time::Duration::from_secs(cfg.store.retention_days * 86_400))
+}
+
 pub fn render(rep: &Report) -> String {
     let mut out = String::new();
     let range = match (rep.first_seq, rep.last_seq) {
@@ -72,9 +78,10 @@ pub fn render(rep: &Report) -> String {
         _ => "no entries".into(),
     };
     out.push_str(&format!(
-        "chain: {range} ({} entries), {} rows checked, {} signed heads checked{}\n",
+        "chain: {range} ({} entries), {} rows checked, {} derived rows recomputed, {} signed heads checked{}\n",
         rep.entries,
         rep.rows_checked,
+        rep.derived_rows_checked,
         rep.signed_heads_checked,
         rep.last_signed_seq
             .map(|s| format!(", last signed at entry {s}"))
@@ -232,6 +239,18 @@ pub fn run_ai_act_export(
     let text = serde_json::to_string_pretty(&pkg).unwrap_or_default() + "\n";
     std::fs::write(&out, text)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", out.display())))?;
+    crate::cli::export::record_export(
+        cfg,
+        format!("eu-ai-act export written to {}", out.display()),
+        serde_json::json!({
+            "format": "eu-ai-act",
+            "output": out.display().to_string(),
+            "since": a.since,
+            "until": a.until,
+            "agent": a.agent,
+            "digest": pkg["digest"],
+        }),
+    );
     Ok(format!(
         "wrote {} (digest {})\n",
         out.display(),
@@ -300,7 +319,7 @@ pub fn run_readiness(cfg: &Config, a: &ReadinessArgs) -> ExitCode {
     } else {
         ("audit chain on", false, "set OCT_AUDIT=on".into())
     });
-    checks.push(match verify_path(&db, &key, &heads) {
+    checks.push(match verify_path(&db, &key, &heads, retention_age(cfg)) {
         Ok(r) if r.ok => (
             "chain intact",
             true,

@@ -249,12 +249,43 @@ pub fn run_export(cfg: &Config, a: &ExportArgs) -> Result<String, CliError> {
     );
     // The data may be on standard output: the summary goes to standard error.
     eprintln!("{summary}");
+    record_export(
+        cfg,
+        format!("{} export: {summary}", a.format),
+        serde_json::json!({
+            "format": a.format,
+            "trace_id": a.trace,
+            "since": a.since,
+            "destination": shown,
+            "spans": counts[0],
+            "events": counts[1],
+            "metric_points": counts[2],
+            "rejected": rejected,
+        }),
+    );
     if rejected > 0 {
         return Err(CliError::Failed(format!(
             "{rejected} records were rejected by {shown}"
         )));
     }
     Ok(String::new())
+}
+
+/// Records an export made in the activity log (best effort: a database this command
+/// cannot write to leaves a warning, not a failed export).
+pub(crate) fn record_export(cfg: &Config, message: String, detail: serde_json::Value) {
+    let a = crate::store::activity::Activity {
+        time_ns: crate::model::now_ns(),
+        kind: "export".into(),
+        path: None,
+        remote_addr: None,
+        message,
+        detail: Some(detail),
+        id: None,
+    };
+    if let Err(e) = crate::store::activity::record_from_cli(cfg, &a) {
+        eprintln!("openclaw-trace: the export was not recorded in the activity log: {e}");
+    }
 }
 
 /// A trace and its sub-agent traces, recursively (cycles cut, bounded).

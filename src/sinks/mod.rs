@@ -364,10 +364,41 @@ fn write_progress(
             ])?;
         }
         drop(ins);
-        tx.execute(
+        let dropped = tx.execute(
             "DELETE FROM dead_letters WHERE sink = ?1 AND id <= (SELECT id FROM dead_letters WHERE sink = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
             params![sink, DEAD_LETTERS_KEPT],
         )?;
+        // The activity log (on the audit chain): what went to dead letters, and the
+        // oldest dropped to keep DEAD_LETTERS_KEPT per sink.
+        let first = &dead[0];
+        let mut message = format!(
+            "{} {} record(s) the remote rejected moved to dead letters",
+            dead.len(),
+            stream.table
+        );
+        if dropped > 0 {
+            message.push_str(&format!(
+                "; {dropped} older dead letter(s) dropped (the newest {DEAD_LETTERS_KEPT} are kept)"
+            ));
+        }
+        crate::store::activity::insert_in(
+            &tx,
+            &crate::store::activity::Activity {
+                time_ns: now,
+                kind: "dead_letters".into(),
+                message,
+                detail: Some(serde_json::json!({
+                    "sink": sink,
+                    "table": stream.table,
+                    "records": dead.len(),
+                    "dropped": dropped,
+                    "status": first.status,
+                    "error": first.error,
+                })),
+                ..Default::default()
+            },
+        )?;
+        crate::store::audit::seal(&tx, "delete")?;
     }
     tx.commit()
 }

@@ -48,6 +48,14 @@ pub struct Activity {
 /// Inserts one row and chains it, in one transaction.
 pub fn insert(conn: &Connection, a: &Activity) -> rusqlite::Result<i64> {
     let tx = conn.unchecked_transaction()?;
+    let id = insert_in(&tx, a)?;
+    super::audit::seal(&tx, "delete")?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Inserts one row inside the caller's transaction (which chains it when it seals).
+pub fn insert_in(tx: &Connection, a: &Activity) -> rusqlite::Result<i64> {
     tx.execute(
         "INSERT INTO activity (time_ns, kind, remote_addr, path, message, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -60,10 +68,20 @@ pub fn insert(conn: &Connection, a: &Activity) -> rusqlite::Result<i64> {
             a.detail.as_ref().map(|d| d.to_string())
         ],
     )?;
-    let id = tx.last_insert_rowid();
-    super::audit::seal(&tx, "delete")?;
-    tx.commit()?;
-    Ok(id)
+    Ok(tx.last_insert_rowid())
+}
+
+/// Records `a` from a command run beside the daemon (an export): on a connection of
+/// its own, chained as the daemon's writer chains (the chain's tail is read inside
+/// the write transaction, so the two append in turn).
+pub fn record_from_cli(cfg: &crate::config::Config, a: &Activity) -> Result<i64, String> {
+    let mut conn = super::open_writer(&cfg.store.db_path()).map_err(|e| e.to_string())?;
+    // Chained when the database is (whatever this command's OCT_AUDIT says), or will be.
+    let chained = super::audit::tail(&conn).map_err(|e| e.to_string())?.0 > 0;
+    if chained || cfg.audit.enabled {
+        super::audit::install(&mut conn).map_err(|e| e.to_string())?;
+    }
+    insert(&conn, a).map_err(|e| e.to_string())
 }
 
 /// Filters of a listing.

@@ -41,8 +41,8 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            // Off until its cost meets the 10 % target (BENCHMARKS.md, audit chain).
-            enabled: false,
+            // On: its cost on batched ingest is within the 10 % target (BENCHMARKS.md, audit chain).
+            enabled: true,
             key_file: None,
             head_file: None,
             checkpoint_interval: Duration::from_secs(60),
@@ -57,8 +57,8 @@ pub const SETTINGS: &[Setting<AuditConfig>] = &[
     Setting {
         name: "audit",
         env: "OCT_AUDIT",
-        default: "off",
-        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (on turns it on)",
+        default: "on",
+        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (off turns it off)",
         set: |c, v| {
             c.enabled = match v.trim().to_ascii_lowercase().as_str() {
                 "on" => true,
@@ -179,33 +179,38 @@ pub const CHAINED: &[(&str, &str)] = &[
     ("activity", super::activity::COLUMNS),
 ];
 
-/// SHA-256 over a row's values, each tagged with its SQLite type.
-pub fn row_digest(row: &rusqlite::Row, ncols: usize) -> rusqlite::Result<[u8; 32]> {
-    let mut h = Sha256::new();
-    for i in 0..ncols {
-        match row.get_ref(i)? {
-            ValueRef::Null => h.update([0u8]),
-            ValueRef::Integer(v) => {
-                h.update([1u8]);
-                h.update(v.to_be_bytes());
-            }
-            ValueRef::Real(v) => {
-                h.update([2u8]);
-                h.update(v.to_bits().to_be_bytes());
-            }
-            ValueRef::Text(t) => {
-                h.update([3u8]);
-                h.update((t.len() as u64).to_be_bytes());
-                h.update(t);
-            }
-            ValueRef::Blob(b) => {
-                h.update([4u8]);
-                h.update((b.len() as u64).to_be_bytes());
-                h.update(b);
-            }
+/// Appends one value's canonical bytes (its SQLite type, then its content) to `out`.
+fn canon_value(out: &mut Vec<u8>, v: ValueRef) {
+    match v {
+        ValueRef::Null => out.push(0),
+        ValueRef::Integer(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        ValueRef::Real(v) => {
+            out.push(2);
+            out.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+        ValueRef::Text(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t);
+        }
+        ValueRef::Blob(b) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
         }
     }
-    Ok(h.finalize().into())
+}
+
+/// SHA-256 over a row's values, each tagged with its SQLite type (`canon_value`).
+pub fn row_digest(row: &rusqlite::Row, ncols: usize) -> rusqlite::Result<[u8; 32]> {
+    let mut buf = Vec::with_capacity(512);
+    for i in 0..ncols {
+        canon_value(&mut buf, row.get_ref(i)?);
+    }
+    Ok(sha256(&buf))
 }
 
 /// One link of the chain.
@@ -311,17 +316,35 @@ pub const MIGRATION: &str = r#"
     );
 "#;
 
+/// A row change the hook noted: table index, row id, what happened and, for an insert
+/// or update, the digest of the row's new content (`None`: read it back at seal).
+#[derive(Clone, Copy, Debug)]
+struct Noted {
+    table: u8,
+    id: i64,
+    op: Op,
+    digest: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
 thread_local! {
-    /// Rows changed on this thread's chained connection since the last seal:
-    /// (table index, row id, 0 insert / 1 update / 2 delete).
-    static PENDING: std::cell::RefCell<Vec<(u8, i64, u8)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Rows changed on this thread's chained connection since the last seal.
+    static PENDING: std::cell::RefCell<Vec<Noted>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Starts chaining on the writer's connection: SQLite's update hook (this connection
 /// only) notes every row inserted, updated or deleted in a chained table, on the thread
-/// that runs the statement (the writer); a rollback forgets them. No trigger: a
-/// trigger would make every insert keep a statement journal (a copy of each page it
-/// touches), which cost more than the chain itself.
+/// that runs the statement (the writer); a rollback forgets them. The writer's inserts
+/// hand over the digest of the values they bound (`digest_inserted`), so sealing reads
+/// back only rows changed otherwise. No trigger: a trigger would make every insert keep
+/// a statement journal (a copy of each page it touches), which cost more than the chain
+/// itself.
 pub fn install(conn: &mut Connection) -> rusqlite::Result<()> {
     use rusqlite::hooks::Action;
     conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS audit_installed (x INTEGER)")?;
@@ -333,15 +356,212 @@ pub fn install(conn: &mut Connection) -> rusqlite::Result<()> {
             return;
         };
         let op = match action {
-            Action::SQLITE_INSERT => 0,
-            Action::SQLITE_UPDATE => 1,
-            Action::SQLITE_DELETE => 2,
+            Action::SQLITE_INSERT => Op::Insert,
+            Action::SQLITE_UPDATE => Op::Update,
+            Action::SQLITE_DELETE => Op::Delete,
             _ => return,
         };
-        PENDING.with(|p| p.borrow_mut().push((t as u8, id, op)));
+        PENDING.with(|p| {
+            p.borrow_mut().push(Noted {
+                table: t as u8,
+                id,
+                op,
+                digest: None,
+            })
+        });
     }))?;
-    conn.rollback_hook(Some(|| PENDING.with(|p| p.borrow_mut().clear())))?;
+    conn.rollback_hook(Some(|| {
+        PENDING.with(|p| p.borrow_mut().clear());
+        DIGESTING.with(|d| d.borrow_mut().clear());
+    }))?;
     Ok(())
+}
+
+/// The writer's rows waiting for their digests: their canonical bytes are gathered on
+/// the writer and hashed on the `oct-audit-hash` thread while the writer goes on
+/// inserting (SHA-256 was most of what the chain cost the writer); sealing collects the
+/// digests.
+#[derive(Default)]
+struct Digesting {
+    /// Canonical bytes of the rows not yet handed over, one after another.
+    buf: Vec<u8>,
+    /// Per row in `buf`: (where its bytes end, its index in `PENDING`).
+    rows: Vec<(usize, usize)>,
+    /// Handed over: the rows' indexes in `PENDING`, and where their digests come back.
+    inflight: Vec<(Vec<usize>, std::sync::mpsc::Receiver<Vec<[u8; 32]>>)>,
+}
+
+thread_local! {
+    static DIGESTING: std::cell::RefCell<Digesting> = std::cell::RefCell::new(Digesting::default());
+}
+
+/// Rows are handed over to the hashing thread by this many bytes.
+const HAND_OVER_BYTES: usize = 64 << 10;
+
+struct HashJob {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    reply: std::sync::mpsc::Sender<Vec<[u8; 32]>>,
+}
+
+/// SHA-256 of each row's bytes (`ends`: where each ends in `buf`).
+fn hash_rows(buf: &[u8], ends: &[usize]) -> Vec<[u8; 32]> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let d = sha256(&buf[start..end]);
+            start = end;
+            d
+        })
+        .collect()
+}
+
+/// SHA-256 (ring's, in assembly: faster than the portable one at the size profile).
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The hashing thread, started on first use; `None` when it cannot start (rows are
+/// then hashed on the writer).
+fn hash_thread() -> Option<&'static std::sync::mpsc::Sender<HashJob>> {
+    static SENDER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<HashJob>>> =
+        std::sync::OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+            std::thread::Builder::new()
+                .name("oct-audit-hash".into())
+                .spawn(move || {
+                    for job in rx {
+                        let _ = job.reply.send(hash_rows(&job.buf, &job.ends));
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+impl Digesting {
+    /// Hands the gathered rows to the hashing thread (or hashes them here).
+    fn hand_over(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (ends, idx): (Vec<usize>, Vec<usize>) = self.rows.drain(..).unzip();
+        let (tx, rx) = std::sync::mpsc::channel();
+        match hash_thread() {
+            Some(h) => {
+                if let Err(e) = h.send(HashJob {
+                    buf,
+                    ends,
+                    reply: tx,
+                }) {
+                    let job = e.0;
+                    let _ = job.reply.send(hash_rows(&job.buf, &job.ends));
+                }
+            }
+            None => {
+                let _ = tx.send(hash_rows(&buf, &ends));
+            }
+        }
+        self.inflight.push((idx, rx));
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.rows.clear();
+        self.inflight.clear();
+    }
+}
+
+/// Fills in the digests of the rows `digest_inserted` took, in `pending` (what was
+/// taken from `PENDING`); a row whose digest does not come back is read back at seal.
+fn collect_digests(pending: &mut [Noted]) {
+    DIGESTING.with(|d| {
+        let mut d = d.borrow_mut();
+        // The last rows: hashed here, while the thread finishes the others.
+        let buf = std::mem::take(&mut d.buf);
+        let rows = std::mem::take(&mut d.rows);
+        let ends: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        for ((_, i), digest) in rows.iter().zip(hash_rows(&buf, &ends)) {
+            if let Some(n) = pending.get_mut(*i) {
+                n.digest = Some(digest);
+            }
+        }
+        d.buf = buf;
+        d.buf.clear();
+        for (idx, rx) in std::mem::take(&mut d.inflight) {
+            let Ok(digests) = rx.recv() else { continue };
+            for (i, digest) in idx.into_iter().zip(digests) {
+                if let Some(n) = pending.get_mut(i) {
+                    n.digest = Some(digest);
+                }
+            }
+        }
+    });
+}
+
+/// The writer just inserted row `id` of `CHAINED[table]` with `values` bound, in the
+/// canonical column order after `id`: when the chain noted that insert, this gathers
+/// the row's canonical bytes for its digest (hashed off the writer, collected at seal),
+/// so sealing need not read the row back. A no-op when chaining is off. The values must
+/// be stored as bound (no column affinity changes a type: text into text columns,
+/// floats into REAL ones...); debug builds check every such digest against the row
+/// read back at seal.
+pub fn digest_inserted(table: usize, id: i64, values: &[&dyn rusqlite::ToSql]) {
+    let at = PENDING.with(|p| {
+        let p = p.borrow();
+        let last = p.last()?;
+        (last.table as usize == table && last.id == id && last.op == Op::Insert)
+            .then(|| p.len() - 1)
+    });
+    let Some(at) = at else {
+        return;
+    };
+    DIGESTING.with(|d| {
+        let mut d = d.borrow_mut();
+        let start = d.buf.len();
+        if encode_row(&mut d.buf, id, values).is_none() {
+            // Read back at seal instead.
+            d.buf.truncate(start);
+            return;
+        }
+        let end = d.buf.len();
+        d.rows.push((end, at));
+        if end >= HAND_OVER_BYTES {
+            d.hand_over();
+        }
+    });
+}
+
+/// Appends a row's canonical bytes (`row_digest`'s) from its id and bound values.
+fn encode_row(buf: &mut Vec<u8>, id: i64, values: &[&dyn rusqlite::ToSql]) -> Option<()> {
+    canon_value(buf, ValueRef::Integer(id));
+    for v in values {
+        let out = v.to_sql().ok()?;
+        let v = match &out {
+            rusqlite::types::ToSqlOutput::Borrowed(v) => *v,
+            rusqlite::types::ToSqlOutput::Owned(v) => ValueRef::from(v),
+            _ => return None,
+        };
+        canon_value(buf, stored_as(v));
+    }
+    Some(())
+}
+
+/// A bound value as SQLite stores it: a NaN is stored as NULL, and a float without a
+/// fractional part (stored as an integer) reads back without the sign of a zero.
+fn stored_as(v: ValueRef) -> ValueRef {
+    match v {
+        ValueRef::Real(f) if f.is_nan() => ValueRef::Null,
+        ValueRef::Real(f) if f == 0.0 => ValueRef::Real(0.0),
+        v => v,
+    }
 }
 
 /// True when `install` ran on this connection.
@@ -425,6 +645,21 @@ impl Appender {
 pub struct Deleted {
     pub ids: Vec<(i64, i64)>,
     pub count: u64,
+    /// For spans retention deleted: the latest start among them (usage hours up to
+    /// it may have lost spans: `verify` does not recompute them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_start_ns: Option<i64>,
+    /// For spans retention deleted: the traces (hex ids) left with some of their
+    /// spans (their summaries still count the ones gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_traces: Vec<String>,
+}
+
+/// What retention tells the chain about the spans it deleted (see `Deleted`).
+#[derive(Clone, Debug, Default)]
+pub struct PruneNote {
+    pub max_start_ns: Option<i64>,
+    pub partial_traces: Vec<String>,
 }
 
 impl Deleted {
@@ -441,6 +676,7 @@ impl Deleted {
         Deleted {
             count: ids.len() as u64,
             ids: ranges,
+            ..Default::default()
         }
     }
     pub fn contains(&self, id: i64) -> bool {
@@ -460,6 +696,11 @@ pub struct Trimmed {
     pub kept: Vec<i64>,
     #[serde(default)]
     pub kept_digest: String,
+    /// What the prune entries trimmed away said (see `Deleted`), carried forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_max_start_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_traces: Vec<String>,
 }
 
 /// SHA-256 over the hashes of the kept entries, in order.
@@ -509,33 +750,53 @@ impl Change {
 }
 
 /// Turns the changes noted since the last seal into chain entries: one `changes`
-/// entry packing every row inserted or changed (its table, id and digest as stored
-/// now), and per table one `delete` entry naming the ids deleted (`deleted_op`:
-/// `prune` for retention). One link per transaction keeps the chain's cost per row
-/// to a row read and a digest. Call inside the transaction that made the changes; a
-/// no-op when chaining is not installed.
+/// entry packing every row inserted or changed (its table, id and the digest of its
+/// content as stored now), and per table one `delete` entry naming the ids deleted
+/// (`deleted_op`: `prune` for retention). One link per transaction; the digests were
+/// taken by the hook from the values written, so a row costs its digest and 42 bytes.
+/// Call inside the transaction that made the changes; a no-op when chaining is not
+/// installed.
 pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
-    if !installed(conn) {
+    seal_with(conn, deleted_op, None)
+}
+
+/// As `seal`; `note` goes into the entry naming the spans deleted (retention's).
+pub fn seal_with(
+    conn: &Connection,
+    deleted_op: &str,
+    note: Option<&PruneNote>,
+) -> rusqlite::Result<u64> {
+    let mut pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    collect_digests(&mut pending);
+    if pending.is_empty() || !installed(conn) {
         return Ok(0);
     }
-    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    // One change per row and seal, for its state now; in the order rows were first touched.
-    let mut order: Vec<(usize, i64, bool)> = Vec::with_capacity(pending.len());
-    let mut seen: HashMap<(u8, i64), (), crate::util::fast_hash::FastHashing> = HashMap::default();
-    seen.reserve(pending.len());
-    for (t, id, op) in &pending {
-        if seen.insert((*t, *id), ()).is_none() {
-            order.push((*t as usize, *id, *op == 0));
+    // One change per row and seal, for its state now, in the order rows were first
+    // touched: (table, id, inserted first, latest state). Only inserts (the usual
+    // batch): every row once, nothing to merge.
+    let only_inserts = pending.iter().all(|n| n.op == Op::Insert);
+    let mut rows: Vec<(Noted, bool)> = Vec::with_capacity(pending.len());
+    if only_inserts {
+        rows.extend(pending.iter().map(|n| (*n, true)));
+    } else {
+        let mut at: HashMap<(u8, i64), usize, crate::util::fast_hash::FastHashing> =
+            HashMap::default();
+        at.reserve(pending.len());
+        for n in &pending {
+            match at.get(&(n.table, n.id)) {
+                Some(&i) => rows[i].0 = *n,
+                None => {
+                    at.insert((n.table, n.id), rows.len());
+                    rows.push((*n, n.op == Op::Insert));
+                }
+            }
         }
     }
     let mut selects: Vec<Option<(rusqlite::CachedStatement, usize)>> =
         (0..CHAINED.len()).map(|_| None).collect();
-    let mut packed: Vec<u8> = Vec::with_capacity(order.len() * CHANGE_LEN);
-    let mut gone: Vec<(usize, Vec<i64>)> = Vec::new();
-    for (ti, id, inserted) in order {
+    let mut read_back = |ti: usize, id: i64| -> rusqlite::Result<Option<[u8; 32]>> {
+        #[cfg(test)]
+        READ_BACKS.with(|c| c.set(c.get() + 1));
         if selects[ti].is_none() {
             let (t, cols) = CHAINED[ti];
             let stmt =
@@ -543,26 +804,51 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
             selects[ti] = Some((stmt, cols.split(',').count()));
         }
         let Some((stmt, ncols)) = selects[ti].as_mut() else {
-            continue;
+            return Ok(None);
         };
         let ncols = *ncols;
-        let digest = stmt.query_row([id], |r| row_digest(r, ncols)).optional()?;
+        stmt.query_row([id], |r| row_digest(r, ncols)).optional()
+    };
+    let mut packed: Vec<u8> = Vec::with_capacity(rows.len() * CHANGE_LEN);
+    let mut gone: Vec<(usize, Vec<i64>)> = Vec::new();
+    for (n, inserted) in rows {
+        let ti = n.table as usize;
+        let digest = match (n.op, n.digest) {
+            (Op::Delete, _) => None,
+            (_, Some(d)) => {
+                // Debug builds (the tests) check the hook's digest against the row read back.
+                #[cfg(debug_assertions)]
+                {
+                    let stored = read_back(ti, n.id)?;
+                    debug_assert_eq!(
+                        stored,
+                        Some(d),
+                        "audit: the digest of {}/{} taken at write differs from the stored row's",
+                        CHAINED[ti].0,
+                        n.id
+                    );
+                }
+                Some(d)
+            }
+            (_, None) => read_back(ti, n.id)?,
+        };
         match digest {
             Some(digest) => Change {
                 table: ti,
                 update: !inserted,
-                row_id: id,
+                row_id: n.id,
                 digest,
             }
             .pack(&mut packed),
             // Inserted and deleted in the same transaction: it never was.
             None if inserted => {}
             None => match gone.iter_mut().find(|(gt, _)| *gt == ti) {
-                Some((_, ids)) => ids.push(id),
-                None => gone.push((ti, vec![id])),
+                Some((_, ids)) => ids.push(n.id),
+                None => gone.push((ti, vec![n.id])),
             },
         }
     }
+    drop(read_back);
     drop(selects);
     let mut app = Appender::new(conn)?;
     let mut n = 0;
@@ -571,12 +857,23 @@ pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
         n += 1;
     }
     for (ti, ids) in gone {
-        let detail = serde_json::to_string(&Deleted::of(ids)).unwrap_or_default();
+        let mut d = Deleted::of(ids);
+        if let Some(note) = note.filter(|_| CHAINED[ti].0 == "spans") {
+            d.max_start_ns = note.max_start_ns;
+            d.partial_traces = note.partial_traces.clone();
+        }
+        let detail = serde_json::to_string(&d).unwrap_or_default();
         let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
         app.push(conn, deleted_op, CHAINED[ti].0, None, &digest, Some(detail))?;
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Rows read back by `seal` (each once more in debug builds, to check a digest).
+    static READ_BACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// (table index, row id) -> (seq of its latest entry, its digest there).
@@ -652,11 +949,25 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
             })?,
         );
     }
+    let pruned = pruned_so_far(&tx)?;
+    let mut partial: Vec<String> = Vec::new();
+    for t in pruned.partial_traces {
+        let id = hex_bytes::decode(&t).unwrap_or_default();
+        if tx
+            .prepare_cached("SELECT 1 FROM traces WHERE trace_id = ?1")?
+            .exists([id])?
+        {
+            partial.push(t);
+        }
+    }
+    partial.sort();
     let detail = serde_json::to_string(&Trimmed {
         trimmed_through: keep_from - 1,
         anchor: hex_bytes::encode(&anchor),
         kept_digest: kept_digest(&hashes),
         kept: kept.clone(),
+        pruned_max_start_ns: pruned.max_start_ns,
+        partial_traces: partial,
     })
     .unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(detail.as_bytes()).into();
@@ -676,6 +987,21 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     )? as u64;
     tx.commit()?;
     Ok(n)
+}
+
+/// What the chain's prune and trim entries say about the spans retention deleted.
+pub fn pruned_so_far(conn: &Connection) -> rusqlite::Result<super::audit_derived::Pruned> {
+    let mut out = super::audit_derived::Pruned::default();
+    let mut stmt = conn.prepare(
+        "SELECT op, detail FROM audit_chain WHERE op IN ('prune', 'trim') AND detail IS NOT NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let op: String = r.get(0)?;
+        let detail: String = r.get(1)?;
+        out.absorb_detail(&op, &detail);
+    }
+    Ok(out)
 }
 
 /// Seals each batch's changes into the chain inside its transaction; the last hook,
@@ -911,6 +1237,73 @@ mod tests {
         for id in [1, 2, 6, 8, 11, 13] {
             assert!(!d.contains(id), "{id}");
         }
+    }
+
+    /// The writer's digests, taken from the values it bound, equal those of the rows
+    /// read back (what `verify` computes), floats without a fraction, a negative zero
+    /// and a NaN (stored as NULL) included.
+    #[test]
+    fn digests_of_bound_values_match_the_stored_rows() {
+        use crate::model::{
+            CappedText, Event, EventType, Record, Span, SpanId, SpanKind, TraceId,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open_writer(&dir.path().join("a.db")).unwrap();
+        install(&mut conn).unwrap();
+        let mut records = Vec::new();
+        for (i, cost) in [Some(0.25), Some(-0.0), Some(1.5), Some(3.0), None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = Span::new(
+                TraceId::generate(),
+                SpanId::generate(),
+                format!("call {i}"),
+                SpanKind::LlmCall,
+                1_000_000_000 + i as i64,
+            );
+            s.end_ns = Some(1_500_000_000 + 7 * i as i64);
+            s.cost_usd = cost;
+            s.cost_computed_usd = (i == 2).then_some(f64::NAN);
+            s.input_tokens = Some(10 + i as i64);
+            s.input = Some(CappedText {
+                text: format!("héllo {i}"),
+                original_len: 7,
+            });
+            s.attributes
+                .insert("k".into(), serde_json::Value::from(i as u64));
+            records.push(Record::Span(Box::new(s)));
+        }
+        // Enough bytes for several hand-overs to the hashing thread.
+        for i in 0..200 {
+            let mut e = Event::new(EventType::Error, "E".into(), 5 + i);
+            e.message = Some(format!("boom {i} {}", "x".repeat(500)));
+            records.push(Record::Event(Box::new(e)));
+        }
+        let tx = conn.transaction().unwrap();
+        let out = super::super::write::write_records(&tx, &records, 9).unwrap();
+        // The usage rollups, as the pipeline keeps them (`verify` recomputes them).
+        use crate::pipeline::WriteHook;
+        crate::analytics::usage::RollupHook
+            .in_transaction(&tx, &records, &out.effects)
+            .unwrap();
+        assert_eq!(PENDING.with(|p| p.borrow().len()), 205);
+        let (gathered, handed) = DIGESTING.with(|d| {
+            let d = d.borrow();
+            (d.rows.len(), d.inflight.iter().map(|(i, _)| i.len()).sum::<usize>())
+        });
+        assert_eq!(gathered + handed, 205, "every insert gathered");
+        assert!(handed > 0, "some handed to the hashing thread");
+        // Debug builds compare each digest with the row read back, at seal: one read
+        // each, none for want of a digest.
+        READ_BACKS.with(|c| c.set(0));
+        assert_eq!(seal(&tx, "delete").unwrap(), 1);
+        let reads = READ_BACKS.with(|c| c.get());
+        assert_eq!(reads, if cfg!(debug_assertions) { 205 } else { 0 });
+        tx.commit().unwrap();
+        let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.rows_checked, 205);
     }
 
     #[test]

@@ -15,7 +15,8 @@ use super::audit::{CHAINED, Deleted, ENTRY_COLUMNS, Entry, SignedHead, Trimmed, 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Problem {
     /// edited, missing, added, reordered, truncated, bad_signature, rewritten,
-    /// broken_link, stale_head_file, head_file.
+    /// broken_link, stale_head_file, head_file, derived (a trace summary or usage
+    /// rollup that differs from the rows it is computed from).
     pub kind: &'static str,
     /// The chain entry concerned (the first bad one is the lowest).
     pub seq: Option<i64>,
@@ -33,6 +34,8 @@ pub struct Report {
     #[serde(serialize_with = "ser_hash")]
     pub head_hash: Option<Vec<u8>>,
     pub rows_checked: u64,
+    /// Rows of the derived tables (trace summaries, usage rollups) recomputed and compared.
+    pub derived_rows_checked: u64,
     pub signed_heads_checked: u64,
     pub last_signed_seq: Option<i64>,
     pub problems: Vec<Problem>,
@@ -59,8 +62,19 @@ pub fn verify_conn(
     public_key: Option<&[u8]>,
     file_heads: &[SignedHead],
 ) -> rusqlite::Result<Report> {
+    verify_conn_at(conn, public_key, file_heads, None)
+}
+
+/// As `verify_conn`; `expire_before_ns`: the age-retention cutoff when age retention
+/// is on (usage hours before it are not recomputed: see `audit_derived`).
+pub fn verify_conn_at(
+    conn: &Connection,
+    public_key: Option<&[u8]>,
+    file_heads: &[SignedHead],
+    expire_before_ns: Option<i64>,
+) -> rusqlite::Result<Report> {
     conn.execute_batch("BEGIN")?;
-    let out = verify_in(conn, public_key, file_heads);
+    let out = verify_in(conn, public_key, file_heads, expire_before_ns);
     let _ = conn.execute_batch("COMMIT");
     out
 }
@@ -73,7 +87,9 @@ fn verify_in(
     conn: &Connection,
     public_key: Option<&[u8]>,
     file_heads: &[SignedHead],
+    expire_before_ns: Option<i64>,
 ) -> rusqlite::Result<Report> {
+    let mut pruned = super::audit_derived::Pruned::default();
     let mut rep = Report::default();
     let mut problems: Vec<Problem> = Vec::new();
     let db_heads = load_db_heads(conn)?;
@@ -215,6 +231,9 @@ fn verify_in(
             if head_seqs.contains(&e.seq) {
                 hash_at.insert(e.seq, e.hash.clone());
             }
+            if let ("prune" | "trim", Some(d)) = (e.op.as_str(), e.detail.as_deref()) {
+                pruned.absorb_detail(&e.op, d);
+            }
             let t = CHAINED.iter().position(|(t, _)| *t == e.tbl);
             match (e.op.as_str(), t, e.row_id) {
                 ("changes", _, _) => {
@@ -320,6 +339,10 @@ fn verify_in(
         }
     }
 
+    // The derived tables against the rows they are computed from.
+    rep.derived_rows_checked =
+        super::audit_derived::check(conn, &pruned, expire_before_ns, &mut problems)?;
+
     // Signed heads, from the database and the head file.
     if let Some(key) = public_key {
         let last = rep.last_seq.unwrap_or(0);
@@ -414,7 +437,12 @@ pub enum CannotCheck {
 }
 
 /// Verifies the database at `db` with the key at `key_path` and the head file.
-pub fn verify_path(db: &Path, key_path: &Path, head_path: &Path) -> Result<Report, CannotCheck> {
+pub fn verify_path(
+    db: &Path,
+    key_path: &Path,
+    head_path: &Path,
+    max_age: Option<std::time::Duration>,
+) -> Result<Report, CannotCheck> {
     if !db.exists() {
         return Err(CannotCheck::Msg(format!(
             "database {}: no such file",
@@ -463,7 +491,8 @@ pub fn verify_path(db: &Path, key_path: &Path, head_path: &Path) -> Result<Repor
         }
     };
     let pk = signer.public_key();
-    let mut rep = verify_conn(&conn, Some(&pk), &file_heads)
+    let expire_before = max_age.map(|a| crate::model::now_ns() - a.as_nanos() as i64);
+    let mut rep = verify_conn_at(&conn, Some(&pk), &file_heads, expire_before)
         .map_err(|e| CannotCheck::Msg(format!("cannot read the database: {e}")))?;
     if !extra.is_empty() {
         rep.problems.extend(extra);

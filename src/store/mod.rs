@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod ai_act;
 pub mod audit;
+pub mod audit_derived;
 pub mod audit_verify;
 pub mod merge;
 pub mod metric_query;

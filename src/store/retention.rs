@@ -94,6 +94,7 @@ fn delete_batch(
     limit: i64,
 ) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
+    let mut note = super::audit::PruneNote::default();
     let n = if table == ROLLUPS {
         tx.prepare_cached(&format!(
             "DELETE FROM {ROLLUPS} WHERE (bucket_ns, name, attributes) IN (
@@ -103,20 +104,22 @@ fn delete_batch(
     } else if table == "spans" {
         // Traces whose last span goes go too.
         let mut stmt = tx.prepare_cached(&format!(
-            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {limit}) RETURNING trace_id"
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE {filter} ORDER BY id LIMIT {limit}) RETURNING trace_id, start_ns"
         ))?;
         let p = filter_params(&stmt, shipped, cutoff);
-        let ids: Vec<Vec<u8>> = stmt
-            .query_map(rusqlite::params_from_iter(p), |r| r.get(0))?
+        let ids: Vec<(Vec<u8>, i64)> = stmt
+            .query_map(rusqlite::params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         drop(stmt);
         let mut gone = tx.prepare_cached(
             "DELETE FROM traces WHERE trace_id = ?1 AND NOT EXISTS (SELECT 1 FROM spans WHERE trace_id = ?1)",
         )?;
         let mut seen = std::collections::HashSet::new();
-        for id in &ids {
-            if seen.insert(id.as_slice()) {
-                gone.execute([id])?;
+        for (id, start) in &ids {
+            note.max_start_ns = note.max_start_ns.max(Some(*start));
+            // A trace left with some of its spans: its summary still counts those gone.
+            if seen.insert(id.as_slice()) && gone.execute([id])? == 0 {
+                note.partial_traces.push(crate::util::hex::encode(id));
             }
         }
         ids.len() as u64
@@ -128,7 +131,7 @@ fn delete_batch(
         stmt.execute(rusqlite::params_from_iter(p))? as u64
     };
     // The chain records what went, in the same transaction.
-    super::audit::seal(&tx, "prune")?;
+    super::audit::seal_with(&tx, "prune", Some(&note))?;
     tx.commit()?;
     Ok(n)
 }

@@ -161,7 +161,7 @@ pub fn write_records_expiring(
             Record::Metric(m) if expired(m.time_ns) => WriteEffect::Expired,
             Record::Span(s) => {
                 let stmt = prepared(tx, &mut span_insert, || span_insert_sql("DO NOTHING"))?;
-                let new = bind_span_row(stmt, s, received_ns, &mut json)? > 0;
+                let new = bind_span_row(tx, stmt, s, received_ns, &mut json)? > 0;
                 if new {
                     traces.add(s);
                 }
@@ -169,7 +169,7 @@ pub fn write_records_expiring(
             }
             Record::Event(e) => {
                 let stmt = prepared(tx, &mut event_insert, || EVENT_INSERT.into())?;
-                effect_of(insert_event(stmt, e, received_ns, &mut json)?)
+                effect_of(insert_event(tx, stmt, e, received_ns, &mut json)?)
             }
             Record::Metric(m) => {
                 let stmt = prepared(tx, &mut metric_insert, || METRIC_INSERT.into())?;
@@ -324,7 +324,7 @@ pub(super) fn write_span_row(
     on_conflict: &str,
 ) -> rusqlite::Result<usize> {
     let mut stmt = tx.prepare_cached(&span_insert_sql(on_conflict))?;
-    bind_span_row(&mut stmt, s, received_ns, &mut RowJson::default())
+    bind_span_row(tx, &mut stmt, s, received_ns, &mut RowJson::default())
 }
 
 fn span_insert_sql(on_conflict: &str) -> String {
@@ -374,6 +374,7 @@ impl RowJson {
 }
 
 fn bind_span_row(
+    conn: &rusqlite::Connection,
     stmt: &mut Statement,
     s: &Span,
     received_ns: i64,
@@ -382,7 +383,13 @@ fn bind_span_row(
     let finish = (!s.finish_reasons.is_empty())
         .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
     let (attributes, resource) = json.of(&s.attributes, &s.resource);
-    stmt.execute(params![
+    let latency_ms = s.latency_ms();
+    let cost_source = s.cost_source.map(|c| c.as_str());
+    let input = s.input.as_ref().map(|t| t.text.as_str());
+    let input_len = s.input.as_ref().map(|t| t.original_len as i64);
+    let output = s.output.as_ref().map(|t| t.text.as_str());
+    let output_len = s.output.as_ref().map(|t| t.original_len as i64);
+    let values = params![
         &s.trace_id.0[..],
         &s.span_id.0[..],
         s.parent_span_id.as_ref().map(|p| &p.0[..]),
@@ -406,23 +413,35 @@ fn bind_span_row(
         s.cache_write_tokens,
         s.reasoning_tokens,
         s.cost_usd,
-        s.cost_source.map(|c| c.as_str()),
+        cost_source,
         finish,
         s.tool_name,
         s.tool_call_id,
         s.error_type,
-        s.latency_ms(),
-        s.input.as_ref().map(|t| t.text.as_str()),
-        s.input.as_ref().map(|t| t.original_len as i64),
-        s.output.as_ref().map(|t| t.text.as_str()),
-        s.output.as_ref().map(|t| t.original_len as i64),
+        latency_ms,
+        input,
+        input_len,
+        output,
+        output_len,
         attributes,
         resource,
         s.source,
         received_ns,
         s.cost_computed_usd,
-    ])
+    ];
+    let n = stmt.execute(values)?;
+    if n > 0 {
+        // The audit chain digests the row from what was bound (`CHAINED`'s order).
+        super::audit::digest_inserted(SPANS, conn.last_insert_rowid(), values);
+    }
+    Ok(n)
 }
+
+/// `CHAINED`'s index of each table (see `audit::CHAINED`).
+const SPANS: usize = 0;
+const EVENTS: usize = 1;
+
+
 
 /// Keeps the trace's summary row current whatever order its spans arrive in.
 const TRACE_UPSERT: &str = "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
@@ -492,13 +511,14 @@ const EVENT_INSERT: &str = "INSERT INTO events (uid, type, time_ns, name, severi
          ON CONFLICT(uid) DO NOTHING";
 
 fn insert_event(
+    conn: &rusqlite::Connection,
     stmt: &mut Statement,
     e: &Event,
     received_ns: i64,
     json: &mut RowJson,
 ) -> rusqlite::Result<bool> {
     let (attributes, resource) = json.of(&e.attributes, &e.resource);
-    let n = stmt.execute(params![
+    let values = params![
         e.uid,
         e.event_type.as_str(),
         e.time_ns,
@@ -516,7 +536,11 @@ fn insert_event(
         resource,
         e.source,
         received_ns,
-    ])?;
+    ];
+    let n = stmt.execute(values)?;
+    if n > 0 {
+        super::audit::digest_inserted(EVENTS, conn.last_insert_rowid(), values);
+    }
     Ok(n > 0)
 }
 

@@ -439,17 +439,20 @@ pub fn spawn(
     }))
 }
 
-/// The read-only methods asked at each poll, in order.
-const METHODS: [&str; 8] = [
-    "health",
-    "status",
-    "usage.cost",
-    "sessions.usage",
-    "cron.list",
-    "cron.runs",
-    "skills.status",
-    "sessions.list",
-];
+/// The read-only methods asked at each poll, in order, with their parameters (usage over
+/// every configured agent, not only the default one).
+fn methods() -> [(&'static str, Value); 8] {
+    [
+        ("health", json!({})),
+        ("status", json!({})),
+        ("usage.cost", json!({"agentScope": "all"})),
+        ("sessions.usage", json!({"agentScope": "all"})),
+        ("cron.list", json!({})),
+        ("cron.runs", json!({})),
+        ("skills.status", json!({})),
+        ("sessions.list", json!({})),
+    ]
+}
 
 /// One poll: connect, ask each method, keep what answered. An error means nothing useful
 /// came back (the connect failed); a method that fails is named in `method_errors`.
@@ -467,8 +470,9 @@ async fn poll(
     let protocol = c.hello["protocol"].as_i64();
     let mut errors: Vec<(String, GatewayError)> = Vec::new();
     let mut got: Vec<Option<Value>> = Vec::new();
-    for m in METHODS {
-        match c.call(m, json!({})).await {
+    let methods = methods();
+    for (m, params) in &methods {
+        match c.call(m, params.clone()).await {
             Ok(v) => got.push(Some(v)),
             Err(e) => {
                 let closed = matches!(e, GatewayError::Closed(_) | GatewayError::Io(_));
@@ -480,7 +484,7 @@ async fn poll(
             }
         }
     }
-    got.resize(METHODS.len(), None);
+    got.resize(methods.len(), None);
     let mut got = got.into_iter();
     let mut next = || got.next().flatten();
     let (health, status, usage_cost, sessions_usage) = (next(), next(), next(), next());
@@ -594,7 +598,8 @@ pub fn cron_view(list: Option<&Value>, runs: Option<&Value>) -> Value {
             rs.iter()
                 .map(|r| {
                     json!({
-                        "job_id": r["jobId"], "run_id": r["runId"], "status": r["status"],
+                        "job_id": r["jobId"], "job_name": r["jobName"], "run_id": r["runId"],
+                        "status": r["status"], "completion_status": r["completionStatus"],
                         "started_ms": r["runAtMs"].as_i64().or(r["startedAtMs"].as_i64()).or(r["ts"].as_i64()),
                         "duration_ms": r["durationMs"], "session_key": r["sessionKey"],
                         "session_id": r["sessionId"], "model": r["model"],
@@ -669,7 +674,9 @@ pub fn sessions_view(list: &Value) -> Value {
                             (Some(u), Some(c)) if c > 0 => json!(u as f64 / c as f64),
                             _ => Value::Null,
                         },
-                        "compactions": s["compactionCount"].as_i64().unwrap_or(0),
+                        // Not in 2026.9.6's index (null there): its compactions come from
+                        // the `after_compaction` hook (the context view).
+                        "compactions": s["compactionCount"],
                         "estimated_cost_usd": s["estimatedCostUsd"],
                         "spawned_by": s["spawnedBy"],
                     })
@@ -680,7 +687,7 @@ pub fn sessions_view(list: &Value) -> Value {
     json!({
         "count": list["count"], "total_count": list["totalCount"],
         "default_context_tokens": list["defaults"]["contextTokens"],
-        "compactions": rows.iter().map(|r| r["compactions"].as_i64().unwrap_or(0)).sum::<i64>(),
+        "compactions": rows.iter().filter_map(|r| r["compactions"].as_i64()).reduce(|a, b| a + b),
         "sessions": rows,
     })
 }

@@ -225,8 +225,7 @@ fn a_compressed_day_against_the_real_gateway() {
         .unwrap()
         .iter()
         .filter_map(|s| s["key"].as_str())
-        .filter(|k| k.starts_with("agent:main:openai:"))
-        .last()
+        .rfind(|k| k.starts_with("agent:main:openai:"))
         .unwrap()
         .to_string();
     let c = call(gw_port, "sessions.compact", json!({"key": key}));

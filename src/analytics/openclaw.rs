@@ -566,9 +566,13 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
     let nested_sql = format!(
         "WITH RECURSIVE sub(top, trace_id, span_id) AS (
             SELECT s.span_id, s.trace_id, s.span_id FROM spans s
+              JOIN traces t ON t.trace_id = s.trace_id
+              LEFT JOIN spans r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
             WHERE s.source = 'openclaw' AND s.name LIKE 'openclaw.harness %'
               AND s.parent_span_id IS NOT NULL AND {key} LIKE 'agent:%:subagent:%'
               AND s.start_ns >= ?1 AND s.start_ns < ?2
+              -- not the sub-agent's own trace (its root has its key): its parent's
+              AND coalesce({rkey}, '') != {key}
             UNION ALL
             SELECT sub.top, c.trace_id, c.span_id FROM spans c
               JOIN sub ON c.trace_id = sub.trace_id AND c.parent_span_id = sub.span_id)
@@ -580,6 +584,7 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
          GROUP BY h.trace_id, h.span_id ORDER BY h.start_ns",
         key = attr("openclaw.session_key"),
         hkey = attr("openclaw.session_key").replace("s.attributes", "h.attributes"),
+        rkey = attr("openclaw.session_key").replace("s.attributes", "r.attributes"),
     );
     let mut stmt = conn.prepare(&nested_sql)?;
     let nested = stmt.query_map(params![w.from_ns, w.to_ns], |r| {

@@ -741,6 +741,7 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     let (mut unlisted, mut silent, mut heartbeats) =
         (Part::default(), Part::default(), Part::default());
     let mut unlisted_sessions = HashSet::new();
+    let mut unlisted_keys: Vec<String> = Vec::new();
     for r in &runs {
         let add = |p: &mut Part| {
             p.runs += 1;
@@ -752,7 +753,9 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
             && !listed.contains(sid)
         {
             add(&mut unlisted);
-            unlisted_sessions.insert(sid.to_string());
+            if unlisted_sessions.insert(sid.to_string()) {
+                unlisted_keys.push(r.session_key.clone().unwrap_or_else(|| sid.to_string()));
+            }
         }
         if r.silent_reply.is_some() {
             add(&mut silent);
@@ -766,11 +769,12 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     let mut why = Vec::new();
     if unlisted.runs > 0 {
         why.push(format!(
-            "openclaw-trace counts {} tokens (${:.6}) of {} runs in {} sessions OpenClaw's sessions.usage does not list (archived .reset/.deleted sessions, left out of its totals)",
+            "openclaw-trace counts {} tokens (${:.6}) of {} runs in {} sessions OpenClaw's sessions.usage does not list, so leaves out of its totals (archived .reset/.deleted sessions, and in 2026.9.6 cron, webhook and sub-agent sessions: {})",
             unlisted.total_tokens,
             unlisted.cost_usd,
             unlisted.runs,
-            unlisted_sessions.len()
+            unlisted_sessions.len(),
+            unlisted_keys.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
     if silent.runs > 0 {
@@ -795,7 +799,7 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     cmp["openclaw_cache_status"] = json!(status);
     // OpenClaw's usage cache still reading transcripts: its totals lag.
     cmp["settled"] = json!(status != "refreshing");
-    cmp["not_in_openclaw"] = json!({"sessions": unlisted_sessions.len(), "runs": unlisted.runs,
+    cmp["not_in_openclaw"] = json!({"sessions": unlisted_sessions.len(), "session_keys": unlisted_keys, "runs": unlisted.runs,
         "total_tokens": unlisted.total_tokens, "cost_usd": unlisted.cost_usd});
     cmp["silent_replies"] = json!(silent);
     cmp["heartbeats"] = json!(heartbeats);

@@ -176,6 +176,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         cfg.api.max_connections,
     );
     admission.register(&metrics);
+    let gateway_target =
+        crate::sources::openclaw_gateway::target(&cfg.openclaw_gateway, &cfg.transcripts);
+    let gateway = crate::sources::openclaw_gateway::GatewayState::new(gateway_target.as_ref());
     let state: SharedState = Arc::new(AppState {
         config: cfg.clone(),
         pipeline: pipeline.clone(),
@@ -190,6 +193,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         admission: admission.clone(),
         fleet,
         activity: Arc::new(store::activity::ActivityLog::new(pipeline.clone())),
+        gateway: gateway.clone(),
     });
     state.activity.record(store::activity::Activity {
         time_ns: crate::model::now_ns(),
@@ -285,6 +289,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         &cfg.transcripts,
         pipeline.clone(),
         &db_path,
+    ));
+    // The OpenClaw gateway, polled read-only (off when its URL is `off`).
+    tasks.extend(crate::sources::openclaw_gateway::spawn(
+        gateway_target,
+        &cfg.openclaw_gateway,
+        gateway,
+        state.reads.clone(),
     ));
     tasks.extend(analytics_tasks);
     state.ready.store(true, Ordering::Relaxed);

@@ -27,6 +27,7 @@ pub struct Config {
     pub log: logging::LogConfig,
     pub tail: sources::tail::TailConfig,
     pub transcripts: sources::transcripts::TranscriptsConfig,
+    pub openclaw_gateway: sources::openclaw_gateway::GatewayConfig,
     pub host: sources::host::HostConfig,
     pub push: sinks::push::PushConfig,
     pub redact: redact::RedactConfig,
@@ -84,6 +85,9 @@ pub fn settings() -> Vec<AnySetting> {
     lift(&mut out, sources::tail::SETTINGS, |c| &mut c.tail);
     lift(&mut out, sources::transcripts::SETTINGS, |c| {
         &mut c.transcripts
+    });
+    lift(&mut out, sources::openclaw_gateway::SETTINGS, |c| {
+        &mut c.openclaw_gateway
     });
     lift(&mut out, sources::host::SETTINGS, |c| &mut c.host);
     lift(&mut out, sinks::push::SETTINGS, |c| &mut c.push);

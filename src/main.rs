@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             openclaw::OpenclawCmd::Fallbacks(v) => openclaw_views::run_fallbacks(&cfg, v),
             openclaw::OpenclawCmd::Waste(v) => openclaw_views::run_waste(&cfg, v),
             openclaw::OpenclawCmd::Gateway(g) => openclaw::run_gateway(&cfg, g),
+            openclaw::OpenclawCmd::Skills(s) => openclaw::run_skills(&cfg, s),
         },
         Some(Cmd::Activity(a)) => audit::run_activity(&cfg, a),
         Some(Cmd::AuditReadiness(a)) => return audit::run_readiness(&cfg, a),

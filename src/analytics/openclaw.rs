@@ -646,6 +646,9 @@ pub struct SubagentLink {
     pub child_llm_calls: i64,
     pub child_total_tokens: i64,
     pub child_cost_usd: f64,
+    /// The sub-agent ran inside its parent's trace (OpenClaw 2026.9.6): the parent run's
+    /// own figures exclude it here.
+    pub in_parent_trace: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -718,6 +721,7 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
                 child_llm_calls: 0,
                 child_total_tokens: 0,
                 child_cost_usd: 0.0,
+                in_parent_trace: false,
             }
         });
         if agent_ok(w, r.agent_id.as_deref()) || agent_ok(w, l.child_agent_id.as_deref()) {
@@ -726,6 +730,73 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
             l.child_total_tokens += r.total_tokens;
             l.child_cost_usd += r.cost_usd.unwrap_or(0.0);
         }
+    }
+    // OpenClaw 2026.9.6 runs a sub-agent inside the trace of the run that spawned it: its
+    // attempt (a harness span with the sub-agent's session key) hangs under the parent's
+    // spans, so it is no trace root. Each such attempt is a child run of that trace; its
+    // calls are the model calls beneath it.
+    let nested_sql = format!(
+        "WITH RECURSIVE sub(top, trace_id, span_id) AS (
+            SELECT s.span_id, s.trace_id, s.span_id FROM spans s
+              JOIN traces t ON t.trace_id = s.trace_id
+              LEFT JOIN spans r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
+            WHERE s.source = 'openclaw' AND s.name LIKE 'openclaw.harness %'
+              AND s.parent_span_id IS NOT NULL AND {key} LIKE 'agent:%:subagent:%'
+              AND s.start_ns >= ?1 AND s.start_ns < ?2
+              -- not the sub-agent's own trace (its root has its key): its parent's
+              AND coalesce({rkey}, '') != {key}
+            UNION ALL
+            SELECT sub.top, c.trace_id, c.span_id FROM spans c
+              JOIN sub ON c.trace_id = sub.trace_id AND c.parent_span_id = sub.span_id)
+         SELECT h.trace_id, {hkey}, h.agent_id, count(l.span_id),
+            coalesce(sum(l.total_tokens), 0), sum(l.cost_usd)
+         FROM sub JOIN spans h ON h.trace_id = sub.trace_id AND h.span_id = sub.top
+         LEFT JOIN spans l ON l.trace_id = sub.trace_id AND l.span_id = sub.span_id
+            AND l.kind = 'llm_call'
+         GROUP BY h.trace_id, h.span_id ORDER BY h.start_ns",
+        key = attr("openclaw.session_key"),
+        hkey = attr("openclaw.session_key").replace("s.attributes", "h.attributes"),
+        rkey = attr("openclaw.session_key").replace("s.attributes", "r.attributes"),
+    );
+    let mut stmt = conn.prepare(&nested_sql)?;
+    let nested = stmt.query_map(params![w.from_ns, w.to_ns], |r| {
+        Ok((
+            hex(r.get(0)?).unwrap_or_default(),
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<f64>>(5)?,
+        ))
+    })?;
+    for row in nested {
+        let (trace, key, agent, calls, tokens, cost) = row?;
+        if !(agent_ok(w, agent.as_deref())) {
+            continue;
+        }
+        let lk = key.to_ascii_lowercase();
+        let spawn = spawns.get(&lk);
+        let l = links.entry(lk).or_insert_with(|| SubagentLink {
+            child_session_key: key.clone(),
+            child_agent_id: agent.clone(),
+            requester_session_key: spawn.and_then(|s| s.0.clone()),
+            parent_trace_id: Some(trace.clone()),
+            spawned_ms: spawn.map(|s| ms(s.1)),
+            label: spawn.and_then(|s| s.2.clone()),
+            child_runs: Vec::new(),
+            child_llm_calls: 0,
+            child_total_tokens: 0,
+            child_cost_usd: 0.0,
+            in_parent_trace: true,
+        });
+        l.in_parent_trace = true;
+        l.parent_trace_id = Some(trace.clone());
+        if !l.child_runs.contains(&trace) {
+            l.child_runs.push(trace);
+        }
+        l.child_llm_calls += calls;
+        l.child_total_tokens += tokens;
+        l.child_cost_usd += cost.unwrap_or(0.0);
     }
     // The parent run: the requester session's latest run that started before the spawn.
     for l in links.values_mut() {
@@ -764,6 +835,10 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
         });
         e.subagent_cost_usd += l.child_cost_usd;
         e.subagents += 1;
+        // Its calls are in the parent trace's cost already.
+        if l.in_parent_trace {
+            e.own_cost_usd = e.own_cost_usd.map(|c| (c - l.child_cost_usd).max(0.0));
+        }
     }
     for p in parents.values_mut() {
         p.total_cost_usd = p.own_cost_usd.unwrap_or(0.0) + p.subagent_cost_usd;

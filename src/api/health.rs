@@ -59,6 +59,9 @@ pub struct Health {
     pub analytics: crate::analytics::AnalyticsHealth,
     /// Every running sink: status, backlog and its age, failures, dead letters.
     pub sinks: Vec<crate::sinks::SinkHealth>,
+    /// The OpenClaw gateway source: its condition, version, channels, and OpenClaw's
+    /// own usage totals against ours.
+    pub openclaw_gateway: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -130,6 +133,8 @@ pub fn snapshot(st: &SharedState) -> Health {
         }
     }
     warnings.extend(st.analytics.warnings());
+    let gateway = st.gateway.snapshot();
+    warnings.extend(gateway.warnings());
     let last_commit = stats.last_commit_ns.load(Ordering::Relaxed);
     let push = st.sinks.status(crate::sinks::push::SINK);
     for s in st.sinks.statuses() {
@@ -195,6 +200,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         text_limit_bytes: st.config.ingest.text_limit(),
         analytics: st.analytics.health(),
         sinks: Vec::new(),
+        openclaw_gateway: gateway.brief(),
     }
 }
 

@@ -175,6 +175,8 @@ pub struct AppState {
     pub fleet: Arc<crate::sources::fleet::Registry>,
     /// The daemon's own administrative and security events (`GET /v1/activity`).
     pub activity: Arc<crate::store::activity::ActivityLog>,
+    /// What the OpenClaw gateway poller knows (`sources::openclaw_gateway`).
+    pub gateway: Arc<crate::sources::openclaw_gateway::GatewayState>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -67,6 +67,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/v1/openclaw/channels", get(get_channels))
         .route("/v1/openclaw/fallbacks", get(get_fallbacks))
         .route("/v1/openclaw/waste", get(get_waste))
+        .route("/v1/openclaw/gateway", get(get_gateway))
+        .route("/v1/openclaw/skills", get(get_skills))
 }
 
 /// `from` (default: 24 h before `to`), `to` (default: now), `agent`.
@@ -102,7 +104,16 @@ async fn get_scheduled(
     let w = window(&p)?;
     let limit = limit_param(&p)?;
     let r = read(&st, move |c| views::scheduled(c, &w, limit)).await?;
-    Ok(axum::Json(r).into_response())
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    // The gateway's own jobs and their runs (`cron.list`, `cron.runs`), when it answered.
+    let g = st.gateway.snapshot();
+    v["gateway"] = serde_json::json!({
+        "condition": g.condition,
+        "last_ok_ms": g.last_ok_ms,
+        "jobs": g.cron.as_ref().map(|c| c["jobs"].clone()),
+        "runs": g.cron.as_ref().map(|c| c["runs"].clone()),
+    });
+    Ok(axum::Json(v).into_response())
 }
 
 async fn get_subagents(
@@ -164,4 +175,22 @@ async fn get_waste(State(st): State<SharedState>, Query(p): Params) -> Result<Re
     })
     .await?;
     Ok(axum::Json(r).into_response())
+}
+
+/// What the OpenClaw gateway poller knows: its condition, version, channels, OpenClaw's
+/// totals against ours, crons, skills, the session index.
+async fn get_gateway(State(st): State<SharedState>) -> Response {
+    axum::Json(st.gateway.snapshot()).into_response()
+}
+
+/// The gateway's skills (`skills.status`): each skill, eligible or not, and what it lacks.
+async fn get_skills(State(st): State<SharedState>) -> Response {
+    let g = st.gateway.snapshot();
+    let mut v = g
+        .skills
+        .unwrap_or_else(|| serde_json::json!({"skills": [], "totals": null}));
+    v["condition"] = serde_json::json!(g.condition);
+    v["detail"] = serde_json::json!(g.detail);
+    v["last_ok_ms"] = serde_json::json!(g.last_ok_ms);
+    axum::Json(v).into_response()
 }

@@ -156,6 +156,7 @@ pub fn checks(cfg: Result<Config, ConfigError>, timeout: Duration) -> Vec<Check>
             out.push(otlp_ports(&cfg, ours));
             out.push(exposure(&cfg));
             out.extend(openclaw(&cfg));
+            out.push(rt.block_on(gateway(&cfg, timeout)));
             let (c, d) = rt.block_on(push(&cfg, timeout));
             out.push(c);
             remote_dates.extend(d);
@@ -523,6 +524,124 @@ fn openclaw(cfg: &Config) -> Vec<Check> {
     out.push(gateway_log(cfg));
     out.push(transcripts_check(state.as_deref(), config.is_some()));
     out
+}
+
+/// The OpenClaw gateway source: the running daemon's view of it (its condition, and
+/// OpenClaw's own sessions.usage against ours), else the gateway asked directly and its
+/// totals compared with this database.
+async fn gateway(cfg: &Config, timeout: Duration) -> Check {
+    use crate::sources::openclaw_gateway::{self as og, Condition};
+    const NAME: &str = "openclaw gateway";
+    let Some(t) = og::target(&cfg.openclaw_gateway, &cfg.transcripts) else {
+        return ok(NAME, "off (OCT_OPENCLAW_GATEWAY_URL=off)");
+    };
+    let health = http_get(
+        &format!("{}/health", cfg.api.local_url()),
+        cfg.api.auth_token.as_deref(),
+        timeout,
+    )
+    .await;
+    let mut url = t.url.clone();
+    let (condition, detail, version, comparison) = match health
+        .as_ref()
+        .map(|h| &h["openclaw_gateway"])
+        .filter(|g| g.is_object() && g["condition"] != "starting")
+    {
+        Some(g) => {
+            if let Some(u) = g["url"].as_str() {
+                url = u.to_string();
+            }
+            (
+                g["condition"].as_str().unwrap_or("error").to_string(),
+                g["detail"].as_str().unwrap_or("").to_string(),
+                g["version"].as_str().unwrap_or("?").to_string(),
+                g["comparison"].clone(),
+            )
+        }
+        None => {
+            let direct = async {
+                let mut c =
+                    crate::sources::gateway::GatewayClient::connect(&t.url, &t.token, timeout)
+                        .await?;
+                let su = c.call("sessions.usage", serde_json::json!({})).await?;
+                Ok::<_, crate::sources::gateway::GatewayError>((c.hello.clone(), su))
+            };
+            match direct.await {
+                Err(e) => {
+                    let mut c = og::classify(&e);
+                    if c == Condition::Unreachable && !t.configured {
+                        c = Condition::NotFound;
+                    }
+                    (c.name().to_string(), e.to_string(), "?".into(), Value::Null)
+                }
+                Ok((hello, su)) => {
+                    let cmp = crate::cli::traces::reader(cfg)
+                        .ok()
+                        .map(|conn| og::compare_with_db(&conn, &su))
+                        .unwrap_or(Value::Null);
+                    (
+                        "ok".into(),
+                        String::new(),
+                        hello["server"]["version"]
+                            .as_str()
+                            .unwrap_or("?")
+                            .to_string(),
+                        cmp,
+                    )
+                }
+            }
+        }
+    };
+    match condition.as_str() {
+        "ok" => {
+            if comparison["agree"] == false {
+                warn(
+                    NAME,
+                    format!(
+                        "{} (OpenClaw {version}) up; its sessions.usage and openclaw-trace differ by {:.1}% in tokens, {:.1}% in cost: {}",
+                        url,
+                        comparison["tokens_diff_pct"].as_f64().unwrap_or(0.0),
+                        comparison["cost_diff_pct"].as_f64().unwrap_or(0.0),
+                        comparison["which_side_counts_what"].as_str().unwrap_or("")
+                    ),
+                    "nothing to fix when the difference is named above; else check that the plugin and the transcripts reader both run",
+                )
+            } else {
+                ok(
+                    NAME,
+                    format!(
+                        "{} (OpenClaw {version}) up{}",
+                        url,
+                        if comparison["agree"] == true {
+                            "; its sessions.usage agrees with openclaw-trace within 1 %"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+        }
+        "not_found" | "disabled" => ok(NAME, format!("no gateway at {} (none configured)", url)),
+        c => warn(
+            NAME,
+            format!("{} {c}: {detail}", url),
+            match c {
+                "unreachable" => {
+                    "start the gateway, or set OCT_OPENCLAW_GATEWAY_URL (off disables this source)"
+                }
+                "auth_refused" => {
+                    "set OCT_OPENCLAW_GATEWAY_TOKEN to the gateway's gateway.auth.token"
+                }
+                "scope_missing" => {
+                    "give the connection operator.read (OCT_OPENCLAW_GATEWAY_SCOPES, or the token's scopes)"
+                }
+                "protocol_mismatch" => {
+                    "upgrade OpenClaw (this client speaks gateway protocol 3 to 4)"
+                }
+                _ => "see the gateway's log",
+            },
+        ),
+    }
 }
 
 /// Whether `dir` holds the openclaw-trace plugin (its manifest names it).

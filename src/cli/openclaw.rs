@@ -47,6 +47,111 @@ pub enum OpenclawCmd {
     Waste(super::openclaw_views::WasteArgs),
     /// Ask the gateway itself over its WebSocket: health, status, usage.cost, sessions.usage, cron.list
     Gateway(GatewayArgs),
+    /// The gateway's skills (skills.status): eligible or not, and what each lacks
+    Skills(SkillsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SkillsArgs {
+    /// Print JSON (the same as GET /v1/openclaw/skills)
+    #[arg(long)]
+    pub json: bool,
+    /// Time allowed for each step
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+}
+
+/// `openclaw skills`: the running daemon's view (GET /v1/openclaw/skills); without a
+/// daemon, or while its gateway source is not ok, the gateway asked directly
+/// (OCT_OPENCLAW_GATEWAY_URL and _TOKEN, else the OpenClaw config's).
+pub fn run_skills(cfg: &Config, a: &SkillsArgs) -> Result<String, crate::cli::traces::CliError> {
+    use crate::cli::traces::CliError;
+    use crate::sources::openclaw_gateway as og;
+    let timeout = crate::util::duration::parse(&a.timeout)
+        .map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let url = format!("{}/v1/openclaw/skills", cfg.api.local_url());
+    let token = cfg.api.auth_token.clone();
+    let from_daemon: Option<Value> = rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build().ok()?;
+        let mut req = client.get(&url);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        serde_json::from_slice(&r.bytes().await.ok()?).ok()
+    });
+    let v = match from_daemon.filter(|v| v["condition"] == "ok") {
+        Some(v) => v,
+        None => {
+            let t = og::target(&cfg.openclaw_gateway, &cfg.transcripts).ok_or_else(|| {
+                CliError::Failed(
+                    "the OpenClaw gateway source is off (OCT_OPENCLAW_GATEWAY_URL=off)".into(),
+                )
+            })?;
+            let status = rt
+                .block_on(async {
+                    let mut c =
+                        crate::sources::gateway::GatewayClient::connect(&t.url, &t.token, timeout)
+                            .await?;
+                    c.call("skills.status", json!({})).await
+                })
+                .map_err(|e| {
+                    CliError::Failed(format!(
+                        "gateway {}: {} ({e})",
+                        t.url,
+                        og::classify(&e).name()
+                    ))
+                })?;
+            let mut v = og::skills_view(&status);
+            v["condition"] = json!("ok");
+            v
+        }
+    };
+    if a.json {
+        return Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n");
+    }
+    let t = &v["totals"];
+    let mut out = format!(
+        "{} skills, {} eligible, {} disabled, {} missing requirements (agent {})\n",
+        t["skills"],
+        t["eligible"],
+        t["disabled"],
+        t["missing_requirements"],
+        v["agent_id"].as_str().unwrap_or("?")
+    );
+    out.push_str(&format!(
+        "{:<32} {:<9} {:<18} {}\n",
+        "SKILL", "ELIGIBLE", "SOURCE", "MISSING"
+    ));
+    for s in v["skills"].as_array().into_iter().flatten() {
+        let missing: Vec<&str> = s["missing"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        out.push_str(&format!(
+            "{:<32} {:<9} {:<18} {}\n",
+            s["name"].as_str().unwrap_or("?"),
+            if s["disabled"] == true {
+                "disabled"
+            } else if s["eligible"] == true {
+                "yes"
+            } else {
+                "no"
+            },
+            s["source"].as_str().unwrap_or(""),
+            missing.join(" ")
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Args, Debug)]

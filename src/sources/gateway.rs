@@ -98,6 +98,17 @@ impl GatewayClient {
         token: &str,
         timeout: Duration,
     ) -> Result<GatewayClient, GatewayError> {
+        Self::connect_with_scopes(url, token, &["operator.read"], timeout).await
+    }
+
+    /// [`connect`](Self::connect), asking for `scopes` (the gateway grants a shared-token
+    /// client what it asks for; methods outside them answer `MISSING_SCOPE`).
+    pub async fn connect_with_scopes(
+        url: &str,
+        token: &str,
+        scopes: &[&str],
+        timeout: Duration,
+    ) -> Result<GatewayClient, GatewayError> {
         let (addr, host, path) = parse_url(url)?;
         let stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
             .await
@@ -147,7 +158,7 @@ impl GatewayClient {
             "maxProtocol": 4,
             "client": {"id": "cli", "version": env!("CARGO_PKG_VERSION"), "platform": std::env::consts::OS, "mode": "cli"},
             "role": "operator",
-            "scopes": ["operator.read"],
+            "scopes": scopes,
             "auth": {"token": token},
         });
         c.hello = c.call("connect", params).await?;

@@ -4,6 +4,7 @@ pub mod gateway;
 pub mod host;
 pub mod ingest;
 pub mod openclaw;
+pub mod openclaw_gateway;
 pub mod otlp;
 pub mod tail;
 pub mod transcripts;

@@ -266,7 +266,11 @@ fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
             0.0
         }),
     );
-    let tools = run_tools(conn, &id)?;
+    // A run sampling dropped kept its tool figures, not its tool spans.
+    let tools = match super::sampling::dropped_behaviour(conn, &id)? {
+        Some(t) => t,
+        None => run_tools(conn, &id)?,
+    };
     values.insert(Metric::RetryRate.name(), Some(tools.retry_rate));
     values.insert(Metric::ToolErrorRate.name(), Some(tools.error_rate));
     values.insert(Metric::BlastRadius.name(), Some(tools.blast_radius as f64));

@@ -12,6 +12,7 @@ pub mod openclaw;
 pub mod overview;
 pub mod pricing;
 pub mod run_metrics;
+pub mod sampling;
 pub mod usage;
 
 use std::collections::VecDeque;
@@ -53,6 +54,10 @@ pub struct AnalyticsConfig {
     pub baseline_settle: Duration,
     /// Days usage rollups are kept (as daily rows once older than the age retention); 0 keeps them.
     pub usage_retention_days: u64,
+    /// `OCT_SAMPLING` as given, and its rules (`None`: every run is kept).
+    pub sampling: Option<(String, sampling::SamplingRules)>,
+    /// A run without an ended root is decided this long after its first span.
+    pub sampling_decision_wait: Duration,
 }
 
 impl Default for AnalyticsConfig {
@@ -71,6 +76,8 @@ impl Default for AnalyticsConfig {
             baseline_threshold: 3.5,
             baseline_settle: Duration::from_secs(5),
             usage_retention_days: 400,
+            sampling: None,
+            sampling_decision_wait: Duration::from_secs(30),
         }
     }
 }
@@ -234,6 +241,26 @@ pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
         help: "Days usage rollups (GET /v1/usage, budgets) are kept; hourly rows older than OCT_RETENTION_DAYS become daily rows (0 keeps them forever)",
         set: |c, v| {
             c.usage_retention_days = parse_u64(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "sampling",
+        env: "OCT_SAMPLING",
+        default: "off",
+        help: "Keep a share of the runs, totals exact (README: Sampling): ratio=10%,slower_than=30s,costlier_than=$0.50 (errors and baseline outliers are always kept)",
+        set: |c, v| {
+            c.sampling = sampling::parse_rules(v)?.map(|r| (v.trim().to_string(), r));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "sampling_decision_wait",
+        env: "OCT_SAMPLING_DECISION_WAIT",
+        default: "30s",
+        help: "A run whose root span has not ended is decided this long after its first span",
+        set: |c, v| {
+            c.sampling_decision_wait = parse_duration(v)?;
             Ok(())
         },
     },
@@ -402,6 +429,9 @@ pub struct AnalyticsHealth {
     pub budgets: Vec<BudgetStatus>,
     /// Models seen without a price: their calls have no cost.
     pub unpriced_models: Vec<Unpriced>,
+    /// Run sampling's decisions (absent when `OCT_SAMPLING` is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<sampling::SamplingHealth>,
 }
 
 /// The analytics components of a running daemon.
@@ -415,6 +445,8 @@ pub struct Analytics {
     runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
     /// Checked runs' figures for `/metrics`, once registered.
     run_histograms: std::sync::OnceLock<Arc<run_metrics::RunHistograms>>,
+    /// Run sampling, when `OCT_SAMPLING` is on.
+    pub sampler: Option<Arc<sampling::Sampler>>,
 }
 
 impl Analytics {
@@ -431,6 +463,14 @@ impl Analytics {
             runs_tx,
             runs_rx: Mutex::new(Some(runs_rx)),
             run_histograms: std::sync::OnceLock::new(),
+            sampler: cfg.sampling.as_ref().map(|(text, rules)| {
+                Arc::new(sampling::Sampler::new(
+                    rules.clone(),
+                    text,
+                    cfg.sampling_decision_wait,
+                    cfg.baseline(),
+                ))
+            }),
         }))
     }
 
@@ -442,6 +482,9 @@ impl Analytics {
                 registry,
                 label_limit,
             )));
+        if let Some(s) = &self.sampler {
+            s.register_metrics(registry);
+        }
     }
 
     pub fn transforms(&self) -> Vec<Arc<dyn Transform>> {
@@ -449,13 +492,18 @@ impl Analytics {
     }
 
     /// Rollups first: budgets read nothing from them per batch, but load from them.
+    /// Sampling last: it deletes the pieces of dropped runs the others have counted.
     pub fn hooks(&self) -> Vec<Arc<dyn WriteHook>> {
-        vec![
+        let mut hooks: Vec<Arc<dyn WriteHook>> = vec![
             Arc::new(usage::RollupHook),
             self.budgets.clone(),
             Arc::new(baseline::FinishedRuns(self.runs_tx.clone())),
             Arc::new(alert::HostAlerts::new(self.alerts.clone())),
-        ]
+        ];
+        if let Some(s) = &self.sampler {
+            hooks.push(s.clone());
+        }
+        hooks
     }
 
     /// Queues the startup work on the writer (backfill, then budget state) ahead of
@@ -486,6 +534,16 @@ impl Analytics {
             }
         });
         let mut tasks = Vec::new();
+        match &self.sampler {
+            Some(s) => tasks.push(s.start(pipeline)),
+            None => {
+                pipeline.run_job(|conn| {
+                    if let Err(e) = sampling::disable(conn) {
+                        tracing::warn!(error = %e, "cannot reset the sampling state");
+                    }
+                });
+            }
+        }
         let dests = self.config.alert_destinations().unwrap_or_default();
         let sinks: Vec<&'static str> = dests.iter().map(|d| d.sink()).collect();
         for (i, d) in dests.into_iter().enumerate() {
@@ -516,6 +574,7 @@ impl Analytics {
             price_table_source: self.prices.source.clone(),
             budgets: self.budgets.status(),
             unpriced_models: self.cost.unpriced(),
+            sampling: self.sampler.as_ref().map(|s| s.health()),
         }
     }
 

@@ -355,7 +355,7 @@ const CHECKS_PER_SECOND: u32 = 20;
 /// Checks each finished run once it has settled, on a read connection (the writer only
 /// records the rare anomaly), at a bounded rate.
 async fn check_finished_runs(
-    mut rx: mpsc::UnboundedReceiver<TraceId>,
+    mut rx: mpsc::UnboundedReceiver<(TraceId, bool)>,
     pipeline: Pipeline,
     reads: Arc<ReadPool>,
     settle: Duration,
@@ -363,7 +363,7 @@ async fn check_finished_runs(
     alerts: alert::AlertSender,
     histograms: Option<Arc<run_metrics::RunHistograms>>,
 ) {
-    let mut due: VecDeque<(tokio::time::Instant, TraceId)> = VecDeque::new();
+    let mut due: VecDeque<(tokio::time::Instant, (TraceId, bool))> = VecDeque::new();
     let mut skipped = 0u64;
     let mut skip_logged = tokio::time::Instant::now();
     let pace = Duration::from_secs(1) / CHECKS_PER_SECOND;
@@ -383,7 +383,7 @@ async fn check_finished_runs(
                 }
             }
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
-                let Some((_, id)) = due.pop_front() else { continue };
+                let Some((_, (id, rechecked))) = due.pop_front() else { continue };
                 let (reads, s) = (reads.clone(), settings.clone());
                 let checked = tokio::task::spawn_blocking(move || {
                     reads.with(|conn| Ok(baseline::check(conn, &id, &s)))
@@ -391,7 +391,8 @@ async fn check_finished_runs(
                 .await;
                 match checked {
                     Ok(Ok(Ok(c))) => {
-                        if let Some(h) = &histograms {
+                        // A re-check (a score arrived) does not count the run twice.
+                        if let Some(h) = histograms.as_ref().filter(|_| !rechecked) {
                             h.observe(&c);
                         }
                         if c.anomalous {
@@ -441,8 +442,8 @@ pub struct Analytics {
     pub cost: Arc<CostTransform>,
     pub budgets: Arc<Budgets>,
     alerts: alert::AlertSender,
-    runs_tx: mpsc::UnboundedSender<TraceId>,
-    runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
+    runs_tx: mpsc::UnboundedSender<(TraceId, bool)>,
+    runs_rx: Mutex<Option<mpsc::UnboundedReceiver<(TraceId, bool)>>>,
     /// Checked runs' figures for `/metrics`, once registered.
     run_histograms: std::sync::OnceLock<Arc<run_metrics::RunHistograms>>,
     /// Run sampling, when `OCT_SAMPLING` is on.

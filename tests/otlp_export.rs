@@ -651,11 +651,20 @@ fn run_metrics_are_exported_as_gauges_per_run_and_agent() {
                         .unwrap_or_default()
                 };
                 let v = match p.value {
-                    Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(v)) => v,
+                    Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                            v,
+                        ),
+                    ) => v,
                     other => panic!("{other:?}"),
                 };
                 assert!(p.time_unix_nano > p.start_time_unix_nano);
-                out.push((m.name.clone(), get("gen_ai.agent.id"), get("openclaw_trace.run.id"), v));
+                out.push((
+                    m.name.clone(),
+                    get("gen_ai.agent.id"),
+                    get("openclaw_trace.run.id"),
+                    v,
+                ));
             }
         }
         out

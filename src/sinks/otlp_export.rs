@@ -1326,7 +1326,10 @@ fn run_gauges(conn: &Connection, s: &SpanOut) -> Result<Vec<(String, Metric)>, S
     if let Some(a) = &run.agent_id {
         base.push(kv(names::AGENT_ID, str_value(a)));
     }
-    let (start, end) = (s.start_ns.max(0) as u64, s.end_ns.unwrap_or(s.start_ns).max(0) as u64);
+    let (start, end) = (
+        s.start_ns.max(0) as u64,
+        s.end_ns.unwrap_or(s.start_ns).max(0) as u64,
+    );
     let gauge = |name: String, unit: &str, value: f64, attributes: Vec<KeyValue>| Metric {
         name,
         description: "A finished agent run's figure (openclaw-trace baselines)".into(),

@@ -297,7 +297,10 @@ fn transcripts_are_read_once_across_restarts() {
     );
     let tool = &s["turns"][0]["messages"][1];
     assert_eq!(tool["arguments"], r#"{"path":"."}"#, "{tool}");
-    assert!(tool["result"].as_str().unwrap().contains("AGENTS.md"), "{tool}");
+    assert!(
+        tool["result"].as_str().unwrap().contains("AGENTS.md"),
+        "{tool}"
+    );
     assert!(d.stop().success());
     let mut d = Daemon::start_in(dir.path(), &env);
     std::thread::sleep(Duration::from_secs(1));

@@ -338,7 +338,13 @@ fn ten_thousand_runs_keep_errors_and_costly_runs_and_every_total() {
         "{normal_kept} of {normal}"
     );
 
-    // A dropped run keeps one span (its root), without texts, and no events.
+    // A dropped run keeps one span (its root), without texts, and no events, once its
+    // rows went (a decision wait after the decision).
+    b.wait_count(
+        "SELECT count(*) FROM run_sampling WHERE kept = 1 OR anchor_id IS NOT NULL",
+        RUNS as i64,
+        Duration::from_secs(60),
+    );
     let db = b.db();
     let stored: i64 = db
         .query_row("SELECT count(*) FROM spans", [], |r| r.get(0))
@@ -462,4 +468,88 @@ fn ten_thousand_runs_keep_errors_and_costly_runs_and_every_total() {
         || exported(&got).2 >= kept_ids.len() * 2,
     );
     eprintln!("exported {with_ratio} spans, pushed {pushed} records");
+}
+
+/// OpenClaw reports a call twice (the plugin, then the transcript): a dropped run's
+/// rows stay a decision wait after its decision, so the transcript's late copy still
+/// merges into them and counts once; usage is the same as without sampling.
+#[test]
+fn late_pieces_of_a_dropped_run_count_once() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let fixture = |name: &str| {
+        fixture_at_now(
+            &std::fs::read_to_string(format!("{root}/tests/fixtures/openclaw/{name}")).unwrap(),
+        )
+    };
+    let mut daemons = Vec::new();
+    for sampling in ["off", "ratio=0%, errors=sample, baseline=sample"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let state_text = state.display().to_string();
+        let d = Daemon::start_in(
+            dir.path(),
+            &[
+                ("OCT_LOG_PATH", "off"),
+                ("OCT_OPENCLAW_STATE_DIR", state_text.as_str()),
+                ("OCT_TRANSCRIPT_POLL_INTERVAL", "200ms"),
+                ("OCT_TRANSCRIPT_GRACE", "0s"),
+                ("OCT_SAMPLING", sampling),
+                ("OCT_SAMPLING_DECISION_WAIT", "4s"),
+            ],
+        );
+        let r = client()
+            .post(d.url("/v1/openclaw/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(fixture("bridge_events.jsonl"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        std::thread::sleep(Duration::from_secs(2));
+        if sampling != "off" {
+            let dropped = count(
+                &d.db_path,
+                "SELECT count(*) FROM run_sampling WHERE kept = 0",
+            );
+            assert!(dropped > 0, "runs dropped before the transcript came");
+        }
+        // The transcript, read after the decisions.
+        let sessions = state.join("agents/main/sessions");
+        std::fs::create_dir_all(&sessions).unwrap();
+        let mut by_session: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for l in fixture("transcript_events.jsonl").lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            by_session
+                .entry(v["session_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v["event"].to_string());
+        }
+        for (sid, lines) in &by_session {
+            std::fs::write(
+                sessions.join(format!("{sid}.jsonl")),
+                lines.join("\n") + "\n",
+            )
+            .unwrap();
+        }
+        d.wait_count(
+            "SELECT count(*) FROM spans WHERE attributes LIKE '%openclaw.transcript%'",
+            1,
+            Duration::from_secs(10),
+        );
+        std::thread::sleep(Duration::from_secs(6));
+        daemons.push((dir, d));
+    }
+    let (a, b) = (&daemons[0].1, &daemons[1].1);
+    let q = "/v1/usage?group_by=agent,model";
+    let ua = rounded(a.get_json(q));
+    assert!(ua["totals"]["calls"].as_i64().unwrap() > 0, "{ua}");
+    assert_eq!(ua, rounded(b.get_json(q)));
+    assert_eq!(trace_sums(a), trace_sums(b));
+    assert_eq!(
+        count(
+            &b.db_path,
+            "SELECT count(*) FROM run_sampling WHERE kept = 0 AND anchor_id IS NULL"
+        ),
+        0,
+        "the dropped runs' rows went"
+    );
 }

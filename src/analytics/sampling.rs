@@ -11,8 +11,10 @@
 //! records of each committed batch, never by re-reading span rows. So every span
 //! is written and counted as before, and a dropped run loses its rows only after
 //! it was counted: the decision job deletes its spans and its text-bearing events,
-//! and nothing already summed changes. What reads rows rather than sums is kept
-//! whole for a dropped run:
+//! and nothing already summed changes. The rows go one decision wait after the
+//! decision, not at once: a late piece of a call (OpenClaw's transcript copy of a call
+//! the plugin reported) still merges into its row and counts once, as without
+//! sampling. What reads rows rather than sums is kept whole for a dropped run:
 //! - its `traces` summary row (run counts, tool calls, cost by run, sessions);
 //! - one *anchor* span (its root, or its earliest span), texts cleared, so a
 //!   baseline still finds the run's kind, start and end;
@@ -308,6 +310,7 @@ impl Sampler {
                 None => {}
             }
         }
+        self.prune(&tx, now)?;
         update_ship_upto(&tx)?;
         let undecided: i64 = tx
             .prepare_cached("SELECT count(*) FROM run_sampling WHERE kept IS NULL")?
@@ -365,8 +368,7 @@ impl Sampler {
                 ))
             })
             .optional()?;
-        let Some((status, errors, cost, t_start, t_end, root_id, root_start, root_end)) = row
-        else {
+        let Some((status, errors, cost, t_start, t_end, _root, root_start, root_end)) = row else {
             tx.execute("DELETE FROM run_sampling WHERE trace_id = ?1", [key])?;
             return Ok(None);
         };
@@ -404,37 +406,64 @@ impl Sampler {
             .execute(params![key, rule, ratio, now])?;
             return Ok(Some(true));
         }
-        let tools = tool_behaviour(tx, key)?;
-        let anchor: Option<i64> = match root_id {
-            Some(a) => Some(a),
-            None => tx
-                .prepare_cached("SELECT min(id) FROM spans WHERE trace_id = ?1")?
-                .query_row([key], |r| r.get(0))?,
-        };
-        let anchor = anchor.unwrap_or(0);
-        tx.prepare_cached("UPDATE spans SET input_text = NULL, output_text = NULL WHERE id = ?1")?
-            .execute([anchor])?;
-        tx.prepare_cached("DELETE FROM spans WHERE trace_id = ?1 AND id != ?2")?
-            .execute(params![key, anchor])?;
-        tx.prepare_cached(&format!(
-            "DELETE FROM events WHERE trace_id = ?1 AND name NOT IN {KEPT_EVENTS}"
-        ))?
-        .execute([key])?;
+        // Its rows go later (`prune`): sinks skip them from now on.
         tx.prepare_cached(
-            "UPDATE run_sampling SET kept = 0, rule = NULL, ratio = ?2, decided_ns = ?3,
-                anchor_id = ?4, retry_rate = ?5, tool_error_rate = ?6, blast_radius = ?7
+            "UPDATE run_sampling SET kept = 0, rule = NULL, ratio = ?2, decided_ns = ?3
              WHERE trace_id = ?1",
         )?
-        .execute(params![
-            key,
-            r.ratio,
-            now,
-            anchor,
-            tools.retry_rate,
-            tools.error_rate,
-            tools.blast_radius as i64
-        ])?;
+        .execute(params![key, r.ratio, now])?;
         Ok(Some(false))
+    }
+
+    /// Deletes the rows of runs dropped at least the decision wait ago (late pieces,
+    /// such as a transcript's copy of a call, merged into them meanwhile and counted
+    /// exactly), keeping the anchor span and the tool figures. Returns spans deleted.
+    fn prune(&self, tx: &Transaction, now: i64) -> rusqlite::Result<u64> {
+        let cutoff = now - self.wait.as_nanos() as i64;
+        let due: Vec<Vec<u8>> = tx
+            .prepare_cached(
+                "SELECT trace_id FROM run_sampling WHERE kept = 0 AND anchor_id IS NULL
+                   AND decided_ns <= ?1 LIMIT ?2",
+            )?
+            .query_map(params![cutoff, DECIDE_BATCH as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut deleted = 0;
+        for key in &due {
+            let tools = tool_behaviour(tx, key)?;
+            let anchor: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT COALESCE(
+                        (SELECT s.id FROM traces t JOIN spans s
+                           ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
+                         WHERE t.trace_id = ?1),
+                        (SELECT min(id) FROM spans WHERE trace_id = ?1))",
+                )?
+                .query_row([key], |r| r.get(0))?;
+            let anchor = anchor.unwrap_or(0);
+            tx.prepare_cached(
+                "UPDATE spans SET input_text = NULL, output_text = NULL WHERE id = ?1",
+            )?
+            .execute([anchor])?;
+            deleted += tx
+                .prepare_cached("DELETE FROM spans WHERE trace_id = ?1 AND id != ?2")?
+                .execute(params![key, anchor])? as u64;
+            tx.prepare_cached(&format!(
+                "DELETE FROM events WHERE trace_id = ?1 AND name NOT IN {KEPT_EVENTS}"
+            ))?
+            .execute([key])?;
+            tx.prepare_cached(
+                "UPDATE run_sampling SET anchor_id = ?2, retry_rate = ?3, tool_error_rate = ?4,
+                    blast_radius = ?5 WHERE trace_id = ?1",
+            )?
+            .execute(params![
+                key,
+                anchor,
+                tools.retry_rate,
+                tools.error_rate,
+                tools.blast_radius as i64
+            ])?;
+        }
+        Ok(deleted)
     }
 
     /// Starts the decisions: counts loaded first, then a pass every half second (and
@@ -578,7 +607,7 @@ pub fn dropped_behaviour(
 ) -> rusqlite::Result<Option<ToolBehaviour>> {
     conn.prepare_cached(
         "SELECT retry_rate, tool_error_rate, blast_radius FROM run_sampling
-         WHERE trace_id = ?1 AND kept = 0",
+         WHERE trace_id = ?1 AND kept = 0 AND anchor_id IS NOT NULL",
     )?
     .query_row([trace_id], |r| {
         Ok(ToolBehaviour {
@@ -648,7 +677,8 @@ impl WriteHook for Sampler {
                         tag.execute(params![key, &s.0[..], ratio.unwrap_or(1.0), rule])?;
                     }
                 }
-                Some(0) => {
+                // Before its rows go (`prune`), a late piece stays and goes with them.
+                Some(0) if anchor.is_some() => {
                     let anchor = anchor.unwrap_or(0);
                     let mut gone = tx.prepare_cached(
                         "DELETE FROM spans WHERE trace_id = ?1 AND span_id = ?2 AND id != ?3",

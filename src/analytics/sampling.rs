@@ -176,8 +176,9 @@ pub fn ratio_keeps(trace_id: &[u8; 16], ratio: f64) -> bool {
     let mut b = [0u8; 8];
     b[1..].copy_from_slice(&trace_id[9..16]);
     let r = u64::from_be_bytes(b);
-    let threshold = ((1.0 - ratio.clamp(0.0, 1.0)) * SPAN).round();
-    (r as f64) >= threshold
+    // In integers: R's top values do not round up to 2^56 (ratio 0 keeps nothing).
+    let threshold = ((1.0 - ratio.clamp(0.0, 1.0)) * SPAN).round() as u64;
+    r >= threshold
 }
 
 /// What `/health` shows.

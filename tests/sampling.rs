@@ -553,3 +553,68 @@ fn late_pieces_of_a_dropped_run_count_once() {
         "the dropped runs' rows went"
     );
 }
+
+/// The baseline rule keeps a run its agent's baseline flags, even at ratio 0, because the
+/// dropped runs before it still make the baseline; a run without a root is decided after
+/// the decision wait.
+#[test]
+fn baseline_outliers_are_kept_and_rootless_runs_wait_for_the_decision_wait() {
+    let d = Daemon::start(&[
+        ("OCT_SAMPLING", "ratio=0"),
+        ("OCT_SAMPLING_DECISION_WAIT", "1500ms"),
+        ("OCT_BASELINE_SETTLE", "100ms"),
+    ]);
+    let start = now_ms() - 3_600_000;
+    let post = |i: u64, tools: usize| -> String {
+        let trace = format!("{:032x}", 0xba5e_0000 + i);
+        let mut spans = run_spans(&trace, start + i as i64 * 60_000, Mix::Normal);
+        for t in 1..tools {
+            spans.push(json!({
+                "kind": "tool_call", "tool_name": format!("t{t}"), "agent_id": "a", "trace_id": trace,
+                "span_id": format!("00000000000000d{t:x}"), "parent_span_id": "00000000000000a1",
+                "timestamp": start + i as i64 * 60_000 + 400 + t as i64, "latency_ms": 1,
+            }));
+        }
+        assert_eq!(post_json(&d.url("/v1/traces"), &json!(spans)).status(), 202);
+        trace
+    };
+    for i in 0..15 {
+        post(i, 1);
+    }
+    d.wait_count(
+        "SELECT count(*) FROM run_sampling WHERE kept = 0 AND anchor_id IS NOT NULL",
+        15,
+        Duration::from_secs(20),
+    );
+    let outlier = post(15, 12);
+    let decided = "SELECT count(*) FROM run_sampling WHERE kept IS NOT NULL";
+    d.wait_count(decided, 16, Duration::from_secs(20));
+    let (kept, rule): (i64, Option<String>) = d
+        .db()
+        .query_row(
+            "SELECT kept, rule FROM run_sampling WHERE lower(hex(trace_id)) = ?1",
+            [&outlier],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((kept, rule.as_deref()), (1, Some("baseline")));
+    // The baseline counts the dropped runs (their figures outlive their spans).
+    let b = d.get_json("/v1/baseline?agent=a");
+    assert_eq!(b["agents"][0]["runs"], 16, "{b}");
+
+    // A run without a root span: decided after the wait, not before.
+    let rootless = "0000000000000000000000000000beef";
+    let r = post_json(
+        &d.url("/v1/traces"),
+        &json!([{"provider": "openai", "model": "gpt-4o", "trace_id": rootless,
+                 "span_id": "00000000000000e1", "parent_span_id": "00000000000000e0",
+                 "prompt_tokens": 5, "completion_tokens": 1}]),
+    );
+    assert_eq!(r.status(), 202);
+    let q = format!(
+        "SELECT count(*) FROM run_sampling WHERE lower(hex(trace_id)) = '{rootless}' AND kept IS NOT NULL"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(count(&d.db_path, &q), 0, "undecided before the wait");
+    assert_eq!(d.wait_count(&q, 1, Duration::from_secs(10)), 1);
+}

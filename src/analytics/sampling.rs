@@ -203,6 +203,8 @@ pub struct Sampler {
     kept: AtomicU64,
     dropped: AtomicU64,
     undecided: AtomicU64,
+    /// Decision passes so far.
+    passes: AtomicU64,
     runs: Family<Labels, Counter>,
     undecided_gauge: Gauge,
 }
@@ -231,6 +233,7 @@ impl Sampler {
             kept: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             undecided: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
             runs: Family::default(),
             undecided_gauge: Gauge::default(),
         }
@@ -282,7 +285,10 @@ impl Sampler {
                 .max(0) as u64)
         };
         self.count(get(KEPT)?, get(DROPPED)?);
-        Ok(())
+        // Sinks wait for decisions from the start.
+        let tx = conn.unchecked_transaction()?;
+        update_ship_upto(&tx)?;
+        tx.commit()
     }
 
     /// Decides the runs that are due: ended, or waiting longer than the decision wait.
@@ -312,6 +318,10 @@ impl Sampler {
             }
         }
         self.prune(&tx, now)?;
+        // Now and then, the decisions of runs retention has deleted since.
+        if self.passes.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == 0 {
+            forget_gone_runs(&tx)?;
+        }
         update_ship_upto(&tx)?;
         let undecided: i64 = tx
             .prepare_cached("SELECT count(*) FROM run_sampling WHERE kept IS NULL")?
@@ -507,6 +517,22 @@ impl Sampler {
             }
         })
     }
+}
+
+/// Passes between two looks for decisions whose run retention deleted (about a minute).
+const FORGET_EVERY: u64 = 120;
+
+/// Deletes the decisions of runs whose summary row retention deleted (at most 1,000 a
+/// pass): one row per run, kept as long as the run is.
+fn forget_gone_runs(tx: &Transaction) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM run_sampling WHERE trace_id IN (
+             SELECT r.trace_id FROM run_sampling r
+             WHERE r.kept IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)
+             LIMIT 1000)",
+    )?
+    .execute([])
 }
 
 /// With sampling off: sinks read everything again, but never a dropped run's anchor.
@@ -730,6 +756,115 @@ mod tests {
             let e = parse_rules(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    /// A run of a root, an LLM call with text and a tool call, written as the pipeline
+    /// writes a batch (the hook inside the transaction).
+    fn write_run(conn: &mut Connection, sampler: &Sampler, id: u8, now: i64) {
+        use crate::model::{CappedText, Span, SpanKind, StatusCode};
+        let trace = TraceId([id; 16]);
+        let mut root = Span::new(
+            trace,
+            SpanId([1; 8]),
+            "run".into(),
+            SpanKind::AgentRun,
+            now - 1_000,
+        );
+        root.end_ns = Some(now - 10);
+        root.agent_id = Some("a".into());
+        root.status = StatusCode::Ok;
+        let mut llm = Span::new(
+            trace,
+            SpanId([2; 8]),
+            "chat".into(),
+            SpanKind::LlmCall,
+            now - 900,
+        );
+        llm.parent_span_id = Some(root.span_id);
+        llm.end_ns = Some(now - 800);
+        llm.input_tokens = Some(10);
+        llm.input = Some(CappedText::new("hello".into(), 100));
+        let mut tool = Span::new(
+            trace,
+            SpanId([3; 8]),
+            "tool".into(),
+            SpanKind::ToolCall,
+            now - 700,
+        );
+        tool.parent_span_id = Some(root.span_id);
+        tool.tool_name = Some("write".into());
+        tool.input = Some(CappedText::new(r#"{"path":"a.md"}"#.into(), 100));
+        let records: Vec<Record> = [root, llm, tool]
+            .into_iter()
+            .map(|s| Record::Span(Box::new(s)))
+            .collect();
+        let tx = conn.transaction().unwrap();
+        let out = crate::store::write::write_records(&tx, &records, now).unwrap();
+        sampler.in_transaction(&tx, &records, &out.effects).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn decisions_prune_dropped_runs_later_and_hold_sinks_back_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open_writer(&dir.path().join("s.db")).unwrap();
+        let rules = parse_rules("ratio=0").unwrap().unwrap();
+        let wait = Duration::from_secs(10);
+        let settings = BaselineSettings {
+            runs: 10,
+            min_runs: 10,
+            threshold: 3.5,
+        };
+        let s = Sampler::new(rules, "ratio=0", wait, settings);
+        let now = 1_000 * 1_000_000_000;
+        s.load(&conn).unwrap();
+        assert_eq!(ship_upto(&conn, "spans").unwrap(), Some(0));
+        write_run(&mut conn, &s, 7, now);
+        let count =
+            |c: &Connection, sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // Undecided: sinks may read nothing of it.
+        assert_eq!(ship_upto(&conn, "spans").unwrap(), Some(0));
+        // Ended: dropped at once, its rows still there until a decision wait later.
+        let d = s.decide(&conn, now).unwrap();
+        assert_eq!((d.kept, d.dropped), (0, 1));
+        assert_eq!(ship_upto(&conn, "spans").unwrap(), Some(3));
+        assert_eq!(count(&conn, "SELECT count(*) FROM spans"), 3);
+        assert_eq!(dropped_behaviour(&conn, &[7; 16]).unwrap(), None);
+        s.decide(&conn, now + wait.as_nanos() as i64).unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM spans"), 1, "the anchor");
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM spans WHERE kind = 'agent_run' AND input_text IS NULL"
+            ),
+            1
+        );
+        let b = dropped_behaviour(&conn, &[7; 16]).unwrap().unwrap();
+        assert_eq!(
+            b.blast_radius, 1,
+            "a.md, measured before the tool span went"
+        );
+        // The summary row stays whole.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT llm_calls + tool_calls + input_tokens FROM traces"
+            ),
+            1 + 1 + 10
+        );
+        // A late piece of the dropped run goes at once.
+        write_run(&mut conn, &s, 7, now + 1);
+        assert_eq!(count(&conn, "SELECT count(*) FROM spans"), 1);
+        assert_eq!(s.health().dropped_runs, 1);
+        // Retention deletes the run: its decision goes too, at the next look.
+        conn.execute_batch("DELETE FROM spans; DELETE FROM traces;")
+            .unwrap();
+        s.passes.store(0, Ordering::Relaxed);
+        s.decide(&conn, now + 2 * wait.as_nanos() as i64).unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM run_sampling"), 0);
+        // Sampling off: sinks read everything again.
+        disable(&conn).unwrap();
+        assert_eq!(ship_upto(&conn, "spans").unwrap(), None);
     }
 
     #[test]

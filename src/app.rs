@@ -286,7 +286,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         &db_path,
     ));
     tasks.extend(crate::sources::transcripts::spawn(
-        &cfg.transcripts,
+        &crate::sources::transcripts::TranscriptsConfig {
+            text_limit: cfg.ingest.text_limit(),
+            ..cfg.transcripts.clone()
+        },
         pipeline.clone(),
         &db_path,
     ));

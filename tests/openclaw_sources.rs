@@ -270,7 +270,8 @@ fn transcripts_are_read_once_across_restarts() {
     let tokens = "SELECT sum(input_tokens) FROM traces";
     assert_eq!(count_of(&d, tokens), 123 * 5 + 200 * 2);
     // The session view shows what the model said, from the transcript alone: the call
-    // that asked for the tool has no text, the answer has.
+    // that asked for the tool has no text, the tool call (its arguments and result,
+    // checked below) sits between, the answer has.
     let s = d.get_json("/v1/sessions/6cbd573f-cf55-40e4-9f5a-2951a972e3f6");
     let said: Vec<(String, Option<String>)> = s["turns"]
         .as_array()
@@ -289,9 +290,16 @@ fn transcripts_are_read_once_across_restarts() {
         said,
         vec![
             ("assistant".to_string(), None),
+            ("tool".to_string(), None),
             ("assistant".to_string(), answer)
         ],
         "{s}"
+    );
+    let tool = &s["turns"][0]["messages"][1];
+    assert_eq!(tool["arguments"], r#"{"path":"."}"#, "{tool}");
+    assert!(
+        tool["result"].as_str().unwrap().contains("AGENTS.md"),
+        "{tool}"
     );
     assert!(d.stop().success());
     let mut d = Daemon::start_in(dir.path(), &env);
@@ -326,4 +334,148 @@ fn fixture_times_move_together_to_now() {
     assert_eq!(v["n"], 12345);
     assert_eq!(v["f"], "x.jsonl.reset.2026-11-21T09-30-00.000Z");
     assert_eq!(v["ms"], 17952536542001i64);
+}
+
+/// Lays the sample transcript out as OpenClaw's session files under `state`.
+fn transcript_files(state: &Path) {
+    let sessions = state.join("agents/main/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let mut by_session: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for l in fixture("transcript_events.jsonl").lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        by_session
+            .entry(v["session_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v["event"].to_string());
+    }
+    for (sid, lines) in &by_session {
+        std::fs::write(
+            sessions.join(format!("{sid}.jsonl")),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+}
+
+/// The sample's `ls` tool calls: (call id, status, input, input length, output, output length).
+type ToolRow = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+fn tool_rows(d: &Daemon) -> Vec<ToolRow> {
+    let db = d.db();
+    let mut st = db
+        .prepare(
+            "SELECT tool_call_id, status, input_text, input_text_len, output_text, output_text_len
+             FROM spans WHERE kind = 'tool_call' ORDER BY tool_call_id",
+        )
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Transcripts carry each tool call's arguments (the assistant message's `toolCall`)
+/// and result text (the `toolResult` message), cut at OCT_MAX_TEXT_BYTES with the
+/// original length kept, whole with OCT_TRACE_VERBOSE; with the plugin's events too,
+/// each call is still one span.
+#[test]
+fn transcripts_carry_tool_arguments_and_results_within_the_text_limits() {
+    let listing =
+        "\".git/\"\n\"AGENTS.md\"\n\"BOOTSTRAP.md\"\n\"IDENTITY.md\"\n\"SOUL.md\"\n\"USER.md\"";
+    let args = r#"{"path":"."}"#;
+    let mut seen = Vec::new();
+    for verbose in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        transcript_files(&state);
+        let state_text = state.display().to_string();
+        let d = Daemon::start_in(
+            dir.path(),
+            &[
+                ("OCT_LOG_PATH", "off"),
+                ("OCT_OPENCLAW_STATE_DIR", state_text.as_str()),
+                ("OCT_TRANSCRIPT_POLL_INTERVAL", "200ms"),
+                ("OCT_TRANSCRIPT_GRACE", "0s"),
+                ("OCT_MAX_TEXT_BYTES", "20"),
+                ("OCT_TRACE_VERBOSE", verbose),
+            ],
+        );
+        let with_result =
+            "SELECT count(*) FROM spans WHERE kind = 'tool_call' AND output_text IS NOT NULL";
+        assert_eq!(d.wait_count(with_result, 2, Duration::from_secs(10)), 2);
+        let rows = tool_rows(&d);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for (id, status, input, input_len, output, output_len) in &rows {
+            assert!(
+                ["call_a767ede2", "call_f3d3a081"].contains(&id.as_str()),
+                "{id}"
+            );
+            assert_eq!(status, "ok");
+            assert_eq!(input.as_deref(), Some(args));
+            assert_eq!(*input_len, Some(args.len() as i64));
+            assert_eq!(
+                *output_len,
+                Some(listing.len() as i64),
+                "the original length"
+            );
+            let want = if verbose == "1" {
+                listing
+            } else {
+                &listing[..20]
+            };
+            assert_eq!(output.as_deref(), Some(want));
+        }
+        seen.push(rows);
+    }
+    // With the plugin's record of the same calls, each is one span (merged by its key).
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state_text = state.display().to_string();
+    let d = Daemon::start_in(
+        dir.path(),
+        &[
+            ("OCT_LOG_PATH", "off"),
+            ("OCT_OPENCLAW_STATE_DIR", state_text.as_str()),
+            ("OCT_TRANSCRIPT_POLL_INTERVAL", "200ms"),
+            ("OCT_TRANSCRIPT_GRACE", "0s"),
+        ],
+    );
+    let r = post_raw(
+        &d.url("/v1/openclaw/events"),
+        fixture("bridge_events.jsonl"),
+    );
+    assert_eq!(r.status(), 202);
+    let tools = "SELECT count(*) FROM spans WHERE kind = 'tool_call'";
+    let from_plugin = d.wait_count(tools, 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let from_plugin = from_plugin.max(count(&d.db_path, tools));
+    transcript_files(&state);
+    let llm = "SELECT count(*) FROM spans WHERE attributes LIKE '%openclaw.transcript%'";
+    d.wait_count(llm, 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&d.db_path, tools), from_plugin, "{:?}", tool_rows(&d));
+    let rows = tool_rows(&d);
+    for id in ["call_a767ede2", "call_f3d3a081"] {
+        let r = rows
+            .iter()
+            .find(|r| r.0 == id)
+            .unwrap_or_else(|| panic!("{id}: {rows:?}"));
+        assert!(r.2.is_some() && r.4.is_some(), "{r:?}");
+    }
 }

@@ -614,3 +614,89 @@ fn phoenix_shows_the_same_spans_trees_kinds_and_tokens() {
     check_in_phoenix(&phoenix, "oct-grpc", 40, input, output);
     assert!(d.stop().success());
 }
+
+/// Each finished agent run's behavioural metrics go out as OTLP gauges
+/// (`openclaw_trace.run.<metric>`), one point per run at its end, by agent and run.
+#[test]
+fn run_metrics_are_exported_as_gauges_per_run_and_agent() {
+    let (url, got) = receiver();
+    let d = Daemon::start(&[
+        ("OCT_OTLP_EXPORT_ENDPOINT", &url),
+        ("OCT_OTLP_EXPORT_INTERVAL", "200ms"),
+    ]);
+    agent_traces(&d, 3, 9);
+    let gauges = || -> Vec<(String, String, String, f64)> {
+        let g = got.lock().unwrap();
+        let mut out = Vec::new();
+        for m in g
+            .metrics
+            .iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name.starts_with("openclaw_trace.run."))
+        {
+            let Some(Data::Gauge(gauge)) = &m.data else {
+                panic!("{} is not a gauge", m.name)
+            };
+            for p in &gauge.data_points {
+                let get = |k: &str| {
+                    p.attributes
+                        .iter()
+                        .find(|a| a.key == k)
+                        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                            Av::StringValue(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default()
+                };
+                let v = match p.value {
+                    Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                            v,
+                        ),
+                    ) => v,
+                    other => panic!("{other:?}"),
+                };
+                assert!(p.time_unix_nano > p.start_time_unix_nano);
+                out.push((
+                    m.name.clone(),
+                    get("gen_ai.agent.id"),
+                    get("openclaw_trace.run.id"),
+                    v,
+                ));
+            }
+        }
+        out
+    };
+    wait_until("three runs' gauges", Duration::from_secs(30), || {
+        gauges()
+            .iter()
+            .filter(|g| g.0 == "openclaw_trace.run.llm_calls")
+            .count()
+            >= 3
+    });
+    let all = gauges();
+    for t in 0..3u64 {
+        let run = hex(9 << 32 | (t + 1), 32);
+        let of = |name: &str| -> f64 {
+            let found: Vec<_> = all
+                .iter()
+                .filter(|g| g.0 == format!("openclaw_trace.run.{name}") && g.2 == run)
+                .collect();
+            assert_eq!(found.len(), 1, "{name} of {run}: {all:?}");
+            assert_eq!(found[0].1, "main");
+            found[0].3
+        };
+        assert_eq!(of("llm_calls"), 2.0);
+        assert_eq!(of("tool_calls"), 1.0);
+        assert_eq!(of("duration_ms"), 5000.0);
+        // 100 + t and 101 + t input tokens, 10 and 11 output tokens.
+        let tokens = (100 + t + 101 + t + 21) as f64;
+        assert_eq!(of("total_tokens"), tokens);
+        assert_eq!(of("tokens_per_call"), tokens / 2.0);
+        assert!((of("cost_usd") - 0.004).abs() < 1e-12);
+        assert_eq!(of("retry_rate"), 0.0);
+        assert_eq!(of("blast_radius"), 0.0);
+    }
+}

@@ -296,3 +296,86 @@ fn scores_are_exported_as_the_gen_ai_evaluation_result_event() {
         "{found:?}"
     );
 }
+
+/// Scores enter baselines: twelve runs of an agent scored about 0.85, then a run scored
+/// 0.2 is flagged (`score.relevance`, below), once its score arrives after the run; a
+/// run scored higher than usual is not (only a falling score is).
+#[test]
+fn a_falling_score_is_flagged_by_the_baseline() {
+    let d = Daemon::start(&[("OCT_BASELINE_SETTLE", "100ms")]);
+    let base = now_ms() - 3_600_000;
+    let post_run = |i: u64| -> String {
+        let trace = format!("{:032x}", 0x5c0_0000 + i);
+        let r = post_json(
+            &d.url("/v1/traces"),
+            &json!([{"kind": "agent_run", "name": "answer", "trace_id": trace,
+                     "span_id": "d000000000000001", "agent_id": "judged",
+                     "timestamp": base + i as i64 * 60_000, "latency_ms": 1000}]),
+        );
+        assert_eq!(r.status(), 202);
+        trace
+    };
+    let score = |trace: &str, value: f64| {
+        let r = post_json(
+            &d.url("/v1/scores"),
+            &json!([{"trace_id": trace, "name": "relevance", "value": value}]),
+        );
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    };
+    for i in 0..12 {
+        let t = post_run(i);
+        score(&t, [0.8, 0.85, 0.9][i as usize % 3]);
+    }
+    d.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'gen_ai.evaluation.result'",
+        12,
+        Duration::from_secs(10),
+    );
+    let anomalies = || {
+        common::count(
+            &d.db_path,
+            "SELECT count(*) FROM events WHERE name = 'baseline_anomaly'",
+        )
+    };
+    // A higher score than usual is not an anomaly.
+    let high = post_run(12);
+    std::thread::sleep(Duration::from_millis(500));
+    score(&high, 1.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(anomalies(), 0);
+    // The run is checked when it ends (no score yet: nothing unusual), then again
+    // when its score arrives.
+    let low = post_run(13);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(anomalies(), 0);
+    score(&low, 0.2);
+    assert_eq!(
+        d.wait_count(
+            "SELECT count(*) FROM events WHERE name = 'baseline_anomaly'",
+            1,
+            Duration::from_secs(10)
+        ),
+        1
+    );
+    let (trace, attrs): (String, String) = d
+        .db()
+        .query_row(
+            "SELECT lower(hex(trace_id)), attributes FROM events WHERE name = 'baseline_anomaly'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(trace, low);
+    let a: Value = serde_json::from_str(&attrs).unwrap();
+    let m = &a["metrics"][0];
+    assert_eq!(m["metric"], "score.relevance", "{a}");
+    assert_eq!(m["direction"], "below");
+    assert_eq!(m["value"], 0.2);
+    assert_eq!(m["median"], 0.85);
+    // The CLI's check shows the score against its baseline.
+    let out = d.cli(&["baseline", "check", &low, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["anomalous"], true, "{v}");
+    assert_eq!(v["scores"][0]["name"], "relevance");
+    assert_eq!(v["scores"][0]["runs"], 13);
+}

@@ -90,6 +90,9 @@ pub struct Run {
     pub start_ns: i64,
     pub start_time: String,
     pub values: BTreeMap<&'static str, Option<f64>>,
+    /// The run's evaluation scores by name (the mean when a name has several).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scores: BTreeMap<String, f64>,
 }
 
 impl Run {
@@ -266,7 +269,11 @@ fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
             0.0
         }),
     );
-    let tools = run_tools(conn, &id)?;
+    // A run sampling dropped kept its tool figures, not its tool spans.
+    let tools = match super::sampling::dropped_behaviour(conn, &id)? {
+        Some(t) => t,
+        None => run_tools(conn, &id)?,
+    };
     values.insert(Metric::RetryRate.name(), Some(tools.retry_rate));
     values.insert(Metric::ToolErrorRate.name(), Some(tools.error_rate));
     values.insert(Metric::BlastRadius.name(), Some(tools.blast_radius as f64));
@@ -282,6 +289,7 @@ fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
         start_ns: start,
         start_time: format_ns(start),
         values,
+        scores: run_scores(conn, &id)?,
     })
 }
 
@@ -421,23 +429,33 @@ pub struct Check {
     pub threshold: f64,
     pub baseline_runs: usize,
     pub metrics: Vec<MetricCheck>,
+    /// The run's evaluation scores against the agent's: a score falling is flagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreCheck>,
 }
 
 impl Check {
     /// The anomalous metrics, for a one-line message.
     pub fn summary(&self) -> String {
+        let line = |metric: &str, m: &MetricCheck| {
+            format!(
+                "{} {} (median {}, z {:.1})",
+                metric,
+                fmt_num(m.value),
+                fmt_num(m.median),
+                m.z.unwrap_or(0.0)
+            )
+        };
         self.metrics
             .iter()
             .filter(|m| m.anomalous)
-            .map(|m| {
-                format!(
-                    "{} {} (median {}, z {:.1})",
-                    m.metric,
-                    fmt_num(m.value),
-                    fmt_num(m.median),
-                    m.z.unwrap_or(0.0)
-                )
-            })
+            .map(|m| line(m.metric, m))
+            .chain(
+                self.scores
+                    .iter()
+                    .filter(|s| s.check.anomalous)
+                    .map(|s| line(&format!("score.{}", s.name), &s.check)),
+            )
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -494,7 +512,8 @@ pub fn check_run(run: &Run, history: &[Run], s: &BaselineSettings) -> Check {
             }),
         });
     }
-    let anomalous = metrics.iter().any(|m| m.anomalous);
+    let scores = check_scores(run, history, s);
+    let anomalous = metrics.iter().any(|m| m.anomalous) || scores.iter().any(|c| c.check.anomalous);
     Check {
         run_id: run.run_id.clone(),
         agent_id: run.agent_id.clone(),
@@ -509,7 +528,95 @@ pub fn check_run(run: &Run, history: &[Run], s: &BaselineSettings) -> Check {
         threshold: s.threshold,
         baseline_runs: history.len(),
         metrics,
+        scores,
     }
+}
+
+/// One evaluation score of a run against the agent's runs with that score.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoreCheck {
+    pub name: String,
+    /// Runs of the baseline with this score.
+    pub runs: usize,
+    #[serde(flatten)]
+    pub check: MetricCheck,
+}
+
+impl ScoreCheck {
+    /// As a metric of an anomaly event: `score.NAME`.
+    fn as_metric(&self) -> serde_json::Value {
+        let mut v = json!(self.check);
+        v["metric"] = json!(format!("score.{}", self.name));
+        v
+    }
+}
+
+/// The smallest scale a score's deviation is measured in (scores are mostly 0..1).
+const SCORE_FLOOR: f64 = 0.05;
+
+/// Each of the run's scores against the agent's earlier runs with that score: anomalous
+/// when it falls below the baseline (|z| over the threshold, under the 5th percentile),
+/// with at least `min_runs` runs scored so.
+fn check_scores(run: &Run, history: &[Run], s: &BaselineSettings) -> Vec<ScoreCheck> {
+    run.scores
+        .iter()
+        .map(|(name, &value)| {
+            let vals: Vec<f64> = history
+                .iter()
+                .filter_map(|r| r.scores.get(name).copied())
+                .collect();
+            let st = Stats::of(Metric::ErrorRate, &vals).map(|mut st| {
+                st.scale = (1.4826 * st.mad)
+                    .max(SCORE_FLOOR)
+                    .max(0.1 * st.median.abs());
+                st
+            });
+            let z = st.as_ref().map(|st| st.z(value));
+            let enough = vals.len() >= s.min_runs.max(1);
+            let anomalous = enough
+                && st.as_ref().is_some_and(|st| value < st.p5)
+                && z.is_some_and(|z| z < -s.threshold);
+            ScoreCheck {
+                name: name.clone(),
+                runs: vals.len(),
+                check: MetricCheck {
+                    metric: "score",
+                    value: Some(value),
+                    median: st.as_ref().map(|s| s.median),
+                    mad: st.as_ref().map(|s| s.mad),
+                    z,
+                    anomalous,
+                    direction: anomalous.then_some("below"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// A run's evaluation scores by name, the mean of each name's values.
+fn run_scores(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<BTreeMap<String, f64>> {
+    use crate::model::evaluation as ev;
+    let mut stmt = conn.prepare_cached(
+        "SELECT attributes FROM events WHERE trace_id = ?1 AND name = ?2 AND attributes IS NOT NULL",
+    )?;
+    let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let rows = stmt.query_map(params![trace_id, ev::EVENT], |r| r.get::<_, String>(0))?;
+    for a in rows {
+        let v: serde_json::Value = serde_json::from_str(&a?).unwrap_or_default();
+        let name = v.get(ev::NAME).and_then(|n| n.as_str());
+        let value = match v.get(ev::SCORE_VALUE) {
+            Some(serde_json::Value::Number(n)) => n.as_f64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|x: &f64| x.is_finite());
+        if let (Some(n), Some(x)) = (name, value) {
+            let e = sums.entry(n.to_string()).or_default();
+            e.0 += x;
+            e.1 += 1.0;
+        }
+    }
+    Ok(sums.into_iter().map(|(k, (sum, n))| (k, sum / n)).collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -609,6 +716,7 @@ impl RunCheck {
             threshold: s.threshold,
             baseline_runs: rise.baseline_runs,
             metrics: Vec::new(),
+            scores: Vec::new(),
         });
         c.status = "anomalous";
         c.anomalous = true;
@@ -718,7 +826,9 @@ fn record_anomaly_of(
         "agent_id": c.agent_id,
         "threshold": c.threshold,
         "baseline_runs": c.baseline_runs,
-        "metrics": c.metrics.iter().filter(|m| m.anomalous).collect::<Vec<_>>(),
+        "metrics": c.metrics.iter().filter(|m| m.anomalous).map(|m| json!(m))
+            .chain(c.scores.iter().filter(|s| s.check.anomalous).map(ScoreCheck::as_metric))
+            .collect::<Vec<_>>(),
         "time": format_ns(now),
     });
     if let Some(j) = job {
@@ -754,7 +864,9 @@ pub fn finished_since(
 }
 
 /// Tells the checker about every finished agent run that was just stored.
-pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<TraceId>);
+/// The id goes with `true` when a score arrived for the run (a re-check: the run's
+/// figures were observed at its first check).
+pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<(TraceId, bool)>);
 
 impl WriteHook for FinishedRuns {
     fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
@@ -784,7 +896,14 @@ impl WriteHook for FinishedRuns {
                 && let Some(change) = effect.span_change(r)
                 && (change.became(finished_run) || change.became(finished_scheduled))
             {
-                let _ = self.0.send(change.after.trace_id);
+                let _ = self.0.send((change.after.trace_id, false));
+            }
+            // A score (often later than the run: a judge, a person) checks the run again.
+            if let (WriteEffect::Inserted, Record::Event(e)) = (effect, r)
+                && e.name == crate::model::evaluation::EVENT
+                && let Some(t) = e.trace_id
+            {
+                let _ = self.0.send((t, true));
             }
         }
     }
@@ -969,6 +1088,7 @@ mod tests {
             start_ns: 0,
             start_time: String::new(),
             values: values.iter().map(|(m, v)| (m.name(), Some(*v))).collect(),
+            scores: BTreeMap::new(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod openclaw;
 pub mod overview;
 pub mod pricing;
 pub mod run_metrics;
+pub mod sampling;
 pub mod usage;
 
 use std::collections::VecDeque;
@@ -53,6 +54,10 @@ pub struct AnalyticsConfig {
     pub baseline_settle: Duration,
     /// Days usage rollups are kept (as daily rows once older than the age retention); 0 keeps them.
     pub usage_retention_days: u64,
+    /// `OCT_SAMPLING` as given, and its rules (`None`: every run is kept).
+    pub sampling: Option<(String, sampling::SamplingRules)>,
+    /// A run without an ended root is decided this long after its first span.
+    pub sampling_decision_wait: Duration,
 }
 
 impl Default for AnalyticsConfig {
@@ -71,6 +76,8 @@ impl Default for AnalyticsConfig {
             baseline_threshold: 3.5,
             baseline_settle: Duration::from_secs(5),
             usage_retention_days: 400,
+            sampling: None,
+            sampling_decision_wait: Duration::from_secs(30),
         }
     }
 }
@@ -237,6 +244,26 @@ pub const SETTINGS: &[Setting<AnalyticsConfig>] = &[
             Ok(())
         },
     },
+    Setting {
+        name: "sampling",
+        env: "OCT_SAMPLING",
+        default: "off",
+        help: "Keep a share of the runs, totals exact (README: Sampling): ratio=10%,slower_than=30s,costlier_than=$0.50 (errors and baseline outliers are always kept)",
+        set: |c, v| {
+            c.sampling = sampling::parse_rules(v)?.map(|r| (v.trim().to_string(), r));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "sampling_decision_wait",
+        env: "OCT_SAMPLING_DECISION_WAIT",
+        default: "30s",
+        help: "A run whose root span has not ended is decided this long after its first span",
+        set: |c, v| {
+            c.sampling_decision_wait = parse_duration(v)?;
+            Ok(())
+        },
+    },
 ];
 
 fn http_url(v: &str) -> Result<String, String> {
@@ -330,7 +357,7 @@ const CHECKS_PER_SECOND: u32 = 20;
 /// Checks each finished run once it has settled, on a read connection (the writer only
 /// records the rare anomaly), at a bounded rate.
 async fn check_finished_runs(
-    mut rx: mpsc::UnboundedReceiver<TraceId>,
+    mut rx: mpsc::UnboundedReceiver<(TraceId, bool)>,
     pipeline: Pipeline,
     reads: Arc<ReadPool>,
     settle: Duration,
@@ -338,9 +365,9 @@ async fn check_finished_runs(
     alerts: alert::AlertSender,
     histograms: Option<Arc<run_metrics::RunHistograms>>,
 ) {
-    let mut due: VecDeque<(tokio::time::Instant, TraceId)> = VecDeque::new();
+    let mut due: VecDeque<(tokio::time::Instant, (TraceId, bool))> = VecDeque::new();
     // A run can end twice over (its root and, for an OpenClaw heartbeat or cron run, its
-    // attempt): checked once.
+    // attempt): checked once. A re-check (a score arrived) always goes through.
     let mut seen: VecDeque<TraceId> = VecDeque::new();
     let mut seen_set: std::collections::HashSet<TraceId> = Default::default();
     let mut skipped = 0u64;
@@ -350,18 +377,20 @@ async fn check_finished_runs(
         let next = due.front().map(|(t, _)| *t);
         tokio::select! {
             id = rx.recv() => {
-                let Some(id) = id else { break };
-                if !seen_set.insert(id) {
-                    continue;
+                let Some((id, rechecked)) = id else { break };
+                if !rechecked {
+                    if !seen_set.insert(id) {
+                        continue;
+                    }
+                    seen.push_back(id);
                 }
-                seen.push_back(id);
                 if seen.len() > RECENTLY_QUEUED_MAX
                     && let Some(old) = seen.pop_front()
                 {
                     seen_set.remove(&old);
                 }
                 if due.len() < PENDING_CHECKS_MAX {
-                    due.push_back((tokio::time::Instant::now() + settle, id));
+                    due.push_back((tokio::time::Instant::now() + settle, (id, rechecked)));
                 } else {
                     skipped += 1;
                     if skip_logged.elapsed() >= Duration::from_secs(60) {
@@ -371,7 +400,7 @@ async fn check_finished_runs(
                 }
             }
             _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
-                let Some((_, id)) = due.pop_front() else { continue };
+                let Some((_, (id, rechecked))) = due.pop_front() else { continue };
                 let (reads, s) = (reads.clone(), settings.clone());
                 let checked = tokio::task::spawn_blocking(move || {
                     // The agent's baseline, and a heartbeat's or cron job's cost per run.
@@ -380,7 +409,8 @@ async fn check_finished_runs(
                 .await;
                 match checked {
                     Ok(Ok(Ok(rc))) => {
-                        if let (Some(h), Some(c)) = (&histograms, &rc.check) {
+                        // A re-check (a score arrived) does not count the run twice.
+                        if let (Some(h), Some(c), false) = (&histograms, &rc.check, rechecked) {
                             h.observe(c);
                         }
                         if rc.anomaly(&settings, &id).is_some() {
@@ -418,6 +448,9 @@ pub struct AnalyticsHealth {
     pub budgets: Vec<BudgetStatus>,
     /// Models seen without a price: their calls have no cost.
     pub unpriced_models: Vec<Unpriced>,
+    /// Run sampling's decisions (absent when `OCT_SAMPLING` is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<sampling::SamplingHealth>,
 }
 
 /// The analytics components of a running daemon.
@@ -427,10 +460,12 @@ pub struct Analytics {
     pub cost: Arc<CostTransform>,
     pub budgets: Arc<Budgets>,
     alerts: alert::AlertSender,
-    runs_tx: mpsc::UnboundedSender<TraceId>,
-    runs_rx: Mutex<Option<mpsc::UnboundedReceiver<TraceId>>>,
+    runs_tx: mpsc::UnboundedSender<(TraceId, bool)>,
+    runs_rx: Mutex<Option<mpsc::UnboundedReceiver<(TraceId, bool)>>>,
     /// Checked runs' figures for `/metrics`, once registered.
     run_histograms: std::sync::OnceLock<Arc<run_metrics::RunHistograms>>,
+    /// Run sampling, when `OCT_SAMPLING` is on.
+    pub sampler: Option<Arc<sampling::Sampler>>,
 }
 
 impl Analytics {
@@ -447,6 +482,14 @@ impl Analytics {
             runs_tx,
             runs_rx: Mutex::new(Some(runs_rx)),
             run_histograms: std::sync::OnceLock::new(),
+            sampler: cfg.sampling.as_ref().map(|(text, rules)| {
+                Arc::new(sampling::Sampler::new(
+                    rules.clone(),
+                    text,
+                    cfg.sampling_decision_wait,
+                    cfg.baseline(),
+                ))
+            }),
         }))
     }
 
@@ -458,6 +501,9 @@ impl Analytics {
                 registry,
                 label_limit,
             )));
+        if let Some(s) = &self.sampler {
+            s.register_metrics(registry);
+        }
     }
 
     pub fn transforms(&self) -> Vec<Arc<dyn Transform>> {
@@ -465,13 +511,18 @@ impl Analytics {
     }
 
     /// Rollups first: budgets read nothing from them per batch, but load from them.
+    /// Sampling last: it deletes the pieces of dropped runs the others have counted.
     pub fn hooks(&self) -> Vec<Arc<dyn WriteHook>> {
-        vec![
+        let mut hooks: Vec<Arc<dyn WriteHook>> = vec![
             Arc::new(usage::RollupHook),
             self.budgets.clone(),
             Arc::new(baseline::FinishedRuns(self.runs_tx.clone())),
             Arc::new(alert::HostAlerts::new(self.alerts.clone())),
-        ]
+        ];
+        if let Some(s) = &self.sampler {
+            hooks.push(s.clone());
+        }
+        hooks
     }
 
     /// Queues the startup work on the writer (backfill, then budget state) ahead of
@@ -502,6 +553,16 @@ impl Analytics {
             }
         });
         let mut tasks = Vec::new();
+        match &self.sampler {
+            Some(s) => tasks.push(s.start(pipeline)),
+            None => {
+                pipeline.run_job(|conn| {
+                    if let Err(e) = sampling::disable(conn) {
+                        tracing::warn!(error = %e, "cannot reset the sampling state");
+                    }
+                });
+            }
+        }
         let dests = self.config.alert_destinations().unwrap_or_default();
         let sinks: Vec<&'static str> = dests.iter().map(|d| d.sink()).collect();
         for (i, d) in dests.into_iter().enumerate() {
@@ -532,6 +593,7 @@ impl Analytics {
             price_table_source: self.prices.source.clone(),
             budgets: self.budgets.status(),
             unpriced_models: self.cost.unpriced(),
+            sampling: self.sampler.as_ref().map(|s| s.health()),
         }
     }
 

@@ -310,5 +310,17 @@ fn check_table(c: &Check) -> String {
             if m.anomalous { "  ANOMALOUS" } else { "" }
         );
     }
+    for sc in &c.scores {
+        let m = &sc.check;
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>14} {:>14} {:>10}{}",
+            format!("score.{}", sc.name),
+            num(m.value),
+            num(m.median),
+            m.z.map(|z| format!("{z:.2}")).unwrap_or_else(|| "-".into()),
+            if m.anomalous { "  ANOMALOUS" } else { "" }
+        );
+    }
     out
 }

@@ -925,6 +925,15 @@ pub fn scan(
     use rusqlite::types::Value as SqlValue;
     let mut sql = format!("SELECT {cols} FROM {table} WHERE id > ?1");
     let mut args = vec![SqlValue::Integer(after)];
+    // Sampling: nothing of a run before its decision, nothing of a dropped run.
+    if let Some(upto) = crate::analytics::sampling::ship_upto(conn, table)? {
+        args.push(SqlValue::Integer(upto));
+        sql.push_str(&format!(
+            " AND id <= ?{} AND {}",
+            args.len(),
+            crate::analytics::sampling::not_dropped(table)
+        ));
+    }
     if let Some(t) = sel.since_ns {
         let time_col = if table == "spans" {
             "start_ns"

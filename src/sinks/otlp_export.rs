@@ -802,6 +802,15 @@ impl Converter {
                 for (id, s) in spans {
                     batch.last_row_id = id;
                     let body = if genai_only {
+                        // A finished agent run: its behavioural metrics as gauges.
+                        for (name, m) in run_gauges(conn, &s)? {
+                            batch.items.push(OtlpItem {
+                                row_id: id,
+                                id: format!("{}-{}-{name}", s.trace_id, s.span_id),
+                                resource: Arc::from(s.resource.to_string()),
+                                body: Body::Metric(Box::new(m)),
+                            });
+                        }
                         match genai_sample(&s) {
                             Some(g) => Body::GenAi(Box::new(g)),
                             None => continue,
@@ -1294,6 +1303,72 @@ fn severity(s: &str) -> (i32, &'static str) {
         "fatal" | "critical" => (21, "FATAL"),
         _ => (9, "INFO"),
     }
+}
+
+/// Prefix of the per-run gauges: `openclaw_trace.run.<metric>` (the baselines' figures).
+pub const RUN_GAUGE_PREFIX: &str = "openclaw_trace.run.";
+
+/// A finished agent run's behavioural metrics (the baselines' figures: cost, duration,
+/// calls, rates, blast radius, tokens per call) and its evaluation scores, as gauges
+/// with one point each at the run's end, by agent (`gen_ai.agent.id`) and run
+/// (`openclaw_trace.run.id`). Nothing for other spans.
+fn run_gauges(conn: &Connection, s: &SpanOut) -> Result<Vec<(String, Metric)>, StoreError> {
+    if s.kind != "agent_run" || s.parent_span_id.is_some() || s.end_ns.is_none() {
+        return Ok(Vec::new());
+    }
+    let Some(id) = crate::model::TraceId::parse_hex(&s.trace_id) else {
+        return Ok(Vec::new());
+    };
+    let Some(run) = crate::analytics::baseline::run(conn, &id)? else {
+        return Ok(Vec::new());
+    };
+    let mut base = vec![kv("openclaw_trace.run.id", str_value(&run.run_id))];
+    if let Some(a) = &run.agent_id {
+        base.push(kv(names::AGENT_ID, str_value(a)));
+    }
+    let (start, end) = (
+        s.start_ns.max(0) as u64,
+        s.end_ns.unwrap_or(s.start_ns).max(0) as u64,
+    );
+    let gauge = |name: String, unit: &str, value: f64, attributes: Vec<KeyValue>| Metric {
+        name,
+        description: "A finished agent run's figure (openclaw-trace baselines)".into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: end,
+                value: Some(number_data_point::Value::AsDouble(value)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for (name, v) in &run.values {
+        let Some(v) = v else { continue };
+        let unit = if name.ends_with("_usd") {
+            "USD"
+        } else if name.ends_with("_ms") {
+            "ms"
+        } else {
+            "1"
+        };
+        out.push((
+            name.to_string(),
+            gauge(format!("{RUN_GAUGE_PREFIX}{name}"), unit, *v, base.clone()),
+        ));
+    }
+    for (name, v) in &run.scores {
+        let mut attributes = base.clone();
+        attributes.push(kv(crate::model::evaluation::NAME, str_value(name)));
+        out.push((
+            format!("score.{name}"),
+            gauge(format!("{RUN_GAUGE_PREFIX}score"), "1", *v, attributes),
+        ));
+    }
+    Ok(out)
 }
 
 fn genai_sample(s: &SpanOut) -> Option<GenAiSample> {

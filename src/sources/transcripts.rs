@@ -33,6 +33,9 @@ pub struct TranscriptsConfig {
     pub poll_interval: Duration,
     /// Messages younger than this wait, so the plugin's record of a call comes first.
     pub grace: Duration,
+    /// Bytes kept of each text (tool arguments and results, what the model said): the
+    /// ingest limit, `OCT_MAX_TEXT_BYTES` or `OCT_TRACE_VERBOSE`'s (set by the app).
+    pub text_limit: usize,
 }
 
 impl Default for TranscriptsConfig {
@@ -41,6 +44,7 @@ impl Default for TranscriptsConfig {
             state_dir: None,
             poll_interval: Duration::from_secs(5),
             grace: Duration::from_secs(10),
+            text_limit: crate::sources::ingest::IngestConfig::default().text_limit(),
         }
     }
 }
@@ -108,12 +112,172 @@ pub fn state_dir(cfg: &TranscriptsConfig) -> Option<PathBuf> {
     }
 }
 
-/// The LLM call an assistant message with usage stands for (and an error event when it failed).
+/// The records one transcript event stands for, texts cut at the default limit.
 pub fn records_from_event(
     event: &Value,
     session_id: &str,
     agent_id: Option<&str>,
     origin: &str,
+) -> Vec<Record> {
+    let limit = crate::sources::ingest::IngestConfig::default().text_limit();
+    records_from_event_capped(event, session_id, agent_id, origin, limit)
+}
+
+/// The LLM call an assistant message with usage stands for (and an error event when it
+/// failed), and the tool calls it asked for (with their arguments) or whose result it
+/// is (with the result's text): each text kept up to `text_limit` bytes.
+pub fn records_from_event_capped(
+    event: &Value,
+    session_id: &str,
+    agent_id: Option<&str>,
+    origin: &str,
+    text_limit: usize,
+) -> Vec<Record> {
+    let mut out = tool_records(event, session_id, agent_id, origin, text_limit);
+    out.extend(llm_records(event, session_id, agent_id, origin, text_limit));
+    out
+}
+
+/// The tool calls of an assistant message (`toolCall` parts: id, name, arguments) and a
+/// tool's result (`toolResult` message: its text, `isError`), as pieces of the tool span
+/// the OpenClaw plugin reports: the same ids and natural key, so they merge into one.
+fn tool_records(
+    event: &Value,
+    session_id: &str,
+    agent_id: Option<&str>,
+    origin: &str,
+    text_limit: usize,
+) -> Vec<Record> {
+    if event.get("type").and_then(Value::as_str) != Some("message") {
+        return Vec::new();
+    }
+    let Some(msg) = event.get("message").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let run_id = msg
+        .get("__openclaw")
+        .and_then(|o| o.get("runId"))
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty());
+    let event_time = event
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(crate::util::time::parse_timestamp_str);
+    let msg_time = msg
+        .get("timestamp")
+        .and_then(Value::as_i64)
+        .map(|ms| ms.saturating_mul(1_000_000));
+    let trace = match run_id {
+        Some(r) => hash_trace_id(&["openclaw-run", r]),
+        None => hash_trace_id(&["openclaw-session", session_id]),
+    };
+    let run = run_id.unwrap_or("");
+    let piece = |call_id: &str, tool: &str, start: i64| {
+        let mut p = Span::new(
+            trace,
+            hash_span_id(&["openclaw-tool", run, call_id]),
+            format!("execute_tool {tool}"),
+            SpanKind::ToolCall,
+            start,
+        );
+        p.merge = Some(SpanMerge {
+            key: Some(format!("openclaw-tool:{run}:{call_id}")),
+            provisional: true,
+        });
+        p.operation = Some("execute_tool".into());
+        p.tool_name = Some(tool.to_string());
+        p.tool_call_id = Some(call_id.to_string());
+        p.session_id = Some(session_id.to_string());
+        p.agent_id = agent_id.map(str::to_string);
+        p.source = SOURCE;
+        p.attributes
+            .insert("gen_ai.operation.name".into(), "execute_tool".into());
+        p.attributes
+            .insert("openclaw.transcript".into(), origin.into());
+        if let Some(r) = run_id {
+            p.attributes.insert("openclaw.run_id".into(), r.into());
+        }
+        p
+    };
+    let text = |t: String| crate::model::CappedText::new(t, text_limit);
+    let mut out = Vec::new();
+    match msg.get("role").and_then(Value::as_str) {
+        Some("assistant") => {
+            // The call starts when the message asking for it is written.
+            let Some(start) = event_time.or(msg_time) else {
+                return out;
+            };
+            let parts = msg.get("content").and_then(Value::as_array);
+            for part in parts.into_iter().flatten() {
+                if part.get("type").and_then(Value::as_str) != Some("toolCall") {
+                    continue;
+                }
+                let (Some(id), Some(name)) = (
+                    part.get("id")
+                        .and_then(Value::as_str)
+                        .filter(|i| !i.is_empty()),
+                    part.get("name").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                let mut p = piece(id, name, start);
+                p.input = match part.get("arguments") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(a)) => Some(text(a.clone())),
+                    Some(a) => Some(text(a.to_string())),
+                };
+                out.push(Record::Span(Box::new(p)));
+            }
+        }
+        Some("toolResult") => {
+            let (Some(id), Some(time)) = (
+                msg.get("toolCallId")
+                    .and_then(Value::as_str)
+                    .filter(|i| !i.is_empty()),
+                msg_time.or(event_time),
+            ) else {
+                return out;
+            };
+            let tool = msg
+                .get("toolName")
+                .and_then(Value::as_str)
+                .unwrap_or("tool");
+            let mut p = piece(id, tool, time);
+            p.end_ns = Some(time);
+            let said: Vec<&str> = msg
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
+            let result = match msg.get("content") {
+                Some(Value::String(t)) => Some(t.clone()),
+                _ if !said.is_empty() => Some(said.join("\n")),
+                _ => None,
+            };
+            p.output = result.map(text);
+            let failed = msg.get("isError").and_then(Value::as_bool) == Some(true);
+            p.status = if failed {
+                crate::model::StatusCode::Error
+            } else {
+                crate::model::StatusCode::Ok
+            };
+            out.push(Record::Span(Box::new(p)));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The LLM call an assistant message with usage stands for (and an error event when it failed).
+fn llm_records(
+    event: &Value,
+    session_id: &str,
+    agent_id: Option<&str>,
+    origin: &str,
+    text_limit: usize,
 ) -> Vec<Record> {
     let Some(msg) = message_with_usage(event) else {
         return Vec::new();
@@ -184,10 +348,7 @@ pub fn records_from_event(
         .filter(|t| !t.is_empty())
         .collect();
     if !said.is_empty() {
-        span.output = Some(crate::model::CappedText::new(
-            said.join("\n\n"),
-            crate::sources::ingest::IngestConfig::default().max_text_bytes,
-        ));
+        span.output = Some(crate::model::CappedText::new(said.join("\n\n"), text_limit));
     }
     span.attributes
         .insert("gen_ai.operation.name".into(), "chat".into());
@@ -253,6 +414,18 @@ pub fn read_db(
     after_rowid: i64,
     newest_ms: i64,
 ) -> Result<DbRead, TranscriptError> {
+    let limit = crate::sources::ingest::IngestConfig::default().text_limit();
+    read_db_capped(path, agent_id, after_rowid, newest_ms, limit)
+}
+
+/// As `read_db`, each text kept up to `text_limit` bytes.
+pub fn read_db_capped(
+    path: &Path,
+    agent_id: Option<&str>,
+    after_rowid: i64,
+    newest_ms: i64,
+    text_limit: usize,
+) -> Result<DbRead, TranscriptError> {
     let err = |source| TranscriptError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -300,8 +473,13 @@ pub fn read_db(
             (None, None) => None,
         };
         if let Some(event) = text.and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
-            out.records
-                .extend(records_from_event(&event, &session_id, agent_id, "sqlite"));
+            out.records.extend(records_from_event_capped(
+                &event,
+                &session_id,
+                agent_id,
+                "sqlite",
+                text_limit,
+            ));
         }
         out.last_rowid = rowid;
         out.rows += 1;
@@ -345,6 +523,7 @@ fn session_files(dir: &Path) -> Vec<(String, PathBuf)> {
 struct Reader {
     state: PathBuf,
     grace: Duration,
+    text_limit: usize,
     pipeline: Pipeline,
     db_offsets: HashMap<String, Offset>,
     jsonl: Follower,
@@ -380,7 +559,7 @@ impl Reader {
         };
         let newest_ms = (now_ns() - self.grace.as_nanos() as i64) / 1_000_000;
         loop {
-            let read = match read_db(path, Some(agent), after, newest_ms) {
+            let read = match read_db_capped(path, Some(agent), after, newest_ms, self.text_limit) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(error = %e, "transcript database not readable now");
@@ -435,7 +614,9 @@ impl Reader {
                 .lines
                 .iter()
                 .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
-                .flat_map(|ev| records_from_event(&ev, session, Some(agent), "jsonl"))
+                .flat_map(|ev| {
+                    records_from_event_capped(&ev, session, Some(agent), "jsonl", self.text_limit)
+                })
                 .collect();
             if let Err(e) = self.pipeline.submit(SOURCE, records) {
                 tracing::debug!(error = %e, "session file lines wait: the queue refused them");
@@ -462,6 +643,7 @@ pub fn spawn(
     let mut reader = Some(Reader {
         state,
         grace: cfg.grace,
+        text_limit: cfg.text_limit,
         pipeline,
         db_offsets: offsets::load_from(db_path, SQLITE_SOURCE),
         jsonl: Follower::new(JSONL_SOURCE, offsets::load_from(db_path, JSONL_SOURCE)),

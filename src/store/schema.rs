@@ -518,6 +518,8 @@ const MIGRATIONS: &[&str] = &[
     super::audit::MIGRATION,
     // activity: the daemon's own administrative and security events (store::activity).
     super::activity::MIGRATION,
+    // sampling: each run's sampling decision, and what a dropped run keeps (analytics::sampling).
+    crate::analytics::sampling::MIGRATION,
 ];
 
 /// The schema version this build writes.

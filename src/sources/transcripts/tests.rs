@@ -70,9 +70,16 @@ fn reads_the_agent_database_incrementally_with_compressed_rows() {
     let db = agent_db(dir.path());
     let all = read_db(&db, Some("main"), 0, i64::MAX).unwrap();
     assert_eq!(all.rows, rows().len());
-    let calls = spans(&all.records);
+    let (calls, tools): (Vec<&Span>, Vec<&Span>) = spans(&all.records)
+        .into_iter()
+        .partition(|s| s.kind == SpanKind::LlmCall);
     // Every assistant message with usage, the failed one included.
     assert_eq!(calls.len(), 8);
+    // Two `ls` calls, each a piece with its arguments and one with its result.
+    assert_eq!(tools.len(), 4);
+    assert!(tools.iter().all(|s| s.tool_name.as_deref() == Some("ls")));
+    assert_eq!(tools.iter().filter(|s| s.input.is_some()).count(), 2);
+    assert_eq!(tools.iter().filter(|s| s.output.is_some()).count(), 2);
     let input: i64 = calls.iter().filter_map(|s| s.input_tokens).sum();
     assert_eq!(input, 123 * 5 + 200 * 2);
     let cost: f64 = calls.iter().filter_map(|s| s.cost_usd).sum();

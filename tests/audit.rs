@@ -793,18 +793,41 @@ fn exports_are_recorded_in_the_activity_log() {
     let mut d = Daemon::start_in(dir.path(), ENV);
     seed(&d, "first");
     d.wait_count("SELECT count(*) FROM spans", 40, Duration::from_secs(10));
-    let trace = hex(&d.db_path, "SELECT lower(hex(trace_id)) FROM spans ORDER BY id LIMIT 1");
+    let trace = hex(
+        &d.db_path,
+        "SELECT lower(hex(trace_id)) FROM spans ORDER BY id LIMIT 1",
+    );
     let r = client()
         .get(d.url(&format!("/v1/traces/{trace}/export")))
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     let file = dir.path().join("out.jsonl");
-    let out = d.cli(&["export", "--format", "json", "--output", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.cli(&[
+        "export",
+        "--format",
+        "json",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pkg = dir.path().join("pkg.json");
-    let out = d.cli(&["export", "--format", "eu-ai-act", "--output", pkg.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = d.cli(&[
+        "export",
+        "--format",
+        "eu-ai-act",
+        "--output",
+        pkg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // More ingest after the CLI appended to the chain: the daemon links to its entries.
     seed(&d, "second");
     d.wait_count("SELECT count(*) FROM spans", 80, Duration::from_secs(10));
@@ -824,11 +847,13 @@ fn exports_are_recorded_in_the_activity_log() {
     assert_eq!(items[1]["detail"]["format"], "json");
     assert_eq!(items[1]["detail"]["spans"], 40);
     assert_eq!(items[2]["detail"]["trace_id"], trace);
-    assert!(items[2]["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert_eq!(
-        items[2]["path"],
-        format!("/v1/traces/{}/export", trace)
+    assert!(
+        items[2]["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
     );
+    assert_eq!(items[2]["path"], format!("/v1/traces/{}/export", trace));
     wait_signed(&d);
     assert_intact(&d, "running, after exports");
     assert!(d.stop().success());

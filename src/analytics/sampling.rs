@@ -319,7 +319,11 @@ impl Sampler {
         }
         self.prune(&tx, now)?;
         // Now and then, the decisions of runs retention has deleted since.
-        if self.passes.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == 0 {
+        if self
+            .passes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(FORGET_EVERY)
+        {
             forget_gone_runs(&tx)?;
         }
         update_ship_upto(&tx)?;

@@ -377,6 +377,9 @@ pub fn install(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Where a batch's digests come back from the hashing thread.
+type DigestsBack = std::sync::mpsc::Receiver<Vec<[u8; 32]>>;
+
 /// The writer's rows waiting for their digests: their canonical bytes are gathered on
 /// the writer and hashed on the `oct-audit-hash` thread while the writer goes on
 /// inserting (SHA-256 was most of what the chain cost the writer); sealing collects the
@@ -388,7 +391,7 @@ struct Digesting {
     /// Per row in `buf`: (where its bytes end, its index in `PENDING`).
     rows: Vec<(usize, usize)>,
     /// Handed over: the rows' indexes in `PENDING`, and where their digests come back.
-    inflight: Vec<(Vec<usize>, std::sync::mpsc::Receiver<Vec<[u8; 32]>>)>,
+    inflight: Vec<(Vec<usize>, DigestsBack)>,
 }
 
 thread_local! {
@@ -559,7 +562,7 @@ fn encode_row(buf: &mut Vec<u8>, id: i64, values: &[&dyn rusqlite::ToSql]) -> Op
 fn stored_as(v: ValueRef) -> ValueRef {
     match v {
         ValueRef::Real(f) if f.is_nan() => ValueRef::Null,
-        ValueRef::Real(f) if f == 0.0 => ValueRef::Real(0.0),
+        ValueRef::Real(0.0) => ValueRef::Real(0.0),
         v => v,
     }
 }
@@ -848,7 +851,6 @@ pub fn seal_with(
             },
         }
     }
-    drop(read_back);
     drop(selects);
     let mut app = Appender::new(conn)?;
     let mut n = 0;
@@ -1244,9 +1246,7 @@ mod tests {
     /// and a NaN (stored as NULL) included.
     #[test]
     fn digests_of_bound_values_match_the_stored_rows() {
-        use crate::model::{
-            CappedText, Event, EventType, Record, Span, SpanId, SpanKind, TraceId,
-        };
+        use crate::model::{CappedText, Event, EventType, Record, Span, SpanId, SpanKind, TraceId};
         let dir = tempfile::tempdir().unwrap();
         let mut conn = super::super::open_writer(&dir.path().join("a.db")).unwrap();
         install(&mut conn).unwrap();
@@ -1290,7 +1290,10 @@ mod tests {
         assert_eq!(PENDING.with(|p| p.borrow().len()), 205);
         let (gathered, handed) = DIGESTING.with(|d| {
             let d = d.borrow();
-            (d.rows.len(), d.inflight.iter().map(|(i, _)| i.len()).sum::<usize>())
+            (
+                d.rows.len(),
+                d.inflight.iter().map(|(i, _)| i.len()).sum::<usize>(),
+            )
         });
         assert_eq!(gathered + handed, 205, "every insert gathered");
         assert!(handed > 0, "some handed to the hashing thread");

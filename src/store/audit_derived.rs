@@ -210,7 +210,11 @@ fn compare(
     problems: &mut Vec<Problem>,
 ) -> u64 {
     let mut checked = 0;
-    let mut keys: Vec<&Key> = stored.keys().chain(want.keys()).filter(|k| scope(k)).collect();
+    let mut keys: Vec<&Key> = stored
+        .keys()
+        .chain(want.keys())
+        .filter(|k| scope(k))
+        .collect();
     keys.sort();
     keys.dedup();
     for k in keys {
@@ -277,13 +281,17 @@ fn compare_buckets(
     checked
 }
 
-fn sum_without_session<V: Clone>(
-    m: &HashMap<Key, V>,
-    add: impl Fn(&mut V, &V),
-) -> HashMap<Key, V> {
+fn sum_without_session<V: Clone>(m: &HashMap<Key, V>, add: impl Fn(&mut V, &V)) -> HashMap<Key, V> {
     let mut out: HashMap<Key, V> = HashMap::new();
     for (k, v) in m {
-        let nk = (k.0, k.1.clone(), String::new(), k.3.clone(), k.4.clone(), k.5.clone());
+        let nk = (
+            k.0,
+            k.1.clone(),
+            String::new(),
+            k.3.clone(),
+            k.4.clone(),
+            k.5.clone(),
+        );
         match out.get_mut(&nk) {
             Some(o) => add(o, v),
             None => {
@@ -297,14 +305,28 @@ fn sum_without_session<V: Clone>(
 fn buckets_without_session(m: &HashMap<(Key, i64), i64>) -> HashMap<(Key, i64), i64> {
     let mut out = HashMap::new();
     for ((k, b), c) in m {
-        let nk = (k.0, k.1.clone(), String::new(), k.3.clone(), k.4.clone(), k.5.clone());
+        let nk = (
+            k.0,
+            k.1.clone(),
+            String::new(),
+            k.3.clone(),
+            k.4.clone(),
+            k.5.clone(),
+        );
         *out.entry((nk, *b)).or_insert(0) += c;
     }
     out
 }
 
 fn to_day(k: &Key) -> Key {
-    (day_of(k.0), k.1.clone(), String::new(), k.3.clone(), k.4.clone(), k.5.clone())
+    (
+        day_of(k.0),
+        k.1.clone(),
+        String::new(),
+        k.3.clone(),
+        k.4.clone(),
+        k.5.clone(),
+    )
 }
 
 /// What a span contributes to the trace summary and the rollups.
@@ -395,11 +417,13 @@ pub fn check(
             let usage = s.kind == "llm_call" || s.kind == "embedding";
             let n = |v: Option<i64>| v.unwrap_or(0);
             let total = s.total.unwrap_or(n(s.input) + n(s.output));
-            let t = traces.entry(s.trace_id.clone()).or_insert_with(|| TraceSums {
-                start_ns: s.start_ns,
-                status: "unset".into(),
-                ..Default::default()
-            });
+            let t = traces
+                .entry(s.trace_id.clone())
+                .or_insert_with(|| TraceSums {
+                    start_ns: s.start_ns,
+                    status: "unset".into(),
+                    ..Default::default()
+                });
             t.start_ns = t.start_ns.min(s.start_ns);
             t.end_ns = t.end_ns.max(s.end_ns);
             if s.status == "error" || t.status == "error" {
@@ -493,7 +517,9 @@ pub fn check(
             let Some(want) = want else {
                 problems.push(problem(
                     "traces",
-                    format!("traces row {hex} has no spans: the summary was added or its spans deleted"),
+                    format!(
+                        "traces row {hex} has no spans: the summary was added or its spans deleted"
+                    ),
                 ));
                 continue;
             };
@@ -507,7 +533,11 @@ pub fn check(
             let show = |v: Option<i64>| v.map_or("null".to_string(), |v| v.to_string());
             let showf = |v: Option<f64>| v.map_or("null".to_string(), |v| v.to_string());
             if diff.is_none() && got.start_ns != want.start_ns {
-                diff = Some(("start_ns", got.start_ns.to_string(), want.start_ns.to_string()));
+                diff = Some((
+                    "start_ns",
+                    got.start_ns.to_string(),
+                    want.start_ns.to_string(),
+                ));
             }
             if diff.is_none() && got.end_ns != want.end_ns {
                 diff = Some(("end_ns", show(got.end_ns), show(want.end_ns)));
@@ -608,7 +638,11 @@ pub fn check(
             want.entry(to_day(k)).or_default().absorb(s);
         }
         for ((k, b), c) in lat_hourly_ns.iter().chain(lat_daily_ns.iter()) {
-            *want_hist.entry(to_day(k)).or_default().entry(*b).or_insert(0) += c;
+            *want_hist
+                .entry(to_day(k))
+                .or_default()
+                .entry(*b)
+                .or_insert(0) += c;
         }
         let days = read_rows(conn, "usage_days", "day_ns")?;
         checked += compare("usage_days", &days, &want, |_| true, problems);

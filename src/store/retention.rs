@@ -108,7 +108,9 @@ fn delete_batch(
         ))?;
         let p = filter_params(&stmt, shipped, cutoff);
         let ids: Vec<(Vec<u8>, i64)> = stmt
-            .query_map(rusqlite::params_from_iter(p), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(rusqlite::params_from_iter(p), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         drop(stmt);
         let mut gone = tx.prepare_cached(

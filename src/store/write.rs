@@ -441,8 +441,6 @@ fn bind_span_row(
 const SPANS: usize = 0;
 const EVENTS: usize = 1;
 
-
-
 /// Keeps the trace's summary row current whatever order its spans arrive in.
 const TRACE_UPSERT: &str = "INSERT INTO traces (trace_id, root_span_id, root_name, parent_trace_id, start_ns, end_ns,
             status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,

@@ -22,7 +22,8 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     writer: WriterHandle,
     tasks: Vec<JoinHandle<()>>,
-    audit: Option<Arc<store::audit::Signer>>,
+    /// The audit chain's signer and its head file, when the chain is on.
+    audit: Option<(Arc<store::audit::Signer>, std::path::PathBuf)>,
     host: Option<crate::sources::host::HostHandle>,
     /// The dedicated OTLP listeners (stopped gracefully with the API).
     pub otlp: crate::sources::otlp::Listeners,
@@ -34,7 +35,7 @@ fn retention_policy(cfg: &Config) -> retention::Policy {
             .then(|| Duration::from_secs(cfg.store.retention_days * 86_400)),
         max_db_bytes: cfg.store.cleanup_db_threshold_bytes,
         disk_threshold_pct: cfg.store.cleanup_disk_threshold,
-        active_sinks: crate::sinks::active_sinks(cfg),
+        active_sinks: crate::sinks::active_sinks(&sinks_config(cfg)),
     }
 }
 
@@ -160,7 +161,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .with_context(|| format!("cannot listen on {}:{}", cfg.api.bind, cfg.api.port))?;
     let addr = listener.local_addr()?;
     let sinks = Arc::new(crate::sinks::Registry::start(
-        &cfg,
+        &sinks_config(&cfg),
         crate::sinks::Ctx {
             pipeline: pipeline.clone(),
             reads: reads.clone(),
@@ -180,7 +181,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         crate::sources::openclaw_gateway::target(&cfg.openclaw_gateway, &cfg.transcripts);
     let gateway = crate::sources::openclaw_gateway::GatewayState::new(gateway_target.as_ref());
     let state: SharedState = Arc::new(AppState {
-        config: cfg.clone(),
+        config: api::ApiSettings {
+            api: cfg.api.clone(),
+            ingest: cfg.ingest.clone(),
+            store: cfg.store.clone(),
+            fleet: cfg.fleet.clone(),
+            host: cfg.host.clone(),
+            analytics: cfg.analytics.clone(),
+            otlp: cfg.otlp.clone(),
+        },
         pipeline: pipeline.clone(),
         reads,
         sinks,
@@ -310,7 +319,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         stop,
         writer,
         tasks,
-        audit,
+        audit: audit.map(|signer| (signer, cfg.audit.head_path(&db_path))),
         host,
         otlp,
     })
@@ -390,13 +399,8 @@ impl Daemon {
             })),
             ..Default::default()
         });
-        if let Some(signer) = &self.audit {
-            let cfg = &self.state.config;
-            queue_checkpoint(
-                &self.state.pipeline,
-                signer,
-                &cfg.audit.head_path(&cfg.store.db_path()),
-            );
+        if let Some((signer, head_file)) = &self.audit {
+            queue_checkpoint(&self.state.pipeline, signer, head_file);
         }
         self.state.pipeline.close();
         let writer = self.writer;
@@ -473,5 +477,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("shutdown did not finish within OCT_SHUTDOWN_TIMEOUT")
+    }
+}
+
+fn sinks_config(cfg: &Config) -> crate::sinks::SinksConfig<'_> {
+    crate::sinks::SinksConfig {
+        push: &cfg.push,
+        otlp_export: &cfg.otlp_export,
     }
 }

@@ -5,17 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::settings::Setting;
 use crate::{analytics, api, logging, metrics, pipeline, redact, sinks, sources, store};
-
-/// One setting of one component: its name (flag `--name-with-dashes`, TOML key `name`),
-/// its environment variable, the default shown in help, and how to apply a value.
-pub struct Setting<C> {
-    pub name: &'static str,
-    pub env: &'static str,
-    pub default: &'static str,
-    pub help: &'static str,
-    pub set: fn(&mut C, &str) -> Result<(), String>,
-}
 
 /// Every component's configuration, composed.
 #[derive(Clone, Debug, Default)]
@@ -199,73 +190,6 @@ fn flatten_toml(table: &toml::Table) -> Vec<(String, String)> {
     out
 }
 
-// Parsers shared by every component's settings, each with a message naming the expected form.
-
-pub fn parse_u64(v: &str) -> Result<u64, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number, got {v:?}"))
-}
-
-pub fn parse_port(v: &str) -> Result<u16, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("expected a port number 0-65535, got {v:?}"))
-}
-
-pub fn parse_duration(v: &str) -> Result<std::time::Duration, String> {
-    crate::util::duration::parse(v)
-        .map_err(|e| format!("expected a duration like 500ms, 15s, 5m, 1h or 2d: {e}"))
-}
-
-pub fn parse_bool(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected on/off (true/false, 1/0), got {v:?}")),
-    }
-}
-
-pub fn parse_percent(v: &str) -> Result<f64, String> {
-    match v.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!("expected a percentage 0-100, got {v:?}")),
-    }
-}
-
-/// Bytes as a whole number, or with a unit: `10MiB`, `512KiB`, `1GB`.
-pub fn parse_bytes(v: &str) -> Result<u64, String> {
-    let t = v.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a size in bytes (or with KiB, MiB, GiB), got {v:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "expected a size in bytes (or with KiB, MiB, GiB), got {v:?}"
-            ));
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {v:?} is too large"))
-}
-
-pub fn parse_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,11 +299,106 @@ mod tests {
     }
 
     #[test]
-    fn bytes_and_percent() {
-        assert_eq!(parse_bytes("10MiB").unwrap(), 10 << 20);
-        assert_eq!(parse_bytes("1234").unwrap(), 1234);
-        assert!(parse_bytes("ten").is_err());
-        assert!(parse_percent("101").is_err());
-        assert_eq!(parse_percent("80").unwrap(), 80.0);
+    fn budgets_come_from_the_config_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "budgets = [\"global/day=$5\", \"agent:a/month=1M tokens\"]\nbaseline_threshold = 4\n",
+        )
+        .unwrap();
+        let mut src = Sources {
+            file: Some(file),
+            ..Default::default()
+        };
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 2);
+        assert_eq!(cfg.analytics.budgets[1].key(), "agent:a/month/tokens");
+        assert_eq!(cfg.analytics.baseline_threshold, 4.0);
+        src.env
+            .insert("OCT_BUDGETS".into(), "agent:b/day=$1".into());
+        let cfg = Config::load(&src).unwrap();
+        assert_eq!(cfg.analytics.budgets.len(), 1, "the environment wins");
+        src.env
+            .insert("OCT_ALERT_WEBHOOK".into(), "ftp://example".into());
+        let e = Config::load(&src).unwrap_err().0;
+        assert!(e.starts_with("OCT_ALERT_WEBHOOK"), "{e}");
+    }
+
+    #[test]
+    fn disable_list_is_checked() {
+        let env = [("OCT_HOST_DISABLE".to_string(), "dns, bogus".to_string())];
+        let err = Config::load(&Sources {
+            env: env.into_iter().collect(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.0.contains("unknown collector \"bogus\""), "{}", err.0);
+        let env = [("OCT_HOST_DISABLE".to_string(), "dns,processes".to_string())];
+        let cfg = Config::load(&Sources {
+            env: env.into_iter().collect(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!cfg.host.enabled("dns"));
+        assert!(cfg.host.enabled("cpu"));
+    }
+
+    /// Components declare their settings with `crate::settings` and never import the
+    /// composer: only it (with the entry points that call it: the app, the CLI, the fuzz
+    /// harness) knows every component, so there is no import circle.
+    #[test]
+    fn no_component_imports_the_composer() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out)
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p)
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let allowed = [
+            "config.rs",
+            "app.rs",
+            "main.rs",
+            "lib.rs",
+            "fuzzing.rs",
+            "cli",
+        ];
+        let mut offenders = Vec::new();
+        for f in &files {
+            let rel = f.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            if allowed.contains(&first.as_ref()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            if text.contains("crate::config") || text.contains("super::config") {
+                offenders.push(rel.display().to_string());
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "components importing the composer: {offenders:?}"
+        );
+        let leaf = std::fs::read_to_string(src.join("settings.rs")).unwrap();
+        let imports: Vec<&str> = leaf
+            .lines()
+            .filter(|l| l.contains("crate::") && !l.contains("crate::util::duration"))
+            .collect();
+        assert!(
+            imports.is_empty(),
+            "settings.rs imports the project: {imports:?}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::sources::ingest::{self, Endpoint, IngestConfig};
 use crate::sources::otlp::convert::{self, Limits};
 use crate::sources::otlp::{Rejects, Signal, decode};
 use crate::sources::{openclaw, tail, transcripts};
-use crate::{api, redact, util};
+use crate::{api, redact, settings, util};
 
 /// The names of the targets, as in `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
 pub const TARGETS: &[&str] = &[
@@ -202,13 +202,13 @@ pub fn settings(data: &[u8]) {
     let mut cfg = Config::default();
     let _ = config::apply_toml(&mut cfg, &config::settings(), &text, "fuzz.toml");
     for line in text.lines() {
-        let _ = config::parse_u64(line);
-        let _ = config::parse_port(line);
-        let _ = config::parse_duration(line);
-        let _ = config::parse_bool(line);
-        let _ = config::parse_percent(line);
-        let _ = config::parse_bytes(line);
-        let _ = config::parse_list(line);
+        let _ = settings::parse_u64(line);
+        let _ = settings::parse_port(line);
+        let _ = settings::parse_duration(line);
+        let _ = settings::parse_bool(line);
+        let _ = settings::parse_percent(line);
+        let _ = settings::parse_bytes(line);
+        let _ = settings::parse_list(line);
         let _ = util::duration::parse(line);
         let _ = util::time::parse_timestamp_str(line);
         let _ = budgets::parse_budgets(line);

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod redact;
+pub mod settings;
 pub mod sinks;
 pub mod sources;
 pub mod store;

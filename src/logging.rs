@@ -8,9 +8,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::Setting;
 use crate::model::{Record, StatusCode};
 use crate::pipeline::WriteHook;
+use crate::settings::Setting;
 use crate::store::write::WriteEffect;
 
 #[derive(Clone, Debug, PartialEq)]

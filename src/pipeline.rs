@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::config::{Setting, parse_bytes, parse_u64};
 use crate::model::{Record, now_ns};
+use crate::settings::{Setting, parse_bytes, parse_u64};
 use crate::store::write::WriteEffect;
 use crate::store::{self, retention, write};
 

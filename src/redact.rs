@@ -13,9 +13,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Setting, parse_bool};
 use crate::model::{CappedText, Record, SharedMap};
 use crate::pipeline::Transform;
+use crate::settings::{Setting, parse_bool};
 use std::cell::RefCell;
 use std::sync::Arc;
 

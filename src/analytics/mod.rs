@@ -24,9 +24,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{Setting, parse_duration, parse_u64};
 use crate::model::{TraceId, now_ns};
 use crate::pipeline::{Pipeline, Transform, WriteHook};
+use crate::settings::{Setting, parse_duration, parse_u64};
 use crate::store::ReadPool;
 use baseline::BaselineSettings;
 use budgets::{BudgetRule, BudgetStatus, Budgets};
@@ -605,37 +605,5 @@ impl Analytics {
             .filter(|b| b.over)
             .map(|b| format!("budget {} over: {:.1}% of its limit", b.budget, b.percent))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::{Config, Sources};
-
-    #[test]
-    fn budgets_come_from_the_config_file_or_the_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "budgets = [\"global/day=$5\", \"agent:a/month=1M tokens\"]\nbaseline_threshold = 4\n",
-        )
-        .unwrap();
-        let mut src = Sources {
-            file: Some(file),
-            ..Default::default()
-        };
-        let cfg = Config::load(&src).unwrap();
-        assert_eq!(cfg.analytics.budgets.len(), 2);
-        assert_eq!(cfg.analytics.budgets[1].key(), "agent:a/month/tokens");
-        assert_eq!(cfg.analytics.baseline_threshold, 4.0);
-        src.env
-            .insert("OCT_BUDGETS".into(), "agent:b/day=$1".into());
-        let cfg = Config::load(&src).unwrap();
-        assert_eq!(cfg.analytics.budgets.len(), 1, "the environment wins");
-        src.env
-            .insert("OCT_ALERT_WEBHOOK".into(), "ftp://example".into());
-        let e = Config::load(&src).unwrap_err().0;
-        assert!(e.starts_with("OCT_ALERT_WEBHOOK"), "{e}");
     }
 }

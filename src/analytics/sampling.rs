@@ -145,7 +145,7 @@ pub fn parse_rules(v: &str) -> Result<Option<SamplingRules>, String> {
             }
             "slower_than" => {
                 r.slower_than = Some(
-                    crate::config::parse_duration(x).map_err(|e| format!("slower_than: {e}"))?,
+                    crate::settings::parse_duration(x).map_err(|e| format!("slower_than: {e}"))?,
                 )
             }
             "costlier_than" => {

@@ -27,8 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::config::{Config, Setting, parse_bytes, parse_duration, parse_port};
 use crate::pipeline::{Pipeline, SubmitError};
+use crate::settings::{Setting, parse_bytes, parse_duration, parse_port};
 use crate::sources::otlp;
 use crate::store::ReadPool;
 
@@ -139,7 +139,7 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
         default: "64",
         help: "Open HTTP connections, at most, across the API and OTLP/HTTP listeners; beyond it a connection gets 503 with Retry-After and is closed",
         set: |c, v| {
-            c.max_connections = crate::config::parse_u64(v)?.max(1) as usize;
+            c.max_connections = crate::settings::parse_u64(v)?.max(1) as usize;
             Ok(())
         },
     },
@@ -155,9 +155,22 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
     },
 ];
 
+/// The settings the API reads: its own, and those of the components whose state or
+/// limits it shows (the composer hands them over; the API never sees the whole).
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    pub api: ApiConfig,
+    pub ingest: crate::sources::ingest::IngestConfig,
+    pub store: crate::store::StoreConfig,
+    pub fleet: crate::sources::fleet::FleetConfig,
+    pub host: crate::sources::host::HostConfig,
+    pub analytics: crate::analytics::AnalyticsConfig,
+    pub otlp: crate::sources::otlp::OtlpConfig,
+}
+
 /// Everything a handler can reach.
 pub struct AppState {
-    pub config: Config,
+    pub config: ApiSettings,
     pub pipeline: Pipeline,
     pub reads: Arc<ReadPool>,
     pub sinks: Arc<crate::sinks::Registry>,

@@ -35,7 +35,7 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub json: bool,
     /// Time allowed for each network check (name lookup, connect, request)
-    #[arg(long, default_value = "3s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = crate::settings::parse_duration)]
     pub timeout: Duration,
 }
 

@@ -283,7 +283,7 @@ pub(crate) fn record_export(cfg: &Config, message: String, detail: serde_json::V
         detail: Some(detail),
         id: None,
     };
-    if let Err(e) = crate::store::activity::record_from_cli(cfg, &a) {
+    if let Err(e) = crate::store::activity::record_from_cli(&cfg.store, &cfg.audit, &a) {
         eprintln!("openclaw-trace: the export was not recorded in the activity log: {e}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::config::Config;
-use crate::config::parse_duration;
+use crate::settings::parse_duration;
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {

@@ -17,7 +17,7 @@ use std::sync::{Mutex, RwLock};
 use prometheus_client::collector::Collector;
 use prometheus_client::registry::{Metric, Unit};
 
-use crate::config::{Setting, parse_u64};
+use crate::settings::{Setting, parse_u64};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricsConfig {

@@ -21,7 +21,6 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
 use crate::model::now_ns;
 use crate::pipeline::Pipeline;
 use crate::store::{ReadPool, StoreError};
@@ -31,14 +30,21 @@ use delivery::{Attempt, Backoff, Redactor};
 /// Dead letters kept per sink; older ones are dropped first.
 const DEAD_LETTERS_KEPT: i64 = 10_000;
 
+/// The sinks' settings (each declared beside its sink).
+#[derive(Clone, Copy)]
+pub struct SinksConfig<'a> {
+    pub push: &'a push::PushConfig,
+    pub otlp_export: &'a otlp_export::OtlpExportConfig,
+}
+
 /// Names of the sinks enabled by this configuration: retention deletes what
 /// they have not shipped yet last (see `store::retention::Policy::active_sinks`).
-pub fn active_sinks(cfg: &Config) -> Vec<String> {
+pub fn active_sinks(cfg: &SinksConfig) -> Vec<String> {
     let mut out = Vec::new();
-    if push::enabled(&cfg.push) {
+    if push::enabled(cfg.push) {
         out.push(push::SINK.to_string());
     }
-    if otlp_export::enabled(&cfg.otlp_export, &otlp_export::process_env) {
+    if otlp_export::enabled(cfg.otlp_export, &otlp_export::process_env) {
         out.push(otlp_export::SINK.to_string());
     }
     out
@@ -772,18 +778,18 @@ impl Registry {
     /// Starts every sink the configuration enables. `own_addr` is the API's address,
     /// so an exporter pointed back at this daemon is refused instead of looping.
     pub fn start(
-        cfg: &Config,
+        cfg: &SinksConfig,
         ctx: Ctx,
         own_addr: std::net::SocketAddr,
     ) -> anyhow::Result<Registry> {
         let mut running = Vec::new();
-        if let Some(sink) = push::PushSink::from_config(&cfg.push)? {
+        if let Some(sink) = push::PushSink::from_config(cfg.push)? {
             let target = sink.target();
             tracing::info!(sink = push::SINK, endpoint = %target, format = sink.format_name(), "push enabled");
             running.push(spawn(sink, target, ctx.clone(), cfg.push.pacing()));
         }
         if let Some(resolved) =
-            otlp_export::Resolved::from_config(&cfg.otlp_export, &otlp_export::process_env)?
+            otlp_export::Resolved::from_config(cfg.otlp_export, &otlp_export::process_env)?
         {
             if resolved.points_at(own_addr) {
                 tracing::error!(

@@ -40,7 +40,7 @@ use super::delivery::{self, Attempt, Redactor, parse_headers, redact_url};
 use super::{
     Batch, Item, METRIC_COLS, MetricRow, Pacing, Selection, Sink, Stream, metric_row, scan,
 };
-use crate::config::{Setting, parse_bool, parse_duration, parse_list, parse_u64};
+use crate::settings::{Setting, parse_bool, parse_duration, parse_list, parse_u64};
 use crate::store::StoreError;
 use crate::store::query::{
     EVENT_COLS, EventOut, SPAN_COLS, SPAN_COLS_LEN, SpanOut, event_row, span_row,

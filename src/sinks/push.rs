@@ -22,7 +22,7 @@ use super::{
     Batch, Item, METRIC_COLS, MetricRow, Pacing, Selection, Sink, Stream, data_streams, metric_row,
     scan,
 };
-use crate::config::{Setting, parse_bool, parse_bytes, parse_duration, parse_u64};
+use crate::settings::{Setting, parse_bool, parse_bytes, parse_duration, parse_u64};
 use crate::sources::fleet::{MAX_STATUS_CONDITIONS, STATUS_HEADER, SidecarStatus};
 use crate::store::StoreError;
 use crate::store::query::{

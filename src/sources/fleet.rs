@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ingest::FieldError;
-use crate::config::{Setting, parse_duration};
 use crate::model::{
     CappedText, CostSource, Event, EventType, Histogram, MetricKind, MetricPoint, Record,
     SharedMap, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
+use crate::settings::{Setting, parse_duration};
 
 /// Resource attributes that name a record's origin (OpenTelemetry's).
 pub const INSTANCE_ATTRIBUTE: &str = "service.instance.id";

@@ -9,11 +9,11 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{Setting, parse_bool, parse_bytes};
 use crate::model::{
     CappedText, CostSource, Event, EventType, Record, Span, SpanId, SpanKind, StatusCode, TraceId,
     now_ns,
 };
+use crate::settings::{Setting, parse_bool, parse_bytes};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngestConfig {

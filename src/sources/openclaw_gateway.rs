@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::gateway::{GatewayClient, GatewayError};
-use crate::config::{Setting, parse_duration, parse_list};
 use crate::model::now_ns;
+use crate::settings::{Setting, parse_duration, parse_list};
 
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:18789";
 

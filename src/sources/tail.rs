@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::Digest;
 
-use crate::config::{Setting, parse_bool, parse_duration, parse_u64};
 use crate::model::{Event, EventType, Record, SpanId, TraceId, now_ns};
 use crate::pipeline::Pipeline;
+use crate::settings::{Setting, parse_bool, parse_duration, parse_u64};
 use crate::sources::openclaw::ids::stable_uid;
 use crate::store::offsets::{self, Offset};
 

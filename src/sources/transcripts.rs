@@ -18,9 +18,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::{Map, Value};
 
-use crate::config::{Setting, parse_duration};
 use crate::model::{Record, Span, SpanKind, SpanMerge, now_ns};
 use crate::pipeline::Pipeline;
+use crate::settings::{Setting, parse_duration};
 use crate::sources::openclaw::ids::{hash_span_id, hash_trace_id};
 use crate::sources::openclaw::{assistant_error_event, assistant_message_piece, message_key};
 use crate::sources::tail::Follower;

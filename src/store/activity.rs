@@ -74,11 +74,15 @@ pub fn insert_in(tx: &Connection, a: &Activity) -> rusqlite::Result<i64> {
 /// Records `a` from a command run beside the daemon (an export): on a connection of
 /// its own, chained as the daemon's writer chains (the chain's tail is read inside
 /// the write transaction, so the two append in turn).
-pub fn record_from_cli(cfg: &crate::config::Config, a: &Activity) -> Result<i64, String> {
-    let mut conn = super::open_writer(&cfg.store.db_path()).map_err(|e| e.to_string())?;
+pub fn record_from_cli(
+    store: &super::StoreConfig,
+    audit: &super::audit::AuditConfig,
+    a: &Activity,
+) -> Result<i64, String> {
+    let mut conn = super::open_writer(&store.db_path()).map_err(|e| e.to_string())?;
     // Chained when the database is (whatever this command's OCT_AUDIT says), or will be.
     let chained = super::audit::tail(&conn).map_err(|e| e.to_string())?.0 > 0;
-    if chained || cfg.audit.enabled {
+    if chained || audit.enabled {
         super::audit::install(&mut conn).map_err(|e| e.to_string())?;
     }
     insert(&conn, a).map_err(|e| e.to_string())

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Setting, parse_bool, parse_duration};
+use crate::settings::{Setting, parse_bool, parse_duration};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditConfig {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::{Setting, parse_bytes, parse_duration, parse_percent, parse_u64};
+use crate::settings::{Setting, parse_bytes, parse_duration, parse_percent, parse_u64};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreConfig {

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Setting, parse_duration, parse_list, parse_percent, parse_u64};
 use crate::model::{MetricKind, MetricPoint, Record};
+use crate::settings::{Setting, parse_duration, parse_list, parse_percent, parse_u64};
 
 pub use llm::LlmFailures;
 pub use runner::{HostHandle, start};
@@ -369,28 +369,4 @@ pub(crate) fn to_map(attrs: Attrs) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::{Config, Sources};
-
-    #[test]
-    fn disable_list_is_checked() {
-        let env = [("OCT_HOST_DISABLE".to_string(), "dns, bogus".to_string())];
-        let err = Config::load(&Sources {
-            env: env.into_iter().collect(),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(err.0.contains("unknown collector \"bogus\""), "{}", err.0);
-        let env = [("OCT_HOST_DISABLE".to_string(), "dns,processes".to_string())];
-        let cfg = Config::load(&Sources {
-            env: env.into_iter().collect(),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(!cfg.host.enabled("dns"));
-        assert!(cfg.host.enabled("cpu"));
-    }
 }

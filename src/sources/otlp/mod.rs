@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::api::{AppState, SharedState, refusing};
-use crate::config::Setting;
 use crate::model::{Record, now_ns};
 use crate::pipeline::SubmitError;
+use crate::settings::Setting;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpConfig {

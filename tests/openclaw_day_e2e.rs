@@ -365,6 +365,7 @@ fn a_compressed_day_against_the_real_gateway() {
         let ctx = d.get_json("/v1/openclaw/context");
         (!ctx["compactions"].as_array().unwrap().is_empty()).then_some(ctx)
     });
+    eprintln!("compactions: {:#}", ctx["compactions"]);
 
     // The fallback: fail-model -> fake-model, from the gateway log.
     let fbv = wait_until("the fallback decision", Duration::from_secs(20), || {

@@ -41,8 +41,9 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            // On: its cost on batched ingest is within the 10 % target (BENCHMARKS.md, audit chain).
-            enabled: true,
+            // Off until its cost on batched ingest is shown within the 10 % target
+            // (BENCHMARKS.md, audit chain: 8 % and 16 % in two runs of one build).
+            enabled: false,
             key_file: None,
             head_file: None,
             checkpoint_interval: Duration::from_secs(60),
@@ -57,8 +58,8 @@ pub const SETTINGS: &[Setting<AuditConfig>] = &[
     Setting {
         name: "audit",
         env: "OCT_AUDIT",
-        default: "on",
-        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (off turns it off)",
+        default: "off",
+        help: "Keep the tamper-evident hash chain over stored rows, signed heads and key (on)",
         set: |c, v| {
             c.enabled = match v.trim().to_ascii_lowercase().as_str() {
                 "on" => true,

@@ -83,35 +83,10 @@ async fn otlp(State(r): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes
 
 fn receiver() -> (String, Shared) {
     let shared: Shared = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let r = shared.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new()
-                .fallback(axum::routing::post(otlp))
-                .with_state(r);
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (format!("http://{addr}"), shared)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(otlp))
+        .with_state(shared.clone());
+    (serve_in_thread(app), shared)
 }
 
 fn hex(n: u64, width: usize) -> String {
@@ -181,7 +156,7 @@ fn exports_genai_semconv_with_ids_logs_and_metrics() {
     assert_eq!(r.status(), 202);
     d.wait_count("SELECT count(*) FROM events", 1, Duration::from_secs(10));
     let (input, output) = agent_traces(&d, 5, 7);
-    wait_until(
+    wait_for(
         "20 spans, a log and GenAI metrics",
         Duration::from_secs(30),
         || {
@@ -340,7 +315,7 @@ fn json_protocol_and_content_capture() {
         ("OCT_OTLP_EXPORT_INTERVAL", "200ms"),
     ]);
     agent_traces(&d, 1, 9);
-    wait_until("4 spans", Duration::from_secs(20), || {
+    wait_for("4 spans", Duration::from_secs(20), || {
         got.lock()
             .unwrap()
             .traces
@@ -542,7 +517,7 @@ fn phoenix_spans(p: &Phoenix, project: &str) -> Vec<Value> {
 
 fn check_in_phoenix(p: &Phoenix, project: &str, want_spans: usize, input: i64, output: i64) {
     let mut spans = Vec::new();
-    wait_until(
+    wait_for(
         &format!("{want_spans} spans in Phoenix project {project}"),
         Duration::from_secs(60),
         || {
@@ -669,7 +644,7 @@ fn run_metrics_are_exported_as_gauges_per_run_and_agent() {
         }
         out
     };
-    wait_until("three runs' gauges", Duration::from_secs(30), || {
+    wait_for("three runs' gauges", Duration::from_secs(30), || {
         gauges()
             .iter()
             .filter(|g| g.0 == "openclaw_trace.run.llm_calls")

@@ -10,7 +10,7 @@ use common::*;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -42,35 +42,10 @@ async fn receive(State(r): State<Shared>, uri: Uri, headers: HeaderMap, body: By
 
 fn receiver() -> (String, Shared) {
     let shared: Shared = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let r = shared.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new()
-                .fallback(axum::routing::post(receive))
-                .with_state(r);
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (format!("http://{addr}"), shared)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(receive))
+        .with_state(shared.clone());
+    (serve_in_thread(app), shared)
 }
 
 struct Lcg(u64);
@@ -449,7 +424,7 @@ fn ten_thousand_runs_keep_errors_and_costly_runs_and_every_total() {
         }
         (per_trace, with_ratio, pushed)
     };
-    wait_until(
+    wait_for(
         "the kept runs' spans exported",
         Duration::from_secs(120),
         || exported(&got).1 >= want_spans,
@@ -462,7 +437,7 @@ fn ten_thousand_runs_keep_errors_and_costly_runs_and_every_total() {
         assert!(kept_ids.contains(t), "exported a dropped run: {t}");
         assert_eq!(*n, 4, "{t}");
     }
-    wait_until(
+    wait_for(
         "the kept runs' LLM calls pushed",
         Duration::from_secs(60),
         || exported(&got).2 >= kept_ids.len() * 2,

@@ -138,6 +138,20 @@ pub fn records_from_event_capped(
     out
 }
 
+/// A transcript message's OpenClaw run id, and its row's own timestamp.
+fn run_and_time<'a>(msg: &'a Map<String, Value>, event: &Value) -> (Option<&'a str>, Option<i64>) {
+    let run_id = msg
+        .get("__openclaw")
+        .and_then(|o| o.get("runId"))
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty());
+    let event_time = event
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(crate::util::time::parse_timestamp_str);
+    (run_id, event_time)
+}
+
 /// The tool calls of an assistant message (`toolCall` parts: id, name, arguments) and a
 /// tool's result (`toolResult` message: its text, `isError`), as pieces of the tool span
 /// the OpenClaw plugin reports: the same ids and natural key, so they merge into one.
@@ -154,15 +168,7 @@ fn tool_records(
     let Some(msg) = event.get("message").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let run_id = msg
-        .get("__openclaw")
-        .and_then(|o| o.get("runId"))
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty());
-    let event_time = event
-        .get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(crate::util::time::parse_timestamp_str);
+    let (run_id, event_time) = run_and_time(msg, event);
     let msg_time = msg
         .get("timestamp")
         .and_then(Value::as_i64)
@@ -282,15 +288,7 @@ fn llm_records(
     let Some(msg) = message_with_usage(event) else {
         return Vec::new();
     };
-    let run_id = msg
-        .get("__openclaw")
-        .and_then(|o| o.get("runId"))
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty());
-    let event_time = event
-        .get("timestamp")
-        .and_then(Value::as_str)
-        .and_then(crate::util::time::parse_timestamp_str);
+    let (run_id, event_time) = run_and_time(msg, event);
     let Some(ts_ms) = msg
         .get("timestamp")
         .and_then(Value::as_i64)

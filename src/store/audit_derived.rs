@@ -152,17 +152,23 @@ fn read_rows(
     let mut rows = stmt.query([])?;
     let mut out = HashMap::new();
     while let Some(r) = rows.next()? {
-        let k: Key = (
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        );
+        let k = key_at(r)?;
         out.insert(k, sums_at(r, 6)?);
     }
     Ok(out)
+}
+
+/// A rollup row's key from its first six columns (time, agent, session, user, provider,
+/// model).
+fn key_at(r: &rusqlite::Row) -> rusqlite::Result<Key> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 /// (key, bucket) -> count.
@@ -177,14 +183,7 @@ fn read_buckets(
     let mut rows = stmt.query([])?;
     let mut out = HashMap::new();
     while let Some(r) = rows.next()? {
-        let k: Key = (
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        );
+        let k = key_at(r)?;
         *out.entry((k, r.get::<_, i64>(6)?)).or_insert(0) += r.get::<_, i64>(7)?;
     }
     Ok(out)

@@ -30,9 +30,18 @@ fn fake_webhook_on(port: u16, fail_first: bool) -> FakeWebhook {
     let attempts = Arc::new(Mutex::new(0u32));
     let received = Arc::new(Mutex::new(Vec::new()));
     let (a, r) = (attempts.clone(), received.clone());
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-        .unwrap();
+    // A given port was free a moment ago, but another process (or the daemon's own
+    // retry, connecting to itself on loopback) may hold it for a while: try again.
+    let until = Instant::now() + Duration::from_secs(15);
+    let listener = loop {
+        match rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))) {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("cannot listen on port {port}: {e}"),
+        }
+    };
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
         "/hook",

@@ -138,6 +138,16 @@ pub fn records_from_event_capped(
     out
 }
 
+/// The text parts of a message's content (`{"type": "text", "text": ...}`).
+fn text_parts(msg: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    msg.get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+}
+
 /// A transcript message's OpenClaw run id, and its row's own timestamp.
 fn run_and_time<'a>(msg: &'a Map<String, Value>, event: &Value) -> (Option<&'a str>, Option<i64>) {
     let run_id = msg
@@ -250,14 +260,7 @@ fn tool_records(
                 .unwrap_or("tool");
             let mut p = piece(id, tool, time);
             p.end_ns = Some(time);
-            let said: Vec<&str> = msg
-                .get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
+            let said: Vec<&str> = text_parts(msg).collect();
             let result = match msg.get("content") {
                 Some(Value::String(t)) => Some(t.clone()),
                 _ if !said.is_empty() => Some(said.join("\n")),
@@ -335,13 +338,7 @@ fn llm_records(
     span.source = SOURCE;
     assistant_message_piece(msg, &mut span);
     // What the model said: the message's text parts (its tool calls are the tool spans').
-    let said: Vec<&str> = msg
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|p| p.get("text").and_then(Value::as_str))
+    let said: Vec<&str> = text_parts(msg)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();

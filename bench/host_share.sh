@@ -17,7 +17,8 @@ wrk.method = "POST"; wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 LUA
 port=$((20000 + RANDOM % 20000))
-OCT_AUDIT=off OCT_DB_PATH=$w/db OCT_PORT=$port OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=off OCT_METRICS_INTERVAL=1s \
+OCT_CLEANUP_DB_THRESHOLD_BYTES=100000000000 OCT_CLEANUP_DISK_THRESHOLD=100 \
+  OCT_AUDIT=off OCT_DB_PATH=$w/db OCT_PORT=$port OCT_OTLP_HTTP_ADDR=off OCT_OTLP_GRPC_ADDR=off OCT_METRICS_INTERVAL=1s \
   OCT_LOG_PATH=off OCT_OPENCLAW_STATE_DIR=off $BIN > $w/log 2>&1 &
 pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
@@ -30,4 +31,4 @@ curl -s "http://127.0.0.1:$port/metrics" | grep -E '^openclaw_trace_records_(dro
 kill -TERM $pid; wait $pid
 sqlite3 $w/db "SELECT count(DISTINCT time_ns) FROM metric_points WHERE time_ns BETWEEN $t0 AND $t1" | sed 's/^/distinct host sample times during the flood: /'
 echo "flood seconds: $(( (t1 - t0) / 1000000000 ))"
-rm -rf $w
+[ -n "${KEEP:-}" ] && echo "kept $w" || rm -rf $w

@@ -9,7 +9,8 @@
 # (the disk threshold off, so the cap governs on a shared, full disk too).
 #
 # At the end: RSS drift and range after the first ten minutes (target: at most 2 MB),
-# descriptors (target: no change), and the records' accounting: every span a client got
+# descriptors held (target: no change; sampled every 5 s, files and sockets apart, the
+# minimum of each minute is what stays open, the maximum adds the moment's transients), and the records' accounting: every span a client got
 # acknowledged is in the database or was received by the push receiver, and those
 # neither are at most what retention says it deleted unshipped.
 #
@@ -47,19 +48,24 @@ load=$!
 
 health() { curl -s --max-time 5 "http://127.0.0.1:$port/health"; }
 csv="$OUT/samples.csv"
-echo "minute,rss_kb,fds,threads,events_received,events_written,events_dropped,retention_deleted,retention_unshipped_deleted,db_size_bytes,unsynced_count" > "$csv"
+echo "minute,rss_kb,files_min,threads,events_received,events_written,events_dropped,retention_deleted,retention_unshipped_deleted,db_size_bytes,unsynced_count,files_max,sockets_min,sockets_max" > "$csv"
 start=$(date +%s)
 echo "# commit $(git rev-parse --short HEAD), binary $BIN, $SECS s, $(nproc) CPUs"
 minute=0
 while kill -0 "$load" 2>/dev/null; do
+  # Descriptors sampled every 5 s over 50 s: the minimum is what stays open (a leak
+  # raises it), the maximum adds what was open for a moment (a query's reader, a /proc
+  # file the host sampler was reading, a push connection). TCP sockets apart from the
+# rest; the DNS probes' UDP sockets (one query each) are not counted.
+  fds=$(python3 bench/soak_load.py fds "$pid" 50)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  fds=$(ls "/proc/$pid/fd" | wc -l)
   thr=$(awk '/Threads/ {print $2}' "/proc/$pid/status")
   h=$(health)
   row=$(echo "$h" | python3 -c 'import json,sys
 h=json.load(sys.stdin)
 print(",".join(str(h.get(k)) for k in ["events_received","events_written","events_dropped","retention_deleted","retention_unshipped_deleted","db_size_bytes","unsynced_count"]))')
-  echo "$minute,$rss,$fds,$thr,$row" | tee -a "$csv"
+  IFS=, read -r files_min files_max sockets_min sockets_max <<< "$fds"
+  echo "$minute,$rss,$files_min,$thr,$row,$files_max,$sockets_min,$sockets_max" | tee -a "$csv"
   minute=$((minute + 1))
   # Sleep to the next whole minute since the start.
   now=$(date +%s); next=$((start + minute * 60)); [ "$next" -gt "$now" ] && sleep $((next - now))
@@ -87,7 +93,8 @@ set yrange [0:*]
 set y2range [0:*]
 set title "openclaw-trace soak: mixed load, $SECS s, commit $(git rev-parse --short HEAD)"
 plot "$csv" using 1:(\$2/1024) with linespoints title "RSS (MB)", \
-     "$csv" using 1:3 axes x1y2 with steps title "open fds"
+     "$csv" using 1:3 axes x1y2 with steps title "descriptors held (files, min)", \
+     "$csv" using 1:13 axes x1y2 with steps title "TCP sockets held (min)"
 GP
   echo "plot: $OUT/soak.png"
 fi

@@ -72,6 +72,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(cfg: openclaw_trace::config::Config) -> ExitCode {
+    // Before the runtime starts its threads (see util::heap).
+    openclaw_trace::util::heap::limit_arenas();
     logging::init(&cfg.log, cfg.redact.enabled);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -99,5 +99,7 @@ pub(crate) fn release_cached_pages(pipeline: &Pipeline) -> bool {
         if let Err(e) = conn.execute_batch("PRAGMA shrink_memory") {
             tracing::debug!(error = %e, "releasing cached pages failed");
         }
+        // What SQLite (and everyone else) freed stays in malloc's arenas until trimmed.
+        crate::util::heap::release_free_pages();
     })
 }

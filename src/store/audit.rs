@@ -909,22 +909,39 @@ pub fn trim(conn: &Connection) -> rusqlite::Result<u64> {
     let tx = conn.unchecked_transaction()?;
     seal(&tx, "prune")?;
     let (last, _) = tail(&tx)?;
-    let latest = latest_changes(&tx)?;
     let exists = |t: &str, id: i64| -> rusqlite::Result<bool> {
         tx.prepare_cached(&format!("SELECT 1 FROM main.{t} WHERE id = ?1"))?
             .exists([id])
     };
+    // The chain from its start, up to the first entry that names a span or event still
+    // stored: what retention deleted since the last trim, so each run reads about what
+    // it deleted, not every row stored (reading every row's latest entry made a run
+    // cost O(rows kept), and retention runs every few seconds on a full volume). An
+    // entry naming a stored row that a later entry names again is kept too: retention
+    // takes that row soon, being among the oldest. Activity rows are never updated:
+    // the entry that names one is its latest.
     let mut keep_from = last;
     let mut live_below: Vec<i64> = Vec::new();
-    for ((ti, id), (seq, _)) in &latest {
-        let t = CHAINED.get(*ti).map(|c| c.0).unwrap_or("");
-        if t.is_empty() || !exists(t, *id)? {
-            continue;
-        }
-        if t == "activity" {
-            live_below.push(*seq);
-        } else {
-            keep_from = keep_from.min(*seq);
+    {
+        let mut stmt = tx.prepare(
+            "SELECT seq, digest FROM audit_chain WHERE op = 'changes' AND seq <= ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([last])?;
+        'scan: while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let packed: Vec<u8> = r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
+            for c in Change::unpack(&packed) {
+                let t = CHAINED.get(c.table).map(|c| c.0).unwrap_or("");
+                if t.is_empty() || !exists(t, c.row_id)? {
+                    continue;
+                }
+                if t == "activity" {
+                    live_below.push(seq);
+                } else {
+                    keep_from = seq;
+                    break 'scan;
+                }
+            }
         }
     }
     let first: Option<i64> = tx.query_row("SELECT min(seq) FROM audit_chain", [], |r| r.get(0))?;

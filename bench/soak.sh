@@ -50,7 +50,8 @@ health() { curl -s --max-time 5 "http://127.0.0.1:$port/health"; }
 csv="$OUT/samples.csv"
 echo "minute,rss_kb,files_min,threads,events_received,events_written,events_dropped,retention_deleted,retention_unshipped_deleted,db_size_bytes,unsynced_count,files_max,sockets_min,sockets_max" > "$csv"
 start=$(date +%s)
-echo "# commit $(git rev-parse --short HEAD), binary $BIN, $SECS s, $(nproc) CPUs"
+commit=$(git rev-parse --short HEAD)
+echo "# commit $commit, binary $BIN, $SECS s, $(nproc) CPUs"
 minute=0
 while kill -0 "$load" 2>/dev/null; do
   # Descriptors sampled every 5 s over 50 s: the minimum is what stays open (a leak
@@ -79,19 +80,21 @@ kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 kill "$recv" 2>/dev/null || true; wait "$recv" 2>/dev/null || true
 python3 bench/soak_load.py report "$csv" "$work/acked.txt" "$work/shipped.txt" "$work/db" "$h" | tee "$OUT/summary.txt"
 if command -v gnuplot >/dev/null; then
+  # Room above the descriptor lines, which sit flat at their count.
+  y2max=$(awk -F, 'NR > 1 && $3 + 0 > m { m = $3 + 0 } NR > 1 && $12 + 0 > m { m = $12 + 0 } END { print int(m * 1.6) + 1 }' "$csv")
   gnuplot <<GP
 set terminal pngcairo size 900,500 noenhanced
 set output "$OUT/soak.png"
 set datafile separator ","
-set key top left
+set key bottom right
 set xlabel "minute"
 set ylabel "RSS (MB)"
 set y2label "open file descriptors"
 set ytics nomirror
 set y2tics
 set yrange [0:*]
-set y2range [0:*]
-set title "openclaw-trace soak: mixed load, $SECS s, commit $(git rev-parse --short HEAD)"
+set y2range [0:$y2max]
+set title "openclaw-trace soak: mixed load, $SECS s, commit $commit"
 plot "$csv" using 1:(\$2/1024) with linespoints title "RSS (MB)", \
      "$csv" using 1:3 axes x1y2 with steps title "descriptors held (files, min)", \
      "$csv" using 1:13 axes x1y2 with steps title "TCP sockets held (min)"

@@ -8,11 +8,11 @@
 # every 5 s and one live-tail subscriber (SSE) the whole time; retention at a 16 MiB cap
 # (the disk threshold off, so the cap governs on a shared, full disk too).
 #
-# At the end: RSS drift and range after the first ten minutes (target: at most 2 MB),
-# descriptors held (target: no change; sampled every 5 s, files and sockets apart, the
-# minimum of each minute is what stays open, the maximum adds the moment's transients), and the records' accounting: every span a client got
-# acknowledged is in the database or was received by the push receiver, and those
-# neither are at most what retention says it deleted unshipped.
+# At the end: RSS growth after the first ten minutes, the highest and the last sample
+# against minute 10 (target: at most 2 MB; the range is printed too), descriptors held
+# (target: no change; see the sampling below), and the records' accounting: every span
+# a client got acknowledged is in the database or was received by the push receiver,
+# and those neither are at most what retention says it deleted unshipped.
 #
 # Usage: bash bench/soak.sh [SECONDS, default 3600] ; BIN=path skips the release build;
 # OUT=dir keeps the samples (default bench/out/soak): samples.csv, summary.txt, soak.png
@@ -57,7 +57,7 @@ while kill -0 "$load" 2>/dev/null; do
   # Descriptors sampled every 5 s over 50 s: the minimum is what stays open (a leak
   # raises it), the maximum adds what was open for a moment (a query's reader, a /proc
   # file the host sampler was reading, a push connection). TCP sockets apart from the
-# rest; the DNS probes' UDP sockets (one query each) are not counted.
+  # rest; the DNS probes' UDP sockets (one query each) are not counted.
   fds=$(python3 bench/soak_load.py fds "$pid" 50)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   thr=$(awk '/Threads/ {print $2}' "/proc/$pid/status")

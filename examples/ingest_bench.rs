@@ -160,6 +160,7 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     let url = format!("http://{}/v1/traces", p.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..64)
             .map(|k| {
@@ -178,6 +179,7 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     let mut tasks = Vec::new();
     for c in 0..conns {
         let (url, stop, sent, bodies) = (url.clone(), stop.clone(), sent.clone(), bodies.clone());
+        let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut k = c;
@@ -193,7 +195,10 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
                     Ok(202) => {
                         sent.fetch_add(batch as u64, Ordering::Relaxed);
                     }
-                    Ok(429) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    Ok(429) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await
+                    }
                     other => panic!("unexpected answer {other:?}"),
                 }
             }
@@ -218,8 +223,10 @@ async fn throughput(p: &Proc, batch: usize, conns: usize, secs: f64, peak_rss: &
     );
     let writes_after = writes_and_batches(&p.addr).await;
     println!(
-        "  records per committed batch: {:.0}",
-        (writes_after.0 - writes_before.0) / (writes_after.1 - writes_before.1).max(1.0)
+        "  records per committed batch: {:.0}; requests answered 429: {} (accepted: {})",
+        (writes_after.0 - writes_before.0) / (writes_after.1 - writes_before.1).max(1.0),
+        refused.load(Ordering::Relaxed),
+        acked / batch as u64
     );
     (committed(&p.db) - before) as f64 / elapsed
 }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -347,6 +347,32 @@ impl axum::serve::Listener for CappedListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// How long a capture request (OTLP or the native API) may wait for room in a full
+/// queue before it is refused (429 / RESOURCE_EXHAUSTED): the second a client would sleep on `Retry-After: 1`, spent waiting
+/// for the writer instead, so a burst costs the agent's exporter latency, not a retry.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Requests waiting for room at once, at most; more are refused at once. This bounds
+/// the memory held by waiting requests.
+static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
+/// Waits (bounded by `until`) until `n` records of `bytes` fit in the queue.
+pub async fn wait_for_room(st: &super::AppState, n: usize, bytes: usize, until: Instant) {
+    let has_room = |n, bytes| st.pipeline.has_room(n, bytes);
+    if has_room(n, bytes) {
+        return;
+    }
+    let Ok(_permit) = WAITERS.try_acquire() else {
+        return;
+    };
+    while Instant::now() < until && !super::refusing(st) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if has_room(n, bytes) {
+            return;
+        }
     }
 }
 

@@ -248,7 +248,13 @@ pub(crate) async fn accept_native_body(
         ids: Vec<String>,
     }
     let ids: Vec<String> = records.iter().map(ingest::record_id).collect();
-    let accepted = st.pipeline.submit("api", records)?;
+    // The queue filled while this body was parsed: wait for the writer a moment (as
+    // OTLP does) rather than throw the parsed records away with a 429 the client will
+    // answer by sending, and the daemon by parsing, the same body again.
+    let bytes = records.iter().map(crate::model::Record::approx_bytes).sum();
+    let until = std::time::Instant::now() + super::admission::QUEUE_WAIT;
+    super::admission::wait_for_room(&st, records.len(), bytes, until).await;
+    let accepted = st.pipeline.submit_sized("api", records, bytes)?;
     Ok((StatusCode::ACCEPTED, axum::Json(Accepted { accepted, ids })).into_response())
 }
 

@@ -181,25 +181,25 @@ pub const CHAINED: &[(&str, &str)] = &[
 ];
 
 /// Appends one value's canonical bytes (its SQLite type, then its content) to `out`.
+#[inline]
 fn canon_value(out: &mut Vec<u8>, v: ValueRef) {
+    // The tag and a number (or a length) in one 9-byte write: the writer appends about
+    // forty values per row.
+    let head = |tag: u8, n: [u8; 8]| {
+        let mut h = [tag; 9];
+        h[1..].copy_from_slice(&n);
+        h
+    };
     match v {
         ValueRef::Null => out.push(0),
-        ValueRef::Integer(v) => {
-            out.push(1);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        ValueRef::Real(v) => {
-            out.push(2);
-            out.extend_from_slice(&v.to_bits().to_be_bytes());
-        }
+        ValueRef::Integer(v) => out.extend_from_slice(&head(1, v.to_be_bytes())),
+        ValueRef::Real(v) => out.extend_from_slice(&head(2, v.to_bits().to_be_bytes())),
         ValueRef::Text(t) => {
-            out.push(3);
-            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(&head(3, (t.len() as u64).to_be_bytes()));
             out.extend_from_slice(t);
         }
         ValueRef::Blob(b) => {
-            out.push(4);
-            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(&head(4, (b.len() as u64).to_be_bytes()));
             out.extend_from_slice(b);
         }
     }
@@ -385,7 +385,6 @@ type DigestsBack = std::sync::mpsc::Receiver<Vec<[u8; 32]>>;
 /// the writer and hashed on the `oct-audit-hash` thread while the writer goes on
 /// inserting (SHA-256 was most of what the chain cost the writer); sealing collects the
 /// digests.
-#[derive(Default)]
 struct Digesting {
     /// Canonical bytes of the rows not yet handed over, one after another.
     buf: Vec<u8>,
@@ -393,19 +392,55 @@ struct Digesting {
     rows: Vec<(usize, usize)>,
     /// Handed over: the rows' indexes in `PENDING`, and where their digests come back.
     inflight: Vec<(Vec<usize>, DigestsBack)>,
+    /// Buffers the hashing thread is done with, to be filled again: a buffer reused
+    /// is still in the cache; a fresh one cost the writer a miss on every line it wrote.
+    spare: (
+        std::sync::mpsc::Sender<Vec<u8>>,
+        std::sync::mpsc::Receiver<Vec<u8>>,
+    ),
 }
+
+impl Default for Digesting {
+    fn default() -> Self {
+        Digesting {
+            buf: Vec::new(),
+            rows: Vec::new(),
+            inflight: Vec::new(),
+            spare: std::sync::mpsc::channel(),
+        }
+    }
+}
+
+/// Spare buffers kept between transactions, at most (the rest are freed).
+const SPARE_BUFFERS: usize = 2;
 
 thread_local! {
     static DIGESTING: std::cell::RefCell<Digesting> = std::cell::RefCell::new(Digesting::default());
 }
 
 /// Rows are handed over to the hashing thread by this many bytes.
-const HAND_OVER_BYTES: usize = 64 << 10;
+const HAND_OVER_BYTES: usize = 48 << 10;
+
+/// A fresh buffer's size: room for a hand-over's bytes and a large row after them, and
+/// under glibc's mmap threshold (128 KiB), so a buffer comes from (and goes back to)
+/// the heap: mapped afresh, each hand-over page-faulted its pages in on the writer.
+const BUFFER_BYTES: usize = 112 << 10;
 
 struct HashJob {
     buf: Vec<u8>,
     ends: Vec<usize>,
     reply: std::sync::mpsc::Sender<Vec<[u8; 32]>>,
+    /// Where `buf` goes back, emptied, once hashed.
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl HashJob {
+    fn run(self) {
+        let _ = self.reply.send(hash_rows(&self.buf, &self.ends));
+        let mut buf = self.buf;
+        buf.clear();
+        let _ = self.spare.send(buf);
+    }
 }
 
 /// SHA-256 of each row's bytes (`ends`: where each ends in `buf`).
@@ -440,7 +475,7 @@ fn hash_thread() -> Option<&'static std::sync::mpsc::Sender<HashJob>> {
                 .name("oct-audit-hash".into())
                 .spawn(move || {
                     for job in rx {
-                        let _ = job.reply.send(hash_rows(&job.buf, &job.ends));
+                        job.run();
                     }
                 })
                 .ok()
@@ -455,25 +490,30 @@ impl Digesting {
         if self.rows.is_empty() {
             return;
         }
-        // The next buffer starts at its working size: grown from empty by doubling,
-        // each hand-over copied its 64 KiB about twice more on the writer (perf).
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(2 * HAND_OVER_BYTES));
+        // The next buffer: one the hashing thread gave back, or a new one at its working
+        // size (grown from empty by doubling, each hand-over copied its bytes about twice
+        // more on the writer).
+        let next = self
+            .spare
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BUFFER_BYTES));
+        let buf = std::mem::replace(&mut self.buf, next);
         let (ends, idx): (Vec<usize>, Vec<usize>) = self.rows.drain(..).unzip();
         let (tx, rx) = std::sync::mpsc::channel();
+        let job = HashJob {
+            buf,
+            ends,
+            reply: tx,
+            spare: self.spare.0.clone(),
+        };
         match hash_thread() {
             Some(h) => {
-                if let Err(e) = h.send(HashJob {
-                    buf,
-                    ends,
-                    reply: tx,
-                }) {
-                    let job = e.0;
-                    let _ = job.reply.send(hash_rows(&job.buf, &job.ends));
+                if let Err(e) = h.send(job) {
+                    e.0.run();
                 }
             }
-            None => {
-                let _ = tx.send(hash_rows(&buf, &ends));
-            }
+            None => job.run(),
         }
         self.inflight.push((idx, rx));
     }
@@ -509,17 +549,21 @@ fn collect_digests(pending: &mut [Noted]) {
                 }
             }
         }
+        // Keep a few buffers for the next transaction; free the others.
+        let back: Vec<Vec<u8>> = d.spare.1.try_iter().collect();
+        for b in back.into_iter().take(SPARE_BUFFERS) {
+            let _ = d.spare.0.send(b);
+        }
     });
 }
 
-/// The writer just inserted row `id` of `CHAINED[table]` with `values` bound, in the
-/// canonical column order after `id`: when the chain noted that insert, this gathers
-/// the row's canonical bytes for its digest (hashed off the writer, collected at seal),
-/// so sealing need not read the row back. A no-op when chaining is off. The values must
-/// be stored as bound (no column affinity changes a type: text into text columns,
-/// floats into REAL ones...); debug builds check every such digest against the row
+/// The writer just inserted row `id` of `CHAINED[table]`: when the chain noted that
+/// insert, this gathers the row's canonical bytes for its digest (`encode` appends the
+/// values it bound, in the canonical column order after `id`, with `Canonical`),
+/// hashed off the writer and collected at seal, so sealing need not read the row back.
+/// A no-op when chaining is off. Debug builds check every such digest against the row
 /// read back at seal.
-pub fn digest_inserted(table: usize, id: i64, values: &[&dyn rusqlite::ToSql]) {
+pub fn digest_inserted(table: usize, id: i64, encode: impl FnOnce(&mut Vec<u8>)) {
     let at = PENDING.with(|p| {
         let p = p.borrow();
         let last = p.last()?;
@@ -531,12 +575,8 @@ pub fn digest_inserted(table: usize, id: i64, values: &[&dyn rusqlite::ToSql]) {
     };
     DIGESTING.with(|d| {
         let mut d = d.borrow_mut();
-        let start = d.buf.len();
-        if encode_row(&mut d.buf, id, values).is_none() {
-            // Read back at seal instead.
-            d.buf.truncate(start);
-            return;
-        }
+        id.canon(&mut d.buf);
+        encode(&mut d.buf);
         let end = d.buf.len();
         d.rows.push((end, at));
         if end >= HAND_OVER_BYTES {
@@ -545,28 +585,62 @@ pub fn digest_inserted(table: usize, id: i64, values: &[&dyn rusqlite::ToSql]) {
     });
 }
 
-/// Appends a row's canonical bytes (`row_digest`'s) from its id and bound values.
-fn encode_row(buf: &mut Vec<u8>, id: i64, values: &[&dyn rusqlite::ToSql]) -> Option<()> {
-    canon_value(buf, ValueRef::Integer(id));
-    for v in values {
-        let out = v.to_sql().ok()?;
-        let v = match &out {
-            rusqlite::types::ToSqlOutput::Borrowed(v) => *v,
-            rusqlite::types::ToSqlOutput::Owned(v) => ValueRef::from(v),
-            _ => return None,
-        };
-        canon_value(buf, stored_as(v));
-    }
-    Some(())
+/// A value as the writer binds it, appended as `canon_value` appends it once stored
+/// (read back, what `verify` digests). Statically dispatched: `ToSql`'s dynamic calls
+/// were most of what gathering a row cost the writer.
+pub trait Canonical {
+    fn canon(&self, out: &mut Vec<u8>);
 }
 
-/// A bound value as SQLite stores it: a NaN is stored as NULL, and a float without a
-/// fractional part (stored as an integer) reads back without the sign of a zero.
-fn stored_as(v: ValueRef) -> ValueRef {
-    match v {
-        ValueRef::Real(f) if f.is_nan() => ValueRef::Null,
-        ValueRef::Real(0.0) => ValueRef::Real(0.0),
-        v => v,
+impl Canonical for i64 {
+    fn canon(&self, out: &mut Vec<u8>) {
+        canon_value(out, ValueRef::Integer(*self));
+    }
+}
+
+/// As SQLite stores a float: a NaN as NULL, and a zero (stored as an integer in a REAL
+/// column) reads back without its sign.
+impl Canonical for f64 {
+    fn canon(&self, out: &mut Vec<u8>) {
+        let v = match *self {
+            f if f.is_nan() => ValueRef::Null,
+            0.0 => ValueRef::Real(0.0),
+            f => ValueRef::Real(f),
+        };
+        canon_value(out, v);
+    }
+}
+
+impl Canonical for str {
+    fn canon(&self, out: &mut Vec<u8>) {
+        canon_value(out, ValueRef::Text(self.as_bytes()));
+    }
+}
+
+impl Canonical for String {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.as_str().canon(out);
+    }
+}
+
+impl Canonical for [u8] {
+    fn canon(&self, out: &mut Vec<u8>) {
+        canon_value(out, ValueRef::Blob(self));
+    }
+}
+
+impl<T: Canonical + ?Sized> Canonical for &T {
+    fn canon(&self, out: &mut Vec<u8>) {
+        (**self).canon(out);
+    }
+}
+
+impl<T: Canonical> Canonical for Option<T> {
+    fn canon(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(v) => v.canon(out),
+            None => canon_value(out, ValueRef::Null),
+        }
     }
 }
 

@@ -373,6 +373,22 @@ impl RowJson {
     }
 }
 
+/// Binds `values` to the insert `stmt` and runs it (the rows it inserted); when it
+/// inserted a row, the audit chain gathers that row's canonical bytes from the same
+/// values (`audit::digest_inserted`), in the order bound, which is `CHAINED`'s.
+macro_rules! insert_chained {
+    ($conn:expr, $stmt:expr, $table:expr, [$($v:expr),+ $(,)?]) => {{
+        let n = $stmt.execute(params![$($v),+])?;
+        if n > 0 {
+            super::audit::digest_inserted($table, $conn.last_insert_rowid(), |buf| {
+                use super::audit::Canonical;
+                $( $v.canon(buf); )+
+            });
+        }
+        n
+    }};
+}
+
 fn bind_span_row(
     conn: &rusqlite::Connection,
     stmt: &mut Statement,
@@ -389,51 +405,51 @@ fn bind_span_row(
     let input_len = s.input.as_ref().map(|t| t.original_len as i64);
     let output = s.output.as_ref().map(|t| t.text.as_str());
     let output_len = s.output.as_ref().map(|t| t.original_len as i64);
-    let values = params![
-        &s.trace_id.0[..],
-        &s.span_id.0[..],
-        s.parent_span_id.as_ref().map(|p| &p.0[..]),
-        s.name,
-        s.kind.as_str(),
-        s.start_ns,
-        s.end_ns,
-        s.status.as_str(),
-        s.status_message,
-        s.agent_id,
-        s.session_id,
-        s.user_id,
-        s.operation,
-        s.provider,
-        s.request_model,
-        s.response_model,
-        s.input_tokens,
-        s.output_tokens,
-        s.total_tokens,
-        s.cache_read_tokens,
-        s.cache_write_tokens,
-        s.reasoning_tokens,
-        s.cost_usd,
-        cost_source,
-        finish,
-        s.tool_name,
-        s.tool_call_id,
-        s.error_type,
-        latency_ms,
-        input,
-        input_len,
-        output,
-        output_len,
-        attributes,
-        resource,
-        s.source,
-        received_ns,
-        s.cost_computed_usd,
-    ];
-    let n = stmt.execute(values)?;
-    if n > 0 {
-        // The audit chain digests the row from what was bound (`CHAINED`'s order).
-        super::audit::digest_inserted(SPANS, conn.last_insert_rowid(), values);
-    }
+    let n = insert_chained!(
+        conn,
+        stmt,
+        SPANS,
+        [
+            &s.trace_id.0[..],
+            &s.span_id.0[..],
+            s.parent_span_id.as_ref().map(|p| &p.0[..]),
+            s.name,
+            s.kind.as_str(),
+            s.start_ns,
+            s.end_ns,
+            s.status.as_str(),
+            s.status_message,
+            s.agent_id,
+            s.session_id,
+            s.user_id,
+            s.operation,
+            s.provider,
+            s.request_model,
+            s.response_model,
+            s.input_tokens,
+            s.output_tokens,
+            s.total_tokens,
+            s.cache_read_tokens,
+            s.cache_write_tokens,
+            s.reasoning_tokens,
+            s.cost_usd,
+            cost_source,
+            finish,
+            s.tool_name,
+            s.tool_call_id,
+            s.error_type,
+            latency_ms,
+            input,
+            input_len,
+            output,
+            output_len,
+            attributes,
+            resource,
+            s.source,
+            received_ns,
+            s.cost_computed_usd,
+        ]
+    );
     Ok(n)
 }
 
@@ -516,29 +532,30 @@ fn insert_event(
     json: &mut RowJson,
 ) -> rusqlite::Result<bool> {
     let (attributes, resource) = json.of(&e.attributes, &e.resource);
-    let values = params![
-        e.uid,
-        e.event_type.as_str(),
-        e.time_ns,
-        e.name,
-        e.severity,
-        e.message,
-        e.stack_trace,
-        e.category,
-        e.trace_id.as_ref().map(|t| &t.0[..]),
-        e.span_id.as_ref().map(|s| &s.0[..]),
-        e.agent_id,
-        e.session_id,
-        e.user_id,
-        attributes,
-        resource,
-        e.source,
-        received_ns,
-    ];
-    let n = stmt.execute(values)?;
-    if n > 0 {
-        super::audit::digest_inserted(EVENTS, conn.last_insert_rowid(), values);
-    }
+    let n = insert_chained!(
+        conn,
+        stmt,
+        EVENTS,
+        [
+            e.uid,
+            e.event_type.as_str(),
+            e.time_ns,
+            e.name,
+            e.severity,
+            e.message,
+            e.stack_trace,
+            e.category,
+            e.trace_id.as_ref().map(|t| &t.0[..]),
+            e.span_id.as_ref().map(|s| &s.0[..]),
+            e.agent_id,
+            e.session_id,
+            e.user_id,
+            attributes,
+            resource,
+            e.source,
+            received_ns,
+        ]
+    );
     Ok(n > 0)
 }
 

@@ -8,11 +8,11 @@ pub mod http;
 pub mod mapping;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinHandle;
 
-use crate::api::{AppState, SharedState, refusing};
+use crate::api::{AppState, SharedState, admission, refusing};
 use crate::model::{Record, now_ns};
 use crate::pipeline::SubmitError;
 use crate::settings::Setting;
@@ -170,32 +170,6 @@ pub enum ExportError {
     ShuttingDown,
 }
 
-/// How long a request may wait for room in a full queue before it is refused (429 /
-/// RESOURCE_EXHAUSTED): the second a client would sleep on `Retry-After: 1`, spent waiting
-/// for the writer instead, so a burst costs the agent's exporter latency, not a retry.
-const QUEUE_WAIT: Duration = Duration::from_secs(1);
-
-/// Requests waiting for room at once, at most; more are refused at once. This bounds
-/// the memory held by waiting requests.
-static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
-
-/// Waits (bounded by `until`) until `n` records of `bytes` fit in the queue.
-async fn wait_for_room(st: &AppState, n: usize, bytes: usize, until: Instant) {
-    let has_room = |n, bytes| st.pipeline.has_room(n, bytes);
-    if has_room(n, bytes) {
-        return;
-    }
-    let Ok(_permit) = WAITERS.try_acquire() else {
-        return;
-    };
-    while Instant::now() < until && !refusing(st) {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        if has_room(n, bytes) {
-            return;
-        }
-    }
-}
-
 /// Decodes, converts and enqueues one export request; nothing is written on error.
 pub async fn export(
     st: &AppState,
@@ -205,12 +179,12 @@ pub async fn export(
     if refusing(st) {
         return Err(ExportError::ShuttingDown);
     }
-    let until = Instant::now() + QUEUE_WAIT;
+    let until = Instant::now() + admission::QUEUE_WAIT;
     // While the queue is full, wait holding only the request, before decoding it.
-    wait_for_room(st, 1, 0, until).await;
+    admission::wait_for_room(st, 1, 0, until).await;
     let converted = convert_payload(st, signal, payload)?;
     let bytes = converted.records.iter().map(Record::approx_bytes).sum();
-    wait_for_room(st, converted.records.len(), bytes, until).await;
+    admission::wait_for_room(st, converted.records.len(), bytes, until).await;
     st.pipeline.submit_sized("otlp", converted.records, bytes)?;
     Ok(Exported {
         accepted: converted.items,

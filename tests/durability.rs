@@ -196,6 +196,36 @@ fn full_queue_answers_429_then_drains_and_resumes() {
     );
 }
 
+/// A body that finds the queue full only once it is parsed waits for room (up to 1 s)
+/// rather than being refused: a 429 then would make the client send it, and the daemon
+/// parse it, all over again.
+#[test]
+fn a_parsed_batch_waits_for_room_instead_of_a_429() {
+    let d = Daemon::start(&[("OCT_QUEUE_CAPACITY", "100")]);
+    let url = d.url("/v1/traces");
+    post_until_accepted(&client(), &url, &batch(0, 1));
+    assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
+    let blocker = hold_write_lock(&d.db_path);
+    // 80 records wait behind the stalled writer: under the clients' share (90).
+    for i in 0..8 {
+        let r = client().post(&url).json(&batch(100 + i * 10, 10)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    assert_eq!(d.get_json("/health")["queue_depth"].as_u64(), Some(80));
+    // There is room for one record when this body arrives, not for its fifteen.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        drop(blocker);
+    });
+    let started = std::time::Instant::now();
+    let r = client().post(&url).json(&batch(500, 15)).send().unwrap();
+    let waited = started.elapsed();
+    release.join().unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
+    assert!(waited >= Duration::from_millis(300), "answered after {waited:?}");
+    assert_eq!(d.wait_count(SPANS, 96, Duration::from_secs(10)), 96);
+}
+
 /// The queue is bounded by size too: a few large records fill it long before its count
 /// does, so memory under load stays bounded whatever the records carry.
 #[test]

@@ -208,7 +208,11 @@ fn a_parsed_batch_waits_for_room_instead_of_a_429() {
     let blocker = hold_write_lock(&d.db_path);
     // 80 records wait behind the stalled writer: under the clients' share (90).
     for i in 0..8 {
-        let r = client().post(&url).json(&batch(100 + i * 10, 10)).send().unwrap();
+        let r = client()
+            .post(&url)
+            .json(&batch(100 + i * 10, 10))
+            .send()
+            .unwrap();
         assert_eq!(r.status().as_u16(), 202);
     }
     assert_eq!(d.get_json("/health")["queue_depth"].as_u64(), Some(80));
@@ -222,7 +226,10 @@ fn a_parsed_batch_waits_for_room_instead_of_a_429() {
     let waited = started.elapsed();
     release.join().unwrap();
     assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
-    assert!(waited >= Duration::from_millis(300), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "answered after {waited:?}"
+    );
     assert_eq!(d.wait_count(SPANS, 96, Duration::from_secs(10)), 96);
 }
 

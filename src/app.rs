@@ -53,6 +53,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     // The tamper-evident chain: on the writer's connection, with its signing key.
     let audit = if cfg.audit.enabled {
         store::audit::install(&mut conn)?;
+        let adopted = store::audit::adopt_existing(&mut conn)?;
+        if adopted > 0 {
+            tracing::info!(
+                rows = adopted,
+                "audit chain started over the rows already stored"
+            );
+        }
         let key = cfg.audit.key_path(&db_path);
         let signer = store::audit::Signer::load_or_create(&key)?;
         Some((Arc::new(signer), key))

@@ -131,6 +131,68 @@ fn seeded(dir: &Path, running: bool) -> Daemon {
     d
 }
 
+/// A database kept with the chain off, then opened with it on (as after an upgrade,
+/// the chain being on by default): the rows already stored are adopted into the chain
+/// and verify from then on, new rows are chained as they come, and an edit of an
+/// adopted row is caught. Turned off and on again, what was written meanwhile is not
+/// hidden: it shows as added.
+#[test]
+fn a_database_kept_without_the_chain_is_adopted_when_it_turns_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_AUDIT", "off")]);
+    seed(&d, "before");
+    d.wait_count("SELECT count(*) FROM spans", 40, Duration::from_secs(10));
+    assert!(d.stop().success());
+    assert_eq!(one(&d.db_path, "SELECT count(*) FROM audit_chain"), 0);
+    // On by default now: no OCT_AUDIT given.
+    let mut d = Daemon::start_in(dir.path(), &[("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s")]);
+    let adopted = one(
+        &d.db_path,
+        "SELECT count(*) FROM audit_chain WHERE op = 'changes' AND detail = 'adopted'",
+    );
+    assert!(
+        adopted >= 2,
+        "one adopting entry per table with rows: {adopted}"
+    );
+    seed(&d, "after");
+    d.wait_count("SELECT count(*) FROM spans", 80, Duration::from_secs(10));
+    wait_signed(&d);
+    assert!(d.stop().success());
+    let (code, v) = verify(&d);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(v["rows_checked"].as_u64().unwrap() >= 100, "{v:#}");
+    // An adopted row is held to its digest like any other.
+    let first = one(&d.db_path, "SELECT MIN(id) FROM spans");
+    shell(
+        &d.db_path,
+        &format!("UPDATE spans SET input_tokens = 999 WHERE id = {first}"),
+    );
+    let p = assert_caught(&d, "edited");
+    assert_eq!(p["row_id"], first);
+    shell(
+        &d.db_path,
+        &format!("UPDATE spans SET input_tokens = 100 WHERE id = {first}"),
+    );
+    assert_intact(&d, "the edit undone");
+    // Off for a while, then on again: the chain exists, so nothing is adopted again and
+    // the rows written while it was off are reported.
+    let d2 = Daemon::start_in(dir.path(), &[("OCT_AUDIT", "off")]);
+    seed(&d2, "gap");
+    d2.wait_count("SELECT count(*) FROM spans", 120, Duration::from_secs(10));
+    let mut d2 = d2;
+    assert!(d2.stop().success());
+    let mut d3 = Daemon::start_in(dir.path(), &[]);
+    assert!(d3.stop().success());
+    assert_eq!(
+        one(
+            &d3.db_path,
+            "SELECT count(*) FROM audit_chain WHERE detail = 'adopted'"
+        ),
+        adopted
+    );
+    assert_caught(&d3, "added");
+}
+
 fn middle_span(db: &Path) -> i64 {
     one(
         db,

@@ -144,14 +144,21 @@ fn kill_9_under_load_keeps_everything_acked_a_second_before() {
     );
 }
 
-#[test]
-fn full_queue_answers_429_then_drains_and_resumes() {
+/// A daemon with a 100-record queue, one span stored, and its writer stalled: SQLite's
+/// write lock held (the writer waits up to its busy timeout) until the returned
+/// connection is dropped. Returns the daemon, its `/v1/traces` URL and that connection.
+fn stalled_writer() -> (Daemon, String, rusqlite::Connection) {
     let d = Daemon::start(&[("OCT_QUEUE_CAPACITY", "100")]);
     let url = d.url("/v1/traces");
     post_until_accepted(&client(), &url, &batch(0, 1));
     assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
-    // Hold SQLite's write lock so the writer stalls (it waits up to its busy timeout).
     let blocker = hold_write_lock(&d.db_path);
+    (d, url, blocker)
+}
+
+#[test]
+fn full_queue_answers_429_then_drains_and_resumes() {
+    let (d, url, blocker) = stalled_writer();
     let mut accepted = 1;
     let mut got_429 = None;
     for i in 0..50 {
@@ -201,11 +208,7 @@ fn full_queue_answers_429_then_drains_and_resumes() {
 /// parse it, all over again.
 #[test]
 fn a_parsed_batch_waits_for_room_instead_of_a_429() {
-    let d = Daemon::start(&[("OCT_QUEUE_CAPACITY", "100")]);
-    let url = d.url("/v1/traces");
-    post_until_accepted(&client(), &url, &batch(0, 1));
-    assert_eq!(d.wait_count(SPANS, 1, Duration::from_secs(5)), 1);
-    let blocker = hold_write_lock(&d.db_path);
+    let (d, url, blocker) = stalled_writer();
     // 80 records wait behind the stalled writer: under the clients' share (90).
     for i in 0..8 {
         let r = client()

@@ -351,8 +351,9 @@ impl axum::serve::Listener for CappedListener {
 }
 
 /// How long a capture request (OTLP or the native API) may wait for room in a full
-/// queue before it is refused (429 / RESOURCE_EXHAUSTED): the second a client would sleep on `Retry-After: 1`, spent waiting
-/// for the writer instead, so a burst costs the agent's exporter latency, not a retry.
+/// queue before it is refused (429 / RESOURCE_EXHAUSTED): the second a client would
+/// sleep on `Retry-After: 1`, spent waiting for the writer instead, so a burst costs the
+/// agent's exporter latency, not a retry.
 pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// Requests waiting for room at once, at most; more are refused at once. This bounds

@@ -435,11 +435,14 @@ struct HashJob {
 }
 
 impl HashJob {
+    /// Hashes the rows; gives the buffer back before the digests, so a writer holding
+    /// every job's digests holds every buffer too.
     fn run(self) {
-        let _ = self.reply.send(hash_rows(&self.buf, &self.ends));
+        let digests = hash_rows(&self.buf, &self.ends);
         let mut buf = self.buf;
         buf.clear();
         let _ = self.spare.send(buf);
+        let _ = self.reply.send(digests);
     }
 }
 
@@ -679,36 +682,34 @@ pub fn adopt_existing(conn: &mut Connection) -> rusqlite::Result<u64> {
     }
     let mut app = Appender::new(&tx)?;
     let mut adopted = 0u64;
+    let mut packed: Vec<u8> = Vec::with_capacity(ADOPT_ROWS_PER_ENTRY * CHANGE_LEN);
+    let mut flush = |packed: &mut Vec<u8>| -> rusqlite::Result<()> {
+        if !packed.is_empty() {
+            app.push(&tx, "changes", "*", None, packed, Some("adopted".into()))?;
+            packed.clear();
+        }
+        Ok(())
+    };
     for (ti, (t, cols)) in CHAINED.iter().enumerate() {
         let ncols = cols.split(',').count();
         let mut stmt = tx.prepare(&format!("SELECT {cols} FROM main.{t} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
-        let mut packed: Vec<u8> = Vec::new();
-        let mut in_entry = 0;
-        loop {
-            let row = rows.next()?;
-            if let Some(r) = row {
-                Change {
-                    table: ti,
-                    update: false,
-                    row_id: r.get(0)?,
-                    digest: row_digest(r, ncols)?,
-                }
-                .pack(&mut packed);
-                in_entry += 1;
-                adopted += 1;
+        while let Some(r) = rows.next()? {
+            Change {
+                table: ti,
+                update: false,
+                row_id: r.get(0)?,
+                digest: row_digest(r, ncols)?,
             }
-            if in_entry > 0 && (row.is_none() || in_entry == ADOPT_ROWS_PER_ENTRY) {
-                app.push(&tx, "changes", "*", None, &packed, Some("adopted".into()))?;
-                packed.clear();
-                in_entry = 0;
-            }
-            if row.is_none() {
-                break;
+            .pack(&mut packed);
+            adopted += 1;
+            if packed.len() >= ADOPT_ROWS_PER_ENTRY * CHANGE_LEN {
+                flush(&mut packed)?;
             }
         }
+        // Entries do not mix tables.
+        flush(&mut packed)?;
     }
-    drop(app);
     tx.commit()?;
     Ok(adopted)
 }
@@ -1452,6 +1453,43 @@ mod tests {
         let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.rows_checked, 205);
+    }
+
+    /// Rows stored before the chain existed are adopted in entries of at most
+    /// `ADOPT_ROWS_PER_ENTRY` rows, and then verify; a second start adopts nothing.
+    #[test]
+    fn rows_stored_before_the_chain_are_adopted_in_bounded_entries() {
+        use crate::model::{Event, EventType, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open_writer(&dir.path().join("a.db")).unwrap();
+        let n = 2 * ADOPT_ROWS_PER_ENTRY + 1;
+        let records: Vec<Record> = (0..n)
+            .map(|i| {
+                Record::Event(Box::new(Event::new(
+                    EventType::Error,
+                    "E".into(),
+                    5 + i as i64,
+                )))
+            })
+            .collect();
+        let tx = conn.transaction().unwrap();
+        super::super::write::write_records(&tx, &records, 9).unwrap();
+        tx.commit().unwrap();
+        install(&mut conn).unwrap();
+        assert_eq!(adopt_existing(&mut conn).unwrap(), n as u64);
+        let sizes: Vec<i64> = conn
+            .prepare("SELECT length(digest) FROM audit_chain WHERE detail = 'adopted' ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let full = (ADOPT_ROWS_PER_ENTRY * CHANGE_LEN) as i64;
+        assert_eq!(sizes, [full, full, CHANGE_LEN as i64]);
+        assert_eq!(adopt_existing(&mut conn).unwrap(), 0);
+        let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.rows_checked, n as u64);
     }
 
     #[test]

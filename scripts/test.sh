@@ -9,7 +9,9 @@ bash scripts/setup-host.sh
 bash scripts/setup-otel.sh
 # systemd-analyze, for the unit in deploy/systemd (tests/deploy.rs).
 bash scripts/setup-systemd.sh
-cargo build --locked --bins
+# Everything the tests run, built once up front. Not `cargo build --bins`: the test
+# build enables the dev-dependencies' features, so that would build the graph twice.
+cargo test --locked --all-targets --no-run
 # promtool and a Prometheus server for tests/metrics.rs (Debian's `prometheus` package).
 bash scripts/setup-prometheus.sh
 # Arize Phoenix: the real OTLP destination of tests/otlp_export.rs.

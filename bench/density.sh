@@ -120,6 +120,9 @@ c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 spans = c.execute("SELECT count(*) FROM spans").fetchone()[0]
 traces = [r[0].hex() for r in c.execute(
     "SELECT trace_id FROM traces ORDER BY start_ns DESC LIMIT ?", (queries,))]
+# Where the bytes go: each table and index, in bytes per span kept (the largest first).
+tables = {name: round(size / spans) for name, size in c.execute(
+    "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC") if spans and size >= spans * 5}
 c.close()
 size = os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0)
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -138,6 +141,7 @@ print(json.dumps({
     "binary": name, "load": load, "cap": os.environ.get("CAP"),
     "spans_kept": spans, "db_bytes": size,
     "bytes_per_span": round(size / spans) if spans else None,
+    "bytes_per_span_by_table": tables,
     "records_written": int(written),
     "written_per_s": round(int(written) / float(secs)) if float(secs) > 0 else None,
     "steal_pct": int(steal),

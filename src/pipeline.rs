@@ -711,13 +711,15 @@ impl Writer {
         let (db, wal) = store::file_sizes(&self.setup.db_path);
         let cap = self.setup.retention.max_db_bytes;
 
-        if wal > cap / 4 {
+        if wal > retention::share(cap, retention::WAL_MAX_PCT) {
             let _ = retention::checkpoint(&self.setup.conn, true);
         }
         // Past half the cap, look at live pages (two header reads) to decide.
         if db + wal > cap / 2 {
             let live = retention::live_bytes(&self.setup.conn).unwrap_or(u64::MAX);
-            if live > cap / 10 * 6 || db + wal > cap / 10 * 9 {
+            if live > retention::share(cap, retention::LIVE_HIGH_PCT)
+                || db + wal > retention::share(cap, 95)
+            {
                 self.enforce_size();
             }
         }

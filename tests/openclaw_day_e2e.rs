@@ -396,7 +396,7 @@ fn a_compressed_day_against_the_real_gateway() {
     assert!(webchat["runs"].as_i64().unwrap() >= 3, "{webchat}");
 
     // OpenClaw's own totals: agreeing, or the difference named.
-    let g = wait_until("the gateway's comparison", Duration::from_secs(30), || {
+    let g = wait_until("the gateway's comparison", Duration::from_secs(75), || {
         let g = d.get_json("/health")["openclaw_gateway"].clone();
         let cmp = &g["comparison"];
         (g["condition"] == "ok"
@@ -406,9 +406,28 @@ fn a_compressed_day_against_the_real_gateway() {
     });
     let cmp = &g["comparison"];
     eprintln!("comparison: {cmp:#}");
+    // Settled means OpenClaw computed its answer after our newest call (it keeps one for
+    // 30 s): before, a day's comparison could read its totals from before the day's turns.
+    assert!(
+        cmp["openclaw_computed_ms"].as_i64() >= cmp["openclaw_trace_newest_call_ms"].as_i64(),
+        "{cmp:#}"
+    );
+    let ours = cmp["openclaw_trace"]["total_tokens"].as_f64().unwrap();
+    let theirs = cmp["openclaw"]["total_tokens"].as_f64().unwrap();
+    assert!(theirs > 0.0, "{cmp:#}");
     if cmp["agree"] != true {
         let why = cmp["which_side_counts_what"].as_str().unwrap();
         assert!(!why.is_empty());
+        // OpenClaw leaves runs out (silent replies, heartbeat turns, sessions it does not
+        // list) and adds none: its total is ours less no more than what is named.
+        let named: f64 = ["silent_replies", "heartbeats", "not_in_openclaw"]
+            .iter()
+            .map(|k| cmp[k]["total_tokens"].as_f64().unwrap())
+            .sum();
+        assert!(
+            theirs <= ours && ours - theirs <= named,
+            "OpenClaw {theirs}, ours {ours}, named {named}: {cmp:#}"
+        );
     }
     drop(gw);
     eprintln!("done after {:?}", started.elapsed());

@@ -797,8 +797,31 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     }
     let status = su["cacheStatus"]["status"].as_str().unwrap_or("");
     cmp["openclaw_cache_status"] = json!(status);
-    // OpenClaw's usage cache still reading transcripts: its totals lag.
-    cmp["settled"] = json!(status != "refreshing");
+    // OpenClaw keeps a sessions.usage answer for 30 s (2026.9.6) and says when it was
+    // computed (`updatedAt`): an answer older than our newest call cannot count it.
+    let computed_ns = su["updatedAt"]
+        .as_i64()
+        .map(|ms| ms.saturating_mul(1_000_000));
+    let newest_call_ns: Option<i64> = conn
+        .query_row(
+            "SELECT max(COALESCE(end_ns, start_ns)) FROM spans
+             WHERE kind IN ('llm_call', 'embedding') AND start_ns >= ?1 AND start_ns < ?2",
+            [from, to],
+            |r| r.get(0),
+        )
+        .unwrap_or(None);
+    let behind = matches!((computed_ns, newest_call_ns), (Some(c), Some(n)) if c < n);
+    cmp["openclaw_computed_ms"] = json!(computed_ns.map(|c| c / 1_000_000));
+    cmp["openclaw_trace_newest_call_ms"] = json!(newest_call_ns.map(|n| n / 1_000_000));
+    // OpenClaw's usage cache still reading transcripts, or an answer computed before our
+    // newest call: its totals lag.
+    cmp["settled"] = json!(status != "refreshing" && !behind);
+    if behind {
+        why.push(
+            "OpenClaw's figures were computed before openclaw-trace's newest call (it keeps a sessions.usage answer 30 s): they lag until its next answer"
+                .to_string(),
+        );
+    }
     cmp["not_in_openclaw"] = json!({"sessions": unlisted_sessions.len(), "session_keys": unlisted_keys, "runs": unlisted.runs,
         "total_tokens": unlisted.total_tokens, "cost_usd": unlisted.cost_usd});
     cmp["silent_replies"] = json!(silent);
@@ -816,6 +839,45 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_computed_before_our_newest_call_has_not_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_writer(&dir.path().join("t.db")).unwrap();
+        let day_ns = 86_400_000_000_000i64;
+        let now = now_ns();
+        let midnight = now - now.rem_euclid(day_ns);
+        let call_end = midnight + 2_000_000_000;
+        conn.execute(
+            "INSERT INTO spans (trace_id, span_id, name, kind, start_ns, end_ns, status,
+                 source, received_ns)
+             VALUES (x'0102030405060708090a0b0c0d0e0f10', x'0102030405060708', 'chat m',
+                 'llm_call', ?1, ?2, 'ok', 'test', ?2)",
+            [midnight + 1_000_000_000, call_end],
+        )
+        .unwrap();
+        let date = time::OffsetDateTime::from_unix_timestamp_nanos(midnight as i128)
+            .unwrap()
+            .date()
+            .to_string();
+        let answer = |computed_ms: i64| {
+            json!({"startDate": date, "endDate": date, "updatedAt": computed_ms,
+                "sessions": [], "totals": {"totalTokens": 50, "totalCost": 0.0},
+                "cacheStatus": {"status": "fresh"}})
+        };
+        // Kept from before the call (OpenClaw holds an answer 30 s): not settled, and the
+        // difference (its 50 tokens, none in our rollups) put down to that.
+        let before = compare_with_db(&conn, &answer(call_end / 1_000_000 - 1_000));
+        assert_eq!(before["settled"], false, "{before:#}");
+        assert!(
+            before["which_side_counts_what"]
+                .as_str()
+                .is_some_and(|w| w.contains("computed before")),
+            "{before:#}"
+        );
+        let after = compare_with_db(&conn, &answer(call_end / 1_000_000 + 1_000));
+        assert_eq!(after["settled"], true, "{after:#}");
+    }
 
     #[test]
     fn conditions_from_the_real_gateways_errors() {

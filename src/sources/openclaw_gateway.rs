@@ -764,6 +764,15 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
             add(&mut heartbeats);
         }
     }
+    // Model calls no run contains: a compaction summarizes a session with one, and
+    // OpenClaw's transcripts, which its usage reads, do not record it.
+    let outside_runs = Part {
+        runs: 0,
+        total_tokens: (ours.total_tokens - runs.iter().map(|r| r.total_tokens).sum::<i64>()).max(0),
+        cost_usd: (ours.cost_usd.unwrap_or(0.0)
+            - runs.iter().filter_map(|r| r.cost_usd).sum::<f64>())
+        .max(0.0),
+    };
     let theirs = cmp["openclaw"]["total_tokens"].as_f64().unwrap_or(0.0);
     let our_tokens = ours.total_tokens as f64;
     let mut why = Vec::new();
@@ -777,6 +786,12 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
             unlisted_keys.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
+    if outside_runs.total_tokens > 0 {
+        why.push(format!(
+            "openclaw-trace counts {} tokens (${:.6}) of model calls outside any run (a session's compaction is one), which OpenClaw's transcripts do not record",
+            outside_runs.total_tokens, outside_runs.cost_usd
+        ));
+    }
     if silent.runs > 0 {
         why.push(format!(
             "{} runs ended silently (NO_REPLY/HEARTBEAT_OK; {} tokens, ${:.6}): openclaw-trace counts them, OpenClaw's usage may not",
@@ -785,7 +800,7 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     }
     if heartbeats.runs > 0 {
         why.push(format!(
-            "{} heartbeat runs ({} tokens, ${:.6}): OpenClaw cuts heartbeat turns from its transcripts",
+            "{} heartbeat runs ({} tokens, ${:.6}): OpenClaw may cut heartbeat turns from its transcripts",
             heartbeats.runs, heartbeats.total_tokens, heartbeats.cost_usd
         ));
     }
@@ -824,6 +839,8 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
     }
     cmp["not_in_openclaw"] = json!({"sessions": unlisted_sessions.len(), "session_keys": unlisted_keys, "runs": unlisted.runs,
         "total_tokens": unlisted.total_tokens, "cost_usd": unlisted.cost_usd});
+    cmp["outside_runs"] =
+        json!({"total_tokens": outside_runs.total_tokens, "cost_usd": outside_runs.cost_usd});
     cmp["silent_replies"] = json!(silent);
     cmp["heartbeats"] = json!(heartbeats);
     cmp["which_side_counts_what"] = if cmp["agree"] == true {

@@ -120,7 +120,7 @@ c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 spans = c.execute("SELECT count(*) FROM spans").fetchone()[0]
 traces = [r[0].hex() for r in c.execute(
     "SELECT trace_id FROM traces ORDER BY start_ns DESC LIMIT ?", (queries,))]
-# Where the bytes go: each table and index, in bytes per span kept (the largest first).
+# Where the bytes go: each table and index of 5 B or more per span kept, largest first.
 tables = {name: round(size / spans) for name, size in c.execute(
     "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC") if spans and size >= spans * 5}
 c.close()

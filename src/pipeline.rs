@@ -718,7 +718,7 @@ impl Writer {
         if db + wal > cap / 2 {
             let live = retention::live_bytes(&self.setup.conn).unwrap_or(u64::MAX);
             if live > retention::share(cap, retention::LIVE_HIGH_PCT)
-                || db + wal > retention::share(cap, 95)
+                || db + wal > retention::share(cap, retention::FORCE_PCT)
             {
                 self.enforce_size();
             }

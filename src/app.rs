@@ -114,6 +114,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
                 as usize,
             retention: policy.clone(),
             hooks,
+            pack_values: cfg.store.pack_values,
         },
     );
     // Queued before the listener opens, so backfill runs ahead of any ingest.

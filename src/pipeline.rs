@@ -223,6 +223,8 @@ pub struct WriterSetup {
     pub batch_max_bytes: usize,
     pub retention: retention::Policy,
     pub hooks: Vec<Arc<dyn WriteHook>>,
+    /// Train dictionaries and pack span values (`store::codec`).
+    pub pack_values: bool,
 }
 
 /// Joins the writer thread when the pipeline is closed.
@@ -274,6 +276,7 @@ impl Pipeline {
                     pipeline: writer_pipeline,
                     observer,
                     expired_logged: None,
+                    codec: Default::default(),
                 }
                 .run(rx);
                 // The observer drains what it was given, then ends with its channel.
@@ -457,6 +460,8 @@ struct Writer {
     observer: ObserverTx,
     /// When expired records were last logged (at most once a minute).
     expired_logged: Option<Instant>,
+    /// The dictionaries span values are packed with.
+    codec: store::codec::Upkeep,
 }
 
 /// The observer thread's channel; `None` when it could not start (hooks then run inline).
@@ -568,6 +573,11 @@ impl Batch {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
+        if self.setup.pack_values
+            && let Err(e) = store::codec::use_newest(&self.setup.conn)
+        {
+            tracing::warn!(error = %e, "cannot load the packing dictionary; span values stay plain");
+        }
         let mut pending = Pending::default();
         loop {
             let first = if pending.shutting_down {
@@ -706,8 +716,12 @@ impl Writer {
         );
     }
 
-    /// Checks the size cap after every commit; cheap (two stat calls).
+    /// Checks the size cap after every commit; cheap (two stat calls). Also the
+    /// packing dictionaries' upkeep, which is cheap but when it has work.
     fn check_size(&mut self) {
+        if self.setup.pack_values {
+            self.codec.tick(&self.setup.conn, now_ns());
+        }
         let (db, wal) = store::file_sizes(&self.setup.db_path);
         let cap = self.setup.retention.max_db_bytes;
 

@@ -230,7 +230,7 @@ pub fn tool_behaviour(calls: &[ToolCall]) -> ToolBehaviour {
 /// The run's tool calls, in order, measured.
 fn run_tools(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<ToolBehaviour> {
     let mut stmt = conn.prepare_cached(
-        "SELECT tool_name, input_text, status FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
+        "SELECT tool_name, unpack(input_text), status FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
     )?;
     let rows: Vec<(Option<String>, Option<String>, String)> = stmt
         .query_map([trace_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

@@ -42,7 +42,7 @@ fn day_of(ns: i64) -> String {
 }
 
 fn attr(key: &str) -> String {
-    format!("json_extract(s.attributes, '$.\"{key}\"')")
+    format!("json_extract(unpack(s.attributes), '$.\"{key}\"')")
 }
 
 // ---------------------------------------------------------------- cache
@@ -1378,9 +1378,9 @@ pub fn waste(
             "SELECT trace_id, tool_name, count(*) AS n FROM spans
              WHERE kind = 'tool_call' AND start_ns >= ?1 AND start_ns < ?2
                AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
-               AND COALESCE(json_extract(attributes, '$.\"openclaw.params_hash\"'), input_text) IS NOT NULL
+               AND COALESCE(json_extract(unpack(attributes), '$.\"openclaw.params_hash\"'), unpack(input_text)) IS NOT NULL
              GROUP BY trace_id, tool_name,
-               COALESCE(json_extract(attributes, '$.\"openclaw.params_hash\"'), input_text)
+               COALESCE(json_extract(unpack(attributes), '$.\"openclaw.params_hash\"'), unpack(input_text))
              HAVING n >= ?5",
         )?;
         let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent, tb, rules.loop_repeats])?;

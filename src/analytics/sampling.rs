@@ -411,8 +411,8 @@ impl Sampler {
         if let Some(rule) = rule {
             let ratio = if rule == "ratio" { r.ratio } else { 1.0 };
             tx.prepare_cached(
-                "UPDATE spans SET attributes = json_set(COALESCE(attributes, '{}'),
-                    '$.\"sampling.ratio\"', ?2, '$.\"sampling.rule\"', ?3) WHERE trace_id = ?1",
+                "UPDATE spans SET attributes = pack(json_set(COALESCE(unpack(attributes), '{}'),
+                    '$.\"sampling.ratio\"', ?2, '$.\"sampling.rule\"', ?3)) WHERE trace_id = ?1",
             )?
             .execute(params![key, ratio, rule])?;
             tx.prepare_cached(
@@ -615,7 +615,7 @@ fn update_ship_upto(tx: &Transaction) -> rusqlite::Result<()> {
 fn tool_behaviour(tx: &Transaction, key: &[u8]) -> rusqlite::Result<ToolBehaviour> {
     let rows: Vec<(Option<String>, Option<String>, String)> = tx
         .prepare_cached(
-            "SELECT tool_name, input_text, status FROM spans
+            "SELECT tool_name, unpack(input_text), status FROM spans
              WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
         )?
         .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -700,8 +700,8 @@ impl WriteHook for Sampler {
             match kept {
                 Some(1) => {
                     let mut tag = tx.prepare_cached(
-                        "UPDATE spans SET attributes = json_set(COALESCE(attributes, '{}'),
-                            '$.\"sampling.ratio\"', ?3, '$.\"sampling.rule\"', ?4)
+                        "UPDATE spans SET attributes = pack(json_set(COALESCE(unpack(attributes), '{}'),
+                            '$.\"sampling.ratio\"', ?3, '$.\"sampling.rule\"', ?4))
                          WHERE trace_id = ?1 AND span_id = ?2",
                     )?;
                     for s in spans {

@@ -261,7 +261,8 @@ fn build_in(
     let (mut credentials, mut emails, mut phones, mut free_text) = (0i64, 0i64, 0i64, 0i64);
     {
         let mut stmt = conn.prepare(&format!(
-            "SELECT COALESCE(input_text, ''), COALESCE(output_text, ''), COALESCE(attributes, '')
+            "SELECT COALESCE(unpack(input_text), ''), COALESCE(unpack(output_text), ''),
+                COALESCE(unpack(attributes), '')
              FROM spans{sw} LIMIT 100000"
         ))?;
         let mut q = stmt.query(rusqlite::params_from_iter(&sa))?;

@@ -169,8 +169,9 @@ pub const CHAINED: &[(&str, &str)] = &[
          status_message, agent_id, session_id, user_id, operation, provider, request_model, \
          response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens, \
          cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name, \
-         tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text, \
-         output_text_len, attributes, resource, source, received_ns, cost_computed_usd",
+         tool_call_id, error_type, latency_ms, unpack(input_text), input_text_len, \
+         unpack(output_text), output_text_len, unpack(attributes), unpack(resource), source, \
+         received_ns, cost_computed_usd",
     ),
     (
         "events",
@@ -337,6 +338,18 @@ enum Op {
 thread_local! {
     /// Rows changed on this thread's chained connection since the last seal.
     static PENDING: std::cell::RefCell<Vec<Noted>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Set while rows are rewritten with the same content (`same_content`).
+    static SAME_CONTENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, whose updates store the same values in another form (span values packed
+/// by `store::codec`), without noting them: the chain digests content, which reads
+/// the same through `unpack()`, so there is nothing to record.
+pub fn same_content<T>(f: impl FnOnce() -> T) -> T {
+    SAME_CONTENT.with(|s| s.set(true));
+    let out = f();
+    SAME_CONTENT.with(|s| s.set(false));
+    out
 }
 
 /// Starts chaining on the writer's connection: SQLite's update hook (this connection
@@ -358,6 +371,7 @@ pub fn install(conn: &mut Connection) -> rusqlite::Result<()> {
         };
         let op = match action {
             Action::SQLITE_INSERT => Op::Insert,
+            Action::SQLITE_UPDATE if SAME_CONTENT.with(|s| s.get()) => return,
             Action::SQLITE_UPDATE => Op::Update,
             Action::SQLITE_DELETE => Op::Delete,
             _ => return,

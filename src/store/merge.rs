@@ -89,7 +89,8 @@ fn merge_assignments(old: &str, new: &str) -> String {
     ));
     for col in ["attributes", "resource"] {
         parts.push(format!(
-            "{col} = NULLIF(json_patch(COALESCE({new}.{col}, '{{}}'), COALESCE({old}.{col}, '{{}}')), '{{}}')"
+            "{col} = pack(NULLIF(json_patch(COALESCE(unpack({new}.{col}), '{{}}'),
+                COALESCE(unpack({old}.{col}), '{{}}')), '{{}}'))"
         ));
     }
     parts.join(",\n")
@@ -193,7 +194,7 @@ const ROW_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_
     status, status_message, agent_id, session_id, user_id, operation, provider, request_model,
     response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens,
     cache_write_tokens, reasoning_tokens, cost_usd, cost_source, cost_computed_usd, tool_name,
-    tool_call_id, error_type, attributes";
+    tool_call_id, error_type, unpack(attributes)";
 
 fn span_of_row(r: &Row, source: &'static str) -> rusqlite::Result<Option<Span>> {
     let (Some(t), Some(s)) = (

@@ -6,6 +6,7 @@ pub mod ai_act;
 pub mod audit;
 pub mod audit_derived;
 pub mod audit_verify;
+pub mod codec;
 pub mod merge;
 pub mod metric_query;
 pub mod offsets;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::settings::{Setting, parse_bytes, parse_duration, parse_percent, parse_u64};
+use crate::settings::{Setting, parse_bool, parse_bytes, parse_duration, parse_percent, parse_u64};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreConfig {
@@ -35,6 +36,8 @@ pub struct StoreConfig {
     pub wal_restart_threshold_bytes: u64,
     pub cleanup_disk_threshold: f64,
     pub cleanup_db_threshold_bytes: u64,
+    /// Pack span attributes, texts and resources with a trained dictionary (`codec`).
+    pub pack_values: bool,
 }
 
 impl Default for StoreConfig {
@@ -47,6 +50,7 @@ impl Default for StoreConfig {
             wal_restart_threshold_bytes: 52_428_800,
             cleanup_disk_threshold: 80.0,
             cleanup_db_threshold_bytes: 104_857_600,
+            pack_values: true,
         }
     }
 }
@@ -119,6 +123,16 @@ pub const SETTINGS: &[Setting<StoreConfig>] = &[
         help: "The database plus its WAL is kept under this size",
         set: |c, v| {
             c.cleanup_db_threshold_bytes = parse_bytes(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "pack_values",
+        env: "OCT_PACK_VALUES",
+        default: "true",
+        help: "Store span attributes, texts and resources compressed with a dictionary trained on the database's own rows (false: new values stay plain text; packed ones stay readable)",
+        set: |c, v| {
+            c.pack_values = parse_bool(v)?;
             Ok(())
         },
     },
@@ -217,6 +231,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA cache_size = -512; PRAGMA query_only = ON;")?;
+    codec::register(&conn)?;
     Ok(conn)
 }
 

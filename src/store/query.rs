@@ -252,7 +252,7 @@ pub fn list_traces(
     if let Some(i) = &f.instance {
         sql.push_str(
             " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id \
-             AND json_extract(s.resource, '$.\"service.instance.id\"') = ?)",
+             AND json_extract(unpack(s.resource), '$.\"service.instance.id\"') = ?)",
         );
         args.push(SqlValue::Text(i.clone()));
     }
@@ -351,8 +351,9 @@ pub struct SpanOut {
 pub const SPAN_COLS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
     status_message, agent_id, session_id, user_id, operation, provider, request_model, response_model,
     input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-    cost_usd, cost_source, finish_reasons, tool_name, tool_call_id, error_type, latency_ms, input_text,
-    input_text_len, output_text, output_text_len, attributes, resource, source, cost_computed_usd";
+    cost_usd, cost_source, finish_reasons, tool_name, tool_call_id, error_type, latency_ms,
+    unpack(input_text), input_text_len, unpack(output_text), output_text_len, unpack(attributes),
+    unpack(resource), source, cost_computed_usd";
 
 /// How many columns `SPAN_COLS` names: a query selecting `{SPAN_COLS}, x` reads `x` at this index.
 pub const SPAN_COLS_LEN: usize = 37;

@@ -520,6 +520,8 @@ const MIGRATIONS: &[&str] = &[
     super::activity::MIGRATION,
     // sampling: each run's sampling decision, and what a dropped run keeps (analytics::sampling).
     crate::analytics::sampling::MIGRATION,
+    // codec: the dictionaries span values are packed with (store::codec).
+    super::codec::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -543,6 +545,8 @@ pub enum MigrateError {
 
 /// Applies every migration not yet applied, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
+    // Every connection that writes packs span values (and reads them back).
+    super::codec::register(conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT_VERSION {
         return Err(MigrateError::TooNew {

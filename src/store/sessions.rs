@@ -278,10 +278,10 @@ fn conversation_spans(
         "SELECT span_id, parent_span_id, kind, start_ns, end_ns, status,
             COALESCE(response_model, request_model), input_tokens, output_tokens, cost_usd,
             tool_name, tool_call_id,
-            substr(input_text, 1, {MAX_TEXT_CHARS}), length(input_text),
-            length(CAST(input_text AS BLOB)), input_text_len,
-            substr(output_text, 1, {MAX_TEXT_CHARS}), length(output_text),
-            length(CAST(output_text AS BLOB)), output_text_len
+            substr(unpack(input_text), 1, {MAX_TEXT_CHARS}), length(unpack(input_text)),
+            length(CAST(unpack(input_text) AS BLOB)), input_text_len,
+            substr(unpack(output_text), 1, {MAX_TEXT_CHARS}), length(unpack(output_text)),
+            length(CAST(unpack(output_text) AS BLOB)), output_text_len
             , kind = 'other'
          FROM spans WHERE trace_id = ?1 AND (kind IN ('agent_run', 'llm_call', 'tool_call')
              OR (kind = 'other' AND name LIKE 'openclaw.harness %'))

@@ -336,7 +336,7 @@ fn span_insert_sql(on_conflict: &str) -> String {
             tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text,
             output_text_len, attributes, resource, source, received_ns, cost_computed_usd)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, pack(?30), ?31, pack(?32), ?33, pack(?34), pack(?35), ?36, ?37, ?38)
          ON CONFLICT(trace_id, span_id) {on_conflict}"
     )
 }

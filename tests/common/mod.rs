@@ -206,6 +206,8 @@ pub fn open_db(path: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open db");
     c.busy_timeout(Duration::from_secs(5)).unwrap();
+    // Span values may be stored packed: `unpack(col)` reads them.
+    openclaw_trace::store::codec::register(&c).unwrap();
     c
 }
 

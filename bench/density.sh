@@ -123,6 +123,11 @@ traces = [r[0].hex() for r in c.execute(
 # Where the bytes go: each table and index of 5 B or more per span kept, largest first.
 tables = {name: round(size / spans) for name, size in c.execute(
     "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC") if spans and size >= spans * 5}
+# In a spans row: each column's stored bytes (packed values as stored), 3 B or more a span.
+cols = [r[1] for r in c.execute("PRAGMA table_info(spans)")]
+sums = c.execute("SELECT " + ", ".join(f"sum(length({col}))" for col in cols) + " FROM spans").fetchone()
+columns = dict(sorted(((col, round((v or 0) / spans)) for col, v in zip(cols, sums)
+                       if spans and (v or 0) >= spans * 3), key=lambda kv: -kv[1]))
 c.close()
 size = os.path.getsize(db) + (os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0)
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -142,6 +147,7 @@ print(json.dumps({
     "spans_kept": spans, "db_bytes": size,
     "bytes_per_span": round(size / spans) if spans else None,
     "bytes_per_span_by_table": tables,
+    "spans_row_bytes_by_column": columns,
     "records_written": int(written),
     "written_per_s": round(int(written) / float(secs)) if float(secs) > 0 else None,
     "steal_pct": int(steal),

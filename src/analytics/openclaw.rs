@@ -896,13 +896,26 @@ pub fn subagents_of_run(
     let Some((start_ns, key)) = root else {
         return Ok(Vec::new());
     };
+    // Spawns not linked to a trace, claimed by this run's session key after it started:
+    // only then is the session's next run looked for (it scans the later runs).
+    let unlinked = match &key {
+        Some(k) => conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE type = 'custom'
+                AND name = 'openclaw.subagent_spawned' AND trace_id IS NULL AND time_ns >= ?1
+                AND lower(json_extract(attributes, '$.\"openclaw.requester_session_key\"')) = lower(?2))",
+            params![start_ns, k],
+            |r| r.get::<_, bool>(0),
+        )?,
+        None => false,
+    };
     // The session's next run bounds the spawns its requester key can claim.
-    let next_ns: Option<i64> = match &key {
+    let next_ns: Option<i64> = match key.as_ref().filter(|_| unlinked) {
         Some(k) => conn
             .query_row(
                 &format!(
-                    "SELECT min(t.start_ns) {OPENCLAW_ROOT} AND t.start_ns > ?1
-                       AND lower({key}) = lower(?2)",
+                    // In start order, stopping at the first: `min()` would unpack every later run.
+                    "SELECT t.start_ns {OPENCLAW_ROOT} AND t.start_ns > ?1
+                       AND lower({key}) = lower(?2) ORDER BY t.start_ns LIMIT 1",
                     key = attr("openclaw.session_key")
                 ),
                 params![start_ns, k],

@@ -234,14 +234,20 @@ struct CutText {
 }
 
 fn cut_text(r: &rusqlite::Row, at: usize) -> rusqlite::Result<CutText> {
-    // substr(text, 1, N), the stored length in characters and in bytes, the length at capture.
-    let text: Option<String> = r.get(at)?;
-    let chars: Option<i64> = r.get(at + 1)?;
-    let bytes: Option<i64> = r.get(at + 2)?;
-    let original: Option<i64> = r.get(at + 3)?;
+    // The stored text (unpacked once, here) and its length at capture.
+    let mut text: Option<String> = r.get(at)?;
+    let original: Option<i64> = r.get(at + 1)?;
+    let bytes = text.as_ref().map(|t| t.len() as i64);
+    let mut cut = false;
+    if let Some(t) = &mut text
+        && let Some((end, _)) = t.char_indices().nth(MAX_TEXT_CHARS as usize)
+    {
+        t.truncate(end);
+        cut = true;
+    }
     let length = bytes.map(|b| original.unwrap_or(b).max(b));
     Ok(CutText {
-        truncated: chars.is_some_and(|c| c > MAX_TEXT_CHARS) || length > bytes,
+        truncated: cut || length > bytes,
         text,
         length,
     })
@@ -274,19 +280,16 @@ fn conversation_spans(
     conn: &Connection,
     trace: &TraceId,
 ) -> Result<(Vec<ConvSpan>, bool), StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(
         "SELECT span_id, parent_span_id, kind, start_ns, end_ns, status,
             COALESCE(response_model, request_model), input_tokens, output_tokens, cost_usd,
             tool_name, tool_call_id,
-            substr(unpack(input_text), 1, {MAX_TEXT_CHARS}), length(unpack(input_text)),
-            length(CAST(unpack(input_text) AS BLOB)), input_text_len,
-            substr(unpack(output_text), 1, {MAX_TEXT_CHARS}), length(unpack(output_text)),
-            length(CAST(unpack(output_text) AS BLOB)), output_text_len
+            unpack(input_text), input_text_len, unpack(output_text), output_text_len
             , kind = 'other'
          FROM spans WHERE trace_id = ?1 AND (kind IN ('agent_run', 'llm_call', 'tool_call')
              OR (kind = 'other' AND name LIKE 'openclaw.harness %'))
-         ORDER BY start_ns, id LIMIT ?2"
-    ))?;
+         ORDER BY start_ns, id LIMIT ?2",
+    )?;
     let mut rows: Vec<ConvSpan> = stmt
         .query_map(
             rusqlite::params![&trace.0[..], MAX_MESSAGES as i64 + 2],
@@ -305,8 +308,8 @@ fn conversation_spans(
                     tool_name: r.get(10)?,
                     tool_call_id: r.get(11)?,
                     input: cut_text(r, 12)?,
-                    output: cut_text(r, 16)?,
-                    attempt: r.get(20)?,
+                    output: cut_text(r, 14)?,
+                    attempt: r.get(16)?,
                 })
             },
         )?

@@ -269,7 +269,7 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("oct-writer".into())
             .spawn(move || {
-                nice_this_thread(nice);
+                crate::util::nice_this_thread(nice);
                 let (observer, observer_thread) = spawn_observer(setup.hooks.clone(), nice);
                 Writer {
                     setup,
@@ -484,17 +484,6 @@ impl ObserverTx {
 }
 
 /// Lowers the calling thread's priority (on Linux a nice value is per thread).
-fn nice_this_thread(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    // SAFETY: two syscalls about the calling thread, with no memory passed.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if rc != 0 {
-        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot lower the thread's priority");
-    }
-}
-
 /// Starts the thread that runs the hooks' `after_commit` and frees each batch, so the
 /// writer goes straight on to the next commit.
 fn spawn_observer(
@@ -506,7 +495,7 @@ fn spawn_observer(
     match std::thread::Builder::new()
         .name("oct-observer".into())
         .spawn(move || {
-            nice_this_thread(nice);
+            crate::util::nice_this_thread(nice);
             for o in rx {
                 observe(&thread_hooks, o);
             }

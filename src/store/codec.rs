@@ -337,8 +337,9 @@ pub fn samples(conn: &Connection, max_bytes: usize) -> rusqlite::Result<Vec<Stri
 
 /// Samples needed, at least, before a dictionary is worth training.
 pub const MIN_SAMPLE_BYTES: usize = 128 * 1024;
-/// Samples read for training, at most (about 100 ms of training).
-pub const MAX_SAMPLE_BYTES: usize = 2 * 1024 * 1024;
+/// Samples read for training, at most: training takes about ten times their size in
+/// memory for a moment, and a core for a fraction of a second.
+pub const MAX_SAMPLE_BYTES: usize = 1024 * 1024;
 
 /// Trains a dictionary on `samples` (slow: tens of milliseconds; run it off the writer).
 pub fn train(samples: &[String]) -> Result<Vec<u8>, CodecError> {
@@ -541,7 +542,14 @@ impl Upkeep {
         }
         let spawned = std::thread::Builder::new()
             .name("oct-dictionary".into())
-            .spawn(move || train(&samples).map(|d| (d, samples.len())));
+            .spawn(move || {
+                // Capture first: training waits for a core the agent and ingest leave idle.
+                crate::util::nice_this_thread(19);
+                let out = train(&samples).map(|d| (d, samples.len()));
+                drop(samples);
+                crate::util::heap::release_free_pages();
+                out
+            });
         match spawned {
             Ok(t) => self.training = Some(t),
             Err(e) => tracing::warn!(error = %e, "cannot start dictionary training"),

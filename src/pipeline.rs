@@ -483,7 +483,6 @@ impl ObserverTx {
     }
 }
 
-/// Lowers the calling thread's priority (on Linux a nice value is per thread).
 /// Starts the thread that runs the hooks' `after_commit` and frees each batch, so the
 /// writer goes straight on to the next commit.
 fn spawn_observer(

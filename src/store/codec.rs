@@ -371,15 +371,15 @@ pub fn install(
     )
 }
 
-/// Spans written since the newest dictionary became current (all spans when there is
-/// none), and how many dictionaries there are.
-pub fn since_newest(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+/// The newest span's id (0: none), the spans written since the newest dictionary
+/// became current (all of them when there is none), and how many dictionaries there are.
+fn since_newest(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
     conn.query_row(
-        "SELECT COALESCE((SELECT max(id) FROM spans), 0) + 1
-              - COALESCE((SELECT first_span_id FROM codec_dicts ORDER BY id DESC LIMIT 1), 1),
-            (SELECT count(*) FROM codec_dicts)",
+        "SELECT n, n + 1 - COALESCE((SELECT first_span_id FROM codec_dicts ORDER BY id DESC LIMIT 1), 1),
+            (SELECT count(*) FROM codec_dicts)
+         FROM (SELECT COALESCE(max(id), 0) AS n FROM spans)",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
 }
 
@@ -529,9 +529,7 @@ impl Upkeep {
         if self.training.is_some() {
             return Ok(());
         }
-        let (since, dictionaries) = since_newest(conn)?;
-        let newest: i64 =
-            conn.query_row("SELECT COALESCE(max(id), 0) FROM spans", [], |r| r.get(0))?;
+        let (newest, since, dictionaries) = since_newest(conn)?;
         if since < retrain_after(dictionaries) || newest < self.wait_for_id {
             return Ok(());
         }

@@ -16,7 +16,8 @@ pub fn limit_arenas() {
 
 /// Returns the heap's free pages to the OS (from every arena, the middle of the
 /// heaps included). A few milliseconds at most on this process's heap: it runs once
-/// a minute, in the writer's periodic cache release, never per batch.
+/// a minute, in the writer's periodic cache release, and after a dictionary is trained
+/// (`store::codec`), never per batch.
 pub fn release_free_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim is thread-safe; it takes each arena's lock in turn.

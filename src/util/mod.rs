@@ -8,8 +8,8 @@ pub mod hex;
 pub mod listen;
 pub mod time;
 
-/// Lowers the calling thread's priority by `nice` (0: unchanged), so background work
-/// gives way to capture on a small machine.
+/// Lowers the calling thread's priority by `nice` (0: unchanged; on Linux a nice value
+/// is per thread), so background work gives way to capture on a small machine.
 pub fn nice_this_thread(nice: i32) {
     if nice <= 0 {
         return;

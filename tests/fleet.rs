@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, client, count, now_ms};
+use common::{Daemon, client, count, now_ms, now_ms_with_today_reaching_back};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "central-secret-token";
@@ -144,8 +144,8 @@ fn sidecars_push_to_a_central_that_survives_sigkill_and_keeps_each_record_once()
     let b = sidecar(port, "side-b", "v1");
     // A third sidecar pushes once and goes away before the central's restart.
     let mut c = sidecar(port, "side-c", "v2");
-    // Every call at one time, so the budget's day holds them all whatever the clock.
-    let t = now_ms() - 30_000;
+    // Every call at one time, in the budget's day whatever the clock.
+    let t = now_ms_with_today_reaching_back(30_000) - 30_000;
     let mut tokens_a = capture(&a, "alpha", 0, 40, t);
     let mut tokens_b = capture(&b, "beta", 0, 40, t);
     capture(&c, "gamma", 0, 3, t);

@@ -213,14 +213,19 @@ fn ten_thousand_runs_keep_errors_and_costly_runs_and_every_total() {
     let b = Daemon::start(&env_b);
 
     let mut rng = Lcg(0x5eed_0019);
-    let start = now_ms() - 2 * 3_600_000;
+    // Runs 500 ms apart from two hours ago, squeezed early in a UTC day so that the day
+    // budgets see every one of them on any date.
+    let now = now_ms_with_today_reaching_back(20_000);
+    let reach = (2 * 3_600_000).min(now.rem_euclid(86_400_000) - 1_000);
+    let step = 500 * reach / (2 * 3_600_000);
+    let start = now - reach;
     let mut runs: Vec<(String, [u8; 16], Mix)> = Vec::with_capacity(RUNS);
     let mut body = Vec::new();
     for i in 0..RUNS {
         let id = rng.id();
         let trace = hex(&id);
         let mix = mix_of(i);
-        body.extend(run_spans(&trace, start + i as i64 * 500, mix));
+        body.extend(run_spans(&trace, start + i as i64 * step, mix));
         runs.push((trace, id, mix));
         if body.len() >= 400 || i == RUNS - 1 {
             let batch = json!(std::mem::take(&mut body));

@@ -285,6 +285,28 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Waits (at most `ms` plus a second) while the UTC day is younger than `ms`, then
+/// returns [`now_ms`]: a test that writes spans dated up to `ms` before now and reads
+/// today's (or this month's) budget sees them all in the current period, on any date
+/// and at any hour.
+pub fn now_ms_with_today_reaching_back(ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    assert!(
+        ms < DAY_MS / 4,
+        "a test reaches back {ms} ms: too far to wait for"
+    );
+    loop {
+        let now = now_ms();
+        let into_day = now.rem_euclid(DAY_MS);
+        if into_day > ms + 1_000 {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(
+            (ms + 1_001 - into_day) as u64,
+        ));
+    }
+}
+
 /// Fixture text with every time in it (unix milliseconds, RFC 3339 in UTC) moved by
 /// the same amount so that its newest is a minute ago (give or take a second): recorded data keeps its shape
 /// and spacing, and no test depends on the day it runs (retention would age it out).

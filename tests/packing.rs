@@ -203,7 +203,10 @@ fn a_database_from_before_packing_converts_in_place_and_answers_the_same() {
     wait_for("the old rows packed", Duration::from_secs(40), || {
         plain_left(&d) == 0
     });
-    assert_eq!(count(&d.db_path, "PRAGMA user_version"), 13);
+    assert_eq!(
+        count(&d.db_path, "PRAGMA user_version"),
+        openclaw_trace::store::schema::CURRENT_VERSION
+    );
     assert_eq!(answers(&d, 1500), before);
     let usage_after = d.get_json("/v1/usage?group_by=model");
     assert_eq!(usage_after["rows"], usage_before["rows"]);

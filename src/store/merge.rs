@@ -19,6 +19,7 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::write::{MergedSpan, WriteEffect, write_span_row};
 use crate::model::{CostSource, Span, SpanId, SpanKind, StatusCode, TraceId};
@@ -102,11 +103,56 @@ fn span_exists(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<Op
         .optional()
 }
 
+/// A natural key as `span_keys` stores it: the first 16 bytes of its SHA-256. Keys are
+/// long texts (an OpenClaw tool call's is about 75 characters) and only ever looked up
+/// whole; 128 bits keep two keys from meeting among any number a database can hold.
+pub fn key_digest(key: &str) -> [u8; 16] {
+    let full = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// Schema 14: `span_keys` keyed by [`key_digest`] instead of the key's text (a third of
+/// the table and its index). Needs [`register`] on the connection.
+pub const MIGRATION: &str = r#"
+    CREATE TABLE span_keys_by_digest (
+        key BLOB PRIMARY KEY,
+        trace_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        provisional INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR REPLACE INTO span_keys_by_digest
+        SELECT span_key_digest(key), trace_id, span_id, provisional FROM span_keys;
+    DROP TABLE span_keys;
+    ALTER TABLE span_keys_by_digest RENAME TO span_keys;
+    CREATE INDEX span_keys_span ON span_keys(trace_id, span_id);
+"#;
+
+/// Adds `span_key_digest(text)` (what [`MIGRATION`] converts stored keys with) to `conn`.
+pub fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "span_key_digest",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let bytes = match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
+                _ => &[][..],
+            };
+            Ok(Sha256::digest(bytes)[..16].to_vec())
+        },
+    )
+}
+
 /// Where a key points, if the span it names is still stored.
 fn lookup_key(tx: &Transaction, key: &str) -> rusqlite::Result<Option<(TraceId, SpanId, bool)>> {
     let row: Option<(Vec<u8>, Vec<u8>, bool)> = tx
         .prepare_cached("SELECT trace_id, span_id, provisional FROM span_keys WHERE key = ?1")?
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([&key_digest(key)[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let Some((t, s, provisional)) = row else {
         return Ok(None);
@@ -129,7 +175,12 @@ fn set_key(
          ON CONFLICT(key) DO UPDATE SET trace_id = excluded.trace_id, span_id = excluded.span_id,
             provisional = excluded.provisional",
     )?
-    .execute(params![key, &t.0[..], &s.0[..], provisional])?;
+    .execute(params![
+        &key_digest(key)[..],
+        &t.0[..],
+        &s.0[..],
+        provisional
+    ])?;
     Ok(())
 }
 
@@ -602,6 +653,49 @@ mod tests {
             .unwrap();
         assert_eq!(parent, None);
         assert_eq!(model, "m-1");
+    }
+
+    #[test]
+    fn keys_stored_as_text_before_schema_14_still_join_their_span() {
+        let mut c = db();
+        let mut real = piece(1, 1, 1_000);
+        real.merge = Some(SpanMerge {
+            key: Some("openclaw-tool:run-1:call_1".into()),
+            provisional: false,
+        });
+        write(&mut c, vec![real]);
+        // Back to schema 13's table, holding the key's text.
+        c.execute_batch(
+            "DROP TABLE span_keys;
+             CREATE TABLE span_keys (key TEXT PRIMARY KEY, trace_id BLOB NOT NULL,
+                span_id BLOB NOT NULL, provisional INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX span_keys_span ON span_keys(trace_id, span_id);
+             INSERT INTO span_keys SELECT 'openclaw-tool:run-1:call_1', trace_id, span_id, 0
+                FROM spans;
+             PRAGMA user_version = 13;",
+        )
+        .unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        let (kind, len): (String, i64) = c
+            .query_row("SELECT typeof(key), length(key) FROM span_keys", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((kind.as_str(), len), ("blob", 16));
+        // A provisional piece with the same key joins the stored span.
+        let mut prov = piece(9, 9, 1_001);
+        prov.merge = Some(SpanMerge {
+            key: Some("openclaw-tool:run-1:call_1".into()),
+            provisional: true,
+        });
+        prov.response_model = Some("m-2".into());
+        assert_eq!(write(&mut c, vec![prov]), vec![false]);
+        let (n, model): (i64, String) = c
+            .query_row("SELECT count(*), max(response_model) FROM spans", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, model.as_str()), (1, "m-2"));
     }
 
     #[test]

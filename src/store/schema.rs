@@ -143,6 +143,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     -- A natural key (an LLM response, say) naming one span across sources that cannot
     -- know each other's ids; provisional = the span's ids were made up by its source.
+    -- (Schema 14 keys it by the text's digest: store::merge::MIGRATION.)
     CREATE TABLE span_keys (
         key TEXT PRIMARY KEY,
         trace_id BLOB NOT NULL,
@@ -522,6 +523,8 @@ const MIGRATIONS: &[&str] = &[
     crate::analytics::sampling::MIGRATION,
     // codec: the dictionaries span values are packed with (store::codec).
     super::codec::MIGRATION,
+    // span keys by digest (store::merge).
+    super::merge::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -547,6 +550,7 @@ pub enum MigrateError {
 pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     // Every connection that writes packs span values (and reads them back).
     super::codec::register(conn)?;
+    super::merge::register(conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT_VERSION {
         return Err(MigrateError::TooNew {

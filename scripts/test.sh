@@ -9,6 +9,8 @@ bash scripts/setup-host.sh
 bash scripts/setup-otel.sh
 # systemd-analyze, for the unit in deploy/systemd (tests/deploy.rs).
 bash scripts/setup-systemd.sh
+# PostgreSQL's server binaries: tests/postgres_store.rs starts private servers.
+bash scripts/setup-postgres.sh
 # Everything the tests run, built once up front. Not `cargo build --bins`: the test
 # build enables the dev-dependencies' features, so that would build the graph twice.
 cargo test --locked --all-targets --no-run

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod merge;
 pub mod metric_query;
 pub mod offsets;
+pub mod postgres;
 pub mod query;
 pub mod retention;
 pub mod rollup;

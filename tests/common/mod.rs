@@ -485,3 +485,64 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A private PostgreSQL server for one test (`scripts/pg-private.sh`): its own data
+/// directory and a free port on 127.0.0.1, stopped when dropped.
+pub struct PgServer {
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-private.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(dir.path().join("pg"))
+            .arg(port.to_string())
+            .output()
+            .expect("run pg-private.sh");
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start (bash scripts/setup-postgres.sh installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PgServer {
+            url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            dir,
+        }
+    }
+
+    /// What `psql` prints for `sql` (unaligned, tuples only): the count a test checks,
+    /// read by PostgreSQL's own client.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([&self.url, "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-private.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .status();
+    }
+}

@@ -1,0 +1,217 @@
+//! The PostgreSQL store's write path against a raw `COPY` of the same rows, in one run
+//! on one server: `--writers` connections (a central's writers, each taking its
+//! sidecars' batches) write `--spans` GenAI spans in batches of `--batch` through
+//! `PgStore::write` (binary COPY into staging, then an insert that skips what is already
+//! stored, into day partitions with their indexes); then the same rows, encoded the
+//! same way, go by plain binary COPY into an unindexed, unpartitioned table. Prints
+//! committed spans per second for both and their ratio.
+//!
+//! `cargo run --release --example pg_store_bench -- --url postgres://… --spans 1000000`
+//! (bench/fleet.sh starts a private server and runs this).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use openclaw_trace::model::{CappedText, Record, Span, SpanId, SpanKind, TraceId, now_ns};
+use openclaw_trace::store::postgres::PgStore;
+use serde_json::{Map, Value, json};
+
+struct Args {
+    url: String,
+    spans: usize,
+    batch: usize,
+    writers: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        url: String::new(),
+        spans: 200_000,
+        batch: 500,
+        writers: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_default();
+        match k.as_str() {
+            "--url" => a.url = v,
+            "--spans" => a.spans = v.parse().expect("--spans"),
+            "--batch" => a.batch = v.parse().expect("--batch"),
+            "--writers" => a.writers = v.parse().expect("--writers"),
+            _ => panic!("unknown argument {k}"),
+        }
+    }
+    assert!(!a.url.is_empty(), "--url postgres://… is required");
+    a
+}
+
+/// The `bench/otlp.sh` kind of span: a GenAI call with about 400 bytes of attributes
+/// and 200-character texts, from one of 50 sidecars.
+fn spans(n: usize, start: i64) -> Vec<Record> {
+    let resources: Vec<Arc<Map<String, Value>>> = (0..50)
+        .map(|i| {
+            let v = json!({"service.name": "openclaw", "service.version": "2026.9.6",
+                "service.instance.id": format!("sidecar-{i:02}"), "cloud.region": "ams",
+                "host.name": format!("fly-{i:02}"), "telemetry.sdk.language": "nodejs"});
+            Arc::new(v.as_object().unwrap().clone())
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut t = [0u8; 16];
+            t[..8].copy_from_slice(&(0xbe_0000_0000u64 + (i / 4) as u64).to_be_bytes());
+            t[8..].copy_from_slice(&0x5eed_u64.to_be_bytes());
+            let at = start + i as i64 * 1_000_000;
+            let mut s = Span::new(
+                TraceId(t),
+                SpanId((i as u64 + 1).to_be_bytes()),
+                "chat gpt-4o".into(),
+                SpanKind::LlmCall,
+                at,
+            );
+            s.end_ns = Some(at + 750_000_000);
+            s.provider = Some("openai".into());
+            s.request_model = Some("gpt-4o".into());
+            s.response_model = Some("gpt-4o-2024-08-06".into());
+            s.input_tokens = Some(1200 + (i % 300) as i64);
+            s.output_tokens = Some(180);
+            s.total_tokens = Some(1380 + (i % 300) as i64);
+            s.cost_usd = Some(0.0048);
+            s.agent_id = Some(format!("agent-{}", i % 7));
+            s.session_id = Some(format!("session-{:08x}", i / 40));
+            for (k, v) in [
+                ("gen_ai.operation.name", json!("chat")),
+                ("gen_ai.request.temperature", json!(0.2)),
+                ("gen_ai.request.max_tokens", json!(1024)),
+                ("gen_ai.response.id", json!(format!("chatcmpl-{i:024x}"))),
+                ("gen_ai.response.finish_reasons", json!(["stop"])),
+                ("server.address", json!("api.openai.com")),
+                ("server.port", json!(443)),
+                ("openclaw.run_id", json!(format!("run-{:016x}", i / 4))),
+                ("openclaw.channel", json!("telegram")),
+                (
+                    "openclaw.session_key",
+                    json!(format!("agent:main:telegram:{}", i % 97)),
+                ),
+            ] {
+                s.attributes.insert(k.into(), v);
+            }
+            s.input = Some(CappedText::new(
+                format!(
+                    "question {i}: {}",
+                    "what is in the folder and why? ".repeat(6)
+                ),
+                4096,
+            ));
+            s.output = Some(CappedText::new(
+                format!(
+                    "answer {i}: {}",
+                    "two files, notes.md and plan.md. ".repeat(6)
+                ),
+                4096,
+            ));
+            s.resource = resources[i % 50].clone();
+            Record::Span(Box::new(s))
+        })
+        .collect()
+}
+
+async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
+    let batches = Arc::new(std::sync::Mutex::new(batches));
+    let mut stores = Vec::new();
+    for _ in 0..writers {
+        stores.push(PgStore::connect(url).await.expect("connect"));
+    }
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for mut store in stores {
+        let batches = batches.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let Some(b) = batches.lock().unwrap().pop() else {
+                    break;
+                };
+                let w = store.write(&b, now_ns()).await.expect("write");
+                n += w.spans as usize;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    (total, t.elapsed().as_secs_f64())
+}
+
+async fn run_raw_copy(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS raw_spans;
+             CREATE TABLE raw_spans AS SELECT * FROM spans WITH NO DATA;
+             ALTER TABLE raw_spans DROP COLUMN id;",
+        )
+        .await
+        .unwrap();
+    let batches = Arc::new(std::sync::Mutex::new(batches));
+    let mut clients = Vec::new();
+    for _ in 0..writers {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        clients.push(c);
+    }
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in clients {
+        let batches = batches.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let Some(b) = batches.lock().unwrap().pop() else {
+                    break;
+                };
+                n += openclaw_trace::store::postgres::raw_copy(&c, "raw_spans", &b, now_ns())
+                    .await
+                    .expect("copy") as usize;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    (total, t.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let start = now_ns() - 3_600 * 1_000_000_000;
+    let make = || -> Vec<Vec<Record>> {
+        let all = spans(a.spans, start);
+        let mut out = Vec::new();
+        let mut it = all.into_iter().peekable();
+        while it.peek().is_some() {
+            out.push(it.by_ref().take(a.batch).collect());
+        }
+        out
+    };
+    let (n, secs) = run_store(&a.url, make(), a.writers).await;
+    let store_rate = n as f64 / secs;
+    println!(
+        "pg_store_write: {n} spans committed in {secs:.2} s = {store_rate:.0} spans/s ({} writers, batches of {})",
+        a.writers, a.batch
+    );
+    let (n, secs) = run_raw_copy(&a.url, make(), a.writers).await;
+    let raw_rate = n as f64 / secs;
+    println!("raw_copy: {n} spans copied in {secs:.2} s = {raw_rate:.0} spans/s");
+    println!("store_to_raw_copy_ratio: {:.2}", store_rate / raw_rate);
+}

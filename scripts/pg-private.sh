@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A private PostgreSQL server for tests and benchmarks: initdb into DIR, listen on
+# 127.0.0.1:PORT only (the socket inside DIR), run as an unprivileged user (initdb and
+# postgres refuse root: as root, the `postgres` user of Debian's package, else nobody).
+#
+#   pg-private.sh start DIR PORT   prints the URL (postgres://oct@127.0.0.1:PORT/oct)
+#   pg-private.sh stop DIR         immediate shutdown
+#   pg-private.sh bindir           where initdb and pg_ctl are (empty: not installed)
+set -euo pipefail
+
+bindir() {
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/pg_ctl" ]; then
+    pg_config --bindir
+    return
+  fi
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+  if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then
+    echo "$d"
+  fi
+}
+
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    local user=postgres
+    id "$user" >/dev/null 2>&1 || user=nobody
+    runuser -u "$user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+case "${1:-}" in
+  bindir)
+    bindir
+    ;;
+  start)
+    dir=$2 port=$3
+    bin=$(bindir)
+    if [ -z "$bin" ]; then
+      echo "PostgreSQL is not installed (bash scripts/setup-postgres.sh)" >&2
+      exit 1
+    fi
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+      user=postgres
+      id "$user" >/dev/null 2>&1 || user=nobody
+      chown "$user" "$dir"
+      # The user must be able to reach DIR through its parents (a 0700 temp dir's
+      # parent, say): they are made traversable, nothing more.
+      p=$(dirname "$(realpath "$dir")")
+      while [ "$p" != "/" ]; do chmod o+x "$p" 2>/dev/null || true; p=$(dirname "$p"); done
+    fi
+    as_owner "$bin/initdb" -D "$dir/data" -U oct -A trust -E UTF8 --locale=C.UTF-8 \
+      --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+    # Small and quick: a test server, not a tuned one; fsync stays on (the tests kill
+    # processes and count what survived).
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=64MB -c max_connections=100" \
+      start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+    as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U oct oct
+    echo "postgres://oct@127.0.0.1:$port/oct"
+    ;;
+  stop)
+    dir=$2
+    bin=$(bindir)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    ;;
+  *)
+    echo "usage: pg-private.sh start DIR PORT | stop DIR | bindir" >&2
+    exit 2
+    ;;
+esac

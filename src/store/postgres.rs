@@ -1,0 +1,570 @@
+//! PostgreSQL: the store of a fleet's central (`OCT_DATABASE_URL`), for when one
+//! openclaw-trace collects many sidecars.
+//!
+//! Spans and events are partitioned by UTC day (declarative range partitions on their
+//! time), so retention drops whole partitions instead of deleting rows. A batch arrives
+//! by binary `COPY` into a staging table and is inserted from there with
+//! `ON CONFLICT DO NOTHING`, so a record sent twice (a retried push) is stored once: a
+//! span by trace, span id and start, an event by uid and time. Every row names the
+//! sidecar it came from (`instance_id`, `region`: the resource's `service.instance.id`
+//! and `cloud.region`).
+//!
+//! A day partition is created when the first row of that day arrives, for days from
+//! [`PAST_DAYS`] before today to [`FUTURE_DAYS`] after; a row dated outside that window
+//! (a clock far off, a replayed archive) goes to the default partition and moves to its
+//! day's partition if that day is created later, so nothing a client sends can make
+//! thousands of tables.
+
+use std::collections::BTreeSet;
+use std::pin::pin;
+
+use serde_json::{Map, Value};
+use tokio_postgres::Client;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::model::{Event, Record, SharedMap, Span};
+use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
+
+/// Day partitions are made for rows this many days before today at most...
+pub const PAST_DAYS: i64 = 400;
+/// ... and this many after (clocks a little ahead).
+pub const FUTURE_DAYS: i64 = 2;
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error(
+        "database schema version {found} is newer than this build understands ({supported}); upgrade openclaw-trace"
+    )]
+    TooNew { found: i64, supported: i64 },
+}
+
+/// Forward-only migrations, each applied once in its own transaction.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE spans (
+        id BIGSERIAL NOT NULL,
+        trace_id BYTEA NOT NULL,
+        span_id BYTEA NOT NULL,
+        parent_span_id BYTEA,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start_ns BIGINT NOT NULL,
+        end_ns BIGINT,
+        status TEXT NOT NULL,
+        status_message TEXT,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        operation TEXT,
+        provider TEXT,
+        request_model TEXT,
+        response_model TEXT,
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        total_tokens BIGINT,
+        cache_read_tokens BIGINT,
+        cache_write_tokens BIGINT,
+        reasoning_tokens BIGINT,
+        cost_usd DOUBLE PRECISION,
+        cost_source TEXT,
+        finish_reasons TEXT,
+        tool_name TEXT,
+        tool_call_id TEXT,
+        error_type TEXT,
+        latency_ms DOUBLE PRECISION,
+        input_text TEXT,
+        input_text_len BIGINT,
+        output_text TEXT,
+        output_text_len BIGINT,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL,
+        received_ns BIGINT NOT NULL,
+        cost_computed_usd DOUBLE PRECISION,
+        instance_id TEXT,
+        region TEXT
+    ) PARTITION BY RANGE (start_ns);
+    CREATE TABLE spans_default PARTITION OF spans DEFAULT;
+    CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, start_ns);
+    CREATE INDEX spans_start ON spans (start_ns);
+    CREATE INDEX spans_instance_start ON spans (instance_id, start_ns);
+
+    CREATE TABLE events (
+        id BIGSERIAL NOT NULL,
+        uid TEXT NOT NULL,
+        type TEXT NOT NULL,
+        time_ns BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT,
+        stack_trace TEXT,
+        category TEXT,
+        trace_id BYTEA,
+        span_id BYTEA,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL,
+        received_ns BIGINT NOT NULL,
+        instance_id TEXT,
+        region TEXT
+    ) PARTITION BY RANGE (time_ns);
+    CREATE TABLE events_default PARTITION OF events DEFAULT;
+    CREATE UNIQUE INDEX events_uid ON events (uid, time_ns);
+    CREATE INDEX events_time ON events (time_ns);
+    CREATE INDEX events_trace ON events (trace_id) WHERE trace_id IS NOT NULL;
+"#];
+
+/// The schema version this build writes.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies every migration not yet applied. Several processes may start at once: an
+/// advisory lock makes them take turns.
+pub async fn migrate(client: &mut Client) -> Result<i64, PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7478251)", &[])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS oct_schema (version BIGINT NOT NULL)")
+        .await?;
+    let found: i64 = match tx.query_opt("SELECT version FROM oct_schema", &[]).await? {
+        Some(r) => r.get(0),
+        None => {
+            tx.execute("INSERT INTO oct_schema VALUES (0)", &[]).await?;
+            0
+        }
+    };
+    if found > CURRENT_VERSION {
+        return Err(PgError::TooNew {
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("UPDATE oct_schema SET version = $1", &[&CURRENT_VERSION])
+        .await?;
+    tx.commit().await?;
+    Ok(CURRENT_VERSION)
+}
+
+/// The partitioned tables and the time column each is partitioned by.
+const PARTITIONED: [(&str, &str); 2] = [("spans", "start_ns"), ("events", "time_ns")];
+
+/// Day number (days since 1970-01-01 UTC) of a time in nanoseconds.
+fn day_of(ns: i64) -> i64 {
+    ns.div_euclid(DAY_NS)
+}
+
+fn partition_name(table: &str, day: i64) -> String {
+    let date = time::Date::from_julian_day(day as i32 + 2_440_588)
+        .map(|d| format!("{:04}{:02}{:02}", d.year(), d.month() as u8, d.day()))
+        .unwrap_or_else(|_| format!("x{day}"));
+    format!("{table}_{date}")
+}
+
+/// Makes the day partition of `table` for `day`, moving any rows of that day out of the
+/// default partition first. Safe to race with another writer doing the same.
+async fn create_day(
+    client: &mut Client,
+    table: &str,
+    column: &str,
+    day: i64,
+) -> Result<(), PgError> {
+    let name = partition_name(table, day);
+    let (from, to) = (day * DAY_NS, (day + 1) * DAY_NS);
+    let tx = client.transaction().await?;
+    // One writer at a time changes a table's partitions.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(7478252, hashtext($1))",
+        &[&table],
+    )
+    .await?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE moved ON COMMIT DROP AS
+                SELECT * FROM {table}_default WHERE {column} >= {from} AND {column} < {to};
+             DELETE FROM {table}_default WHERE {column} >= {from} AND {column} < {to};
+             CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to});
+             INSERT INTO {table} SELECT * FROM moved;"
+        ))
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The store: one connection (a writer) and the partitions it knows exist.
+pub struct PgStore {
+    client: Client,
+    known_days: BTreeSet<(usize, i64)>,
+    /// The staging tables' column types (binary COPY sends them), once made.
+    staging: Option<[Vec<Type>; 2]>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub spans: u64,
+    pub events: u64,
+    /// Records already stored (a batch sent again).
+    pub duplicates: u64,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`), migrates, and
+    /// drives the connection on the current tokio runtime.
+    pub async fn connect(url: &str) -> Result<PgStore, PgError> {
+        let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        migrate(&mut client).await?;
+        Ok(PgStore {
+            client,
+            known_days: BTreeSet::new(),
+            staging: None,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Makes sure every day in `times` (nanoseconds) that gets its own partition has one.
+    async fn ensure_days(
+        &mut self,
+        table: usize,
+        times: impl Iterator<Item = i64>,
+        now_ns: i64,
+    ) -> Result<(), PgError> {
+        let today = day_of(now_ns);
+        let days: BTreeSet<i64> = times
+            .map(day_of)
+            .filter(|d| (today - PAST_DAYS..=today + FUTURE_DAYS).contains(d))
+            .collect();
+        for day in days {
+            if self.known_days.insert((table, day)) {
+                let (name, column) = PARTITIONED[table];
+                if let Err(e) = create_day(&mut self.client, name, column, day).await {
+                    self.known_days.remove(&(table, day));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a batch's spans and events in one transaction; a record already stored
+    /// is skipped. Other records (metric points...) are not kept here yet.
+    pub async fn write(
+        &mut self,
+        records: &[Record],
+        received_ns: i64,
+    ) -> Result<Written, PgError> {
+        let spans = spans_of(records);
+        let events: Vec<&Event> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(&**e),
+                _ => None,
+            })
+            .collect();
+        self.ensure_days(0, spans.iter().map(|s| s.start_ns), received_ns)
+            .await?;
+        self.ensure_days(1, events.iter().map(|e| e.time_ns), received_ns)
+            .await?;
+        if self.staging.is_none() {
+            self.staging = Some(make_staging(&self.client).await?);
+        }
+        let Some([span_types, event_types]) = &self.staging else {
+            unreachable!("made above");
+        };
+        let tx = self.client.transaction().await?;
+        let mut out = Written::default();
+        if !spans.is_empty() {
+            copy_spans(&tx, span_types, &spans, received_ns).await?;
+            out.spans = tx
+                .execute(
+                    &format!("INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM spans_in ON CONFLICT DO NOTHING"),
+                    &[],
+                )
+                .await?;
+            out.duplicates += spans.len() as u64 - out.spans;
+        }
+        if !events.is_empty() {
+            copy_events(&tx, event_types, &events, received_ns).await?;
+            out.events = tx
+                .execute(
+                    &format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_in ON CONFLICT DO NOTHING"),
+                    &[],
+                )
+                .await?;
+            out.duplicates += events.len() as u64 - out.events;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Drops the day partitions that end at or before `cutoff_ns` and deletes older
+    /// rows from the default partitions. Returns the partitions dropped.
+    pub async fn drop_before(&mut self, cutoff_ns: i64) -> Result<Vec<String>, PgError> {
+        let mut dropped = Vec::new();
+        for (i, (table, column)) in PARTITIONED.iter().enumerate() {
+            let rows = self
+                .client
+                .query(
+                    "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = $1::text::regclass",
+                    &[&table],
+                )
+                .await?;
+            for r in rows {
+                let name: String = r.get(0);
+                let Some(day) = day_of_partition(table, &name) else {
+                    continue;
+                };
+                if (day + 1) * DAY_NS <= cutoff_ns {
+                    self.client
+                        .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                        .await?;
+                    self.known_days.remove(&(i, day));
+                    dropped.push(name);
+                }
+            }
+            self.client
+                .execute(
+                    &format!("DELETE FROM {table}_default WHERE {column} < $1"),
+                    &[&cutoff_ns],
+                )
+                .await?;
+        }
+        Ok(dropped)
+    }
+}
+
+/// The day a partition made by [`create_day`] holds (`None` for the default one).
+fn day_of_partition(table: &str, name: &str) -> Option<i64> {
+    let digits = name.strip_prefix(table)?.strip_prefix('_')?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m, d) = (&digits[..4], &digits[4..6], &digits[6..]);
+    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
+    Some(date.to_julian_day() as i64 - 2_440_588)
+}
+
+const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, \
+    status_message, agent_id, session_id, user_id, operation, provider, request_model, \
+    response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens, \
+    cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name, \
+    tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text, \
+    output_text_len, attributes, resource, source, received_ns, cost_computed_usd, \
+    instance_id, region";
+
+const EVENT_COLUMNS: &str = "uid, type, time_ns, name, severity, message, stack_trace, category, \
+    trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns, \
+    instance_id, region";
+
+/// Makes this connection's staging tables (emptied at each commit) and returns their
+/// column types, in `SPAN_COLUMNS` and `EVENT_COLUMNS` order.
+async fn make_staging(client: &Client) -> Result<[Vec<Type>; 2], PgError> {
+    let mut types = Vec::with_capacity(2);
+    for (table, columns) in [("spans", SPAN_COLUMNS), ("events", EVENT_COLUMNS)] {
+        client
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {table}_in ON COMMIT DELETE ROWS AS
+                    SELECT {columns} FROM {table} WITH NO DATA"
+            ))
+            .await?;
+        let stmt = client
+            .prepare(&format!("SELECT {columns} FROM {table}_in LIMIT 0"))
+            .await?;
+        types.push(stmt.columns().iter().map(|c| c.type_().clone()).collect());
+    }
+    let [spans, events]: [Vec<Type>; 2] = types.try_into().expect("two tables");
+    Ok([spans, events])
+}
+
+fn spans_of(records: &[Record]) -> Vec<&Span> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Span(s) => Some(&**s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn json_or_null(map: &Map<String, Value>) -> Option<String> {
+    (!map.is_empty()).then(|| serde_json::to_string(map).unwrap_or_default())
+}
+
+/// The sidecar a record came from, by its resource.
+fn origin(resource: &SharedMap) -> (Option<&str>, Option<&str>) {
+    let get = |k: &str| resource.get(k).and_then(Value::as_str);
+    (get(INSTANCE_ATTRIBUTE), get(REGION_ATTRIBUTE))
+}
+
+async fn copy_spans(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    spans: &[&Span],
+    received_ns: i64,
+) -> Result<u64, PgError> {
+    let sink = tx
+        .copy_in(&format!("COPY spans_in ({SPAN_COLUMNS}) FROM STDIN BINARY"))
+        .await?;
+    send_spans(sink, types, spans, received_ns).await
+}
+
+/// A raw binary `COPY` of the spans in `records` into `table` (which has at least the
+/// span columns): no staging, no check for what is already stored. What
+/// `examples/pg_store_bench.rs` measures the store's write path against.
+pub async fn raw_copy(
+    client: &Client,
+    table: &str,
+    records: &[Record],
+    received_ns: i64,
+) -> Result<u64, PgError> {
+    let spans = spans_of(records);
+    let stmt = client
+        .prepare(&format!("SELECT {SPAN_COLUMNS} FROM {table} LIMIT 0"))
+        .await?;
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    let sink = client
+        .copy_in(&format!("COPY {table} ({SPAN_COLUMNS}) FROM STDIN BINARY"))
+        .await?;
+    send_spans(sink, &types, &spans, received_ns).await
+}
+
+/// Sends `spans` as the rows of a binary COPY in `SPAN_COLUMNS` order; returns the rows
+/// copied.
+async fn send_spans(
+    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
+    types: &[Type],
+    spans: &[&Span],
+    received_ns: i64,
+) -> Result<u64, PgError> {
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+    for s in spans {
+        let finish = (!s.finish_reasons.is_empty())
+            .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
+        let (instance, region) = origin(&s.resource);
+        let row: [&(dyn ToSql + Sync); 40] = [
+            &&s.trace_id.0[..],
+            &&s.span_id.0[..],
+            &s.parent_span_id.as_ref().map(|p| &p.0[..]),
+            &s.name,
+            &s.kind.as_str(),
+            &s.start_ns,
+            &s.end_ns,
+            &s.status.as_str(),
+            &s.status_message,
+            &s.agent_id,
+            &s.session_id,
+            &s.user_id,
+            &s.operation,
+            &s.provider,
+            &s.request_model,
+            &s.response_model,
+            &s.input_tokens,
+            &s.output_tokens,
+            &s.total_tokens,
+            &s.cache_read_tokens,
+            &s.cache_write_tokens,
+            &s.reasoning_tokens,
+            &s.cost_usd,
+            &s.cost_source.map(|c| c.as_str()),
+            &finish,
+            &s.tool_name,
+            &s.tool_call_id,
+            &s.error_type,
+            &s.latency_ms(),
+            &s.input.as_ref().map(|t| t.text.as_str()),
+            &s.input.as_ref().map(|t| t.original_len as i64),
+            &s.output.as_ref().map(|t| t.text.as_str()),
+            &s.output.as_ref().map(|t| t.original_len as i64),
+            &json_or_null(&s.attributes),
+            &json_or_null(&s.resource),
+            &s.source,
+            &received_ns,
+            &s.cost_computed_usd,
+            &instance,
+            &region,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+async fn copy_events(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    events: &[&Event],
+    received_ns: i64,
+) -> Result<(), PgError> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY events_in ({EVENT_COLUMNS}) FROM STDIN BINARY"
+        ))
+        .await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+    for e in events {
+        let (instance, region) = origin(&e.resource);
+        let row: [&(dyn ToSql + Sync); 19] = [
+            &e.uid,
+            &e.event_type.as_str(),
+            &e.time_ns,
+            &e.name,
+            &e.severity,
+            &e.message,
+            &e.stack_trace,
+            &e.category,
+            &e.trace_id.as_ref().map(|t| &t.0[..]),
+            &e.span_id.as_ref().map(|s| &s.0[..]),
+            &e.agent_id,
+            &e.session_id,
+            &e.user_id,
+            &json_or_null(&e.attributes),
+            &json_or_null(&e.resource),
+            &e.source,
+            &received_ns,
+            &instance,
+            &region,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_named_by_their_utc_day() {
+        assert_eq!(partition_name("spans", 0), "spans_19700101");
+        // 2026-12-07 is day 20,429.
+        assert_eq!(partition_name("events", 20_429), "events_20261207");
+        assert_eq!(day_of(20_429 * DAY_NS + 5), 20_429);
+        assert_eq!(day_of(-1), -1);
+        assert_eq!(day_of_partition("events", "events_20261207"), Some(20_429));
+        assert_eq!(day_of_partition("spans", "spans_default"), None);
+        assert_eq!(day_of_partition("spans", "events_20261207"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! The PostgreSQL store against a real private server (`scripts/pg-private.sh`):
+//! batches land in day partitions, a batch sent again is stored once, retention drops
+//! whole days, a row dated outside the partition window waits in the default partition
+//! and moves when its day is made, and a newer schema is refused. Counts are read with
+//! `psql`, PostgreSQL's own client.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::PgServer;
+use openclaw_trace::model::{Event, EventType, Record, Span, SpanId, SpanKind, TraceId};
+use openclaw_trace::store::postgres::{CURRENT_VERSION, PgStore, Written};
+use serde_json::{Map, json};
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn resource(instance: &str) -> Arc<Map<String, serde_json::Value>> {
+    let v =
+        json!({"service.name": "openclaw", "service.instance.id": instance, "cloud.region": "ams"});
+    Arc::new(v.as_object().unwrap().clone())
+}
+
+fn span(i: u64, start_ns: i64, instance: &str) -> Record {
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&(0x0c7a_0000_0000 + i / 4).to_be_bytes());
+    t[15] = 1;
+    let mut s = Span::new(
+        TraceId(t),
+        SpanId((i + 1).to_be_bytes()),
+        "chat gpt-4o".into(),
+        SpanKind::LlmCall,
+        start_ns,
+    );
+    s.end_ns = Some(start_ns + 800_000_000);
+    s.provider = Some("openai".into());
+    s.request_model = Some("gpt-4o".into());
+    s.input_tokens = Some(1000 + i as i64);
+    s.output_tokens = Some(100);
+    s.cost_usd = Some(0.002);
+    s.agent_id = Some("main".into());
+    s.attributes
+        .insert("gen_ai.operation.name".into(), json!("chat"));
+    s.resource = resource(instance);
+    Record::Span(Box::new(s))
+}
+
+fn event(i: u64, time_ns: i64) -> Record {
+    let mut e = Event::new(EventType::Custom, "deploy".into(), time_ns);
+    e.uid = format!("0193a1b2-0000-7000-8000-{i:012x}");
+    e.message = Some(format!("release {i}"));
+    e.resource = resource("side-a");
+    Record::Event(Box::new(e))
+}
+
+fn tables(pg: &PgServer, parent: &str) -> String {
+    pg.psql(&format!(
+        "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{parent}'::regclass"
+    ))
+}
+
+fn day_name(table: &str, ns: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(ns.div_euclid(1_000_000_000)).unwrap();
+    format!(
+        "{table}_{:04}{:02}{:02}",
+        d.year(),
+        d.month() as u8,
+        d.day()
+    )
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
+    let pg = PgServer::start();
+    let mut store = PgStore::connect(&pg.url).await.unwrap();
+    let now = now_ns();
+    let today = now - now.rem_euclid(DAY_NS) + DAY_NS / 2;
+    let yesterday = today - DAY_NS;
+    let long_ago = today - 1000 * DAY_NS;
+
+    // 600 spans over two days and 3 from 1,000 days ago, from two sidecars; 20 events.
+    let mut batch = Vec::new();
+    for i in 0..600u64 {
+        let at = if i % 2 == 0 { today } else { yesterday };
+        batch.push(span(
+            i,
+            at + i as i64 * 1_000_000,
+            if i % 3 == 0 { "side-b" } else { "side-a" },
+        ));
+    }
+    for i in 600..603u64 {
+        batch.push(span(i, long_ago + i as i64, "side-a"));
+    }
+    for i in 0..20u64 {
+        batch.push(event(i, today + i as i64));
+    }
+    let w = store.write(&batch, now).await.unwrap();
+    assert_eq!(
+        w,
+        Written {
+            spans: 603,
+            events: 20,
+            duplicates: 0
+        }
+    );
+    // Sent again (a retried push), in two halves: nothing new.
+    let (a, b) = batch.split_at(300);
+    let again = store.write(a, now).await.unwrap();
+    let again2 = store.write(b, now).await.unwrap();
+    assert_eq!((again.spans, again.events), (0, 0));
+    assert_eq!(again.duplicates + again2.duplicates, 623);
+
+    assert_eq!(pg.psql("SELECT count(*) FROM spans"), "603");
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "20");
+    assert_eq!(
+        pg.psql("SELECT count(DISTINCT (trace_id, span_id)) FROM spans"),
+        "603"
+    );
+    let (t, y) = (day_name("spans", today), day_name("spans", yesterday));
+    let mut want = [t.clone(), y.clone(), "spans_default".to_string()];
+    want.sort();
+    assert_eq!(tables(&pg, "spans"), want.join(","));
+    assert_eq!(pg.psql(&format!("SELECT count(*) FROM {t}")), "300");
+    assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "3");
+    // Every row names its sidecar.
+    assert_eq!(
+        pg.psql(
+            "SELECT string_agg(instance_id || '=' || n, ',' ORDER BY instance_id)
+             FROM (SELECT instance_id, count(*) n FROM spans GROUP BY 1) x"
+        ),
+        "side-a=403,side-b=200"
+    );
+    assert_eq!(
+        pg.psql("SELECT sum(input_tokens) FROM spans WHERE region = 'ams'"),
+        (0..603).map(|i| 1000 + i).sum::<i64>().to_string()
+    );
+
+    // Retention: everything before today goes, yesterday as a whole table.
+    let dropped = store.drop_before(today - DAY_NS / 2).await.unwrap();
+    assert_eq!(dropped, vec![y.clone()]);
+    assert_eq!(pg.psql("SELECT count(*) FROM spans"), "300");
+    assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "0");
+    assert_eq!(
+        tables(&pg, "spans"),
+        [t.as_str(), "spans_default"].join(",")
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM events"), "20");
+
+    // Yesterday's rows sent again after retention make its day again (a late push).
+    store.write(&batch[1..2], now).await.unwrap();
+    assert_eq!(pg.psql(&format!("SELECT count(*) FROM {y}")), "1");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_row_outside_the_window_waits_in_the_default_partition_until_its_day_is_made() {
+    let pg = PgServer::start();
+    let mut store = PgStore::connect(&pg.url).await.unwrap();
+    let day = now_ns() - now_ns().rem_euclid(DAY_NS) + 3_600 * 1_000_000_000;
+    // Seen from 1,000 days later, the day is outside the window: the default partition.
+    store
+        .write(&[span(1, day, "side-a")], day + 1000 * DAY_NS)
+        .await
+        .unwrap();
+    assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "1");
+    // Seen from that day, it gets its table, and the waiting row moves into it.
+    store
+        .write(&[span(2, day + 1, "side-a")], day)
+        .await
+        .unwrap();
+    let name = day_name("spans", day);
+    assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "0");
+    assert_eq!(pg.psql(&format!("SELECT count(*) FROM {name}")), "2");
+    // A second store (another central process) finds the day made and adds to it.
+    let mut other = PgStore::connect(&pg.url).await.unwrap();
+    other
+        .write(&[span(3, day + 2, "side-b")], day)
+        .await
+        .unwrap();
+    assert_eq!(pg.psql(&format!("SELECT count(*) FROM {name}")), "3");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_schema_newer_than_this_build_is_refused_by_name() {
+    let pg = PgServer::start();
+    PgStore::connect(&pg.url).await.unwrap();
+    assert_eq!(
+        pg.psql("SELECT version FROM oct_schema"),
+        CURRENT_VERSION.to_string()
+    );
+    pg.psql("UPDATE oct_schema SET version = 99");
+    let err = PgStore::connect(&pg.url).await.err().unwrap().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "database schema version 99 is newer than this build understands ({CURRENT_VERSION}); upgrade openclaw-trace"
+        )
+    );
+}

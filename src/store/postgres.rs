@@ -559,11 +559,11 @@ mod tests {
     #[test]
     fn partitions_are_named_by_their_utc_day() {
         assert_eq!(partition_name("spans", 0), "spans_19700101");
-        // 2026-12-07 is day 20,429.
-        assert_eq!(partition_name("events", 20_429), "events_20261207");
+        // 2026-12-07 is day 20,794.
+        assert_eq!(partition_name("events", 20_794), "events_20261207");
         assert_eq!(day_of(20_429 * DAY_NS + 5), 20_429);
         assert_eq!(day_of(-1), -1);
-        assert_eq!(day_of_partition("events", "events_20261207"), Some(20_429));
+        assert_eq!(day_of_partition("events", "events_20261207"), Some(20_794));
         assert_eq!(day_of_partition("spans", "spans_default"), None);
         assert_eq!(day_of_partition("spans", "events_20261207"), None);
     }

@@ -736,6 +736,8 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
     // spans, so it is no trace root. Each such attempt is a child run of that trace; its
     // calls are the model calls beneath it.
     let nested_sql = format!(
+        // CROSS JOIN keeps `sub` (the window's few sub-agent spans) the outer loop: left
+        // to itself the planner walked every stored span in id order to save a sort.
         "WITH RECURSIVE sub(top, trace_id, span_id) AS (
             SELECT s.span_id, s.trace_id, s.span_id FROM spans s
               JOIN traces t ON t.trace_id = s.trace_id
@@ -750,7 +752,7 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
               JOIN sub ON c.trace_id = sub.trace_id AND c.parent_span_id = sub.span_id)
          SELECT h.trace_id, {hkey}, h.agent_id, count(l.span_id),
             coalesce(sum(l.total_tokens), 0), sum(l.cost_usd)
-         FROM sub JOIN spans h ON h.trace_id = sub.trace_id AND h.span_id = sub.top
+         FROM sub CROSS JOIN spans h ON h.trace_id = sub.trace_id AND h.span_id = sub.top
          LEFT JOIN spans l ON l.trace_id = sub.trace_id AND l.span_id = sub.span_id
             AND l.kind = 'llm_call'
          GROUP BY h.trace_id, h.span_id ORDER BY h.start_ns",

@@ -97,7 +97,7 @@ measure() { # name bin load
   start=$(date +%s.%N)
   case $load in
     otlp) "$LOAD" --url "http://127.0.0.1:$port/v1/traces" --connections 4 --seconds "$OTLP_SECONDS" --spans 100 > "$dir/load.json" ;;
-    openclaw) python3 bench/openclaw_load.py --url "http://127.0.0.1:$port" --turns "$OPENCLAW_TURNS" --connections 4 > "$dir/load.json" ;;
+    openclaw) python3 bench/openclaw_load.py --url "http://127.0.0.1:$port" --turns "$OPENCLAW_TURNS" --connections 4 --retry-wait 0.2 > "$dir/load.json" ;;
   esac
   read -r n secs < <(wait_settled "$port" "$start")
   local steal

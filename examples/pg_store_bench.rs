@@ -46,8 +46,9 @@ fn args() -> Args {
 }
 
 /// The `bench/otlp.sh` kind of span: a GenAI call with about 400 bytes of attributes
-/// and 200-character texts, from one of 50 sidecars.
-fn spans(n: usize, start: i64) -> Vec<Record> {
+/// and 200-character texts. Each batch of `batch` comes from one of 50 sidecars in
+/// turn, as a central receives them (one push, one sidecar).
+fn spans(n: usize, batch: usize, start: i64) -> Vec<Record> {
     let resources: Vec<Arc<Map<String, Value>>> = (0..50)
         .map(|i| {
             let v = json!({"service.name": "openclaw", "service.version": "2026.9.6",
@@ -110,7 +111,7 @@ fn spans(n: usize, start: i64) -> Vec<Record> {
                 ),
                 4096,
             ));
-            s.resource = resources[i % 50].clone();
+            s.resource = resources[(i / batch) % 50].clone();
             Record::Span(Box::new(s))
         })
         .collect()
@@ -191,12 +192,69 @@ async fn run_raw_copy(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (
     (total, t.elapsed().as_secs_f64())
 }
 
+/// p50 and p95 in ms of `sql` run `n` times.
+async fn timed(client: &tokio_postgres::Client, sql: &str, n: usize) -> (f64, f64) {
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Instant::now();
+        client.query(sql, &[]).await.expect(sql);
+        t.push(s.elapsed().as_secs_f64() * 1000.0);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    (t[n / 2], t[n * 95 / 100])
+}
+
+/// What the central's runs list and usage pages read, on the stored spans.
+async fn query_times(url: &str, start: i64) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("ANALYZE").await.unwrap();
+    let day_ago = start + 3_600 * 1_000_000_000 - 86_400 * 1_000_000_000;
+    for (name, sql) in [
+        (
+            "runs_list",
+            "SELECT * FROM traces ORDER BY start_ns DESC, trace_id DESC LIMIT 50".to_string(),
+        ),
+        (
+            "runs_list_one_instance",
+            "SELECT * FROM traces WHERE instance_id = 'sidecar-07' \
+             ORDER BY start_ns DESC LIMIT 50"
+                .to_string(),
+        ),
+        (
+            "usage_24h_by_model",
+            format!(
+                "SELECT model, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd) \
+                 FROM usage_hourly WHERE hour_ns >= {day_ago} GROUP BY model"
+            ),
+        ),
+        (
+            "usage_24h_by_instance",
+            format!(
+                "SELECT instance_id, sum(calls), sum(total_tokens), sum(cost_usd) \
+                 FROM usage_hourly WHERE hour_ns >= {day_ago} GROUP BY instance_id"
+            ),
+        ),
+        (
+            "one_run_spans",
+            "SELECT * FROM spans WHERE trace_id = (SELECT trace_id FROM traces \
+             ORDER BY start_ns DESC LIMIT 1 OFFSET 1000) ORDER BY start_ns"
+                .to_string(),
+        ),
+    ] {
+        let (p50, p95) = timed(&client, &sql, 200).await;
+        println!("query {name}: p50 {p50:.2} ms, p95 {p95:.2} ms");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
     let start = now_ns() - 3_600 * 1_000_000_000;
     let make = || -> Vec<Vec<Record>> {
-        let all = spans(a.spans, start);
+        let all = spans(a.spans, a.batch, start);
         let mut out = Vec::new();
         let mut it = all.into_iter().peekable();
         while it.peek().is_some() {
@@ -210,6 +268,7 @@ async fn main() {
         "pg_store_write: {n} spans committed in {secs:.2} s = {store_rate:.0} spans/s ({} writers, batches of {})",
         a.writers, a.batch
     );
+    query_times(&a.url, start).await;
     let (n, secs) = run_raw_copy(&a.url, make(), a.writers).await;
     let raw_rate = n as f64 / secs;
     println!("raw_copy: {n} spans copied in {secs:.2} s = {raw_rate:.0} spans/s");

@@ -89,7 +89,8 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
     // 600 spans over two days and 3 from 1,000 days ago, from two sidecars; 20 events.
     let mut batch = Vec::new();
     for i in 0..600u64 {
-        let at = if i % 2 == 0 { today } else { yesterday };
+        // A run's four spans on one day; alternate runs on each day.
+        let at = if (i / 4) % 2 == 0 { today } else { yesterday };
         batch.push(span(
             i,
             at + i as i64 * 1_000_000,
@@ -143,19 +144,64 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
         (0..603).map(|i| 1000 + i).sum::<i64>().to_string()
     );
 
+    // The runs' summaries and the hourly usage count each span once, however often
+    // it was sent: the same totals as the spans themselves.
+    let tokens: i64 = (0..603).map(|i| 1000 + i).sum();
+    assert_eq!(
+        pg.psql("SELECT count(*), sum(span_count), sum(llm_calls), sum(input_tokens) FROM traces"),
+        format!("151|603|603|{tokens}")
+    );
+    assert_eq!(
+        pg.psql(
+            "SELECT string_agg(instance_id || '=' || calls || '/' || input_tokens, ',' ORDER BY instance_id)
+             FROM (SELECT instance_id, sum(calls) calls, sum(input_tokens) input_tokens
+                   FROM usage_hourly GROUP BY 1) x"
+        ),
+        pg.psql(
+            "SELECT string_agg(instance_id || '=' || calls || '/' || input_tokens, ',' ORDER BY instance_id)
+             FROM (SELECT instance_id, count(*) calls, sum(input_tokens) input_tokens
+                   FROM spans WHERE kind = 'llm_call' GROUP BY 1) x"
+        )
+    );
+    assert_eq!(
+        pg.psql("SELECT round(sum(cost_usd)::numeric, 6) FROM usage_hourly"),
+        "1.206000"
+    );
+
+    // A batch with two stored spans, two new ones and one of them twice: the new ones
+    // are stored and counted once.
+    let mixed = vec![
+        span(0, today, "side-a"),
+        span(700, today + 7, "side-a"),
+        span(1, today + 1_000_000, "side-b"),
+        span(701, today + 8, "side-a"),
+        span(700, today + 7, "side-a"),
+    ];
+    let w = store.write(&mixed, now).await.unwrap();
+    assert_eq!((w.spans, w.duplicates), (2, 3));
+    assert_eq!(
+        pg.psql("SELECT count(*), sum(span_count), sum(input_tokens) FROM traces"),
+        format!("152|605|{}", tokens + 1700 + 1701)
+    );
+    assert_eq!(pg.psql("SELECT sum(calls) FROM usage_hourly"), "605");
+
     // Retention: everything before today goes, yesterday as a whole table.
     let dropped = store.drop_before(today - DAY_NS / 2).await.unwrap();
     assert_eq!(dropped, vec![y.clone()]);
-    assert_eq!(pg.psql("SELECT count(*) FROM spans"), "300");
+    assert_eq!(pg.psql("SELECT count(*) FROM spans"), "302");
     assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "0");
     assert_eq!(
         tables(&pg, "spans"),
         [t.as_str(), "spans_default"].join(",")
     );
     assert_eq!(pg.psql("SELECT count(*) FROM events"), "20");
+    assert_eq!(
+        pg.psql("SELECT sum(span_count) FROM traces"),
+        pg.psql("SELECT count(*) FROM spans")
+    );
 
     // Yesterday's rows sent again after retention make its day again (a late push).
-    store.write(&batch[1..2], now).await.unwrap();
+    store.write(&batch[4..5], now).await.unwrap();
     assert_eq!(pg.psql(&format!("SELECT count(*) FROM {y}")), "1");
 }
 

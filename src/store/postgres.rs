@@ -15,15 +15,16 @@
 //! day's partition if that day is created later, so nothing a client sends can make
 //! thousands of tables.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::pin;
 
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::model::{Event, Record, SharedMap, Span};
+use crate::model::{Event, Record, SharedMap, Span, SpanKind};
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
 
 /// Day partitions are made for rows this many days before today at most...
@@ -44,7 +45,8 @@ pub enum PgError {
 }
 
 /// Forward-only migrations, each applied once in its own transaction.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE spans (
         id BIGSERIAL NOT NULL,
         trace_id BYTEA NOT NULL,
@@ -91,7 +93,6 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE TABLE spans_default PARTITION OF spans DEFAULT;
     CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, start_ns);
     CREATE INDEX spans_start ON spans (start_ns);
-    CREATE INDEX spans_instance_start ON spans (instance_id, start_ns);
 
     CREATE TABLE events (
         id BIGSERIAL NOT NULL,
@@ -119,7 +120,55 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE UNIQUE INDEX events_uid ON events (uid, time_ns);
     CREATE INDEX events_time ON events (time_ns);
     CREATE INDEX events_trace ON events (trace_id) WHERE trace_id IS NOT NULL;
-"#];
+"#,
+    // 2: what the runs list and usage read, kept by the write that stores the spans.
+    r#"
+    CREATE TABLE traces (
+        trace_id BYTEA PRIMARY KEY,
+        root_span_id BYTEA,
+        root_name TEXT,
+        start_ns BIGINT NOT NULL,
+        end_ns BIGINT,
+        status TEXT NOT NULL,
+        span_count BIGINT NOT NULL,
+        error_count BIGINT NOT NULL,
+        llm_calls BIGINT NOT NULL,
+        tool_calls BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        total_tokens BIGINT NOT NULL,
+        cache_read_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION,
+        agent_id TEXT,
+        session_id TEXT,
+        user_id TEXT,
+        instance_id TEXT,
+        updated_ns BIGINT NOT NULL
+    );
+    CREATE INDEX traces_start ON traces (start_ns, trace_id);
+    CREATE INDEX traces_agent_start ON traces (agent_id, start_ns) WHERE agent_id IS NOT NULL;
+    CREATE INDEX traces_session_start ON traces (session_id, start_ns) WHERE session_id IS NOT NULL;
+    CREATE INDEX traces_instance_start ON traces (instance_id, start_ns) WHERE instance_id IS NOT NULL;
+
+    -- LLM calls by hour, sidecar, agent, provider and model ('' where unknown).
+    CREATE TABLE usage_hourly (
+        hour_ns BIGINT NOT NULL,
+        instance_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        calls BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        total_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        priced_calls BIGINT NOT NULL,
+        PRIMARY KEY (hour_ns, instance_id, agent_id, provider, model)
+    );
+"#,
+];
 
 /// The schema version this build writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -292,18 +341,13 @@ impl PgStore {
         let Some([span_types, event_types]) = &self.staging else {
             unreachable!("made above");
         };
-        let tx = self.client.transaction().await?;
         let mut out = Written::default();
         if !spans.is_empty() {
-            copy_spans(&tx, span_types, &spans, received_ns).await?;
-            out.spans = tx
-                .execute(
-                    &format!("INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM spans_in ON CONFLICT DO NOTHING"),
-                    &[],
-                )
-                .await?;
-            out.duplicates += spans.len() as u64 - out.spans;
+            let new = store_spans(&mut self.client, span_types, &spans, received_ns).await?;
+            out.spans = new as u64;
+            out.duplicates += (spans.len() - new) as u64;
         }
+        let tx = self.client.transaction().await?;
         if !events.is_empty() {
             copy_events(&tx, event_types, &events, received_ns).await?;
             out.events = tx
@@ -351,6 +395,16 @@ impl PgStore {
                 )
                 .await?;
         }
+        // The runs and the usage of what went.
+        self.client
+            .execute("DELETE FROM traces WHERE start_ns < $1", &[&cutoff_ns])
+            .await?;
+        self.client
+            .execute(
+                "DELETE FROM usage_hourly WHERE hour_ns < $1 - $1 % 3600000000000",
+                &[&cutoff_ns],
+            )
+            .await?;
         Ok(dropped)
     }
 }
@@ -367,13 +421,299 @@ fn day_of_partition(table: &str, name: &str) -> Option<i64> {
     Some(date.to_julian_day() as i64 - 2_440_588)
 }
 
-const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, \
-    status_message, agent_id, session_id, user_id, operation, provider, request_model, \
-    response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens, \
-    cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name, \
-    tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text, \
-    output_text_len, attributes, resource, source, received_ns, cost_computed_usd, \
-    instance_id, region";
+/// The span columns a batch carries, in the order they are sent.
+macro_rules! span_columns {
+    () => {
+        "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status, \
+        status_message, agent_id, session_id, user_id, operation, provider, request_model, \
+        response_model, input_tokens, output_tokens, total_tokens, cache_read_tokens, \
+        cache_write_tokens, reasoning_tokens, cost_usd, cost_source, finish_reasons, tool_name, \
+        tool_call_id, error_type, latency_ms, input_text, input_text_len, output_text, \
+        output_text_len, attributes, resource, source, received_ns, cost_computed_usd, \
+        instance_id, region"
+    };
+}
+/// Stores `spans` with their runs' summaries and hourly usage in one transaction;
+/// returns how many were new. A batch goes by COPY straight into the table; one holding
+/// a span already stored (a retried push) fails as a whole and goes again through the
+/// staging table, inserting only what is new. The summaries add exactly the new spans,
+/// so a span sent twice counts once.
+async fn store_spans(
+    client: &mut Client,
+    types: &[Type],
+    spans: &[&Span],
+    received_ns: i64,
+) -> Result<usize, PgError> {
+    let tx = client.transaction().await?;
+    let copied = async {
+        let sink = tx
+            .copy_in(concat!(
+                "COPY spans (",
+                span_columns!(),
+                ") FROM STDIN BINARY"
+            ))
+            .await?;
+        send_spans(sink, types, spans, received_ns).await
+    }
+    .await;
+    let new: Vec<&Span> = match copied {
+        Ok(_) => {
+            add_summaries(&tx, spans, received_ns).await?;
+            tx.commit().await?;
+            return Ok(spans.len());
+        }
+        Err(PgError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.rollback().await?;
+            let tx = client.transaction().await?;
+            copy_spans(&tx, types, spans, received_ns).await?;
+            let stored: HashSet<(Vec<u8>, Vec<u8>, i64)> = tx
+                .query(
+                    concat!(
+                        "INSERT INTO spans (", span_columns!(), ") SELECT ", span_columns!(),
+                        " FROM spans_in ON CONFLICT DO NOTHING RETURNING trace_id, span_id, start_ns"
+                    ),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            // Each new span once, even when the batch held it twice.
+            let mut seen = HashSet::new();
+            let new: Vec<&Span> = spans
+                .iter()
+                .copied()
+                .filter(|s| {
+                    let k = (s.trace_id.0.to_vec(), s.span_id.0.to_vec(), s.start_ns);
+                    stored.contains(&k) && seen.insert(k)
+                })
+                .collect();
+            add_summaries(&tx, &new, received_ns).await?;
+            tx.commit().await?;
+            new
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(new.len())
+}
+
+/// One run's share of a batch, added to its `traces` row.
+#[derive(Default)]
+struct RunShare<'a> {
+    /// The earliest span without a parent: (start, id, name).
+    root: Option<(i64, &'a [u8], &'a str)>,
+    start_ns: i64,
+    end_ns: Option<i64>,
+    status: &'static str,
+    spans: i64,
+    errors: i64,
+    llm_calls: i64,
+    tool_calls: i64,
+    tokens: [i64; 5],
+    cost_usd: Option<f64>,
+    agent_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    instance_id: Option<&'a str>,
+}
+
+/// The smaller of two optional texts (what `min()` keeps).
+fn min_text<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Adds `spans` (each new) to their runs' summaries and to the hourly usage.
+async fn add_summaries(
+    tx: &tokio_postgres::Transaction<'_>,
+    spans: &[&Span],
+    now_ns: i64,
+) -> Result<(), PgError> {
+    let mut runs: BTreeMap<&[u8], RunShare> = BTreeMap::new();
+    type UsageKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+    let mut usage: BTreeMap<UsageKey, [f64; 7]> = BTreeMap::new();
+    for s in spans {
+        let (instance, _) = origin(&s.resource);
+        let r = runs.entry(&s.trace_id.0[..]).or_insert_with(|| RunShare {
+            start_ns: s.start_ns,
+            status: "unset",
+            ..Default::default()
+        });
+        if s.parent_span_id.is_none() && r.root.is_none_or(|(t, _, _)| s.start_ns < t) {
+            r.root = Some((s.start_ns, &s.span_id.0[..], &s.name));
+        }
+        r.start_ns = r.start_ns.min(s.start_ns);
+        r.end_ns = r.end_ns.max(s.end_ns);
+        r.status = match (r.status, s.status.as_str()) {
+            ("error", _) | (_, "error") => "error",
+            ("ok", _) | (_, "ok") => "ok",
+            _ => "unset",
+        };
+        r.spans += 1;
+        r.errors += i64::from(s.status.as_str() == "error");
+        r.llm_calls += i64::from(s.kind == SpanKind::LlmCall);
+        r.tool_calls += i64::from(s.kind == SpanKind::ToolCall);
+        for (sum, v) in r.tokens.iter_mut().zip([
+            s.input_tokens,
+            s.output_tokens,
+            s.total_tokens,
+            s.cache_read_tokens,
+            s.cache_write_tokens,
+        ]) {
+            *sum += v.unwrap_or(0);
+        }
+        if let Some(c) = s.cost_usd {
+            r.cost_usd = Some(r.cost_usd.unwrap_or(0.0) + c);
+        }
+        r.agent_id = min_text(r.agent_id, s.agent_id.as_deref());
+        r.session_id = min_text(r.session_id, s.session_id.as_deref());
+        r.user_id = min_text(r.user_id, s.user_id.as_deref());
+        r.instance_id = min_text(r.instance_id, instance);
+        if s.kind == SpanKind::LlmCall {
+            let model = s.response_model.as_deref().or(s.request_model.as_deref());
+            let key = (
+                s.start_ns - s.start_ns.rem_euclid(HOUR_NS),
+                instance.unwrap_or(""),
+                s.agent_id.as_deref().unwrap_or(""),
+                s.provider.as_deref().unwrap_or(""),
+                model.unwrap_or(""),
+            );
+            let u = usage.entry(key).or_default();
+            for (sum, v) in u.iter_mut().zip([
+                1.0,
+                f64::from(u8::from(s.status.as_str() == "error")),
+                s.input_tokens.unwrap_or(0) as f64,
+                s.output_tokens.unwrap_or(0) as f64,
+                s.total_tokens.unwrap_or(0) as f64,
+                s.cost_usd.unwrap_or(0.0),
+                f64::from(u8::from(s.cost_usd.is_some())),
+            ]) {
+                *sum += v;
+            }
+        }
+    }
+    if !runs.is_empty() {
+        let col = |f: &dyn Fn(&RunShare) -> i64| -> Vec<i64> { runs.values().map(f).collect() };
+        let text =
+            |f: &dyn for<'r> Fn(&'r RunShare<'r>) -> Option<&'r str>| -> Vec<Option<String>> {
+                runs.values().map(|r| f(r).map(str::to_owned)).collect()
+            };
+        let ids: Vec<&[u8]> = runs.keys().copied().collect();
+        let roots: Vec<Option<&[u8]>> = runs.values().map(|r| r.root.map(|x| x.1)).collect();
+        let end: Vec<Option<i64>> = runs.values().map(|r| r.end_ns).collect();
+        let cost: Vec<Option<f64>> = runs.values().map(|r| r.cost_usd).collect();
+        let tok = |i: usize| col(&|r| r.tokens[i]);
+        tx.execute(
+            TRACES_UPSERT,
+            &[
+                &ids,
+                &roots,
+                &text(&|r| r.root.map(|x| x.2)),
+                &col(&|r| r.start_ns),
+                &end,
+                &text(&|r| Some(r.status)),
+                &col(&|r| r.spans),
+                &col(&|r| r.errors),
+                &col(&|r| r.llm_calls),
+                &col(&|r| r.tool_calls),
+                &tok(0),
+                &tok(1),
+                &tok(2),
+                &tok(3),
+                &tok(4),
+                &cost,
+                &text(&|r| r.agent_id),
+                &text(&|r| r.session_id),
+                &text(&|r| r.user_id),
+                &text(&|r| r.instance_id),
+                &now_ns,
+            ],
+        )
+        .await?;
+    }
+    if !usage.is_empty() {
+        let key =
+            |f: &dyn Fn(&UsageKey) -> String| -> Vec<String> { usage.keys().map(f).collect() };
+        let sum = |i: usize| -> Vec<i64> { usage.values().map(|v| v[i] as i64).collect() };
+        let hours: Vec<i64> = usage.keys().map(|k| k.0).collect();
+        let cost: Vec<f64> = usage.values().map(|v| v[5]).collect();
+        tx.execute(
+            USAGE_UPSERT,
+            &[
+                &hours,
+                &key(&|k| k.1.to_owned()),
+                &key(&|k| k.2.to_owned()),
+                &key(&|k| k.3.to_owned()),
+                &key(&|k| k.4.to_owned()),
+                &sum(0),
+                &sum(1),
+                &sum(2),
+                &sum(3),
+                &sum(4),
+                &cost,
+                &sum(6),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+
+/// Adds a batch's runs (one array per column, `$21` now) to `traces`.
+const TRACES_UPSERT: &str = "INSERT INTO traces AS t (trace_id, root_span_id, root_name,
+        start_ns, end_ns, status, span_count, error_count, llm_calls, tool_calls, input_tokens,
+        output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id,
+        session_id, user_id, instance_id, updated_ns)
+    SELECT r.*, $21 FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::int8[], $5::int8[],
+        $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+        $13::int8[], $14::int8[], $15::int8[], $16::float8[], $17::text[], $18::text[],
+        $19::text[], $20::text[]) AS r
+    ON CONFLICT (trace_id) DO UPDATE SET
+        root_span_id = COALESCE(excluded.root_span_id, t.root_span_id),
+        root_name = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.root_name
+            WHEN t.root_span_id IS NULL AND excluded.start_ns < t.start_ns THEN excluded.root_name
+            ELSE t.root_name END,
+        start_ns = LEAST(t.start_ns, excluded.start_ns),
+        end_ns = GREATEST(t.end_ns, excluded.end_ns),
+        status = CASE WHEN 'error' IN (t.status, excluded.status) THEN 'error'
+            WHEN 'ok' IN (t.status, excluded.status) THEN 'ok' ELSE 'unset' END,
+        span_count = t.span_count + excluded.span_count,
+        error_count = t.error_count + excluded.error_count,
+        llm_calls = t.llm_calls + excluded.llm_calls,
+        tool_calls = t.tool_calls + excluded.tool_calls,
+        input_tokens = t.input_tokens + excluded.input_tokens,
+        output_tokens = t.output_tokens + excluded.output_tokens,
+        total_tokens = t.total_tokens + excluded.total_tokens,
+        cache_read_tokens = t.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens = t.cache_write_tokens + excluded.cache_write_tokens,
+        cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN t.cost_usd
+            ELSE COALESCE(t.cost_usd, 0) + excluded.cost_usd END,
+        agent_id = COALESCE(t.agent_id, excluded.agent_id),
+        session_id = COALESCE(t.session_id, excluded.session_id),
+        user_id = COALESCE(t.user_id, excluded.user_id),
+        instance_id = COALESCE(t.instance_id, excluded.instance_id),
+        updated_ns = excluded.updated_ns";
+
+/// Adds a batch's LLM calls by hour, sidecar, agent, provider and model to `usage_hourly`.
+const USAGE_UPSERT: &str = "INSERT INTO usage_hourly AS u (hour_ns, instance_id, agent_id,
+        provider, model, calls, errors, input_tokens, output_tokens, total_tokens, cost_usd,
+        priced_calls)
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::float8[], $12::int8[])
+    ON CONFLICT (hour_ns, instance_id, agent_id, provider, model) DO UPDATE SET
+        calls = u.calls + excluded.calls,
+        errors = u.errors + excluded.errors,
+        input_tokens = u.input_tokens + excluded.input_tokens,
+        output_tokens = u.output_tokens + excluded.output_tokens,
+        total_tokens = u.total_tokens + excluded.total_tokens,
+        cost_usd = u.cost_usd + excluded.cost_usd,
+        priced_calls = u.priced_calls + excluded.priced_calls";
+
+const SPAN_COLUMNS: &str = span_columns!();
 
 const EVENT_COLUMNS: &str = "uid, type, time_ns, name, severity, message, stack_trace, category, \
     trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns, \

@@ -100,8 +100,11 @@ measure() { # name bin load
     openclaw) python3 bench/openclaw_load.py --url "http://127.0.0.1:$port" --turns "$OPENCLAW_TURNS" --connections 4 --retry-wait 0.2 > "$dir/load.json" ;;
   esac
   read -r n secs < <(wait_settled "$port" "$start")
-  local steal
+  local steal commit_secs
   steal=$(steal_since "$steal0")
+  # The writer's own time in commits: records per commit-second do not move with the
+  # client's pacing (retry waits, a queue that ran dry), only with the writer's work.
+  commit_secs=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^openclaw_trace_batch_write_seconds_total /{print $2}')
   # Retention runs at its pace too: one more cycle so the database is at the cap.
   sleep 2
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
@@ -112,9 +115,9 @@ PY
   # Queries on the full database, the daemon restarted on it.
   pid=$(start_daemon "$bin" "$dir" "$port")
   wait_ready "$port"
-  python3 - "$name" "$load" "$dir/trace.db" "$port" "$n" "$secs" "$steal" "$QUERIES" "$dir/load.json" <<'PY' | tee -a "$out/results.jsonl"
+  python3 - "$name" "$load" "$dir/trace.db" "$port" "$n" "$secs" "$steal" "$QUERIES" "$dir/load.json" "${commit_secs:-0}" <<'PY' | tee -a "$out/results.jsonl"
 import http.client, json, os, sqlite3, sys, time
-name, load, db, port, written, secs, steal, queries, load_file = sys.argv[1:10]
+name, load, db, port, written, secs, steal, queries, load_file, commit_secs = sys.argv[1:11]
 port, queries = int(port), int(queries)
 c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 spans = c.execute("SELECT count(*) FROM spans").fetchone()[0]
@@ -150,6 +153,7 @@ print(json.dumps({
     "spans_row_bytes_by_column": columns,
     "records_written": int(written),
     "written_per_s": round(int(written) / float(secs)) if float(secs) > 0 else None,
+    "written_per_commit_s": round(int(written) / float(commit_secs)) if float(commit_secs) > 0 else None,
     "steal_pct": int(steal),
     "p95_ms": {
         "runs_list": p95(["/v1/traces?limit=50"] * queries),

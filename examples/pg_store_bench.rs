@@ -117,15 +117,34 @@ fn spans(n: usize, batch: usize, start: i64) -> Vec<Record> {
         .collect()
 }
 
-async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
-    let batches = Arc::new(std::sync::Mutex::new(batches));
-    let mut stores = Vec::new();
-    for _ in 0..writers {
-        stores.push(PgStore::connect(url).await.expect("connect"));
+/// One connection writing batches: through the store, or by raw COPY.
+enum Writer {
+    Store(PgStore),
+    RawCopy(tokio_postgres::Client),
+}
+
+impl Writer {
+    /// Spans committed.
+    async fn write(&mut self, batch: &[Record]) -> usize {
+        match self {
+            Writer::Store(store) => {
+                store.write(batch, now_ns()).await.expect("write").spans as usize
+            }
+            Writer::RawCopy(c) => {
+                openclaw_trace::store::postgres::raw_copy(c, "raw_spans", batch, now_ns())
+                    .await
+                    .expect("copy") as usize
+            }
+        }
     }
+}
+
+/// The writers take batches until none is left: spans committed, and seconds taken.
+async fn drain(writers: Vec<Writer>, batches: Vec<Vec<Record>>) -> (usize, f64) {
+    let batches = Arc::new(std::sync::Mutex::new(batches));
     let t = Instant::now();
     let mut tasks = Vec::new();
-    for mut store in stores {
+    for mut w in writers {
         let batches = batches.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
@@ -133,8 +152,7 @@ async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usi
                 let Some(b) = batches.lock().unwrap().pop() else {
                     break;
                 };
-                let w = store.write(&b, now_ns()).await.expect("write");
-                n += w.spans as usize;
+                n += w.write(&b).await;
             }
             n
         }));
@@ -146,12 +164,25 @@ async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usi
     (total, t.elapsed().as_secs_f64())
 }
 
-async fn run_raw_copy(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    client
+    c
+}
+
+async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
+    let mut ws = Vec::new();
+    for _ in 0..writers {
+        ws.push(Writer::Store(PgStore::connect(url).await.expect("connect")));
+    }
+    drain(ws, batches).await
+}
+
+async fn run_raw_copy(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {
+    client(url)
+        .await
         .batch_execute(
             "DROP TABLE IF EXISTS raw_spans;
              CREATE TABLE raw_spans AS SELECT * FROM spans WITH NO DATA;
@@ -159,37 +190,11 @@ async fn run_raw_copy(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (
         )
         .await
         .unwrap();
-    let batches = Arc::new(std::sync::Mutex::new(batches));
-    let mut clients = Vec::new();
+    let mut ws = Vec::new();
     for _ in 0..writers {
-        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        clients.push(c);
+        ws.push(Writer::RawCopy(client(url).await));
     }
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for c in clients {
-        let batches = batches.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0usize;
-            loop {
-                let Some(b) = batches.lock().unwrap().pop() else {
-                    break;
-                };
-                n += openclaw_trace::store::postgres::raw_copy(&c, "raw_spans", &b, now_ns())
-                    .await
-                    .expect("copy") as usize;
-            }
-            n
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    (total, t.elapsed().as_secs_f64())
+    drain(ws, batches).await
 }
 
 /// p50 and p95 in ms of `sql` run `n` times.
@@ -206,10 +211,7 @@ async fn timed(client: &tokio_postgres::Client, sql: &str, n: usize) -> (f64, f6
 
 /// What the central's runs list and usage pages read, on the stored spans.
 async fn query_times(url: &str, start: i64) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = client(url).await;
     client.batch_execute("ANALYZE").await.unwrap();
     let day_ago = start + 3_600 * 1_000_000_000 - 86_400 * 1_000_000_000;
     for (name, sql) in [

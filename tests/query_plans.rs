@@ -1,7 +1,7 @@
 //! Every statement the dashboard's main pages run reads the big tables through an
 //! index. A database is filled through the real write path, the queries behind the
 //! runs list (plain and filtered), one run, the sessions list, one session, usage, the
-//! overview, the events list and the OpenClaw views run on it with SQLite's statement trace on, and each
+//! overview, the events list, the OpenClaw views, baselines and anomalies run on it with SQLite's statement trace on, and each
 //! statement traced is put to `EXPLAIN QUERY PLAN`: no step may read all of `spans`,
 //! `traces`, `events` or `span_keys` (a `SCAN`, or a walk of a whole index that no
 //! LIMIT stops), since each costs what the whole cap holds on every request. The plans are printed for the record.
@@ -9,8 +9,10 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use openclaw_trace::analytics::openclaw::{self, WasteRules, Window};
+use openclaw_trace::analytics::baseline::{self, BaselineSettings};
+use openclaw_trace::analytics::openclaw::{self, CacheBy, WasteRules, Window};
 use openclaw_trace::analytics::overview::{self, Range};
+use openclaw_trace::analytics::pricing::PriceTable;
 use openclaw_trace::analytics::usage::{self, Dim, UsageQuery};
 use openclaw_trace::model::{Event, EventType, Record, Span, SpanId, SpanKind, TraceId};
 use openclaw_trace::store::query::{self, AgentRange, EventFilter, TraceFilter, TraceSort};
@@ -229,6 +231,22 @@ fn the_dashboards_queries_read_the_big_tables_through_indexes() {
     openclaw::scheduled(&conn, &w, 50).unwrap();
     openclaw::waste(&conn, &w, &WasteRules::default(), None).unwrap();
     openclaw::waste(&conn, &w, &WasteRules::default(), Some(first_trace)).unwrap();
+    let prices = PriceTable::load(None).unwrap();
+    for by in [CacheBy::Agent, CacheBy::Model, CacheBy::Session] {
+        openclaw::cache(&conn, &prices, &w, by).unwrap();
+    }
+    // Baselines, anomalies and what the overview shows beside its figures.
+    let settings = BaselineSettings {
+        runs: 20,
+        min_runs: 5,
+        threshold: 3.0,
+    };
+    baseline::show(&conn, None, 20).unwrap();
+    baseline::show(&conn, Some("agent-1"), 20).unwrap();
+    baseline::check(&conn, &first_trace, &settings).unwrap();
+    baseline::list_anomalies(&conn, &AgentRange::default(), 50, None).unwrap();
+    overview::open_conditions(&conn, 20).unwrap();
+    overview::agent_now(&conn, now_ns - 3_600_000_000_000).unwrap();
     conn.trace_v2(TraceEventCodes::empty(), None::<fn(TraceEvent<'_>)>)
         .unwrap();
 

@@ -2,12 +2,14 @@
 //! openclaw-trace collects many sidecars.
 //!
 //! Spans and events are partitioned by UTC day (declarative range partitions on their
-//! time), so retention drops whole partitions instead of deleting rows. A batch arrives
-//! by binary `COPY` into a staging table and is inserted from there with
-//! `ON CONFLICT DO NOTHING`, so a record sent twice (a retried push) is stored once: a
-//! span by trace, span id and start, an event by uid and time. Every row names the
-//! sidecar it came from (`instance_id`, `region`: the resource's `service.instance.id`
-//! and `cloud.region`).
+//! time), so retention drops whole partitions instead of deleting rows. A batch's spans
+//! go by binary `COPY` straight into `spans`; a batch holding a span already stored (a
+//! retried push) fails as a whole and goes again through a staging table with
+//! `ON CONFLICT DO NOTHING`, so a record sent twice is stored once: a span by trace,
+//! span id and start, an event by uid and time. The runs' summaries (`traces`) and the
+//! hourly usage are added from exactly the new spans in the same transaction. Every row
+//! names the sidecar it came from (`instance_id`, `region`: the resource's
+//! `service.instance.id` and `cloud.region`).
 //!
 //! A day partition is created when the first row of that day arrives, for days from
 //! [`PAST_DAYS`] before today to [`FUTURE_DAYS`] after; a row dated outside that window
@@ -316,8 +318,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Stores a batch's spans and events in one transaction; a record already stored
-    /// is skipped. Other records (metric points...) are not kept here yet.
+    /// Stores a batch: its spans with their summaries in one transaction, then its
+    /// events in another. A record already stored is skipped, so the whole batch sent
+    /// again after a failure between the two stores nothing twice. Other records
+    /// (metric points...) are not kept here yet.
     pub async fn write(
         &mut self,
         records: &[Record],

@@ -165,11 +165,9 @@ async fn drain(writers: Vec<Writer>, batches: Vec<Vec<Record>>) -> (usize, f64) 
 }
 
 async fn client(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    openclaw_trace::store::postgres::connect(url)
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
+        .expect("connect")
 }
 
 async fn run_store(url: &str, batches: Vec<Vec<Record>>, writers: usize) -> (usize, f64) {

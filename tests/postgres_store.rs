@@ -250,3 +250,59 @@ async fn a_schema_newer_than_this_build_is_refused_by_name() {
         )
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn tls_is_used_and_the_servers_certificate_is_verified() {
+    let pg = PgServer::start_tls();
+    let url = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        pg.url,
+        pg.ca_cert().display()
+    );
+    let store = PgStore::connect(&url).await.unwrap();
+    let ssl: bool = store
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    // A certificate no trusted root signed is refused.
+    let err = PgStore::connect(&format!("{}?sslmode=require", pg.url))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    eprintln!("without the CA: {err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A CA file that is not there is named.
+    let err = PgStore::connect(&format!(
+        "{}?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+        pg.url
+    ))
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with("PostgreSQL TLS: sslrootcert /nonexistent/ca.pem: "),
+        "{err}"
+    );
+    // Without TLS when asked.
+    let plain = PgStore::connect(&format!("{}?sslmode=disable", pg.url))
+        .await
+        .unwrap();
+    let ssl: bool = plain
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!ssl);
+}

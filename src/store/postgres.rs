@@ -20,11 +20,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::pin;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::model::{Event, Record, SharedMap, Span, SpanKind};
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
@@ -38,12 +41,30 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL TLS: sslrootcert {path}: {reason}")]
+    RootCert { path: String, reason: String },
     #[error(
         "database schema version {found} is newer than this build understands ({supported}); upgrade openclaw-trace"
     )]
     TooNew { found: i64, supported: i64 },
+}
+
+/// An error and what caused it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): tokio-postgres keeps the reason in its source.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Forward-only migrations, each applied once in its own transaction.
@@ -272,16 +293,115 @@ pub struct Written {
     pub duplicates: u64,
 }
 
-impl PgStore {
-    /// Connects to `url` (`postgres://user:password@host:port/db`), migrates, and
-    /// drives the connection on the current tokio runtime.
-    pub async fn connect(url: &str) -> Result<PgStore, PgError> {
-        let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection ended");
+/// Opens a connection and drives it on the current tokio runtime.
+///
+/// `url` is what libpq takes (`postgres://user:password@host:port/db?sslmode=require`,
+/// or `host=… user=…`), plus `sslrootcert=FILE`: PEM certificates to trust beside the
+/// public roots (a private CA, a managed database's own). TLS is by rustls: with
+/// `sslmode=prefer` (the default) it is used when the server offers it, with `require`
+/// it must be; the server's certificate and name are always verified.
+pub async fn connect(url: &str) -> Result<Client, PgError> {
+    let (url, root_cert) = take_root_cert(url);
+    let tls = MakeRustlsConnect::new(tls_config(root_cert.as_deref())?);
+    let (client, connection) = tokio_postgres::connect(&url, tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// `url` without its `sslrootcert` (which tokio-postgres does not know), and that file.
+fn take_root_cert(url: &str) -> (String, Option<String>) {
+    let is_key = |kv: &str| {
+        kv.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "sslrootcert")
+    };
+    let value = |kv: &str| kv.split_once('=').map(|(_, v)| v.trim().to_string());
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_string(), None);
+        };
+        let (found, kept): (Vec<&str>, Vec<&str>) = query.split('&').partition(|kv| is_key(kv));
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let path = found
+            .last()
+            .and_then(|kv| value(kv))
+            .map(|p| percent_decode(&p));
+        (url, path)
+    } else {
+        let (found, kept): (Vec<&str>, Vec<&str>) =
+            url.split_whitespace().partition(|kv| is_key(kv));
+        (kept.join(" "), found.last().and_then(|kv| value(kv)))
+    }
+}
+
+/// `%XX` escapes in a URL's value (a path with spaces, say).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
             }
-        });
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Public roots (Mozilla's, built in: a scratch image has no certificate store), and
+/// the certificates in `root_cert`.
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, PgError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = root_cert {
+        let err = |reason: String| PgError::RootCert {
+            path: path.to_string(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no PEM certificate in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::RootCert {
+            path: String::new(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl PgStore {
+    /// Connects to `url` (see [`connect`]) and migrates.
+    pub async fn connect(url: &str) -> Result<PgStore, PgError> {
+        let mut client = connect(url).await?;
         migrate(&mut client).await?;
         Ok(PgStore {
             client,
@@ -899,6 +1019,32 @@ async fn copy_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_certificate_is_taken_out_of_either_form_of_url() {
+        assert_eq!(
+            take_root_cert("postgres://a@h:5/db?sslmode=require&sslrootcert=/etc/my%20ca.pem"),
+            (
+                "postgres://a@h:5/db?sslmode=require".to_string(),
+                Some("/etc/my ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            take_root_cert("postgres://a@h/db?sslrootcert=ca.pem"),
+            ("postgres://a@h/db".to_string(), Some("ca.pem".to_string()))
+        );
+        assert_eq!(
+            take_root_cert("postgres://a@h/db"),
+            ("postgres://a@h/db".to_string(), None)
+        );
+        assert_eq!(
+            take_root_cert("host=h user=a sslrootcert=/ca.pem sslmode=require"),
+            (
+                "host=h user=a sslmode=require".to_string(),
+                Some("/ca.pem".to_string())
+            )
+        );
+    }
 
     #[test]
     fn partitions_are_named_by_their_utc_day() {

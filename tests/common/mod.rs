@@ -495,6 +495,19 @@ pub struct PgServer {
 
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// With TLS on: the CA that signed the server's certificate is [`PgServer::ca_cert`].
+    pub fn start_tls() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("pg/ca.crt")
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -507,6 +520,7 @@ impl PgServer {
             .arg("start")
             .arg(dir.path().join("pg"))
             .arg(port.to_string())
+            .env("PG_TLS", if tls { "1" } else { "0" })
             .output()
             .expect("run pg-private.sh");
         assert!(

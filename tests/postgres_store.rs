@@ -251,6 +251,19 @@ async fn a_schema_newer_than_this_build_is_refused_by_name() {
     );
 }
 
+/// Whether the server says this connection is over TLS.
+async fn encrypted(store: &PgStore) -> bool {
+    store
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn tls_is_used_and_the_servers_certificate_is_verified() {
     let pg = PgServer::start_tls();
@@ -260,16 +273,7 @@ async fn tls_is_used_and_the_servers_certificate_is_verified() {
         pg.ca_cert().display()
     );
     let store = PgStore::connect(&url).await.unwrap();
-    let ssl: bool = store
-        .client()
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl, "the connection is encrypted");
+    assert!(encrypted(&store).await, "the connection is encrypted");
     // A certificate no trusted root signed is refused.
     let err = PgStore::connect(&format!("{}?sslmode=require", pg.url))
         .await
@@ -295,14 +299,5 @@ async fn tls_is_used_and_the_servers_certificate_is_verified() {
     let plain = PgStore::connect(&format!("{}?sslmode=disable", pg.url))
         .await
         .unwrap();
-    let ssl: bool = plain
-        .client()
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!ssl);
+    assert!(!encrypted(&plain).await);
 }

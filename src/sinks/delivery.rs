@@ -301,30 +301,9 @@ pub fn parse_pairs(v: &str) -> Result<Vec<(String, String)>, String> {
         if k.is_empty() {
             return Err(format!("empty name in {part:?}"));
         }
-        out.push((k.to_string(), percent_decode(val.trim())));
+        out.push((k.to_string(), crate::util::percent_decode(val.trim())));
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

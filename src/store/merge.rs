@@ -106,8 +106,8 @@ fn span_exists(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<Op
 /// A natural key as `span_keys` stores it: the first 16 bytes of its SHA-256. Keys are
 /// long texts (an OpenClaw tool call's is about 75 characters) and only ever looked up
 /// whole; 128 bits keep two keys from meeting among any number a database can hold.
-pub fn key_digest(key: &str) -> [u8; 16] {
-    let full = Sha256::digest(key.as_bytes());
+pub fn key_digest(key: &[u8]) -> [u8; 16] {
+    let full = Sha256::digest(key);
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
@@ -141,18 +141,19 @@ pub fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
                 rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
                 _ => &[][..],
             };
-            Ok(Sha256::digest(bytes)[..16].to_vec())
+            Ok(key_digest(bytes).to_vec())
         },
     )
 }
 
 /// Where a key points, if the span it names is still stored.
-fn lookup_key(tx: &Transaction, key: &str) -> rusqlite::Result<Option<(TraceId, SpanId, bool)>> {
+fn lookup_key(
+    tx: &Transaction,
+    key: &[u8; 16],
+) -> rusqlite::Result<Option<(TraceId, SpanId, bool)>> {
     let row: Option<(Vec<u8>, Vec<u8>, bool)> = tx
         .prepare_cached("SELECT trace_id, span_id, provisional FROM span_keys WHERE key = ?1")?
-        .query_row([&key_digest(key)[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row([&key[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((t, s, provisional)) = row else {
         return Ok(None);
@@ -165,7 +166,7 @@ fn lookup_key(tx: &Transaction, key: &str) -> rusqlite::Result<Option<(TraceId, 
 
 fn set_key(
     tx: &Transaction,
-    key: &str,
+    key: &[u8; 16],
     t: &TraceId,
     s: &SpanId,
     provisional: bool,
@@ -175,12 +176,7 @@ fn set_key(
          ON CONFLICT(key) DO UPDATE SET trace_id = excluded.trace_id, span_id = excluded.span_id,
             provisional = excluded.provisional",
     )?
-    .execute(params![
-        &key_digest(key)[..],
-        &t.0[..],
-        &s.0[..],
-        provisional
-    ])?;
+    .execute(params![&key[..], &t.0[..], &s.0[..], provisional])?;
     Ok(())
 }
 
@@ -327,7 +323,9 @@ pub fn merge_span(
     let mut target = own;
     let mut record_key = false;
     let mut move_from = None;
-    if let Some(key) = spec.key.as_deref() {
+    // The natural key as stored: its digest, taken once for the lookup and the record.
+    let key = spec.key.as_deref().map(|k| key_digest(k.as_bytes()));
+    if let Some(key) = &key {
         match lookup_key(tx, key)? {
             None => record_key = true,
             Some((t, sp, _)) if (t, sp) == own => {}
@@ -369,7 +367,7 @@ pub fn merge_span(
     let on_conflict = format!("DO UPDATE SET {}", merge_assignments("spans", "excluded"));
     write_span_row(tx, piece, received_ns, &on_conflict)?;
     fix_latency(tx, &target.0, &target.1)?;
-    if record_key && let Some(key) = spec.key.as_deref() {
+    if record_key && let Some(key) = &key {
         set_key(tx, key, &target.0, &target.1, spec.provisional)?;
     }
     recompute_trace(tx, &target.0, s.parent_trace_id.as_ref(), received_ns)?;

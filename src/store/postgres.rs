@@ -45,6 +45,8 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     #[error("PostgreSQL TLS: sslrootcert {path}: {reason}")]
     RootCert { path: String, reason: String },
+    #[error("PostgreSQL TLS: {0}")]
+    TlsSetup(String),
     #[error(
         "database schema version {found} is newer than this build understands ({supported}); upgrade openclaw-trace"
     )]
@@ -332,38 +334,13 @@ fn take_root_cert(url: &str) -> (String, Option<String>) {
         let path = found
             .last()
             .and_then(|kv| value(kv))
-            .map(|p| percent_decode(&p));
+            .map(|p| crate::util::percent_decode(&p));
         (url, path)
     } else {
         let (found, kept): (Vec<&str>, Vec<&str>) =
             url.split_whitespace().partition(|kv| is_key(kv));
         (kept.join(" "), found.last().and_then(|kv| value(kv)))
     }
-}
-
-/// `%XX` escapes in a URL's value (a path with spaces, say).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Public roots (Mozilla's, built in: a scratch image has no certificate store), and
@@ -390,10 +367,7 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, PgError> 
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| PgError::RootCert {
-            path: String::new(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| PgError::TlsSetup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

@@ -70,11 +70,18 @@ case "${1:-}" in
     fi
     # Small and quick: a test server, not a tuned one; fsync stays on (the tests kill
     # processes and count what survived).
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=64MB -c max_connections=100 $tls" > "$dir/options"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=64MB -c max_connections=100 $tls" \
-      start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+      -o "$(cat "$dir/options")" start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U oct oct
     echo "postgres://oct@127.0.0.1:$port/oct"
+    ;;
+  resume)
+    # Starts again a server made by `start` and stopped by `stop`: same port, same data.
+    dir=$2
+    bin=$(bindir)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "$(cat "$dir/options")" start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     ;;
   stop)
     dir=$2
@@ -82,7 +89,7 @@ case "${1:-}" in
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     ;;
   *)
-    echo "usage: pg-private.sh start DIR PORT | stop DIR | bindir" >&2
+    echo "usage: pg-private.sh start DIR PORT | stop DIR | resume DIR | bindir" >&2
     exit 2
     ;;
 esac

@@ -11,7 +11,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, SharedState};
 use crate::config::Config;
-use crate::pipeline::{self, Pipeline, WriterHandle, WriterSetup};
+use std::path::PathBuf;
+
+use crate::api::store::QueryStore;
+use crate::pipeline::{self, Pipeline, StoreWriter, WriterHandle, WriterSetup};
 use crate::store::{self, ReadPool, retention};
 
 /// A running daemon: its address, and what `shutdown` needs to stop it cleanly.
@@ -39,10 +42,20 @@ fn retention_policy(cfg: &Config) -> retention::Policy {
     }
 }
 
-/// Opens the store, starts the writer and the HTTP API, and schedules maintenance.
-pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
+/// The SQLite file and what the sidecar's own components read it with.
+struct Local {
+    db_path: PathBuf,
+    reads: Arc<ReadPool>,
+    /// The audit chain's signer, when the chain is on.
+    audit: Option<Arc<store::audit::Signer>>,
+}
+
+/// Opens (creating and migrating) the SQLite file, with its audit chain when on.
+fn open_sqlite(
+    cfg: &Config,
+    policy: &retention::Policy,
+) -> anyhow::Result<(Local, Box<dyn StoreWriter>)> {
     let db_path = cfg.store.db_path();
-    let policy = retention_policy(&cfg);
     let mut conn = store::open_writer(&db_path)?;
     // Keep the WAL small relative to the size cap, so the cap holds between checks.
     let wal_pages = (cfg.store.cleanup_db_threshold_bytes / 16 / 4096).clamp(64, 1000);
@@ -67,16 +80,82 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         None
     };
     tracing::info!(db_path = %db_path.display(), schema_version = store::schema::CURRENT_VERSION, "database open");
+    let audit = audit.map(|(signer, key)| {
+        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
+        signer
+    });
+    let writer = store::sqlite::SqliteWriter::new(
+        conn,
+        db_path.clone(),
+        policy.clone(),
+        cfg.store.pack_values,
+    );
+    let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
+    Ok((
+        Local {
+            db_path,
+            reads,
+            audit,
+        },
+        Box::new(writer),
+    ))
+}
+
+/// Connects to PostgreSQL and migrates (so a wrong URL or a newer schema stops the
+/// start with its reason), for a fleet's central.
+async fn open_postgres(
+    cfg: &Config,
+    url: &str,
+) -> anyhow::Result<(Arc<dyn QueryStore>, Box<dyn StoreWriter>)> {
+    let shown = crate::sinks::delivery::redact_url(url);
+    store::postgres::PgStore::connect(url)
+        .await
+        .with_context(|| format!("OCT_DATABASE_URL {shown}"))?;
+    if !crate::sinks::active_sinks(&sinks_config(cfg)).is_empty() {
+        anyhow::bail!(
+            "OCT_PUSH_ENDPOINT and OTLP export read the SQLite store; on PostgreSQL (OCT_DATABASE_URL) they are not available yet"
+        );
+    }
+    if cfg.audit.enabled {
+        tracing::warn!("the audit chain is kept on SQLite only; it is off on PostgreSQL");
+    }
+    tracing::info!(database = %shown, schema_version = store::postgres::CURRENT_VERSION, "PostgreSQL store open");
+    let max_age = (cfg.store.retention_days > 0)
+        .then(|| Duration::from_secs(cfg.store.retention_days * 86_400));
+    let writer = store::postgres::writer::PgWriter::new(
+        url.to_string(),
+        max_age,
+        cfg.store.cleanup_interval,
+    )?;
+    let reader = store::postgres::queries::PgReader::new(url)?;
+    Ok((Arc::new(api::store::PgQueries(reader)), Box::new(writer)))
+}
+
+/// Opens the store, starts the writer and the HTTP API, and schedules maintenance.
+/// On SQLite (a sidecar) every component runs; on PostgreSQL (a fleet's central) those
+/// that read or keep state in the SQLite file (host health, the OpenClaw tails, usage
+/// rollups and budgets, sinks, the audit chain) do not, yet.
+pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
+    let policy = retention_policy(&cfg);
+    let (local, queries, writer_store) = match &cfg.store.database_url {
+        None => {
+            let (local, writer) = open_sqlite(&cfg, &policy)?;
+            let queries: Arc<dyn QueryStore> =
+                Arc::new(api::store::SqliteQueries(local.reads.clone()));
+            (Some(local), queries, writer)
+        }
+        Some(url) => {
+            let (queries, writer) = open_postgres(&cfg, url).await?;
+            (None, queries, writer)
+        }
+    };
     if cfg.ingest.verbose {
         tracing::warn!(
             text_limit_bytes = cfg.ingest.text_limit(),
             "verbose capture on (OCT_TRACE_VERBOSE): LLM and tool texts kept up to 200 KiB each; the size cap fills faster"
         );
     }
-    let audit = audit.map(|(signer, key)| {
-        tracing::info!(key_file = %key.display(), head_file = %cfg.audit.head_path(&db_path).display(), "audit chain on");
-        signer
-    });
+    let audit = local.as_ref().and_then(|l| l.audit.clone());
     // Components plug in here: transforms run before records are queued,
     // hooks inside and after each committed batch.
     let analytics = crate::analytics::Analytics::new(&cfg.analytics)?;
@@ -96,7 +175,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     hooks.push(Arc::new(crate::logging::CaptureLog::default()));
     analytics.register_metrics(&metrics, cfg.metrics.label_limit);
     transforms.extend(analytics.transforms());
-    hooks.extend(analytics.hooks());
+    // Usage rollups, budgets, alerts and sampling write in the batch's SQLite transaction.
+    if local.is_some() {
+        hooks.extend(analytics.hooks());
+    }
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
     hooks.push(llm_failures.clone());
     // Last: it chains what the batch and every hook before it wrote.
@@ -107,45 +189,54 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         &cfg.pipeline,
         transforms,
         WriterSetup {
-            conn,
-            db_path: db_path.clone(),
+            store: writer_store,
             batch_max: cfg.pipeline.batch_max,
             batch_max_bytes: (cfg.store.cleanup_db_threshold_bytes / 16).clamp(64 << 10, 4 << 20)
                 as usize,
-            retention: policy.clone(),
             hooks,
-            pack_values: cfg.store.pack_values,
         },
     );
     // Queued before the listener opens, so backfill runs ahead of any ingest.
-    let reads = Arc::new(ReadPool::new(db_path.clone(), 4));
-    let analytics_tasks = analytics.start(&pipeline, &reads);
+    let analytics_tasks = match &local {
+        Some(l) => analytics.start(&pipeline, &l.reads),
+        None => Vec::new(),
+    };
     let fleet = Arc::new(crate::sources::fleet::Registry::default());
-    match reads.with(|c| {
-        store::query::latest_event_attributes(
-            c,
-            crate::sources::fleet::INSTANCE_EVENT,
-            "instance_id",
-        )
-    }) {
+    match queries
+        .latest_event_attributes(crate::sources::fleet::INSTANCE_EVENT, "instance_id")
+        .await
+    {
         Ok(recorded) => fleet.restore(
             recorded
                 .into_iter()
                 .filter_map(|v| serde_json::from_value(v).ok())
                 .collect(),
         ),
-        Err(e) => tracing::warn!(error = %e, "cannot read the fleet's sidecars back"),
+        Err(e) => tracing::warn!(error = ?e.body, "cannot read the fleet's sidecars back"),
     }
-    let host =
-        crate::sources::host::start(&cfg.host, &db_path, pipeline.clone(), llm_failures, &policy);
+    let db_path = local
+        .as_ref()
+        .map(|l| l.db_path.clone())
+        .unwrap_or_default();
+    let host = local.as_ref().and_then(|l| {
+        crate::sources::host::start(
+            &cfg.host,
+            &l.db_path,
+            pipeline.clone(),
+            llm_failures,
+            &policy,
+        )
+    });
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
         pipeline.clone(),
         db_path.clone(),
     )));
-    metrics.register_collector(Box::new(crate::metrics::collectors::StoreCollector::new(
-        reads.clone(),
-        (cfg.host.metrics_interval * 4).max(Duration::from_secs(300)),
-    )));
+    if let Some(l) = &local {
+        metrics.register_collector(Box::new(crate::metrics::collectors::StoreCollector::new(
+            l.reads.clone(),
+            (cfg.host.metrics_interval * 4).max(Duration::from_secs(300)),
+        )));
+    }
     metrics.register_collector(Box::new(crate::sinks::live::LiveHubCollector(live.clone())));
     metrics.register(
         "openclaw_trace_build",
@@ -168,14 +259,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let listener = crate::util::listen::listen(std::net::SocketAddr::new(bind, cfg.api.port))
         .with_context(|| format!("cannot listen on {}:{}", cfg.api.bind, cfg.api.port))?;
     let addr = listener.local_addr()?;
-    let sinks = Arc::new(crate::sinks::Registry::start(
-        &sinks_config(&cfg),
-        crate::sinks::Ctx {
-            pipeline: pipeline.clone(),
-            reads: reads.clone(),
-        },
-        addr,
-    )?);
+    let sinks = Arc::new(match &local {
+        Some(l) => crate::sinks::Registry::start(
+            &sinks_config(&cfg),
+            crate::sinks::Ctx {
+                pipeline: pipeline.clone(),
+                reads: l.reads.clone(),
+            },
+            addr,
+        )?,
+        None => crate::sinks::Registry::none(),
+    });
     metrics.register_collector(Box::new(crate::metrics::collectors::ShippingAndBudgets {
         sinks: sinks.statuses().to_vec(),
         budgets: analytics.budgets.clone(),
@@ -199,7 +293,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             otlp: cfg.otlp.clone(),
         },
         pipeline: pipeline.clone(),
-        reads,
+        store: queries,
         sinks,
         started: Instant::now(),
         ready: AtomicBool::new(false),
@@ -232,91 +326,96 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         })
         .await
     });
-    let mut tasks = vec![
-        spawn_every(cfg.store.cleanup_interval, {
-            let p = pipeline.clone();
-            let path = db_path.clone();
-            let usage_retention = cfg.analytics.usage_retention(cfg.store.retention_days);
-            move || {
-                let stats = p.stats().clone();
-                let (path, policy) = (path.clone(), policy.clone());
-                p.run_job(move |conn| {
-                    if let Some(r) = pipeline::run_retention(conn, &path, &policy, &stats)
-                        && r.deleted > 0
-                    {
-                        let a = store::activity::Activity {
-                            time_ns: crate::model::now_ns(),
-                            kind: "retention".into(),
-                            message: format!("retention deleted {} rows", r.deleted),
-                            detail: Some(serde_json::json!({
-                                "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
-                                "unshipped_deleted": r.unshipped_deleted,
-                            })),
-                            ..Default::default()
-                        };
-                        if let Err(e) = store::activity::insert(conn, &a) {
-                            tracing::warn!(error = %e, "cannot record activity");
+    let mut tasks = Vec::new();
+    // The SQLite file's upkeep, and the sources that keep their offsets in it.
+    if let Some(l) = &local {
+        let db_path = l.db_path.clone();
+        tasks.extend([
+            spawn_every(cfg.store.cleanup_interval, {
+                let p = pipeline.clone();
+                let path = db_path.clone();
+                let usage_retention = cfg.analytics.usage_retention(cfg.store.retention_days);
+                move || {
+                    let stats = p.stats().clone();
+                    let (path, policy) = (path.clone(), policy.clone());
+                    p.run_job(move |conn| {
+                        if let Some(r) = store::sqlite::run_retention(conn, &path, &policy, &stats)
+                            && r.deleted > 0
+                        {
+                            let a = store::activity::Activity {
+                                time_ns: crate::model::now_ns(),
+                                kind: "retention".into(),
+                                message: format!("retention deleted {} rows", r.deleted),
+                                detail: Some(serde_json::json!({
+                                    "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
+                                    "unshipped_deleted": r.unshipped_deleted,
+                                })),
+                                ..Default::default()
+                            };
+                            if let Err(e) = store::activity::insert(conn, &a) {
+                                tracing::warn!(error = %e, "cannot record activity");
+                            }
                         }
-                    }
-                    usage_retention.run(conn, crate::model::now_ns());
-                });
-            }
-        }),
-        spawn_every(cfg.store.wal_checkpoint_interval, {
-            let p = pipeline.clone();
-            let path = db_path.clone();
-            let restart = cfg.store.wal_restart_threshold_bytes;
-            move || {
-                let path = path.clone();
-                p.run_job(move |conn| {
-                    let truncate = store::file_sizes(&path).1 > restart;
-                    if let Err(e) = retention::checkpoint(conn, truncate) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                });
-            }
-        }),
-    ];
-    if let Some(signer) = &audit {
-        tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
-            let p = pipeline.clone();
-            let head_file = cfg.audit.head_path(&db_path);
-            let signer = signer.clone();
-            move || queue_checkpoint(&p, &signer, &head_file)
-        }));
-    }
-    // Natural keys of merged spans go when retention has deleted their spans.
-    tasks.push(spawn_every(cfg.store.cleanup_interval, {
-        let p = pipeline.clone();
-        move || {
-            p.run_job(|conn| {
-                if let Err(e) = store::merge::prune_keys(conn) {
-                    tracing::warn!(error = %e, "pruning span keys failed");
+                        usage_retention.run(conn, crate::model::now_ns());
+                    });
                 }
-            });
+            }),
+            spawn_every(cfg.store.wal_checkpoint_interval, {
+                let p = pipeline.clone();
+                let path = db_path.clone();
+                let restart = cfg.store.wal_restart_threshold_bytes;
+                move || {
+                    let path = path.clone();
+                    p.run_job(move |conn| {
+                        let truncate = store::file_sizes(&path).1 > restart;
+                        if let Err(e) = retention::checkpoint(conn, truncate) {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                        }
+                    });
+                }
+            }),
+        ]);
+        if let Some(signer) = &audit {
+            tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
+                let p = pipeline.clone();
+                let head_file = cfg.audit.head_path(&db_path);
+                let signer = signer.clone();
+                move || queue_checkpoint(&p, &signer, &head_file)
+            }));
         }
-    }));
-    // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
-    tasks.extend(crate::sources::tail::spawn(
-        &cfg.tail,
-        pipeline.clone(),
-        &db_path,
-    ));
-    tasks.extend(crate::sources::transcripts::spawn(
-        &crate::sources::transcripts::TranscriptsConfig {
-            text_limit: cfg.ingest.text_limit(),
-            ..cfg.transcripts.clone()
-        },
-        pipeline.clone(),
-        &db_path,
-    ));
-    // The OpenClaw gateway, polled read-only (off when its URL is `off`).
-    tasks.extend(crate::sources::openclaw_gateway::spawn(
-        gateway_target,
-        &cfg.openclaw_gateway,
-        gateway,
-        state.reads.clone(),
-    ));
+        // Natural keys of merged spans go when retention has deleted their spans.
+        tasks.push(spawn_every(cfg.store.cleanup_interval, {
+            let p = pipeline.clone();
+            move || {
+                p.run_job(|conn| {
+                    if let Err(e) = store::merge::prune_keys(conn) {
+                        tracing::warn!(error = %e, "pruning span keys failed");
+                    }
+                });
+            }
+        }));
+        // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
+        tasks.extend(crate::sources::tail::spawn(
+            &cfg.tail,
+            pipeline.clone(),
+            &db_path,
+        ));
+        tasks.extend(crate::sources::transcripts::spawn(
+            &crate::sources::transcripts::TranscriptsConfig {
+                text_limit: cfg.ingest.text_limit(),
+                ..cfg.transcripts.clone()
+            },
+            pipeline.clone(),
+            &db_path,
+        ));
+        // The OpenClaw gateway, polled read-only (off when its URL is `off`).
+        tasks.extend(crate::sources::openclaw_gateway::spawn(
+            gateway_target,
+            &cfg.openclaw_gateway,
+            gateway,
+            l.reads.clone(),
+        ));
+    }
     tasks.extend(analytics_tasks);
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
@@ -337,6 +436,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
 fn effective_settings(cfg: &Config, db_path: &std::path::Path) -> serde_json::Value {
     let url = |u: &Option<String>| u.as_deref().map(crate::sinks::delivery::redact_url);
     serde_json::json!({
+        "database_url": url(&cfg.store.database_url),
         "version": env!("CARGO_PKG_VERSION"),
         "bind": cfg.api.bind,
         "port": cfg.api.port,

@@ -1,9 +1,9 @@
 //! The pipeline: a bounded queue that every source submits to, and one writer
-//! thread that commits batches to SQLite. Handlers only validate and enqueue;
-//! the writer never dies: a failed batch is kept and retried with backoff.
+//! thread that commits batches to the store (a [`StoreWriter`]: SQLite, or PostgreSQL
+//! on a fleet's central). Handlers only validate and enqueue; the writer never dies: a
+//! failed batch is kept and retried with backoff.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,8 +14,7 @@ use rusqlite::Connection;
 
 use crate::model::{Record, now_ns};
 use crate::settings::{Setting, parse_bytes, parse_u64};
-use crate::store::write::WriteEffect;
-use crate::store::{self, retention, write};
+use crate::store::write::{WriteEffect, WriteOutcome};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
@@ -101,7 +100,29 @@ pub enum SubmitError {
     Closed,
 }
 
-type Job = Box<dyn FnOnce(&Connection) + Send>;
+/// Work run on the SQLite writer's connection, between batches (upkeep, offsets...).
+pub type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Where the writer thread commits batches. One implementation per store backend:
+/// `store::sqlite::SqliteWriter`, `store::postgres::PgWriter`.
+pub trait StoreWriter: Send {
+    /// Stores one batch and, where the store takes them, the hooks' `in_transaction`
+    /// writes, all or nothing. The error says why, for `/health` and the log.
+    fn commit(
+        &mut self,
+        records: &[Record],
+        hooks: &[Arc<dyn WriteHook>],
+    ) -> Result<WriteOutcome, String>;
+    /// Runs a job queued with [`Pipeline::run_job`]; a store without a SQLite
+    /// connection drops it.
+    fn run_job(&mut self, job: Job);
+    /// After every round, and once a second when idle (size caps, upkeep). Cheap.
+    fn upkeep(&mut self, _stats: &Stats) {}
+    /// After a failed commit, before the retry: make room if the store can.
+    fn after_failure(&mut self, _stats: &Stats) {}
+    /// The queue is drained: leave the store tidy.
+    fn finish(&mut self) {}
+}
 
 /// Changes records before they are queued (redaction, cost from a price table, ...).
 /// Runs on the submitting thread, so it must be cheap and must not block.
@@ -214,17 +235,13 @@ pub struct Pipeline {
     inner: Arc<Inner>,
 }
 
-/// What the writer thread needs besides its connection.
+/// What the writer thread needs: its store and the hooks that see every batch.
 pub struct WriterSetup {
-    pub conn: Connection,
-    pub db_path: PathBuf,
+    pub store: Box<dyn StoreWriter>,
     pub batch_max: usize,
-    /// Approximate bytes in one transaction, at most (so the size cap holds between checks).
+    /// Approximate bytes in one transaction, at most (so a size cap holds between checks).
     pub batch_max_bytes: usize,
-    pub retention: retention::Policy,
     pub hooks: Vec<Arc<dyn WriteHook>>,
-    /// Train dictionaries and pack span values (`store::codec`).
-    pub pack_values: bool,
 }
 
 /// Joins the writer thread when the pipeline is closed.
@@ -276,7 +293,6 @@ impl Pipeline {
                     pipeline: writer_pipeline,
                     observer,
                     expired_logged: None,
-                    codec: Default::default(),
                 }
                 .run(rx);
                 // The observer drains what it was given, then ends with its channel.
@@ -460,8 +476,6 @@ struct Writer {
     observer: ObserverTx,
     /// When expired records were last logged (at most once a minute).
     expired_logged: Option<Instant>,
-    /// The dictionaries span values are packed with.
-    codec: store::codec::Upkeep,
 }
 
 /// The observer thread's channel; `None` when it could not start (hooks then run inline).
@@ -561,11 +575,6 @@ impl Batch {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        if self.setup.pack_values
-            && let Err(e) = store::codec::use_newest(&self.setup.conn)
-        {
-            tracing::warn!(error = %e, "cannot load the packing dictionary; span values stay plain");
-        }
         let mut pending = Pending::default();
         loop {
             let first = if pending.shutting_down {
@@ -577,7 +586,7 @@ impl Writer {
                 match rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.check_size();
+                        self.setup.store.upkeep(self.pipeline.stats());
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -600,17 +609,14 @@ impl Writer {
                 self.commit(batch.records, batch.bytes);
             }
             for job in pending.jobs.drain(..) {
-                job(&self.setup.conn);
+                self.setup.store.run_job(job);
             }
             for done in pending.barriers.drain(..) {
                 self.observer.send(Observed::Barrier(done));
             }
-            self.check_size();
+            self.setup.store.upkeep(self.pipeline.stats());
         }
-        // Drained: leave a compact, checkpointed database behind.
-        if let Err(e) = retention::checkpoint(&self.setup.conn, true) {
-            tracing::warn!(error = %e, "final checkpoint failed");
-        }
+        self.setup.store.finish();
     }
 
     /// Commits one batch, retrying with backoff until it succeeds; acked data is never dropped.
@@ -620,22 +626,7 @@ impl Writer {
         let mut backoff = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            let result = (|| {
-                let tx = self.setup.conn.transaction()?;
-                let now = now_ns();
-                let out = write::write_records_expiring(
-                    &tx,
-                    batch,
-                    now,
-                    self.setup.retention.expire_before(now),
-                )?;
-                for h in &self.setup.hooks {
-                    h.in_transaction(&tx, batch, &out.effects)?;
-                }
-                tx.commit()?;
-                Ok::<_, rusqlite::Error>(out)
-            })();
-            match result {
+            match self.setup.store.commit(batch, &self.setup.hooks) {
                 Ok(out) => {
                     for h in &self.setup.hooks {
                         h.at_commit();
@@ -670,8 +661,7 @@ impl Writer {
                         .send(Observed::Batch(records, out.effects, held));
                     return;
                 }
-                Err(e) => {
-                    let msg = describe_write_error(&e);
+                Err(msg) => {
                     if !stats.failing.swap(true, Ordering::Relaxed) {
                         tracing::error!(error = %msg, records = batch.len(), "database write failed; retrying");
                     }
@@ -680,8 +670,7 @@ impl Writer {
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    // Space may be recoverable by retention (our own old rows).
-                    self.enforce_size();
+                    self.setup.store.after_failure(&stats);
                 }
             }
         }
@@ -702,90 +691,6 @@ impl Writer {
             total = self.pipeline.stats().expired.load(Ordering::Relaxed),
             "records older than the retention window arrived: counted in usage, budgets and metrics, not stored"
         );
-    }
-
-    /// Checks the size cap after every commit; cheap (two stat calls). Also the
-    /// packing dictionaries' upkeep, which is cheap but when it has work.
-    fn check_size(&mut self) {
-        if self.setup.pack_values {
-            self.codec.tick(&self.setup.conn, now_ns());
-        }
-        let (db, wal) = store::file_sizes(&self.setup.db_path);
-        let cap = self.setup.retention.max_db_bytes;
-
-        if wal > retention::share(cap, retention::WAL_MAX_PCT) {
-            let _ = retention::checkpoint(&self.setup.conn, true);
-        }
-        // Past half the cap, look at live pages (two header reads) to decide.
-        if db + wal > cap / 2 {
-            let live = retention::live_bytes(&self.setup.conn).unwrap_or(u64::MAX);
-            if live > retention::share(cap, retention::LIVE_HIGH_PCT)
-                || db + wal > retention::share(cap, retention::FORCE_PCT)
-            {
-                self.enforce_size();
-            }
-        }
-    }
-
-    fn enforce_size(&mut self) {
-        let mut policy = self.setup.retention.clone();
-        policy.max_age = None;
-        run_retention(
-            &self.setup.conn,
-            &self.setup.db_path,
-            &policy,
-            self.pipeline.stats(),
-        );
-    }
-}
-
-/// Runs retention and records what it did.
-pub fn run_retention(
-    conn: &Connection,
-    db_path: &std::path::Path,
-    policy: &retention::Policy,
-    stats: &Stats,
-) -> Option<retention::Report> {
-    match retention::run(conn, db_path, policy, now_ns()) {
-        Ok(r) => {
-            if r.deleted > 0 {
-                stats
-                    .retention_deleted
-                    .fetch_add(r.deleted, Ordering::Relaxed);
-                stats
-                    .retention_unshipped_deleted
-                    .fetch_add(r.unshipped_deleted, Ordering::Relaxed);
-                if r.unshipped_deleted > 0 {
-                    tracing::warn!(
-                        deleted = r.deleted,
-                        unshipped = r.unshipped_deleted,
-                        "retention deleted rows a sink had not shipped yet"
-                    );
-                } else {
-                    tracing::info!(
-                        deleted = r.deleted,
-                        by_age = r.by_age,
-                        by_size = r.by_size,
-                        "retention"
-                    );
-                }
-            }
-            Some(r)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "retention failed; will retry");
-            None
-        }
-    }
-}
-
-fn describe_write_error(e: &rusqlite::Error) -> String {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => format!("disk full: {e}"),
-        Some(rusqlite::ErrorCode::ReadOnly) | Some(rusqlite::ErrorCode::CannotOpen) => {
-            format!("database not writable: {e}")
-        }
-        _ => e.to_string(),
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use common::PgServer;
 use openclaw_trace::model::{Event, EventType, Record, Span, SpanId, SpanKind, TraceId};
-use openclaw_trace::store::postgres::{CURRENT_VERSION, PgStore, Written};
+use openclaw_trace::store::postgres::{CURRENT_VERSION, PgStore};
+use openclaw_trace::store::write::WriteEffect;
 use serde_json::{Map, json};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -104,14 +105,9 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
         batch.push(event(i, today + i as i64));
     }
     let w = store.write(&batch, now).await.unwrap();
-    assert_eq!(
-        w,
-        Written {
-            spans: 603,
-            events: 20,
-            duplicates: 0
-        }
-    );
+    assert_eq!((w.spans, w.events, w.duplicates), (603, 20, 0));
+    assert_eq!(w.effects.len(), batch.len());
+    assert!(w.effects.iter().all(|e| *e == WriteEffect::Inserted));
     // Sent again (a retried push), in two halves: nothing new.
     let (a, b) = batch.split_at(300);
     let again = store.write(a, now).await.unwrap();
@@ -179,6 +175,12 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
     ];
     let w = store.write(&mixed, now).await.unwrap();
     assert_eq!((w.spans, w.duplicates), (2, 3));
+    // Each record's effect, in order: the span seen twice in the batch is new once.
+    use WriteEffect::{Duplicate, Inserted};
+    assert_eq!(
+        w.effects[w.effects.len() - 5..],
+        [Duplicate, Inserted, Duplicate, Inserted, Duplicate]
+    );
     assert_eq!(
         pg.psql("SELECT count(*), sum(span_count), sum(input_tokens) FROM traces"),
         format!("152|605|{}", tokens + 1700 + 1701)

@@ -31,6 +31,8 @@ pub struct Health {
     pub warnings: Vec<String>,
     // Added.
     pub db_path: String,
+    /// `sqlite`, or `postgresql` on a fleet's central (`db_path` is then empty).
+    pub store: &'static str,
     pub queue_capacity: usize,
     pub queue_bytes: usize,
     pub queue_max_bytes: usize,
@@ -75,7 +77,11 @@ pub struct WriterHealth {
 
 pub fn snapshot(st: &SharedState) -> Health {
     let stats = st.pipeline.stats();
-    let db_path = st.reads.path().to_path_buf();
+    let db_path = st
+        .store
+        .sqlite()
+        .map(|r| r.path().to_path_buf())
+        .unwrap_or_default();
     let (db_size, wal_size) = file_sizes(&db_path);
     let failing = stats.failing.load(Ordering::Relaxed);
     let last_error = stats.last_error();
@@ -174,6 +180,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         generated_at: format_ns(now_ns() / 1_000_000_000 * 1_000_000_000),
         warnings,
         db_path: db_path.display().to_string(),
+        store: st.store.kind(),
         queue_capacity: st.pipeline.capacity(),
         queue_bytes,
         queue_max_bytes,
@@ -207,6 +214,10 @@ pub fn snapshot(st: &SharedState) -> Health {
 pub async fn health(State(st): State<SharedState>) -> Response {
     let mut h = snapshot(&st);
     let statuses = st.sinks.statuses().to_vec();
+    // Sinks keep their cursors in SQLite; a central on PostgreSQL runs none.
+    if st.store.sqlite().is_none() {
+        return axum::Json(h).into_response();
+    }
     match super::read(&st, move |c| crate::sinks::health(c, &statuses)).await {
         Ok(sinks) => {
             if let Some(p) = sinks.iter().find(|s| s.name == crate::sinks::push::SINK) {

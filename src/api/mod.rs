@@ -12,6 +12,7 @@ pub mod metric_query;
 pub mod metrics;
 pub mod openclaw;
 pub mod query;
+pub mod store;
 pub mod stream;
 pub mod web;
 
@@ -30,7 +31,6 @@ use serde_json::json;
 use crate::pipeline::{Pipeline, SubmitError};
 use crate::settings::{Setting, parse_bytes, parse_duration, parse_port};
 use crate::sources::otlp;
-use crate::store::ReadPool;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiConfig {
@@ -172,7 +172,8 @@ pub struct ApiSettings {
 pub struct AppState {
     pub config: ApiSettings,
     pub pipeline: Pipeline,
-    pub reads: Arc<ReadPool>,
+    /// The store's query side: SQLite, or PostgreSQL on a fleet's central.
+    pub store: Arc<dyn store::QueryStore>,
     pub sinks: Arc<crate::sinks::Registry>,
     pub started: Instant,
     pub ready: AtomicBool,
@@ -268,12 +269,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Runs a blocking store query off the async workers.
+tokio::task_local! {
+    /// The request being answered (`GET /v1/errors`), so an answer can name it.
+    static ENDPOINT: String;
+}
+
+/// Names the request for what answers it ([`ENDPOINT`]).
+async fn name_endpoint(req: Request, next: Next) -> Response {
+    let name = format!("{} {}", req.method(), req.uri().path());
+    ENDPOINT.scope(name, next.run(req)).await
+}
+
+/// Runs a blocking query on SQLite's read pool, off the async workers. On PostgreSQL
+/// (whose queries are on [`store::QueryStore`]) it answers 501 naming the endpoint.
 pub async fn read<T: Send + 'static>(
     st: &SharedState,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let pool = st.reads.clone();
+    let Some(pool) = st.store.sqlite().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "{} is not available on the PostgreSQL store yet (OCT_DATABASE_URL); it is on SQLite",
+                ENDPOINT
+                    .try_with(|e| e.clone())
+                    .unwrap_or_else(|_| "this endpoint".into())
+            ),
+        ));
+    };
     tokio::task::spawn_blocking(move || pool.with(f))
         .await
         .map_err(|e| {
@@ -382,6 +405,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(name_endpoint))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }

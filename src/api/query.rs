@@ -105,10 +105,7 @@ pub async fn list_traces(
     let filter = trace_filter(&p)?;
     let limit = limit_param(&p)?;
     let cursor = text(&p, "cursor");
-    let page = read(&st, move |c| {
-        query::list_traces(c, &filter, limit, cursor.as_deref())
-    })
-    .await?;
+    let page = st.store.list_traces(filter, limit, cursor).await?;
     Ok(
         axum::Json(json!({ "traces": page.items, "next_cursor": page.next_cursor }))
             .into_response(),
@@ -120,49 +117,10 @@ pub async fn get_trace(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = trace_id_param("trace_id", &id)?;
-    match read(&st, move |c| trace_with_subagents(c, &id)).await? {
+    match st.store.trace(id).await? {
         Some(d) => Ok(axum::Json(d).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such trace")),
     }
-}
-
-/// The trace's detail, with the runs of the OpenClaw sub-agents it spawned among its
-/// `sub_traces`, the sub-agents themselves (`subagents`), and its cost with its
-/// sub-runs' rolled up (`rollup`).
-fn trace_with_subagents(
-    c: &rusqlite::Connection,
-    id: &crate::model::TraceId,
-) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
-    let Some(mut d) = query::trace_detail(c, id)? else {
-        return Ok(None);
-    };
-    let spawned = crate::analytics::openclaw::subagents_of_run(c, id)?;
-    for t in spawned.iter().flat_map(|s| s.runs.iter()) {
-        if d.sub_traces.len() >= query::MAX_SUB_TRACES {
-            break;
-        }
-        if *t == d.trace.trace_id || d.sub_traces.iter().any(|s| &s.trace_id == t) {
-            continue;
-        }
-        if let Some(tid) = crate::model::TraceId::parse_hex(t)
-            && let Some(sum) = query::trace_summary(c, &tid)?
-        {
-            d.sub_traces.push(sum);
-        }
-    }
-    d.sub_traces
-        .sort_by(|a, b| (a.start_ns, &a.trace_id).cmp(&(b.start_ns, &b.trace_id)));
-    let sub_cost: f64 = d.sub_traces.iter().filter_map(|s| s.cost_usd).sum();
-    let rollup = json!({
-        "own_cost_usd": d.trace.cost_usd,
-        "sub_traces_cost_usd": sub_cost,
-        "total_cost_usd": d.trace.cost_usd.unwrap_or(0.0) + sub_cost,
-        "sub_traces_unpriced": d.sub_traces.iter().filter(|s| s.cost_usd.is_none()).count(),
-    });
-    let mut v = serde_json::to_value(&d).unwrap_or_default();
-    v["subagents"] = json!(spawned);
-    v["rollup"] = rollup;
-    Ok(Some(v))
 }
 
 pub async fn export_trace(

@@ -775,6 +775,14 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// No sink (a store the sinks cannot read yet).
+    pub fn none() -> Registry {
+        Registry {
+            running: Mutex::new(Vec::new()),
+            statuses: Vec::new(),
+        }
+    }
+
     /// Starts every sink the configuration enables. `own_addr` is the API's address,
     /// so an exporter pointed back at this daemon is refused instead of looping.
     pub fn start(

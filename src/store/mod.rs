@@ -17,6 +17,7 @@ pub mod rollup;
 pub mod schema;
 pub mod scores;
 pub mod sessions;
+pub mod sqlite;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct StoreConfig {
     pub cleanup_db_threshold_bytes: u64,
     /// Pack span attributes, texts and resources with a trained dictionary (`codec`).
     pub pack_values: bool,
+    /// PostgreSQL instead of the SQLite file (a fleet's central): `postgres://…`.
+    pub database_url: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -52,6 +55,7 @@ impl Default for StoreConfig {
             cleanup_disk_threshold: 80.0,
             cleanup_db_threshold_bytes: 104_857_600,
             pack_values: true,
+            database_url: None,
         }
     }
 }
@@ -134,6 +138,28 @@ pub const SETTINGS: &[Setting<StoreConfig>] = &[
         help: "Store span attributes, texts and resources compressed with a dictionary trained on the database's own rows (false: new values stay plain text; packed ones stay readable)",
         set: |c, v| {
             c.pack_values = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "database_url",
+        env: "OCT_DATABASE_URL",
+        default: "",
+        help: "PostgreSQL instead of the SQLite file, for a fleet's central: postgres://user:password@host:5432/db (sslmode=require, sslrootcert=FILE for a private CA); spans, events, the runs list, one run and /v1/instances are served from it, other queries answer 501 until ported",
+        set: |c, v| {
+            let v = v.trim();
+            if v.is_empty() {
+                c.database_url = None;
+                return Ok(());
+            }
+            if !(v.starts_with("postgres://") || v.starts_with("postgresql://") || v.contains('='))
+            {
+                return Err(
+                    "expected postgres://user:password@host:port/database or key=value pairs"
+                        .into(),
+                );
+            }
+            c.database_url = Some(v.to_string());
             Ok(())
         },
     },

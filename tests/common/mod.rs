@@ -550,13 +550,30 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    fn control(&self, what: &str) -> bool {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-private.sh");
+        Command::new("bash")
+            .arg(script)
+            .arg(what)
+            .arg(self.dir.path().join("pg"))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Stops the server at once (`-m immediate`: as if it crashed).
+    pub fn stop(&self) {
+        self.control("stop");
+    }
+
+    /// Starts it again after [`PgServer::stop`]: same port, same data.
+    pub fn resume(&self) {
+        assert!(self.control("resume"), "PostgreSQL did not start again");
+    }
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-private.sh");
-        let _ = Command::new("bash")
-            .arg(script)
-            .arg("stop")
-            .arg(self.dir.path().join("pg"))
-            .status();
+        self.control("stop");
     }
 }

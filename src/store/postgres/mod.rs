@@ -17,6 +17,9 @@
 //! day's partition if that day is created later, so nothing a client sends can make
 //! thousands of tables.
 
+pub mod queries;
+pub mod writer;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::pin;
 
@@ -31,6 +34,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::model::{Event, Record, SharedMap, Span, SpanKind};
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
+use crate::store::write::WriteEffect;
 
 /// Day partitions are made for rows this many days before today at most...
 pub const PAST_DAYS: i64 = 400;
@@ -287,12 +291,17 @@ pub struct PgStore {
 }
 
 /// What one batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Written {
     pub spans: u64,
     pub events: u64,
     /// Records already stored (a batch sent again).
     pub duplicates: u64,
+    /// Metric points, which this store does not keep yet.
+    pub not_kept: u64,
+    /// One per record of the batch, in order: `Inserted` or `Duplicate` (a metric
+    /// point, not kept, is `Duplicate`: it changed nothing).
+    pub effects: Vec<WriteEffect>,
 }
 
 /// Opens a connection and drives it on the current tokio runtime.
@@ -440,23 +449,56 @@ impl PgStore {
             unreachable!("made above");
         };
         let mut out = Written::default();
-        if !spans.is_empty() {
-            let new = store_spans(&mut self.client, span_types, &spans, received_ns).await?;
-            out.spans = new as u64;
-            out.duplicates += (spans.len() - new) as u64;
-        }
+        let span_new = if spans.is_empty() {
+            Vec::new()
+        } else {
+            store_spans(&mut self.client, span_types, &spans, received_ns).await?
+        };
         let tx = self.client.transaction().await?;
+        let mut event_new = Vec::new();
         if !events.is_empty() {
             copy_events(&tx, event_types, &events, received_ns).await?;
-            out.events = tx
-                .execute(
-                    &format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_in ON CONFLICT DO NOTHING"),
+            let stored: HashSet<(String, i64)> = tx
+                .query(
+                    &format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_in ON CONFLICT DO NOTHING RETURNING uid, time_ns"),
                     &[],
                 )
-                .await?;
-            out.duplicates += events.len() as u64 - out.events;
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut seen = HashSet::new();
+            event_new = events
+                .iter()
+                .map(|e| {
+                    let k = (e.uid.clone(), e.time_ns);
+                    stored.contains(&k) && seen.insert(k)
+                })
+                .collect();
         }
         tx.commit().await?;
+        let (mut spans_new, mut events_new) = (span_new.into_iter(), event_new.into_iter());
+        for r in records {
+            let new = match r {
+                Record::Span(_) => spans_new.next().unwrap_or(false),
+                Record::Event(_) => events_new.next().unwrap_or(false),
+                Record::Metric(_) => {
+                    out.not_kept += 1;
+                    out.effects.push(WriteEffect::Duplicate);
+                    continue;
+                }
+            };
+            match (new, r) {
+                (true, Record::Span(_)) => out.spans += 1,
+                (true, _) => out.events += 1,
+                (false, _) => out.duplicates += 1,
+            }
+            out.effects.push(if new {
+                WriteEffect::Inserted
+            } else {
+                WriteEffect::Duplicate
+            });
+        }
         Ok(out)
     }
 
@@ -541,7 +583,7 @@ async fn store_spans(
     types: &[Type],
     spans: &[&Span],
     received_ns: i64,
-) -> Result<usize, PgError> {
+) -> Result<Vec<bool>, PgError> {
     let tx = client.transaction().await?;
     let copied = async {
         let sink = tx
@@ -554,11 +596,11 @@ async fn store_spans(
         send_spans(sink, types, spans, received_ns).await
     }
     .await;
-    let new: Vec<&Span> = match copied {
+    let new: Vec<bool> = match copied {
         Ok(_) => {
             add_summaries(&tx, spans, received_ns).await?;
             tx.commit().await?;
-            return Ok(spans.len());
+            return Ok(vec![true; spans.len()]);
         }
         Err(PgError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             tx.rollback().await?;
@@ -578,21 +620,26 @@ async fn store_spans(
                 .collect();
             // Each new span once, even when the batch held it twice.
             let mut seen = HashSet::new();
-            let new: Vec<&Span> = spans
+            let is_new: Vec<bool> = spans
                 .iter()
-                .copied()
-                .filter(|s| {
+                .map(|s| {
                     let k = (s.trace_id.0.to_vec(), s.span_id.0.to_vec(), s.start_ns);
                     stored.contains(&k) && seen.insert(k)
                 })
                 .collect();
+            let new: Vec<&Span> = spans
+                .iter()
+                .zip(&is_new)
+                .filter(|(_, n)| **n)
+                .map(|(s, _)| *s)
+                .collect();
             add_summaries(&tx, &new, received_ns).await?;
             tx.commit().await?;
-            new
+            is_new
         }
         Err(e) => return Err(e),
     };
-    Ok(new.len())
+    Ok(new)
 }
 
 /// One run's share of a batch, added to its `traces` row.

@@ -1,0 +1,188 @@
+//! The store as the query surface sees it: one interface, a SQLite and a PostgreSQL
+//! implementation. Queries not yet on the interface run on SQLite's read pool
+//! ([`super::read`]); on PostgreSQL they answer 501 naming the endpoint.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::model::TraceId;
+use crate::store::ReadPool;
+use crate::store::postgres::queries::{PgReader, QueryError};
+use crate::store::query::{self, Page, TraceDetail, TraceFilter, TraceSummary};
+
+pub trait QueryStore: Send + Sync {
+    /// `sqlite` or `postgresql`, as `/health` says.
+    fn kind(&self) -> &'static str;
+    /// The SQLite read pool, for the queries not on this interface yet.
+    fn sqlite(&self) -> Option<&Arc<ReadPool>>;
+    /// `GET /v1/traces`.
+    fn list_traces(
+        &self,
+        filter: TraceFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>>;
+    /// `GET /v1/traces/{id}`: the run's detail with its sub-agents and cost rollup.
+    fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>>;
+    /// The attributes of the newest `custom` event named `name` per value of `key`.
+    fn latest_event_attributes(
+        &self,
+        name: &'static str,
+        key: &'static str,
+    ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+}
+
+/// The local SQLite file.
+pub struct SqliteQueries(pub Arc<ReadPool>);
+
+impl SqliteQueries {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("query task failed: {e}"),
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+}
+
+impl QueryStore for SqliteQueries {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn sqlite(&self) -> Option<&Arc<ReadPool>> {
+        Some(&self.0)
+    }
+
+    fn list_traces(
+        &self,
+        filter: TraceFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>> {
+        Box::pin(self.run(move |c| query::list_traces(c, &filter, limit, cursor.as_deref())))
+    }
+
+    fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>> {
+        Box::pin(self.run(move |c| {
+            let Some(mut d) = query::trace_detail(c, &id)? else {
+                return Ok(None);
+            };
+            let spawned = crate::analytics::openclaw::subagents_of_run(c, &id)?;
+            for t in spawned.iter().flat_map(|s| s.runs.iter()) {
+                if d.sub_traces.len() >= query::MAX_SUB_TRACES {
+                    break;
+                }
+                if *t == d.trace.trace_id || d.sub_traces.iter().any(|s| &s.trace_id == t) {
+                    continue;
+                }
+                if let Some(tid) = TraceId::parse_hex(t)
+                    && let Some(sum) = query::trace_summary(c, &tid)?
+                {
+                    d.sub_traces.push(sum);
+                }
+            }
+            Ok(Some(detail_json(d, json!(spawned))))
+        }))
+    }
+
+    fn latest_event_attributes(
+        &self,
+        name: &'static str,
+        key: &'static str,
+    ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>> {
+        Box::pin(self.run(move |c| query::latest_event_attributes(c, name, key)))
+    }
+}
+
+/// A fleet's central on PostgreSQL.
+pub struct PgQueries(pub PgReader);
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::BadRequest(m) => {
+                let field = m.split(':').next().unwrap_or("").to_string();
+                ApiError::bad_param(&field, m.split_once(": ").map_or(&*m, |(_, r)| r))
+            }
+            QueryError::Unsupported(m) => ApiError::new(StatusCode::NOT_IMPLEMENTED, m),
+            other => {
+                tracing::warn!(error = %other, "query failed");
+                ApiError::retry(StatusCode::SERVICE_UNAVAILABLE, other.to_string(), 5)
+            }
+        }
+    }
+}
+
+impl QueryStore for PgQueries {
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn sqlite(&self) -> Option<&Arc<ReadPool>> {
+        None
+    }
+
+    fn list_traces(
+        &self,
+        filter: TraceFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .list_traces(&filter, limit, cursor.as_deref())
+                .await?)
+        })
+    }
+
+    fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .trace_detail(&id)
+                .await?
+                .map(|d| detail_json(d, json!([]))))
+        })
+    }
+
+    fn latest_event_attributes(
+        &self,
+        name: &'static str,
+        key: &'static str,
+    ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>> {
+        Box::pin(async move { Ok(self.0.latest_event_attributes(name, key).await?) })
+    }
+}
+
+/// A run's detail as `GET /v1/traces/{id}` answers it: the run, with the OpenClaw
+/// sub-agents it spawned (`subagents`) and its cost with its sub-runs' (`rollup`).
+fn detail_json(mut d: TraceDetail, subagents: Value) -> Value {
+    d.sub_traces
+        .sort_by(|a, b| (a.start_ns, &a.trace_id).cmp(&(b.start_ns, &b.trace_id)));
+    // `+ 0.0`: an empty sum is -0.0, which JSON would show as such.
+    let sub_cost: f64 = d.sub_traces.iter().filter_map(|s| s.cost_usd).sum::<f64>() + 0.0;
+    let rollup = json!({
+        "own_cost_usd": d.trace.cost_usd,
+        "sub_traces_cost_usd": sub_cost,
+        "total_cost_usd": d.trace.cost_usd.unwrap_or(0.0) + sub_cost,
+        "sub_traces_unpriced": d.sub_traces.iter().filter(|s| s.cost_usd.is_none()).count(),
+    });
+    let mut v = serde_json::to_value(&d).unwrap_or_default();
+    v["subagents"] = subagents;
+    v["rollup"] = rollup;
+    v
+}

@@ -1,0 +1,412 @@
+//! Read queries on PostgreSQL, answering in the same shapes as the SQLite store's
+//! (`store::query`): the runs list, one run, and the sidecars' recorded states.
+//! Connections come from a small pool (deadpool-postgres), made again when lost.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{PgError, take_root_cert, tls_config};
+use crate::model::TraceId;
+use crate::store::query::{
+    EventOut, Page, SpanOut, TraceDetail, TraceFilter, TraceSort, TraceSummary, build_tree,
+};
+use crate::util::hex;
+use crate::util::time::format_ns;
+
+/// Connections kept for queries, at most.
+const POOL_SIZE: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("PostgreSQL: no connection: {0}")]
+    Pool(String),
+    /// A request the store cannot answer as asked; the text starts with the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Asked of the SQLite store only, so far; the text names what.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<tokio_postgres::Error> for QueryError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        QueryError::Pg(PgError::Db(e))
+    }
+}
+
+/// The read side of the PostgreSQL store.
+pub struct PgReader {
+    pool: Pool,
+}
+
+impl PgReader {
+    /// A pool over `url` (the form [`super::connect`] takes). Connects on first use.
+    pub fn new(url: &str) -> Result<PgReader, PgError> {
+        let (url, root_cert) = take_root_cert(url);
+        let config: tokio_postgres::Config = url.parse().map_err(PgError::Db)?;
+        let tls = MakeRustlsConnect::new(tls_config(root_cert.as_deref())?);
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| PgError::TlsSetup(e.to_string()))?;
+        Ok(PgReader { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, QueryError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => QueryError::from(e),
+            other => QueryError::Pool(other.to_string()),
+        })
+    }
+
+    /// `GET /v1/traces`: newest first (or by `sort`), `limit` a page, `cursor` from the
+    /// page before.
+    pub async fn list_traces(
+        &self,
+        f: &TraceFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<TraceSummary>, QueryError> {
+        if f.score.is_some() {
+            return Err(QueryError::Unsupported(
+                "score: filtering runs by evaluation score is not available on the PostgreSQL store yet".into(),
+            ));
+        }
+        let mut sql = format!("SELECT {TRACE_COLS} FROM traces t WHERE true");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let arg = |v: Box<dyn ToSql + Sync + Send>, args: &mut Vec<_>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        for (col, v) in [
+            ("t.agent_id", &f.agent_id),
+            ("t.session_id", &f.session_id),
+            ("t.user_id", &f.user_id),
+            ("t.status", &f.status),
+            ("t.root_name", &f.name),
+        ] {
+            if let Some(v) = v {
+                let p = arg(Box::new(v.clone()), &mut args);
+                sql.push_str(&format!(" AND {col} = {p}"));
+            }
+        }
+        if let Some(v) = &f.provider {
+            let p = arg(Box::new(v.clone()), &mut args);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.provider = {p})"
+            ));
+        }
+        if let Some(v) = &f.model {
+            let p = arg(Box::new(v.clone()), &mut args);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND (s.request_model = {p} OR s.response_model = {p}))"
+            ));
+        }
+        if let Some(v) = &f.instance {
+            let p = arg(Box::new(v.clone()), &mut args);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.instance_id = {p})"
+            ));
+        }
+        if let Some(v) = f.from_ns {
+            let p = arg(Box::new(v), &mut args);
+            sql.push_str(&format!(" AND t.start_ns >= {p}"));
+        }
+        if let Some(v) = f.to_ns {
+            let p = arg(Box::new(v), &mut args);
+            sql.push_str(&format!(" AND t.start_ns < {p}"));
+        }
+        if let Some(q) = &f.q {
+            // ASCII case-insensitive, as on SQLite (LIKE).
+            let p = arg(Box::new(format!("%{}%", like_escape(q))), &mut args);
+            sql.push_str(&format!(
+                " AND lower(t.root_name) LIKE lower({p}) ESCAPE '\\'"
+            ));
+        }
+        if let Some(c) = f.min_cost {
+            let p = arg(Box::new(c), &mut args);
+            sql.push_str(&format!(" AND t.cost_usd >= {p}"));
+        }
+        let key = sort_expr(f.sort);
+        let (cmp, dir) = if f.ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        if let Some(c) = cursor {
+            let bad = || QueryError::BadRequest("cursor: not a cursor this API returned".into());
+            let (k, id) = c.rsplit_once('.').ok_or_else(bad)?;
+            let tid = TraceId::parse_hex(id).ok_or_else(bad)?;
+            let k: Box<dyn ToSql + Sync + Send> = match f.sort {
+                TraceSort::Start | TraceSort::Duration => {
+                    Box::new(k.parse::<i64>().map_err(|_| bad())?)
+                }
+                TraceSort::Cost => Box::new(
+                    k.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(bad)?,
+                ),
+            };
+            let pk = arg(k, &mut args);
+            let pt = arg(Box::new(tid.0.to_vec()), &mut args);
+            sql.push_str(&format!(
+                " AND ({key} {cmp} {pk} OR ({key} = {pk} AND t.trace_id {cmp} {pt}))"
+            ));
+        }
+        let pl = arg(Box::new(limit as i64 + 1), &mut args);
+        sql.push_str(&format!(
+            " ORDER BY {key} {dir}, t.trace_id {dir} LIMIT {pl}"
+        ));
+        let client = self.client().await?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&sql, &params).await?;
+        let mut items: Vec<TraceSummary> = rows.iter().map(trace_row).collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|t| format!("{}.{}", sort_key(f.sort, t), t.trace_id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// `GET /v1/traces/{id}`: the run, its spans as a tree, its events and scores.
+    /// Sub-runs are linked on SQLite only so far (`sub_traces` is empty here).
+    pub async fn trace_detail(&self, id: &TraceId) -> Result<Option<TraceDetail>, QueryError> {
+        let client = self.client().await?;
+        let key = id.0.to_vec();
+        let Some(row) = client
+            .query_opt(
+                &format!("SELECT {TRACE_COLS} FROM traces t WHERE trace_id = $1"),
+                &[&key],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let trace = trace_row(&row);
+        let spans = client
+            .query(
+                &format!("SELECT {SPAN_COLS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, id"),
+                &[&key],
+            )
+            .await?
+            .iter()
+            .map(span_row)
+            .collect();
+        let events: Vec<EventOut> = client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE trace_id = $1 ORDER BY time_ns, id"
+                ),
+                &[&key],
+            )
+            .await?
+            .iter()
+            .map(event_row)
+            .collect();
+        Ok(Some(TraceDetail {
+            trace,
+            spans: build_tree(spans),
+            scores: crate::store::scores::scores_of(&events),
+            events,
+            sub_traces: Vec::new(),
+        }))
+    }
+
+    /// The newest `custom` event named `name` for each value of its attribute `key`
+    /// (what the fleet registry records of each sidecar), its attributes.
+    pub async fn latest_event_attributes(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<Value>, QueryError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT ON (attributes::jsonb ->> $2) attributes FROM events
+                 WHERE type = 'custom' AND name = $1 AND attributes IS NOT NULL
+                 ORDER BY attributes::jsonb ->> $2, time_ns DESC, id DESC",
+                &[&name, &key],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .filter_map(|t| serde_json::from_str(&t).ok())
+            .collect())
+    }
+}
+
+/// `%` and `_` in a LIKE pattern taken literally (escape character `\`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn sort_expr(sort: TraceSort) -> &'static str {
+    match sort {
+        TraceSort::Start => "t.start_ns",
+        TraceSort::Duration => "COALESCE(t.end_ns - t.start_ns, -1)",
+        TraceSort::Cost => "COALESCE(t.cost_usd, -1.0)",
+    }
+}
+
+/// The sort key of a row as the cursor carries it (the same text as on SQLite).
+fn sort_key(sort: TraceSort, t: &TraceSummary) -> String {
+    match sort {
+        TraceSort::Start => t.start_ns.to_string(),
+        TraceSort::Duration => t.end_ns.map_or(-1, |e| e - t.start_ns).to_string(),
+        TraceSort::Cost => format!("{:?}", t.cost_usd.unwrap_or(-1.0)),
+    }
+}
+
+const TRACE_COLS: &str = "trace_id, root_span_id, root_name, start_ns, end_ns, status,
+    span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens, total_tokens,
+    cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id, user_id";
+
+fn hex_opt(b: Option<Vec<u8>>) -> Option<String> {
+    b.map(|b| hex::encode(&b))
+}
+
+fn json_col(s: Option<String>) -> Value {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Object(Default::default()))
+}
+
+fn trace_row(r: &Row) -> TraceSummary {
+    let start_ns: i64 = r.get(3);
+    let end_ns: Option<i64> = r.get(4);
+    TraceSummary {
+        trace_id: hex::encode(&r.get::<_, Vec<u8>>(0)),
+        root_span_id: hex_opt(r.get(1)),
+        parent_trace_id: None,
+        name: r.get(2),
+        start_time: format_ns(start_ns),
+        end_time: end_ns.map(format_ns),
+        start_ns,
+        end_ns,
+        duration_ms: end_ns.map(|e| (e - start_ns) as f64 / 1e6),
+        status: r.get(5),
+        span_count: r.get(6),
+        error_count: r.get(7),
+        llm_calls: r.get(8),
+        tool_calls: r.get(9),
+        input_tokens: r.get(10),
+        output_tokens: r.get(11),
+        total_tokens: r.get(12),
+        cache_read_tokens: r.get(13),
+        cache_write_tokens: r.get(14),
+        cost_usd: r.get(15),
+        agent_id: r.get(16),
+        session_id: r.get(17),
+        user_id: r.get(18),
+    }
+}
+
+const SPAN_COLS: &str = "trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
+    status_message, agent_id, session_id, user_id, operation, provider, request_model, response_model,
+    input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    cost_usd, cost_source, finish_reasons, tool_name, tool_call_id, error_type, latency_ms,
+    input_text, input_text_len, output_text, output_text_len, attributes,
+    resource, source, cost_computed_usd";
+
+fn span_row(r: &Row) -> SpanOut {
+    let start_ns: i64 = r.get(5);
+    let end_ns: Option<i64> = r.get(6);
+    let finish: Option<String> = r.get(24);
+    SpanOut {
+        trace_id: hex::encode(&r.get::<_, Vec<u8>>(0)),
+        span_id: hex::encode(&r.get::<_, Vec<u8>>(1)),
+        parent_span_id: hex_opt(r.get(2)),
+        name: r.get(3),
+        kind: r.get(4),
+        start_time: format_ns(start_ns),
+        end_time: end_ns.map(format_ns),
+        start_ns,
+        end_ns,
+        duration_ms: end_ns.map(|e| (e - start_ns) as f64 / 1e6),
+        status: r.get(7),
+        status_message: r.get(8),
+        agent_id: r.get(9),
+        session_id: r.get(10),
+        user_id: r.get(11),
+        operation: r.get(12),
+        provider: r.get(13),
+        request_model: r.get(14),
+        response_model: r.get(15),
+        input_tokens: r.get(16),
+        output_tokens: r.get(17),
+        total_tokens: r.get(18),
+        cache_read_tokens: r.get(19),
+        cache_write_tokens: r.get(20),
+        reasoning_tokens: r.get(21),
+        cost_usd: r.get(22),
+        cost_source: r.get(23),
+        cost_computed_usd: r.get(36),
+        finish_reasons: finish
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Array(vec![])),
+        tool_name: r.get(25),
+        tool_call_id: r.get(26),
+        error_type: r.get(27),
+        latency_ms: r.get(28),
+        input_text: r.get(29),
+        input_text_len: r.get(30),
+        output_text: r.get(31),
+        output_text_len: r.get(32),
+        attributes: json_col(r.get(33)),
+        resource: json_col(r.get(34)),
+        source: r.get(35),
+        children: Vec::new(),
+    }
+}
+
+const EVENT_COLS: &str = "uid, type, time_ns, name, severity, message, stack_trace, category,
+    trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, id";
+
+fn event_row(r: &Row) -> EventOut {
+    let t: i64 = r.get(2);
+    EventOut {
+        id: r.get(0),
+        event_type: r.get(1),
+        time: format_ns(t),
+        time_ns: t,
+        name: r.get(3),
+        severity: r.get(4),
+        message: r.get(5),
+        stack_trace: r.get(6),
+        category: r.get(7),
+        trace_id: hex_opt(r.get(8)),
+        span_id: hex_opt(r.get(9)),
+        agent_id: r.get(10),
+        session_id: r.get(11),
+        user_id: r.get(12),
+        attributes: json_col(r.get(13)),
+        resource: json_col(r.get(14)),
+        source: r.get(15),
+        rowid: r.get(16),
+    }
+}

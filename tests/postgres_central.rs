@@ -1,0 +1,425 @@
+//! A fleet's central on PostgreSQL (`OCT_DATABASE_URL`): the real binary against a
+//! private PostgreSQL server. Real sidecars push to it; it is killed with SIGKILL in the
+//! middle and restarted; at the end PostgreSQL holds every record exactly once, counted
+//! with `psql`. And the store interface answers the same on both stores: the same
+//! requests to a SQLite daemon and to a PostgreSQL one give the same runs list and run.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, PgServer, client, now_ms, now_ms_with_today_reaching_back};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "central-secret-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn post(d: &Daemon, path: &str, body: &Value) {
+    let r = client()
+        .post(d.url(path))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{path}: {}",
+        r.text().unwrap_or_default()
+    );
+}
+
+fn get(d: &Daemon, path: &str) -> (u16, Value) {
+    let r = client().get(d.url(path)).bearer_auth(TOKEN).send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// `n` LLM calls and two errors on `d`, numbered from `from`, at `t` (ms); returns
+/// their tokens.
+fn capture(d: &Daemon, tag: &str, from: usize, n: usize, t: i64) -> i64 {
+    let calls: Vec<Value> = (from..from + n)
+        .map(|i| {
+            json!({"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100 + i,
+                   "completion_tokens": 10, "agent_id": tag, "session_id": format!("{tag}-s"),
+                   "timestamp": t + i as i64, "latency_ms": 50, "input_text": format!("{tag} question {i}")})
+        })
+        .collect();
+    post(d, "/v1/traces", &Value::Array(calls));
+    post(
+        d,
+        "/v1/errors",
+        &json!([{"error_type": "timeout", "message": format!("{tag} {from} a"), "agent_id": tag},
+                {"error_type": "rate_limit", "message": format!("{tag} {from} b"), "agent_id": tag}]),
+    );
+    (from..from + n).map(|i| 110 + i as i64).sum()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn sidecar(central_port: u16, id: &str, format: &str) -> Daemon {
+    Daemon::start(&[
+        (
+            "OCT_PUSH_ENDPOINT",
+            &format!("http://127.0.0.1:{central_port}/v1/push"),
+        ),
+        ("OCT_PUSH_TOKEN", TOKEN),
+        ("OCT_PUSH_FORMAT", format),
+        ("OCT_PUSH_GZIP", "on"),
+        ("OCT_PUSH_INTERVAL", "1s"),
+        ("OCT_PUSH_RETRY_INITIAL", "100ms"),
+        ("OCT_PUSH_RETRY_MAX", "1s"),
+        ("OCT_INSTANCE_ID", id),
+        ("OCT_REGION", "ams"),
+    ])
+}
+
+/// A number `psql` printed.
+fn n(pg: &PgServer, sql: &str) -> i64 {
+    let out = pg.psql(sql);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{sql}: {out:?}"))
+}
+
+/// Rows per sidecar in the central's table (the central's own record of each sidecar
+/// is not the sidecar's data).
+fn per_instance(pg: &PgServer, table: &str, id: &str) -> i64 {
+    let own = if table == "events" {
+        " AND name != 'openclaw_trace.instance'"
+    } else {
+        ""
+    };
+    n(
+        pg,
+        &format!("SELECT count(*) FROM {table} WHERE instance_id = '{id}'{own}"),
+    )
+}
+
+#[test]
+fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each_record_once() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let port_s = port.to_string();
+    let central_env = [
+        ("OCT_PORT", port_s.as_str()),
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ];
+    let mut central = Daemon::start_in(dir.path(), &central_env);
+    let (_, health) = get(&central, "/health");
+    assert_eq!(health["store"], "postgresql", "{health}");
+    assert!(
+        !dir.path().join("trace.db").exists(),
+        "no SQLite file on PostgreSQL"
+    );
+
+    let a = sidecar(port, "side-a", "v2");
+    let b = sidecar(port, "side-b", "v1");
+    // A third sidecar pushes once and goes away before the central's restart.
+    let mut c = sidecar(port, "side-c", "v2");
+    let t = now_ms_with_today_reaching_back(30_000) - 30_000;
+    let mut tokens_a = capture(&a, "alpha", 0, 40, t);
+    let mut tokens_b = capture(&b, "beta", 0, 40, t);
+    capture(&c, "gamma", 0, 3, t);
+    wait_until(
+        "the first half at the central",
+        Duration::from_secs(30),
+        || {
+            per_instance(&pg, "spans", "side-a") == 40
+                && per_instance(&pg, "spans", "side-b") == 40
+                && per_instance(&pg, "spans", "side-c") == 3
+        },
+    );
+    c.stop();
+
+    // The central dies mid-stream; the sidecars keep capturing and retry.
+    central.kill9();
+    tokens_a += capture(&a, "alpha", 40, 60, t);
+    tokens_b += capture(&b, "beta", 40, 60, t);
+    std::thread::sleep(Duration::from_millis(1500));
+    let central = Daemon::start_in(dir.path(), &central_env);
+    wait_until("everything at the central", Duration::from_secs(40), || {
+        per_instance(&pg, "spans", "side-a") == 100
+            && per_instance(&pg, "spans", "side-b") == 100
+            && per_instance(&pg, "events", "side-a") == 4
+            && per_instance(&pg, "events", "side-b") == 4
+    });
+    // A few more push cycles: nothing is stored twice.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (id, tokens) in [("side-a", tokens_a), ("side-b", tokens_b)] {
+        assert_eq!(per_instance(&pg, "spans", id), 100, "{id} spans once each");
+        assert_eq!(per_instance(&pg, "events", id), 4, "{id} errors once each");
+        assert_eq!(
+            n(
+                &pg,
+                &format!(
+                    "SELECT count(DISTINCT (trace_id, span_id)) FROM spans WHERE instance_id = '{id}'"
+                )
+            ),
+            100
+        );
+        // The numbers agree with each sidecar's own, in the spans, the runs and the
+        // hourly usage the central keeps.
+        for sql in [
+            "SELECT sum(total_tokens) FROM spans WHERE instance_id = '{id}'",
+            "SELECT sum(total_tokens) FROM traces WHERE instance_id = '{id}'",
+            "SELECT sum(total_tokens) FROM usage_hourly WHERE instance_id = '{id}'",
+        ] {
+            assert_eq!(n(&pg, &sql.replace("{id}", id)), tokens, "{sql} for {id}");
+        }
+    }
+    assert_eq!(
+        common::count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
+        tokens_a
+    );
+    // v2 keeps everything a sidecar knows: texts, sessions, agents.
+    assert_eq!(
+        n(
+            &pg,
+            "SELECT count(*) FROM spans WHERE session_id = 'alpha-s' AND input_text LIKE 'alpha question %'"
+        ),
+        100
+    );
+
+    // The runs list filters by sidecar and pages by cursor.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(
+            &central,
+            &format!("/v1/traces?instance=side-b&limit=30{cursor}"),
+        );
+        assert_eq!(status, 200, "{page}");
+        for r in page["traces"].as_array().unwrap() {
+            assert!(r["agent_id"].is_null(), "v1 carries no agent: {r}");
+            seen.push(r["trace_id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 100);
+    // One run, with its span.
+    let (status, run) = get(&central, &format!("/v1/traces/{}", seen[0]));
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["trace"]["span_count"], 1, "{run}");
+    assert_eq!(run["spans"][0]["provider"], "openai", "{run}");
+
+    // The sidecars, known again after the restart (side-c has not pushed since).
+    let (_, list) = get(&central, "/v1/instances");
+    let ids: Vec<&str> = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["instance_id"].as_str())
+        .collect();
+    for id in ["side-a", "side-b", "side-c"] {
+        assert!(ids.contains(&id), "{id} in {list}");
+    }
+
+    // What is not on PostgreSQL yet says so, naming the endpoint.
+    let (status, body) = get(&central, "/v1/errors");
+    assert_eq!(status, 501, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("GET /v1/errors"),
+        "{body}"
+    );
+}
+
+/// Spans and an error, the same on both daemons: two runs, one of two spans with an
+/// error, priced, and one with a tool call.
+fn same_capture(d: &Daemon, t_ns: i64) {
+    let tid = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let spans = json!({"resourceSpans": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "agent"}}]},
+    "scopeSpans": [{"spans": [
+        {"traceId": tid, "spanId": "00f067aa0ba902b7", "name": "invoke_agent planner",
+         "startTimeUnixNano": t_ns.to_string(), "endTimeUnixNano": (t_ns + 3_000_000_000i64).to_string(),
+         "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "invoke_agent"}},
+                        {"key": "gen_ai.agent.id", "value": {"stringValue": "planner"}},
+                        {"key": "session.id", "value": {"stringValue": "s-1"}}]},
+        {"traceId": tid, "spanId": "00f067aa0ba902b8", "parentSpanId": "00f067aa0ba902b7",
+         "name": "chat gpt-4o", "startTimeUnixNano": (t_ns + 1_000_000).to_string(),
+         "endTimeUnixNano": (t_ns + 900_000_000i64).to_string(),
+         "status": {"code": 2, "message": "rate limited"},
+         "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                        {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+                        {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+                        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1200"}},
+                        {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "80"}},
+                        {"key": "gen_ai.agent.id", "value": {"stringValue": "planner"}}]}
+    ]}]}]});
+    post(d, "/v1/traces", &spans);
+    post(
+        d,
+        "/v1/traces",
+        &json!([{"trace_id": "5bf92f3577b34da6a3ce929d0e0e4736", "span_id": "10f067aa0ba902b7",
+                 "provider": "anthropic", "model": "claude-sonnet-4-5", "prompt_tokens": 500,
+                 "completion_tokens": 40, "agent_id": "writer", "timestamp": t_ns / 1_000_000 + 5,
+                 "latency_ms": 700, "input_text": "write it", "output_text": "done"}]),
+    );
+    post(
+        d,
+        "/v1/errors",
+        &json!([{"error_type": "timeout", "message": "slow tool", "agent_id": "writer",
+                 "trace_id": tid, "timestamp": t_ns / 1_000_000 + 9}]),
+    );
+}
+
+#[test]
+fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let t_ns = (now_ms() - 60_000) * 1_000_000;
+    for d in [&sqlite, &postgres] {
+        same_capture(d, t_ns);
+    }
+    wait_until("three spans on PostgreSQL", Duration::from_secs(20), || {
+        n(&pg, "SELECT count(*) FROM spans") == 3 && n(&pg, "SELECT count(*) FROM events") >= 1
+    });
+    wait_until("three spans on SQLite", Duration::from_secs(20), || {
+        common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 3
+    });
+    let lists = [
+        "/v1/traces",
+        "/v1/traces?limit=1",
+        "/v1/traces?sort=cost",
+        "/v1/traces?sort=duration&order=asc",
+        "/v1/traces?status=error",
+        "/v1/traces?agent_id=planner",
+        "/v1/traces?provider=anthropic",
+        "/v1/traces?model=gpt-4o",
+        "/v1/traces?q=PLANNER",
+        "/v1/traces?min_cost=0.000001",
+        "/v1/traces?session_id=s-1",
+    ];
+    let mut ids = Vec::new();
+    for path in lists {
+        let (s1, a) = get(&sqlite, path);
+        let (s2, b) = get(&postgres, path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {a} / {b}");
+        assert_eq!(a, b, "{path}");
+        for t in a["traces"].as_array().unwrap() {
+            ids.push(t["trace_id"].as_str().unwrap().to_string());
+        }
+        // The next page too, from each one's own cursor.
+        if let Some(c) = a["next_cursor"].as_str() {
+            let next = format!("{path}&cursor={c}");
+            assert_eq!(get(&sqlite, &next), get(&postgres, &next), "{next}");
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in &ids {
+        let path = format!("/v1/traces/{id}");
+        let (s1, mut a) = get(&sqlite, &path);
+        let (s2, mut b) = get(&postgres, &path);
+        assert_eq!((s1, s2), (200, 200), "{path}");
+        // Events have their own uid per daemon's capture; the rest is the same.
+        for d in [&mut a, &mut b] {
+            for e in d["events"].as_array_mut().unwrap() {
+                e["id"] = Value::Null;
+            }
+        }
+        assert_eq!(a, b, "{path}");
+    }
+    // Bad input: the same clear answers on both.
+    for path in [
+        "/v1/traces?cursor=nonsense",
+        "/v1/traces?limit=0",
+        "/v1/traces/zz",
+        "/v1/traces/4bf92f3577b34da6a3ce929d0e0e4799",
+    ] {
+        assert_eq!(get(&sqlite, path), get(&postgres, path), "{path}");
+    }
+    // A filter PostgreSQL does not answer yet says so rather than answering wrong.
+    let (status, body) = get(&postgres, "/v1/traces?score=relevance<0.5");
+    assert_eq!(status, 501, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("score"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_central_whose_postgresql_goes_away_keeps_what_it_accepted_and_stores_it_when_back() {
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let t = now_ms() - 10_000;
+    let mut tokens = capture(&central, "before", 0, 10, t);
+    wait_until("the first calls stored", Duration::from_secs(20), || {
+        n(&pg, "SELECT count(*) FROM spans") == 10
+    });
+    pg.stop();
+    // Accepted while the server is down (the writer has not failed yet): queued,
+    // retried, never lost.
+    let during: Vec<Value> = (10..20)
+        .map(|i| {
+            json!({"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100 + i,
+                   "completion_tokens": 10, "agent_id": "during", "timestamp": t + i as i64})
+        })
+        .collect();
+    post(&central, "/v1/traces", &Value::Array(during));
+    tokens += (10..20).map(|i| 110 + i as i64).sum::<i64>();
+    wait_until(
+        "the writer says it is retrying",
+        Duration::from_secs(20),
+        || {
+            let (_, h) = get(&central, "/health");
+            h["writer"]["state"] == "retrying"
+        },
+    );
+    // While writes fail, ingest says so (503 with Retry-After) instead of queueing more.
+    let r = client()
+        .post(central.url("/v1/traces"))
+        .bearer_auth(TOKEN)
+        .json(&json!([{"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 1}]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    pg.resume();
+    wait_until(
+        "what was accepted stored after the server is back",
+        Duration::from_secs(30),
+        || n(&pg, "SELECT count(*) FROM spans") == 20,
+    );
+    tokens += capture(&central, "after", 20, 10, t);
+    wait_until("and what comes after", Duration::from_secs(20), || {
+        n(&pg, "SELECT count(*) FROM spans") == 30
+    });
+    assert_eq!(n(&pg, "SELECT sum(total_tokens) FROM spans"), tokens);
+    assert_eq!(n(&pg, "SELECT sum(total_tokens) FROM usage_hourly"), tokens);
+    let (_, h) = get(&central, "/health");
+    assert_eq!(h["writer"]["state"], "ok", "{h}");
+    // The queries' pool connects again too.
+    let (status, page) = get(&central, "/v1/traces?limit=1000");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["traces"].as_array().unwrap().len(), 30);
+}

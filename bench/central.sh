@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Fleet benchmark, whole central (issue #21): the release binary as a fleet's central on
+# a private PostgreSQL server (OCT_DATABASE_URL), SIDECARS simulated sidecars pushing
+# SPANS spans in v2 batches of BATCH over HTTP (bench/central_push.py). Prints committed
+# spans/s (first push to the last span in PostgreSQL, counted with psql), a raw binary
+# COPY of the same rows into an unindexed table in the same run and the ratio, the
+# central's RSS (idle, peak), query p95 of the runs list and one run through the API,
+# and the CPU stolen by the hypervisor.
+# Usage: SPANS=200000 SIDECARS=50 BATCH=200 bash bench/central.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPANS=${SPANS:-200000}
+SIDECARS=${SIDECARS:-50}
+BATCH=${BATCH:-200}
+TOKEN=bench-token
+bash scripts/setup-postgres.sh
+cargo build --release --locked --bin openclaw-trace
+dir=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pg_port=$(free_port)
+port=$(free_port)
+central=""
+trap '[ -n "$central" ] && kill "$central" 2>/dev/null; wait 2>/dev/null; bash scripts/pg-private.sh stop "$dir/pg"; rm -rf "$dir"' EXIT
+url=$(bash scripts/pg-private.sh start "$dir/pg" "$pg_port")
+OCT_DATABASE_URL="$url" OCT_PORT="$port" OCT_AUTH_TOKEN="$TOKEN" OCT_DB_PATH="$dir/unused.db" \
+  OCT_OTLP_GRPC_ADDR=127.0.0.1:0 OCT_OTLP_HTTP_ADDR=127.0.0.1:0 OCT_LOG_LEVEL=warn \
+  target/release/openclaw-trace >"$dir/central.log" 2>&1 &
+central=$!
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+rss() { awk -v k="$1:" '$1==k{print $2}' "/proc/$central/status"; }
+steal() { awk '/^cpu /{print $9+0, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git rev-parse --short HEAD); PostgreSQL $(psql "$url" -XtAc 'SHOW server_version')"
+echo "# $SPANS spans from $SIDECARS sidecars in batches of $BATCH"
+sleep 2
+echo "central_idle_rss_kib: $(rss VmRSS)"
+read -r s0 t0 < <(steal)
+python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" | tee "$dir/push.out"
+started=$(awk '/^push_started_at:/{print $2}' "$dir/push.out")
+sent=$(awk '/^spans_sent:/{print $2}' "$dir/push.out")
+while [ "$(psql "$url" -XtAc 'SELECT count(*) FROM spans')" -lt "$sent" ]; do sleep 0.1; done
+done_at=$(date +%s.%N)
+read -r s1 t1 < <(steal)
+echo "central_peak_rss_kib: $(rss VmHWM)"
+echo "central_rss_after_kib: $(rss VmRSS)"
+central_rate=$(python3 -c "print(round($sent / ($done_at - $started)))")
+echo "central_committed_spans_per_s: $central_rate"
+echo "steal_pct: $(( (s1 - s0) * 100 / ( (t1 - t0) > 0 ? (t1 - t0) : 1 ) ))"
+# The same rows, by raw binary COPY into a table without indexes or partitions.
+psql "$url" -XqAc "\\copy (SELECT * FROM spans) TO '$dir/spans.bin' WITH (FORMAT binary)"
+psql "$url" -XqAc "CREATE TABLE raw_spans (LIKE spans)"
+t_a=$(date +%s.%N)
+psql "$url" -XqAc "\\copy raw_spans FROM '$dir/spans.bin' WITH (FORMAT binary)"
+t_b=$(date +%s.%N)
+raw_rate=$(python3 -c "print(round($sent / ($t_b - $t_a)))")
+echo "raw_copy_spans_per_s: $raw_rate"
+echo "ratio: $(python3 -c "print(round($central_rate / $raw_rate, 2))")"
+python3 - "$port" "$TOKEN" <<'EOF'
+import http.client, json, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def get(path):
+    t = time.perf_counter()
+    c.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    r = c.getresponse(); body = r.read()
+    assert r.status == 200, (path, r.status, body[:200])
+    return (time.perf_counter() - t) * 1000, json.loads(body)
+_, page = get("/v1/traces?limit=50")
+ids = [t["trace_id"] for t in page["traces"]]
+for name, paths in [("runs_list", ["/v1/traces?limit=50"]),
+                    ("runs_list_by_instance", ["/v1/traces?limit=50&instance=side-07"]),
+                    ("one_run", [f"/v1/traces/{i}" for i in ids])]:
+    ms = sorted(get(paths[k % len(paths)])[0] for k in range(100))
+    print(f"{name}_p50_ms: {ms[49]:.2f}  p95_ms: {ms[94]:.2f}")
+EOF

@@ -22,6 +22,11 @@ port=$(free_port)
 central=""
 trap '[ -n "$central" ] && kill "$central" 2>/dev/null; wait 2>/dev/null; bash scripts/pg-private.sh stop "$dir/pg"; rm -rf "$dir"' EXIT
 url=$(bash scripts/pg-private.sh start "$dir/pg" "$pg_port")
+# A central's queue and in-flight budget: the defaults are a sidecar's (small, to stay
+# out of the agent's way); QUEUE and INFLIGHT size them for a central.
+QUEUE=${QUEUE:-100000}
+INFLIGHT=${INFLIGHT:-64MiB}
+OCT_QUEUE_CAPACITY="$QUEUE" OCT_QUEUE_MAX_BYTES=256MiB OCT_MAX_INFLIGHT_BYTES="$INFLIGHT" \
 OCT_DATABASE_URL="$url" OCT_PORT="$port" OCT_AUTH_TOKEN="$TOKEN" OCT_DB_PATH="$dir/unused.db" \
   OCT_OTLP_GRPC_ADDR=127.0.0.1:0 OCT_OTLP_HTTP_ADDR=127.0.0.1:0 OCT_LOG_LEVEL=warn \
   target/release/openclaw-trace >"$dir/central.log" 2>&1 &
@@ -32,17 +37,23 @@ for _ in $(seq 100); do
 done
 rss() { awk -v k="$1:" '$1==k{print $2}' "/proc/$central/status"; }
 steal() { awk '/^cpu /{print $9+0, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+# CPU seconds used so far by the central, and by the PostgreSQL server's processes.
+cpu_of() { for p in "$@"; do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk -v hz="$(getconf CLK_TCK)" '{s+=$1} END {printf "%.1f", s/hz}'; }
+pg_pids() { pgrep -f "$dir/pg/data" ; pgrep -P "$(pgrep -f "postgres -D $dir/pg/data" | head -1)" 2>/dev/null || true; }
 echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git rev-parse --short HEAD); PostgreSQL $(psql "$url" -XtAc 'SHOW server_version')"
-echo "# $SPANS spans from $SIDECARS sidecars in batches of $BATCH"
+echo "# $SPANS spans from $SIDECARS sidecars in batches of $BATCH; central: OCT_QUEUE_CAPACITY=$QUEUE OCT_MAX_INFLIGHT_BYTES=$INFLIGHT"
 sleep 2
 echo "central_idle_rss_kib: $(rss VmRSS)"
 read -r s0 t0 < <(steal)
+c0=$(cpu_of "$central"); p0=$(cpu_of $(pg_pids | sort -u))
 python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" | tee "$dir/push.out"
 started=$(awk '/^push_started_at:/{print $2}' "$dir/push.out")
 sent=$(awk '/^spans_sent:/{print $2}' "$dir/push.out")
 while [ "$(psql "$url" -XtAc 'SELECT count(*) FROM spans')" -lt "$sent" ]; do sleep 0.1; done
 done_at=$(date +%s.%N)
 read -r s1 t1 < <(steal)
+c1=$(cpu_of "$central"); p1=$(cpu_of $(pg_pids | sort -u))
+echo "central_cpu_s: $(python3 -c "print(round($c1 - $c0, 1))")  postgresql_cpu_s: $(python3 -c "print(round($p1 - $p0, 1))") (children that ended are not counted)"
 echo "central_peak_rss_kib: $(rss VmHWM)"
 echo "central_rss_after_kib: $(rss VmRSS)"
 central_rate=$(python3 -c "print(round($sent / ($done_at - $started)))")

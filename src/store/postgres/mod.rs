@@ -454,9 +454,9 @@ impl PgStore {
         } else {
             store_spans(&mut self.client, span_types, &spans, received_ns).await?
         };
-        let tx = self.client.transaction().await?;
         let mut event_new = Vec::new();
         if !events.is_empty() {
+            let tx = self.client.transaction().await?;
             copy_events(&tx, event_types, &events, received_ns).await?;
             let stored: HashSet<(String, i64)> = tx
                 .query(
@@ -475,8 +475,8 @@ impl PgStore {
                     stored.contains(&k) && seen.insert(k)
                 })
                 .collect();
+            tx.commit().await?;
         }
-        tx.commit().await?;
         let (mut spans_new, mut events_new) = (span_new.into_iter(), event_new.into_iter());
         for r in records {
             let new = match r {

@@ -115,10 +115,11 @@ impl PgReader {
             ));
         }
         if let Some(v) = &f.instance {
+            // The run's sidecar as its summary names it (the smallest id among its
+            // spans'), by index: probing each run's spans took 60 ms a page at 200,000
+            // spans from 50 sidecars.
             let p = arg(Box::new(v.clone()), &mut args);
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.instance_id = {p})"
-            ));
+            sql.push_str(&format!(" AND t.instance_id = {p}"));
         }
         if let Some(v) = f.from_ns {
             let p = arg(Box::new(v), &mut args);

@@ -135,7 +135,7 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
     let t = now_ms_with_today_reaching_back(30_000) - 30_000;
     let mut tokens_a = capture(&a, "alpha", 0, 40, t);
     let mut tokens_b = capture(&b, "beta", 0, 40, t);
-    capture(&c, "gamma", 0, 3, t);
+    let tokens_c = capture(&c, "gamma", 0, 3, t);
     wait_until(
         "the first half at the central",
         Duration::from_secs(30),
@@ -187,6 +187,15 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         common::count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
         tokens_a
     );
+    // The fleet's usage through the API: every sidecar's calls, once.
+    let (status, usage) = get(&central, "/v1/usage?percentiles=false&group_by=agent");
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(
+        usage["totals"]["total_tokens"],
+        tokens_a + tokens_b + tokens_c,
+        "{usage}"
+    );
+    assert_eq!(usage["totals"]["calls"], 203, "{usage}");
     // v2 keeps everything a sidecar knows: texts, sessions, agents.
     assert_eq!(
         n(
@@ -355,13 +364,57 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     ] {
         assert_eq!(get(&sqlite, path), get(&postgres, path), "{path}");
     }
-    // A filter PostgreSQL does not answer yet says so rather than answering wrong.
-    let (status, body) = get(&postgres, "/v1/traces?score=relevance<0.5");
-    assert_eq!(status, 501, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().starts_with("score"),
-        "{body}"
-    );
+    // Usage from either store's hourly rollups (latency percentiles are SQLite's only).
+    let hour = t_ns / 1_000_000 / 3_600_000 * 3_600_000;
+    for path in [
+        "/v1/usage?percentiles=false".to_string(),
+        "/v1/usage?percentiles=false&group_by=model".into(),
+        "/v1/usage?percentiles=false&group_by=agent,provider&bucket=hour".into(),
+        "/v1/usage?percentiles=false&group_by=model,agent&bucket=day".into(),
+        "/v1/usage?percentiles=false&model=gpt-4o".into(),
+        "/v1/usage?percentiles=false&provider=anthropic&group_by=agent".into(),
+        format!(
+            "/v1/usage?percentiles=false&from={hour}&to={}",
+            hour + 3_600_000
+        ),
+        format!("/v1/usage?percentiles=false&from={}", hour + 3_600_000),
+        "/v1/usage?percentiles=false&format=csv&group_by=model".into(),
+    ] {
+        let a = client()
+            .get(sqlite.url(&path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        let b = client()
+            .get(postgres.url(&path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(
+            (a.status().as_u16(), b.status().as_u16()),
+            (200, 200),
+            "{path}"
+        );
+        assert_eq!(a.text().unwrap(), b.text().unwrap(), "{path}");
+    }
+    let (_, all) = get(&postgres, "/v1/usage?percentiles=false");
+    assert_eq!(all["totals"]["calls"], 2, "{all}");
+    assert_eq!(all["totals"]["total_tokens"], 1280 + 540, "{all}");
+    assert_eq!(all["totals"]["errors"], 1, "{all}");
+
+    // What PostgreSQL does not answer yet says so rather than answering wrong.
+    for (path, field) in [
+        ("/v1/traces?score=relevance<0.5", "score"),
+        ("/v1/usage?group_by=session", "group_by"),
+        ("/v1/usage?user_id=u-1", "user_id"),
+    ] {
+        let (status, body) = get(&postgres, path);
+        assert_eq!(status, 501, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with(field),
+            "{path}: {body}"
+        );
+    }
 }
 
 #[test]

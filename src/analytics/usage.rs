@@ -980,7 +980,7 @@ impl Bucket {
             _ => None,
         }
     }
-    fn width(self) -> i64 {
+    pub fn width(self) -> i64 {
         match self {
             Bucket::Hour => HOUR_NS,
             Bucket::Day => DAY_NS,
@@ -1350,7 +1350,62 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
             }
         }
     }
-    let mut rows = g.rows;
+    Ok(assemble(q, &dims, g.rows))
+}
+
+/// What one rollup row sums (either store's hourly rollups).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RollupSums {
+    pub calls: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+    pub priced_calls: i64,
+    pub latency_ms_sum: f64,
+    pub latency_count: i64,
+}
+
+/// The report from rows summed by a store that keeps no latency histogram (so p50,
+/// p95 and p99 are null): each row its time bucket (0 without one), the grouped
+/// dimensions' values ('' for not set) in the order of `q.group_by` sorted, and its sums.
+pub fn report_of_sums(
+    q: &UsageQuery,
+    rows: impl IntoIterator<Item = (i64, Vec<String>, RollupSums)>,
+) -> UsageReport {
+    let mut dims = q.group_by.clone();
+    dims.sort();
+    dims.dedup();
+    let rows = rows
+        .into_iter()
+        .map(|(b, k, s)| {
+            let row = UsageRow {
+                calls: s.calls,
+                errors: s.errors,
+                input_tokens: s.input_tokens,
+                output_tokens: s.output_tokens,
+                cache_read_tokens: s.cache_read_tokens,
+                cache_write_tokens: s.cache_write_tokens,
+                reasoning_tokens: s.reasoning_tokens,
+                total_tokens: s.total_tokens,
+                cost_usd: (s.priced_calls > 0).then_some(s.cost_usd),
+                priced_calls: s.priced_calls,
+                latency_sum: s.latency_ms_sum,
+                latency_count: s.latency_count,
+                ..Default::default()
+            };
+            ((b, k), row)
+        })
+        .collect();
+    assemble(q, &dims, rows)
+}
+
+/// Rows sorted by bucket and dimension values, at most [`MAX_ROWS`], with the totals.
+fn assemble(q: &UsageQuery, dims: &[Dim], mut rows: Vec<(Key, UsageRow)>) -> UsageReport {
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals = UsageRow::default();
     let mut out = Vec::with_capacity(rows.len().min(MAX_ROWS));
@@ -1370,7 +1425,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
         out.push(row);
     }
     totals.finish();
-    Ok(UsageReport {
+    UsageReport {
         bucket: q.bucket.map(|b| match b {
             Bucket::Hour => "hour",
             Bucket::Day => "day",
@@ -1380,7 +1435,7 @@ pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreErro
         to: q.to_ns.map(format_ns),
         rows: out,
         totals,
-    })
+    }
 }
 
 /// A CSV field: quoted when it holds a comma, quote or line break; a text starting

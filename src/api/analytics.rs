@@ -74,7 +74,7 @@ pub async fn get_usage(
         Some("csv") => true,
         Some(_) => return Err(ApiError::bad_param("format", "expected json or csv")),
     };
-    let report = read(&st, move |c| usage::query(c, &q)).await?;
+    let report = st.store.usage(q).await?;
     if csv {
         return Ok((
             [

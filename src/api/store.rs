@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use crate::analytics::usage::{UsageQuery, UsageReport};
 use crate::model::TraceId;
 use crate::store::ReadPool;
 use crate::store::postgres::queries::{PgReader, QueryError};
@@ -28,6 +29,8 @@ pub trait QueryStore: Send + Sync {
     ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>>;
     /// `GET /v1/traces/{id}`: the run's detail with its sub-agents and cost rollup.
     fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>>;
+    /// `GET /v1/usage`.
+    fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>>;
     /// The attributes of the newest `custom` event named `name` per value of `key`.
     fn latest_event_attributes(
         &self,
@@ -98,6 +101,10 @@ impl QueryStore for SqliteQueries {
         }))
     }
 
+    fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>> {
+        Box::pin(self.run(move |c| crate::analytics::usage::query(c, &q)))
+    }
+
     fn latest_event_attributes(
         &self,
         name: &'static str,
@@ -157,6 +164,10 @@ impl QueryStore for PgQueries {
                 .await?
                 .map(|d| detail_json(d, json!([]))))
         })
+    }
+
+    fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>> {
+        Box::pin(async move { Ok(self.0.usage(&q).await?) })
     }
 
     fn latest_event_attributes(

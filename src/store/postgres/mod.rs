@@ -32,6 +32,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::analytics::cost::is_usage_span;
+use crate::analytics::usage::{CallUsage, hour_of};
 use crate::model::{Event, Record, SharedMap, Span, SpanKind};
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
 use crate::store::write::WriteEffect;
@@ -196,6 +198,18 @@ const MIGRATIONS: &[&str] = &[
         priced_calls BIGINT NOT NULL,
         PRIMARY KEY (hour_ns, instance_id, agent_id, provider, model)
     );
+"#,
+    // 3: what the SQLite store's run summaries and usage rollups also keep: the run a
+    // run was spawned by (its sub-runs), and every sum `/v1/usage` shows.
+    r#"
+    ALTER TABLE traces ADD COLUMN parent_trace_id BYTEA;
+    CREATE INDEX traces_parent ON traces (parent_trace_id) WHERE parent_trace_id IS NOT NULL;
+    ALTER TABLE usage_hourly
+        ADD COLUMN cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN latency_ms_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+        ADD COLUMN latency_count BIGINT NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -642,11 +656,15 @@ async fn store_spans(
     Ok(new)
 }
 
-/// One run's share of a batch, added to its `traces` row.
+/// One run's share of a batch, added to its `traces` row: the same figures, by the same
+/// rules, as the SQLite store's summaries (`store::write`).
 #[derive(Default)]
 struct RunShare<'a> {
-    /// The earliest span without a parent: (start, id, name).
-    root: Option<(i64, &'a [u8], &'a str)>,
+    /// The last span without a parent seen: (id, name).
+    root: Option<(&'a [u8], &'a str)>,
+    /// The earliest span's name, the run's name while it has no root.
+    earliest_name: &'a str,
+    parent_trace_id: Option<&'a [u8]>,
     start_ns: i64,
     end_ns: Option<i64>,
     status: &'static str,
@@ -654,20 +672,13 @@ struct RunShare<'a> {
     errors: i64,
     llm_calls: i64,
     tool_calls: i64,
+    /// input, output, total, cache read, cache write: of LLM calls and embeddings only.
     tokens: [i64; 5],
     cost_usd: Option<f64>,
     agent_id: Option<&'a str>,
     session_id: Option<&'a str>,
     user_id: Option<&'a str>,
     instance_id: Option<&'a str>,
-}
-
-/// The smaller of two optional texts (what `min()` keeps).
-fn min_text<'a>(a: Option<&'a str>, b: Option<&'a str>) -> Option<&'a str> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Adds `spans` (each new) to their runs' summaries and to the hourly usage.
@@ -678,18 +689,25 @@ async fn add_summaries(
 ) -> Result<(), PgError> {
     let mut runs: BTreeMap<&[u8], RunShare> = BTreeMap::new();
     type UsageKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
-    let mut usage: BTreeMap<UsageKey, [f64; 7]> = BTreeMap::new();
+    let mut usage: BTreeMap<UsageKey, [f64; 12]> = BTreeMap::new();
     for s in spans {
         let (instance, _) = origin(&s.resource);
         let r = runs.entry(&s.trace_id.0[..]).or_insert_with(|| RunShare {
             start_ns: s.start_ns,
+            earliest_name: &s.name,
             status: "unset",
             ..Default::default()
         });
-        if s.parent_span_id.is_none() && r.root.is_none_or(|(t, _, _)| s.start_ns < t) {
-            r.root = Some((s.start_ns, &s.span_id.0[..], &s.name));
+        if s.parent_span_id.is_none() {
+            r.root = Some((&s.span_id.0[..], &s.name));
         }
-        r.start_ns = r.start_ns.min(s.start_ns);
+        if s.start_ns < r.start_ns {
+            r.start_ns = s.start_ns;
+            r.earliest_name = &s.name;
+        }
+        r.parent_trace_id = r
+            .parent_trace_id
+            .or(s.parent_trace_id.as_ref().map(|t| &t.0[..]));
         r.end_ns = r.end_ns.max(s.end_ns);
         r.status = match (r.status, s.status.as_str()) {
             ("error", _) | (_, "error") => "error",
@@ -700,43 +718,53 @@ async fn add_summaries(
         r.errors += i64::from(s.status.as_str() == "error");
         r.llm_calls += i64::from(s.kind == SpanKind::LlmCall);
         r.tool_calls += i64::from(s.kind == SpanKind::ToolCall);
+        r.agent_id = r.agent_id.or(s.agent_id.as_deref());
+        r.session_id = r.session_id.or(s.session_id.as_deref());
+        r.user_id = r.user_id.or(s.user_id.as_deref());
+        r.instance_id = r.instance_id.or(instance);
+        if !is_usage_span(s) {
+            continue;
+        }
+        let c = CallUsage::of_span(s);
         for (sum, v) in r.tokens.iter_mut().zip([
-            s.input_tokens,
-            s.output_tokens,
-            s.total_tokens,
-            s.cache_read_tokens,
-            s.cache_write_tokens,
+            c.input_tokens,
+            c.output_tokens,
+            c.total_tokens,
+            c.cache_read_tokens,
+            c.cache_write_tokens,
         ]) {
-            *sum += v.unwrap_or(0);
+            *sum += v;
         }
-        if let Some(c) = s.cost_usd {
-            r.cost_usd = Some(r.cost_usd.unwrap_or(0.0) + c);
+        if let Some(cost) = c.cost_usd {
+            r.cost_usd = Some(r.cost_usd.unwrap_or(0.0) + cost);
         }
-        r.agent_id = min_text(r.agent_id, s.agent_id.as_deref());
-        r.session_id = min_text(r.session_id, s.session_id.as_deref());
-        r.user_id = min_text(r.user_id, s.user_id.as_deref());
-        r.instance_id = min_text(r.instance_id, instance);
-        if s.kind == SpanKind::LlmCall {
-            let model = s.response_model.as_deref().or(s.request_model.as_deref());
-            let key = (
-                s.start_ns - s.start_ns.rem_euclid(HOUR_NS),
-                instance.unwrap_or(""),
-                s.agent_id.as_deref().unwrap_or(""),
-                s.provider.as_deref().unwrap_or(""),
-                model.unwrap_or(""),
-            );
-            let u = usage.entry(key).or_default();
-            for (sum, v) in u.iter_mut().zip([
-                1.0,
-                f64::from(u8::from(s.status.as_str() == "error")),
-                s.input_tokens.unwrap_or(0) as f64,
-                s.output_tokens.unwrap_or(0) as f64,
-                s.total_tokens.unwrap_or(0) as f64,
-                s.cost_usd.unwrap_or(0.0),
-                f64::from(u8::from(s.cost_usd.is_some())),
-            ]) {
-                *sum += v;
-            }
+        let key = (
+            hour_of(s.start_ns),
+            instance.unwrap_or(""),
+            s.agent_id.as_deref().unwrap_or(""),
+            s.provider.as_deref().unwrap_or(""),
+            s.response_model
+                .as_deref()
+                .or(s.request_model.as_deref())
+                .unwrap_or(""),
+        );
+        let latency = c.latency_ms.map(|l| l.max(0.0));
+        let u = usage.entry(key).or_default();
+        for (sum, v) in u.iter_mut().zip([
+            1.0,
+            f64::from(u8::from(c.error)),
+            c.input_tokens as f64,
+            c.output_tokens as f64,
+            c.cache_read_tokens as f64,
+            c.cache_write_tokens as f64,
+            c.reasoning_tokens as f64,
+            c.total_tokens as f64,
+            c.cost_usd.unwrap_or(0.0),
+            f64::from(u8::from(c.cost_usd.is_some())),
+            latency.unwrap_or(0.0),
+            f64::from(u8::from(latency.is_some())),
+        ]) {
+            *sum += v;
         }
     }
     if !runs.is_empty() {
@@ -746,7 +774,8 @@ async fn add_summaries(
                 runs.values().map(|r| f(r).map(str::to_owned)).collect()
             };
         let ids: Vec<&[u8]> = runs.keys().copied().collect();
-        let roots: Vec<Option<&[u8]>> = runs.values().map(|r| r.root.map(|x| x.1)).collect();
+        let roots: Vec<Option<&[u8]>> = runs.values().map(|r| r.root.map(|x| x.0)).collect();
+        let parents: Vec<Option<&[u8]>> = runs.values().map(|r| r.parent_trace_id).collect();
         let end: Vec<Option<i64>> = runs.values().map(|r| r.end_ns).collect();
         let cost: Vec<Option<f64>> = runs.values().map(|r| r.cost_usd).collect();
         let tok = |i: usize| col(&|r| r.tokens[i]);
@@ -755,7 +784,7 @@ async fn add_summaries(
             &[
                 &ids,
                 &roots,
-                &text(&|r| r.root.map(|x| x.2)),
+                &text(&|r| Some(r.root.map_or(r.earliest_name, |x| x.1))),
                 &col(&|r| r.start_ns),
                 &end,
                 &text(&|r| Some(r.status)),
@@ -773,6 +802,7 @@ async fn add_summaries(
                 &text(&|r| r.session_id),
                 &text(&|r| r.user_id),
                 &text(&|r| r.instance_id),
+                &parents,
                 &now_ns,
             ],
         )
@@ -782,8 +812,8 @@ async fn add_summaries(
         let key =
             |f: &dyn Fn(&UsageKey) -> String| -> Vec<String> { usage.keys().map(f).collect() };
         let sum = |i: usize| -> Vec<i64> { usage.values().map(|v| v[i] as i64).collect() };
+        let real = |i: usize| -> Vec<f64> { usage.values().map(|v| v[i]).collect() };
         let hours: Vec<i64> = usage.keys().map(|k| k.0).collect();
-        let cost: Vec<f64> = usage.values().map(|v| v[5]).collect();
         tx.execute(
             USAGE_UPSERT,
             &[
@@ -797,8 +827,13 @@ async fn add_summaries(
                 &sum(2),
                 &sum(3),
                 &sum(4),
-                &cost,
+                &sum(5),
                 &sum(6),
+                &sum(7),
+                &real(8),
+                &sum(9),
+                &real(10),
+                &sum(11),
             ],
         )
         .await?;
@@ -806,22 +841,21 @@ async fn add_summaries(
     Ok(())
 }
 
-const HOUR_NS: i64 = 3_600 * 1_000_000_000;
-
-/// Adds a batch's runs (one array per column, `$21` now) to `traces`.
+/// Adds a batch's runs to `traces` (the same merge rules as SQLite's `TRACE_UPSERT`).
 const TRACES_UPSERT: &str = "INSERT INTO traces AS t (trace_id, root_span_id, root_name,
         start_ns, end_ns, status, span_count, error_count, llm_calls, tool_calls, input_tokens,
         output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id,
-        session_id, user_id, instance_id, updated_ns)
-    SELECT r.*, $21 FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::int8[], $5::int8[],
+        session_id, user_id, instance_id, parent_trace_id, updated_ns)
+    SELECT r.*, $22 FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::int8[], $5::int8[],
         $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
         $13::int8[], $14::int8[], $15::int8[], $16::float8[], $17::text[], $18::text[],
-        $19::text[], $20::text[]) AS r
+        $19::text[], $20::text[], $21::bytea[]) AS r
     ON CONFLICT (trace_id) DO UPDATE SET
         root_span_id = COALESCE(excluded.root_span_id, t.root_span_id),
         root_name = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.root_name
             WHEN t.root_span_id IS NULL AND excluded.start_ns < t.start_ns THEN excluded.root_name
             ELSE t.root_name END,
+        parent_trace_id = COALESCE(t.parent_trace_id, excluded.parent_trace_id),
         start_ns = LEAST(t.start_ns, excluded.start_ns),
         end_ns = GREATEST(t.end_ns, excluded.end_ns),
         status = CASE WHEN 'error' IN (t.status, excluded.status) THEN 'error'
@@ -843,20 +877,28 @@ const TRACES_UPSERT: &str = "INSERT INTO traces AS t (trace_id, root_span_id, ro
         instance_id = COALESCE(t.instance_id, excluded.instance_id),
         updated_ns = excluded.updated_ns";
 
-/// Adds a batch's LLM calls by hour, sidecar, agent, provider and model to `usage_hourly`.
+/// Adds a batch's LLM calls and embeddings by hour, sidecar, agent, provider and model
+/// to `usage_hourly`.
 const USAGE_UPSERT: &str = "INSERT INTO usage_hourly AS u (hour_ns, instance_id, agent_id,
-        provider, model, calls, errors, input_tokens, output_tokens, total_tokens, cost_usd,
-        priced_calls)
+        provider, model, calls, errors, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, reasoning_tokens, total_tokens, cost_usd, priced_calls,
+        latency_ms_sum, latency_count)
     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::float8[], $12::int8[])
+        $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+        $13::int8[], $14::float8[], $15::int8[], $16::float8[], $17::int8[])
     ON CONFLICT (hour_ns, instance_id, agent_id, provider, model) DO UPDATE SET
         calls = u.calls + excluded.calls,
         errors = u.errors + excluded.errors,
         input_tokens = u.input_tokens + excluded.input_tokens,
         output_tokens = u.output_tokens + excluded.output_tokens,
+        cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens = u.cache_write_tokens + excluded.cache_write_tokens,
+        reasoning_tokens = u.reasoning_tokens + excluded.reasoning_tokens,
         total_tokens = u.total_tokens + excluded.total_tokens,
         cost_usd = u.cost_usd + excluded.cost_usd,
-        priced_calls = u.priced_calls + excluded.priced_calls";
+        priced_calls = u.priced_calls + excluded.priced_calls,
+        latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
+        latency_count = u.latency_count + excluded.latency_count";
 
 const SPAN_COLUMNS: &str = span_columns!();
 

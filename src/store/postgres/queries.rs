@@ -9,9 +9,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgError, take_root_cert, tls_config};
+use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::store::query::{
-    EventOut, Page, SpanOut, TraceDetail, TraceFilter, TraceSort, TraceSummary, build_tree,
+    EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort, TraceSummary,
+    build_tree,
 };
 use crate::util::hex;
 use crate::util::time::format_ns;
@@ -187,8 +189,9 @@ impl PgReader {
         Ok(Page { items, next_cursor })
     }
 
-    /// `GET /v1/traces/{id}`: the run, its spans as a tree, its events and scores.
-    /// Sub-runs are linked on SQLite only so far (`sub_traces` is empty here).
+    /// `GET /v1/traces/{id}`: the run, its spans as a tree, its events and scores, and
+    /// the runs that name it as their parent. (The OpenClaw sub-agents a run spawned are
+    /// found on SQLite only so far.)
     pub async fn trace_detail(&self, id: &TraceId) -> Result<Option<TraceDetail>, QueryError> {
         let client = self.client().await?;
         let key = id.0.to_vec();
@@ -222,13 +225,110 @@ impl PgReader {
             .iter()
             .map(event_row)
             .collect();
+        let sub_traces = client
+            .query(
+                &format!(
+                    "SELECT {TRACE_COLS} FROM traces WHERE parent_trace_id = $1 AND trace_id <> $1
+                     ORDER BY start_ns LIMIT {MAX_SUB_TRACES}"
+                ),
+                &[&key],
+            )
+            .await?
+            .iter()
+            .map(trace_row)
+            .collect();
         Ok(Some(TraceDetail {
             trace,
             spans: build_tree(spans),
             scores: crate::store::scores::scores_of(&events),
             events,
-            sub_traces: Vec::new(),
+            sub_traces,
         }))
+    }
+
+    /// `GET /v1/usage` from the hourly rollups, grouped by agent, provider and model
+    /// (sessions and users are not in them yet). Latency percentiles are null: no
+    /// histogram is kept here; the mean is.
+    pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, QueryError> {
+        let not_kept = |d: &Dim| matches!(d, Dim::Session | Dim::User);
+        if let Some(d) = q
+            .group_by
+            .iter()
+            .chain(q.filters.iter().map(|(d, _)| d))
+            .find(|d| not_kept(d))
+        {
+            return Err(QueryError::Unsupported(format!(
+                "{}: usage by {} is not available on the PostgreSQL store yet",
+                if q.group_by.contains(d) {
+                    "group_by"
+                } else {
+                    d.column()
+                },
+                d.name()
+            )));
+        }
+        let mut dims = q.group_by.clone();
+        dims.sort();
+        dims.dedup();
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        let bucket = match q.bucket {
+            Some(b) => {
+                let w = arg(Box::new(b.width()));
+                format!("hour_ns - mod(hour_ns, {w})")
+            }
+            None => "0::int8".into(),
+        };
+        let mut filter = String::from(" WHERE true");
+        if let Some(lo) = q.from_ns.map(hour_of) {
+            filter.push_str(&format!(" AND hour_ns >= {}", arg(Box::new(lo))));
+        }
+        if let Some(hi) = q.to_ns {
+            filter.push_str(&format!(" AND hour_ns < {}", arg(Box::new(hi))));
+        }
+        for (d, v) in &q.filters {
+            // '-' stands for "not set", kept as '' in the rollups.
+            let v = if v == "-" { String::new() } else { v.clone() };
+            filter.push_str(&format!(" AND {} = {}", d.column(), arg(Box::new(v))));
+        }
+        let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
+        let sql = format!(
+            "SELECT {bucket} AS b{dim_cols}, sum(calls)::int8, sum(errors)::int8,
+                sum(input_tokens)::int8, sum(output_tokens)::int8, sum(cache_read_tokens)::int8,
+                sum(cache_write_tokens)::int8, sum(reasoning_tokens)::int8, sum(total_tokens)::int8,
+                sum(cost_usd), sum(priced_calls)::int8, sum(latency_ms_sum), sum(latency_count)::int8
+             FROM usage_hourly{filter} GROUP BY 1{dim_cols}"
+        );
+        let client = self.client().await?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&sql, &params).await?;
+        let n = dims.len();
+        Ok(report_of_sums(
+            q,
+            rows.iter().map(|r| {
+                let k = (1..=n).map(|i| r.get::<_, String>(i)).collect();
+                let at = |i: usize| 1 + n + i;
+                let sums = RollupSums {
+                    calls: r.get(at(0)),
+                    errors: r.get(at(1)),
+                    input_tokens: r.get(at(2)),
+                    output_tokens: r.get(at(3)),
+                    cache_read_tokens: r.get(at(4)),
+                    cache_write_tokens: r.get(at(5)),
+                    reasoning_tokens: r.get(at(6)),
+                    total_tokens: r.get(at(7)),
+                    cost_usd: r.get(at(8)),
+                    priced_calls: r.get(at(9)),
+                    latency_ms_sum: r.get(at(10)),
+                    latency_count: r.get(at(11)),
+                };
+                (r.get(0), k, sums)
+            }),
+        ))
     }
 
     /// The newest `custom` event named `name` for each value of its attribute `key`
@@ -284,9 +384,9 @@ fn sort_key(sort: TraceSort, t: &TraceSummary) -> String {
     }
 }
 
-const TRACE_COLS: &str = "trace_id, root_span_id, root_name, start_ns, end_ns, status,
-    span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens, total_tokens,
-    cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id, user_id";
+const TRACE_COLS: &str = "trace_id, root_span_id, parent_trace_id, root_name, start_ns, end_ns,
+    status, span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens,
+    total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id, user_id";
 
 fn hex_opt(b: Option<Vec<u8>>) -> Option<String> {
     b.map(|b| hex::encode(&b))
@@ -298,32 +398,32 @@ fn json_col(s: Option<String>) -> Value {
 }
 
 fn trace_row(r: &Row) -> TraceSummary {
-    let start_ns: i64 = r.get(3);
-    let end_ns: Option<i64> = r.get(4);
+    let start_ns: i64 = r.get(4);
+    let end_ns: Option<i64> = r.get(5);
     TraceSummary {
         trace_id: hex::encode(&r.get::<_, Vec<u8>>(0)),
         root_span_id: hex_opt(r.get(1)),
-        parent_trace_id: None,
-        name: r.get(2),
+        parent_trace_id: hex_opt(r.get(2)),
+        name: r.get(3),
         start_time: format_ns(start_ns),
         end_time: end_ns.map(format_ns),
         start_ns,
         end_ns,
         duration_ms: end_ns.map(|e| (e - start_ns) as f64 / 1e6),
-        status: r.get(5),
-        span_count: r.get(6),
-        error_count: r.get(7),
-        llm_calls: r.get(8),
-        tool_calls: r.get(9),
-        input_tokens: r.get(10),
-        output_tokens: r.get(11),
-        total_tokens: r.get(12),
-        cache_read_tokens: r.get(13),
-        cache_write_tokens: r.get(14),
-        cost_usd: r.get(15),
-        agent_id: r.get(16),
-        session_id: r.get(17),
-        user_id: r.get(18),
+        status: r.get(6),
+        span_count: r.get(7),
+        error_count: r.get(8),
+        llm_calls: r.get(9),
+        tool_calls: r.get(10),
+        input_tokens: r.get(11),
+        output_tokens: r.get(12),
+        total_tokens: r.get(13),
+        cache_read_tokens: r.get(14),
+        cache_write_tokens: r.get(15),
+        cost_usd: r.get(16),
+        agent_id: r.get(17),
+        session_id: r.get(18),
+        user_id: r.get(19),
     }
 }
 

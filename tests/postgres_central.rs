@@ -244,11 +244,18 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         assert!(ids.contains(&id), "{id} in {list}");
     }
 
+    // Which agent is failing: every sidecar's errors, once each.
+    let (status, errors) = get(&central, "/v1/errors?limit=1000");
+    assert_eq!(status, 200, "{errors}");
+    assert_eq!(errors["errors"].as_array().unwrap().len(), 10, "{errors}");
+    let (_, alpha) = get(&central, "/v1/errors?agent_id=alpha&limit=1000");
+    assert_eq!(alpha["errors"].as_array().unwrap().len(), 4, "{alpha}");
+
     // What is not on PostgreSQL yet says so, naming the endpoint.
-    let (status, body) = get(&central, "/v1/errors");
+    let (status, body) = get(&central, "/v1/scores");
     assert_eq!(status, 501, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("GET /v1/errors"),
+        body["error"].as_str().unwrap().contains("GET /v1/scores"),
         "{body}"
     );
 }
@@ -291,6 +298,45 @@ fn same_capture(d: &Daemon, t_ns: i64) {
         &json!([{"error_type": "timeout", "message": "slow tool", "agent_id": "writer",
                  "trace_id": tid, "timestamp": t_ns / 1_000_000 + 9}]),
     );
+    // A run with a tool call, an error call and a sub-run (by parent_trace_id), its
+    // children before its root; errors and custom events.
+    let ms = t_ns / 1_000_000;
+    let (t1, t3) = (
+        "11111111111111111111111111111111",
+        "33333333333333333333333333333333",
+    );
+    post(
+        d,
+        "/v1/traces",
+        &json!([
+            {"provider":"openai","model":"gpt-4o","trace_id":t1,"span_id":"0000000000000002","parent_span_id":"0000000000000001","prompt_tokens":100,"completion_tokens":20,"cost_usd":0.002,"timestamp":ms+1000,"latency_ms":500,"agent_id":"main","session_id":"s1"},
+            {"kind":"tool_call","tool_name":"ls","trace_id":t1,"span_id":"0000000000000003","parent_span_id":"0000000000000002","timestamp":ms+1600,"latency_ms":50},
+            {"provider":"local","model":"my-local-model","trace_id":t1,"span_id":"0000000000000004","parent_span_id":"0000000000000001","prompt_tokens":50,"completion_tokens":5,"timestamp":ms+2000,"latency_ms":300,"status":"error","error_type":"rate_limited"},
+            {"kind":"agent_run","name":"agent main","trace_id":t1,"span_id":"0000000000000001","timestamp":ms,"latency_ms":3000,"agent_id":"main","session_id":"s1","user_id":"u1"},
+            {"kind":"agent_run","name":"sub agent","trace_id":t3,"span_id":"00000000000000aa","parent_trace_id":t1,"timestamp":ms+3000,"latency_ms":200,"agent_id":"sub"}
+        ]),
+    );
+    post(
+        d,
+        "/v1/errors",
+        &json!({"error_type":"RateLimit","message":"429 from provider","trace_id":t1,"span_id":"0000000000000004","category":"provider","timestamp":ms+2001}),
+    );
+    post(
+        d,
+        "/v1/events",
+        &json!([{"name":"checkpoint","attributes":{"step":1},"trace_id":t1,"timestamp":ms+2500},
+                {"name":"other","agent_id":"helper","timestamp":ms+2600}]),
+    );
+}
+
+/// The answer without the event ids each daemon made (`id` in each event of `key`).
+fn without_event_ids(mut v: Value, key: &str) -> Value {
+    if let Some(items) = v[key].as_array_mut() {
+        for e in items {
+            e["id"] = Value::Null;
+        }
+    }
+    v
 }
 
 #[test]
@@ -305,11 +351,12 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     for d in [&sqlite, &postgres] {
         same_capture(d, t_ns);
     }
-    wait_until("three spans on PostgreSQL", Duration::from_secs(20), || {
-        n(&pg, "SELECT count(*) FROM spans") == 3 && n(&pg, "SELECT count(*) FROM events") >= 1
+    wait_until("eight spans on PostgreSQL", Duration::from_secs(20), || {
+        n(&pg, "SELECT count(*) FROM spans") == 8 && n(&pg, "SELECT count(*) FROM events") == 4
     });
-    wait_until("three spans on SQLite", Duration::from_secs(20), || {
-        common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 3
+    wait_until("eight spans on SQLite", Duration::from_secs(20), || {
+        common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 8
+            && common::count(&sqlite.db_path, "SELECT count(*) FROM events") == 4
     });
     let lists = [
         "/v1/traces",
@@ -341,7 +388,7 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     }
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids.len(), 4, "{ids:?}");
     for id in &ids {
         let path = format!("/v1/traces/{id}");
         let (s1, mut a) = get(&sqlite, &path);
@@ -364,6 +411,44 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     ] {
         assert_eq!(get(&sqlite, path), get(&postgres, path), "{path}");
     }
+    // Errors and events, newest first, filtered, paged by each store's own cursor.
+    for (path, key) in [
+        ("/v1/errors", "errors"),
+        ("/v1/errors?agent_id=writer", "errors"),
+        ("/v1/errors?category=provider", "errors"),
+        (
+            "/v1/errors?trace_id=11111111111111111111111111111111",
+            "errors",
+        ),
+        ("/v1/events", "events"),
+        ("/v1/events?name=checkpoint", "events"),
+        ("/v1/events?limit=1", "events"),
+        ("/v1/logs", "logs"),
+    ] {
+        let (s1, a) = get(&sqlite, path);
+        let (s2, b) = get(&postgres, path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {a} / {b}");
+        let (a, b) = (without_event_ids(a, key), without_event_ids(b, key));
+        assert_eq!(a[key], b[key], "{path}");
+        assert_eq!(
+            a["next_cursor"].is_null(),
+            b["next_cursor"].is_null(),
+            "{path}"
+        );
+        if let (Some(ca), Some(cb)) = (a["next_cursor"].as_str(), b["next_cursor"].as_str()) {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let (_, na) = get(&sqlite, &format!("{path}{sep}cursor={ca}"));
+            let (_, nb) = get(&postgres, &format!("{path}{sep}cursor={cb}"));
+            assert_eq!(
+                without_event_ids(na, key)[key],
+                without_event_ids(nb, key)[key],
+                "{path} page 2"
+            );
+        }
+    }
+    let (_, errors) = get(&postgres, "/v1/errors");
+    assert_eq!(errors["errors"].as_array().unwrap().len(), 2, "{errors}");
+
     // Usage from either store's hourly rollups (latency percentiles are SQLite's only).
     let hour = t_ns / 1_000_000 / 3_600_000 * 3_600_000;
     for path in [
@@ -398,9 +483,13 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
         assert_eq!(a.text().unwrap(), b.text().unwrap(), "{path}");
     }
     let (_, all) = get(&postgres, "/v1/usage?percentiles=false");
-    assert_eq!(all["totals"]["calls"], 2, "{all}");
-    assert_eq!(all["totals"]["total_tokens"], 1280 + 540, "{all}");
-    assert_eq!(all["totals"]["errors"], 1, "{all}");
+    assert_eq!(all["totals"]["calls"], 4, "{all}");
+    assert_eq!(
+        all["totals"]["total_tokens"],
+        1280 + 540 + 120 + 55,
+        "{all}"
+    );
+    assert_eq!(all["totals"]["errors"], 2, "{all}");
 
     // What PostgreSQL does not answer yet says so rather than answering wrong.
     for (path, field) in [

@@ -207,10 +207,7 @@ async fn list_of(
     let filter = event_filter(&p, event_type)?;
     let limit = limit_param(&p)?;
     let cursor = text(&p, "cursor");
-    let page = read(&st, move |c| {
-        query::list_events(c, &filter, limit, cursor.as_deref())
-    })
-    .await?;
+    let page = st.store.list_events(filter, limit, cursor).await?;
     Ok(axum::Json(json!({ key: page.items, "next_cursor": page.next_cursor })).into_response())
 }
 

@@ -13,7 +13,9 @@ use crate::analytics::usage::{UsageQuery, UsageReport};
 use crate::model::TraceId;
 use crate::store::ReadPool;
 use crate::store::postgres::queries::{PgReader, QueryError};
-use crate::store::query::{self, Page, TraceDetail, TraceFilter, TraceSummary};
+use crate::store::query::{
+    self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
+};
 
 pub trait QueryStore: Send + Sync {
     /// `sqlite` or `postgresql`, as `/health` says.
@@ -29,6 +31,13 @@ pub trait QueryStore: Send + Sync {
     ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>>;
     /// `GET /v1/traces/{id}`: the run's detail with its sub-agents and cost rollup.
     fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>>;
+    /// `GET /v1/errors`, `/v1/events`, `/v1/logs`.
+    fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<EventOut>, ApiError>>;
     /// `GET /v1/usage`.
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>>;
     /// The attributes of the newest `custom` event named `name` per value of `key`.
@@ -101,6 +110,15 @@ impl QueryStore for SqliteQueries {
         }))
     }
 
+    fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<EventOut>, ApiError>> {
+        Box::pin(self.run(move |c| query::list_events(c, &filter, limit, cursor.as_deref())))
+    }
+
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>> {
         Box::pin(self.run(move |c| crate::analytics::usage::query(c, &q)))
     }
@@ -163,6 +181,20 @@ impl QueryStore for PgQueries {
                 .trace_detail(&id)
                 .await?
                 .map(|d| detail_json(d, json!([]))))
+        })
+    }
+
+    fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<EventOut>, ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .list_events(&filter, limit, cursor.as_deref())
+                .await?)
         })
     }
 

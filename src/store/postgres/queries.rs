@@ -12,8 +12,8 @@ use super::{PgError, take_root_cert, tls_config};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::store::query::{
-    EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort, TraceSummary,
-    build_tree,
+    EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
+    TraceSummary, build_tree,
 };
 use crate::util::hex;
 use crate::util::time::format_ns;
@@ -38,6 +38,21 @@ pub enum QueryError {
 impl From<tokio_postgres::Error> for QueryError {
     fn from(e: tokio_postgres::Error) -> Self {
         QueryError::Pg(PgError::Db(e))
+    }
+}
+
+/// A query's parameters as they are added, each giving its `$n` placeholder.
+#[derive(Default)]
+struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Params {
+    fn add(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(v));
+        format!("${}", self.0.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.0.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect()
     }
 }
 
@@ -87,11 +102,7 @@ impl PgReader {
             ));
         }
         let mut sql = format!("SELECT {TRACE_COLS} FROM traces t WHERE true");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let arg = |v: Box<dyn ToSql + Sync + Send>, args: &mut Vec<_>| {
-            args.push(v);
-            format!("${}", args.len())
-        };
+        let mut args = Params::default();
         for (col, v) in [
             ("t.agent_id", &f.agent_id),
             ("t.session_id", &f.session_id),
@@ -100,18 +111,18 @@ impl PgReader {
             ("t.root_name", &f.name),
         ] {
             if let Some(v) = v {
-                let p = arg(Box::new(v.clone()), &mut args);
+                let p = args.add(v.clone());
                 sql.push_str(&format!(" AND {col} = {p}"));
             }
         }
         if let Some(v) = &f.provider {
-            let p = arg(Box::new(v.clone()), &mut args);
+            let p = args.add(v.clone());
             sql.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND s.provider = {p})"
             ));
         }
         if let Some(v) = &f.model {
-            let p = arg(Box::new(v.clone()), &mut args);
+            let p = args.add(v.clone());
             sql.push_str(&format!(
                 " AND EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND (s.request_model = {p} OR s.response_model = {p}))"
             ));
@@ -120,26 +131,26 @@ impl PgReader {
             // The run's sidecar as its summary names it (the smallest id among its
             // spans'), by index: probing each run's spans took 60 ms a page at 200,000
             // spans from 50 sidecars.
-            let p = arg(Box::new(v.clone()), &mut args);
+            let p = args.add(v.clone());
             sql.push_str(&format!(" AND t.instance_id = {p}"));
         }
         if let Some(v) = f.from_ns {
-            let p = arg(Box::new(v), &mut args);
+            let p = args.add(v);
             sql.push_str(&format!(" AND t.start_ns >= {p}"));
         }
         if let Some(v) = f.to_ns {
-            let p = arg(Box::new(v), &mut args);
+            let p = args.add(v);
             sql.push_str(&format!(" AND t.start_ns < {p}"));
         }
         if let Some(q) = &f.q {
             // ASCII case-insensitive, as on SQLite (LIKE).
-            let p = arg(Box::new(format!("%{}%", like_escape(q))), &mut args);
+            let p = args.add(format!("%{}%", like_escape(q)));
             sql.push_str(&format!(
                 " AND lower(t.root_name) LIKE lower({p}) ESCAPE '\\'"
             ));
         }
         if let Some(c) = f.min_cost {
-            let p = arg(Box::new(c), &mut args);
+            let p = args.add(c);
             sql.push_str(&format!(" AND t.cost_usd >= {p}"));
         }
         let key = sort_expr(f.sort);
@@ -152,31 +163,28 @@ impl PgReader {
             let bad = || QueryError::BadRequest("cursor: not a cursor this API returned".into());
             let (k, id) = c.rsplit_once('.').ok_or_else(bad)?;
             let tid = TraceId::parse_hex(id).ok_or_else(bad)?;
-            let k: Box<dyn ToSql + Sync + Send> = match f.sort {
+            let pk = match f.sort {
                 TraceSort::Start | TraceSort::Duration => {
-                    Box::new(k.parse::<i64>().map_err(|_| bad())?)
+                    args.add(k.parse::<i64>().map_err(|_| bad())?)
                 }
-                TraceSort::Cost => Box::new(
+                TraceSort::Cost => args.add(
                     k.parse::<f64>()
                         .ok()
                         .filter(|f| f.is_finite())
                         .ok_or_else(bad)?,
                 ),
             };
-            let pk = arg(k, &mut args);
-            let pt = arg(Box::new(tid.0.to_vec()), &mut args);
+            let pt = args.add(tid.0.to_vec());
             sql.push_str(&format!(
                 " AND ({key} {cmp} {pk} OR ({key} = {pk} AND t.trace_id {cmp} {pt}))"
             ));
         }
-        let pl = arg(Box::new(limit as i64 + 1), &mut args);
+        let pl = args.add(limit as i64 + 1);
         sql.push_str(&format!(
             " ORDER BY {key} {dir}, t.trace_id {dir} LIMIT {pl}"
         ));
         let client = self.client().await?;
-        let params: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&sql, &params).await?;
+        let rows = client.query(&sql, &args.refs()).await?;
         let mut items: Vec<TraceSummary> = rows.iter().map(trace_row).collect();
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -270,29 +278,25 @@ impl PgReader {
         let mut dims = q.group_by.clone();
         dims.sort();
         dims.dedup();
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            format!("${}", args.len())
-        };
+        let mut args = Params::default();
         let bucket = match q.bucket {
             Some(b) => {
-                let w = arg(Box::new(b.width()));
+                let w = args.add(b.width());
                 format!("hour_ns - mod(hour_ns, {w})")
             }
             None => "0::int8".into(),
         };
         let mut filter = String::from(" WHERE true");
         if let Some(lo) = q.from_ns.map(hour_of) {
-            filter.push_str(&format!(" AND hour_ns >= {}", arg(Box::new(lo))));
+            filter.push_str(&format!(" AND hour_ns >= {}", args.add(lo)));
         }
         if let Some(hi) = q.to_ns {
-            filter.push_str(&format!(" AND hour_ns < {}", arg(Box::new(hi))));
+            filter.push_str(&format!(" AND hour_ns < {}", args.add(hi)));
         }
         for (d, v) in &q.filters {
             // '-' stands for "not set", kept as '' in the rollups.
             let v = if v == "-" { String::new() } else { v.clone() };
-            filter.push_str(&format!(" AND {} = {}", d.column(), arg(Box::new(v))));
+            filter.push_str(&format!(" AND {} = {}", d.column(), args.add(v)));
         }
         let dim_cols: String = dims.iter().map(|d| format!(", {}", d.column())).collect();
         let sql = format!(
@@ -303,9 +307,7 @@ impl PgReader {
              FROM usage_hourly{filter} GROUP BY 1{dim_cols}"
         );
         let client = self.client().await?;
-        let params: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&sql, &params).await?;
+        let rows = client.query(&sql, &args.refs()).await?;
         let n = dims.len();
         Ok(report_of_sums(
             q,
@@ -329,6 +331,73 @@ impl PgReader {
                 (r.get(0), k, sums)
             }),
         ))
+    }
+
+    /// `GET /v1/errors`, `/v1/events`, `/v1/logs`: newest first, `limit` a page,
+    /// `cursor` from the page before (this store's own: its row ids).
+    pub async fn list_events(
+        &self,
+        f: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<EventOut>, QueryError> {
+        let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE true");
+        let mut args = Params::default();
+        for (col, v) in [
+            ("type", &f.event_type),
+            ("agent_id", &f.agent_id),
+            ("session_id", &f.session_id),
+            ("severity", &f.severity),
+            ("name", &f.name),
+            ("category", &f.category),
+        ] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col} = {}", args.add(v.clone())));
+            }
+        }
+        if let Some(t) = &f.trace_id {
+            sql.push_str(&format!(" AND trace_id = {}", args.add(t.0.to_vec())));
+        }
+        if let Some(s) = &f.span_id {
+            sql.push_str(&format!(" AND span_id = {}", args.add(s.0.to_vec())));
+        }
+        if let Some(s) = &f.state {
+            sql.push_str(&format!(
+                " AND attributes::jsonb ->> 'state' = {}",
+                args.add(s.clone())
+            ));
+        }
+        if let Some(from) = f.from_ns {
+            sql.push_str(&format!(" AND time_ns >= {}", args.add(from)));
+        }
+        if let Some(to) = f.to_ns {
+            sql.push_str(&format!(" AND time_ns < {}", args.add(to)));
+        }
+        if let Some(c) = cursor {
+            let bad = || QueryError::BadRequest("cursor: not a cursor this API returned".into());
+            let (t, id) = c.split_once('.').ok_or_else(bad)?;
+            let t = args.add(t.parse::<i64>().map_err(|_| bad())?);
+            let id = args.add(id.parse::<i64>().map_err(|_| bad())?);
+            sql.push_str(&format!(
+                " AND (time_ns < {t} OR (time_ns = {t} AND id < {id}))"
+            ));
+        }
+        let l = args.add(limit as i64 + 1);
+        sql.push_str(&format!(" ORDER BY time_ns DESC, id DESC LIMIT {l}"));
+        let client = self.client().await?;
+        let mut items: Vec<EventOut> = client
+            .query(&sql, &args.refs())
+            .await?
+            .iter()
+            .map(event_row)
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| format!("{}.{}", e.time_ns, e.rowid))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// The newest `custom` event named `name` for each value of its attribute `key`

@@ -482,6 +482,31 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
         );
         assert_eq!(a.text().unwrap(), b.text().unwrap(), "{path}");
     }
+    // The overview: figures against the previous period, cost and error series.
+    let day_ms = 86_400_000;
+    for path in [
+        format!(
+            "/v1/overview?from={}&to={}",
+            hour - day_ms,
+            hour + 3_600_000
+        ),
+        format!(
+            "/v1/overview?from={}&to={}&by=agent",
+            hour - 3_600_000,
+            hour + 3_600_000
+        ),
+        format!(
+            "/v1/overview?from={}&to={}",
+            hour - 7 * day_ms,
+            hour + day_ms
+        ),
+    ] {
+        let (s1, a) = get(&sqlite, &path);
+        let (s2, b) = get(&postgres, &path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {a} / {b}");
+        assert_eq!(a, b, "{path}");
+        assert_eq!(a["current"]["llm_calls"], 4, "{path}: {a}");
+    }
     let (_, all) = get(&postgres, "/v1/usage?percentiles=false");
     assert_eq!(all["totals"]["calls"], 4, "{all}");
     assert_eq!(

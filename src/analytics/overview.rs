@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::usage::{DAY_NS, Dim, HOUR_NS, has_day_rollups, hour_of, whole_days};
+use super::usage::{DAY_NS, Dim, HOUR_NS, RollupSums, has_day_rollups, hour_of, whole_days};
 use crate::store::StoreError;
 
 /// Ranges longer than this are shown in day buckets.
@@ -112,26 +112,12 @@ pub struct Figures {
     pub error_series: Vec<(i64, i64, i64)>,
 }
 
-/// Usage sums of one bucket and key.
-#[derive(Default, Clone, Copy)]
-struct Sums {
-    calls: i64,
-    errors: i64,
-    input: i64,
-    output: i64,
-    cache_read: i64,
-    cache_write: i64,
-    total: i64,
-    cost: f64,
-    priced: i64,
-}
-
 fn usage_sums(
     conn: &Connection,
     r: Range,
     width: i64,
     by: Option<Dim>,
-) -> Result<Vec<(i64, String, Sums)>, StoreError> {
+) -> Result<Vec<(i64, String, RollupSums)>, StoreError> {
     let key = by.map_or("''", |d| d.column());
     let cols = format!(
         "{key}, calls, errors, input_tokens, output_tokens, cache_read_tokens,
@@ -160,7 +146,7 @@ fn usage_sums(
     }
     // bucket -> key -> index in `out`; keys are read in place, copied once per new key.
     let mut index: HashMap<i64, HashMap<String, usize>> = HashMap::new();
-    let mut out: Vec<(i64, String, Sums)> = Vec::new();
+    let mut out: Vec<(i64, String, RollupSums)> = Vec::new();
     for (sql, lo, hi) in reads {
         if lo >= hi {
             continue;
@@ -179,7 +165,7 @@ fn sum_rows(
     rows: &mut rusqlite::Rows,
     width: i64,
     index: &mut SumIndex,
-    out: &mut Vec<(i64, String, Sums)>,
+    out: &mut Vec<(i64, String, RollupSums)>,
 ) -> Result<(), StoreError> {
     while let Some(row) = rows.next()? {
         let hour: i64 = row.get(0)?;
@@ -192,7 +178,7 @@ fn sum_rows(
         let i = match keys.get(k) {
             Some(i) => *i,
             None => {
-                out.push((b, k.to_string(), Sums::default()));
+                out.push((b, k.to_string(), RollupSums::default()));
                 keys.insert(k.to_string(), out.len() - 1);
                 out.len() - 1
             }
@@ -200,13 +186,13 @@ fn sum_rows(
         let s = &mut out[i].2;
         s.calls += row.get::<_, i64>(2)?;
         s.errors += row.get::<_, i64>(3)?;
-        s.input += row.get::<_, i64>(4)?;
-        s.output += row.get::<_, i64>(5)?;
-        s.cache_read += row.get::<_, i64>(6)?;
-        s.cache_write += row.get::<_, i64>(7)?;
-        s.total += row.get::<_, i64>(8)?;
-        s.cost += row.get::<_, f64>(9)?;
-        s.priced += row.get::<_, i64>(10)?;
+        s.input_tokens += row.get::<_, i64>(4)?;
+        s.output_tokens += row.get::<_, i64>(5)?;
+        s.cache_read_tokens += row.get::<_, i64>(6)?;
+        s.cache_write_tokens += row.get::<_, i64>(7)?;
+        s.total_tokens += row.get::<_, i64>(8)?;
+        s.cost_usd += row.get::<_, f64>(9)?;
+        s.priced_calls += row.get::<_, i64>(10)?;
     }
     Ok(())
 }
@@ -223,7 +209,7 @@ fn run_counts(conn: &Connection, r: Range) -> Result<(i64, i64), StoreError> {
         })?)
 }
 
-fn totals_of<'a>(sums: impl Iterator<Item = &'a Sums>, runs: (i64, i64)) -> Totals {
+fn totals_of<'a>(sums: impl Iterator<Item = &'a RollupSums>, runs: (i64, i64)) -> Totals {
     let mut t = Totals {
         runs: runs.0,
         tool_calls: runs.1,
@@ -233,13 +219,13 @@ fn totals_of<'a>(sums: impl Iterator<Item = &'a Sums>, runs: (i64, i64)) -> Tota
     for s in sums {
         t.llm_calls += s.calls;
         t.errors += s.errors;
-        t.input_tokens += s.input;
-        t.output_tokens += s.output;
-        t.cache_read_tokens += s.cache_read;
-        t.cache_write_tokens += s.cache_write;
-        t.total_tokens += s.total;
-        t.cost_usd += s.cost;
-        priced += s.priced;
+        t.input_tokens += s.input_tokens;
+        t.output_tokens += s.output_tokens;
+        t.cache_read_tokens += s.cache_read_tokens;
+        t.cache_write_tokens += s.cache_write_tokens;
+        t.total_tokens += s.total_tokens;
+        t.cost_usd += s.cost_usd;
+        priced += s.priced_calls;
     }
     t.unpriced_calls = t.llm_calls - priced;
     if t.llm_calls > 0 {
@@ -253,11 +239,28 @@ pub fn figures(conn: &Connection, r: Range, by: Dim) -> Result<Figures, StoreErr
     let width = r.bucket_width();
     let cur = usage_sums(conn, r, width, Some(by))?;
     let prev = usage_sums(conn, r.previous(), width, None)?;
-    let current = totals_of(cur.iter().map(|(_, _, s)| s), run_counts(conn, r)?);
-    let previous = totals_of(
-        prev.iter().map(|(_, _, s)| s),
+    Ok(figures_of(
+        r,
+        &cur,
+        &prev,
+        run_counts(conn, r)?,
         run_counts(conn, r.previous())?,
-    );
+    ))
+}
+
+/// The figures from a store's sums: `cur`, the range's usage by (bucket of
+/// [`Range::bucket_width`], key), `prev` the previous range's; and each range's runs
+/// and tool calls.
+pub fn figures_of(
+    r: Range,
+    cur: &[(i64, String, RollupSums)],
+    prev: &[(i64, String, RollupSums)],
+    runs: (i64, i64),
+    prev_runs: (i64, i64),
+) -> Figures {
+    let width = r.bucket_width();
+    let current = totals_of(cur.iter().map(|(_, _, s)| s), runs);
+    let previous = totals_of(prev.iter().map(|(_, _, s)| s), prev_runs);
     // Every bucket of the range, so stacked series line up.
     let first = r.from_ns - r.from_ns.rem_euclid(width);
     let buckets: Vec<i64> = (0..)
@@ -268,7 +271,7 @@ pub fn figures(conn: &Connection, r: Range, by: Dim) -> Result<Figures, StoreErr
     let index: HashMap<i64, usize> = buckets.iter().enumerate().map(|(i, b)| (*b, i)).collect();
     let mut errors = vec![(0i64, 0i64); buckets.len()];
     let mut by_key: HashMap<String, (f64, Vec<f64>)> = HashMap::new();
-    for (b, k, s) in &cur {
+    for (b, k, s) in cur {
         let Some(&i) = index.get(b) else { continue };
         errors[i].0 += s.errors;
         errors[i].1 += s.calls;
@@ -276,8 +279,8 @@ pub fn figures(conn: &Connection, r: Range, by: Dim) -> Result<Figures, StoreErr
         let e = by_key
             .entry(key.to_string())
             .or_insert_with(|| (0.0, vec![0.0; buckets.len()]));
-        e.0 += s.cost;
-        e.1[i] += s.cost;
+        e.0 += s.cost_usd;
+        e.1[i] += s.cost_usd;
     }
     // The costliest keys first (ties by name), the rest summed.
     let mut keys: Vec<(String, (f64, Vec<f64>))> = by_key.into_iter().collect();
@@ -298,7 +301,7 @@ pub fn figures(conn: &Connection, r: Range, by: Dim) -> Result<Figures, StoreErr
         cost_series.push((OTHER_KEY.to_string(), o));
     }
     let ms = crate::util::time::ms_of;
-    Ok(Figures {
+    Figures {
         current,
         previous,
         bucket: if width == DAY_NS { "day" } else { "hour" },
@@ -314,7 +317,7 @@ pub fn figures(conn: &Connection, r: Range, by: Dim) -> Result<Figures, StoreErr
             .zip(errors)
             .map(|(b, (e, c))| (ms(*b), e, c))
             .collect(),
-    })
+    }
 }
 
 /// An open host condition, as the overview lists it.

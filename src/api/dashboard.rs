@@ -13,7 +13,7 @@ use serde_json::json;
 use super::query::{limit_param, text, time_param};
 use super::{ApiError, SharedState, read};
 use crate::analytics::baseline;
-use crate::analytics::overview::{self, Range};
+use crate::analytics::overview::Range;
 use crate::analytics::usage::Dim;
 use crate::model::now_ns;
 use crate::store::StoreError;
@@ -60,17 +60,10 @@ pub async fn get_overview(
         .as_nanos() as i64
         * 10)
         .max(60_000_000_000);
-    let (figures, conditions, agent) = read(&st, move |c| {
-        let figures = overview::figures(c, range, by)?;
-        let conditions = overview::open_conditions(c, MAX_CONDITIONS)?;
-        let agent = if watched {
-            overview::agent_now(c, now - window)?
-        } else {
-            overview::AgentNow::default()
-        };
-        Ok((figures, conditions, agent))
-    })
-    .await?;
+    let (figures, conditions, agent) = st
+        .store
+        .overview(range, by, MAX_CONDITIONS, watched.then_some(now - window))
+        .await?;
     let prev = range.previous();
     let ms = crate::util::time::ms_of;
     let mut unpriced: Vec<String> = st

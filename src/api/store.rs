@@ -9,7 +9,8 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::analytics::usage::{UsageQuery, UsageReport};
+use crate::analytics::overview::{self, AgentNow, Figures, OpenCondition, Range};
+use crate::analytics::usage::{Dim, UsageQuery, UsageReport};
 use crate::model::TraceId;
 use crate::store::ReadPool;
 use crate::store::postgres::queries::{PgReader, QueryError};
@@ -38,6 +39,16 @@ pub trait QueryStore: Send + Sync {
         limit: usize,
         cursor: Option<String>,
     ) -> BoxFuture<'_, Result<Page<EventOut>, ApiError>>;
+    /// `GET /v1/overview`: the figures, the open host conditions (at most
+    /// `conditions`) and the watched agent now (when `agent_since` is given: samples
+    /// after it count).
+    fn overview(
+        &self,
+        range: Range,
+        by: Dim,
+        conditions: usize,
+        agent_since: Option<i64>,
+    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>>;
     /// `GET /v1/usage`.
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>>;
     /// The attributes of the newest `custom` event named `name` per value of `key`.
@@ -119,6 +130,24 @@ impl QueryStore for SqliteQueries {
         Box::pin(self.run(move |c| query::list_events(c, &filter, limit, cursor.as_deref())))
     }
 
+    fn overview(
+        &self,
+        range: Range,
+        by: Dim,
+        conditions: usize,
+        agent_since: Option<i64>,
+    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>> {
+        Box::pin(self.run(move |c| {
+            let figures = overview::figures(c, range, by)?;
+            let open = overview::open_conditions(c, conditions)?;
+            let agent = match agent_since {
+                Some(since) => overview::agent_now(c, since)?,
+                None => AgentNow::default(),
+            };
+            Ok((figures, open, agent))
+        }))
+    }
+
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>> {
         Box::pin(self.run(move |c| crate::analytics::usage::query(c, &q)))
     }
@@ -195,6 +224,20 @@ impl QueryStore for PgQueries {
                 .0
                 .list_events(&filter, limit, cursor.as_deref())
                 .await?)
+        })
+    }
+
+    /// The watched agent's samples are the central's own host's, not kept here.
+    fn overview(
+        &self,
+        range: Range,
+        by: Dim,
+        conditions: usize,
+        _agent_since: Option<i64>,
+    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>> {
+        Box::pin(async move {
+            let (figures, open) = self.0.overview(range, by, conditions).await?;
+            Ok((figures, open, AgentNow::default()))
         })
     }
 

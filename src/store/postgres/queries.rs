@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgError, take_root_cert, tls_config};
+use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::store::query::{
@@ -398,6 +399,87 @@ impl PgReader {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// `GET /v1/overview`'s figures (`by` model or agent) and the open host conditions,
+    /// at most `conditions`.
+    pub async fn overview(
+        &self,
+        r: Range,
+        by: Dim,
+        conditions: usize,
+    ) -> Result<(Figures, Vec<OpenCondition>), QueryError> {
+        let client = self.client().await?;
+        let width = r.bucket_width();
+        let sums = |key: &'static str, r: Range| {
+            let client = &client;
+            async move {
+                let sql = format!(
+                    "SELECT hour_ns - mod(hour_ns, $3), {key}, sum(calls)::int8, sum(errors)::int8,
+                        sum(input_tokens)::int8, sum(output_tokens)::int8,
+                        sum(cache_read_tokens)::int8, sum(cache_write_tokens)::int8,
+                        sum(total_tokens)::int8, sum(cost_usd), sum(priced_calls)::int8
+                     FROM usage_hourly WHERE hour_ns >= $1 AND hour_ns < $2 GROUP BY 1, 2"
+                );
+                let rows = client.query(&sql, &[&r.from_ns, &r.to_ns, &width]).await?;
+                Ok::<_, QueryError>(
+                    rows.iter()
+                        .map(|row| {
+                            let s = RollupSums {
+                                calls: row.get(2),
+                                errors: row.get(3),
+                                input_tokens: row.get(4),
+                                output_tokens: row.get(5),
+                                cache_read_tokens: row.get(6),
+                                cache_write_tokens: row.get(7),
+                                total_tokens: row.get(8),
+                                cost_usd: row.get(9),
+                                priced_calls: row.get(10),
+                                ..Default::default()
+                            };
+                            (row.get::<_, i64>(0), row.get::<_, String>(1), s)
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        let runs = |r: Range| {
+            let client = &client;
+            async move {
+                let row = client
+                    .query_one(
+                        "SELECT count(*), COALESCE(sum(tool_calls), 0)::int8 FROM traces
+                         WHERE start_ns >= $1 AND start_ns < $2",
+                        &[&r.from_ns, &r.to_ns],
+                    )
+                    .await?;
+                Ok::<_, QueryError>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+            }
+        };
+        let cur = sums(by.column(), r).await?;
+        let prev = sums("''::text", r.previous()).await?;
+        let figures = figures_of(r, &cur, &prev, runs(r).await?, runs(r.previous()).await?);
+        let open = client
+            .query(
+                "SELECT uid, category, name, severity, message, time_ns, trace_id FROM events
+                 WHERE type = 'error' AND source = 'host'
+                   AND attributes::jsonb ->> 'state' = 'active'
+                 ORDER BY time_ns DESC, id DESC LIMIT $1",
+                &[&(conditions as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| OpenCondition {
+                id: r.get(0),
+                category: r.get(1),
+                name: r.get(2),
+                severity: r.get(3),
+                message: r.get(4),
+                since_ms: crate::util::time::ms_of(r.get::<_, i64>(5)),
+                trace_id: hex_opt(r.get(6)),
+            })
+            .collect();
+        Ok((figures, open))
     }
 
     /// The newest `custom` event named `name` for each value of its attribute `key`

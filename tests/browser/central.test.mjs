@@ -1,0 +1,107 @@
+// The dashboard of a fleet's central on PostgreSQL (OCT_DATABASE_URL): the real binary
+// on a private PostgreSQL server (scripts/pg-private.sh), the same seed as the SQLite
+// dashboard test, Debian's chromium. The views the PostgreSQL store serves render with
+// the same figures as the API; a view it does not serve yet says so, naming the endpoint.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { ROOT, startDaemon, launch, watchedPage, getJson } from './harness.mjs';
+import { seed } from './seed.mjs';
+
+const SHOTS = join(ROOT, 'target', 'screenshots');
+const PG = join(ROOT, 'scripts', 'pg-private.sh');
+let pgDir;
+let daemon;
+let browser;
+let ids;
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  pgDir = mkdtempSync(join(tmpdir(), 'oct-pg-'));
+  const url = execFileSync('bash', [PG, 'start', join(pgDir, 'pg'), String(await freePort())]).toString().trim();
+  daemon = await startDaemon({ OCT_DATABASE_URL: url });
+  // No OTLP or OpenClaw here: the SQLite dashboard test covers those sources.
+  ids = await seed(daemon.base, { otlp: false, openclaw: false });
+  browser = await launch();
+}, { timeout: 150_000 });
+
+after(async () => {
+  if (browser) await browser.close();
+  if (daemon) await daemon.stop();
+  if (pgDir) {
+    execFileSync('bash', [PG, 'stop', join(pgDir, 'pg')]);
+    rmSync(pgDir, { recursive: true, force: true });
+  }
+});
+
+async function open(hash, sel) {
+  const w = await watchedPage(browser.context);
+  await w.page.goto(`${daemon.base}/${hash}`, { waitUntil: 'load', timeout: 15_000 });
+  await w.page.waitForSelector(sel, { timeout: 10_000 });
+  await w.page.waitForLoadState('networkidle', { timeout: 5_000 }).catch(() => {});
+  return w;
+}
+
+// The navigation asks whether OpenClaw channels exist, to show the OpenClaw tab; on
+// PostgreSQL that view is not served yet, and the tab stays hidden.
+const expected501 = (p) => /HTTP 501: .*\/v1\/openclaw\/channels\?|Failed to load resource: .* 501/.test(p);
+
+test('the central on PostgreSQL shows its runs, a run, usage, errors and the overview', { timeout: 120_000 }, async () => {
+  const { body: overview } = await getJson(daemon.base, '/v1/overview');
+  const { body: runs } = await getJson(daemon.base, '/v1/traces?limit=1000');
+  assert.ok(runs.traces.length >= 8, `runs: ${runs.traces.length}`);
+  const pages = [
+    ['central-overview', '#/overview', 'section.view.overview .card'],
+    ['central-runs', '#/runs', 'section.view.runs tbody tr[data-trace]'],
+    ['central-run', `#/runs/${ids.a1.trace}?span=${ids.a1.llm1}`, '.span-details'],
+    ['central-usage', '#/usage', 'section.view.usage table tbody tr'],
+    ['central-errors', '#/errors', 'section.view.errors tbody tr'],
+  ];
+  for (const [name, hash, sel] of pages) {
+    const w = await open(hash, sel);
+    await w.page.screenshot({ path: join(SHOTS, `${name}.png`) });
+    const text = await w.page.textContent('main');
+    if (name === 'central-overview') {
+      const cards = await w.page.$$eval('section.view.overview .kpi', (cs) => cs.map((c) => [c.querySelector('.kpi-label')?.innerText, c.querySelector('.kpi-value')?.innerText]));
+      const runsCard = cards.find((c) => c[0] === 'Runs');
+      assert.equal(runsCard?.[1], String(overview.current.runs), `the Runs card: ${JSON.stringify(cards)}`);
+      const llmCard = cards.find((c) => c[0] === 'LLM calls');
+      assert.equal(llmCard?.[1], String(overview.current.llm_calls), `the LLM calls card: ${JSON.stringify(cards)}`);
+    }
+    if (name === 'central-runs') {
+      const rows = await w.page.$$eval('tbody tr[data-trace]', (trs) => trs.length);
+      assert.equal(rows, Math.min(runs.traces.length, 50));
+    }
+    if (name === 'central-run') {
+      assert.ok(text.includes('plan trip a1'), 'the run names itself');
+      assert.ok(text.includes('book hotel (sub-run)'), 'its sub-run is listed');
+    }
+    assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], `${name}: console errors or failed requests`);
+    assert.deepEqual(w.dialogs, [], `${name}: a dialog opened`);
+    await w.page.close();
+  }
+});
+
+test('a view the PostgreSQL store does not serve yet says so, naming its endpoint', { timeout: 60_000 }, async () => {
+  const w = await watchedPage(browser.context);
+  await w.page.goto(`${daemon.base}/#/sessions`, { waitUntil: 'load', timeout: 15_000 });
+  await w.page.waitForSelector('text=/not available on the PostgreSQL store yet/', { timeout: 10_000 });
+  const text = await w.page.textContent('main');
+  assert.match(text, /GET \/v1\/sessions is not available on the PostgreSQL store yet/);
+  await w.page.screenshot({ path: join(SHOTS, 'central-sessions-501.png') });
+  await w.page.close();
+});

@@ -60,7 +60,11 @@ pub async fn get_overview(
         .as_nanos() as i64
         * 10)
         .max(60_000_000_000);
-    let (figures, conditions, agent) = st
+    let super::store::OverviewParts {
+        figures,
+        conditions,
+        agent,
+    } = st
         .store
         .overview(range, by, MAX_CONDITIONS, watched.then_some(now - window))
         .await?;

@@ -18,6 +18,13 @@ use crate::store::query::{
     self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
 };
 
+/// What `/v1/overview` reads from the store.
+pub struct OverviewParts {
+    pub figures: Figures,
+    pub conditions: Vec<OpenCondition>,
+    pub agent: AgentNow,
+}
+
 pub trait QueryStore: Send + Sync {
     /// `sqlite` or `postgresql`, as `/health` says.
     fn kind(&self) -> &'static str;
@@ -48,7 +55,7 @@ pub trait QueryStore: Send + Sync {
         by: Dim,
         conditions: usize,
         agent_since: Option<i64>,
-    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>>;
+    ) -> BoxFuture<'_, Result<OverviewParts, ApiError>>;
     /// `GET /v1/usage`.
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>>;
     /// The attributes of the newest `custom` event named `name` per value of `key`.
@@ -136,7 +143,7 @@ impl QueryStore for SqliteQueries {
         by: Dim,
         conditions: usize,
         agent_since: Option<i64>,
-    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>> {
+    ) -> BoxFuture<'_, Result<OverviewParts, ApiError>> {
         Box::pin(self.run(move |c| {
             let figures = overview::figures(c, range, by)?;
             let open = overview::open_conditions(c, conditions)?;
@@ -144,7 +151,11 @@ impl QueryStore for SqliteQueries {
                 Some(since) => overview::agent_now(c, since)?,
                 None => AgentNow::default(),
             };
-            Ok((figures, open, agent))
+            Ok(OverviewParts {
+                figures,
+                conditions: open,
+                agent,
+            })
         }))
     }
 
@@ -234,10 +245,14 @@ impl QueryStore for PgQueries {
         by: Dim,
         conditions: usize,
         _agent_since: Option<i64>,
-    ) -> BoxFuture<'_, Result<(Figures, Vec<OpenCondition>, AgentNow), ApiError>> {
+    ) -> BoxFuture<'_, Result<OverviewParts, ApiError>> {
         Box::pin(async move {
-            let (figures, open) = self.0.overview(range, by, conditions).await?;
-            Ok((figures, open, AgentNow::default()))
+            let (figures, conditions) = self.0.overview(range, by, conditions).await?;
+            Ok(OverviewParts {
+                figures,
+                conditions,
+                agent: AgentNow::default(),
+            })
         })
     }
 

@@ -8,72 +8,9 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use common::fleet::{TOKEN, capture, free_port, sidecar, wait_until};
 use common::{Daemon, client, count, now_ms, now_ms_with_today_reaching_back};
 use serde_json::{Value, json};
-
-const TOKEN: &str = "central-secret-token";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn post(d: &Daemon, path: &str, body: &Value) {
-    let r = client().post(d.url(path)).json(body).send().unwrap();
-    assert!(
-        r.status().is_success(),
-        "{path}: {}",
-        r.text().unwrap_or_default()
-    );
-}
-
-/// `n` LLM calls and two errors on sidecar `d`, numbered from `from`, at `t` (ms); returns
-/// their tokens.
-fn capture(d: &Daemon, tag: &str, from: usize, n: usize, t: i64) -> i64 {
-    let calls: Vec<Value> = (from..from + n)
-        .map(|i| {
-            json!({"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 100 + i,
-                   "completion_tokens": 10, "agent_id": tag, "session_id": format!("{tag}-s"),
-                   "timestamp": t + i as i64, "latency_ms": 50, "input_text": format!("{tag} question {i}")})
-        })
-        .collect();
-    post(d, "/v1/traces", &Value::Array(calls));
-    post(
-        d,
-        "/v1/errors",
-        &json!([{"error_type": "timeout", "message": format!("{tag} {from} a"), "agent_id": tag},
-                {"error_type": "rate_limit", "message": format!("{tag} {from} b"), "agent_id": tag}]),
-    );
-    (from..from + n).map(|i| 110 + i as i64).sum()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn sidecar(central_port: u16, id: &str, format: &str) -> Daemon {
-    Daemon::start(&[
-        (
-            "OCT_PUSH_ENDPOINT",
-            &format!("http://127.0.0.1:{central_port}/v1/push"),
-        ),
-        ("OCT_PUSH_TOKEN", TOKEN),
-        ("OCT_PUSH_FORMAT", format),
-        ("OCT_PUSH_GZIP", "on"),
-        ("OCT_PUSH_INTERVAL", "1s"),
-        ("OCT_PUSH_RETRY_INITIAL", "100ms"),
-        ("OCT_PUSH_RETRY_MAX", "1s"),
-        ("OCT_INSTANCE_ID", id),
-        ("OCT_REGION", "ams"),
-    ])
-}
 
 /// Rows per instance in the central's table.
 fn per_instance(central: &Daemon, table: &str, id: &str) -> i64 {

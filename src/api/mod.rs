@@ -297,15 +297,7 @@ pub async fn read<T: Send + 'static>(
             ),
         ));
     };
-    tokio::task::spawn_blocking(move || pool.with(f))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query task failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
+    store::on_pool(pool, f).await
 }
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

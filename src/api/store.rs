@@ -74,17 +74,24 @@ impl SqliteQueries {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let pool = self.0.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("query task failed: {e}"),
-                )
-            })?
-            .map_err(ApiError::from)
+        on_pool(self.0.clone(), f).await
     }
+}
+
+/// Runs a blocking query on a connection of `pool`, off the async workers.
+pub async fn on_pool<T: Send + 'static>(
+    pool: Arc<ReadPool>,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || pool.with(f))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
 }
 
 impl QueryStore for SqliteQueries {

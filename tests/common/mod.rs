@@ -1,6 +1,8 @@
 //! Test harness: the real binary, started on 127.0.0.1:0 with its own database file.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Fleet benchmark, queries at size (issue #21): a central on a private PostgreSQL server
+# holding SPANS spans (default 10 million) from 50 sidecars over DAYS days, then the
+# dashboard's questions through the API, 100 times each: p50 and p95 in ms.
+# The rows are made by SQL (generate_series) in the central's own schema, in chunks of a
+# million: the central made the schema and the day partitions (one real span a day sent
+# through its API), so the tables, partitions and indexes are the ones it keeps. Each
+# run is an agent run and three LLM calls (200-character texts, about 300 bytes of
+# attributes); runs summaries and hourly usage are computed from the spans by SQL.
+# Usage: SPANS=10000000 DAYS=7 bash bench/central_queries.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPANS=${SPANS:-10000000}
+DAYS=${DAYS:-7}
+TOKEN=bench-token
+bash scripts/setup-postgres.sh
+cargo build --release --locked --bin openclaw-trace
+dir=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pg_port=$(free_port)
+port=$(free_port)
+central=""
+trap '[ -n "$central" ] && kill "$central" 2>/dev/null; wait 2>/dev/null; bash scripts/pg-private.sh stop "$dir/pg"; rm -rf "$dir"' EXIT
+url=$(bash scripts/pg-private.sh start "$dir/pg" "$pg_port")
+OCT_DATABASE_URL="$url" OCT_PORT="$port" OCT_AUTH_TOKEN="$TOKEN" OCT_DB_PATH="$dir/unused.db" \
+  OCT_OTLP_GRPC_ADDR=127.0.0.1:0 OCT_OTLP_HTTP_ADDR=127.0.0.1:0 OCT_LOG_LEVEL=warn \
+  target/release/openclaw-trace >"$dir/central.log" 2>&1 &
+central=$!
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git rev-parse --short HEAD); PostgreSQL $(psql "$url" -XtAc 'SHOW server_version'), shared_buffers $(psql "$url" -XtAc 'SHOW shared_buffers')"
+now_ms=$(date +%s%3N)
+# One span a day through the API: the central makes each day's partitions.
+for d in $(seq 0 "$DAYS"); do
+  curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d "[{\"provider\":\"openai\",\"model\":\"gpt-4o-mini\",\"prompt_tokens\":1,\"timestamp\":$((now_ms - d * 86400000 - 60000))}]" \
+    "http://127.0.0.1:$port/v1/traces"
+done
+sleep 2
+end_ns=$(( (now_ms - 60000) * 1000000 ))
+span_ns=$(python3 -c "print(($DAYS * 86400 * 10**9) // $SPANS)")
+start_ns=$(( end_ns - SPANS * span_ns ))
+echo "# $SPANS spans over $DAYS days, one every $span_ns ns, 50 sidecars, 5 agents each"
+t0=$(date +%s)
+chunk=1000000
+for lo in $(seq 0 $chunk $((SPANS - 1))); do
+  hi=$(( lo + chunk - 1 < SPANS - 1 ? lo + chunk - 1 : SPANS - 1 ))
+  psql "$url" -Xq -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
+  agent_id, session_id, operation, provider, request_model, response_model, input_tokens,
+  output_tokens, total_tokens, cost_usd, cost_source, latency_ms, input_text, input_text_len,
+  output_text, output_text_len, attributes, resource, source, received_ns, instance_id, region)
+SELECT decode(lpad(to_hex(g / 4), 32, '0'), 'hex'),
+  decode(lpad(to_hex(g), 16, '0'), 'hex'),
+  CASE WHEN g % 4 = 0 THEN NULL ELSE decode(lpad(to_hex(g - g % 4), 16, '0'), 'hex') END,
+  CASE WHEN g % 4 = 0 THEN 'invoke_agent agent-' || (g / 4) % 5 ELSE 'chat gpt-4o-mini' END,
+  CASE WHEN g % 4 = 0 THEN 'agent_run' ELSE 'llm_call' END,
+  $start_ns + (g - g % 4) * $span_ns + (g % 4) * 1000000,
+  $start_ns + (g - g % 4) * $span_ns + (g % 4) * 1000000 + 800000000,
+  CASE WHEN g % 97 = 0 THEN 'error' ELSE 'ok' END,
+  'agent-' || (g / 4) % 5, 's-' || (g / 400), CASE WHEN g % 4 = 0 THEN 'invoke_agent' ELSE 'chat' END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE 'openai' END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE 'gpt-4o-mini' END, CASE WHEN g % 4 = 0 THEN NULL ELSE 'gpt-4o-mini' END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE 500 + g % 300 END, CASE WHEN g % 4 = 0 THEN NULL ELSE 40 + g % 60 END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE 540 + g % 300 + g % 60 END,
+  CASE WHEN g % 4 = 0 THEN NULL ELSE 0.0001 * (1 + g % 7) END, CASE WHEN g % 4 = 0 THEN NULL ELSE 'computed' END,
+  800, md5(g::text) || repeat(' plan search read summarise', 6), 200,
+  'done ' || g, 10,
+  '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.2,"gen_ai.response.finish_reasons":["stop"],"gen_ai.response.id":"chatcmpl-' || md5(g::text) || '","server.address":"api.openai.com"}',
+  '{"service.name":"openclaw","service.instance.id":"sidecar-' || lpad(((g / 4) % 50)::text, 2, '0') || '","cloud.region":"ams"}',
+  'push', $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams'
+FROM generate_series($lo, $hi) g;
+SQL
+  echo "  spans up to $((hi + 1)): $(( $(date +%s) - t0 )) s"
+done
+psql "$url" -Xq -v ON_ERROR_STOP=1 <<SQL
+INSERT INTO traces (trace_id, root_span_id, root_name, start_ns, end_ns, status, span_count,
+  error_count, llm_calls, tool_calls, input_tokens, output_tokens, total_tokens,
+  cache_read_tokens, cache_write_tokens, cost_usd, agent_id, session_id, user_id, instance_id,
+  updated_ns)
+SELECT trace_id, (array_agg(span_id) FILTER (WHERE parent_span_id IS NULL))[1],
+  min(name) FILTER (WHERE parent_span_id IS NULL), min(start_ns), max(end_ns),
+  CASE WHEN bool_or(status = 'error') THEN 'error' ELSE 'ok' END, count(*),
+  count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE kind = 'llm_call'), 0,
+  COALESCE(sum(input_tokens), 0), COALESCE(sum(output_tokens), 0), COALESCE(sum(total_tokens), 0),
+  0, 0, sum(cost_usd), min(agent_id), min(session_id), NULL, min(instance_id), $end_ns
+FROM spans WHERE start_ns >= $start_ns AND source = 'push' GROUP BY trace_id
+ON CONFLICT (trace_id) DO NOTHING;
+INSERT INTO usage_hourly (hour_ns, instance_id, agent_id, provider, model, calls, errors,
+  input_tokens, output_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
+SELECT start_ns - mod(start_ns, 3600000000000), COALESCE(instance_id, ''), COALESCE(agent_id, ''),
+  COALESCE(provider, ''), COALESCE(response_model, request_model, ''),
+  count(*), count(*) FILTER (WHERE status = 'error'), sum(input_tokens), sum(output_tokens),
+  sum(total_tokens), sum(cost_usd), count(*), sum(latency_ms), count(*)
+FROM spans WHERE start_ns >= $start_ns AND kind = 'llm_call' AND source = 'push' GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT DO NOTHING;
+ANALYZE;
+SQL
+echo "fill_seconds: $(( $(date +%s) - t0 ))"
+psql "$url" -XtA -c "SELECT 'spans: ' || (SELECT count(*) FROM spans) || ', runs: ' || (SELECT count(*) FROM traces) || ', usage rows: ' || (SELECT count(*) FROM usage_hourly) || ', database: ' || pg_size_pretty(pg_database_size(current_database()))"
+echo "central_rss_kib: $(awk '$1=="VmRSS:"{print $2}' "/proc/$central/status")"
+python3 - "$port" "$TOKEN" "$now_ms" <<'EOF'
+import http.client, json, sys, time
+port, token, now_ms = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def get(path):
+    t = time.perf_counter()
+    c.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    r = c.getresponse(); body = r.read()
+    assert r.status == 200, (path, r.status, body[:300])
+    return (time.perf_counter() - t) * 1000, json.loads(body) if body[:1] in b"{[" else body
+_, page = get("/v1/traces?limit=50")
+ids = [t["trace_id"] for t in page["traces"]]
+_, old = get(f"/v1/traces?limit=50&to={now_ms - 3 * 86400000}")
+ids += [t["trace_id"] for t in old["traces"]]
+day = 86400000
+for name, paths in [
+        ("runs_list", ["/v1/traces?limit=50"]),
+        ("runs_list_page_2", [f"/v1/traces?limit=50&cursor={page['next_cursor']}"]),
+        ("runs_list_one_sidecar", ["/v1/traces?limit=50&instance=sidecar-07"]),
+        ("runs_list_one_agent", ["/v1/traces?limit=50&agent_id=agent-3"]),
+        ("runs_list_errors", ["/v1/traces?limit=50&status=error"]),
+        ("one_run", [f"/v1/traces/{i}" for i in ids]),
+        ("usage_24h_by_model", [f"/v1/usage?percentiles=false&group_by=model&from={now_ms - day}"]),
+        ("usage_7d_by_agent_daily", [f"/v1/usage?percentiles=false&group_by=agent&bucket=day&from={now_ms - 7 * day}"]),
+        ("overview_24h", [f"/v1/overview?from={now_ms - day}&to={now_ms}"]),
+        ("overview_7d", [f"/v1/overview?from={now_ms - 7 * day}&to={now_ms}"]),
+        ("errors_list", ["/v1/errors?limit=50"])]:
+    ms = sorted(get(paths[k % len(paths)])[0] for k in range(100))
+    print(f"{name}: p50 {ms[49]:.2f} ms, p95 {ms[94]:.2f} ms")
+EOF
+echo "central_rss_after_kib: $(awk '$1=="VmRSS:"{print $2}' "/proc/$central/status")"

@@ -71,7 +71,7 @@ SELECT decode(lpad(to_hex(g / 4), 32, '0'), 'hex'),
   '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.2,"gen_ai.response.finish_reasons":["stop"],"gen_ai.response.id":"chatcmpl-' || md5(g::text) || '","server.address":"api.openai.com"}',
   '{"service.name":"openclaw","service.instance.id":"sidecar-' || lpad(((g / 4) % 50)::text, 2, '0') || '","cloud.region":"ams"}',
   'push', $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams'
-FROM generate_series($lo, $hi) g;
+FROM generate_series($lo::int8, $hi::int8) g;
 SQL
   echo "  spans up to $((hi + 1)): $(( $(date +%s) - t0 )) s"
 done

@@ -211,6 +211,12 @@ const MIGRATIONS: &[&str] = &[
         ADD COLUMN latency_ms_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
         ADD COLUMN latency_count BIGINT NOT NULL DEFAULT 0;
 "#,
+    // 4: the overview counts a range's runs and their tool calls from the index alone
+    // (an index-only scan: 24 hours of 2.5 million runs took 300 ms from the table).
+    r#"
+    DROP INDEX traces_start;
+    CREATE INDEX traces_start ON traces (start_ns, trace_id) INCLUDE (tool_calls);
+"#,
 ];
 
 /// The schema version this build writes.

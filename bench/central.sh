@@ -12,35 +12,17 @@ cd "$(dirname "$0")/.."
 SPANS=${SPANS:-200000}
 SIDECARS=${SIDECARS:-50}
 BATCH=${BATCH:-200}
-TOKEN=bench-token
-bash scripts/setup-postgres.sh
-cargo build --release --locked --bin openclaw-trace
-dir=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pg_port=$(free_port)
-port=$(free_port)
-central=""
-trap '[ -n "$central" ] && kill "$central" 2>/dev/null; wait 2>/dev/null; bash scripts/pg-private.sh stop "$dir/pg"; rm -rf "$dir"' EXIT
-url=$(bash scripts/pg-private.sh start "$dir/pg" "$pg_port")
 # A central's queue and in-flight budget: the defaults are a sidecar's (small, to stay
 # out of the agent's way); QUEUE and INFLIGHT size them for a central.
 QUEUE=${QUEUE:-100000}
 INFLIGHT=${INFLIGHT:-64MiB}
-OCT_QUEUE_CAPACITY="$QUEUE" OCT_QUEUE_MAX_BYTES=256MiB OCT_MAX_INFLIGHT_BYTES="$INFLIGHT" \
-OCT_DATABASE_URL="$url" OCT_PORT="$port" OCT_AUTH_TOKEN="$TOKEN" OCT_DB_PATH="$dir/unused.db" \
-  OCT_OTLP_GRPC_ADDR=127.0.0.1:0 OCT_OTLP_HTTP_ADDR=127.0.0.1:0 OCT_LOG_LEVEL=warn \
-  target/release/openclaw-trace >"$dir/central.log" 2>&1 &
-central=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+CENTRAL_ENV="OCT_QUEUE_CAPACITY=$QUEUE OCT_QUEUE_MAX_BYTES=256MiB OCT_MAX_INFLIGHT_BYTES=$INFLIGHT"
+source bench/central_lib.sh
 rss() { awk -v k="$1:" '$1==k{print $2}' "/proc/$central/status"; }
 steal() { awk '/^cpu /{print $9+0, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 # CPU seconds used so far by the central, and by the PostgreSQL server's processes.
 cpu_of() { for p in "$@"; do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk -v hz="$(getconf CLK_TCK)" '{s+=$1} END {printf "%.1f", s/hz}'; }
 pg_pids() { pgrep -f "$dir/pg/data" ; pgrep -P "$(pgrep -f "postgres -D $dir/pg/data" | head -1)" 2>/dev/null || true; }
-echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git rev-parse --short HEAD); PostgreSQL $(psql "$url" -XtAc 'SHOW server_version')"
 echo "# $SPANS spans from $SIDECARS sidecars in batches of $BATCH; central: OCT_QUEUE_CAPACITY=$QUEUE OCT_MAX_INFLIGHT_BYTES=$INFLIGHT"
 sleep 2
 echo "central_idle_rss_kib: $(rss VmRSS)"

@@ -521,3 +521,20 @@ fn a_central_whose_postgresql_goes_away_keeps_what_it_accepted_and_stores_it_whe
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["traces"].as_array().unwrap().len(), 30);
 }
+
+#[test]
+fn a_cli_reader_pointed_at_a_postgresql_central_says_where_the_data_is() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["traces"])
+        .env("OCT_DATABASE_URL", "postgres://oct:secret@127.0.0.1:1/oct")
+        .env("HOME", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PostgreSQL") && err.contains("/v1/traces"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}

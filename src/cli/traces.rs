@@ -53,6 +53,10 @@ pub enum CliError {
     Usage(String),
     #[error("no database at {0} (set OCT_DB_PATH or --db-path to the daemon's database)")]
     NoDatabase(String),
+    #[error(
+        "this command reads a SQLite database; with OCT_DATABASE_URL the data is in PostgreSQL: ask the central's API (GET /v1/traces, /v1/usage, ...) or open its dashboard"
+    )]
+    OnPostgres,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("not found: {0}")]
@@ -62,6 +66,9 @@ pub enum CliError {
 }
 
 pub fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
+    if cfg.store.database_url.is_some() {
+        return Err(CliError::OnPostgres);
+    }
     let path = cfg.store.db_path();
     if !path.exists() {
         return Err(CliError::NoDatabase(path.display().to_string()));

@@ -53,6 +53,8 @@ pub enum PgError {
     RootCert { path: String, reason: String },
     #[error("PostgreSQL TLS: {0}")]
     TlsSetup(String),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
     #[error(
         "database schema version {found} is newer than this build understands ({supported}); upgrade openclaw-trace"
     )]

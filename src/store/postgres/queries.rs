@@ -78,7 +78,7 @@ impl PgReader {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
-            .map_err(|e| PgError::TlsSetup(e.to_string()))?;
+            .map_err(|e| PgError::Pool(e.to_string()))?;
         Ok(PgReader { pool })
     }
 

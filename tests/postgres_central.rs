@@ -538,3 +538,44 @@ fn a_cli_reader_pointed_at_a_postgresql_central_says_where_the_data_is() {
     );
     assert!(!err.contains("secret"), "{err}");
 }
+
+#[test]
+fn a_central_on_postgresql_drops_the_days_older_than_its_retention() {
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+        ("OCT_RETENTION_DAYS", "2"),
+        ("OCT_CLEANUP_INTERVAL", "1s"),
+    ]);
+    let day = 86_400_000;
+    let now = now_ms();
+    // Calls of five days ago, of yesterday and of now: each day gets its partition.
+    for (i, t) in [now - 5 * day, now - day, now - 1000]
+        .into_iter()
+        .enumerate()
+    {
+        post(
+            &central,
+            "/v1/traces",
+            &json!([{"provider": "openai", "model": "gpt-4o-mini", "prompt_tokens": 10 + i,
+                     "completion_tokens": 1, "timestamp": t}]),
+        );
+    }
+    let partitions = || {
+        n(
+            &pg,
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'spans'::regclass",
+        )
+    };
+    // The old day's partition goes whole (with its runs' summaries); the two recent
+    // days stay, beside the default partition.
+    wait_until("the old day dropped", Duration::from_secs(20), || {
+        n(&pg, "SELECT count(*) FROM spans") == 2
+    });
+    assert_eq!(partitions(), 3, "two days and the default partition");
+    assert_eq!(n(&pg, "SELECT count(*) FROM traces"), 2);
+    assert_eq!(n(&pg, "SELECT sum(input_tokens) FROM spans"), 11 + 12);
+    let (_, runs) = get(&central, "/v1/traces");
+    assert_eq!(runs["traces"].as_array().unwrap().len(), 2, "{runs}");
+}

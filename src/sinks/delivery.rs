@@ -182,7 +182,18 @@ const SECRET_PARAM_HINTS: &[&str] = &[
 pub const REDACTED: &str = crate::redact::MASK;
 
 /// A URL fit for a log line: secret query values and any userinfo password replaced.
+/// Also libpq's `key=value` form (`host=db user=oct password=…`), secret values replaced.
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") && url.contains('=') {
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_name(k) => format!("{k}={REDACTED}"),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -372,6 +383,14 @@ mod tests {
         assert_eq!(
             r,
             "https://user:[REDACTED]@ex.com/ingest?x=1&token=[REDACTED]&api_key=[REDACTED]"
+        );
+        assert_eq!(
+            redact_url("host=db.internal user=oct password=pw123 dbname=oct sslmode=require"),
+            "host=db.internal user=oct password=[REDACTED] dbname=oct sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://oct:pw123@db:5432/oct?sslmode=require"),
+            "postgres://oct:[REDACTED]@db:5432/oct?sslmode=require"
         );
         let red = Redactor::new(
             &[url],

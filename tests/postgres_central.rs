@@ -413,18 +413,20 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
         );
         assert_eq!(a.text().unwrap(), b.text().unwrap(), "{path}");
     }
-    // The overview: figures against the previous period, cost and error series.
+    // The overview: figures against the previous period, cost and error series. Each
+    // range ends an hour after the one the capture started in: the calls, up to 5 s
+    // after its start, may fall in the next hour.
     let day_ms = 86_400_000;
     for path in [
         format!(
             "/v1/overview?from={}&to={}",
             hour - day_ms,
-            hour + 3_600_000
+            hour + 2 * 3_600_000
         ),
         format!(
             "/v1/overview?from={}&to={}&by=agent",
             hour - 3_600_000,
-            hour + 3_600_000
+            hour + 2 * 3_600_000
         ),
         format!(
             "/v1/overview?from={}&to={}",
@@ -549,12 +551,10 @@ fn a_central_on_postgresql_drops_the_days_older_than_its_retention() {
         ("OCT_CLEANUP_INTERVAL", "1s"),
     ]);
     let day = 86_400_000;
-    let now = now_ms();
-    // Calls of five days ago, of yesterday and of now: each day gets its partition.
-    for (i, t) in [now - 5 * day, now - day, now - 1000]
-        .into_iter()
-        .enumerate()
-    {
+    let now = now_ms() - 1000;
+    // Calls of five days ago, of a day ago and of now, each on its own UTC day whatever
+    // the hour (exactly a day apart): each day gets its partition.
+    for (i, t) in [now - 5 * day, now - day, now].into_iter().enumerate() {
         post(
             &central,
             "/v1/traces",

@@ -1,6 +1,7 @@
 //! Wires sources, pipeline, store and sinks into a running daemon.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,11 +10,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::store::QueryStore;
 use crate::api::{self, AppState, SharedState};
 use crate::config::Config;
-use std::path::PathBuf;
-
-use crate::api::store::QueryStore;
 use crate::pipeline::{self, Pipeline, StoreWriter, WriterHandle, WriterSetup};
 use crate::store::{self, ReadPool, retention};
 
@@ -326,96 +325,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         })
         .await
     });
-    let mut tasks = Vec::new();
-    // The SQLite file's upkeep, and the sources that keep their offsets in it.
-    if let Some(l) = &local {
-        let db_path = l.db_path.clone();
-        tasks.extend([
-            spawn_every(cfg.store.cleanup_interval, {
-                let p = pipeline.clone();
-                let path = db_path.clone();
-                let usage_retention = cfg.analytics.usage_retention(cfg.store.retention_days);
-                move || {
-                    let stats = p.stats().clone();
-                    let (path, policy) = (path.clone(), policy.clone());
-                    p.run_job(move |conn| {
-                        if let Some(r) = store::sqlite::run_retention(conn, &path, &policy, &stats)
-                            && r.deleted > 0
-                        {
-                            let a = store::activity::Activity {
-                                time_ns: crate::model::now_ns(),
-                                kind: "retention".into(),
-                                message: format!("retention deleted {} rows", r.deleted),
-                                detail: Some(serde_json::json!({
-                                    "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
-                                    "unshipped_deleted": r.unshipped_deleted,
-                                })),
-                                ..Default::default()
-                            };
-                            if let Err(e) = store::activity::insert(conn, &a) {
-                                tracing::warn!(error = %e, "cannot record activity");
-                            }
-                        }
-                        usage_retention.run(conn, crate::model::now_ns());
-                    });
-                }
-            }),
-            spawn_every(cfg.store.wal_checkpoint_interval, {
-                let p = pipeline.clone();
-                let path = db_path.clone();
-                let restart = cfg.store.wal_restart_threshold_bytes;
-                move || {
-                    let path = path.clone();
-                    p.run_job(move |conn| {
-                        let truncate = store::file_sizes(&path).1 > restart;
-                        if let Err(e) = retention::checkpoint(conn, truncate) {
-                            tracing::warn!(error = %e, "WAL checkpoint failed");
-                        }
-                    });
-                }
-            }),
-        ]);
-        if let Some(signer) = &audit {
-            tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
-                let p = pipeline.clone();
-                let head_file = cfg.audit.head_path(&db_path);
-                let signer = signer.clone();
-                move || queue_checkpoint(&p, &signer, &head_file)
-            }));
-        }
-        // Natural keys of merged spans go when retention has deleted their spans.
-        tasks.push(spawn_every(cfg.store.cleanup_interval, {
-            let p = pipeline.clone();
-            move || {
-                p.run_job(|conn| {
-                    if let Err(e) = store::merge::prune_keys(conn) {
-                        tracing::warn!(error = %e, "pruning span keys failed");
-                    }
-                });
-            }
-        }));
-        // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
-        tasks.extend(crate::sources::tail::spawn(
-            &cfg.tail,
-            pipeline.clone(),
-            &db_path,
-        ));
-        tasks.extend(crate::sources::transcripts::spawn(
-            &crate::sources::transcripts::TranscriptsConfig {
-                text_limit: cfg.ingest.text_limit(),
-                ..cfg.transcripts.clone()
-            },
-            pipeline.clone(),
-            &db_path,
-        ));
-        // The OpenClaw gateway, polled read-only (off when its URL is `off`).
-        tasks.extend(crate::sources::openclaw_gateway::spawn(
-            gateway_target,
-            &cfg.openclaw_gateway,
-            gateway,
-            l.reads.clone(),
-        ));
-    }
+    let mut tasks = match &local {
+        Some(l) => sqlite_tasks(&cfg, l, &pipeline, policy, gateway_target, gateway),
+        None => Vec::new(),
+    };
     tasks.extend(analytics_tasks);
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
@@ -430,6 +343,106 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         host,
         otlp,
     })
+}
+
+/// The SQLite file's upkeep (retention, checkpoints, the audit chain's signed head,
+/// span keys), and the sources that keep their offsets in it (the OpenClaw gateway
+/// log, transcripts and gateway poller).
+fn sqlite_tasks(
+    cfg: &Config,
+    l: &Local,
+    pipeline: &Pipeline,
+    policy: retention::Policy,
+    gateway_target: Option<crate::sources::openclaw_gateway::Target>,
+    gateway: Arc<crate::sources::openclaw_gateway::GatewayState>,
+) -> Vec<JoinHandle<()>> {
+    let db_path = l.db_path.clone();
+    let mut tasks = vec![
+        spawn_every(cfg.store.cleanup_interval, {
+            let p = pipeline.clone();
+            let path = db_path.clone();
+            let usage_retention = cfg.analytics.usage_retention(cfg.store.retention_days);
+            move || {
+                let stats = p.stats().clone();
+                let (path, policy) = (path.clone(), policy.clone());
+                p.run_job(move |conn| {
+                    if let Some(r) = store::sqlite::run_retention(conn, &path, &policy, &stats)
+                        && r.deleted > 0
+                    {
+                        let a = store::activity::Activity {
+                            time_ns: crate::model::now_ns(),
+                            kind: "retention".into(),
+                            message: format!("retention deleted {} rows", r.deleted),
+                            detail: Some(serde_json::json!({
+                                "deleted": r.deleted, "by_age": r.by_age, "by_size": r.by_size,
+                                "unshipped_deleted": r.unshipped_deleted,
+                            })),
+                            ..Default::default()
+                        };
+                        if let Err(e) = store::activity::insert(conn, &a) {
+                            tracing::warn!(error = %e, "cannot record activity");
+                        }
+                    }
+                    usage_retention.run(conn, crate::model::now_ns());
+                });
+            }
+        }),
+        spawn_every(cfg.store.wal_checkpoint_interval, {
+            let p = pipeline.clone();
+            let path = db_path.clone();
+            let restart = cfg.store.wal_restart_threshold_bytes;
+            move || {
+                let path = path.clone();
+                p.run_job(move |conn| {
+                    let truncate = store::file_sizes(&path).1 > restart;
+                    if let Err(e) = retention::checkpoint(conn, truncate) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                });
+            }
+        }),
+    ];
+    if let Some(signer) = &l.audit {
+        tasks.push(spawn_every(cfg.audit.checkpoint_interval, {
+            let p = pipeline.clone();
+            let head_file = cfg.audit.head_path(&db_path);
+            let signer = signer.clone();
+            move || queue_checkpoint(&p, &signer, &head_file)
+        }));
+    }
+    // Natural keys of merged spans go when retention has deleted their spans.
+    tasks.push(spawn_every(cfg.store.cleanup_interval, {
+        let p = pipeline.clone();
+        move || {
+            p.run_job(|conn| {
+                if let Err(e) = store::merge::prune_keys(conn) {
+                    tracing::warn!(error = %e, "pruning span keys failed");
+                }
+            });
+        }
+    }));
+    // OpenClaw's gateway log and session transcripts (each off when its path is `off`).
+    tasks.extend(crate::sources::tail::spawn(
+        &cfg.tail,
+        pipeline.clone(),
+        &db_path,
+    ));
+    tasks.extend(crate::sources::transcripts::spawn(
+        &crate::sources::transcripts::TranscriptsConfig {
+            text_limit: cfg.ingest.text_limit(),
+            ..cfg.transcripts.clone()
+        },
+        pipeline.clone(),
+        &db_path,
+    ));
+    // The OpenClaw gateway, polled read-only (off when its URL is `off`).
+    tasks.extend(crate::sources::openclaw_gateway::spawn(
+        gateway_target,
+        &cfg.openclaw_gateway,
+        gateway,
+        l.reads.clone(),
+    ));
+    tasks
 }
 
 /// The settings that matter to a review, secrets left out (only whether they are set).

@@ -185,10 +185,8 @@ pub struct PgQueries(pub PgReader);
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::BadRequest(m) => {
-                let field = m.split(':').next().unwrap_or("").to_string();
-                ApiError::bad_param(&field, m.split_once(": ").map_or(&*m, |(_, r)| r))
-            }
+            // The same answer as SQLite's for the same bad request.
+            QueryError::BadRequest(m) => crate::store::StoreError::BadRequest(m).into(),
             QueryError::Unsupported(m) => ApiError::new(StatusCode::NOT_IMPLEMENTED, m),
             other => {
                 tracing::warn!(error = %other, "query failed");

@@ -145,7 +145,7 @@ pub const SETTINGS: &[Setting<StoreConfig>] = &[
         name: "database_url",
         env: "OCT_DATABASE_URL",
         default: "",
-        help: "PostgreSQL instead of the SQLite file, for a fleet's central: postgres://user:password@host:5432/db (sslmode=require, sslrootcert=FILE for a private CA); spans, events, the runs list, one run and /v1/instances are served from it, other queries answer 501 until ported",
+        help: "PostgreSQL instead of the SQLite file, for a fleet's central: postgres://user:password@host:5432/db (sslmode=require, sslrootcert=FILE for a private CA); what it serves is in the README (A central on PostgreSQL); other queries answer 501 naming themselves",
         set: |c, v| {
             let v = v.trim();
             if v.is_empty() {

@@ -59,8 +59,9 @@ impl TraceSort {
         }
     }
 
-    /// The SQL expression sorted on (start has an index; duration and cost are a scan).
-    fn expr(self) -> &'static str {
+    /// The SQL expression sorted on (start has an index; duration and cost are a scan);
+    /// the same on SQLite and PostgreSQL.
+    pub(crate) fn expr(self) -> &'static str {
         match self {
             TraceSort::Start => "t.start_ns",
             TraceSort::Duration => "COALESCE(t.end_ns - t.start_ns, -1)",
@@ -69,7 +70,7 @@ impl TraceSort {
     }
 
     /// The sort key of a row, as the cursor carries it.
-    fn key_of(self, t: &TraceSummary) -> String {
+    pub(crate) fn key_of(self, t: &TraceSummary) -> String {
         match self {
             TraceSort::Start => t.start_ns.to_string(),
             TraceSort::Duration => t.end_ns.map_or(-1, |e| e - t.start_ns).to_string(),
@@ -91,7 +92,7 @@ impl TraceSort {
 }
 
 /// `%` and `_` in a LIKE pattern taken literally (escape character `\`).
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

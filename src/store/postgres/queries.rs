@@ -1,5 +1,6 @@
 //! Read queries on PostgreSQL, answering in the same shapes as the SQLite store's
-//! (`store::query`): the runs list, one run, and the sidecars' recorded states.
+//! (`store::query`): the runs list, one run, errors and events, usage, the overview,
+//! and the sidecars' recorded states.
 //! Connections come from a small pool (deadpool-postgres), made again when lost.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -14,7 +15,7 @@ use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of,
 use crate::model::TraceId;
 use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
-    TraceSummary, build_tree,
+    TraceSummary, build_tree, like_escape,
 };
 use crate::util::hex;
 use crate::util::time::format_ns;
@@ -129,8 +130,8 @@ impl PgReader {
             ));
         }
         if let Some(v) = &f.instance {
-            // The run's sidecar as its summary names it (the smallest id among its
-            // spans'), by index: probing each run's spans took 60 ms a page at 200,000
+            // The run's sidecar as its summary names it (the first its spans came
+            // from), by index: probing each run's spans took 60 ms a page at 200,000
             // spans from 50 sidecars.
             let p = args.add(v.clone());
             sql.push_str(&format!(" AND t.instance_id = {p}"));
@@ -154,7 +155,7 @@ impl PgReader {
             let p = args.add(c);
             sql.push_str(&format!(" AND t.cost_usd >= {p}"));
         }
-        let key = sort_expr(f.sort);
+        let key = f.sort.expr();
         let (cmp, dir) = if f.ascending {
             (">", "ASC")
         } else {
@@ -191,7 +192,7 @@ impl PgReader {
             items.truncate(limit);
             items
                 .last()
-                .map(|t| format!("{}.{}", sort_key(f.sort, t), t.trace_id))
+                .map(|t| format!("{}.{}", f.sort.key_of(t), t.trace_id))
         } else {
             None
         };
@@ -503,35 +504,6 @@ impl PgReader {
             .filter_map(|r| r.get::<_, Option<String>>(0))
             .filter_map(|t| serde_json::from_str(&t).ok())
             .collect())
-    }
-}
-
-/// `%` and `_` in a LIKE pattern taken literally (escape character `\`).
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn sort_expr(sort: TraceSort) -> &'static str {
-    match sort {
-        TraceSort::Start => "t.start_ns",
-        TraceSort::Duration => "COALESCE(t.end_ns - t.start_ns, -1)",
-        TraceSort::Cost => "COALESCE(t.cost_usd, -1.0)",
-    }
-}
-
-/// The sort key of a row as the cursor carries it (the same text as on SQLite).
-fn sort_key(sort: TraceSort, t: &TraceSummary) -> String {
-    match sort {
-        TraceSort::Start => t.start_ns.to_string(),
-        TraceSort::Duration => t.end_ns.map_or(-1, |e| e - t.start_ns).to_string(),
-        TraceSort::Cost => format!("{:?}", t.cost_usd.unwrap_or(-1.0)),
     }
 }
 

@@ -46,22 +46,28 @@ impl PgWriter {
             said_metrics: false,
         })
     }
+}
 
-    /// The store, connected again if the connection was lost.
-    fn store(&mut self) -> Result<&mut PgStore, String> {
-        if self.store.as_ref().is_none_or(|s| s.client().is_closed()) {
-            let again = self.store.take().is_some();
-            let store = self
-                .runtime
-                .block_on(PgStore::connect(&self.url))
-                .map_err(|e| e.to_string())?;
-            if again {
-                tracing::info!("PostgreSQL connection made again");
-            }
-            self.store = Some(store);
-        }
-        Ok(self.store.as_mut().expect("set above"))
+/// The store in `slot`, connected (again, when the connection was lost) on `runtime`.
+/// A free function over the two fields, so the caller can run the store's futures on
+/// the same runtime while it holds the store.
+fn connected<'a>(
+    slot: &'a mut Option<PgStore>,
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+) -> Result<&'a mut PgStore, String> {
+    if slot.as_ref().is_some_and(|s| s.client().is_closed()) {
+        *slot = None;
+        tracing::info!("PostgreSQL connection lost; connecting again");
     }
+    if slot.is_none() {
+        *slot = Some(
+            runtime
+                .block_on(PgStore::connect(url))
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(slot.as_mut().expect("set above"))
 }
 
 impl StoreWriter for PgWriter {
@@ -72,10 +78,9 @@ impl StoreWriter for PgWriter {
         records: &[Record],
         _hooks: &[Arc<dyn WriteHook>],
     ) -> Result<WriteOutcome, String> {
-        self.store()?;
-        let Self { runtime, store, .. } = self;
-        let store = store.as_mut().expect("connected above");
-        let written = runtime
+        let store = connected(&mut self.store, &self.runtime, &self.url)?;
+        let written = self
+            .runtime
             .block_on(store.write(records, now_ns()))
             .map_err(|e| e.to_string())?;
         if written.not_kept > 0 && !self.said_metrics {
@@ -107,10 +112,8 @@ impl StoreWriter for PgWriter {
         }
         self.next_cleanup = Instant::now() + self.cleanup_interval;
         let cutoff = now_ns() - max_age.as_nanos() as i64;
-        let result = self.store().map(|_| ()).and_then(|_| {
-            let Self { runtime, store, .. } = self;
-            let store = store.as_mut().expect("connected above");
-            runtime
+        let result = connected(&mut self.store, &self.runtime, &self.url).and_then(|store| {
+            self.runtime
                 .block_on(store.drop_before(cutoff))
                 .map_err(|e| e.to_string())
         });

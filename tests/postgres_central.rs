@@ -570,8 +570,11 @@ fn a_central_on_postgresql_drops_the_days_older_than_its_retention() {
     };
     // The old day's partition goes whole (with its runs' summaries); the two recent
     // days stay, beside the default partition.
+    // Both recent calls stored and the old one gone (the count alone is 2 as soon as
+    // the first two calls are stored, before retention ran).
     wait_until("the old day dropped", Duration::from_secs(20), || {
         n(&pg, "SELECT count(*) FROM spans") == 2
+            && n(&pg, "SELECT COALESCE(sum(input_tokens), 0) FROM spans") == 11 + 12
     });
     assert_eq!(partitions(), 3, "two days and the default partition");
     assert_eq!(n(&pg, "SELECT count(*) FROM traces"), 2);

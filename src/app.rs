@@ -102,10 +102,7 @@ fn open_sqlite(
 
 /// Connects to PostgreSQL and migrates (so a wrong URL or a newer schema stops the
 /// start with its reason), for a fleet's central.
-async fn open_postgres(
-    cfg: &Config,
-    url: &str,
-) -> anyhow::Result<(Arc<dyn QueryStore>, Box<dyn StoreWriter>)> {
+async fn open_postgres(cfg: &Config, url: &str) -> anyhow::Result<Central> {
     let shown = crate::sinks::delivery::redact_url(url);
     store::postgres::PgStore::connect(url)
         .await
@@ -118,6 +115,11 @@ async fn open_postgres(
     if cfg.audit.enabled {
         tracing::warn!("the audit chain is kept on SQLite only; it is off on PostgreSQL");
     }
+    if cfg.analytics.sampling.is_some() {
+        tracing::warn!(
+            "OCT_SAMPLING runs on SQLite only; on PostgreSQL every run received is kept"
+        );
+    }
     tracing::info!(database = %shown, schema_version = store::postgres::CURRENT_VERSION, "PostgreSQL store open");
     let max_age = (cfg.store.retention_days > 0)
         .then(|| Duration::from_secs(cfg.store.retention_days * 86_400));
@@ -127,25 +129,58 @@ async fn open_postgres(
         cfg.store.cleanup_interval,
     )?;
     let reader = store::postgres::queries::PgReader::new(url)?;
-    Ok((Arc::new(api::store::PgQueries(reader)), Box::new(writer)))
+    Ok(Central {
+        queries: Arc::new(api::store::PgQueries(reader.clone())),
+        writer: Box::new(writer),
+        reader,
+    })
+}
+
+/// A fleet central's store: PostgreSQL.
+struct Central {
+    queries: Arc<dyn QueryStore>,
+    writer: Box<dyn StoreWriter>,
+    /// Budgets' standings at start, and the alert queue.
+    reader: store::postgres::queries::PgReader,
+}
+
+/// Each budget's standing in its current period, read from PostgreSQL (before any
+/// ingest: SQLite's is a job on its writer, after the rollups' backfill).
+async fn restore_budgets(
+    budgets: &crate::analytics::budgets::Budgets,
+    reader: &store::postgres::queries::PgReader,
+) -> anyhow::Result<()> {
+    let now = crate::model::now_ns();
+    let mut standings = Vec::new();
+    for q in budgets.periods(now) {
+        let standing = reader
+            .budget_standing(&q)
+            .await
+            .with_context(|| format!("cannot read budget {}'s standing", q.budget))?;
+        standings.push(standing);
+    }
+    budgets.restore(now, standings);
+    Ok(())
 }
 
 /// Opens the store, starts the writer and the HTTP API, and schedules maintenance.
 /// On SQLite (a sidecar) every component runs; on PostgreSQL (a fleet's central) those
-/// that read or keep state in the SQLite file (host health, the OpenClaw tails, usage
-/// rollups and budgets, sinks, the audit chain) do not, yet.
+/// that read or keep state in the SQLite file (host health, the OpenClaw tails, the
+/// SQLite usage rollups, sampling, baselines, sinks, the audit chain) do not, yet;
+/// budgets and alerts run on both.
 pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let policy = retention_policy(&cfg);
-    let (local, queries, writer_store) = match &cfg.store.database_url {
+    let (local, central, queries, writer_store) = match &cfg.store.database_url {
         None => {
             let (local, writer) = open_sqlite(&cfg, &policy)?;
             let queries: Arc<dyn QueryStore> =
                 Arc::new(api::store::SqliteQueries(local.reads.clone()));
-            (Some(local), queries, writer)
+            (Some(local), None, queries, writer)
         }
         Some(url) => {
-            let (queries, writer) = open_postgres(&cfg, url).await?;
-            (None, queries, writer)
+            let central = open_postgres(&cfg, url).await?;
+            let (queries, writer) = (central.queries.clone(), central.writer);
+            (None, Some(central.reader), queries, writer)
         }
     };
     if cfg.ingest.verbose {
@@ -174,10 +209,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     hooks.push(Arc::new(crate::logging::CaptureLog::default()));
     analytics.register_metrics(&metrics, cfg.metrics.label_limit);
     transforms.extend(analytics.transforms());
-    // Usage rollups, budgets, alerts and sampling write in the batch's SQLite transaction.
-    if local.is_some() {
-        hooks.extend(analytics.hooks());
-    }
+    // Usage rollups, sampling and the run checker keep their tables in the SQLite file;
+    // budgets and alerts write in the batch's transaction on either store.
+    hooks.extend(
+        analytics
+            .hooks()
+            .into_iter()
+            .filter(|h| local.is_some() || !h.sqlite_only()),
+    );
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
     hooks.push(llm_failures.clone());
     // Last: it chains what the batch and every hook before it wrote.
@@ -196,9 +235,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         },
     );
     // Queued before the listener opens, so backfill runs ahead of any ingest.
-    let analytics_tasks = match &local {
-        Some(l) => analytics.start(&pipeline, &l.reads),
-        None => Vec::new(),
+    let analytics_tasks = match (&local, central) {
+        (Some(l), _) => analytics.start(&pipeline, &l.reads),
+        (None, Some(reader)) => {
+            restore_budgets(&analytics.budgets, &reader).await?;
+            analytics.deliver_alerts(Arc::new(reader))
+        }
+        (None, None) => Vec::new(),
     };
     let fleet = Arc::new(crate::sources::fleet::Registry::default());
     match queries

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::model::{Record, now_ns};
+use crate::model::{Event, Record, now_ns};
 use crate::settings::{Setting, parse_bytes, parse_u64};
 use crate::store::write::{WriteEffect, WriteOutcome};
 
@@ -130,6 +130,54 @@ pub trait Transform: Send + Sync {
     fn apply(&self, record: &mut Record);
 }
 
+/// What a hook writes inside a batch's transaction, on whichever store holds it. The
+/// writes every store takes (alerts) are methods; a hook whose tables only the SQLite
+/// file keeps (rollups, sampling, the audit chain) takes the SQLite transaction, and is
+/// registered only on SQLite.
+pub trait HookTx {
+    /// The batch's SQLite transaction; `None` on another store.
+    fn sqlite(&self) -> Option<&rusqlite::Transaction<'_>>;
+    /// Claims an alert for good: true the first time `(key, period, threshold)` is
+    /// claimed on this store, false ever after (across restarts).
+    fn claim_alert(&mut self, claim: &AlertClaim) -> Result<bool, HookError>;
+    /// Stores an event the hook made (an alert).
+    fn store_event(&mut self, event: Event) -> Result<(), HookError>;
+    /// Puts an alert's payload on the alert destinations' queue.
+    fn queue_alert(&mut self, payload: &serde_json::Value) -> Result<(), HookError>;
+}
+
+/// A threshold an alert crossed, claimed once (`budget_alerts`).
+pub struct AlertClaim<'a> {
+    /// What crossed it: a budget's name (`global/day/usd`).
+    pub key: &'a str,
+    /// The period it crossed it in (`2026-12-07`).
+    pub period: &'a str,
+    pub threshold: u32,
+    /// What was spent when it crossed it, and the limit.
+    pub spent: f64,
+    pub limit: f64,
+    pub time_ns: i64,
+}
+
+/// Why a hook's write failed (the batch is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(String),
+}
+
+impl HookError {
+    /// For callers on SQLite, where a hook's write fails only with SQLite's errors.
+    pub fn into_sqlite(self) -> rusqlite::Error {
+        match self {
+            HookError::Sqlite(e) => e,
+            HookError::Store(s) => rusqlite::Error::UserFunctionError(s.into()),
+        }
+    }
+}
+
 /// Sees every committed batch (rollups, live tail, budgets, ...).
 /// `effects[i]` says what `records[i]` changed in the store: a new row, nothing (a
 /// duplicate), or a merged piece with the rows before and after (`WriteEffect::span_change`
@@ -138,11 +186,16 @@ pub trait WriteHook: Send + Sync {
     /// Inside the batch's transaction: writes here commit or fail with the batch.
     fn in_transaction(
         &self,
-        _tx: &rusqlite::Transaction,
+        _tx: &mut dyn HookTx,
         _records: &[Record],
         _effects: &[WriteEffect],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), HookError> {
         Ok(())
+    }
+    /// Whether it keeps tables only the SQLite file has (rollups, sampling, the audit
+    /// chain) or reads them after the commit: such a hook runs on SQLite only.
+    fn sqlite_only(&self) -> bool {
+        false
     }
     /// Right after the commit, on the writer thread, before the next transaction: for
     /// state the next transaction relies on. Must be tiny.

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::fleet::{TOKEN, capture, free_port, post, sidecar, wait_until};
+use common::webhook::fake_webhook;
 use common::{Daemon, PgServer, client, now_ms, now_ms_with_today_reaching_back};
 use serde_json::{Value, json};
 
@@ -46,10 +47,15 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let port_s = port.to_string();
+    // A fleet budget across every sidecar's calls, whose alerts go to a webhook
+    // (which fails its first delivery).
+    let hook = fake_webhook();
     let central_env = [
         ("OCT_PORT", port_s.as_str()),
         ("OCT_AUTH_TOKEN", TOKEN),
         ("OCT_DATABASE_URL", pg.url.as_str()),
+        ("OCT_BUDGETS", "global/day=20000 tokens"),
+        ("OCT_ALERT_WEBHOOK", hook.url.as_str()),
     ];
     let mut central = Daemon::start_in(dir.path(), &central_env);
     let (_, health) = get(&central, "/health");
@@ -77,6 +83,17 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         },
     );
     c.stop();
+    // The first half (10,693 tokens) crossed half the fleet budget: alerted, and
+    // delivered (the queue is empty once the webhook took it).
+    wait_until("the 50 % alert delivered", Duration::from_secs(30), || {
+        n(&pg, "SELECT count(*) FROM alert_outbox") == 0 && hook.received.lock().unwrap().len() == 1
+    });
+    assert_eq!(
+        n(&pg, "SELECT count(*) FROM budget_alerts"),
+        1,
+        "{}",
+        pg.psql("SELECT * FROM budget_alerts")
+    );
 
     // The central dies mid-stream; the sidecars keep capturing and retry.
     central.kill9();
@@ -118,6 +135,45 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         common::count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
         tokens_a
     );
+    // The fleet budget: what every sidecar spent, each threshold alerted once (the
+    // 50 % before the SIGKILL was not alerted again after it), stored as events and
+    // delivered to the webhook once each.
+    let fleet_tokens = tokens_a + tokens_b + tokens_c;
+    assert!(fleet_tokens >= 20_000, "{fleet_tokens}");
+    let (status, budget) = get(&central, "/v1/budget");
+    assert_eq!(status, 200, "{budget}");
+    let global = &budget["budgets"][0];
+    assert_eq!(global["budget"], "global/day/tokens", "{budget}");
+    assert_eq!(global["spent"], fleet_tokens as f64, "{budget}");
+    assert_eq!(global["alerted"], json!([50, 80, 100]), "{budget}");
+    assert_eq!(
+        pg.psql("SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM budget_alerts WHERE budget = 'global/day/tokens'").trim(),
+        "50,80,100"
+    );
+    assert_eq!(
+        n(
+            &pg,
+            "SELECT count(*) FROM events WHERE name = 'budget_alert' AND instance_id IS NULL"
+        ),
+        3
+    );
+    wait_until("three alerts delivered", Duration::from_secs(30), || {
+        hook.received.lock().unwrap().len() >= 3 && n(&pg, "SELECT count(*) FROM alert_outbox") == 0
+    });
+    let mut delivered: Vec<i64> = hook
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a["threshold_pct"].as_i64().unwrap())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, [50, 80, 100], "each alert delivered once");
+    assert!(
+        *hook.attempts.lock().unwrap() >= 4,
+        "the failed first delivery was retried"
+    );
+
     // The fleet's usage through the API: every sidecar's calls, once.
     let (status, usage) = get(&central, "/v1/usage?percentiles=false&group_by=agent");
     assert_eq!(status, 200, "{usage}");

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::alert_chat;
 use crate::model::{Event, EventType, Record, now_ns};
-use crate::pipeline::{Pipeline, WriteHook};
-use crate::store::write::{self, WriteEffect};
+use crate::pipeline::{HookError, HookTx, Pipeline, WriteHook};
+use crate::store::write::WriteEffect;
 
 /// The queue's table, as a cursor's table name.
 const CURSOR_TABLE: &str = "alert_outbox";
@@ -119,25 +120,18 @@ impl AlertSender {
     /// Stores the alert's event and, with a destination, queues its payload, inside `tx`.
     pub fn record(
         &self,
-        tx: &rusqlite::Transaction,
+        tx: &mut dyn HookTx,
         event: Event,
         payload: &Value,
-    ) -> rusqlite::Result<()> {
-        write::write_records(tx, &[Record::Event(Box::new(event))], now_ns())?;
+    ) -> Result<(), HookError> {
+        tx.store_event(event)?;
         self.queue(tx, payload)
     }
 
     /// Queues a payload whose event is already stored.
-    fn queue(&self, tx: &rusqlite::Transaction, payload: &Value) -> rusqlite::Result<()> {
+    fn queue(&self, tx: &mut dyn HookTx, payload: &Value) -> Result<(), HookError> {
         if !self.0.is_empty() {
-            tx.execute(
-                "INSERT INTO alert_outbox (created_ns, kind, payload) VALUES (?1, ?2, ?3)",
-                params![
-                    now_ns(),
-                    payload["type"].as_str().unwrap_or("alert"),
-                    payload.to_string()
-                ],
-            )?;
+            tx.queue_alert(payload)?;
         }
         Ok(())
     }
@@ -192,10 +186,10 @@ pub fn host_alert(e: &Event) -> Option<Value> {
 impl WriteHook for HostAlerts {
     fn in_transaction(
         &self,
-        tx: &rusqlite::Transaction,
+        tx: &mut dyn HookTx,
         records: &[Record],
         effects: &[WriteEffect],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), HookError> {
         if self.sender.0.is_empty() {
             return Ok(());
         }
@@ -274,11 +268,53 @@ async fn deliver(client: &reqwest::Client, url: &str, body: &str) -> Result<(), 
 }
 
 /// One queued alert.
-struct Pending {
-    id: i64,
-    created_ns: i64,
-    kind: String,
-    payload: String,
+pub struct Pending {
+    pub id: i64,
+    pub created_ns: i64,
+    pub kind: String,
+    pub payload: String,
+}
+
+/// Where the alert queue is kept: the SQLite file (through the writer), or PostgreSQL
+/// on a fleet's central. Each answer is `None` once the store is closed (shutdown).
+pub trait AlertQueue: Send + Sync {
+    /// The first alert past `sink`'s cursor.
+    fn next(&self, sink: &'static str) -> BoxFuture<'_, Option<Result<Option<Pending>, String>>>;
+    /// Moves `sink`'s cursor past `id` and forgets what every destination (`all`) passed.
+    fn done(
+        &self,
+        sink: &'static str,
+        all: Vec<&'static str>,
+        id: i64,
+    ) -> BoxFuture<'_, Option<Result<(), String>>>;
+}
+
+/// The queue in the SQLite file, read and moved on the writer's connection.
+pub struct SqliteAlertQueue(pub Pipeline);
+
+impl AlertQueue for SqliteAlertQueue {
+    fn next(&self, sink: &'static str) -> BoxFuture<'_, Option<Result<Option<Pending>, String>>> {
+        Box::pin(async move {
+            on_writer(&self.0, move |c| {
+                next_pending(c, sink).map_err(|e| e.to_string())
+            })
+            .await
+        })
+    }
+
+    fn done(
+        &self,
+        sink: &'static str,
+        all: Vec<&'static str>,
+        id: i64,
+    ) -> BoxFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async move {
+            on_writer(&self.0, move |c| {
+                mark_done(c, sink, &all, id).map_err(|e| e.to_string())
+            })
+            .await
+        })
+    }
 }
 
 /// The first queued alert past the cursor.
@@ -344,7 +380,7 @@ async fn on_writer<T: Send + 'static>(
 pub fn spawn_destination(
     dest: Destination,
     all: Vec<&'static str>,
-    pipeline: Pipeline,
+    queue: Arc<dyn AlertQueue>,
     wake: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -362,7 +398,7 @@ pub fn spawn_destination(
         let label = dest.label();
         let sink = dest.sink();
         loop {
-            let next = match on_writer(&pipeline, move |c| next_pending(c, sink)).await {
+            let next = match queue.next(sink).await {
                 None => return,
                 Some(Ok(next)) => next,
                 Some(Err(e)) => {
@@ -393,8 +429,7 @@ pub fn spawn_destination(
                 }
             }
             let id = alert.id;
-            let all = all.clone();
-            match on_writer(&pipeline, move |c| mark_done(c, sink, &all, id)).await {
+            match queue.done(sink, all.clone(), id).await {
                 None => return,
                 Some(Ok(())) => {}
                 Some(Err(e)) => {

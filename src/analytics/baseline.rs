@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::alert::AlertSender;
 use crate::model::{Event, EventType, Record, Span, SpanKind, TraceId, now_ns};
-use crate::pipeline::WriteHook;
+use crate::pipeline::{HookError, WriteHook};
 use crate::store::StoreError;
+use crate::store::sqlite::SqliteHookTx;
 use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
 
@@ -838,7 +839,9 @@ fn record_anomaly_of(
         e.attributes = m.clone();
     }
     let tx = conn.unchecked_transaction()?;
-    alerts.record(&tx, e, &payload)?;
+    alerts
+        .record(&mut SqliteHookTx(&tx), e, &payload)
+        .map_err(HookError::into_sqlite)?;
     tx.commit()?;
     tracing::warn!(run_id = %c.run_id, agent_id = c.agent_id.as_deref().unwrap_or(""), anomalies = %c.summary(), "anomalous run");
     alerts.wake();
@@ -869,6 +872,10 @@ pub fn finished_since(
 pub struct FinishedRuns(pub tokio::sync::mpsc::UnboundedSender<(TraceId, bool)>);
 
 impl WriteHook for FinishedRuns {
+    fn sqlite_only(&self) -> bool {
+        true
+    }
+
     fn after_commit(&self, records: &[Record], effects: &[WriteEffect]) {
         let finished_run = |s: &Span| {
             s.kind == SpanKind::AgentRun

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, RwLock};
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde_json::json;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
@@ -21,7 +21,7 @@ use super::alert::AlertSender;
 use super::cost::is_usage_span;
 use super::usage::DAY_NS;
 use crate::model::{Event, EventType, Record, Span, now_ns};
-use crate::pipeline::WriteHook;
+use crate::pipeline::{AlertClaim, HookError, HookTx, WriteHook};
 use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
 
@@ -266,6 +266,54 @@ pub struct BudgetStatus {
     pub unpriced_calls: u64,
 }
 
+/// A budget's current period, as a store is asked for its standing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeriodQuery {
+    /// Its name, as `budget_alerts` keeps it (`agent:main/day/usd`).
+    pub budget: String,
+    /// Its agent; `None` for a global budget.
+    pub agent: Option<String>,
+    /// Counts tokens (else dollars).
+    pub tokens: bool,
+    /// The period's name (`2026-12-07`, `2026-12`) and [start, end) in ns.
+    pub period: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// What a store holds of a budget's period: the usage rollups' sum and the
+/// thresholds already alerted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Standing {
+    pub spent: f64,
+    /// LLM calls without a known cost.
+    pub unpriced_calls: i64,
+    pub alerted: BTreeSet<u32>,
+}
+
+/// A budget's standing in the SQLite store.
+pub fn sqlite_standing(conn: &Connection, q: &PeriodQuery) -> rusqlite::Result<Standing> {
+    let column = if q.tokens { "total_tokens" } else { "cost_usd" };
+    let (spent, unpriced_calls): (f64, i64) = conn.query_row(
+        &format!(
+            "SELECT COALESCE(sum({column}), 0), COALESCE(sum(calls - priced_calls), 0)
+             FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2
+             AND (?3 IS NULL OR agent_id = ?3)"
+        ),
+        params![q.start_ns, q.end_ns, q.agent],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let alerted = conn
+        .prepare_cached("SELECT threshold FROM budget_alerts WHERE budget = ?1 AND period = ?2")?
+        .query_map(params![q.budget, q.period], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Standing {
+        spent,
+        unpriced_calls,
+        alerted,
+    })
+}
+
 /// Budgets and their live state.
 pub struct Budgets {
     live: RwLock<Vec<RuleState>>,
@@ -293,36 +341,49 @@ impl Budgets {
         self.live.read().map(|l| l.is_empty()).unwrap_or(true)
     }
 
-    /// Loads the current periods' spending from the rollups and the alerts already sent.
-    pub fn load(&self, conn: &Connection, now: i64) -> rusqlite::Result<()> {
-        let Ok(mut live) = self.live.write() else {
-            return Ok(());
+    /// Each budget's current period, whose standing the store tells at start.
+    pub fn periods(&self, now: i64) -> Vec<PeriodQuery> {
+        let Ok(live) = self.live.read() else {
+            return Vec::new();
         };
-        for st in live.iter_mut() {
+        live.iter()
+            .map(|st| {
+                let (period, start_ns, end_ns) = period_of(st.rule.period, now);
+                PeriodQuery {
+                    budget: st.rule.key(),
+                    agent: st.rule.agent().map(str::to_string),
+                    tokens: st.rule.unit == Unit::Tokens,
+                    period,
+                    start_ns,
+                    end_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes the store's standings of [`Budgets::periods`] (in its order) as the state.
+    pub fn restore(&self, now: i64, standings: Vec<Standing>) {
+        let Ok(mut live) = self.live.write() else {
+            return;
+        };
+        for (st, standing) in live.iter_mut().zip(standings) {
             let mut fresh = RuleState::fresh(st.rule.clone(), now);
-            let column = match st.rule.unit {
-                Unit::Usd => "cost_usd",
-                Unit::Tokens => "total_tokens",
-            };
-            let (spent, unpriced): (f64, i64) = conn.query_row(
-                &format!(
-                    "SELECT COALESCE(sum({column}), 0), COALESCE(sum(calls - priced_calls), 0)
-                     FROM usage_all_nosession WHERE hour_ns >= ?1 AND hour_ns < ?2
-                     AND (?3 IS NULL OR agent_id = ?3)"
-                ),
-                params![fresh.start_ns, fresh.end_ns, st.rule.agent()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            fresh.spent = spent;
-            fresh.unpriced_calls = unpriced.max(0) as u64;
-            let mut stmt = conn.prepare_cached(
-                "SELECT threshold FROM budget_alerts WHERE budget = ?1 AND period = ?2",
-            )?;
-            fresh.fired = stmt
-                .query_map(params![st.rule.key(), fresh.period], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            fresh.spent = standing.spent;
+            fresh.unpriced_calls = standing.unpriced_calls.max(0) as u64;
+            fresh.fired = standing.alerted;
             *st = fresh;
         }
+    }
+
+    /// Loads the current periods' spending from the SQLite rollups and the alerts
+    /// already sent.
+    pub fn load(&self, conn: &Connection, now: i64) -> rusqlite::Result<()> {
+        let standings = self
+            .periods(now)
+            .iter()
+            .map(|q| sqlite_standing(conn, q))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.restore(now, standings);
         Ok(())
     }
 
@@ -419,10 +480,10 @@ fn alert_payload(st: &RuleState, threshold: u32, now: i64) -> serde_json::Value 
 impl WriteHook for Budgets {
     fn in_transaction(
         &self,
-        tx: &Transaction,
+        tx: &mut dyn HookTx,
         records: &[Record],
         effects: &[WriteEffect],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), HookError> {
         let mut states = match self.live.read() {
             Ok(l) if !l.is_empty() => l.clone(),
             _ => return Ok(()),
@@ -443,11 +504,14 @@ impl WriteHook for Budgets {
             for (i, threshold) in self.apply(&mut states, change.after, 1) {
                 let st = &states[i];
                 // The table makes an alert once-only even across restarts.
-                let fresh = tx.execute(
-                    "INSERT INTO budget_alerts (budget, period, threshold, spent, limit_value, fired_ns)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                    params![st.rule.key(), st.period, threshold, st.spent, st.rule.limit, now],
-                )? > 0;
+                let fresh = tx.claim_alert(&AlertClaim {
+                    key: &st.rule.key(),
+                    period: &st.period,
+                    threshold,
+                    spent: st.spent,
+                    limit: st.rule.limit,
+                    time_ns: now,
+                })?;
                 if !fresh {
                     continue;
                 }
@@ -572,9 +636,18 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let out = write::write_records(&tx, recs, 0).unwrap();
         super::super::usage::RollupHook
-            .in_transaction(&tx, recs, &out.effects)
+            .in_transaction(
+                &mut crate::store::sqlite::SqliteHookTx(&tx),
+                recs,
+                &out.effects,
+            )
             .unwrap();
-        b.in_transaction(&tx, recs, &out.effects).unwrap();
+        b.in_transaction(
+            &mut crate::store::sqlite::SqliteHookTx(&tx),
+            recs,
+            &out.effects,
+        )
+        .unwrap();
         tx.commit().unwrap();
         b.at_commit();
     }
@@ -703,7 +776,12 @@ mod tests {
         {
             let tx = conn.transaction().unwrap();
             let out = write::write_records(&tx, &recs, 0).unwrap();
-            b.in_transaction(&tx, &recs, &out.effects).unwrap();
+            b.in_transaction(
+                &mut crate::store::sqlite::SqliteHookTx(&tx),
+                &recs,
+                &out.effects,
+            )
+            .unwrap();
             // Rolled back: the writer retries the batch.
         }
         commit(&mut conn, &b, &recs);

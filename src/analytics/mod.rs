@@ -563,16 +563,7 @@ impl Analytics {
                 });
             }
         }
-        let dests = self.config.alert_destinations().unwrap_or_default();
-        let sinks: Vec<&'static str> = dests.iter().map(|d| d.sink()).collect();
-        for (i, d) in dests.into_iter().enumerate() {
-            tasks.push(alert::spawn_destination(
-                d,
-                sinks.clone(),
-                pipeline.clone(),
-                self.alerts.notifier(i),
-            ));
-        }
+        tasks.extend(self.deliver_alerts(Arc::new(alert::SqliteAlertQueue(pipeline.clone()))));
         if let Some(rx) = self.runs_rx.lock().ok().and_then(|mut r| r.take()) {
             tasks.push(tokio::spawn(check_finished_runs(
                 rx,
@@ -585,6 +576,19 @@ impl Analytics {
             )));
         }
         tasks
+    }
+
+    /// Starts a delivery task per alert destination, reading `queue`.
+    pub fn deliver_alerts(&self, queue: Arc<dyn alert::AlertQueue>) -> Vec<JoinHandle<()>> {
+        let dests = self.config.alert_destinations().unwrap_or_default();
+        let sinks: Vec<&'static str> = dests.iter().map(|d| d.sink()).collect();
+        dests
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                alert::spawn_destination(d, sinks.clone(), queue.clone(), self.alerts.notifier(i))
+            })
+            .collect()
     }
 
     pub fn health(&self) -> AnalyticsHealth {

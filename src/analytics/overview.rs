@@ -459,7 +459,13 @@ mod tests {
         }
         let tx = conn.transaction().unwrap();
         let out = crate::store::write::write_records(&tx, &recs, 0).unwrap();
-        RollupHook.in_transaction(&tx, &recs, &out.effects).unwrap();
+        RollupHook
+            .in_transaction(
+                &mut crate::store::sqlite::SqliteHookTx(&tx),
+                &recs,
+                &out.effects,
+            )
+            .unwrap();
         tx.commit().unwrap();
         let r = Range::aligned(Some(now - 4 * DAY_NS - 5 * HOUR_NS), None, now);
         assert_eq!(r.bucket_width(), DAY_NS);

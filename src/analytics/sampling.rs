@@ -49,7 +49,7 @@ use serde::Serialize;
 
 use super::baseline::{self, BaselineSettings, ToolBehaviour, ToolCall};
 use crate::model::{Record, SpanId, TraceId, now_ns};
-use crate::pipeline::{Pipeline, WriteHook};
+use crate::pipeline::{HookError, HookTx, Pipeline, WriteHook};
 use crate::store::write::WriteEffect;
 
 /// The decisions, and what a dropped run keeps (see the module comment).
@@ -651,15 +651,23 @@ pub fn dropped_behaviour(
 }
 
 impl WriteHook for Sampler {
+    fn sqlite_only(&self) -> bool {
+        true
+    }
+
     /// Notes every run the batch touched (its first span row, its root's end) and
     /// treats pieces of runs already decided: a kept run's get the ratio, a dropped
     /// run's are deleted (counted already, like the rest of the run).
     fn in_transaction(
         &self,
-        tx: &Transaction,
+        tx: &mut dyn HookTx,
         records: &[Record],
         effects: &[WriteEffect],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), HookError> {
+        // Its tables are the SQLite file's; registered only there.
+        let Some(tx) = tx.sqlite() else {
+            return Ok(());
+        };
         let mut touched: Vec<(TraceId, bool, Vec<SpanId>)> = Vec::new();
         let mut index: std::collections::HashMap<TraceId, usize> = Default::default();
         for (r, e) in records.iter().zip(effects) {
@@ -804,7 +812,13 @@ mod tests {
             .collect();
         let tx = conn.transaction().unwrap();
         let out = crate::store::write::write_records(&tx, &records, now).unwrap();
-        sampler.in_transaction(&tx, &records, &out.effects).unwrap();
+        sampler
+            .in_transaction(
+                &mut crate::store::sqlite::SqliteHookTx(&tx),
+                &records,
+                &out.effects,
+            )
+            .unwrap();
         tx.commit().unwrap();
     }
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::cost::is_usage_span;
 use crate::model::{Record, Span, StatusCode};
-use crate::pipeline::WriteHook;
+use crate::pipeline::{HookError, HookTx, WriteHook};
 use crate::store::StoreError;
 use crate::store::write::{SpanChange, WriteEffect};
 use crate::util::time::format_ns;
@@ -654,12 +654,20 @@ fn set_watermark(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
 pub struct RollupHook;
 
 impl WriteHook for RollupHook {
+    fn sqlite_only(&self) -> bool {
+        true
+    }
+
     fn in_transaction(
         &self,
-        tx: &Transaction,
+        tx: &mut dyn HookTx,
         records: &[Record],
         effects: &[WriteEffect],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), HookError> {
+        // Its tables are the SQLite file's; registered only there.
+        let Some(tx) = tx.sqlite() else {
+            return Ok(());
+        };
         let mut any_span = false;
         let mut batch = RollupBatch::default();
         for (r, effect) in records.iter().zip(effects) {
@@ -1675,7 +1683,13 @@ mod tests {
         let tx = conn.transaction().unwrap();
         let out = write::write_records(&tx, recs, 0).unwrap();
         if hook {
-            RollupHook.in_transaction(&tx, recs, &out.effects).unwrap();
+            RollupHook
+                .in_transaction(
+                    &mut crate::store::sqlite::SqliteHookTx(&tx),
+                    recs,
+                    &out.effects,
+                )
+                .unwrap();
         }
         tx.commit().unwrap();
     }

@@ -1171,13 +1171,22 @@ pub fn pruned_so_far(conn: &Connection) -> rusqlite::Result<super::audit_derived
 pub struct ChainHook;
 
 impl crate::pipeline::WriteHook for ChainHook {
+    fn sqlite_only(&self) -> bool {
+        true
+    }
+
     fn in_transaction(
         &self,
-        tx: &rusqlite::Transaction,
+        tx: &mut dyn crate::pipeline::HookTx,
         _records: &[crate::model::Record],
         _effects: &[super::write::WriteEffect],
-    ) -> rusqlite::Result<()> {
-        seal(tx, "delete").map(|_| ())
+    ) -> Result<(), crate::pipeline::HookError> {
+        // Its tables are the SQLite file's; registered only there.
+        let Some(tx) = tx.sqlite() else {
+            return Ok(());
+        };
+        seal(tx, "delete")?;
+        Ok(())
     }
 }
 
@@ -1445,7 +1454,11 @@ mod tests {
         // The usage rollups, as the pipeline keeps them (`verify` recomputes them).
         use crate::pipeline::WriteHook;
         crate::analytics::usage::RollupHook
-            .in_transaction(&tx, &records, &out.effects)
+            .in_transaction(
+                &mut crate::store::sqlite::SqliteHookTx(&tx),
+                &records,
+                &out.effects,
+            )
             .unwrap();
         assert_eq!(PENDING.with(|p| p.borrow().len()), 205);
         let (gathered, handed) = DIGESTING.with(|d| {

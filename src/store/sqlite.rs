@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use super::write::{self, WriteOutcome};
 use super::{codec, file_sizes, retention};
 use crate::model::{Record, now_ns};
-use crate::pipeline::{Job, Stats, StoreWriter, WriteHook};
+use crate::pipeline::{AlertClaim, HookError, HookTx, Job, Stats, StoreWriter, WriteHook};
 
 /// The writer connection and what its upkeep needs.
 pub struct SqliteWriter {
@@ -65,13 +65,17 @@ impl StoreWriter for SqliteWriter {
                 now,
                 self.retention.expire_before(now),
             )?;
+            let mut hook_tx = SqliteHookTx(&tx);
             for h in hooks {
-                h.in_transaction(&tx, records, &out.effects)?;
+                h.in_transaction(&mut hook_tx, records, &out.effects)?;
             }
             tx.commit()?;
-            Ok::<_, rusqlite::Error>(out)
+            Ok::<_, HookError>(out)
         })();
-        result.map_err(|e| describe_write_error(&e))
+        result.map_err(|e| match e {
+            HookError::Sqlite(e) => describe_write_error(&e),
+            e => e.to_string(),
+        })
     }
 
     fn run_job(&mut self, job: Job) {
@@ -151,6 +155,42 @@ pub fn run_retention(
             tracing::warn!(error = %e, "retention failed; will retry");
             None
         }
+    }
+}
+
+/// The hooks' writes in a SQLite batch's transaction.
+pub struct SqliteHookTx<'a, 'c>(pub &'a rusqlite::Transaction<'c>);
+
+impl HookTx for SqliteHookTx<'_, '_> {
+    fn sqlite(&self) -> Option<&rusqlite::Transaction<'_>> {
+        Some(self.0)
+    }
+
+    fn claim_alert(&mut self, c: &AlertClaim) -> Result<bool, HookError> {
+        let claimed = self.0.prepare_cached(
+            "INSERT INTO budget_alerts (budget, period, threshold, spent, limit_value, fired_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(rusqlite::params![c.key, c.period, c.threshold, c.spent, c.limit, c.time_ns])?;
+        Ok(claimed > 0)
+    }
+
+    fn store_event(&mut self, event: crate::model::Event) -> Result<(), HookError> {
+        write::write_records(self.0, &[Record::Event(Box::new(event))], now_ns())?;
+        Ok(())
+    }
+
+    fn queue_alert(&mut self, payload: &serde_json::Value) -> Result<(), HookError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO alert_outbox (created_ns, kind, payload) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(rusqlite::params![
+                now_ns(),
+                payload["type"].as_str().unwrap_or("alert"),
+                payload.to_string()
+            ])?;
+        Ok(())
     }
 }
 

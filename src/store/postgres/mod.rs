@@ -35,6 +35,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::analytics::cost::is_usage_span;
 use crate::analytics::usage::{CallUsage, hour_of};
 use crate::model::{Event, Record, SharedMap, Span, SpanKind};
+use crate::pipeline::AlertClaim;
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
 use crate::store::write::WriteEffect;
 
@@ -218,6 +219,31 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX traces_start;
     CREATE INDEX traces_start ON traces (start_ns, trace_id) INCLUDE (tool_calls);
+"#,
+    // 5: fleet budgets: each threshold alerts once per period (claimed in the batch's
+    // transaction), and the alerts wait here for their destinations, each of which
+    // keeps its cursor.
+    r#"
+    CREATE TABLE budget_alerts (
+        budget TEXT NOT NULL,
+        period TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        spent DOUBLE PRECISION NOT NULL,
+        limit_value DOUBLE PRECISION NOT NULL,
+        fired_ns BIGINT NOT NULL,
+        PRIMARY KEY (budget, period, threshold)
+    );
+    CREATE TABLE alert_outbox (
+        id BIGSERIAL PRIMARY KEY,
+        created_ns BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE TABLE alert_cursors (
+        sink TEXT PRIMARY KEY,
+        last_id BIGINT NOT NULL,
+        updated_ns BIGINT NOT NULL
+    );
 "#,
 ];
 
@@ -443,15 +469,26 @@ impl PgStore {
         Ok(())
     }
 
-    /// Stores a batch: its spans with their summaries in one transaction, then its
-    /// events in another. A record already stored is skipped, so the whole batch sent
-    /// again after a failure between the two stores nothing twice. Other records
-    /// (metric points...) are not kept here yet.
+    /// Stores a batch (its spans with their summaries, its events) in one transaction.
+    /// A record already stored is skipped, so a batch sent again stores nothing twice.
+    /// Other records (metric points...) are not kept here yet.
     pub async fn write(
         &mut self,
         records: &[Record],
         received_ns: i64,
     ) -> Result<Written, PgError> {
+        let (batch, written) = self.begin_write(records, received_ns).await?;
+        batch.commit().await?;
+        Ok(written)
+    }
+
+    /// [`PgStore::write`] with the transaction left open, for the hooks' writes
+    /// ([`Batch`]); nothing is stored until [`Batch::commit`].
+    pub async fn begin_write(
+        &mut self,
+        records: &[Record],
+        received_ns: i64,
+    ) -> Result<(Batch<'_>, Written), PgError> {
         let spans = spans_of(records);
         let events: Vec<&Event> = records
             .iter()
@@ -462,43 +499,23 @@ impl PgStore {
             .collect();
         self.ensure_days(0, spans.iter().map(|s| s.start_ns), received_ns)
             .await?;
-        self.ensure_days(1, events.iter().map(|e| e.time_ns), received_ns)
-            .await?;
+        // Today's too: the events hooks add (alerts) are dated now.
+        let event_days = events.iter().map(|e| e.time_ns).chain([received_ns]);
+        self.ensure_days(1, event_days, received_ns).await?;
         if self.staging.is_none() {
             self.staging = Some(make_staging(&self.client).await?);
         }
         let Some([span_types, event_types]) = &self.staging else {
             unreachable!("made above");
         };
-        let mut out = Written::default();
+        let mut tx = self.client.transaction().await?;
         let span_new = if spans.is_empty() {
             Vec::new()
         } else {
-            store_spans(&mut self.client, span_types, &spans, received_ns).await?
+            store_spans(&mut tx, span_types, &spans, received_ns).await?
         };
-        let mut event_new = Vec::new();
-        if !events.is_empty() {
-            let tx = self.client.transaction().await?;
-            copy_events(&tx, event_types, &events, received_ns).await?;
-            let stored: HashSet<(String, i64)> = tx
-                .query(
-                    &format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_in ON CONFLICT DO NOTHING RETURNING uid, time_ns"),
-                    &[],
-                )
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            let mut seen = HashSet::new();
-            event_new = events
-                .iter()
-                .map(|e| {
-                    let k = (e.uid.clone(), e.time_ns);
-                    stored.contains(&k) && seen.insert(k)
-                })
-                .collect();
-            tx.commit().await?;
-        }
+        let event_new = insert_events(&tx, event_types, &events, received_ns).await?;
+        let mut out = Written::default();
         let (mut spans_new, mut events_new) = (span_new.into_iter(), event_new.into_iter());
         for r in records {
             let new = match r {
@@ -521,7 +538,12 @@ impl PgStore {
                 WriteEffect::Duplicate
             });
         }
-        Ok(out)
+        let batch = Batch {
+            tx,
+            event_types,
+            received_ns,
+        };
+        Ok((batch, out))
     }
 
     /// Drops the day partitions that end at or before `cutoff_ns` and deletes older
@@ -595,20 +617,20 @@ macro_rules! span_columns {
         instance_id, region"
     };
 }
-/// Stores `spans` with their runs' summaries and hourly usage in one transaction;
-/// returns how many were new. A batch goes by COPY straight into the table; one holding
-/// a span already stored (a retried push) fails as a whole and goes again through the
-/// staging table, inserting only what is new. The summaries add exactly the new spans,
-/// so a span sent twice counts once.
+/// Stores `spans` with their runs' summaries and hourly usage in `tx`; returns which
+/// were new. A batch goes by COPY straight into the table; one holding a span already
+/// stored (a retried push) fails as a whole, is rolled back to a savepoint and goes
+/// again through the staging table, inserting only what is new. The summaries add
+/// exactly the new spans, so a span sent twice counts once.
 async fn store_spans(
-    client: &mut Client,
+    tx: &mut tokio_postgres::Transaction<'_>,
     types: &[Type],
     spans: &[&Span],
     received_ns: i64,
 ) -> Result<Vec<bool>, PgError> {
-    let tx = client.transaction().await?;
+    let direct = tx.savepoint("direct_copy").await?;
     let copied = async {
-        let sink = tx
+        let sink = direct
             .copy_in(concat!(
                 "COPY spans (",
                 span_columns!(),
@@ -618,16 +640,15 @@ async fn store_spans(
         send_spans(sink, types, spans, received_ns).await
     }
     .await;
-    let new: Vec<bool> = match copied {
+    match copied {
         Ok(_) => {
-            add_summaries(&tx, spans, received_ns).await?;
-            tx.commit().await?;
-            return Ok(vec![true; spans.len()]);
+            direct.commit().await?;
+            add_summaries(tx, spans, received_ns).await?;
+            Ok(vec![true; spans.len()])
         }
         Err(PgError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            tx.rollback().await?;
-            let tx = client.transaction().await?;
-            copy_spans(&tx, types, spans, received_ns).await?;
+            direct.rollback().await?;
+            copy_spans(tx, types, spans, received_ns).await?;
             let stored: HashSet<(Vec<u8>, Vec<u8>, i64)> = tx
                 .query(
                     concat!(
@@ -655,13 +676,93 @@ async fn store_spans(
                 .filter(|(_, n)| **n)
                 .map(|(s, _)| *s)
                 .collect();
-            add_summaries(&tx, &new, received_ns).await?;
-            tx.commit().await?;
-            is_new
+            add_summaries(tx, &new, received_ns).await?;
+            Ok(is_new)
         }
-        Err(e) => return Err(e),
-    };
-    Ok(new)
+        Err(e) => Err(e),
+    }
+}
+
+/// Inserts the events not already stored (by uid and time) through the staging table;
+/// returns which were new.
+async fn insert_events(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    events: &[&Event],
+    received_ns: i64,
+) -> Result<Vec<bool>, PgError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    copy_events(tx, types, events, received_ns).await?;
+    let stored: HashSet<(String, i64)> = tx
+        .query(
+            &format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_in ON CONFLICT DO NOTHING RETURNING uid, time_ns"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // The staging table is emptied at commit; a second use in this transaction must
+    // not see these rows again.
+    tx.execute("DELETE FROM events_in", &[]).await?;
+    let mut seen = HashSet::new();
+    Ok(events
+        .iter()
+        .map(|e| {
+            let k = (e.uid.clone(), e.time_ns);
+            stored.contains(&k) && seen.insert(k)
+        })
+        .collect())
+}
+
+/// A batch's open transaction on PostgreSQL, with its records written: the hooks'
+/// writes (alerts) go in it, and all commit together.
+pub struct Batch<'a> {
+    tx: tokio_postgres::Transaction<'a>,
+    event_types: &'a [Type],
+    received_ns: i64,
+}
+
+impl Batch<'_> {
+    /// Claims `(key, period, threshold)` in `budget_alerts`: true the first time.
+    pub async fn claim_alert(&self, c: &AlertClaim<'_>) -> Result<bool, PgError> {
+        let claimed = self
+            .tx
+            .execute(
+                "INSERT INTO budget_alerts (budget, period, threshold, spent, limit_value, fired_ns)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[&c.key, &c.period, &(c.threshold as i32), &c.spent, &c.limit, &c.time_ns],
+            )
+            .await?;
+        Ok(claimed > 0)
+    }
+
+    /// Stores an event a hook made.
+    pub async fn store_event(&self, e: &Event) -> Result<(), PgError> {
+        insert_events(&self.tx, self.event_types, &[e], self.received_ns).await?;
+        Ok(())
+    }
+
+    /// Queues an alert's payload for the destinations.
+    pub async fn queue_alert(&self, payload: &Value) -> Result<(), PgError> {
+        self.tx
+            .execute(
+                "INSERT INTO alert_outbox (created_ns, kind, payload) VALUES ($1, $2, $3)",
+                &[
+                    &self.received_ns,
+                    &payload["type"].as_str().unwrap_or("alert"),
+                    &payload.to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), PgError> {
+        Ok(self.tx.commit().await?)
+    }
 }
 
 /// One run's share of a batch, added to its `traces` row: the same figures, by the same

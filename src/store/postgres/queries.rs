@@ -4,12 +4,15 @@
 //! Connections come from a small pool (deadpool-postgres), made again when lost.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgError, take_root_cert, tls_config};
+use crate::analytics::alert::{AlertQueue, Pending};
+use crate::analytics::budgets::{PeriodQuery, Standing};
 use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
@@ -58,7 +61,9 @@ impl Params {
     }
 }
 
-/// The read side of the PostgreSQL store.
+/// The read side of the PostgreSQL store (and the alert queue's, which its
+/// destinations move through).
+#[derive(Clone)]
 pub struct PgReader {
     pool: Pool,
 }
@@ -504,6 +509,106 @@ impl PgReader {
             .filter_map(|r| r.get::<_, Option<String>>(0))
             .filter_map(|t| serde_json::from_str(&t).ok())
             .collect())
+    }
+}
+
+impl PgReader {
+    /// A budget's standing: its period's usage across the fleet and the thresholds
+    /// already alerted (`Budgets::restore` at start).
+    pub async fn budget_standing(&self, q: &PeriodQuery) -> Result<Standing, QueryError> {
+        let client = self.client().await?;
+        let column = if q.tokens { "total_tokens" } else { "cost_usd" };
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT COALESCE(sum({column}), 0)::float8, COALESCE(sum(calls - priced_calls), 0)::bigint
+                     FROM usage_hourly WHERE hour_ns >= $1 AND hour_ns < $2
+                     AND ($3::text IS NULL OR agent_id = $3)"
+                ),
+                &[&q.start_ns, &q.end_ns, &q.agent],
+            )
+            .await?;
+        let alerted = client
+            .query(
+                "SELECT threshold FROM budget_alerts WHERE budget = $1 AND period = $2",
+                &[&q.budget, &q.period],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i32>(0) as u32)
+            .collect();
+        Ok(Standing {
+            spent: row.get(0),
+            unpriced_calls: row.get(1),
+            alerted,
+        })
+    }
+}
+
+impl PgReader {
+    async fn next_alert(&self, sink: &str) -> Result<Option<Pending>, QueryError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, created_ns, kind, payload FROM alert_outbox
+                 WHERE id > COALESCE((SELECT last_id FROM alert_cursors WHERE sink = $1), 0)
+                 ORDER BY id LIMIT 1",
+                &[&sink],
+            )
+            .await?;
+        Ok(row.map(|r| Pending {
+            id: r.get(0),
+            created_ns: r.get(1),
+            kind: r.get(2),
+            payload: r.get(3),
+        }))
+    }
+
+    async fn alert_done(&self, sink: &str, all: &[&str], id: i64) -> Result<(), QueryError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO alert_cursors (sink, last_id, updated_ns) VALUES ($1, $2, $3)
+             ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id, updated_ns = excluded.updated_ns",
+            &[&sink, &id, &crate::model::now_ns()],
+        )
+        .await?;
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        // Every destination's cursor, a missing one at 0: the queue keeps what any has not passed.
+        let passed: i64 = tx
+            .query_one(
+                "SELECT COALESCE(min(COALESCE(c.last_id, 0)), 0)::bigint
+                 FROM unnest($1::text[]) AS s(sink) LEFT JOIN alert_cursors c USING (sink)",
+                &[&all],
+            )
+            .await?
+            .get(0);
+        tx.execute("DELETE FROM alert_outbox WHERE id <= $1", &[&passed])
+            .await?;
+        Ok(tx.commit().await?)
+    }
+}
+
+/// The alert queue of a fleet's central. Alerts are queued by the one writer, in id
+/// order, so a cursor past an id has seen every alert before it.
+impl AlertQueue for PgReader {
+    fn next(&self, sink: &'static str) -> BoxFuture<'_, Option<Result<Option<Pending>, String>>> {
+        Box::pin(async move { Some(self.next_alert(sink).await.map_err(|e| e.to_string())) })
+    }
+
+    fn done(
+        &self,
+        sink: &'static str,
+        all: Vec<&'static str>,
+        id: i64,
+    ) -> BoxFuture<'_, Option<Result<(), String>>> {
+        Box::pin(async move {
+            Some(
+                self.alert_done(sink, &all, id)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! The pipeline's writer on PostgreSQL: each batch goes to [`PgStore::write`] on a
+//! The pipeline's writer on PostgreSQL: each batch goes to [`PgStore::begin_write`] on a
 //! small runtime of the writer thread's own (its connection is driven only while a
 //! batch is written, and never competes with the API's tasks). A lost connection (the
 //! server restarted) is made again on the next attempt; the batch is retried until
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::PgStore;
-use crate::model::{Record, now_ns};
-use crate::pipeline::{Job, Stats, StoreWriter, WriteHook};
+use super::{Batch, PgStore};
+use crate::model::{Event, Record, now_ns};
+use crate::pipeline::{AlertClaim, HookError, HookTx, Job, Stats, StoreWriter, WriteHook};
 use crate::store::write::WriteOutcome;
 
 pub struct PgWriter {
@@ -70,18 +70,60 @@ fn connected<'a>(
     Ok(slot.as_mut().expect("set above"))
 }
 
+/// The hooks' writes in a PostgreSQL batch's transaction, each run to its end on the
+/// writer's runtime (the hooks are synchronous; the writer thread is outside it).
+struct PgHookTx<'a> {
+    batch: Batch<'a>,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+impl HookTx for PgHookTx<'_> {
+    fn sqlite(&self) -> Option<&rusqlite::Transaction<'_>> {
+        None
+    }
+
+    fn claim_alert(&mut self, claim: &AlertClaim) -> Result<bool, HookError> {
+        self.runtime
+            .block_on(self.batch.claim_alert(claim))
+            .map_err(|e| HookError::Store(e.to_string()))
+    }
+
+    fn store_event(&mut self, event: Event) -> Result<(), HookError> {
+        self.runtime
+            .block_on(self.batch.store_event(&event))
+            .map_err(|e| HookError::Store(e.to_string()))
+    }
+
+    fn queue_alert(&mut self, payload: &serde_json::Value) -> Result<(), HookError> {
+        self.runtime
+            .block_on(self.batch.queue_alert(payload))
+            .map_err(|e| HookError::Store(e.to_string()))
+    }
+}
+
 impl StoreWriter for PgWriter {
-    /// Hooks' `in_transaction` writes are SQLite's: on PostgreSQL the composer registers
-    /// only hooks that keep state in memory.
+    /// The batch and the hooks' writes in one transaction. Hooks whose tables only
+    /// SQLite keeps are not registered on this store.
     fn commit(
         &mut self,
         records: &[Record],
-        _hooks: &[Arc<dyn WriteHook>],
+        hooks: &[Arc<dyn WriteHook>],
     ) -> Result<WriteOutcome, String> {
         let store = connected(&mut self.store, &self.runtime, &self.url)?;
-        let written = self
+        let (batch, written) = self
             .runtime
-            .block_on(store.write(records, now_ns()))
+            .block_on(store.begin_write(records, now_ns()))
+            .map_err(|e| e.to_string())?;
+        let mut hook_tx = PgHookTx {
+            batch,
+            runtime: &self.runtime,
+        };
+        for h in hooks {
+            h.in_transaction(&mut hook_tx, records, &written.effects)
+                .map_err(|e| e.to_string())?;
+        }
+        self.runtime
+            .block_on(hook_tx.batch.commit())
             .map_err(|e| e.to_string())?;
         if written.not_kept > 0 && !self.said_metrics {
             self.said_metrics = true;

@@ -251,7 +251,13 @@ fn build(db: &Path, target: u64) -> Built {
     let flush = |conn: &mut rusqlite::Connection, batch: &mut Vec<Record>| {
         let tx = conn.transaction().unwrap();
         let out = write_records(&tx, batch, now_ns()).unwrap();
-        RollupHook.in_transaction(&mut openclaw_trace::store::sqlite::SqliteHookTx(&tx), batch, &out.effects).unwrap();
+        RollupHook
+            .in_transaction(
+                &mut openclaw_trace::store::sqlite::SqliteHookTx(&tx),
+                batch,
+                &out.effects,
+            )
+            .unwrap();
         tx.commit().unwrap();
         batch.clear();
     };

@@ -538,8 +538,9 @@ impl Daemon {
         &self.state.pipeline
     }
 
-    /// Refuses new work (503, `/ready` not ready), drains the queue, commits and
-    /// checkpoints, then closes the listener; all within the shutdown timeout.
+    /// Refuses new work (503, `/ready` not ready), drains the queue, commits, pushes
+    /// the sinks' last batch and checkpoints, then closes the listener; all within the
+    /// shutdown timeout.
     /// True when everything finished in time.
     pub async fn shutdown(self) -> bool {
         let deadline = Instant::now() + self.state.config.api.shutdown_timeout;
@@ -563,21 +564,23 @@ impl Daemon {
             })),
             ..Default::default()
         });
+        // Sinks get a last push of what is committed (they read the store; the push
+        // waits for the queue to drain first), within half the budget. The writer
+        // closes after it: it moves their cursors, so what the last push sent is not
+        // sent again after a restart.
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.state.sinks.final_push(Instant::now() + left / 2).await;
         if let Some((signer, head_file)) = &self.audit {
             queue_checkpoint(&self.state.pipeline, signer, head_file);
         }
         self.state.pipeline.close();
         let writer = self.writer;
-        // The writer drains within half the budget; then sinks get a last push of
-        // what it committed (they read the store), within what is left.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let done = tokio::task::spawn_blocking(move || writer.join(left / 2))
-            .await
-            .unwrap_or(false);
         let left = deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(Duration::from_millis(500));
-        self.state.sinks.final_push(Instant::now() + left).await;
+        let done = tokio::task::spawn_blocking(move || writer.join(left))
+            .await
+            .unwrap_or(false);
         // Live streams never end on their own; end them so they do not hold the server up.
         self.state.live.close();
         // The API and the dedicated OTLP listeners share the stop signal.

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{TOKEN, capture, free_port, post, sidecar, wait_until};
+use common::fleet::{TOKEN, capture, free_port, post, sidecar, sidecar_with, wait_until};
 use common::webhook::fake_webhook;
 use common::{Daemon, PgServer, client, now_ms, now_ms_with_today_reaching_back};
 use serde_json::{Value, json};
@@ -30,8 +30,9 @@ fn n(pg: &PgServer, sql: &str) -> i64 {
 /// Rows per sidecar in the central's table (the central's own record of each sidecar
 /// is not the sidecar's data).
 fn per_instance(pg: &PgServer, table: &str, id: &str) -> i64 {
+    // Nor the host conditions its host may have (a disk nearly full).
     let own = if table == "events" {
-        " AND name != 'openclaw_trace.instance'"
+        " AND name != 'openclaw_trace.instance' AND source != 'host'"
     } else {
         ""
     };
@@ -65,8 +66,16 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         "no SQLite file on PostgreSQL"
     );
 
-    let a = sidecar(port, "side-a", "v2");
-    let b = sidecar(port, "side-b", "v1");
+    // Sidecars a and b sample their host's memory and disk every second.
+    let host = [
+        (
+            "OCT_HOST_DISABLE",
+            "cpu,cgroup,diskio,network,dns,processes,self,agent,llm",
+        ),
+        ("OCT_METRICS_INTERVAL", "1s"),
+    ];
+    let mut a = sidecar_with(port, "side-a", "v2", &host);
+    let mut b = sidecar_with(port, "side-b", "v1", &host);
     // A third sidecar pushes once and goes away before the central's restart.
     let mut c = sidecar(port, "side-c", "v2");
     let t = now_ms_with_today_reaching_back(30_000) - 30_000;
@@ -135,6 +144,49 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         common::count(&a.db_path, "SELECT sum(total_tokens) FROM spans"),
         tokens_a
     );
+    // Host metrics: each sidecar's samples, once each, through the SIGKILL. Stopped,
+    // a sidecar has pushed what its cursor says (its last push included); the central
+    // holds exactly that: every point in v2; in v1 (the Go format: one
+    // `system_metric` per sample, fewer figures) every sample.
+    a.stop();
+    b.stop();
+    for (id, d) in [("side-a", &a), ("side-b", &b)] {
+        let pushed = |what: &str| {
+            common::count(
+                &d.db_path,
+                &format!(
+                    "SELECT {what} FROM metric_points WHERE id <= (SELECT last_id FROM sink_cursors WHERE sink = 'push' AND tbl = 'metric_points')"
+                ),
+            )
+        };
+        assert_eq!(
+            pushed("count(*)"),
+            common::count(&d.db_path, "SELECT count(*) FROM metric_points"),
+            "{id}: the last push's cursor is kept"
+        );
+        let samples = pushed("count(DISTINCT time_ns)");
+        assert!(samples >= 5, "{id}: {samples} samples pushed");
+        let held = |what: &str| {
+            n(
+                &pg,
+                &format!("SELECT {what} FROM metric_points WHERE instance_id = '{id}'"),
+            )
+        };
+        // The last push was acknowledged; its commit follows within moments.
+        wait_until("the last push committed", Duration::from_secs(10), || {
+            held("count(DISTINCT time_ns)") >= samples
+        });
+        assert_eq!(held("count(DISTINCT time_ns)"), samples, "{id}");
+        assert_eq!(
+            held("count(*)"),
+            held("count(DISTINCT (name, attributes, time_ns))"),
+            "{id}: each point once"
+        );
+        if id == "side-a" {
+            assert_eq!(held("count(*)"), pushed("count(*)"), "{id}: every point");
+        }
+    }
+
     // The fleet budget: what every sidecar spent, each threshold alerted once (the
     // 50 % before the SIGKILL was not alerted again after it), stored as events and
     // delivered to the webhook once each.
@@ -234,7 +286,13 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
     // Which agent is failing: every sidecar's errors, once each.
     let (status, errors) = get(&central, "/v1/errors?limit=1000");
     assert_eq!(status, 200, "{errors}");
-    assert_eq!(errors["errors"].as_array().unwrap().len(), 10, "{errors}");
+    let captured = errors["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] != "host")
+        .count();
+    assert_eq!(captured, 10, "{errors}");
     let (_, alpha) = get(&central, "/v1/errors?agent_id=alpha&limit=1000");
     assert_eq!(alpha["errors"].as_array().unwrap().len(), 4, "{alpha}");
 

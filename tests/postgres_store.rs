@@ -9,7 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use common::PgServer;
-use openclaw_trace::model::{Event, EventType, Record, Span, SpanId, SpanKind, TraceId};
+use openclaw_trace::model::{
+    Event, EventType, MetricPoint, Record, Span, SpanId, SpanKind, TraceId,
+};
 use openclaw_trace::store::postgres::{CURRENT_VERSION, PgStore};
 use openclaw_trace::store::write::WriteEffect;
 use serde_json::{Map, json};
@@ -61,6 +63,15 @@ fn event(i: u64, time_ns: i64) -> Record {
     Record::Event(Box::new(e))
 }
 
+/// A host metric point of a sidecar; `pushed`: one a client may send again (keyed).
+fn point(i: u64, time_ns: i64, instance: &str, pushed: bool) -> Record {
+    let mut m = MetricPoint::gauge("system.disk.used_pct", "%", time_ns, 40.0 + i as f64);
+    m.attributes.insert("mount".into(), json!("/data"));
+    m.resource = resource(instance);
+    m.deduplicate = pushed;
+    Record::Metric(Box::new(m))
+}
+
 fn tables(pg: &PgServer, parent: &str) -> String {
     pg.psql(&format!(
         "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i
@@ -104,8 +115,22 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
     for i in 0..20u64 {
         batch.push(event(i, today + i as i64));
     }
+    // 30 pushed metric points of two sidecars over both days (a point of each sidecar
+    // at the same time: each its own series).
+    for i in 0..30u64 {
+        let at = if i < 15 { today } else { yesterday } + (i % 15) as i64 * 1_000_000_000;
+        batch.push(point(
+            i,
+            at,
+            if i % 2 == 0 { "side-a" } else { "side-b" },
+            true,
+        ));
+    }
     let w = store.write(&batch, now).await.unwrap();
-    assert_eq!((w.spans, w.events, w.duplicates), (603, 20, 0));
+    assert_eq!(
+        (w.spans, w.events, w.points, w.duplicates),
+        (603, 20, 30, 0)
+    );
     assert_eq!(w.effects.len(), batch.len());
     assert!(w.effects.iter().all(|e| *e == WriteEffect::Inserted));
     // Sent again (a retried push), in two halves: nothing new.
@@ -113,7 +138,26 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
     let again = store.write(a, now).await.unwrap();
     let again2 = store.write(b, now).await.unwrap();
     assert_eq!((again.spans, again.events), (0, 0));
-    assert_eq!(again.duplicates + again2.duplicates, 623);
+    assert_eq!(again.duplicates + again2.duplicates, 653);
+    assert_eq!(pg.psql("SELECT count(*) FROM metric_points"), "30");
+    assert_eq!(
+        pg.psql(
+            "SELECT string_agg(instance_id || '=' || n, ',' ORDER BY instance_id)
+             FROM (SELECT instance_id, count(*) n FROM metric_points GROUP BY 1) x"
+        ),
+        "side-a=15,side-b=15"
+    );
+    // A point made where it is stored (not keyed) is never a duplicate.
+    let own = [
+        point(99, today, "central", false),
+        point(99, today, "central", false),
+    ];
+    let w = store.write(&own, now).await.unwrap();
+    assert_eq!((w.points, w.duplicates), (2, 0));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM metric_points WHERE point_key IS NULL"),
+        "2"
+    );
 
     assert_eq!(pg.psql("SELECT count(*) FROM spans"), "603");
     assert_eq!(pg.psql("SELECT count(*) FROM events"), "20");
@@ -189,7 +233,10 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
 
     // Retention: everything before today goes, yesterday as a whole table.
     let dropped = store.drop_before(today - DAY_NS / 2).await.unwrap();
-    assert_eq!(dropped, vec![y.clone()]);
+    assert_eq!(
+        dropped,
+        vec![y.clone(), day_name("metric_points", yesterday)]
+    );
     assert_eq!(pg.psql("SELECT count(*) FROM spans"), "302");
     assert_eq!(pg.psql("SELECT count(*) FROM spans_default"), "0");
     assert_eq!(
@@ -197,6 +244,16 @@ async fn batches_land_in_day_partitions_once_and_retention_drops_whole_days() {
         [t.as_str(), "spans_default"].join(",")
     );
     assert_eq!(pg.psql("SELECT count(*) FROM events"), "20");
+    // Yesterday's metric points went with their day's table.
+    assert_eq!(pg.psql("SELECT count(*) FROM metric_points"), "17");
+    assert_eq!(
+        tables(&pg, "metric_points"),
+        [
+            day_name("metric_points", today).as_str(),
+            "metric_points_default"
+        ]
+        .join(",")
+    );
     assert_eq!(
         pg.psql("SELECT sum(span_count) FROM traces"),
         pg.psql("SELECT count(*) FROM spans")

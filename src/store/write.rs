@@ -565,15 +565,15 @@ const METRIC_INSERT: &str =
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (time_ns, point_key) WHERE point_key IS NOT NULL DO NOTHING";
 
-fn insert_metric(
-    stmt: &mut Statement,
+/// The key of a point a client may send again: its series (name, kind, start and
+/// every attribute; the time is the unique index's other half). `None` for a point
+/// that is never sent twice. `attributes` and `resource` are the JSON stored.
+pub fn metric_point_key(
     m: &MetricPoint,
-    json: &mut RowJson,
-) -> rusqlite::Result<bool> {
-    let h = m.histogram.as_ref();
-    let (attributes, resource) = json.of(&m.attributes, &m.resource);
-    // The series: name, kind, start and every attribute (the time is the index's other half).
-    let point_key = m.deduplicate.then(|| {
+    attributes: Option<&str>,
+    resource: Option<&str>,
+) -> Option<i64> {
+    m.deduplicate.then(|| {
         let start = m.start_time_ns.unwrap_or(0).to_string();
         crate::util::digest::key_of_parts(&[
             &m.name,
@@ -582,7 +582,17 @@ fn insert_metric(
             attributes.unwrap_or(""),
             resource.unwrap_or(""),
         ])
-    });
+    })
+}
+
+fn insert_metric(
+    stmt: &mut Statement,
+    m: &MetricPoint,
+    json: &mut RowJson,
+) -> rusqlite::Result<bool> {
+    let h = m.histogram.as_ref();
+    let (attributes, resource) = json.of(&m.attributes, &m.resource);
+    let point_key = metric_point_key(m, attributes, resource);
     let n = stmt.execute(params![
         m.name,
         m.unit,

@@ -64,11 +64,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 /// A sidecar named `id` that pushes every second, in push `format` (`v1`, `v2`),
 /// gzipped, to the central on `central_port`.
 pub fn sidecar(central_port: u16, id: &str, format: &str) -> Daemon {
-    Daemon::start(&[
-        (
-            "OCT_PUSH_ENDPOINT",
-            &format!("http://127.0.0.1:{central_port}/v1/push"),
-        ),
+    sidecar_with(central_port, id, format, &[])
+}
+
+/// [`sidecar`] with more settings.
+pub fn sidecar_with(central_port: u16, id: &str, format: &str, more: &[(&str, &str)]) -> Daemon {
+    let endpoint = format!("http://127.0.0.1:{central_port}/v1/push");
+    let mut env = vec![
+        ("OCT_PUSH_ENDPOINT", endpoint.as_str()),
         ("OCT_PUSH_TOKEN", TOKEN),
         ("OCT_PUSH_FORMAT", format),
         ("OCT_PUSH_GZIP", "on"),
@@ -77,5 +80,7 @@ pub fn sidecar(central_port: u16, id: &str, format: &str) -> Daemon {
         ("OCT_PUSH_RETRY_MAX", "1s"),
         ("OCT_INSTANCE_ID", id),
         ("OCT_REGION", "ams"),
-    ])
+    ];
+    env.extend_from_slice(more);
+    Daemon::start(&env)
 }

@@ -1,13 +1,15 @@
 //! PostgreSQL: the store of a fleet's central (`OCT_DATABASE_URL`), for when one
 //! openclaw-trace collects many sidecars.
 //!
-//! Spans and events are partitioned by UTC day (declarative range partitions on their
-//! time), so retention drops whole partitions instead of deleting rows. A batch's spans
-//! go by binary `COPY` straight into `spans`; a batch holding a span already stored (a
-//! retried push) fails as a whole and goes again through a staging table with
-//! `ON CONFLICT DO NOTHING`, so a record sent twice is stored once: a span by trace,
-//! span id and start, an event by uid and time. The runs' summaries (`traces`) and the
-//! hourly usage are added from exactly the new spans in the same transaction. Every row
+//! Spans, events and metric points are partitioned by UTC day (declarative range
+//! partitions on their time), so retention drops whole partitions instead of deleting
+//! rows. A batch's spans go by binary `COPY` straight into `spans`; a batch holding a
+//! span already stored (a retried push) is rolled back to a savepoint and goes again
+//! through a staging table with `ON CONFLICT DO NOTHING`, so a record sent twice is
+//! stored once: a span by trace, span id and start, an event by uid and time, a metric
+//! point by its series and time. The runs' summaries (`traces`) and the hourly usage
+//! are added from exactly the new spans, and the hooks' writes (budget alerts) made,
+//! in the batch's one transaction. Every row
 //! names the sidecar it came from (`instance_id`, `region`: the resource's
 //! `service.instance.id` and `cloud.region`).
 //!
@@ -34,10 +36,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::analytics::cost::is_usage_span;
 use crate::analytics::usage::{CallUsage, hour_of};
-use crate::model::{Event, Record, SharedMap, Span, SpanKind};
+use crate::model::{Event, MetricPoint, Record, SharedMap, Span, SpanKind};
 use crate::pipeline::AlertClaim;
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
-use crate::store::write::WriteEffect;
+use crate::store::write::{WriteEffect, metric_point_key};
 
 /// Day partitions are made for rows this many days before today at most...
 pub const PAST_DAYS: i64 = 400;
@@ -245,6 +247,40 @@ const MIGRATIONS: &[&str] = &[
         updated_ns BIGINT NOT NULL
     );
 "#,
+    // 6: the sidecars' metric points (host health, OTLP metrics), partitioned by day
+    // like spans and events; a point a client may send again has a key (its series),
+    // so a retried push stores it once.
+    r#"
+    CREATE TABLE metric_points (
+        id BIGSERIAL NOT NULL,
+        name TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        time_ns BIGINT NOT NULL,
+        start_time_ns BIGINT,
+        value DOUBLE PRECISION,
+        count BIGINT,
+        sum DOUBLE PRECISION,
+        min DOUBLE PRECISION,
+        max DOUBLE PRECISION,
+        bounds TEXT,
+        bucket_counts TEXT,
+        temporality TEXT,
+        monotonic BOOLEAN,
+        attributes TEXT,
+        resource TEXT,
+        source TEXT NOT NULL,
+        point_key BIGINT,
+        received_ns BIGINT NOT NULL,
+        instance_id TEXT,
+        region TEXT
+    ) PARTITION BY RANGE (time_ns);
+    CREATE TABLE metric_points_default PARTITION OF metric_points DEFAULT;
+    CREATE UNIQUE INDEX metric_points_key ON metric_points (point_key, time_ns);
+    CREATE INDEX metric_points_name_time ON metric_points (name, time_ns);
+    CREATE INDEX metric_points_instance ON metric_points (instance_id, time_ns)
+        WHERE instance_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -281,7 +317,11 @@ pub async fn migrate(client: &mut Client) -> Result<i64, PgError> {
 }
 
 /// The partitioned tables and the time column each is partitioned by.
-const PARTITIONED: [(&str, &str); 2] = [("spans", "start_ns"), ("events", "time_ns")];
+const PARTITIONED: [(&str, &str); 3] = [
+    ("spans", "start_ns"),
+    ("events", "time_ns"),
+    ("metric_points", "time_ns"),
+];
 
 /// Day number (days since 1970-01-01 UTC) of a time in nanoseconds.
 fn day_of(ns: i64) -> i64 {
@@ -335,7 +375,7 @@ pub struct PgStore {
     client: Client,
     known_days: BTreeSet<(usize, i64)>,
     /// The staging tables' column types (binary COPY sends them), once made.
-    staging: Option<[Vec<Type>; 2]>,
+    staging: Option<[Vec<Type>; 3]>,
 }
 
 /// What one batch did.
@@ -343,12 +383,11 @@ pub struct PgStore {
 pub struct Written {
     pub spans: u64,
     pub events: u64,
+    /// Metric points.
+    pub points: u64,
     /// Records already stored (a batch sent again).
     pub duplicates: u64,
-    /// Metric points, which this store does not keep yet.
-    pub not_kept: u64,
-    /// One per record of the batch, in order: `Inserted` or `Duplicate` (a metric
-    /// point, not kept, is `Duplicate`: it changed nothing).
+    /// One per record of the batch, in order: `Inserted` or `Duplicate`.
     pub effects: Vec<WriteEffect>,
 }
 
@@ -469,9 +508,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Stores a batch (its spans with their summaries, its events) in one transaction.
-    /// A record already stored is skipped, so a batch sent again stores nothing twice.
-    /// Other records (metric points...) are not kept here yet.
+    /// Stores a batch (its spans with their summaries, its events and metric points) in
+    /// one transaction. A record already stored is skipped, so a batch sent again
+    /// stores nothing twice.
     pub async fn write(
         &mut self,
         records: &[Record],
@@ -502,10 +541,19 @@ impl PgStore {
         // Today's too: the events hooks add (alerts) are dated now.
         let event_days = events.iter().map(|e| e.time_ns).chain([received_ns]);
         self.ensure_days(1, event_days, received_ns).await?;
+        let points: Vec<&MetricPoint> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Metric(m) => Some(&**m),
+                _ => None,
+            })
+            .collect();
+        self.ensure_days(2, points.iter().map(|m| m.time_ns), received_ns)
+            .await?;
         if self.staging.is_none() {
             self.staging = Some(make_staging(&self.client).await?);
         }
-        let Some([span_types, event_types]) = &self.staging else {
+        let Some([span_types, event_types, metric_types]) = &self.staging else {
             unreachable!("made above");
         };
         let mut tx = self.client.transaction().await?;
@@ -515,21 +563,23 @@ impl PgStore {
             store_spans(&mut tx, span_types, &spans, received_ns).await?
         };
         let event_new = insert_events(&tx, event_types, &events, received_ns).await?;
+        let point_new = insert_points(&tx, metric_types, &points, received_ns).await?;
         let mut out = Written::default();
-        let (mut spans_new, mut events_new) = (span_new.into_iter(), event_new.into_iter());
+        let (mut spans_new, mut events_new, mut points_new) = (
+            span_new.into_iter(),
+            event_new.into_iter(),
+            point_new.into_iter(),
+        );
         for r in records {
             let new = match r {
                 Record::Span(_) => spans_new.next().unwrap_or(false),
                 Record::Event(_) => events_new.next().unwrap_or(false),
-                Record::Metric(_) => {
-                    out.not_kept += 1;
-                    out.effects.push(WriteEffect::Duplicate);
-                    continue;
-                }
+                Record::Metric(_) => points_new.next().unwrap_or(false),
             };
             match (new, r) {
                 (true, Record::Span(_)) => out.spans += 1,
-                (true, _) => out.events += 1,
+                (true, Record::Event(_)) => out.events += 1,
+                (true, Record::Metric(_)) => out.points += 1,
                 (false, _) => out.duplicates += 1,
             }
             out.effects.push(if new {
@@ -715,6 +765,89 @@ async fn insert_events(
             stored.contains(&k) && seen.insert(k)
         })
         .collect())
+}
+
+/// Inserts the metric points through the staging table: one with a key (a point a
+/// client may send again) when no point of that key and time is stored, one without
+/// always. Returns which were new.
+async fn insert_points(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    points: &[&MetricPoint],
+    received_ns: i64,
+) -> Result<Vec<bool>, PgError> {
+    if points.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = copy_points(tx, types, points, received_ns).await?;
+    let stored: HashSet<(i64, i64)> = tx
+        .query(
+            &format!("INSERT INTO metric_points ({POINT_COLUMNS}) SELECT {POINT_COLUMNS} FROM metric_points_in ON CONFLICT DO NOTHING RETURNING point_key, time_ns"),
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<i64>>(0)?, r.get(1))))
+        .collect();
+    let mut seen = HashSet::new();
+    Ok(points
+        .iter()
+        .zip(keys)
+        .map(|(m, key)| match key {
+            Some(k) => stored.contains(&(k, m.time_ns)) && seen.insert((k, m.time_ns)),
+            None => true,
+        })
+        .collect())
+}
+
+/// Sends `points` to the staging table; returns each one's key.
+async fn copy_points(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    points: &[&MetricPoint],
+    received_ns: i64,
+) -> Result<Vec<Option<i64>>, PgError> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY metric_points_in ({POINT_COLUMNS}) FROM STDIN BINARY"
+        ))
+        .await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+    let mut keys = Vec::with_capacity(points.len());
+    for m in points {
+        let h = m.histogram.as_ref();
+        let attributes = json_or_null(&m.attributes);
+        let resource = json_or_null(&m.resource);
+        let key = metric_point_key(m, attributes.as_deref(), resource.as_deref());
+        keys.push(key);
+        let (instance, region) = origin(&m.resource);
+        let row: [&(dyn ToSql + Sync); 21] = [
+            &m.name,
+            &m.unit,
+            &m.kind.as_str(),
+            &m.time_ns,
+            &m.start_time_ns,
+            &m.value,
+            &h.map(|h| h.count as i64),
+            &h.and_then(|h| h.sum),
+            &h.and_then(|h| h.min),
+            &h.and_then(|h| h.max),
+            &h.map(|h| serde_json::to_string(&h.bounds).unwrap_or_default()),
+            &h.map(|h| serde_json::to_string(&h.bucket_counts).unwrap_or_default()),
+            &m.temporality,
+            &m.monotonic,
+            &attributes,
+            &resource,
+            &m.source,
+            &key,
+            &received_ns,
+            &instance,
+            &region,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(keys)
 }
 
 /// A batch's open transaction on PostgreSQL, with its records written: the hooks'
@@ -1015,11 +1148,19 @@ const EVENT_COLUMNS: &str = "uid, type, time_ns, name, severity, message, stack_
     trace_id, span_id, agent_id, session_id, user_id, attributes, resource, source, received_ns, \
     instance_id, region";
 
+const POINT_COLUMNS: &str = "name, unit, kind, time_ns, start_time_ns, value, count, sum, min, \
+    max, bounds, bucket_counts, temporality, monotonic, attributes, resource, source, point_key, \
+    received_ns, instance_id, region";
+
 /// Makes this connection's staging tables (emptied at each commit) and returns their
 /// column types, in `SPAN_COLUMNS` and `EVENT_COLUMNS` order.
-async fn make_staging(client: &Client) -> Result<[Vec<Type>; 2], PgError> {
-    let mut types = Vec::with_capacity(2);
-    for (table, columns) in [("spans", SPAN_COLUMNS), ("events", EVENT_COLUMNS)] {
+async fn make_staging(client: &Client) -> Result<[Vec<Type>; 3], PgError> {
+    let mut types = Vec::with_capacity(3);
+    for (table, columns) in [
+        ("spans", SPAN_COLUMNS),
+        ("events", EVENT_COLUMNS),
+        ("metric_points", POINT_COLUMNS),
+    ] {
         client
             .batch_execute(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {table}_in ON COMMIT DELETE ROWS AS
@@ -1031,8 +1172,8 @@ async fn make_staging(client: &Client) -> Result<[Vec<Type>; 2], PgError> {
             .await?;
         types.push(stmt.columns().iter().map(|c| c.type_().clone()).collect());
     }
-    let [spans, events]: [Vec<Type>; 2] = types.try_into().expect("two tables");
-    Ok([spans, events])
+    let [spans, events, points]: [Vec<Type>; 3] = types.try_into().expect("three tables");
+    Ok([spans, events, points])
 }
 
 fn spans_of(records: &[Record]) -> Vec<&Span> {

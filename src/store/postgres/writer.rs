@@ -21,8 +21,6 @@ pub struct PgWriter {
     max_age: Option<Duration>,
     cleanup_interval: Duration,
     next_cleanup: Instant,
-    /// Whether "metric points are not kept" was said (once).
-    said_metrics: bool,
 }
 
 impl PgWriter {
@@ -43,7 +41,6 @@ impl PgWriter {
             max_age,
             cleanup_interval,
             next_cleanup: Instant::now(),
-            said_metrics: false,
         })
     }
 }
@@ -125,15 +122,8 @@ impl StoreWriter for PgWriter {
         self.runtime
             .block_on(hook_tx.batch.commit())
             .map_err(|e| e.to_string())?;
-        if written.not_kept > 0 && !self.said_metrics {
-            self.said_metrics = true;
-            tracing::warn!(
-                points = written.not_kept,
-                "metric points are not kept on PostgreSQL yet (spans and events are)"
-            );
-        }
         Ok(WriteOutcome {
-            written: written.spans + written.events,
+            written: written.spans + written.events + written.points,
             duplicates: written.duplicates,
             expired: 0,
             effects: written.effects,

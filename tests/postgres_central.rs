@@ -186,6 +186,44 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
             assert_eq!(held("count(*)"), pushed("count(*)"), "{id}: every point");
         }
     }
+    // Which machine is short of disk: the fleet's disk series, one per sidecar, and
+    // one sidecar's alone.
+    let (status, names) = get(&central, "/v1/metrics/names");
+    assert_eq!(status, 200, "{names}");
+    // (A v1 push carries a host's disk usage, used and free, as the Go format has it.)
+    let disk = "system.filesystem.usage";
+    assert!(
+        names["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == disk),
+        "{names}"
+    );
+    let instances_of = |q: &str| {
+        let (status, r) = get(&central, &format!("/v1/metrics?name={disk}{q}"));
+        assert_eq!(status, 200, "{r}");
+        let mut ids: Vec<String> = r["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s["attributes"]["service.instance.id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(instances_of(""), ["side-a", "side-b"]);
+    assert_eq!(
+        instances_of("&attr.system.filesystem.state=used"),
+        ["side-a", "side-b"]
+    );
+    assert_eq!(instances_of("&attr.service.instance.id=side-b"), ["side-b"]);
 
     // The fleet budget: what every sidecar spent, each threshold alerted once (the
     // 50 % before the SIGKILL was not alerted again after it), stored as events and
@@ -372,6 +410,36 @@ fn same_capture(d: &Daemon, t_ns: i64) {
         &json!([{"name":"checkpoint","attributes":{"step":1},"trace_id":t1,"timestamp":ms+2500},
                 {"name":"other","agent_id":"helper","timestamp":ms+2600}]),
     );
+    // OTLP metrics: a gauge of two series and a cumulative counter (its rate), over
+    // four minutes.
+    let point = |i: i64, v: f64, attrs: Value| json!({"timeUnixNano": (t_ns + i * 60_000_000_000).to_string(), "asDouble": v, "attributes": attrs});
+    let queue = |i: i64, q: &str, v: f64| {
+        point(i, v, json!([{"key": "queue", "value": {"stringValue": q}}]))
+    };
+    let gauge: Vec<Value> = (0..4)
+        .flat_map(|i| {
+            [
+                queue(i, "a", 10.0 + i as f64),
+                queue(i, "b", 5.0 * i as f64),
+            ]
+        })
+        .collect();
+    let counter: Vec<Value> = (0..4)
+        .map(|i| {
+            let mut p = point(i, 100.0 * i as f64, json!([]));
+            p["startTimeUnixNano"] = json!(t_ns.to_string());
+            p
+        })
+        .collect();
+    post(
+        d,
+        "/v1/metrics",
+        &json!({"resourceMetrics": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "agent"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "agent.queue.depth", "unit": "1", "gauge": {"dataPoints": gauge}},
+            {"name": "agent.requests", "unit": "1", "sum": {"aggregationTemporality": 2, "isMonotonic": true, "dataPoints": counter}}
+        ]}]}]}),
+    );
 }
 
 /// The answer without the event ids each daemon made (`id` in each event of `key`).
@@ -397,12 +465,41 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
         same_capture(d, t_ns);
     }
     wait_until("eight spans on PostgreSQL", Duration::from_secs(20), || {
-        n(&pg, "SELECT count(*) FROM spans") == 8 && n(&pg, "SELECT count(*) FROM events") == 4
+        n(&pg, "SELECT count(*) FROM spans") == 8
+            && n(&pg, "SELECT count(*) FROM events") == 4
+            && n(&pg, "SELECT count(*) FROM metric_points") == 12
     });
     wait_until("eight spans on SQLite", Duration::from_secs(20), || {
         common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 8
             && common::count(&sqlite.db_path, "SELECT count(*) FROM events") == 4
+            && common::count(&sqlite.db_path, "SELECT count(*) FROM metric_points") == 12
     });
+    // Metric series and names: the same on both.
+    let (from, to) = (t_ns / 1_000_000 - 60_000, t_ns / 1_000_000 + 300_000);
+    for path in [
+        format!("/v1/metrics?name=agent.queue.depth&from={from}&to={to}&step=120"),
+        format!("/v1/metrics?name=agent.queue.depth&from={from}&to={to}&step=60&attr.queue=b"),
+        format!("/v1/metrics?name=agent.requests&from={from}&to={to}&step=120"),
+        format!("/v1/metrics?name=agent.none&from={from}&to={to}"),
+        format!("/v1/metrics?name=agent.requests&from={to}&to={from}"),
+        "/v1/metrics/names".to_string(),
+    ] {
+        let (s1, a) = get(&sqlite, &path);
+        let (s2, b) = get(&postgres, &path);
+        assert_eq!(s1, s2, "{path}: {a} / {b}");
+        assert_eq!(a, b, "{path}");
+    }
+    let (_, depth) = get(
+        &postgres,
+        &format!("/v1/metrics?name=agent.queue.depth&from={from}&to={to}&step=120"),
+    );
+    assert_eq!(depth["series"].as_array().unwrap().len(), 2, "{depth}");
+    let (_, requests) = get(
+        &postgres,
+        &format!("/v1/metrics?name=agent.requests&from={from}&to={to}&step=120"),
+    );
+    let rate = requests["series"][0]["points"][1]["rate"].as_f64().unwrap();
+    assert!((rate - 100.0 / 60.0).abs() < 1e-9, "{requests}");
     let lists = [
         "/v1/traces",
         "/v1/traces?limit=1",

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::query::{text, time_param};
-use super::{ApiError, SharedState, read};
+use super::{ApiError, SharedState};
 use crate::model::now_ns;
-use crate::store::metric_query::{self, MAX_BUCKETS, SeriesQuery};
+use crate::store::metric_query::{MAX_BUCKETS, SeriesQuery};
 
 /// Buckets a series gets when no step is given.
 const DEFAULT_BUCKETS: i64 = 120;
@@ -72,12 +72,12 @@ pub async fn get_metrics(
     Query(p): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let q = series_query(&p)?;
-    let r = read(&st, move |c| metric_query::series(c, &q)).await?;
+    let r = st.store.metric_series(q).await?;
     Ok(axum::Json(r).into_response())
 }
 
 pub async fn get_names(State(st): State<SharedState>) -> Result<Response, ApiError> {
-    let names = read(&st, metric_query::names).await?;
+    let names = st.store.metric_names().await?;
     Ok(axum::Json(json!({ "metrics": names })).into_response())
 }
 

@@ -13,6 +13,7 @@ use crate::analytics::overview::{self, AgentNow, Figures, OpenCondition, Range};
 use crate::analytics::usage::{Dim, UsageQuery, UsageReport};
 use crate::model::TraceId;
 use crate::store::ReadPool;
+use crate::store::metric_query::{self, MetricName, SeriesQuery, SeriesResult};
 use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
     self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
@@ -58,6 +59,10 @@ pub trait QueryStore: Send + Sync {
     ) -> BoxFuture<'_, Result<OverviewParts, ApiError>>;
     /// `GET /v1/usage`.
     fn usage(&self, q: UsageQuery) -> BoxFuture<'_, Result<UsageReport, ApiError>>;
+    /// `GET /v1/metrics`: one metric's series per step.
+    fn metric_series(&self, q: SeriesQuery) -> BoxFuture<'_, Result<SeriesResult, ApiError>>;
+    /// `GET /v1/metrics/names`.
+    fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>>;
     /// The attributes of the newest `custom` event named `name` per value of `key`.
     fn latest_event_attributes(
         &self,
@@ -177,6 +182,14 @@ impl QueryStore for SqliteQueries {
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>> {
         Box::pin(self.run(move |c| query::latest_event_attributes(c, name, key)))
     }
+
+    fn metric_series(&self, q: SeriesQuery) -> BoxFuture<'_, Result<SeriesResult, ApiError>> {
+        Box::pin(self.run(move |c| metric_query::series(c, &q)))
+    }
+
+    fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
+        Box::pin(self.run(metric_query::names))
+    }
 }
 
 /// A fleet's central on PostgreSQL.
@@ -271,6 +284,14 @@ impl QueryStore for PgQueries {
         key: &'static str,
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>> {
         Box::pin(async move { Ok(self.0.latest_event_attributes(name, key).await?) })
+    }
+
+    fn metric_series(&self, q: SeriesQuery) -> BoxFuture<'_, Result<SeriesResult, ApiError>> {
+        Box::pin(async move { Ok(self.0.metric_series(&q).await?) })
+    }
+
+    fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
+        Box::pin(async move { Ok(self.0.metric_names().await?) })
     }
 }
 

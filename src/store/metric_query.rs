@@ -123,8 +123,8 @@ struct Acc {
     increase_secs: f64,
 }
 
-/// One metric between `from` and `to`, each series (distinct attributes) aggregated per step.
-pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
+/// Checks a series query's range and step (the same on every store).
+pub fn check(q: &SeriesQuery) -> Result<(), StoreError> {
     if q.step_ns <= 0 || q.to_ns <= q.from_ns {
         return Err(StoreError::BadRequest(
             "step: must be positive, with from before to".into(),
@@ -135,6 +135,141 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreE
             "step: too small for the range (more than {MAX_BUCKETS} steps)"
         )));
     }
+    Ok(())
+}
+
+/// One row a store reads for a series: a raw point (a rollup of one) or a rollup.
+pub struct PointRow {
+    /// The series' attributes as JSON ('' when none).
+    pub attributes: String,
+    pub time_ns: i64,
+    pub count: u64,
+    /// Sum, min, max and latest of the values (`None`: a point without a value).
+    pub total: Option<f64>,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
+    pub last_ns: i64,
+    /// A rollup of a running total: its increase and the seconds it took.
+    pub rolled_increase: Option<(f64, f64)>,
+    pub unit: String,
+    pub kind: String,
+    /// A cumulative monotonic sum: its buckets get a rate.
+    pub running_total: bool,
+}
+
+/// Aggregates a series query's rows (in time order) per series and step.
+pub struct SeriesBuilder<'a> {
+    q: &'a SeriesQuery,
+    unit: Option<String>,
+    kind: Option<String>,
+    /// Per series: its buckets, and its previous point for rates.
+    by_series: BTreeMap<String, SeriesAcc>,
+    rows: usize,
+}
+
+impl<'a> SeriesBuilder<'a> {
+    pub fn new(q: &'a SeriesQuery) -> SeriesBuilder<'a> {
+        SeriesBuilder {
+            q,
+            unit: None,
+            kind: None,
+            by_series: BTreeMap::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn push(&mut self, r: PointRow) -> Result<(), StoreError> {
+        let q = self.q;
+        self.rows += 1;
+        if self.rows > MAX_ROWS {
+            return Err(StoreError::BadRequest(format!(
+                "from: the range holds more than {MAX_ROWS} points; narrow from/to"
+            )));
+        }
+        let Some(total) = r.total else {
+            return Ok(());
+        };
+        if self.unit.is_none() {
+            self.unit = Some(r.unit);
+            self.kind = Some(r.kind);
+        }
+        if !q.attributes.is_empty() && !matches_attributes(&r.attributes, &q.attributes) {
+            return Ok(());
+        }
+        let (t, v) = (r.time_ns, r.last);
+        let b = q.from_ns + (t - q.from_ns) / q.step_ns * q.step_ns;
+        let (buckets, prev) = self.by_series.entry(r.attributes).or_default();
+        let acc = buckets.entry(b).or_insert_with(|| Acc {
+            bucket: Bucket {
+                time: format_ns(b),
+                time_ns: b,
+                count: 0,
+                avg: 0.0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                last: v,
+                rate: None,
+            },
+            increase: 0.0,
+            increase_secs: 0.0,
+        });
+        let bk = &mut acc.bucket;
+        bk.count += r.count;
+        bk.avg += total;
+        bk.min = bk.min.min(r.min);
+        bk.max = bk.max.max(r.max);
+        bk.last = v;
+        if r.running_total {
+            if let Some((inc, secs)) = r.rolled_increase {
+                acc.increase += inc;
+                acc.increase_secs += secs;
+            } else if let Some((pt, pv)) = *prev
+                && t > pt
+            {
+                // A drop means the counter restarted from zero.
+                acc.increase += if v >= pv { v - pv } else { v };
+                acc.increase_secs += (t - pt) as f64 / 1e9;
+            }
+            *prev = Some((r.last_ns, v));
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> SeriesResult {
+        let q = self.q;
+        let series = self
+            .by_series
+            .into_iter()
+            .map(|(attrs, (buckets, prev))| Series {
+                attributes: serde_json::from_str(&attrs).unwrap_or(Value::Object(Map::new())),
+                points: buckets
+                    .into_values()
+                    .map(|mut a| {
+                        a.bucket.avg /= a.bucket.count.max(1) as f64;
+                        if prev.is_some() && a.increase_secs > 0.0 {
+                            a.bucket.rate = Some(a.increase / a.increase_secs);
+                        }
+                        a.bucket
+                    })
+                    .collect(),
+            })
+            .collect();
+        SeriesResult {
+            name: q.name.clone(),
+            unit: self.unit,
+            kind: self.kind,
+            from: format_ns(q.from_ns),
+            to: format_ns(q.to_ns),
+            step_seconds: q.step_ns as f64 / 1e9,
+            series,
+        }
+    }
+}
+
+/// One metric between `from` and `to`, each series (distinct attributes) aggregated per step.
+pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreError> {
+    check(q)?;
     // Raw points and, before them, rollups of older ones (see `rollup`): a raw
     // point is a rollup of one.
     let mut stmt = conn.prepare(
@@ -160,102 +295,29 @@ pub fn series(conn: &Connection, q: &SeriesQuery) -> Result<SeriesResult, StoreE
         q.to_ns,
         MAX_ROWS as i64 + 1
     ])?;
-    let mut unit = None;
-    let mut kind = None;
-    // Per series: its buckets, and its previous point for rates.
-    let mut by_series: BTreeMap<String, SeriesAcc> = BTreeMap::new();
-    let mut n = 0usize;
+    let mut out = SeriesBuilder::new(q);
     while let Some(r) = rows.next()? {
-        n += 1;
-        if n > MAX_ROWS {
-            return Err(StoreError::BadRequest(format!(
-                "from: the range holds more than {MAX_ROWS} points; narrow from/to"
-            )));
-        }
-        let attrs: Option<String> = r.get(0)?;
-        let t: i64 = r.get(1)?;
-        let Some(total) = r.get::<_, Option<f64>>(3)? else {
-            continue;
-        };
-        let n = r.get::<_, i64>(2)?.max(0) as u64;
-        let (lo, hi, v, last_ns): (f64, f64, f64, i64) =
-            (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
-        // Set on rollups of running totals: the increase is already computed.
-        let rolled_increase: Option<(f64, f64)> = match (r.get(8)?, r.get(9)?) {
-            (Some(inc), Some(secs)) => Some((inc, secs)),
-            _ => None,
-        };
-        if unit.is_none() {
-            unit = Some(r.get::<_, String>(10)?);
-            kind = Some(r.get::<_, String>(11)?);
-        }
-        let attrs = attrs.unwrap_or_default();
-        if !q.attributes.is_empty() && !matches_attributes(&attrs, &q.attributes) {
-            continue;
-        }
-        let running_total = r.get::<_, Option<String>>(12)?.as_deref() == Some("cumulative")
-            && r.get::<_, Option<i64>>(13)? == Some(1);
-        let b = q.from_ns + (t - q.from_ns) / q.step_ns * q.step_ns;
-        let (buckets, prev) = by_series.entry(attrs).or_default();
-        let acc = buckets.entry(b).or_insert_with(|| Acc {
-            bucket: Bucket {
-                time: format_ns(b),
-                time_ns: b,
-                count: 0,
-                avg: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                last: v,
-                rate: None,
+        let total: Option<f64> = r.get(3)?;
+        out.push(PointRow {
+            attributes: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            time_ns: r.get(1)?,
+            count: r.get::<_, i64>(2)?.max(0) as u64,
+            total,
+            min: r.get::<_, Option<f64>>(4)?.unwrap_or_default(),
+            max: r.get::<_, Option<f64>>(5)?.unwrap_or_default(),
+            last: r.get::<_, Option<f64>>(6)?.unwrap_or_default(),
+            last_ns: r.get(7)?,
+            rolled_increase: match (r.get(8)?, r.get(9)?) {
+                (Some(inc), Some(secs)) => Some((inc, secs)),
+                _ => None,
             },
-            increase: 0.0,
-            increase_secs: 0.0,
-        });
-        let bk = &mut acc.bucket;
-        bk.count += n;
-        bk.avg += total;
-        bk.min = bk.min.min(lo);
-        bk.max = bk.max.max(hi);
-        bk.last = v;
-        if running_total {
-            if let Some((inc, secs)) = rolled_increase {
-                acc.increase += inc;
-                acc.increase_secs += secs;
-            } else if let Some((pt, pv)) = *prev
-                && t > pt
-            {
-                // A drop means the counter restarted from zero.
-                acc.increase += if v >= pv { v - pv } else { v };
-                acc.increase_secs += (t - pt) as f64 / 1e9;
-            }
-            *prev = Some((last_ns, v));
-        }
+            unit: r.get(10)?,
+            kind: r.get(11)?,
+            running_total: r.get::<_, Option<String>>(12)?.as_deref() == Some("cumulative")
+                && r.get::<_, Option<i64>>(13)? == Some(1),
+        })?;
     }
-    let series = by_series
-        .into_iter()
-        .map(|(attrs, (buckets, prev))| Series {
-            attributes: serde_json::from_str(&attrs).unwrap_or(Value::Object(Map::new())),
-            points: buckets
-                .into_values()
-                .map(|mut a| {
-                    a.bucket.avg /= a.bucket.count.max(1) as f64;
-                    if prev.is_some() && a.increase_secs > 0.0 {
-                        a.bucket.rate = Some(a.increase / a.increase_secs);
-                    }
-                    a.bucket
-                })
-                .collect(),
-        })
-        .collect();
-    Ok(SeriesResult {
-        name: q.name.clone(),
-        unit,
-        kind,
-        from: format_ns(q.from_ns),
-        to: format_ns(q.to_ns),
-        step_seconds: q.step_ns as f64 / 1e9,
-        series,
-    })
+    Ok(out.finish())
 }
 
 fn matches_attributes(json: &str, want: &BTreeMap<String, String>) -> bool {

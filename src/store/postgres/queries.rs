@@ -4,6 +4,7 @@
 //! Connections come from a small pool (deadpool-postgres), made again when lost.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -16,6 +17,9 @@ use crate::analytics::budgets::{PeriodQuery, Standing};
 use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
+use crate::store::metric_query::{
+    self, MAX_ROWS, MetricName, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
+};
 use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
     TraceSummary, build_tree, like_escape,
@@ -609,6 +613,86 @@ impl AlertQueue for PgReader {
                     .map_err(|e| e.to_string()),
             )
         })
+    }
+}
+
+/// A fleet's series are its sidecars': each point's attributes carry the sidecar it
+/// came from, so the same metric of two machines is two series (and
+/// `attr.service.instance.id=` picks one).
+const POINT_ATTRIBUTES: &str = "CASE WHEN instance_id IS NULL THEN attributes
+     ELSE (COALESCE(attributes, '{}')::jsonb || jsonb_build_object('service.instance.id', instance_id))::text END";
+
+impl PgReader {
+    /// `GET /v1/metrics`: one metric's series per step, from the raw points.
+    pub async fn metric_series(&self, q: &SeriesQuery) -> Result<SeriesResult, QueryError> {
+        metric_query::check(q).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {POINT_ATTRIBUTES}, time_ns,
+                    COALESCE(value, CASE WHEN count > 0 THEN sum / count END),
+                    unit, kind, temporality = 'cumulative' AND monotonic IS TRUE
+             FROM metric_points WHERE name = $1 AND time_ns >= $2 AND time_ns < $3
+             ORDER BY time_ns, id LIMIT $4"
+        );
+        let limit = MAX_ROWS as i64 + 1;
+        let params: [&(dyn ToSql + Sync); 4] = [&q.name, &q.from_ns, &q.to_ns, &limit];
+        let rows = client.query_raw(&sql, params).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut out = SeriesBuilder::new(q);
+        while let Some(r) = rows.try_next().await? {
+            let t: i64 = r.get(1);
+            let v: Option<f64> = r.get(2);
+            out.push(PointRow {
+                attributes: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                time_ns: t,
+                count: 1,
+                total: v,
+                min: v.unwrap_or_default(),
+                max: v.unwrap_or_default(),
+                last: v.unwrap_or_default(),
+                last_ns: t,
+                rolled_increase: None,
+                unit: r.get(3),
+                kind: r.get(4),
+                running_total: r.get::<_, Option<bool>>(5).unwrap_or(false),
+            })
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        }
+        Ok(out.finish())
+    }
+
+    /// `GET /v1/metrics/names`: a skip scan over the (name, time) index, one seek per
+    /// name however many points are kept.
+    pub async fn metric_names(&self) -> Result<Vec<MetricName>, QueryError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "WITH RECURSIVE n(name) AS (
+                     SELECT min(name) FROM metric_points
+                     UNION ALL
+                     SELECT (SELECT min(name) FROM metric_points WHERE name > n.name) FROM n
+                     WHERE n.name IS NOT NULL
+                 )
+                 SELECT n.name, p.unit, p.kind, p.time_ns FROM n
+                 CROSS JOIN LATERAL (SELECT unit, kind, time_ns FROM metric_points
+                     WHERE name = n.name ORDER BY time_ns DESC LIMIT 1) p
+                 WHERE n.name IS NOT NULL ORDER BY n.name",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let t: i64 = r.get(3);
+                MetricName {
+                    name: r.get(0),
+                    unit: r.get(1),
+                    kind: r.get(2),
+                    last_time: format_ns(t),
+                    last_ns: t,
+                }
+            })
+            .collect())
     }
 }
 

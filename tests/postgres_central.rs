@@ -273,6 +273,30 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
         "{usage}"
     );
     assert_eq!(usage["totals"]["calls"], 203, "{usage}");
+    // Per sidecar: each one's own totals, as each sidecar counts them itself.
+    let (status, by_instance) = get(&central, "/v1/usage?percentiles=false&group_by=instance");
+    assert_eq!(status, 200, "{by_instance}");
+    let own = |d: &Daemon| {
+        common::count(
+            &d.db_path,
+            "SELECT sum(total_tokens) FROM spans WHERE kind = 'llm_call'",
+        )
+    };
+    let want = [
+        ("side-a", tokens_a, own(&a)),
+        ("side-b", tokens_b, own(&b)),
+        ("side-c", tokens_c, own(&c)),
+    ];
+    let rows = by_instance["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{by_instance}");
+    for (id, tokens, sidecar_own) in want {
+        let row = rows.iter().find(|r| r["instance_id"] == id).unwrap();
+        assert_eq!(row["total_tokens"], tokens, "{id}: {row}");
+        assert_eq!(row["total_tokens"], sidecar_own, "{id}: {row}");
+    }
+    let (status, one) = get(&central, "/v1/usage?percentiles=false&instance=side-b");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["totals"]["total_tokens"], tokens_b, "{one}");
     // v2 keeps everything a sidecar knows: texts, sessions, agents.
     assert_eq!(
         n(
@@ -474,6 +498,10 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
             && common::count(&sqlite.db_path, "SELECT count(*) FROM events") == 4
             && common::count(&sqlite.db_path, "SELECT count(*) FROM metric_points") == 12
     });
+    // Usage by instance is a fleet central's: SQLite's rollups do not keep it.
+    let (status, body) = get(&sqlite, "/v1/usage?group_by=instance");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "group_by", "{body}");
     // Metric series and names: the same on both.
     let (from, to) = (t_ns / 1_000_000 - 60_000, t_ns / 1_000_000 + 300_000);
     for path in [

@@ -931,6 +931,8 @@ pub enum Dim {
     User,
     Provider,
     Model,
+    /// The sidecar a call came from: kept by a fleet's central on PostgreSQL.
+    Instance,
 }
 
 impl Dim {
@@ -940,6 +942,7 @@ impl Dim {
         Dim::User,
         Dim::Provider,
         Dim::Model,
+        Dim::Instance,
     ];
 
     pub fn parse(s: &str) -> Option<Dim> {
@@ -949,6 +952,7 @@ impl Dim {
             "user" | "user_id" => Some(Dim::User),
             "provider" => Some(Dim::Provider),
             "model" => Some(Dim::Model),
+            "instance" | "instance_id" => Some(Dim::Instance),
             _ => None,
         }
     }
@@ -960,6 +964,7 @@ impl Dim {
             Dim::User => "user",
             Dim::Provider => "provider",
             Dim::Model => "model",
+            Dim::Instance => "instance",
         }
     }
 
@@ -970,6 +975,7 @@ impl Dim {
             Dim::User => "user_id",
             Dim::Provider => "provider",
             Dim::Model => "model",
+            Dim::Instance => "instance_id",
         }
     }
 }
@@ -1034,6 +1040,8 @@ pub struct UsageRow {
     pub provider: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Option<String>>,
     pub calls: i64,
     pub errors: i64,
     pub input_tokens: i64,
@@ -1065,6 +1073,7 @@ impl UsageRow {
             Dim::User => &mut self.user_id,
             Dim::Provider => &mut self.provider,
             Dim::Model => &mut self.model,
+            Dim::Instance => &mut self.instance_id,
         }
     }
 
@@ -1075,6 +1084,7 @@ impl UsageRow {
             Dim::User => &self.user_id,
             Dim::Provider => &self.provider,
             Dim::Model => &self.model,
+            Dim::Instance => &self.instance_id,
         };
         v.as_ref().and_then(|v| v.as_deref())
     }
@@ -1120,6 +1130,17 @@ pub struct UsageReport {
     pub to: Option<String>,
     pub rows: Vec<UsageRow>,
     pub totals: UsageRow,
+}
+
+/// The parameter asking for usage by instance (`group_by` or the filter), if any.
+fn instance_field(q: &UsageQuery) -> Option<&'static str> {
+    if q.group_by.contains(&Dim::Instance) {
+        Some("group_by")
+    } else if q.filters.iter().any(|(d, _)| *d == Dim::Instance) {
+        Some("instance_id")
+    } else {
+        None
+    }
 }
 
 /// Rows, at most; a larger answer is cut and says so.
@@ -1242,6 +1263,11 @@ impl Gather {
 
 /// Usage over a range, grouped as asked, with totals.
 pub fn query(conn: &Connection, q: &UsageQuery) -> Result<UsageReport, StoreError> {
+    if let Some(field) = instance_field(q) {
+        return Err(StoreError::BadRequest(format!(
+            "{field}: usage by instance (sidecar) is kept by a fleet's central on PostgreSQL (OCT_DATABASE_URL); this store's rollups do not have it"
+        )));
+    }
     let mut dims = q.group_by.clone();
     dims.sort();
     dims.dedup();

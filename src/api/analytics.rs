@@ -33,7 +33,9 @@ pub fn usage_query(p: &HashMap<String, String>) -> Result<UsageQuery, ApiError> 
             q.group_by.push(Dim::parse(part).ok_or_else(|| {
                 ApiError::bad_param(
                     "group_by",
-                    format!("{part:?} is not one of model, agent, session, user, provider"),
+                    format!(
+                        "{part:?} is not one of model, agent, session, user, provider, instance"
+                    ),
                 )
             })?);
         }

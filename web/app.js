@@ -3,6 +3,7 @@
 
 import { h, replace, note } from './lib/dom.js';
 import * as api from './lib/api.js';
+import { features } from './lib/features.js';
 import { current, link } from './lib/router.js';
 import * as overview from './views/overview.js';
 import * as runs from './views/runs.js';
@@ -39,13 +40,19 @@ let probed = false;
 async function probe() {
   probed = true;
   const now = Date.now();
-  const [oc, fl] = await Promise.all([
+  const [oc, fl, health] = await Promise.all([
     api.get('/v1/openclaw/channels', { from: now - 30 * 86_400_000, to: now }).catch(() => null),
     api.get('/v1/instances').catch(() => null),
+    api.get('/health').catch(() => null),
   ]);
   optional.openclaw = !!(oc && (oc.channels || []).some((c) => c.runs > 0));
   optional.fleet = !!(fl && (fl.instances || []).length);
-  if (!locked) renderHeader(current().path[0] || 'overview');
+  Object.assign(features, optional, { store: (health && health.store) || null });
+  if (locked) return;
+  renderHeader(current().path[0] || 'overview');
+  // A view that offers more on a fleet's central (usage by sidecar) is drawn again.
+  const view = pick(current().path);
+  if (view && view.offersMoreOn && view.offersMoreOn(features)) route();
 }
 
 function pick(path) {

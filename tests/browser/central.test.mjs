@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { ROOT, startDaemon, launch, watchedPage, getJson } from './harness.mjs';
+import { ROOT, startDaemon, launch, watchedPage, getJson, post, until, hex } from './harness.mjs';
 import { seed } from './seed.mjs';
 
 const SHOTS = join(ROOT, 'target', 'screenshots');
@@ -103,5 +103,51 @@ test('a view the PostgreSQL store does not serve yet says so, naming its endpoin
   const text = await w.page.textContent('main');
   assert.match(text, /GET \/v1\/sessions is not available on the PostgreSQL store yet/);
   await w.page.screenshot({ path: join(SHOTS, 'central-sessions-501.png') });
+  await w.page.close();
+});
+
+test('the central groups usage by sidecar, reached from the usage view and from the fleet', { timeout: 60_000 }, async () => {
+  // Two LLM calls over OTLP from a sidecar that names itself (service.instance.id).
+  const now = BigInt(Date.now() - 60_000) * 1_000_000n;
+  const call = (i) => ({
+    traceId: hex(16), spanId: hex(8), name: 'chat gpt-4o', kind: 3,
+    startTimeUnixNano: String(now + BigInt(i) * 1_000_000n), endTimeUnixNano: String(now + BigInt(i) * 1_000_000n + 500_000_000n),
+    attributes: [
+      { key: 'gen_ai.operation.name', value: { stringValue: 'chat' } },
+      { key: 'gen_ai.provider.name', value: { stringValue: 'openai' } },
+      { key: 'gen_ai.request.model', value: { stringValue: 'gpt-4o' } },
+      { key: 'gen_ai.usage.input_tokens', value: { intValue: String(1000 + i) } },
+      { key: 'gen_ai.usage.output_tokens', value: { intValue: '50' } },
+    ],
+  });
+  await post(daemon.base, '/v1/traces', { resourceSpans: [{
+    resource: { attributes: [{ key: 'service.name', value: { stringValue: 'agent' } }, { key: 'service.instance.id', value: { stringValue: 'side-x' } }] },
+    scopeSpans: [{ spans: [call(0), call(1)] }],
+  }] });
+  const api = await until(async () => {
+    const { body } = await getJson(daemon.base, '/v1/usage?group_by=instance&percentiles=false');
+    return (body.rows || []).find((r) => r.instance_id === 'side-x') && body;
+  }, 20_000, 'side-x in usage by instance');
+  const side = api.rows.find((r) => r.instance_id === 'side-x');
+  assert.equal(side.total_tokens, 2101);
+
+  // Opened from the usage view: once the app knows the store, "by sidecar" is offered.
+  let w = await open('#/usage', 'section.view.usage table tbody tr');
+  await w.page.click('text=by sidecar');
+  await w.page.waitForSelector('section.view.usage caption:has-text("Usage by sidecar")', { timeout: 10_000 });
+  const rows = await w.page.$$eval('section.view.usage table tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText)));
+  const row = rows.find((r) => r[0] === 'side-x');
+  assert.ok(row, `side-x in ${JSON.stringify(rows)}`);
+  assert.equal(row[6], '2,101', `its total tokens: ${JSON.stringify(row)}`);
+  assert.equal(rows.length, api.rows.length, 'one row per sidecar, as the API answers');
+  await w.page.screenshot({ path: join(SHOTS, 'central-usage-by-sidecar.png') });
+  assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], 'console errors or failed requests');
+  await w.page.close();
+
+  // The fleet view's link to a sidecar's usage: that sidecar's alone.
+  w = await open('#/usage?instance=side-x', 'section.view.usage table tbody tr');
+  const cards = await w.page.$$eval('section.view.usage .kpi', (cs) => cs.map((c) => [c.querySelector('.kpi-label')?.innerText, c.querySelector('.kpi-value')?.innerText]));
+  assert.equal(cards.find((c) => c[0] === 'Tokens')?.[1], '2,101', `side-x's tokens: ${JSON.stringify(cards)}`);
+  assert.equal(cards.find((c) => c[0] === 'LLM calls')?.[1], '2', `side-x's calls: ${JSON.stringify(cards)}`);
   await w.page.close();
 });

@@ -1,5 +1,6 @@
 // A fleet's central: the sidecars that push to this daemon (/v1/instances), each with
-// its version, last push, lag and whether it went silent, and a link to its runs.
+// its version, last push, lag and whether it went silent, and links to its runs and
+// usage.
 
 import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
@@ -30,6 +31,7 @@ export async function render({ signal }) {
     { label: 'Pushes', cell: (i) => f.int(i.pushes), cls: 'num' },
     { label: 'Records', cell: (i) => f.int(i.records), cls: 'num' },
     { label: '', cell: (i) => h('a', { href: link(['runs'], { instance: i.instance_id }), 'data-runs-of': i.instance_id }, 'Runs →') },
+    { label: '', cell: (i) => h('a', { href: link(['usage'], { instance: i.instance_id }), 'data-usage-of': i.instance_id }, 'Usage →') },
   ];
   return h('section', { class: 'view fleet' },
     header('Fleet'),

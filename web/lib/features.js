@@ -1,0 +1,6 @@
+// What this daemon has, probed once by the app after the first view loaded: OpenClaw
+// runs, sidecars pushing to it, and its store (`sqlite`, or `postgresql` on a fleet's
+// central, whose usage rollups keep each call's sidecar). Views read it to offer what
+// works here; until the probe answers, they offer what works everywhere.
+
+export const features = { openclaw: false, fleet: false, store: null };

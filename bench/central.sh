@@ -28,6 +28,12 @@ sleep 2
 echo "central_idle_rss_kib: $(rss VmRSS)"
 read -r s0 t0 < <(steal)
 c0=$(cpu_of "$central"); p0=$(cpu_of $(pg_pids | sort -u))
+# PERF_SECONDS: perf samples the central's call graphs for that long from the first push
+# (report in perf.report.txt; best with PROFILE=profiling).
+if [ -n "${PERF_SECONDS:-}" ]; then
+  perf record -F 999 -g -p "$central" -o "$dir/perf.data" -- sleep "$PERF_SECONDS" 2>/dev/null &
+  perf_pid=$!
+fi
 python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" | tee "$dir/push.out"
 started=$(awk '/^push_started_at:/{print $2}' "$dir/push.out")
 sent=$(awk '/^spans_sent:/{print $2}' "$dir/push.out")
@@ -40,6 +46,11 @@ echo "central_peak_rss_kib: $(rss VmHWM)"
 echo "central_rss_after_kib: $(rss VmRSS)"
 central_rate=$(python3 -c "print(round($sent / ($done_at - $started)))")
 echo "central_committed_spans_per_s: $central_rate"
+if [ -n "${PERF_SECONDS:-}" ]; then
+  wait "$perf_pid" || true
+  perf report -i "$dir/perf.data" --no-children --percent-limit 0.7 --stdio 2>/dev/null | grep -v '^$' | head -150 > perf.report.txt
+  echo "perf: perf.report.txt"
+fi
 echo "steal_pct: $(( (s1 - s0) * 100 / ( (t1 - t0) > 0 ? (t1 - t0) : 1 ) ))"
 # The same rows, by raw binary COPY into a table without indexes or partitions.
 psql "$url" -XqAc "\\copy (SELECT * FROM spans) TO '$dir/spans.bin' WITH (FORMAT binary)"

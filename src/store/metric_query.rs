@@ -56,16 +56,22 @@ pub fn names(conn: &Connection) -> Result<Vec<MetricName>, StoreError> {
     Ok(all)
 }
 
+impl MetricName {
+    /// A metric with its unit, kind and last sample time (ns).
+    pub fn new(name: String, unit: String, kind: String, last_ns: i64) -> MetricName {
+        MetricName {
+            name,
+            unit,
+            kind,
+            last_time: format_ns(last_ns),
+            last_ns,
+        }
+    }
+}
+
 /// A name row: name, unit, kind, last sample time.
 fn name_row(r: &rusqlite::Row) -> rusqlite::Result<MetricName> {
-    let t: i64 = r.get(3)?;
-    Ok(MetricName {
-        name: r.get(0)?,
-        unit: r.get(1)?,
-        kind: r.get(2)?,
-        last_time: format_ns(t),
-        last_ns: t,
-    })
+    Ok(MetricName::new(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -682,16 +682,7 @@ impl PgReader {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let t: i64 = r.get(3);
-                MetricName {
-                    name: r.get(0),
-                    unit: r.get(1),
-                    kind: r.get(2),
-                    last_time: format_ns(t),
-                    last_ns: t,
-                }
-            })
+            .map(|r| MetricName::new(r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
     }
 }

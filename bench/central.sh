@@ -31,7 +31,7 @@ c0=$(cpu_of "$central"); p0=$(cpu_of $(pg_pids | sort -u))
 # PERF_SECONDS: perf samples the central's call graphs for that long from the first push
 # (report in perf.report.txt; best with PROFILE=profiling).
 if [ -n "${PERF_SECONDS:-}" ]; then
-  perf record -F 999 -g -p "$central" -o "$dir/perf.data" -- sleep "$PERF_SECONDS" 2>/dev/null &
+  perf record -F 199 --call-graph dwarf,16384 -p "$central" -o perf.data -- sleep "$PERF_SECONDS" 2>/dev/null &
   perf_pid=$!
 fi
 python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" | tee "$dir/push.out"
@@ -48,7 +48,7 @@ central_rate=$(python3 -c "print(round($sent / ($done_at - $started)))")
 echo "central_committed_spans_per_s: $central_rate"
 if [ -n "${PERF_SECONDS:-}" ]; then
   wait "$perf_pid" || true
-  perf report -i "$dir/perf.data" --no-children --percent-limit 0.7 --stdio 2>/dev/null | grep -v '^$' | head -150 > perf.report.txt
+  perf report -i perf.data --children --percent-limit 1.5 --stdio -g none 2>/dev/null | grep -v '^$' | head -150 > perf.report.txt
   echo "perf: perf.report.txt"
 fi
 echo "steal_pct: $(( (s1 - s0) * 100 / ( (t1 - t0) > 0 ? (t1 - t0) : 1 ) ))"

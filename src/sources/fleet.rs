@@ -343,8 +343,11 @@ pub fn decode(
         .map_err(|(field, message)| err(Some(i), field, message))?;
         records.push(r);
     }
+    // A sidecar's records mostly share a few resources: each is stamped once and
+    // shared by its records (less to allocate, queue and encode).
+    let mut stamped = Vec::new();
     for r in &mut records {
-        stamp(r, &origin);
+        stamp(r, &origin, &mut stamped);
     }
     Ok(Batch {
         origin,
@@ -353,13 +356,22 @@ pub fn decode(
     })
 }
 
-/// Names the record's origin in its resource (unless the sidecar already did).
-fn stamp(r: &mut Record, o: &Origin) {
+/// Distinct resources of a batch remembered for sharing, at most.
+const SHARED_RESOURCES: usize = 16;
+
+/// Names the record's origin in its resource (unless the sidecar already did). `seen`
+/// holds the batch's resources already stamped (as received, as stamped).
+fn stamp(r: &mut Record, o: &Origin, seen: &mut Vec<(SharedMap, SharedMap)>) {
     let resource = match r {
         Record::Span(s) => &mut s.resource,
         Record::Event(e) => &mut e.resource,
         Record::Metric(m) => &mut m.resource,
     };
+    if let Some((_, done)) = seen.iter().find(|(received, _)| **received == **resource) {
+        *resource = done.clone();
+        return;
+    }
+    let received = resource.clone();
     let mut map = Map::clone(resource);
     map.entry(INSTANCE_ATTRIBUTE)
         .or_insert_with(|| o.instance.clone().into());
@@ -368,6 +380,9 @@ fn stamp(r: &mut Record, o: &Origin) {
             .or_insert_with(|| region.clone().into());
     }
     *resource = Arc::new(map);
+    if seen.len() < SHARED_RESOURCES {
+        seen.push((received, resource.clone()));
+    }
 }
 
 type Bad = (&'static str, String);
@@ -414,8 +429,19 @@ fn source_name(s: Option<&str>) -> &'static str {
         .unwrap_or("push")
 }
 
-fn text(m: &Map<String, Value>, k: &str) -> Option<CappedText> {
-    let text = s(m, k)?;
+/// The string at `k`, taken out of `m` (no copy).
+fn take(m: &mut Map<String, Value>, k: &str) -> Option<String> {
+    match m.remove(k) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+fn st<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    m.get(k).and_then(Value::as_str)
+}
+/// A captured text and its original length (`<k>_len`), taking the text out of `m`.
+fn take_text(m: &mut Map<String, Value>, k: &str) -> Option<CappedText> {
+    let text = take(m, k)?;
     let original_len = i(m, &format!("{k}_len"))
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(text.len())
@@ -423,39 +449,40 @@ fn text(m: &Map<String, Value>, k: &str) -> Option<CappedText> {
     Some(CappedText { text, original_len })
 }
 
+
 /// A v2 span: the query API's span JSON.
 fn span_v2(mut d: Map<String, Value>) -> Result<Span, Bad> {
     let trace = req(
-        s(&d, "trace_id").and_then(|t| TraceId::parse_hex(&t)),
+        st(&d, "trace_id").and_then(TraceId::parse_hex),
         "trace_id",
         "32 hex digits",
     )?;
     let span = req(
-        s(&d, "span_id").and_then(|t| SpanId::parse_hex(&t)),
+        st(&d, "span_id").and_then(SpanId::parse_hex),
         "span_id",
         "16 hex digits",
     )?;
     let kind = req(
-        s(&d, "kind").and_then(|k| SpanKind::parse(&k)),
+        st(&d, "kind").and_then(SpanKind::parse),
         "kind",
         "a span kind",
     )?;
     let start = req(i(&d, "start_ns"), "start_ns", "unix nanoseconds")?;
-    let mut sp = Span::new(trace, span, s(&d, "name").unwrap_or_default(), kind, start);
-    sp.parent_span_id = s(&d, "parent_span_id").and_then(|p| SpanId::parse_hex(&p));
-    sp.parent_trace_id = s(&d, "parent_trace_id").and_then(|p| TraceId::parse_hex(&p));
+    let mut sp = Span::new(trace, span, take(&mut d, "name").unwrap_or_default(), kind, start);
+    sp.parent_span_id = st(&d, "parent_span_id").and_then(SpanId::parse_hex);
+    sp.parent_trace_id = st(&d, "parent_trace_id").and_then(TraceId::parse_hex);
     sp.end_ns = i(&d, "end_ns");
-    sp.status = s(&d, "status")
-        .and_then(|x| StatusCode::parse(&x))
+    sp.status = st(&d, "status")
+        .and_then(StatusCode::parse)
         .unwrap_or(StatusCode::Unset);
-    sp.status_message = s(&d, "status_message");
-    sp.agent_id = s(&d, "agent_id");
-    sp.session_id = s(&d, "session_id");
-    sp.user_id = s(&d, "user_id");
-    sp.operation = s(&d, "operation");
-    sp.provider = s(&d, "provider");
-    sp.request_model = s(&d, "request_model");
-    sp.response_model = s(&d, "response_model");
+    sp.status_message = take(&mut d, "status_message");
+    sp.agent_id = take(&mut d, "agent_id");
+    sp.session_id = take(&mut d, "session_id");
+    sp.user_id = take(&mut d, "user_id");
+    sp.operation = take(&mut d, "operation");
+    sp.provider = take(&mut d, "provider");
+    sp.request_model = take(&mut d, "request_model");
+    sp.response_model = take(&mut d, "response_model");
     sp.input_tokens = i(&d, "input_tokens");
     sp.output_tokens = i(&d, "output_tokens");
     sp.total_tokens = i(&d, "total_tokens");
@@ -463,7 +490,7 @@ fn span_v2(mut d: Map<String, Value>) -> Result<Span, Bad> {
     sp.cache_write_tokens = i(&d, "cache_write_tokens");
     sp.reasoning_tokens = i(&d, "reasoning_tokens");
     sp.cost_usd = f(&d, "cost_usd");
-    sp.cost_source = s(&d, "cost_source").and_then(|c| CostSource::parse(&c));
+    sp.cost_source = st(&d, "cost_source").and_then(CostSource::parse);
     sp.cost_computed_usd = f(&d, "cost_computed_usd");
     sp.finish_reasons = match d.get("finish_reasons") {
         Some(Value::Array(a)) => a
@@ -472,11 +499,11 @@ fn span_v2(mut d: Map<String, Value>) -> Result<Span, Bad> {
             .collect(),
         _ => Vec::new(),
     };
-    sp.tool_name = s(&d, "tool_name");
-    sp.tool_call_id = s(&d, "tool_call_id");
-    sp.error_type = s(&d, "error_type");
-    sp.input = text(&d, "input_text");
-    sp.output = text(&d, "output_text");
+    sp.tool_name = take(&mut d, "tool_name");
+    sp.tool_call_id = take(&mut d, "tool_call_id");
+    sp.error_type = take(&mut d, "error_type");
+    sp.input = take_text(&mut d, "input_text");
+    sp.output = take_text(&mut d, "output_text");
     sp.source = source_name(d.get("source").and_then(Value::as_str));
     sp.attributes = obj(&mut d, "attributes");
     sp.resource = shared(obj(&mut d, "resource"));

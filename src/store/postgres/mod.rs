@@ -24,6 +24,7 @@ pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::pin;
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -1237,7 +1238,16 @@ async fn send_spans(
     received_ns: i64,
 ) -> Result<u64, PgError> {
     let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+    // Spans of one sidecar share their resource: encoded once while it repeats.
+    let mut last_resource: Option<(SharedMap, Option<String>)> = None;
     for s in spans {
+        if !last_resource
+            .as_ref()
+            .is_some_and(|(r, _)| Arc::ptr_eq(r, &s.resource))
+        {
+            last_resource = Some((s.resource.clone(), json_or_null(&s.resource)));
+        }
+        let resource: &Option<String> = &last_resource.as_ref().expect("set above").1;
         let finish = (!s.finish_reasons.is_empty())
             .then(|| serde_json::to_string(&s.finish_reasons).unwrap_or_default());
         let (instance, region) = origin(&s.resource);
@@ -1276,7 +1286,7 @@ async fn send_spans(
             &s.output.as_ref().map(|t| t.text.as_str()),
             &s.output.as_ref().map(|t| t.original_len as i64),
             &json_or_null(&s.attributes),
-            &json_or_null(&s.resource),
+            &resource,
             &s.source,
             &received_ns,
             &s.cost_computed_usd,

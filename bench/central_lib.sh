@@ -2,11 +2,16 @@
 # and the release binary as a fleet's central on it, stopped and removed on exit.
 # Sets: dir, url (PostgreSQL), port (the central's API), central (its pid), TOKEN.
 # CENTRAL_ENV: more VAR=value settings for the central. PROFILE=profiling runs the
-# release build with symbols (for perf: PERF_SECONDS in bench/central.sh).
+# release build with symbols (for perf: PERF_SECONDS in bench/central.sh); BIN=path
+# runs that binary instead of building.
 TOKEN=bench-token
 bash scripts/setup-postgres.sh
 PROFILE=${PROFILE:-release}
-cargo build --profile "$PROFILE" --locked --bin openclaw-trace
+# BIN: another build to measure (an older commit's, for a before/after in one session).
+if [ -z "${BIN:-}" ]; then
+  cargo build --profile "$PROFILE" --locked --bin openclaw-trace
+  BIN="target/$PROFILE/openclaw-trace"
+fi
 dir=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pg_port=$(free_port)
@@ -17,7 +22,7 @@ url=$(bash scripts/pg-private.sh start "$dir/pg" "$pg_port")
 # shellcheck disable=SC2086 # CENTRAL_ENV is a list of settings
 env ${CENTRAL_ENV:-} OCT_DATABASE_URL="$url" OCT_PORT="$port" OCT_AUTH_TOKEN="$TOKEN" \
   OCT_DB_PATH="$dir/unused.db" OCT_OTLP_GRPC_ADDR=127.0.0.1:0 OCT_OTLP_HTTP_ADDR=127.0.0.1:0 \
-  OCT_LOG_LEVEL=warn "target/$PROFILE/openclaw-trace" >"$dir/central.log" 2>&1 &
+  OCT_LOG_LEVEL=warn "$BIN" >"$dir/central.log" 2>&1 &
 central=$!
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break

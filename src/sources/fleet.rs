@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::ingest::FieldError;
@@ -256,22 +258,49 @@ pub fn decode(
     instance: Option<&str>,
     region: Option<&str>,
 ) -> Result<Batch, FieldError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| FieldError {
+    // The envelope with its record lists and each record's `data` left as raw JSON:
+    // each is decoded once, into what its type needs.
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        records: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        events: Option<&'a RawValue>,
+        #[serde(default)]
+        source: Option<Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item<'a> {
+        #[serde(rename = "type", default)]
+        ty: Scalar,
+        #[serde(default)]
+        id: Scalar,
+        #[serde(borrow, default)]
+        data: Option<&'a RawValue>,
+    }
+    let not_envelope = |e: String| FieldError {
         item: None,
         field: None,
         message: format!("not a push envelope: {e}"),
-    })?;
-    let Value::Object(mut top) = v else {
-        return Err(err(None, "records", "expected a JSON object envelope"));
     };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        // Not an object: say whether it is JSON at all.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => err(None, "records", "expected a JSON object envelope"),
+                Err(e) => not_envelope(e.to_string()),
+            },
+        );
+    }
+    let top: Envelope = serde_json::from_slice(body).map_err(|e| not_envelope(e.to_string()))?;
     let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
     let mut origin = Origin {
         instance: clean(instance).unwrap_or_default(),
         region: clean(region),
         ..Origin::default()
     };
-    let (format, items) = if let Some(records) = top.remove("records") {
-        if let Some(Value::Object(src)) = top.get("source") {
+    let (format, items) = if let Some(records) = top.records {
+        if let Some(Value::Object(src)) = &top.source {
             let s = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
             if let Some(Value::Object(inst)) = src.get("instance") {
                 if let Some(id) = clean(inst.get("id").and_then(Value::as_str)) {
@@ -286,7 +315,7 @@ pub fn decode(
             origin.host = s(src.get("host").and_then(|h| h.get("name")));
         }
         (2, records)
-    } else if let Some(events) = top.remove("events") {
+    } else if let Some(events) = top.events {
         (1, events)
     } else {
         return Err(err(
@@ -298,29 +327,37 @@ pub fn decode(
     if origin.instance.is_empty() {
         origin.instance = origin.host.clone().unwrap_or_else(|| "unknown".into());
     }
-    let Value::Array(items) = items else {
-        return Err(err(
+    let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
+        err(
             None,
             if format == 2 { "records" } else { "events" },
             "expected an array",
-        ));
-    };
+        )
+    })?;
     let mut records = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let Value::Object(mut item) = item else {
-            return Err(err(Some(i), "type", "expected an object"));
-        };
+        let item: Item = serde_json::from_str(item.get())
+            .ok()
+            .filter(|_| item.get().starts_with('{'))
+            .ok_or_else(|| err(Some(i), "type", "expected an object"))?;
         let ty = item
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(Some(i), "type", "required"))?
-            .to_string();
-        let id = item.get("id").and_then(Value::as_str).map(String::from);
-        let Some(Value::Object(data)) = item.remove("data") else {
-            return Err(err(Some(i), "data", "expected an object"));
-        };
+            .ty
+            .string()
+            .ok_or_else(|| err(Some(i), "type", "required"))?;
+        let id = item.id.string();
+        let data = item
+            .data
+            .filter(|d| d.get().starts_with('{'))
+            .ok_or_else(|| err(Some(i), "data", "expected an object"))?;
+        if (format, ty.as_str()) == (2, "span") {
+            let span =
+                span_v2(data.get()).map_err(|(field, message)| err(Some(i), field, message))?;
+            records.push(Record::Span(Box::new(span)));
+            continue;
+        }
+        let data: Map<String, Value> = serde_json::from_str(data.get())
+            .map_err(|_| err(Some(i), "data", "expected an object"))?;
         let r = match (format, ty.as_str()) {
-            (2, "span") => span_v2(data).map(|s| Record::Span(Box::new(s))),
             (2, "error" | "event" | "log") => {
                 event_v2(data, &ty).map(|e| Record::Event(Box::new(e)))
             }
@@ -397,7 +434,11 @@ fn f(m: &Map<String, Value>, k: &str) -> Option<f64> {
     m.get(k).and_then(Value::as_f64).filter(|f| f.is_finite())
 }
 fn obj(m: &mut Map<String, Value>, k: &str) -> Map<String, Value> {
-    match m.remove(k) {
+    object_of(m.remove(k))
+}
+/// An object; v1's JSON text of one (`metadata`); anything else: empty.
+fn object_of(v: Option<Value>) -> Map<String, Value> {
+    match v {
         Some(Value::Object(o)) => o,
         // v1 sends `metadata` as a JSON string.
         Some(Value::String(t)) => match serde_json::from_str(&t) {
@@ -429,84 +470,230 @@ fn source_name(s: Option<&str>) -> &'static str {
         .unwrap_or("push")
 }
 
-/// The string at `k`, taken out of `m` (no copy).
-fn take(m: &mut Map<String, Value>, k: &str) -> Option<String> {
-    match m.remove(k) {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
+/// A v2 span as sent: the query API's span JSON. Decoded straight from the body, not
+/// through `Value` maps (the central's main cost). Each field takes any JSON: one of
+/// the wrong kind counts as absent, as a `Value` lookup would have it.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct SpanV2 {
+    trace_id: Scalar,
+    span_id: Scalar,
+    kind: Scalar,
+    start_ns: Scalar,
+    name: Scalar,
+    parent_span_id: Scalar,
+    parent_trace_id: Scalar,
+    end_ns: Scalar,
+    status: Scalar,
+    status_message: Scalar,
+    agent_id: Scalar,
+    session_id: Scalar,
+    user_id: Scalar,
+    operation: Scalar,
+    provider: Scalar,
+    request_model: Scalar,
+    response_model: Scalar,
+    input_tokens: Scalar,
+    output_tokens: Scalar,
+    total_tokens: Scalar,
+    cache_read_tokens: Scalar,
+    cache_write_tokens: Scalar,
+    reasoning_tokens: Scalar,
+    cost_usd: Scalar,
+    cost_source: Scalar,
+    cost_computed_usd: Scalar,
+    finish_reasons: Option<Value>,
+    tool_name: Scalar,
+    tool_call_id: Scalar,
+    error_type: Scalar,
+    input_text: Scalar,
+    input_text_len: Scalar,
+    output_text: Scalar,
+    output_text_len: Scalar,
+    source: Scalar,
+    attributes: Option<Value>,
+    resource: Option<Value>,
+}
+
+/// A JSON value where a string or a number is expected; anything else is `Other`.
+#[derive(Default)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    #[default]
+    Other,
+}
+
+impl Scalar {
+    fn str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn string(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// As `Value::as_i64`: an integer that fits.
+    fn int(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    /// As `Value::as_f64`, finite only.
+    fn float(&self) -> Option<f64> {
+        match self {
+            Scalar::Int(i) => Some(*i as f64),
+            Scalar::Float(f) => Some(*f),
+            _ => None,
+        }
+        .filter(|f| f.is_finite())
     }
 }
-fn st<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    m.get(k).and_then(Value::as_str)
-}
-/// A captured text and its original length (`<k>_len`), taking the text out of `m`.
-fn take_text(m: &mut Map<String, Value>, k: &str) -> Option<CappedText> {
-    let text = take(m, k)?;
-    let original_len = i(m, &format!("{k}_len"))
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(text.len())
-        .max(text.len());
-    Some(CappedText { text, original_len })
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                // Too large for i64: a float, as `Value::as_i64` would not give it.
+                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
+/// A v2 span from its JSON object (`data`): decoded straight; an object serde's
+/// derive refuses (a key given twice) goes through a `Value` map, the last value of a
+/// key winning, as before.
+fn span_v2(data: &str) -> Result<Span, Bad> {
+    let t = match serde_json::from_str::<SpanV2>(data) {
+        Ok(t) => t,
+        Err(_) => serde_json::from_str::<Value>(data)
+            .and_then(SpanV2::deserialize)
+            .map_err(|e| ("data", format!("not a span: {e}")))?,
+    };
+    span_of(t)
+}
 
-/// A v2 span: the query API's span JSON.
-fn span_v2(mut d: Map<String, Value>) -> Result<Span, Bad> {
+fn span_of(t: SpanV2) -> Result<Span, Bad> {
     let trace = req(
-        st(&d, "trace_id").and_then(TraceId::parse_hex),
+        t.trace_id.str().and_then(TraceId::parse_hex),
         "trace_id",
         "32 hex digits",
     )?;
     let span = req(
-        st(&d, "span_id").and_then(SpanId::parse_hex),
+        t.span_id.str().and_then(SpanId::parse_hex),
         "span_id",
         "16 hex digits",
     )?;
     let kind = req(
-        st(&d, "kind").and_then(SpanKind::parse),
+        t.kind.str().and_then(SpanKind::parse),
         "kind",
         "a span kind",
     )?;
-    let start = req(i(&d, "start_ns"), "start_ns", "unix nanoseconds")?;
-    let mut sp = Span::new(trace, span, take(&mut d, "name").unwrap_or_default(), kind, start);
-    sp.parent_span_id = st(&d, "parent_span_id").and_then(SpanId::parse_hex);
-    sp.parent_trace_id = st(&d, "parent_trace_id").and_then(TraceId::parse_hex);
-    sp.end_ns = i(&d, "end_ns");
-    sp.status = st(&d, "status")
+    let start = req(t.start_ns.int(), "start_ns", "unix nanoseconds")?;
+    let mut sp = Span::new(
+        trace,
+        span,
+        t.name.string().unwrap_or_default(),
+        kind,
+        start,
+    );
+    sp.parent_span_id = t.parent_span_id.str().and_then(SpanId::parse_hex);
+    sp.parent_trace_id = t.parent_trace_id.str().and_then(TraceId::parse_hex);
+    sp.end_ns = t.end_ns.int();
+    sp.status = t
+        .status
+        .str()
         .and_then(StatusCode::parse)
         .unwrap_or(StatusCode::Unset);
-    sp.status_message = take(&mut d, "status_message");
-    sp.agent_id = take(&mut d, "agent_id");
-    sp.session_id = take(&mut d, "session_id");
-    sp.user_id = take(&mut d, "user_id");
-    sp.operation = take(&mut d, "operation");
-    sp.provider = take(&mut d, "provider");
-    sp.request_model = take(&mut d, "request_model");
-    sp.response_model = take(&mut d, "response_model");
-    sp.input_tokens = i(&d, "input_tokens");
-    sp.output_tokens = i(&d, "output_tokens");
-    sp.total_tokens = i(&d, "total_tokens");
-    sp.cache_read_tokens = i(&d, "cache_read_tokens");
-    sp.cache_write_tokens = i(&d, "cache_write_tokens");
-    sp.reasoning_tokens = i(&d, "reasoning_tokens");
-    sp.cost_usd = f(&d, "cost_usd");
-    sp.cost_source = st(&d, "cost_source").and_then(CostSource::parse);
-    sp.cost_computed_usd = f(&d, "cost_computed_usd");
-    sp.finish_reasons = match d.get("finish_reasons") {
+    sp.status_message = t.status_message.string();
+    sp.agent_id = t.agent_id.string();
+    sp.session_id = t.session_id.string();
+    sp.user_id = t.user_id.string();
+    sp.operation = t.operation.string();
+    sp.provider = t.provider.string();
+    sp.request_model = t.request_model.string();
+    sp.response_model = t.response_model.string();
+    sp.input_tokens = t.input_tokens.int();
+    sp.output_tokens = t.output_tokens.int();
+    sp.total_tokens = t.total_tokens.int();
+    sp.cache_read_tokens = t.cache_read_tokens.int();
+    sp.cache_write_tokens = t.cache_write_tokens.int();
+    sp.reasoning_tokens = t.reasoning_tokens.int();
+    sp.cost_usd = t.cost_usd.float();
+    sp.cost_source = t.cost_source.str().and_then(CostSource::parse);
+    sp.cost_computed_usd = t.cost_computed_usd.float();
+    sp.finish_reasons = match t.finish_reasons {
         Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
             .collect(),
         _ => Vec::new(),
     };
-    sp.tool_name = take(&mut d, "tool_name");
-    sp.tool_call_id = take(&mut d, "tool_call_id");
-    sp.error_type = take(&mut d, "error_type");
-    sp.input = take_text(&mut d, "input_text");
-    sp.output = take_text(&mut d, "output_text");
-    sp.source = source_name(d.get("source").and_then(Value::as_str));
-    sp.attributes = obj(&mut d, "attributes");
-    sp.resource = shared(obj(&mut d, "resource"));
+    sp.tool_name = t.tool_name.string();
+    sp.tool_call_id = t.tool_call_id.string();
+    sp.error_type = t.error_type.string();
+    let capped = |text: Scalar, len: &Scalar| {
+        let text = text.string()?;
+        let original_len = len
+            .int()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(text.len())
+            .max(text.len());
+        Some(CappedText { text, original_len })
+    };
+    sp.input = capped(t.input_text, &t.input_text_len);
+    sp.output = capped(t.output_text, &t.output_text_len);
+    sp.source = source_name(t.source.str());
+    sp.attributes = object_of(t.attributes);
+    sp.resource = shared(object_of(t.resource));
     Ok(sp)
 }
 
@@ -786,5 +973,88 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("id"));
+        for (body, field) in [
+            (&br#"not json"#[..], None),
+            (br#"null"#, Some("records")),
+            (br#"{"records": 5}"#, Some("records")),
+            (br#"{"records": [5]}"#, Some("type")),
+            (br#"{"records": [{"data": {}}]}"#, Some("type")),
+            (
+                br#"{"records": [{"type": "span", "data": [1]}]}"#,
+                Some("data"),
+            ),
+            (br#"{"records": [{"type": "span"}]}"#, Some("data")),
+        ] {
+            let e = decode(body, None, None).unwrap_err();
+            assert_eq!(
+                e.field.as_deref(),
+                field,
+                "{}: {e:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn one_span(data: &str) -> Result<Span, FieldError> {
+        let body = format!(r#"{{"records": [{{"type": "span", "data": {data}}}]}}"#);
+        let mut b = decode(body.as_bytes(), Some("side"), None)?;
+        match b.records.pop() {
+            Some(Record::Span(s)) => Ok(*s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A v2 span is read straight from the body as a `Value` lookup would read it: a
+    /// field of the wrong kind is absent, a number too large for its field too, and a
+    /// key given twice keeps its last value.
+    #[test]
+    fn v2_spans_read_typed_as_a_value_lookup_would() {
+        let ids =
+            r#""trace_id": "0101010101010101010101010101010a", "span_id": "020202020202020b""#;
+        let s = one_span(&format!(
+            r#"{{{ids}, "kind": "llm_call", "start_ns": 5, "end_ns": 9, "name": "chat",
+               "agent_id": 5, "session_id": "s", "input_tokens": "7", "output_tokens": 3,
+               "cost_usd": 0.5, "cost_computed_usd": "x", "finish_reasons": ["stop", 1],
+               "attributes": {{"k": [1, {{"a": null}}]}}, "resource": "not an object",
+               "output_text": "hé", "output_text_len": 1, "status": {{"code": 1}},
+               "unknown": {{"deep": [1, 2]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(s.trace_id.to_hex(), "0101010101010101010101010101010a");
+        assert_eq!(
+            (s.start_ns, s.end_ns, s.name.as_str()),
+            (5, Some(9), "chat")
+        );
+        assert_eq!((s.agent_id, s.session_id.as_deref()), (None, Some("s")));
+        assert_eq!((s.input_tokens, s.output_tokens), (None, Some(3)));
+        assert_eq!((s.cost_usd, s.cost_computed_usd), (Some(0.5), None));
+        assert_eq!(s.finish_reasons, ["stop"]);
+        assert_eq!(s.attributes["k"], json!([1, {"a": null}]));
+        assert_eq!(s.resource["service.instance.id"], "side");
+        assert_eq!(s.resource.len(), 1);
+        // The original length is never below the text's own.
+        assert_eq!(
+            s.output.map(|t| (t.text, t.original_len)),
+            Some(("hé".into(), 3))
+        );
+        assert_eq!(s.status, StatusCode::Unset);
+        let twice = one_span(&format!(
+            r#"{{{ids}, "kind": "tool_call", "start_ns": 5, "agent_id": "a", "agent_id": "b"}}"#
+        ))
+        .unwrap();
+        assert_eq!(twice.agent_id.as_deref(), Some("b"));
+        for (start, ok) in [
+            ("18446744073709551615", false),
+            ("1.5", false),
+            ("-3", true),
+        ] {
+            let r = one_span(&format!(
+                r#"{{{ids}, "kind": "llm_call", "start_ns": {start}}}"#
+            ));
+            assert_eq!(r.is_ok(), ok, "start_ns {start}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.field.as_deref(), Some("start_ns"));
+            }
+        }
     }
 }

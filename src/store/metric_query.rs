@@ -25,21 +25,24 @@ pub struct MetricName {
 }
 
 /// Every metric name stored, with its unit, kind and last sample time.
+/// The distinct metric names as `n(name)` (and a last NULL), by a skip scan over the
+/// (name, time) index: one seek per name, however many points are stored. The same
+/// SQL on SQLite and PostgreSQL.
+pub const NAMES_SKIP_SCAN: &str = "WITH RECURSIVE n(name) AS (
+         SELECT min(name) FROM metric_points
+         UNION ALL
+         SELECT (SELECT min(name) FROM metric_points WHERE name > n.name) FROM n
+         WHERE n.name IS NOT NULL
+     )";
+
 pub fn names(conn: &Connection) -> Result<Vec<MetricName>, StoreError> {
-    // A skip scan over the (name, time) index: one seek per distinct name,
-    // however many points are stored.
-    let mut stmt = conn.prepare(
-        "WITH RECURSIVE n(name) AS (
-             SELECT min(name) FROM metric_points
-             UNION ALL
-             SELECT (SELECT min(name) FROM metric_points WHERE name > n.name) FROM n
-             WHERE n.name IS NOT NULL
-         )
+    let mut stmt = conn.prepare(&format!(
+        "{NAMES_SKIP_SCAN}
          SELECT n.name, p.unit, p.kind, p.time_ns FROM n
          JOIN metric_points p ON p.id = (
              SELECT id FROM metric_points WHERE name = n.name ORDER BY time_ns DESC LIMIT 1)
-         WHERE n.name IS NOT NULL ORDER BY n.name",
-    )?;
+         WHERE n.name IS NOT NULL ORDER BY n.name"
+    ))?;
     let mut all = stmt
         .query_map([], name_row)?
         .collect::<Result<Vec<_>, _>>()?;

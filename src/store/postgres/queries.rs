@@ -18,7 +18,7 @@ use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::store::metric_query::{
-    self, MAX_ROWS, MetricName, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
+    self, MAX_ROWS, MetricName, NAMES_SKIP_SCAN, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
 };
 use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
@@ -667,16 +667,13 @@ impl PgReader {
         let client = self.client().await?;
         let rows = client
             .query(
-                "WITH RECURSIVE n(name) AS (
-                     SELECT min(name) FROM metric_points
-                     UNION ALL
-                     SELECT (SELECT min(name) FROM metric_points WHERE name > n.name) FROM n
-                     WHERE n.name IS NOT NULL
-                 )
-                 SELECT n.name, p.unit, p.kind, p.time_ns FROM n
-                 CROSS JOIN LATERAL (SELECT unit, kind, time_ns FROM metric_points
-                     WHERE name = n.name ORDER BY time_ns DESC LIMIT 1) p
-                 WHERE n.name IS NOT NULL ORDER BY n.name",
+                &format!(
+                    "{NAMES_SKIP_SCAN}
+                     SELECT n.name, p.unit, p.kind, p.time_ns FROM n
+                     CROSS JOIN LATERAL (SELECT unit, kind, time_ns FROM metric_points
+                         WHERE name = n.name ORDER BY time_ns DESC LIMIT 1) p
+                     WHERE n.name IS NOT NULL ORDER BY n.name"
+                ),
                 &[],
             )
             .await?;

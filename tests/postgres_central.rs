@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::fleet::{TOKEN, capture, free_port, post, sidecar, sidecar_with, wait_until};
 use common::webhook::fake_webhook;
-use common::{Daemon, PgServer, client, now_ms, now_ms_with_today_reaching_back};
+use common::{Daemon, PgServer, client, now_ms, now_ms_within_today};
 use serde_json::{Value, json};
 
 fn get(d: &Daemon, path: &str) -> (u16, Value) {
@@ -78,7 +78,8 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
     let mut b = sidecar_with(port, "side-b", "v1", &host);
     // A third sidecar pushes once and goes away before the central's restart.
     let mut c = sidecar(port, "side-c", "v2");
-    let t = now_ms_with_today_reaching_back(30_000) - 30_000;
+    // The fleet budget is read at the end, minutes on: all of it in one UTC day.
+    let t = now_ms_within_today(30_000, 300_000) - 30_000;
     let mut tokens_a = capture(&a, "alpha", 0, 40, t);
     let mut tokens_b = capture(&b, "beta", 0, 40, t);
     let tokens_c = capture(&c, "gamma", 0, 3, t);

@@ -293,20 +293,30 @@ pub fn now_ms() -> i64 {
 /// today's (or this month's) budget sees them all in the current period, on any date
 /// and at any hour.
 pub fn now_ms_with_today_reaching_back(ms: i64) -> i64 {
+    now_ms_within_today(ms, 0)
+}
+
+/// [`now_ms_with_today_reaching_back`] for a test that also runs `ahead` ms on and
+/// reads today's budget at its end: waits past midnight when the day has less than
+/// that left, so every span it writes and reads is in one UTC day.
+pub fn now_ms_within_today(back: i64, ahead: i64) -> i64 {
     const DAY_MS: i64 = 86_400_000;
     assert!(
-        ms < DAY_MS / 4,
-        "a test reaches back {ms} ms: too far to wait for"
+        back < DAY_MS / 4 && ahead < DAY_MS / 4,
+        "a test reaches back {back} ms and runs {ahead} ms: too far to wait for"
     );
     loop {
         let now = now_ms();
         let into_day = now.rem_euclid(DAY_MS);
-        if into_day > ms + 1_000 {
+        if into_day > back + 1_000 && into_day < DAY_MS - ahead {
             return now;
         }
-        std::thread::sleep(std::time::Duration::from_millis(
-            (ms + 1_001 - into_day) as u64,
-        ));
+        let wait = if into_day <= back + 1_000 {
+            back + 1_001 - into_day
+        } else {
+            DAY_MS - into_day + back + 1_001
+        };
+        std::thread::sleep(std::time::Duration::from_millis(wait as u64));
     }
 }
 

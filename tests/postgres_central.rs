@@ -822,3 +822,220 @@ fn a_central_on_postgresql_drops_the_days_older_than_its_retention() {
     let (_, runs) = get(&central, "/v1/traces");
     assert_eq!(runs["traces"].as_array().unwrap().len(), 2, "{runs}");
 }
+
+/// Sessions on both stores: the same list (by range, agent, page) and the same
+/// conversations, from runs with texts and tools, and an OpenClaw-shaped run (prompts
+/// and answers on its run attempts).
+#[test]
+fn sessions_and_their_conversations_answer_the_same_on_sqlite_and_postgresql() {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let now = now_ms();
+    let min = 60_000;
+    let sid = |i: u64| format!("{i:016x}");
+    let run = |i: u64| format!("{:032x}", 0x5e55_0000 + i);
+    let long: String = "Hotel booked. ".repeat(400);
+    let mut spans = vec![
+        // sess-a: two runs, texts, a tool call between two LLM calls, a long answer.
+        json!({"kind":"agent_run","name":"Plan the trip","trace_id":run(1),"span_id":sid(1),"timestamp":now-100*min,"latency_ms":5000,
+         "agent_id":"alpha","session_id":"sess-a","input_text":"Book me a flight","output_text":"Booked"}),
+        json!({"provider":"openai","model":"gpt-4o","trace_id":run(1),"span_id":sid(2),"parent_span_id":sid(1),"timestamp":now-100*min+100,"latency_ms":1000,
+         "agent_id":"alpha","session_id":"sess-a","prompt_tokens":100,"completion_tokens":20,"cost_usd":0.01,
+         "input_text":"Book me a flight","output_text":"Let me search"}),
+        json!({"kind":"tool_call","tool_name":"search_flights","tool_call_id":"call_1","trace_id":run(1),"span_id":sid(3),"parent_span_id":sid(1),
+         "timestamp":now-100*min+1200,"latency_ms":300,"agent_id":"alpha","session_id":"sess-a","input_text":"{\"to\":\"OSL\"}","output_text":"3 flights"}),
+        json!({"provider":"openai","model":"gpt-4o","trace_id":run(1),"span_id":sid(4),"parent_span_id":sid(1),"timestamp":now-100*min+1600,"latency_ms":2000,
+         "agent_id":"alpha","session_id":"sess-a","prompt_tokens":200,"completion_tokens":30,"cost_usd":0.02,
+         "input_text":"3 flights","output_text":"Booked SK123"}),
+        json!({"kind":"agent_run","name":"Follow up","trace_id":run(2),"span_id":sid(1),"timestamp":now-90*min,"latency_ms":3000,
+         "agent_id":"alpha","session_id":"sess-a"}),
+        json!({"provider":"anthropic","model":"claude-sonnet-4","trace_id":run(2),"span_id":sid(2),"parent_span_id":sid(1),"timestamp":now-90*min+50,"latency_ms":900,
+         "agent_id":"alpha","session_id":"sess-a","prompt_tokens":50,"completion_tokens":10,"cost_usd":0.005,
+         "input_text":"And a hotel?","output_text":long}),
+        // sess-b: a failing run of another agent.
+        json!({"kind":"agent_run","name":"crash","trace_id":run(3),"span_id":sid(1),"timestamp":now-80*min,"latency_ms":20000,
+         "agent_id":"beta","session_id":"sess-b","status":"error"}),
+        json!({"provider":"openai","model":"gpt-4o","trace_id":run(3),"span_id":sid(2),"parent_span_id":sid(1),"timestamp":now-80*min+10,"latency_ms":100,
+         "agent_id":"beta","session_id":"sess-b","prompt_tokens":10,"completion_tokens":0,"status":"error","error_type":"rate_limited"}),
+        // An old session, and one whose id holds a dot (its cursor splits at the first).
+        json!({"kind":"agent_run","name":"old","trace_id":run(4),"span_id":sid(1),"timestamp":now-30*60*min,"latency_ms":1000,
+         "agent_id":"alpha","session_id":"sess-old","input_text":"hello","output_text":"hi"}),
+        json!({"kind":"agent_run","name":"dotted","trace_id":run(5),"span_id":sid(1),"timestamp":now-70*min,"latency_ms":1000,
+         "agent_id":"gamma","session_id":"agent:main.v2","input_text":"dots?","output_text":"fine"}),
+    ];
+    // Runs that start at the same moment in sessions of their own (ties in the walk).
+    for i in 0..4u64 {
+        spans.push(json!({"kind":"agent_run","name":format!("tie {i}"),"trace_id":run(10 + i),"span_id":sid(1),
+            "timestamp":now-60*min,"latency_ms":100,"agent_id":"tie","session_id":format!("tie-{i}")}));
+    }
+    // An OpenClaw-shaped run: its model calls carry no text; the prompt and answer of
+    // each attempt are on the attempt (`openclaw.harness`).
+    let oc = run(20);
+    let t0 = now - 50 * min;
+    let piece = |i: u64, parent: u64, at: i64, more: Value| {
+        let mut v = json!({"trace_id": oc, "span_id": sid(i), "parent_span_id": sid(parent),
+            "timestamp": t0 + at, "latency_ms": 100, "agent_id": "main", "session_id": "oc-1"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        v
+    };
+    spans.extend([
+        json!({"kind":"agent_run","name":"agent main","trace_id":oc,"span_id":sid(1),"timestamp":t0,"latency_ms":9000,
+               "agent_id":"main","session_id":"oc-1"}),
+        piece(2, 1, 10, json!({"kind":"other","name":"openclaw.harness a1","latency_ms":4000,
+               "input_text":"Please list files","output_text":"[\"\", \"There are 3 files.\"]"})),
+        piece(3, 2, 20, json!({"provider":"fake","model":"fake-model","prompt_tokens":30,"completion_tokens":5})),
+        piece(4, 2, 200, json!({"kind":"tool_call","tool_name":"ls","tool_call_id":"c1","input_text":"{}","output_text":"a b c"})),
+        piece(5, 2, 400, json!({"provider":"fake","model":"fake-model","prompt_tokens":40,"completion_tokens":9})),
+        piece(6, 1, 5000, json!({"kind":"other","name":"openclaw.harness a2","latency_ms":3000,
+               "input_text":"And now?","output_text":"[\"Done.\"]"})),
+        piece(7, 6, 5010, json!({"provider":"fake","model":"fake-model","prompt_tokens":50,"completion_tokens":2})),
+    ]);
+    for d in [&sqlite, &postgres] {
+        post(d, "/v1/traces", &Value::Array(spans.clone()));
+    }
+    let spans_sql = "SELECT count(*) FROM spans";
+    let want = spans.len() as i64;
+    wait_until("every span on both stores", Duration::from_secs(20), || {
+        n(&pg, spans_sql) == want && common::count(&sqlite.db_path, spans_sql) == want
+    });
+    let same = |path: &str| -> Value {
+        let (s1, a) = get(&sqlite, path);
+        let (s2, b) = get(&postgres, path);
+        assert_eq!((s1, &a), (s2, &b), "{path}");
+        a
+    };
+    let from = now - 2 * 60 * min;
+    let lists = [
+        "/v1/sessions".to_string(),
+        "/v1/sessions?agent_id=alpha".into(),
+        "/v1/sessions?agent=tie".into(),
+        format!("/v1/sessions?from={from}"),
+        format!("/v1/sessions?from={from}&to={}", now - 65 * min),
+        format!("/v1/sessions?to={}", now - 85 * min),
+    ];
+    let mut all = Vec::new();
+    for path in &lists {
+        let first = same(path);
+        for s in first["sessions"].as_array().unwrap() {
+            all.push(s["session_id"].as_str().unwrap().to_string());
+        }
+        // Page by page, one session at a time, each store by its own cursor.
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut cursor: Option<String> = None;
+        let mut paged = Vec::new();
+        for _ in 0..30 {
+            let p = match &cursor {
+                Some(c) => format!("{path}{sep}limit=1&cursor={}", urlenc(c)),
+                None => format!("{path}{sep}limit=1"),
+            };
+            let page = same(&p);
+            for s in page["sessions"].as_array().unwrap() {
+                paged.push(s["session_id"].clone());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let whole: Vec<Value> = first["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["session_id"].clone())
+            .collect();
+        assert_eq!(paged, whole, "{path} page by page");
+    }
+    all.sort();
+    all.dedup();
+    for id in ["sess-a", "sess-b", "sess-old", "agent:main.v2", "tie-3"] {
+        assert!(all.iter().any(|s| s == id), "{id} in {all:?}");
+    }
+    assert_eq!(all.len(), 9, "{all:?}");
+    // Every session whole, and paged one run at a time.
+    for id in &all {
+        let path = format!("/v1/sessions/{}", urlenc(id));
+        let whole = same(&path);
+        let mut cursor: Option<String> = None;
+        let mut turns = Vec::new();
+        for _ in 0..30 {
+            let p = match &cursor {
+                Some(c) => format!("{path}?limit=1&cursor={}", urlenc(c)),
+                None => format!("{path}?limit=1"),
+            };
+            let page = same(&p);
+            turns.extend(page["turns"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(&Value::Array(turns), &whole["turns"], "{path} page by page");
+    }
+    let a = same("/v1/sessions/sess-a");
+    assert_eq!(a["session"]["runs"], 2, "{a}");
+    assert_eq!(a["session"]["total_tokens"], 410, "{a}");
+    let roles: Vec<&str> = a["turns"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"], "{a}");
+    assert_eq!(a["turns"][1]["messages"][1]["text_truncated"], true, "{a}");
+    // An OpenClaw turn: each attempt's prompt, its calls and tool, and its answer on
+    // its last call.
+    let oc = same("/v1/sessions/oc-1");
+    let said: Vec<(&str, &str)> = oc["turns"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap(),
+                m["text"].as_str().or(m["tool_name"].as_str()).unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("user", "Please list files"),
+            ("assistant", ""),
+            ("tool", "ls"),
+            ("assistant", "There are 3 files."),
+            ("user", "And now?"),
+            ("assistant", "Done.")
+        ],
+        "{oc}"
+    );
+    // Bad input and absent sessions: the same clear answers.
+    for path in [
+        "/v1/sessions/nope",
+        "/v1/sessions/sess-a?limit=201",
+        "/v1/sessions/sess-a?cursor=zzz",
+        "/v1/sessions/sess-a?cursor=12.zz",
+        "/v1/sessions?cursor=zzz",
+        "/v1/sessions?from=x",
+        "/v1/sessions?limit=0",
+    ] {
+        let v = same(path);
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+}
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

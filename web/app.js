@@ -3,7 +3,7 @@
 
 import { h, replace, note } from './lib/dom.js';
 import * as api from './lib/api.js';
-import { features } from './lib/features.js';
+import { features, storeKind } from './lib/features.js';
 import { current, link } from './lib/router.js';
 import * as overview from './views/overview.js';
 import * as runs from './views/runs.js';
@@ -40,14 +40,14 @@ let probed = false;
 async function probe() {
   probed = true;
   const now = Date.now();
-  const [oc, fl, health] = await Promise.all([
+  const [oc, fl, store] = await Promise.all([
     api.get('/v1/openclaw/channels', { from: now - 30 * 86_400_000, to: now }).catch(() => null),
     api.get('/v1/instances').catch(() => null),
-    api.get('/health').catch(() => null),
+    storeKind(),
   ]);
   optional.openclaw = !!(oc && (oc.channels || []).some((c) => c.runs > 0));
   optional.fleet = !!(fl && (fl.instances || []).length);
-  Object.assign(features, optional, { store: (health && health.store) || null });
+  Object.assign(features, optional, { store });
   if (locked) return;
   renderHeader(current().path[0] || 'overview');
   // A view that offers more on a fleet's central (usage by sidecar) is drawn again.

@@ -18,7 +18,7 @@ use crate::analytics::usage::Dim;
 use crate::model::now_ns;
 use crate::store::StoreError;
 use crate::store::query::{AgentRange, Page};
-use crate::store::sessions::{self, DEFAULT_TURNS, MAX_TURNS};
+use crate::store::sessions::{DEFAULT_TURNS, MAX_TURNS};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -136,7 +136,16 @@ pub async fn list_sessions(
     State(st): State<SharedState>,
     Query(p): Params,
 ) -> Result<Response, ApiError> {
-    list_page(&st, &p, "sessions", sessions::list_sessions).await
+    let filter = agent_range(&p)?;
+    let limit = limit_param(&p)?;
+    let page = st
+        .store
+        .list_sessions(filter, limit, text(&p, "cursor"))
+        .await?;
+    Ok(
+        axum::Json(json!({ "sessions": page.items, "next_cursor": page.next_cursor }))
+            .into_response(),
+    )
 }
 
 pub async fn get_session(
@@ -157,11 +166,7 @@ pub async fn get_session(
         },
     };
     let cursor = text(&p, "cursor");
-    match read(&st, move |c| {
-        sessions::session_detail(c, &id, limit, cursor.as_deref())
-    })
-    .await?
-    {
+    match st.store.session(id, limit, cursor).await? {
         Some(d) => Ok(axum::Json(d).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such session")),
     }

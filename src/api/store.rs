@@ -18,6 +18,7 @@ use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
     self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
 };
+use crate::store::sessions::{self, SessionDetail, SessionFilter, SessionRow};
 
 /// What `/v1/overview` reads from the store.
 pub struct OverviewParts {
@@ -69,6 +70,20 @@ pub trait QueryStore: Send + Sync {
         name: &'static str,
         key: &'static str,
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+    /// `GET /v1/sessions`.
+    fn list_sessions(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<SessionRow>, ApiError>>;
+    /// `GET /v1/sessions/{id}`: the session and a page of its turns.
+    fn session(
+        &self,
+        id: String,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Option<SessionDetail>, ApiError>>;
 }
 
 /// The local SQLite file.
@@ -190,6 +205,24 @@ impl QueryStore for SqliteQueries {
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(self.run(metric_query::names))
     }
+
+    fn list_sessions(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<SessionRow>, ApiError>> {
+        Box::pin(self.run(move |c| sessions::list_sessions(c, &filter, limit, cursor.as_deref())))
+    }
+
+    fn session(
+        &self,
+        id: String,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Option<SessionDetail>, ApiError>> {
+        Box::pin(self.run(move |c| sessions::session_detail(c, &id, limit, cursor.as_deref())))
+    }
 }
 
 /// A fleet's central on PostgreSQL.
@@ -292,6 +325,29 @@ impl QueryStore for PgQueries {
 
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(async move { Ok(self.0.metric_names().await?) })
+    }
+
+    fn list_sessions(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Page<SessionRow>, ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .list_sessions(&filter, limit, cursor.as_deref())
+                .await?)
+        })
+    }
+
+    fn session(
+        &self,
+        id: String,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BoxFuture<'_, Result<Option<SessionDetail>, ApiError>> {
+        Box::pin(async move { Ok(self.0.session_detail(&id, limit, cursor.as_deref()).await?) })
     }
 }
 

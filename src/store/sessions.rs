@@ -82,23 +82,97 @@ fn bad_cursor() -> StoreError {
 /// Runs a session listing looks at, at most, for one page.
 pub const MAX_SCANNED_RUNS: usize = 200_000;
 
+/// A page of sessions chosen from the runs walked newest first (either store's walk):
+/// the first run met of a session is its latest unless the session has a later run
+/// outside the range, so a page costs about as many runs as its sessions hold.
+pub struct SessionWalk {
+    /// The cursor's position: the latest run start and id of the last session shown.
+    after: Option<(i64, String)>,
+    limit: usize,
+    seen: std::collections::HashSet<String>,
+    /// Each session taken, with the start of its latest run (its cursor position).
+    found: Vec<(String, i64)>,
+    scanned: usize,
+}
+
+impl SessionWalk {
+    pub fn new(cursor: Option<&str>, limit: usize) -> Result<SessionWalk, StoreError> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                // "<latest run start ns>.<session id>" (the id may hold dots: split at the first).
+                let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
+                Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id.to_string()))
+            }
+        };
+        Ok(SessionWalk {
+            after,
+            limit,
+            seen: Default::default(),
+            found: Vec::new(),
+            scanned: 0,
+        })
+    }
+
+    /// Runs that started after this belong to earlier pages.
+    pub fn starts_at_most(&self) -> Option<i64> {
+        self.after.as_ref().map(|(t, _)| *t)
+    }
+
+    /// The page and one more are found, or the walk went as far as it may.
+    pub fn done(&self) -> bool {
+        self.found.len() > self.limit || self.scanned >= MAX_SCANNED_RUNS
+    }
+
+    /// A run met on the walk; true when it is the first of its session (whose latest
+    /// run the caller then looks up, and [`offer`](Self::offer)s).
+    pub fn meet(&mut self, session: &str) -> bool {
+        self.scanned += 1;
+        self.seen.insert(session.to_string())
+    }
+
+    /// A session first met at a run started at `start`, whose latest run (of the
+    /// agent) started at `latest`.
+    pub fn offer(&mut self, session: String, start: i64, latest: Option<i64>) {
+        if self.found.len() > self.limit {
+            return;
+        }
+        // Not its latest run: the session is newer than the range, or on an earlier page.
+        if latest != Some(start) {
+            return;
+        }
+        if let Some((t, cid)) = &self.after
+            && !(start < *t || (start == *t && session.as_str() < cid.as_str()))
+        {
+            return;
+        }
+        self.found.push((session, start));
+    }
+
+    /// The page's sessions in order, and the cursor to the next page.
+    pub fn finish(mut self) -> (Vec<String>, Option<String>) {
+        let more = self.found.len() > self.limit;
+        self.found.truncate(self.limit);
+        let next_cursor = match self.found.last() {
+            Some((id, start)) if more => Some(format!("{start}.{id}")),
+            _ => None,
+        };
+        (
+            self.found.into_iter().map(|(id, _)| id).collect(),
+            next_cursor,
+        )
+    }
+}
+
 /// Sessions, the one whose latest run started last first. Walks the runs newest
-/// first (an index): the first run met of a session is its latest, so a page costs
-/// about as many runs as its sessions hold, whatever the database's size.
+/// first (an index); see [`SessionWalk`].
 pub fn list_sessions(
     conn: &Connection,
     f: &SessionFilter,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page<SessionRow>, StoreError> {
-    let after = match cursor {
-        None => None,
-        Some(c) => {
-            // "<latest run start ns>.<session id>" (the id may hold dots: split at the first).
-            let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
-            Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id.to_string()))
-        }
-    };
+    let mut walk = SessionWalk::new(cursor, limit)?;
     let mut sql =
         String::from("SELECT session_id, start_ns FROM traces WHERE session_id IS NOT NULL");
     let mut args: Vec<SqlValue> = Vec::new();
@@ -114,9 +188,9 @@ pub fn list_sessions(
         sql.push_str(" AND start_ns < ?");
         args.push(SqlValue::Integer(to));
     }
-    if let Some((t, _)) = &after {
+    if let Some(t) = walk.starts_at_most() {
         sql.push_str(" AND start_ns <= ?");
-        args.push(SqlValue::Integer(*t));
+        args.push(SqlValue::Integer(t));
     }
     sql.push_str(" ORDER BY start_ns DESC, session_id DESC");
     let mut latest_of = conn.prepare_cached(
@@ -125,47 +199,25 @@ pub fn list_sessions(
     )?;
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
-    let mut seen = std::collections::HashSet::new();
-    // Each session with the start of the run the walk met it at (its cursor position).
-    let mut found: Vec<(String, i64)> = Vec::new();
-    let mut scanned = 0usize;
     while let Some(r) = rows.next()? {
-        scanned += 1;
-        if found.len() > limit || scanned > MAX_SCANNED_RUNS {
+        if walk.done() {
             break;
         }
         let id: String = r.get(0)?;
-        let start: i64 = r.get(1)?;
-        if seen.contains(&id) {
-            continue;
+        if walk.meet(&id) {
+            let latest: Option<i64> =
+                latest_of.query_row(rusqlite::params![id, f.agent_id], |r| r.get(0))?;
+            walk.offer(id, r.get(1)?, latest);
         }
-        seen.insert(id.clone());
-        // Not its latest run: the session is newer than the range, or on an earlier page.
-        let latest: Option<i64> =
-            latest_of.query_row(rusqlite::params![id, f.agent_id], |r| r.get(0))?;
-        if latest != Some(start) {
-            continue;
-        }
-        if let Some((t, cid)) = &after
-            && !(start < *t || (start == *t && id.as_str() < cid.as_str()))
-        {
-            continue;
-        }
-        found.push((id, start));
     }
     drop(rows);
-    let more = found.len() > limit;
-    found.truncate(limit);
-    let mut items = Vec::with_capacity(found.len());
-    for (id, _) in &found {
+    let (ids, next_cursor) = walk.finish();
+    let mut items = Vec::with_capacity(ids.len());
+    for id in &ids {
         if let Some(row) = session_row(conn, id)? {
             items.push(row);
         }
     }
-    let next_cursor = match found.last() {
-        Some((id, start)) if more => Some(format!("{start}.{id}")),
-        _ => None,
-    };
     Ok(Page { items, next_cursor })
 }
 
@@ -227,69 +279,76 @@ pub struct SessionDetail {
 
 /// A text cut to `MAX_TEXT_CHARS`, whether it was cut (here or at capture), and its
 /// original length in bytes (UTF-8), as `input_text_len` counts it.
-struct CutText {
+pub(crate) struct CutText {
     text: Option<String>,
     truncated: bool,
     length: Option<i64>,
 }
 
 fn cut_text(r: &rusqlite::Row, at: usize) -> rusqlite::Result<CutText> {
-    // The stored text (unpacked once, here) and its length at capture.
-    let mut text: Option<String> = r.get(at)?;
-    let original: Option<i64> = r.get(at + 1)?;
-    let bytes = text.as_ref().map(|t| t.len() as i64);
-    let mut cut = false;
-    if let Some(t) = &mut text
-        && let Some((end, _)) = t.char_indices().nth(MAX_TEXT_CHARS as usize)
-    {
-        t.truncate(end);
-        cut = true;
+    Ok(CutText::new(r.get(at)?, r.get(at + 1)?))
+}
+
+impl CutText {
+    /// The stored text (unpacked) and its length at capture.
+    pub(crate) fn new(mut text: Option<String>, original: Option<i64>) -> CutText {
+        let bytes = text.as_ref().map(|t| t.len() as i64);
+        let mut cut = false;
+        if let Some(t) = &mut text
+            && let Some((end, _)) = t.char_indices().nth(MAX_TEXT_CHARS as usize)
+        {
+            t.truncate(end);
+            cut = true;
+        }
+        let length = bytes.map(|b| original.unwrap_or(b).max(b));
+        CutText {
+            truncated: cut || length > bytes,
+            text,
+            length,
+        }
     }
-    let length = bytes.map(|b| original.unwrap_or(b).max(b));
-    Ok(CutText {
-        truncated: cut || length > bytes,
-        text,
-        length,
-    })
 }
 
 /// The spans a conversation is made of (agent runs, LLM calls, tool calls, and
 /// OpenClaw's run attempts) of one trace.
-struct ConvSpan {
-    span_id: String,
-    parent: Option<String>,
-    kind: String,
+pub(crate) struct ConvSpan {
+    pub span_id: String,
+    pub parent: Option<String>,
+    pub kind: String,
     /// An OpenClaw run attempt (`openclaw.harness <id>`): its input is the user's prompt
     /// and its output the assistant's texts of the attempt (OpenClaw's model calls carry
     /// no text; its `llm_input`/`llm_output` hooks land on this span).
-    attempt: bool,
-    start_ns: i64,
-    end_ns: Option<i64>,
-    status: String,
-    model: Option<String>,
-    input_tokens: Option<i64>,
-    output_tokens: Option<i64>,
-    cost_usd: Option<f64>,
-    tool_name: Option<String>,
-    tool_call_id: Option<String>,
-    input: CutText,
-    output: CutText,
+    pub attempt: bool,
+    pub start_ns: i64,
+    pub end_ns: Option<i64>,
+    pub status: String,
+    pub model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub tool_name: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub input: CutText,
+    pub output: CutText,
 }
+
+/// The spans a conversation is made of, as a `WHERE` term (either store's).
+pub(crate) const CONVERSATION_SPANS: &str = "(kind IN ('agent_run', 'llm_call', 'tool_call')
+    OR (kind = 'other' AND name LIKE 'openclaw.harness %'))";
 
 fn conversation_spans(
     conn: &Connection,
     trace: &TraceId,
 ) -> Result<(Vec<ConvSpan>, bool), StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT span_id, parent_span_id, kind, start_ns, end_ns, status,
-            COALESCE(response_model, request_model), input_tokens, output_tokens, cost_usd,
-            tool_name, tool_call_id,
-            unpack(input_text), input_text_len, unpack(output_text), output_text_len
-            , kind = 'other'
-         FROM spans WHERE trace_id = ?1 AND (kind IN ('agent_run', 'llm_call', 'tool_call')
-             OR (kind = 'other' AND name LIKE 'openclaw.harness %'))
-         ORDER BY start_ns, id LIMIT ?2",
-    )?;
+                COALESCE(response_model, request_model), input_tokens, output_tokens, cost_usd,
+                tool_name, tool_call_id,
+                unpack(input_text), input_text_len, unpack(output_text), output_text_len
+                , kind = 'other'
+             FROM spans WHERE trace_id = ?1 AND {CONVERSATION_SPANS}
+             ORDER BY start_ns, id LIMIT ?2"
+    ))?;
     let mut rows: Vec<ConvSpan> = stmt
         .query_map(
             rusqlite::params![&trace.0[..], MAX_MESSAGES as i64 + 2],
@@ -483,6 +542,45 @@ fn messages_of(root_span: Option<&str>, spans: Vec<ConvSpan>) -> Vec<Message> {
     out
 }
 
+/// A session runs page's cursor: `<start ns>.<trace id>` of the last run shown.
+pub(crate) fn parse_run_cursor(c: &str) -> Result<(i64, TraceId), StoreError> {
+    let (t, tid) = c.split_once('.').ok_or_else(bad_cursor)?;
+    let t: i64 = t.parse().map_err(|_| bad_cursor())?;
+    Ok((t, TraceId::parse_hex(tid).ok_or_else(bad_cursor)?))
+}
+
+/// The page of runs (`limit` and one more were read) and the cursor to the next.
+pub(crate) fn runs_page(runs: &mut Vec<TraceSummary>, limit: usize) -> Option<String> {
+    if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last()
+            .map(|t| format!("{}.{}", t.start_ns, t.trace_id))
+    } else {
+        None
+    }
+}
+
+/// One run as a turn of its session: its conversation spans (read up to
+/// `MAX_MESSAGES + 1`; `cut` when there were more) made messages.
+pub(crate) fn turn_of(t: TraceSummary, spans: Vec<ConvSpan>, cut: bool) -> Turn {
+    let mut messages = messages_of(t.root_span_id.as_deref(), spans);
+    let cut = cut || messages.len() > MAX_MESSAGES;
+    messages.truncate(MAX_MESSAGES);
+    Turn {
+        trace_id: t.trace_id,
+        name: t.name,
+        start_ms: ms(t.start_ns),
+        end_ms: t.end_ns.map(ms),
+        status: t.status,
+        input_tokens: t.input_tokens,
+        output_tokens: t.output_tokens,
+        total_tokens: t.total_tokens,
+        cost_usd: t.cost_usd,
+        messages,
+        messages_truncated: cut,
+    }
+}
+
 /// A session with a page of its runs, oldest first; `None` when it has no run.
 pub fn session_detail(
     conn: &Connection,
@@ -499,9 +597,7 @@ pub fn session_detail(
     );
     let mut args = vec![SqlValue::Text(id.to_string())];
     if let Some(c) = cursor {
-        let (t, tid) = c.split_once('.').ok_or_else(bad_cursor)?;
-        let t: i64 = t.parse().map_err(|_| bad_cursor())?;
-        let tid = TraceId::parse_hex(tid).ok_or_else(bad_cursor)?;
+        let (t, tid) = parse_run_cursor(c)?;
         sql.push_str(" AND (start_ns > ? OR (start_ns = ? AND trace_id > ?))");
         args.push(SqlValue::Integer(t));
         args.push(SqlValue::Integer(t));
@@ -513,35 +609,14 @@ pub fn session_detail(
     let mut runs: Vec<TraceSummary> = stmt
         .query_map(params_from_iter(args), trace_row)?
         .collect::<Result<_, _>>()?;
-    let next_cursor = if runs.len() > limit {
-        runs.truncate(limit);
-        runs.last()
-            .map(|t| format!("{}.{}", t.start_ns, t.trace_id))
-    } else {
-        None
-    };
+    let next_cursor = runs_page(&mut runs, limit);
     let mut turns = Vec::with_capacity(runs.len());
     for t in runs {
         let Some(tid) = TraceId::parse_hex(&t.trace_id) else {
             continue;
         };
         let (spans, cut) = conversation_spans(conn, &tid)?;
-        let mut messages = messages_of(t.root_span_id.as_deref(), spans);
-        let cut = cut || messages.len() > MAX_MESSAGES;
-        messages.truncate(MAX_MESSAGES);
-        turns.push(Turn {
-            trace_id: t.trace_id,
-            name: t.name,
-            start_ms: ms(t.start_ns),
-            end_ms: t.end_ns.map(ms),
-            status: t.status,
-            input_tokens: t.input_tokens,
-            output_tokens: t.output_tokens,
-            total_tokens: t.total_tokens,
-            cost_usd: t.cost_usd,
-            messages,
-            messages_truncated: cut,
-        });
+        turns.push(turn_of(t, spans, cut));
     }
     Ok(Some(SessionDetail {
         session,

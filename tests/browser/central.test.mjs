@@ -96,13 +96,34 @@ test('the central on PostgreSQL shows its runs, a run, usage, errors and the ove
   }
 });
 
+test('the central lists its sessions and shows one as a conversation', { timeout: 60_000 }, async () => {
+  const { body } = await getJson(daemon.base, '/v1/sessions?limit=100');
+  assert.ok(body.sessions.some((s) => s.session_id === 'sess-alpha'), JSON.stringify(body));
+  let w = await open('#/sessions', 'section.view.sessions tbody tr');
+  const listed = await w.page.textContent('section.view.sessions');
+  for (const s of body.sessions.slice(0, 5)) assert.ok(listed.includes(s.session_id), `${s.session_id} is listed`);
+  await w.page.screenshot({ path: join(SHOTS, 'central-sessions.png') });
+  assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], 'sessions: console errors or failed requests');
+  await w.page.close();
+  w = await open('#/sessions/sess-alpha', 'section.view.session .turn .msg');
+  const turns = await w.page.$$eval('.turn', (ts) => ts.map((t) => t.dataset.trace));
+  assert.deepEqual(turns, [ids.a1.trace, ids.a2.trace]);
+  const first = await w.page.$$eval('.turn:first-child .msg', (ms) => ms.map((m) => [m.dataset.role, m.querySelector('.msg-text')?.textContent ?? m.textContent]));
+  assert.equal(first[0][0], 'user');
+  assert.match(first[0][1], /Find me a flight to Lisbon/);
+  assert.ok(first.some(([role]) => role === 'tool'), 'the tool call is a message');
+  await w.page.screenshot({ path: join(SHOTS, 'central-session.png') });
+  assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], 'session: console errors or failed requests');
+  await w.page.close();
+});
+
 test('a view the PostgreSQL store does not serve yet says so, naming its endpoint', { timeout: 60_000 }, async () => {
   const w = await watchedPage(browser.context);
-  await w.page.goto(`${daemon.base}/#/sessions`, { waitUntil: 'load', timeout: 15_000 });
+  await w.page.goto(`${daemon.base}/#/anomalies`, { waitUntil: 'load', timeout: 15_000 });
   await w.page.waitForSelector('text=/not available on the PostgreSQL store yet/', { timeout: 10_000 });
   const text = await w.page.textContent('main');
-  assert.match(text, /GET \/v1\/sessions is not available on the PostgreSQL store yet/);
-  await w.page.screenshot({ path: join(SHOTS, 'central-sessions-501.png') });
+  assert.match(text, /GET \/v1\/anomalies is not available on the PostgreSQL store yet/);
+  await w.page.screenshot({ path: join(SHOTS, 'central-anomalies-501.png') });
   await w.page.close();
 });
 

@@ -5,6 +5,7 @@ import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
 import * as f from '../lib/format.js';
 import { link } from '../lib/router.js';
+import { storeKind } from '../lib/features.js';
 import { header, filterForm, rangePicker, table, pager, badge, runLink } from '../lib/ui.js';
 
 export const title = (path) => (path[1] ? `Session ${path[1]}` : 'Sessions');
@@ -119,6 +120,8 @@ export async function render({ path, params, signal }) {
  */
 async function openclawWhy(id, s, turns, signal) {
   if (!s.start_ms) return null;
+  // The OpenClaw views are not served by a central on PostgreSQL yet.
+  if ((await storeKind()) === 'postgresql') return null;
   const w = { from: Math.floor(s.start_ms) - 1, to: Math.ceil(s.end_ms ?? s.start_ms) + 60_000 };
   const get = (path, extra) => api.get(path, { ...w, ...extra }, { signal }).catch(() => null);
   const [sch, ctx, cache, sub, waste] = await Promise.all([

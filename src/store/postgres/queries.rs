@@ -24,8 +24,12 @@ use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
     TraceSummary, build_tree, like_escape,
 };
+use crate::store::sessions::{
+    CONVERSATION_SPANS, ConvSpan, CutText, MAX_MESSAGES, SessionDetail, SessionFilter, SessionRow,
+    SessionWalk, parse_run_cursor, runs_page, turn_of,
+};
 use crate::util::hex;
-use crate::util::time::format_ns;
+use crate::util::time::{format_ns, ms_of};
 
 /// Connections kept for queries, at most.
 const POOL_SIZE: usize = 4;
@@ -42,6 +46,11 @@ pub enum QueryError {
     /// Asked of the SQLite store only, so far; the text names what.
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// A request SQLite's rules refuse, refused the same way here.
+fn bad_request(e: crate::store::StoreError) -> QueryError {
+    QueryError::BadRequest(e.to_string())
 }
 
 impl From<tokio_postgres::Error> for QueryError {
@@ -262,6 +271,233 @@ impl PgReader {
             scores: crate::store::scores::scores_of(&events),
             events,
             sub_traces,
+        }))
+    }
+
+    /// `GET /v1/sessions`: sessions whose latest run started in the range, the latest
+    /// first. Walks the runs newest first in chunks (an index), as SQLite's does
+    /// ([`SessionWalk`]), looking up the latest run of each chunk's new sessions at once.
+    pub async fn list_sessions(
+        &self,
+        f: &SessionFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<SessionRow>, QueryError> {
+        /// Runs read per round trip.
+        const CHUNK: i64 = 2_000;
+        let mut walk = SessionWalk::new(cursor, limit).map_err(bad_request)?;
+        let client = self.client().await?;
+        // The walk's position: the last run read, by (start, session, run).
+        let mut last: Option<(i64, String, Vec<u8>)> = None;
+        while !walk.done() {
+            let mut args = Params::default();
+            let mut sql = String::from(
+                "SELECT session_id, start_ns, trace_id FROM traces WHERE session_id IS NOT NULL",
+            );
+            if let Some(a) = &f.agent_id {
+                sql.push_str(&format!(" AND agent_id = {}", args.add(a.clone())));
+            }
+            if let Some(from) = f.from_ns {
+                sql.push_str(&format!(" AND start_ns >= {}", args.add(from)));
+            }
+            if let Some(to) = f.to_ns {
+                sql.push_str(&format!(" AND start_ns < {}", args.add(to)));
+            }
+            if let Some(t) = walk.starts_at_most() {
+                sql.push_str(&format!(" AND start_ns <= {}", args.add(t)));
+            }
+            // Byte order, as SQLite's and the cursor's.
+            if let Some((t, s, id)) = &last {
+                let (t, s, id) = (args.add(*t), args.add(s.clone()), args.add(id.clone()));
+                sql.push_str(&format!(
+                    " AND (start_ns, session_id COLLATE \"C\", trace_id) < ({t}, {s} COLLATE \"C\", {id})"
+                ));
+            }
+            sql.push_str(&format!(
+                " ORDER BY start_ns DESC, session_id COLLATE \"C\" DESC, trace_id DESC LIMIT {CHUNK}"
+            ));
+            let rows = client.query(&sql, &args.refs()).await?;
+            let mut met: Vec<(String, i64)> = Vec::new();
+            for r in &rows {
+                if walk.done() {
+                    break;
+                }
+                let id: String = r.get(0);
+                if walk.meet(&id) {
+                    met.push((id, r.get(1)));
+                }
+            }
+            if !met.is_empty() {
+                let ids: Vec<&str> = met.iter().map(|(id, _)| id.as_str()).collect();
+                let latest: std::collections::HashMap<String, i64> = client
+                    .query(
+                        "SELECT session_id, max(start_ns) FROM traces
+                         WHERE session_id = ANY($1) AND ($2::text IS NULL OR agent_id = $2)
+                         GROUP BY session_id",
+                        &[&ids, &f.agent_id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                for (id, start) in met {
+                    let l = latest.get(&id).copied();
+                    walk.offer(id, start, l);
+                }
+            }
+            match rows.last() {
+                Some(r) if rows.len() as i64 == CHUNK => {
+                    last = Some((r.get(1), r.get(0), r.get(2)));
+                }
+                _ => break,
+            }
+        }
+        let (ids, next_cursor) = walk.finish();
+        let mut rows = self.session_rows(&client, &ids).await?;
+        let items = ids.iter().filter_map(|id| rows.remove(id)).collect();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The sums of each of `ids`' sessions that has a run.
+    async fn session_rows(
+        &self,
+        client: &deadpool_postgres::Object,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, SessionRow>, QueryError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows = client
+            .query(
+                "SELECT session_id, count(*), min(start_ns), max(COALESCE(end_ns, start_ns)),
+                    sum(llm_calls)::int8, sum(tool_calls)::int8, sum(input_tokens)::int8,
+                    sum(output_tokens)::int8, sum(total_tokens)::int8, sum(cost_usd),
+                    sum(error_count)::int8,
+                    (SELECT a.agent_id FROM traces a WHERE a.session_id = t.session_id
+                     AND a.agent_id IS NOT NULL ORDER BY a.start_ns LIMIT 1)
+                 FROM traces t WHERE session_id = ANY($1) GROUP BY session_id",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let row = SessionRow {
+                    session_id: id.clone(),
+                    agent_id: r.get(11),
+                    start_ms: ms_of(r.get(2)),
+                    end_ms: ms_of(r.get(3)),
+                    runs: r.get(1),
+                    llm_calls: r.get(4),
+                    tool_calls: r.get(5),
+                    input_tokens: r.get(6),
+                    output_tokens: r.get(7),
+                    total_tokens: r.get(8),
+                    cost_usd: r.get(9),
+                    errors: r.get(10),
+                };
+                (id, row)
+            })
+            .collect())
+    }
+
+    /// `GET /v1/sessions/{id}`: the session's sums and a page of its runs, oldest
+    /// first, each as its conversation; `None` when no run has this session id.
+    pub async fn session_detail(
+        &self,
+        id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Option<SessionDetail>, QueryError> {
+        let client = self.client().await?;
+        let Some(session) = self
+            .session_rows(&client, &[id.to_string()])
+            .await?
+            .remove(id)
+        else {
+            return Ok(None);
+        };
+        let mut args = Params::default();
+        let mut sql = format!(
+            "SELECT {TRACE_COLS} FROM traces t WHERE session_id = {}",
+            args.add(id.to_string())
+        );
+        if let Some(c) = cursor {
+            let (t, tid) = parse_run_cursor(c).map_err(bad_request)?;
+            let (t, tid) = (args.add(t), args.add(tid.0.to_vec()));
+            sql.push_str(&format!(
+                " AND (start_ns > {t} OR (start_ns = {t} AND trace_id > {tid}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY start_ns, trace_id LIMIT {}",
+            args.add(limit as i64 + 1)
+        ));
+        let mut runs: Vec<TraceSummary> = client
+            .query(&sql, &args.refs())
+            .await?
+            .iter()
+            .map(trace_row)
+            .collect();
+        let next_cursor = runs_page(&mut runs, limit);
+        // Every run's conversation spans in one query, `MAX_MESSAGES + 1` each at most.
+        let keys: Vec<Vec<u8>> = runs
+            .iter()
+            .filter_map(|t| TraceId::parse_hex(&t.trace_id).map(|t| t.0.to_vec()))
+            .collect();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT * FROM (
+                        SELECT trace_id, span_id, parent_span_id, kind, start_ns, end_ns, status,
+                            COALESCE(response_model, request_model), input_tokens, output_tokens,
+                            cost_usd, tool_name, tool_call_id, input_text, input_text_len,
+                            output_text, output_text_len, kind = 'other',
+                            row_number() OVER (PARTITION BY trace_id ORDER BY start_ns, id) AS n
+                        FROM spans WHERE trace_id = ANY($1) AND {CONVERSATION_SPANS}
+                     ) c WHERE n <= $2 ORDER BY trace_id, n"
+                ),
+                &[&keys, &(MAX_MESSAGES as i64 + 2)],
+            )
+            .await?;
+        let mut spans_of: std::collections::HashMap<Vec<u8>, Vec<ConvSpan>> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            spans_of.entry(r.get(0)).or_default().push(ConvSpan {
+                span_id: hex::encode(&r.get::<_, Vec<u8>>(1)),
+                parent: hex_opt(r.get(2)),
+                kind: r.get(3),
+                start_ns: r.get(4),
+                end_ns: r.get(5),
+                status: r.get(6),
+                model: r.get(7),
+                input_tokens: r.get(8),
+                output_tokens: r.get(9),
+                cost_usd: r.get(10),
+                tool_name: r.get(11),
+                tool_call_id: r.get(12),
+                input: CutText::new(r.get(13), r.get(14)),
+                output: CutText::new(r.get(15), r.get(16)),
+                attempt: r.get(17),
+            });
+        }
+        let turns = runs
+            .into_iter()
+            .map(|t| {
+                let key = TraceId::parse_hex(&t.trace_id)
+                    .map(|t| t.0.to_vec())
+                    .unwrap_or_default();
+                let mut spans = spans_of.remove(&key).unwrap_or_default();
+                let cut = spans.len() > MAX_MESSAGES + 1;
+                spans.truncate(MAX_MESSAGES + 1);
+                turn_of(t, spans, cut)
+            })
+            .collect();
+        Ok(Some(SessionDetail {
+            session,
+            turns,
+            next_cursor,
         }))
     }
 

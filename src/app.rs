@@ -219,6 +219,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     );
     let llm_failures = Arc::new(crate::sources::host::LlmFailures::default());
     hooks.push(llm_failures.clone());
+    if local.is_some() {
+        hooks.extend(crate::sinks::write_hooks(&sinks_config(&cfg)));
+    }
     // Last: it chains what the batch and every hook before it wrote.
     if audit.is_some() {
         hooks.push(Arc::new(store::audit::ChainHook));

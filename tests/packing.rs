@@ -182,8 +182,10 @@ fn a_database_from_before_packing_converts_in_place_and_answers_the_same() {
     // As an older version left it: schema 12, no dictionaries, every value plain text.
     {
         let c = rusqlite::Connection::open(&d.db_path).unwrap();
-        c.execute_batch("DROP TABLE codec_dicts; PRAGMA user_version = 12;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE codec_dicts; DROP TABLE span_changes; PRAGMA user_version = 12;",
+        )
+        .unwrap();
         let blobs: i64 = c
             .query_row(
                 "SELECT count(*) FROM spans WHERE typeof(attributes) = 'blob'",

@@ -1039,3 +1039,186 @@ fn urlenc(s: &str) -> String {
         })
         .collect()
 }
+
+/// What each run adds up to: a text per run, `trace_id` first, to compare both stores.
+fn run_figures(rows: Vec<Vec<String>>) -> Vec<String> {
+    let mut v: Vec<String> = rows.into_iter().map(|r| r.join(" ")).collect();
+    v.sort();
+    v
+}
+
+/// An OpenClaw sidecar's calls reach the central whole: the sidecar pushes each span
+/// when its first piece arrives (the start hooks), and again, merged, when the pieces
+/// that end it arrive (end hooks, usage, cost); the central merges each into the row
+/// it holds. At the end the central's spans, runs and hourly usage hold the sidecar's
+/// figures, each span once.
+#[test]
+fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_whole() {
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let side = sidecar_with(
+        central.addr.port(),
+        "oc-side",
+        "v2",
+        &[("OCT_LOG_PATH", "off"), ("OCT_OPENCLAW_STATE_DIR", "off")],
+    );
+    let text = common::fixture_at_now(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/openclaw/bridge_events.jsonl"),
+        )
+        .unwrap(),
+    );
+    // What ends a call or a run, its usage and cost: the second half.
+    let ending = [
+        "hook:model_call_ended",
+        "hook:llm_output",
+        "hook:agent_end",
+        "hook:after_tool_call",
+        "tdiag:model.call.completed",
+        "tdiag:model.usage",
+        "tdiag:run.completed",
+        "tdiag:harness.run.completed",
+        "tdiag:tool.execution.completed",
+    ];
+    let (mut first, mut second) = (String::new(), String::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let kind = serde_json::from_str::<Value>(line).unwrap()["kind"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let half = if ending.contains(&kind.as_str()) {
+            &mut second
+        } else {
+            &mut first
+        };
+        half.push_str(line);
+        half.push('\n');
+    }
+    let send = |body: &str| {
+        let r = client()
+            .post(side.url("/v1/openclaw/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    };
+    let side_spans = || common::count(&side.db_path, "SELECT count(*) FROM spans");
+    let central_spans = || n(&pg, "SELECT count(*) FROM spans");
+    send(&first);
+    // The first pieces are stored and pushed as they are.
+    let mut last = -1;
+    wait_until("the first half pushed", Duration::from_secs(30), || {
+        let s = side_spans();
+        let settled = s > 0 && s == last && central_spans() == s;
+        last = s;
+        std::thread::sleep(Duration::from_millis(300));
+        settled
+    });
+    let tokens_before = n(&pg, "SELECT COALESCE(sum(total_tokens), 0) FROM spans");
+    send(&second);
+    let runs_sql = "SELECT count(*) FROM traces WHERE end_ns IS NOT NULL";
+    let sidecar_sums = || {
+        common::count(
+            &side.db_path,
+            "SELECT COALESCE(sum(total_tokens), 0) FROM spans",
+        )
+    };
+    wait_until(
+        "the second half merged and pushed",
+        Duration::from_secs(30),
+        || {
+            let want = sidecar_sums();
+            want > tokens_before
+                && common::count(&side.db_path, runs_sql) > 0
+                && n(&pg, "SELECT COALESCE(sum(total_tokens), 0) FROM spans") == want
+                && n(&pg, runs_sql) == common::count(&side.db_path, runs_sql)
+        },
+    );
+    // The sidecar sent changed spans again, and the central merged them.
+    assert!(
+        common::count(&side.db_path, "SELECT count(*) FROM span_changes") > 0,
+        "no span changed after it was stored"
+    );
+    assert_eq!(central_spans(), side_spans(), "each span once");
+    assert_eq!(
+        n(
+            &pg,
+            "SELECT count(*) FROM (SELECT trace_id, span_id FROM spans GROUP BY 1, 2 HAVING count(*) > 1) d"
+        ),
+        0
+    );
+    // Each span as the sidecar holds it.
+    let span_cols = "lower(encode(trace_id, 'hex')) || lower(encode(span_id, 'hex')), kind, start_ns, \
+        COALESCE(end_ns, -1), status, COALESCE(input_tokens, -1), COALESCE(output_tokens, -1), \
+        COALESCE(total_tokens, -1), COALESCE(cache_read_tokens, -1), COALESCE(round(cost_usd::numeric, 9)::text, '-'), \
+        COALESCE(response_model, request_model, '-')";
+    let pg_rows = |sql: &str| -> Vec<Vec<String>> {
+        pg.psql(sql)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect()
+    };
+    let sqlite_rows = |sql: &str, n: usize| -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(&side.db_path).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Real(f) => format!("{f:.9}"),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let sqlite_span_cols = "lower(hex(trace_id)) || lower(hex(span_id)), kind, start_ns, \
+        COALESCE(end_ns, -1), status, COALESCE(input_tokens, -1), COALESCE(output_tokens, -1), \
+        COALESCE(total_tokens, -1), COALESCE(cache_read_tokens, -1), CASE WHEN cost_usd IS NULL THEN '-' ELSE printf('%.9f', cost_usd) END, \
+        COALESCE(response_model, request_model, '-')";
+    let at_central = run_figures(pg_rows(&format!("SELECT {span_cols} FROM spans")));
+    let at_sidecar = run_figures(sqlite_rows(
+        &format!("SELECT {sqlite_span_cols} FROM spans"),
+        11,
+    ));
+    assert_eq!(at_central, at_sidecar, "the spans");
+    // Each run's summary, and the hourly usage.
+    let run_cols = "span_count, error_count, llm_calls, tool_calls, input_tokens, output_tokens, \
+        total_tokens, cache_read_tokens, COALESCE(end_ns, -1), status";
+    let at_central = run_figures(pg_rows(&format!(
+        "SELECT lower(encode(trace_id, 'hex')), {run_cols} FROM traces"
+    )));
+    let at_sidecar = run_figures(sqlite_rows(
+        &format!("SELECT lower(hex(trace_id)), {run_cols} FROM traces"),
+        11,
+    ));
+    assert_eq!(at_central, at_sidecar, "the runs");
+    let (_, c) = get(&central, "/v1/usage?percentiles=false");
+    let s: Value = client()
+        .get(side.url("/v1/usage?percentiles=false"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for k in [
+        "calls",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "errors",
+    ] {
+        assert_eq!(c["totals"][k], s["totals"][k], "usage {k}: {c} / {s}");
+    }
+    assert!(s["totals"]["calls"].as_i64().unwrap() > 0, "{s}");
+}

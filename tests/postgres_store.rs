@@ -360,3 +360,66 @@ async fn tls_is_used_and_the_servers_certificate_is_verified() {
         .unwrap();
     assert!(!encrypted(&plain).await);
 }
+
+/// A span sent again with more said of it (`merge` set: a sidecar's span changed after
+/// it was pushed, an OpenClaw piece) joins the stored row, even when its start moved to
+/// the day before; the run's summary and the hourly usage count the merged row once;
+/// the same piece again changes nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_piece_merges_into_the_stored_span_across_days_and_counts_once() {
+    let pg = PgServer::start();
+    let mut store = PgStore::connect(&pg.url).await.unwrap();
+    let now = now_ns();
+    let today = now - now.rem_euclid(DAY_NS) + 60_000_000_000;
+    // First form: the call started, no end, no usage yet.
+    let Record::Span(first) = span(0, today, "side-a") else {
+        unreachable!()
+    };
+    let mut first = *first;
+    first.end_ns = None;
+    first.input_tokens = None;
+    first.output_tokens = None;
+    first.cost_usd = None;
+    let w = store
+        .write(&[Record::Span(Box::new(first.clone()))], now)
+        .await
+        .unwrap();
+    assert_eq!(w.effects, vec![WriteEffect::Inserted]);
+    let sums = |pg: &PgServer| {
+        pg.psql(
+            "SELECT (SELECT count(*) FROM spans), (SELECT string_agg(concat_ws(',', span_count, llm_calls, input_tokens, output_tokens, total_tokens, COALESCE(cost_usd::text, 'null'), end_ns IS NOT NULL), ';') FROM traces),
+                    (SELECT string_agg(concat_ws(',', calls, input_tokens, output_tokens, total_tokens, cost_usd, priced_calls), ';') FROM usage_hourly WHERE calls <> 0)",
+        )
+    };
+    assert_eq!(sums(&pg), "1|1,1,0,0,0,null,f|1,0,0,0,0,0");
+    // Whole now, and starting two minutes earlier: the day before.
+    let mut whole = first.clone();
+    whole.start_ns = today - 120_000_000_000;
+    whole.end_ns = Some(today + 800_000_000);
+    whole.input_tokens = Some(1000);
+    whole.output_tokens = Some(100);
+    whole.cost_usd = Some(0.002);
+    whole.merge = Some(Default::default());
+    let w = store
+        .write(&[Record::Span(Box::new(whole.clone()))], now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&w.effects[..], [WriteEffect::Merged(m)] if m.after.input_tokens == Some(1000) && m.before[0].input_tokens.is_none()),
+        "{:?}",
+        w.effects
+    );
+    let merged_sums = "1|1,1,1000,100,1100,0.002,t|1,1000,100,1100,0.002,1";
+    assert_eq!(sums(&pg), merged_sums);
+    assert_eq!(
+        pg.psql("SELECT count(*), min(start_ns) FROM spans"),
+        format!("1|{}", today - 120_000_000_000)
+    );
+    // The same piece again (a retried push): nothing changes.
+    let w = store
+        .write(&[Record::Span(Box::new(whole))], now)
+        .await
+        .unwrap();
+    assert_eq!(w.effects, vec![WriteEffect::Duplicate]);
+    assert_eq!(sums(&pg), merged_sums);
+}

@@ -2098,7 +2098,7 @@ mod tests {
             conn.execute_batch(
                 "DROP TABLE usage_days; DROP TABLE audit_chain; DROP TABLE audit_heads; \
                  DROP TABLE activity; DROP TABLE run_sampling; DROP TABLE codec_dicts; \
-                 PRAGMA user_version = 8;",
+                 DROP TABLE span_changes; PRAGMA user_version = 8;",
             )
             .unwrap();
             // A reader of a schema-8 database (an older daemon's) answers from the hours.

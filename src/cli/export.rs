@@ -200,7 +200,7 @@ pub fn run_export(cfg: &Config, a: &ExportArgs) -> Result<String, CliError> {
         let sink = PushSink::from_config(&pcfg)
             .map_err(|e| CliError::Usage(e.to_string()))?
             .ok_or_else(|| CliError::Usage("no endpoint".into()))?;
-        let streams = data_streams(true, true, true);
+        let streams = data_streams(true, true, true, false);
         for sel in &selections {
             for (ti, table) in tables.iter().enumerate() {
                 let mut after = 0;

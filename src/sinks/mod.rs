@@ -50,6 +50,18 @@ pub fn active_sinks(cfg: &SinksConfig) -> Vec<String> {
     out
 }
 
+/// What the enabled sinks need written with each batch: the change log of spans merged
+/// after they were stored, when a push ships them again (v2).
+pub fn write_hooks(cfg: &SinksConfig) -> Vec<std::sync::Arc<dyn crate::pipeline::WriteHook>> {
+    let mut out: Vec<std::sync::Arc<dyn crate::pipeline::WriteHook>> = Vec::new();
+    if push::enabled(cfg.push) && cfg.push.format == push::PushFormat::V2 {
+        out.push(std::sync::Arc::new(
+            crate::store::span_changes::SpanChangeLog,
+        ));
+    }
+    out
+}
+
 /// A table a sink ships, read by row id under its own cursor key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stream {
@@ -976,7 +988,7 @@ pub fn scan(
 }
 
 /// The three data tables as streams, in the order they ship.
-pub fn data_streams(spans: bool, events: bool, metrics: bool) -> Vec<Stream> {
+pub fn data_streams(spans: bool, events: bool, metrics: bool, span_changes: bool) -> Vec<Stream> {
     vec![
         Stream {
             table: "spans",
@@ -996,6 +1008,14 @@ pub fn data_streams(spans: bool, events: bool, metrics: bool) -> Vec<Stream> {
             enabled: metrics,
             arrival_col: "time_ns",
         },
+        // Spans changed after they were stored (`store::span_changes`): read by a sink
+        // that ships them again; the others' cursors follow its end.
+        Stream {
+            table: "span_changes",
+            cursor: "span_changes",
+            enabled: span_changes,
+            arrival_col: "time_ns",
+        },
     ]
 }
 
@@ -1012,7 +1032,7 @@ mod tests {
     #[test]
     fn progress_moves_the_cursor_and_keeps_dead_letters() {
         let (_d, conn) = db();
-        let stream = data_streams(true, true, true)[1];
+        let stream = data_streams(true, true, true, false)[1];
         assert_eq!(load_cursor(&conn, "push", "events").unwrap(), 0);
         let dl = DeadLetter {
             row_id: 3,
@@ -1048,7 +1068,7 @@ mod tests {
             )
             .unwrap();
         }
-        let stream = data_streams(true, true, true)[1];
+        let stream = data_streams(true, true, true, false)[1];
         write_progress(&conn, "push", &stream, Some(5), &[]).unwrap();
         let policy = crate::store::retention::Policy {
             max_age: Some(Duration::from_secs(1)),

@@ -1846,7 +1846,7 @@ impl Sink for OtlpSink {
 
     fn streams(&self) -> Vec<Stream> {
         let s = self.resolved.signals;
-        let mut v = super::data_streams(s.traces, s.logs, s.metrics);
+        let mut v = super::data_streams(s.traces, s.logs, s.metrics, false);
         v.push(Stream {
             table: "spans",
             cursor: GENAI_METRICS_CURSOR,

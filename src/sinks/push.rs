@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,7 @@ use crate::store::StoreError;
 use crate::store::query::{
     EVENT_COLS, EventOut, SPAN_COLS, SPAN_COLS_LEN, SpanOut, event_row, span_row,
 };
+use crate::store::span_changes;
 
 pub const SINK: &str = "push";
 
@@ -614,7 +615,9 @@ impl Sink for PushSink {
     }
 
     fn streams(&self) -> Vec<Stream> {
-        data_streams(true, true, true)
+        // Spans changed after they were shipped go again in v2, which a central merges;
+        // the Go version's receiver would count them twice.
+        data_streams(true, true, true, self.format == PushFormat::V2)
     }
 
     fn redactor(&self) -> &Redactor {
@@ -722,6 +725,28 @@ impl Sink for PushSink {
                     take(&mut packer, system_metric_item(&sample), last);
                 }
             }
+            "span_changes" if self.format == PushFormat::V2 => {
+                let (changes, last) = span_changes::changes_after(conn, after, limit)?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SPAN_COLS} FROM spans WHERE trace_id = ?1 AND span_id = ?2"
+                ))?;
+                let mut all_taken = true;
+                for c in &changes {
+                    let now = stmt
+                        .query_row(params![&c.trace_id.0[..], &c.span_id.0[..]], span_row)
+                        .optional()?;
+                    // A span retention deleted since: nothing to ship.
+                    let item = now.and_then(|s| self.span_update_item(c.id, s));
+                    if !take(&mut packer, item, c.id) || packer.len() >= limit {
+                        all_taken = packer.last_row_id == c.id;
+                        break;
+                    }
+                }
+                // The changes read but not kept (a span changed again later in them).
+                if all_taken {
+                    packer.last_row_id = packer.last_row_id.max(last);
+                }
+            }
             _ => {}
         }
         Ok(packer.finish(tail))
@@ -799,6 +824,21 @@ fn item(row_id: i64, id: String, ty: &str, data: Value) -> PushRecord {
 }
 
 impl PushSink {
+    /// A span changed after it was shipped, as it is now (v2 only): a central merges it
+    /// into what it holds. Its id names the change, so it is not taken for a retry.
+    fn span_update_item(&self, change_id: i64, s: SpanOut) -> Option<PushRecord> {
+        let id = format!("{}@{change_id}", span_record_id(&s));
+        let data = serde_json::to_value(&s).ok()?;
+        let json =
+            serde_json::to_vec(&json!({"type": "span", "id": id, "update": true, "data": data}))
+                .ok()?;
+        Some(PushRecord {
+            row_id: change_id,
+            id,
+            json,
+        })
+    }
+
     pub fn span_item(&self, row_id: i64, s: SpanOut) -> Option<PushRecord> {
         let id = span_record_id(&s);
         match self.format {
@@ -1013,7 +1053,7 @@ mod tests {
     }
 
     fn envelope(s: &PushSink, conn: &Connection, table: &str) -> Value {
-        let stream = data_streams(true, true, true)
+        let stream = data_streams(true, true, true, false)
             .into_iter()
             .find(|st| st.table == table)
             .unwrap();
@@ -1084,11 +1124,56 @@ mod tests {
         let v = envelope(&s, &conn, "metric_points");
         assert_eq!(v["records"].as_array().unwrap().len(), 2);
         // A part of a split batch is a valid envelope of its own.
-        let stream = data_streams(true, true, true)[0];
+        let stream = data_streams(true, true, true, false)[0];
         let b = s.read(&conn, &stream, 0).unwrap();
         let part: Value = serde_json::from_slice(&s.body(&b.items[1..])).unwrap();
         assert_eq!(part["records"].as_array().unwrap().len(), 1);
         assert_eq!(part["records"][0]["data"]["kind"], "tool_call");
+    }
+
+    /// A span changed after it was stored goes again in v2, as it is now, once per batch
+    /// however often it changed, marked as an update with an id of its own.
+    #[test]
+    fn v2_sends_changed_spans_again_as_updates() {
+        let (_d, mut conn) = seeded();
+        let s = sink(PushFormat::V2);
+        let (t, sp) = ("01".repeat(16), "02".repeat(8));
+        let changes = || data_streams(true, true, true, true)[3];
+        assert_eq!(changes().table, "span_changes");
+        let tx = conn.transaction().unwrap();
+        for _ in 0..3 {
+            tx.execute(
+                "INSERT INTO span_changes (trace_id, span_id, time_ns)
+                 SELECT trace_id, span_id, 5 FROM spans WHERE span_id = ?1",
+                [&[2u8; 8][..]],
+            )
+            .unwrap();
+        }
+        // A change of a span retention deleted since.
+        tx.execute(
+            "INSERT INTO span_changes (trace_id, span_id, time_ns) VALUES (zeroblob(16), zeroblob(8), 6)",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let b = s.read(&conn, &changes(), 0).unwrap();
+        assert_eq!(b.last_row_id, 4, "every change read is consumed");
+        let v: Value = serde_json::from_slice(&s.body(&b.items)).unwrap();
+        let recs = v["records"].as_array().unwrap();
+        assert_eq!(recs.len(), 1, "{v}");
+        assert_eq!(recs[0]["type"], "span");
+        assert_eq!(recs[0]["update"], true);
+        assert_eq!(recs[0]["id"], format!("{t}-{sp}@3"));
+        assert_eq!(recs[0]["data"]["span_id"], sp);
+        // v1 (the Go receiver) does not read them.
+        let b = sink(PushFormat::V1).read(&conn, &changes(), 0).unwrap();
+        assert!(b.items.is_empty());
+        assert!(
+            !sink(PushFormat::V1)
+                .streams()
+                .iter()
+                .any(|st| st.table == "span_changes" && st.enabled)
+        );
     }
 
     #[test]
@@ -1096,7 +1181,7 @@ mod tests {
         let (_d, conn) = seeded();
         let s = sink(PushFormat::V2);
         s.payload_cap.store(10, Ordering::Relaxed);
-        let stream = data_streams(true, true, true)[0];
+        let stream = data_streams(true, true, true, false)[0];
         let b = s.read(&conn, &stream, 0).unwrap();
         assert_eq!(b.items.len(), 1, "a lone oversized item still goes");
         assert_eq!(b.last_row_id, b.items[0].row_id);

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::ingest::FieldError;
 use crate::model::{
     CappedText, CostSource, Event, EventType, Histogram, MetricKind, MetricPoint, Record,
-    SharedMap, Span, SpanId, SpanKind, StatusCode, TraceId,
+    SharedMap, Span, SpanId, SpanKind, SpanMerge, StatusCode, TraceId,
 };
 use crate::settings::{Setting, parse_duration};
 
@@ -277,6 +277,10 @@ pub fn decode(
         id: Scalar,
         #[serde(borrow, default)]
         data: Option<&'a RawValue>,
+        /// A span the sidecar sends again, changed since it sent it (pieces merged
+        /// into it): it joins the stored span rather than being skipped as a retry.
+        #[serde(default)]
+        update: bool,
     }
     let not_envelope = |e: String| FieldError {
         item: None,
@@ -350,8 +354,11 @@ pub fn decode(
             .filter(|d| d.get().starts_with('{'))
             .ok_or_else(|| err(Some(i), "data", "expected an object"))?;
         if (format, ty.as_str()) == (2, "span") {
-            let span =
+            let mut span =
                 span_v2(data.get()).map_err(|(field, message)| err(Some(i), field, message))?;
+            if item.update {
+                span.merge = Some(SpanMerge::default());
+            }
             records.push(Record::Span(Box::new(span)));
             continue;
         }
@@ -919,6 +926,28 @@ fn system_metric_v1(d: Map<String, Value>) -> Result<Vec<MetricPoint>, FieldErro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A span sent again as an update joins the stored one (`merge`); a plain one is
+    /// skipped as a retry when already stored.
+    #[test]
+    fn a_span_sent_as_an_update_is_a_piece_to_merge() {
+        let span = |update: Option<bool>| {
+            let mut item = json!({"type": "span", "id": "x", "data": {"trace_id": "01".repeat(16),
+                "span_id": "02".repeat(8), "kind": "llm_call", "name": "chat m", "start_ns": 5}});
+            if let Some(u) = update {
+                item["update"] = json!(u);
+            }
+            let body = json!({"schema_version": 2, "records": [item]});
+            let b = decode(body.to_string().as_bytes(), None, None).unwrap();
+            let Record::Span(s) = &b.records[0] else {
+                panic!()
+            };
+            s.merge.clone()
+        };
+        assert_eq!(span(Some(true)), Some(SpanMerge::default()));
+        assert_eq!(span(Some(false)), None);
+        assert_eq!(span(None), None);
+    }
 
     #[test]
     fn v2_records_keep_their_ids_and_are_stamped_with_the_instance() {

@@ -18,7 +18,7 @@
 //! first known cost stays.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::write::{MergedSpan, WriteEffect, write_span_row};
@@ -95,6 +95,116 @@ fn merge_assignments(old: &str, new: &str) -> String {
         ));
     }
     parts.join(",\n")
+}
+
+/// `piece` merged into `stored` in memory, by the rules [`merge_assignments`] gives
+/// SQLite (the first known value stays, start the earliest, end the latest, an error
+/// wins, the reported cost wins, attributes united with the stored ones winning): a
+/// store that merges outside SQL (PostgreSQL's) gets the same row.
+pub fn merge_into(stored: &mut Span, piece: &Span) {
+    macro_rules! first_known {
+        ($($f:ident),*) => {$(
+            if stored.$f.is_none() {
+                stored.$f = piece.$f.clone();
+            }
+        )*};
+    }
+    first_known!(
+        status_message,
+        agent_id,
+        session_id,
+        user_id,
+        operation,
+        provider,
+        request_model,
+        response_model,
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
+        tool_name,
+        tool_call_id,
+        error_type,
+        input,
+        output,
+        parent_span_id,
+        parent_trace_id
+    );
+    if stored.finish_reasons.is_empty() {
+        stored.finish_reasons = piece.finish_reasons.clone();
+    }
+    stored.start_ns = stored.start_ns.min(piece.start_ns);
+    stored.end_ns = match (stored.end_ns, piece.end_ns) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    stored.status = match (stored.status, piece.status) {
+        (StatusCode::Error, _) | (_, StatusCode::Error) => StatusCode::Error,
+        (StatusCode::Ok, _) | (_, StatusCode::Ok) => StatusCode::Ok,
+        _ => StatusCode::Unset,
+    };
+    let reported = |c: Option<CostSource>| c == Some(CostSource::Reported);
+    let new_wins = piece.cost_usd.is_some()
+        && (stored.cost_usd.is_none()
+            || (reported(piece.cost_source) && !reported(stored.cost_source)));
+    let (w, l) = if new_wins {
+        (piece.clone_costs(), stored.clone_costs())
+    } else {
+        (stored.clone_costs(), piece.clone_costs())
+    };
+    stored.cost_usd = w.0;
+    stored.cost_source = w.1;
+    stored.cost_computed_usd = if reported(w.1) {
+        w.2.or(l.2).or(match (w.0, l.0) {
+            (Some(wc), Some(lc))
+                if l.1 == Some(CostSource::Computed)
+                    && (wc - lc).abs() > 1e-12_f64.max(wc.abs().max(lc.abs()) * 1e-6) =>
+            {
+                Some(lc)
+            }
+            _ => None,
+        })
+    } else {
+        w.2
+    };
+    let mut attributes = Value::Object(piece.attributes.clone());
+    merge_patch(
+        &mut attributes,
+        &Value::Object(std::mem::take(&mut stored.attributes)),
+    );
+    if let Value::Object(m) = attributes {
+        stored.attributes = m;
+    }
+    if stored.resource != piece.resource {
+        let mut resource = Value::Object(Map::clone(&piece.resource));
+        merge_patch(&mut resource, &Value::Object(Map::clone(&stored.resource)));
+        if let Value::Object(m) = resource {
+            stored.resource = std::sync::Arc::new(m);
+        }
+    }
+}
+
+/// JSON Merge Patch (RFC 7396), as SQLite's `json_patch`.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(t) = target else {
+        return;
+    };
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
 }
 
 fn span_exists(tx: &Transaction, t: &TraceId, s: &SpanId) -> rusqlite::Result<Option<i64>> {
@@ -523,6 +633,71 @@ mod tests {
         out.effects
     }
 
+    /// The in-memory merge (PostgreSQL's) gives the row SQLite's merge stores, for
+    /// pieces that disagree on every rule: first known values, start, end, status,
+    /// reported and computed costs, attributes.
+    #[test]
+    fn merge_into_agrees_with_sqlites_merge() {
+        let base = |i: u8, start: i64| {
+            let mut p = piece(200 + i, i, start);
+            p.source = "openclaw";
+            p
+        };
+        let mut cases: Vec<(Span, Span)> = Vec::new();
+        // Tokens and model from the second; the first's provider stays; start earlier.
+        let (mut a, mut b) = (base(1, 1000), base(1, 900));
+        a.provider = Some("openai".into());
+        a.end_ns = Some(1500);
+        b.provider = Some("other".into());
+        b.request_model = Some("gpt-4o".into());
+        b.input_tokens = Some(10);
+        b.output_tokens = Some(2);
+        b.end_ns = Some(1400);
+        b.status = StatusCode::Ok;
+        a.attributes.insert("k".into(), serde_json::json!("first"));
+        b.attributes.insert("k".into(), serde_json::json!("second"));
+        b.attributes.insert("only_b".into(), serde_json::json!(1));
+        cases.push((a, b));
+        // An error wins; a reported cost wins over a computed one, which is kept beside.
+        let (mut a, mut b) = (base(2, 1000), base(2, 1000));
+        a.status = StatusCode::Ok;
+        a.cost_usd = Some(0.5);
+        a.cost_source = Some(CostSource::Computed);
+        b.status = StatusCode::Error;
+        b.error_type = Some("rate_limited".into());
+        b.cost_usd = Some(0.4);
+        b.cost_source = Some(CostSource::Reported);
+        b.end_ns = Some(2000);
+        cases.push((a, b));
+        // The first known cost stays when neither is reported.
+        let (mut a, mut b) = (base(3, 1000), base(3, 1100));
+        a.cost_usd = Some(0.1);
+        a.cost_source = Some(CostSource::Computed);
+        b.cost_usd = Some(0.2);
+        b.cost_source = Some(CostSource::Computed);
+        b.parent_span_id = Some(SpanId([9; 8]));
+        b.tool_name = Some("ls".into());
+        cases.push((a, b));
+        for (i, (a, b)) in cases.into_iter().enumerate() {
+            let mut c = db();
+            write(&mut c, vec![a.clone(), b.clone()]);
+            let tx = c.transaction().unwrap();
+            let stored = load_row(&tx, &(a.trace_id, a.span_id), "openclaw")
+                .unwrap()
+                .unwrap();
+            let mut merged = a.clone();
+            merge_into(&mut merged, &b);
+            // What the read-back row leaves out.
+            merged.merge = None;
+            merged.input = None;
+            merged.output = None;
+            merged.finish_reasons.clear();
+            merged.resource = stored.resource.clone();
+            merged.parent_trace_id = stored.parent_trace_id;
+            assert_eq!(merged, stored, "case {i}");
+        }
+    }
+
     fn count(c: &Connection, sql: &str) -> i64 {
         c.query_row(sql, [], |r| r.get(0)).unwrap()
     }
@@ -670,6 +845,7 @@ mod tests {
              CREATE INDEX span_keys_span ON span_keys(trace_id, span_id);
              INSERT INTO span_keys SELECT 'openclaw-tool:run-1:call_1', trace_id, span_id, 0
                 FROM spans;
+             DROP TABLE span_changes;
              PRAGMA user_version = 13;",
         )
         .unwrap();

@@ -17,6 +17,7 @@ pub mod rollup;
 pub mod schema;
 pub mod scores;
 pub mod sessions;
+pub mod span_changes;
 pub mod sqlite;
 pub mod write;
 

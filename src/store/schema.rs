@@ -525,6 +525,9 @@ const MIGRATIONS: &[&str] = &[
     super::codec::MIGRATION,
     // span keys by digest (store::merge).
     super::merge::MIGRATION,
+    // spans changed after they were stored, for the sinks that ship them again
+    // (store::span_changes).
+    super::span_changes::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -574,4 +577,5 @@ pub const DATA_TABLES: &[(&str, &str)] = &[
     ("spans", "start_ns"),
     ("events", "time_ns"),
     ("metric_points", "time_ns"),
+    ("span_changes", "time_ns"),
 ];

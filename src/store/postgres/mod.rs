@@ -37,10 +37,14 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::analytics::cost::is_usage_span;
 use crate::analytics::usage::{CallUsage, hour_of};
-use crate::model::{Event, MetricPoint, Record, SharedMap, Span, SpanKind};
+use crate::model::{
+    CappedText, CostSource, Event, MetricPoint, Record, SharedMap, Span, SpanId, SpanKind,
+    StatusCode, TraceId,
+};
 use crate::pipeline::AlertClaim;
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
-use crate::store::write::{WriteEffect, metric_point_key};
+use crate::store::merge;
+use crate::store::write::{MergedSpan, WriteEffect, metric_point_key};
 
 /// Day partitions are made for rows this many days before today at most...
 pub const PAST_DAYS: i64 = 400;
@@ -388,7 +392,8 @@ pub struct Written {
     pub points: u64,
     /// Records already stored (a batch sent again).
     pub duplicates: u64,
-    /// One per record of the batch, in order: `Inserted` or `Duplicate`.
+    /// One per record of the batch, in order: `Inserted` or `Duplicate`, or `Merged`
+    /// for a piece that changed a stored span.
     pub effects: Vec<WriteEffect>,
 }
 
@@ -558,11 +563,14 @@ impl PgStore {
             unreachable!("made above");
         };
         let mut tx = self.client.transaction().await?;
-        let span_new = if spans.is_empty() {
+        let (pieces, plain): (Vec<&Span>, Vec<&Span>) =
+            spans.iter().partition(|s| s.merge.is_some());
+        let span_new = if plain.is_empty() {
             Vec::new()
         } else {
-            store_spans(&mut tx, span_types, &spans, received_ns).await?
+            store_spans(&mut tx, span_types, &plain, received_ns).await?
         };
+        let piece_effects = merge_spans(&tx, span_types, &pieces, received_ns).await?;
         let event_new = insert_events(&tx, event_types, &events, received_ns).await?;
         let point_new = insert_points(&tx, metric_types, &points, received_ns).await?;
         let mut out = Written::default();
@@ -571,7 +579,19 @@ impl PgStore {
             event_new.into_iter(),
             point_new.into_iter(),
         );
+        let mut piece_effects = piece_effects.into_iter();
         for r in records {
+            if let Record::Span(s) = r
+                && s.merge.is_some()
+            {
+                let effect = piece_effects.next().unwrap_or(WriteEffect::Duplicate);
+                match effect {
+                    WriteEffect::Duplicate => out.duplicates += 1,
+                    _ => out.spans += 1,
+                }
+                out.effects.push(effect);
+                continue;
+            }
             let new = match r {
                 Record::Span(_) => spans_new.next().unwrap_or(false),
                 Record::Event(_) => events_new.next().unwrap_or(false),
@@ -732,6 +752,148 @@ async fn store_spans(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Stores spans reported in pieces (a sidecar's span sent again after pieces merged into
+/// it, an OpenClaw piece): each joins the stored row of its trace and span id as SQLite
+/// merges them ([`merge::merge_into`]), whatever day its start moved to. The stored rows
+/// are taken out and go back merged; the runs' summaries and the hourly usage take back
+/// what the old rows counted and add the merged ones. Returns each piece's effect.
+/// (A piece with made-up ids that names its span by a natural key is stored as it is.)
+async fn merge_spans(
+    tx: &tokio_postgres::Transaction<'_>,
+    types: &[Type],
+    pieces: &[&Span],
+    received_ns: i64,
+) -> Result<Vec<WriteEffect>, PgError> {
+    if pieces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: BTreeSet<(&[u8], &[u8])> = pieces
+        .iter()
+        .map(|s| (&s.trace_id.0[..], &s.span_id.0[..]))
+        .collect();
+    let (traces, span_ids): (Vec<&[u8]>, Vec<&[u8]>) = keys.into_iter().unzip();
+    let old: Vec<Span> = tx
+        .query(
+            concat!(
+                "DELETE FROM spans WHERE (trace_id, span_id) IN
+                    (SELECT * FROM unnest($1::bytea[], $2::bytea[])) RETURNING ",
+                span_columns!()
+            ),
+            &[&traces, &span_ids],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| span_of_row(r, pieces[0].source))
+        .collect();
+    let mut now: BTreeMap<([u8; 16], [u8; 8]), Span> = BTreeMap::new();
+    for o in &old {
+        // Two stored rows of one span (in two days' partitions): one, merged.
+        match now.entry((o.trace_id.0, o.span_id.0)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(o.clone());
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                merge::merge_into(e.get_mut(), o)
+            }
+        }
+    }
+    let mut effects = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        let mut p = (*p).clone();
+        p.merge = None;
+        match now.entry((p.trace_id.0, p.span_id.0)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(p);
+                effects.push(WriteEffect::Inserted);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let before = e.get().clone();
+                merge::merge_into(e.get_mut(), &p);
+                effects.push(if *e.get() == before {
+                    WriteEffect::Duplicate
+                } else {
+                    WriteEffect::Merged(Box::new(MergedSpan {
+                        before: vec![before],
+                        after: e.get().clone(),
+                    }))
+                });
+            }
+        }
+    }
+    let rows: Vec<&Span> = now.values().collect();
+    let sink = tx
+        .copy_in(concat!(
+            "COPY spans (",
+            span_columns!(),
+            ") FROM STDIN BINARY"
+        ))
+        .await?;
+    send_spans(sink, types, &rows, received_ns).await?;
+    let taken: Vec<&Span> = old.iter().collect();
+    summaries(tx, &rows, &taken, received_ns).await?;
+    Ok(effects)
+}
+
+/// A stored span read back (`span_columns!()` in order), named as from `source` (the
+/// piece's that reads it). `None` for ids of the wrong length.
+fn span_of_row(r: &tokio_postgres::Row, source: &'static str) -> Option<Span> {
+    let trace = TraceId::from_slice(r.get::<_, &[u8]>(0))?;
+    let span = SpanId::from_slice(r.get::<_, &[u8]>(1))?;
+    let kind: &str = r.get(4);
+    let mut s = Span::new(
+        trace,
+        span,
+        r.get(3),
+        SpanKind::parse(kind).unwrap_or(SpanKind::Other),
+        r.get(5),
+    );
+    s.parent_span_id = r.get::<_, Option<&[u8]>>(2).and_then(SpanId::from_slice);
+    s.end_ns = r.get(6);
+    s.status = StatusCode::parse(r.get(7)).unwrap_or(StatusCode::Unset);
+    s.status_message = r.get(8);
+    s.agent_id = r.get(9);
+    s.session_id = r.get(10);
+    s.user_id = r.get(11);
+    s.operation = r.get(12);
+    s.provider = r.get(13);
+    s.request_model = r.get(14);
+    s.response_model = r.get(15);
+    s.input_tokens = r.get(16);
+    s.output_tokens = r.get(17);
+    s.total_tokens = r.get(18);
+    s.cache_read_tokens = r.get(19);
+    s.cache_write_tokens = r.get(20);
+    s.reasoning_tokens = r.get(21);
+    s.cost_usd = r.get(22);
+    s.cost_source = r.get::<_, Option<&str>>(23).and_then(CostSource::parse);
+    s.finish_reasons = r
+        .get::<_, Option<&str>>(24)
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or_default();
+    s.tool_name = r.get(25);
+    s.tool_call_id = r.get(26);
+    s.error_type = r.get(27);
+    let text = |at: usize| {
+        r.get::<_, Option<String>>(at).map(|text| CappedText {
+            original_len: r
+                .get::<_, Option<i64>>(at + 1)
+                .map_or(text.len(), |l| l.max(0) as usize),
+            text,
+        })
+    };
+    s.input = text(29);
+    s.output = text(31);
+    let map = |at: usize| match r.get::<_, Option<&str>>(at).map(serde_json::from_str) {
+        Some(Ok(Value::Object(m))) => m,
+        _ => Map::new(),
+    };
+    s.attributes = map(33);
+    s.resource = Arc::new(map(34));
+    s.source = source;
+    s.cost_computed_usd = r.get(37);
+    Some(s)
 }
 
 /// Inserts the events not already stored (by uid and time) through the staging table;
@@ -924,47 +1086,75 @@ struct RunShare<'a> {
     instance_id: Option<&'a str>,
 }
 
+impl<'a> RunShare<'a> {
+    /// What a new span says of its run beyond the sums: its root, start, end, status
+    /// and who it belongs to.
+    fn share_of(&mut self, s: &'a Span, instance: Option<&'a str>) {
+        if s.parent_span_id.is_none() {
+            self.root = Some((&s.span_id.0[..], &s.name));
+        }
+        if s.start_ns < self.start_ns {
+            self.start_ns = s.start_ns;
+            self.earliest_name = &s.name;
+        }
+        self.parent_trace_id = self
+            .parent_trace_id
+            .or(s.parent_trace_id.as_ref().map(|t| &t.0[..]));
+        self.end_ns = self.end_ns.max(s.end_ns);
+        self.status = match (self.status, s.status.as_str()) {
+            ("error", _) | (_, "error") => "error",
+            ("ok", _) | (_, "ok") => "ok",
+            _ => "unset",
+        };
+        self.agent_id = self.agent_id.or(s.agent_id.as_deref());
+        self.session_id = self.session_id.or(s.session_id.as_deref());
+        self.user_id = self.user_id.or(s.user_id.as_deref());
+        self.instance_id = self.instance_id.or(instance);
+    }
+}
+
 /// Adds `spans` (each new) to their runs' summaries and to the hourly usage.
 async fn add_summaries(
     tx: &tokio_postgres::Transaction<'_>,
     spans: &[&Span],
     now_ns: i64,
 ) -> Result<(), PgError> {
+    summaries(tx, spans, &[], now_ns).await
+}
+
+/// Adds `added` to their runs' summaries and to the hourly usage, and takes `taken`
+/// (rows a merge replaced) back out of what they counted: their calls, spans, tokens
+/// and cost. What only grows (a run's end, its status, its root) is left as it is.
+async fn summaries(
+    tx: &tokio_postgres::Transaction<'_>,
+    added: &[&Span],
+    taken: &[&Span],
+    now_ns: i64,
+) -> Result<(), PgError> {
     let mut runs: BTreeMap<&[u8], RunShare> = BTreeMap::new();
     type UsageKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
     let mut usage: BTreeMap<UsageKey, [f64; 12]> = BTreeMap::new();
-    for s in spans {
+    let signed = added
+        .iter()
+        .map(|s| (*s, 1i64))
+        .chain(taken.iter().map(|s| (*s, -1)));
+    for (s, sign) in signed {
         let (instance, _) = origin(&s.resource);
+        let adds = sign > 0;
         let r = runs.entry(&s.trace_id.0[..]).or_insert_with(|| RunShare {
-            start_ns: s.start_ns,
+            // A run only taken from keeps its start (the upsert takes the least).
+            start_ns: if adds { s.start_ns } else { i64::MAX },
             earliest_name: &s.name,
             status: "unset",
             ..Default::default()
         });
-        if s.parent_span_id.is_none() {
-            r.root = Some((&s.span_id.0[..], &s.name));
+        r.spans += sign;
+        r.errors += sign * i64::from(s.status.as_str() == "error");
+        r.llm_calls += sign * i64::from(s.kind == SpanKind::LlmCall);
+        r.tool_calls += sign * i64::from(s.kind == SpanKind::ToolCall);
+        if adds {
+            r.share_of(s, instance);
         }
-        if s.start_ns < r.start_ns {
-            r.start_ns = s.start_ns;
-            r.earliest_name = &s.name;
-        }
-        r.parent_trace_id = r
-            .parent_trace_id
-            .or(s.parent_trace_id.as_ref().map(|t| &t.0[..]));
-        r.end_ns = r.end_ns.max(s.end_ns);
-        r.status = match (r.status, s.status.as_str()) {
-            ("error", _) | (_, "error") => "error",
-            ("ok", _) | (_, "ok") => "ok",
-            _ => "unset",
-        };
-        r.spans += 1;
-        r.errors += i64::from(s.status.as_str() == "error");
-        r.llm_calls += i64::from(s.kind == SpanKind::LlmCall);
-        r.tool_calls += i64::from(s.kind == SpanKind::ToolCall);
-        r.agent_id = r.agent_id.or(s.agent_id.as_deref());
-        r.session_id = r.session_id.or(s.session_id.as_deref());
-        r.user_id = r.user_id.or(s.user_id.as_deref());
-        r.instance_id = r.instance_id.or(instance);
         if !is_usage_span(s) {
             continue;
         }
@@ -976,10 +1166,10 @@ async fn add_summaries(
             c.cache_read_tokens,
             c.cache_write_tokens,
         ]) {
-            *sum += v;
+            *sum += sign * v;
         }
         if let Some(cost) = c.cost_usd {
-            r.cost_usd = Some(r.cost_usd.unwrap_or(0.0) + cost);
+            r.cost_usd = Some(r.cost_usd.unwrap_or(0.0) + sign as f64 * cost);
         }
         let key = (
             hour_of(s.start_ns),
@@ -1007,7 +1197,7 @@ async fn add_summaries(
             latency.unwrap_or(0.0),
             f64::from(u8::from(latency.is_some())),
         ]) {
-            *sum += v;
+            *sum += sign as f64 * v;
         }
     }
     if !runs.is_empty() {

@@ -1,0 +1,100 @@
+//! The spans that changed after they were stored: a piece of a span (OpenClaw's end
+//! hook, its usage event, a transcript row...) merged into a row a sink may already have
+//! shipped in its first form. Each change is a row here, read by a sink by its own
+//! cursor like any table, so a push ships the span again as it is now and a central
+//! merges it (`{"type":"span","update":true}`). Kept only while a sink reads it
+//! (the composer registers [`SpanChangeLog`]); retention deletes it like the data
+//! tables, after the sinks that read it.
+
+use rusqlite::{Connection, params};
+
+use crate::model::{Record, SpanId, TraceId};
+use crate::pipeline::{HookError, HookTx, WriteHook};
+use crate::store::StoreError;
+use crate::store::write::WriteEffect;
+
+/// Schema 15.
+pub const MIGRATION: &str = r#"
+    CREATE TABLE span_changes (
+        id INTEGER PRIMARY KEY,
+        trace_id BLOB NOT NULL,
+        span_id BLOB NOT NULL,
+        time_ns INTEGER NOT NULL
+    );
+    CREATE INDEX span_changes_time ON span_changes(time_ns);
+"#;
+
+/// Writes a change row for every stored span a batch's pieces merged into.
+pub struct SpanChangeLog;
+
+impl WriteHook for SpanChangeLog {
+    fn sqlite_only(&self) -> bool {
+        true
+    }
+
+    fn in_transaction(
+        &self,
+        tx: &mut dyn HookTx,
+        _records: &[Record],
+        effects: &[WriteEffect],
+    ) -> Result<(), HookError> {
+        let mut changed = effects.iter().filter_map(|e| match e {
+            WriteEffect::Merged(m) => Some(&m.after),
+            _ => None,
+        });
+        let Some(first) = changed.next() else {
+            return Ok(());
+        };
+        let conn = tx.sqlite().ok_or_else(|| {
+            HookError::Store("the span change log is kept in the SQLite file".into())
+        })?;
+        let now = crate::model::now_ns();
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO span_changes (trace_id, span_id, time_ns) VALUES (?1, ?2, ?3)",
+        )?;
+        for s in std::iter::once(first).chain(changed) {
+            insert.execute(params![&s.trace_id.0[..], &s.span_id.0[..], now])?;
+        }
+        Ok(())
+    }
+}
+
+/// One change read after a cursor: its row id and the span it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub id: i64,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+}
+
+/// Up to `limit` changes after row `after`, oldest first; a span changed twice in them
+/// appears once, at its last change (what a sink ships is the row as it is now).
+pub fn changes_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<Change>, i64), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, trace_id, span_id FROM span_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mut last = after;
+    let mut out: Vec<Change> = Vec::new();
+    let mut rows = stmt.query(params![after, limit as i64])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        last = id;
+        let (Some(trace_id), Some(span_id)) = (
+            TraceId::from_slice(&r.get::<_, Vec<u8>>(1)?),
+            SpanId::from_slice(&r.get::<_, Vec<u8>>(2)?),
+        ) else {
+            continue;
+        };
+        out.retain(|c| (c.trace_id, c.span_id) != (trace_id, span_id));
+        out.push(Change {
+            id,
+            trace_id,
+            span_id,
+        });
+    }
+    Ok((out, last))
+}

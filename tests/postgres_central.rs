@@ -620,9 +620,13 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     let (_, errors) = get(&postgres, "/v1/errors");
     assert_eq!(errors["errors"].as_array().unwrap().len(), 2, "{errors}");
 
-    // Usage from either store's hourly rollups (latency percentiles are SQLite's only).
+    // Usage from either store's hourly rollups, latency percentiles from their
+    // histograms.
     let hour = t_ns / 1_000_000 / 3_600_000 * 3_600_000;
     for path in [
+        "/v1/usage".to_string(),
+        "/v1/usage?group_by=model,agent&bucket=hour".into(),
+        "/v1/usage?format=csv&group_by=provider".into(),
         "/v1/usage?percentiles=false".to_string(),
         "/v1/usage?percentiles=false&group_by=model".into(),
         "/v1/usage?percentiles=false&group_by=agent,provider&bucket=hour".into(),
@@ -688,6 +692,12 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
         "{all}"
     );
     assert_eq!(all["totals"]["errors"], 2, "{all}");
+    // The four calls' latencies (900, 700, 500 and 300 ms; ±1 %): p50 is the second.
+    let (_, with) = get(&postgres, "/v1/usage");
+    let p50 = with["totals"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+    assert!((p50 - 500.0).abs() <= 5.0, "{with}");
+    let p99 = with["totals"]["latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    assert!((p99 - 900.0).abs() <= 9.0, "{with}");
 
     // What PostgreSQL does not answer yet says so rather than answering wrong.
     for (path, field) in [
@@ -1204,9 +1214,9 @@ fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_wh
         11,
     ));
     assert_eq!(at_central, at_sidecar, "the runs");
-    let (_, c) = get(&central, "/v1/usage?percentiles=false");
+    let (_, c) = get(&central, "/v1/usage");
     let s: Value = client()
-        .get(side.url("/v1/usage?percentiles=false"))
+        .get(side.url("/v1/usage"))
         .send()
         .unwrap()
         .json()
@@ -1217,8 +1227,10 @@ fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_wh
         "output_tokens",
         "total_tokens",
         "errors",
+        "latency_ms",
     ] {
         assert_eq!(c["totals"][k], s["totals"][k], "usage {k}: {c} / {s}");
     }
+    assert!(c["totals"]["latency_ms"]["p95"].is_number(), "{c}");
     assert!(s["totals"]["calls"].as_i64().unwrap() > 0, "{s}");
 }

@@ -388,10 +388,11 @@ async fn a_piece_merges_into_the_stored_span_across_days_and_counts_once() {
     let sums = |pg: &PgServer| {
         pg.psql(
             "SELECT (SELECT count(*) FROM spans), (SELECT string_agg(concat_ws(',', span_count, llm_calls, input_tokens, output_tokens, total_tokens, COALESCE(cost_usd::text, 'null'), end_ns IS NOT NULL), ';') FROM traces),
-                    (SELECT string_agg(concat_ws(',', calls, input_tokens, output_tokens, total_tokens, cost_usd, priced_calls), ';') FROM usage_hourly WHERE calls <> 0)",
+                    (SELECT string_agg(concat_ws(',', calls, input_tokens, output_tokens, total_tokens, cost_usd, priced_calls), ';') FROM usage_hourly WHERE calls <> 0),
+                    (SELECT COALESCE(sum(count), 0) FROM usage_latency_hourly)",
         )
     };
-    assert_eq!(sums(&pg), "1|1,1,0,0,0,null,f|1,0,0,0,0,0");
+    assert_eq!(sums(&pg), "1|1,1,0,0,0,null,f|1,0,0,0,0,0|0");
     // Whole now, and starting two minutes earlier: the day before.
     let mut whole = first.clone();
     whole.start_ns = today - 120_000_000_000;
@@ -409,7 +410,7 @@ async fn a_piece_merges_into_the_stored_span_across_days_and_counts_once() {
         "{:?}",
         w.effects
     );
-    let merged_sums = "1|1,1,1000,100,1100,0.002,t|1,1000,100,1100,0.002,1";
+    let merged_sums = "1|1,1,1000,100,1100,0.002,t|1,1000,100,1100,0.002,1|1";
     assert_eq!(sums(&pg), merged_sums);
     assert_eq!(
         pg.psql("SELECT count(*), min(start_ns) FROM spans"),

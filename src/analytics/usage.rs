@@ -1410,11 +1410,12 @@ pub struct RollupSums {
 pub fn report_of_sums(
     q: &UsageQuery,
     rows: impl IntoIterator<Item = (i64, Vec<String>, RollupSums)>,
+    latencies: impl IntoIterator<Item = (i64, Vec<String>, i64, i64)>,
 ) -> UsageReport {
     let mut dims = q.group_by.clone();
     dims.sort();
     dims.dedup();
-    let rows = rows
+    let mut rows: Vec<(Key, UsageRow)> = rows
         .into_iter()
         .map(|(b, k, s)| {
             let row = UsageRow {
@@ -1435,6 +1436,26 @@ pub fn report_of_sums(
             ((b, k), row)
         })
         .collect();
+    let at: HashMap<Key, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.clone(), i))
+        .collect();
+    for (b, k, bucket, count) in latencies {
+        if let Some(i) = at.get(&(b, k)) {
+            rows[*i].1.latency_hist.add(bucket, count);
+        }
+    }
+    // Calls stored before the histograms were kept (an older central's) leave a row's
+    // histogram short of its latencies: no percentile is then better than a wrong one.
+    if rows
+        .iter()
+        .any(|(_, r)| r.latency_hist.total() != r.latency_count)
+    {
+        for (_, r) in &mut rows {
+            r.latency_hist = Hist::default();
+        }
+    }
     assemble(q, &dims, rows)
 }
 

@@ -36,7 +36,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::analytics::cost::is_usage_span;
-use crate::analytics::usage::{CallUsage, hour_of};
+use crate::analytics::usage::{CallUsage, hour_of, latency_bucket};
 use crate::model::{
     CappedText, CostSource, Event, MetricPoint, Record, SharedMap, Span, SpanId, SpanKind,
     StatusCode, TraceId,
@@ -285,6 +285,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX metric_points_name_time ON metric_points (name, time_ns);
     CREATE INDEX metric_points_instance ON metric_points (instance_id, time_ns)
         WHERE instance_id IS NOT NULL;
+"#,
+    // 7: each usage_hourly row's latency histogram (log buckets of ratio 1.0202, as
+    // SQLite's: `analytics::usage::latency_bucket`), so usage answers its percentiles.
+    r#"
+    CREATE TABLE usage_latency_hourly (
+        hour_ns BIGINT NOT NULL,
+        instance_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (hour_ns, instance_id, agent_id, provider, model, bucket)
+    );
 "#,
 ];
 
@@ -654,12 +668,14 @@ impl PgStore {
         self.client
             .execute("DELETE FROM traces WHERE start_ns < $1", &[&cutoff_ns])
             .await?;
-        self.client
-            .execute(
-                "DELETE FROM usage_hourly WHERE hour_ns < $1 - $1 % 3600000000000",
-                &[&cutoff_ns],
-            )
-            .await?;
+        for table in ["usage_hourly", "usage_latency_hourly"] {
+            self.client
+                .execute(
+                    &format!("DELETE FROM {table} WHERE hour_ns < $1 - $1 % 3600000000000"),
+                    &[&cutoff_ns],
+                )
+                .await?;
+        }
         Ok(dropped)
     }
 }
@@ -1134,6 +1150,7 @@ async fn summaries(
     let mut runs: BTreeMap<&[u8], RunShare> = BTreeMap::new();
     type UsageKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
     let mut usage: BTreeMap<UsageKey, [f64; 12]> = BTreeMap::new();
+    let mut latencies: BTreeMap<(UsageKey, i64), i64> = BTreeMap::new();
     let signed = added
         .iter()
         .map(|s| (*s, 1i64))
@@ -1182,6 +1199,9 @@ async fn summaries(
                 .unwrap_or(""),
         );
         let latency = c.latency_ms.map(|l| l.max(0.0));
+        if let Some(ms) = latency {
+            *latencies.entry((key, latency_bucket(ms))).or_default() += sign;
+        }
         let u = usage.entry(key).or_default();
         for (sum, v) in u.iter_mut().zip([
             1.0,
@@ -1271,6 +1291,28 @@ async fn summaries(
         )
         .await?;
     }
+    latencies.retain(|_, n| *n != 0);
+    if !latencies.is_empty() {
+        let key = |f: &dyn Fn(&UsageKey) -> String| -> Vec<String> {
+            latencies.keys().map(|(k, _)| f(k)).collect()
+        };
+        let hours: Vec<i64> = latencies.keys().map(|(k, _)| k.0).collect();
+        let buckets: Vec<i64> = latencies.keys().map(|(_, b)| *b).collect();
+        let counts: Vec<i64> = latencies.values().copied().collect();
+        tx.execute(
+            LATENCY_UPSERT,
+            &[
+                &hours,
+                &key(&|k| k.1.to_owned()),
+                &key(&|k| k.2.to_owned()),
+                &key(&|k| k.3.to_owned()),
+                &key(&|k| k.4.to_owned()),
+                &buckets,
+                &counts,
+            ],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -1332,6 +1374,14 @@ const USAGE_UPSERT: &str = "INSERT INTO usage_hourly AS u (hour_ns, instance_id,
         priced_calls = u.priced_calls + excluded.priced_calls,
         latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
         latency_count = u.latency_count + excluded.latency_count";
+
+/// Adds a batch's call latencies, by bucket, to `usage_latency_hourly`.
+const LATENCY_UPSERT: &str = "INSERT INTO usage_latency_hourly AS u (hour_ns, instance_id,
+        agent_id, provider, model, bucket, count)
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::int8[], $7::int8[])
+    ON CONFLICT (hour_ns, instance_id, agent_id, provider, model, bucket) DO UPDATE SET
+        count = u.count + excluded.count";
 
 const SPAN_COLUMNS: &str = span_columns!();
 

@@ -501,9 +501,9 @@ impl PgReader {
         }))
     }
 
-    /// `GET /v1/usage` from the hourly rollups, grouped by agent, provider and model
-    /// (sessions and users are not in them yet). Latency percentiles are null: no
-    /// histogram is kept here; the mean is.
+    /// `GET /v1/usage` from the hourly rollups, grouped by sidecar, agent, provider and
+    /// model (sessions and users are not in them yet), with latency percentiles from
+    /// their histograms (as SQLite's).
     pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, QueryError> {
         let not_kept = |d: &Dim| matches!(d, Dim::Session | Dim::User);
         if let Some(d) = q
@@ -555,7 +555,21 @@ impl PgReader {
         );
         let client = self.client().await?;
         let rows = client.query(&sql, &args.refs()).await?;
+        let latencies = if q.skip_percentiles {
+            Vec::new()
+        } else {
+            client
+                .query(
+                    &format!(
+                        "SELECT {bucket} AS b{dim_cols}, bucket, sum(count)::int8
+                         FROM usage_latency_hourly{filter} GROUP BY 1{dim_cols}, bucket"
+                    ),
+                    &args.refs(),
+                )
+                .await?
+        };
         let n = dims.len();
+        let key = |r: &Row| -> Vec<String> { (1..=n).map(|i| r.get::<_, String>(i)).collect() };
         Ok(report_of_sums(
             q,
             rows.iter().map(|r| {
@@ -577,6 +591,9 @@ impl PgReader {
                 };
                 (r.get(0), k, sums)
             }),
+            latencies
+                .iter()
+                .map(|r| (r.get(0), key(r), r.get(1 + n), r.get(2 + n))),
         ))
     }
 

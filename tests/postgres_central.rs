@@ -360,10 +360,13 @@ fn sidecars_push_to_a_central_on_postgresql_that_survives_sigkill_and_keeps_each
     assert_eq!(alpha["errors"].as_array().unwrap().len(), 4, "{alpha}");
 
     // What is not on PostgreSQL yet says so, naming the endpoint.
-    let (status, body) = get(&central, "/v1/scores");
+    let (status, body) = get(&central, "/v1/anomalies");
     assert_eq!(status, 501, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("GET /v1/scores"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/anomalies"),
         "{body}"
     );
 }
@@ -701,7 +704,6 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
 
     // What PostgreSQL does not answer yet says so rather than answering wrong.
     for (path, field) in [
-        ("/v1/traces?score=relevance<0.5", "score"),
         ("/v1/usage?group_by=session", "group_by"),
         ("/v1/usage?user_id=u-1", "user_id"),
     ] {
@@ -920,6 +922,25 @@ fn sessions_and_their_conversations_answer_the_same_on_sqlite_and_postgresql() {
         assert_eq!((s1, &a), (s2, &b), "{path}");
         a
     };
+    // Every item of `key` on every page of `path`, one at a time, by each store's cursor.
+    let walk = |path: &str, key: &str| -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut cursor: Option<String> = None;
+        let mut items = Vec::new();
+        for _ in 0..30 {
+            let p = match &cursor {
+                Some(c) => format!("{path}{sep}limit=1&cursor={}", urlenc(c)),
+                None => format!("{path}{sep}limit=1"),
+            };
+            let page = same(&p);
+            items.extend(page[key].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        items
+    };
     let from = now - 2 * 60 * min;
     let lists = [
         "/v1/sessions".to_string(),
@@ -936,23 +957,10 @@ fn sessions_and_their_conversations_answer_the_same_on_sqlite_and_postgresql() {
             all.push(s["session_id"].as_str().unwrap().to_string());
         }
         // Page by page, one session at a time, each store by its own cursor.
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let mut cursor: Option<String> = None;
-        let mut paged = Vec::new();
-        for _ in 0..30 {
-            let p = match &cursor {
-                Some(c) => format!("{path}{sep}limit=1&cursor={}", urlenc(c)),
-                None => format!("{path}{sep}limit=1"),
-            };
-            let page = same(&p);
-            for s in page["sessions"].as_array().unwrap() {
-                paged.push(s["session_id"].clone());
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+        let paged: Vec<Value> = walk(path, "sessions")
+            .iter()
+            .map(|s| s["session_id"].clone())
+            .collect();
         let whole: Vec<Value> = first["sessions"]
             .as_array()
             .unwrap()
@@ -971,20 +979,7 @@ fn sessions_and_their_conversations_answer_the_same_on_sqlite_and_postgresql() {
     for id in &all {
         let path = format!("/v1/sessions/{}", urlenc(id));
         let whole = same(&path);
-        let mut cursor: Option<String> = None;
-        let mut turns = Vec::new();
-        for _ in 0..30 {
-            let p = match &cursor {
-                Some(c) => format!("{path}?limit=1&cursor={}", urlenc(c)),
-                None => format!("{path}?limit=1"),
-            };
-            let page = same(&p);
-            turns.extend(page["turns"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+        let turns = walk(&path, "turns");
         assert_eq!(&Value::Array(turns), &whole["turns"], "{path} page by page");
     }
     let a = same("/v1/sessions/sess-a");
@@ -1233,4 +1228,97 @@ fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_wh
     }
     assert!(c["totals"]["latency_ms"]["p95"].is_number(), "{c}");
     assert!(s["totals"]["calls"].as_i64().unwrap() > 0, "{s}");
+}
+
+/// Evaluation scores on both stores: the same aggregates (by name, agent and day, with
+/// filters) and the same runs for `score=`, from native scores, an OTLP log record and
+/// raw events whose values are a numeric string, a boolean, a label alone or text.
+#[test]
+fn scores_answer_the_same_on_sqlite_and_postgresql() {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let t = now_ms() - 120_000;
+    let run = |i: u64| format!("{:032x}", 0x5c0e_0000 + i);
+    let runs: Vec<Value> = (0..4u64)
+        .map(|i| {
+            json!({"kind": "agent_run", "name": format!("answer {i}"), "trace_id": run(i),
+                   "span_id": format!("{:016x}", i + 1), "agent_id": if i < 2 { "alpha" } else { "beta" },
+                   "timestamp": t + i as i64, "latency_ms": 1000})
+        })
+        .collect();
+    let scores = json!([
+        {"trace_id": run(0), "name": "relevance", "value": 0.9, "label": "good"},
+        {"trace_id": run(1), "name": "relevance", "value": 0.3, "label": "poor"},
+        {"trace_id": run(1), "name": "relevance", "value": 0.45},
+        {"trace_id": run(0), "name": "human", "label": "approved"},
+        {"trace_id": run(2), "name": "toxicity", "value": -0.5},
+        {"trace_id": run(3), "name": "Relevance", "value": 0.1},
+    ]);
+    let raw = |i: u64, value: Value, label: Value| {
+        let mut a = json!({"gen_ai.evaluation.name": "judge"});
+        if !value.is_null() {
+            a["gen_ai.evaluation.score.value"] = value;
+        }
+        if !label.is_null() {
+            a["gen_ai.evaluation.score.label"] = label;
+        }
+        json!({"name": "gen_ai.evaluation.result", "trace_id": run(i), "timestamp": t + 10 + i as i64,
+               "uid": format!("0193a1b2-0000-7000-8000-00000000000{i}"), "attributes": a})
+    };
+    let events = json!([
+        raw(0, json!("0.75"), Value::Null),
+        raw(1, json!(true), json!("yes")),
+        raw(2, Value::Null, json!("unsure")),
+        raw(3, json!("high"), json!(7)),
+    ]);
+    for d in [&sqlite, &postgres] {
+        post(d, "/v1/traces", &Value::Array(runs.clone()));
+        post(d, "/v1/scores", &scores);
+        post(d, "/v1/events", &events);
+    }
+    let sql = "SELECT count(*) FROM events";
+    wait_until("the scores stored on both", Duration::from_secs(20), || {
+        n(&pg, sql) == 10 && common::count(&sqlite.db_path, sql) == 10
+    });
+    let day = t - t.rem_euclid(86_400_000);
+    for path in [
+        "/v1/scores".to_string(),
+        "/v1/scores?group_by=agent".into(),
+        "/v1/scores?group_by=agent,day".into(),
+        "/v1/scores?name=judge&group_by=day".into(),
+        "/v1/scores?agent_id=beta".into(),
+        format!("/v1/scores?from={day}&to={}", day + 86_400_000),
+        format!("/v1/scores?from={}", t + 5),
+        "/v1/scores?group_by=model".into(),
+        "/v1/traces?score=relevance<0.5".into(),
+        "/v1/traces?score=relevance>=0.3&sort=start&order=asc".into(),
+        "/v1/traces?score=judge!=0".into(),
+        "/v1/traces?score=judge=1".into(),
+        "/v1/traces?score=human<1".into(),
+        "/v1/traces?score=nonsense".into(),
+    ] {
+        let (s1, a) = get(&sqlite, &path);
+        let (s2, b) = get(&postgres, &path);
+        assert_eq!((s1, &a), (s2, &b), "{path}");
+    }
+    let (_, all) = get(&postgres, "/v1/scores");
+    let judge = all["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "judge")
+        .cloned()
+        .unwrap_or_default();
+    // "0.75", true (1), no value, "high" (0): four scores, three values.
+    assert_eq!(
+        (judge["count"].as_i64(), judge["value_count"].as_i64()),
+        (Some(4), Some(3)),
+        "{all}"
+    );
+    let (_, low) = get(&postgres, "/v1/traces?score=relevance<0.5");
+    assert_eq!(low["traces"].as_array().unwrap().len(), 1, "{low}");
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{ApiError, SharedState, read};
 use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
 use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
-use crate::store::scores::{self, ScoreCondition, ScoreFilter, ScoreGrouping};
+use crate::store::scores::{ScoreCondition, ScoreFilter, ScoreGrouping};
 use crate::util::time::parse_query_time;
 
 type Params = Query<HashMap<String, String>>;
@@ -259,6 +259,6 @@ pub async fn score_summary(
         name: text(&p, "name"),
         agent_id: text(&p, "agent_id"),
     };
-    let groups = read(&st, move |c| scores::aggregate(c, &filter, by)).await?;
+    let groups = st.store.scores(filter, by).await?;
     Ok(axum::Json(json!({ "scores": groups })).into_response())
 }

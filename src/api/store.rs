@@ -18,6 +18,7 @@ use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
     self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
 };
+use crate::store::scores::{self, ScoreFilter, ScoreGroup, ScoreGrouping};
 use crate::store::sessions::{self, SessionDetail, SessionFilter, SessionRow};
 
 /// What `/v1/overview` reads from the store.
@@ -70,6 +71,12 @@ pub trait QueryStore: Send + Sync {
         name: &'static str,
         key: &'static str,
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+    /// `GET /v1/scores`: evaluation scores aggregated by name (and agent and day).
+    fn scores(
+        &self,
+        filter: ScoreFilter,
+        by: ScoreGrouping,
+    ) -> BoxFuture<'_, Result<Vec<ScoreGroup>, ApiError>>;
     /// `GET /v1/sessions`.
     fn list_sessions(
         &self,
@@ -206,6 +213,14 @@ impl QueryStore for SqliteQueries {
         Box::pin(self.run(metric_query::names))
     }
 
+    fn scores(
+        &self,
+        filter: ScoreFilter,
+        by: ScoreGrouping,
+    ) -> BoxFuture<'_, Result<Vec<ScoreGroup>, ApiError>> {
+        Box::pin(self.run(move |c| scores::aggregate(c, &filter, by)))
+    }
+
     fn list_sessions(
         &self,
         filter: SessionFilter,
@@ -325,6 +340,14 @@ impl QueryStore for PgQueries {
 
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(async move { Ok(self.0.metric_names().await?) })
+    }
+
+    fn scores(
+        &self,
+        filter: ScoreFilter,
+        by: ScoreGrouping,
+    ) -> BoxFuture<'_, Result<Vec<ScoreGroup>, ApiError>> {
+        Box::pin(async move { Ok(self.0.scores(&filter, by).await?) })
     }
 
     fn list_sessions(

@@ -176,31 +176,67 @@ pub fn aggregate(
         sql.push_str(&format!(" AND {agent} = ?"));
         args.push(SqlValue::Text(a.clone()));
     }
-    sql.push_str(" ORDER BY 1, 2, 3");
+    // Then by time and uid: the same order on either store (the mean's sum with it).
+    sql.push_str(" ORDER BY 1, 2, 3, e.time_ns, e.uid");
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
-    let mut out: Vec<ScoreGroup> = Vec::new();
-    let mut sum = 0.0;
+    let mut fold = ScoreFold::new(by);
     while let Some(r) = rows.next()? {
         let name: String = match r.get_ref(0)? {
             rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
             _ => continue,
         };
-        let agent: Option<String> = r.get(1)?;
-        let day: Option<String> = r.get(2)?;
-        let value: Option<f64> = r.get::<_, Option<f64>>(3)?.filter(|v| v.is_finite());
-        let has_value: bool = r.get(4)?;
-        let label: Option<String> = r.get(5).ok().flatten();
-        let same = out.last().is_some_and(|g| {
-            g.name == name && g.agent_id.as_ref().is_none_or(|a| *a == agent) && g.day == day
+        fold.add(ScoreRow {
+            name,
+            agent: r.get(1)?,
+            day: r.get(2)?,
+            value: r.get::<_, Option<f64>>(3)?,
+            has_value: r.get(4)?,
+            label: r.get(5).ok().flatten(),
+        });
+    }
+    Ok(fold.finish())
+}
+
+/// One score as either store reads it for [`aggregate`].
+pub struct ScoreRow {
+    pub name: String,
+    pub agent: Option<String>,
+    pub day: Option<String>,
+    pub value: Option<f64>,
+    /// The score has a value (which may not be a number).
+    pub has_value: bool,
+    pub label: Option<String>,
+}
+
+/// Scores, in order of name, agent and day, folded into their groups.
+pub struct ScoreFold {
+    by: ScoreGrouping,
+    out: Vec<ScoreGroup>,
+    sum: f64,
+}
+
+impl ScoreFold {
+    pub fn new(by: ScoreGrouping) -> ScoreFold {
+        ScoreFold {
+            by,
+            out: Vec::new(),
+            sum: 0.0,
+        }
+    }
+
+    pub fn add(&mut self, r: ScoreRow) {
+        let value = r.value.filter(|v| v.is_finite());
+        let same = self.out.last().is_some_and(|g| {
+            g.name == r.name && g.agent_id.as_ref().is_none_or(|a| *a == r.agent) && g.day == r.day
         });
         if !same {
-            finish(out.last_mut(), sum);
-            sum = 0.0;
-            out.push(ScoreGroup {
-                name,
-                agent_id: by.agent.then(|| agent.clone()),
-                day: if by.day { day } else { None },
+            finish(self.out.last_mut(), self.sum);
+            self.sum = 0.0;
+            self.out.push(ScoreGroup {
+                name: r.name,
+                agent_id: self.by.agent.then(|| r.agent.clone()),
+                day: if self.by.day { r.day } else { None },
                 count: 0,
                 value_count: 0,
                 mean: None,
@@ -209,21 +245,24 @@ pub fn aggregate(
                 labels: Map::new(),
             });
         }
-        let g = out.last_mut().expect("pushed above");
+        let g = self.out.last_mut().expect("pushed above");
         g.count += 1;
-        if let (true, Some(v)) = (has_value, value) {
+        if let (true, Some(v)) = (r.has_value, value) {
             g.value_count += 1;
-            sum += v;
+            self.sum += v;
             g.min = Some(g.min.map_or(v, |m| m.min(v)));
             g.max = Some(g.max.map_or(v, |m| m.max(v)));
         }
-        if let Some(l) = label {
+        if let Some(l) = r.label {
             let n = g.labels.get(&l).and_then(Value::as_i64).unwrap_or(0);
             g.labels.insert(l, (n + 1).into());
         }
     }
-    finish(out.last_mut(), sum);
-    Ok(out)
+
+    pub fn finish(mut self) -> Vec<ScoreGroup> {
+        finish(self.out.last_mut(), self.sum);
+        self.out
+    }
 }
 
 fn finish(g: Option<&mut ScoreGroup>, sum: f64) {

@@ -17,6 +17,7 @@ use crate::analytics::budgets::{PeriodQuery, Standing};
 use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
+use crate::model::evaluation as ev;
 use crate::store::metric_query::{
     self, MAX_ROWS, MetricName, NAMES_SKIP_SCAN, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
 };
@@ -24,6 +25,7 @@ use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
     TraceSummary, build_tree, like_escape,
 };
+use crate::store::scores::{ScoreFilter, ScoreFold, ScoreGroup, ScoreGrouping, ScoreRow};
 use crate::store::sessions::{
     CONVERSATION_SPANS, ConvSpan, CutText, MAX_MESSAGES, SessionDetail, SessionFilter, SessionRow,
     SessionWalk, parse_run_cursor, runs_page, turn_of,
@@ -116,13 +118,19 @@ impl PgReader {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<TraceSummary>, QueryError> {
-        if f.score.is_some() {
-            return Err(QueryError::Unsupported(
-                "score: filtering runs by evaluation score is not available on the PostgreSQL store yet".into(),
-            ));
-        }
         let mut sql = format!("SELECT {TRACE_COLS} FROM traces t WHERE true");
         let mut args = Params::default();
+        if let Some(c) = &f.score {
+            let (kind, name) = (args.add(ev::EVENT), args.add(c.name.clone()));
+            let value = args.add(c.value);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM events e WHERE e.trace_id = t.trace_id AND e.name = {kind} \
+                 AND e.attributes::jsonb ->> '{}' = {name} AND {} {} {value})",
+                ev::NAME,
+                score_value("e"),
+                c.op
+            ));
+        }
         for (col, v) in [
             ("t.agent_id", &f.agent_id),
             ("t.session_id", &f.session_id),
@@ -597,6 +605,71 @@ impl PgReader {
         ))
     }
 
+    /// `GET /v1/scores`: evaluation scores by name (and agent and UTC day), as
+    /// [`scores::aggregate`] reads them on SQLite.
+    pub async fn scores(
+        &self,
+        f: &ScoreFilter,
+        by: ScoreGrouping,
+    ) -> Result<Vec<ScoreGroup>, QueryError> {
+        let a = |k: &str| format!("e.attributes::jsonb -> '{k}'");
+        let name = format!("e.attributes::jsonb ->> '{}'", ev::NAME);
+        let agent = "COALESCE(e.agent_id, t.agent_id)";
+        let day =
+            "to_char(to_timestamp(div(e.time_ns, 1000000000)) AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
+        let mut args = Params::default();
+        let mut sql = format!(
+            "SELECT {name} AS n, {} AS a, {} AS d, {} AS v, \
+                (e.attributes::jsonb ->> '{}') IS NOT NULL AS hv, \
+                CASE WHEN jsonb_typeof({}) = 'string' THEN e.attributes::jsonb ->> '{}' END AS l, \
+                e.time_ns AS tn, e.uid AS u \
+             FROM events e LEFT JOIN traces t ON t.trace_id = e.trace_id \
+             WHERE e.name = {} AND jsonb_typeof({}) = 'string'",
+            if by.agent { agent } else { "NULL::text" },
+            if by.day { day } else { "NULL::text" },
+            score_value("e"),
+            ev::SCORE_VALUE,
+            a(ev::SCORE_LABEL),
+            ev::SCORE_LABEL,
+            args.add(ev::EVENT),
+            a(ev::NAME),
+        );
+        if let Some(from) = f.from_ns {
+            sql.push_str(&format!(" AND e.time_ns >= {}", args.add(from)));
+        }
+        if let Some(to) = f.to_ns {
+            sql.push_str(&format!(" AND e.time_ns < {}", args.add(to)));
+        }
+        if let Some(n) = &f.name {
+            sql.push_str(&format!(
+                " AND e.attributes::jsonb ->> '{}' = {}",
+                ev::NAME,
+                args.add(n.clone())
+            ));
+        }
+        if let Some(ag) = &f.agent_id {
+            sql.push_str(&format!(" AND {agent} = {}", args.add(ag.clone())));
+        }
+        // SQLite's order: bytes, absent first; then time and uid (the mean's sum).
+        let sql = format!(
+            "SELECT n, a, d, v, hv, l FROM ({sql}) s \
+             ORDER BY n COLLATE \"C\", a COLLATE \"C\" NULLS FIRST, d NULLS FIRST, tn, u COLLATE \"C\""
+        );
+        let client = self.client().await?;
+        let mut fold = ScoreFold::new(by);
+        for r in client.query(&sql, &args.refs()).await? {
+            fold.add(ScoreRow {
+                name: r.get(0),
+                agent: r.get(1),
+                day: r.get(2),
+                value: r.get(3),
+                has_value: r.get(4),
+                label: r.get(5),
+            });
+        }
+        Ok(fold.finish())
+    }
+
     /// `GET /v1/errors`, `/v1/events`, `/v1/logs`: newest first, `limit` a page,
     /// `cursor` from the page before (this store's own: its row ids).
     pub async fn list_events(
@@ -935,6 +1008,21 @@ impl PgReader {
             .map(|r| MetricName::new(r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
     }
+}
+
+/// A score's value as SQLite's `CAST(json_extract(..) AS REAL)` reads it: a number as
+/// it is, true and false as 1 and 0, a numeric string parsed, anything else 0; null
+/// when absent.
+fn score_value(e: &str) -> String {
+    let v = format!("{e}.attributes::jsonb -> '{}'", ev::SCORE_VALUE);
+    let t = format!("{e}.attributes::jsonb ->> '{}'", ev::SCORE_VALUE);
+    format!(
+        "CASE jsonb_typeof({v}) WHEN 'null' THEN NULL WHEN 'number' THEN ({t})::float8 \
+         WHEN 'boolean' THEN CASE WHEN ({v})::boolean THEN 1.0 ELSE 0.0 END \
+         WHEN 'string' THEN CASE WHEN {t} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' \
+             THEN ({t})::float8 ELSE 0.0 END \
+         WHEN 'object' THEN 0.0 WHEN 'array' THEN 0.0 END"
+    )
 }
 
 const TRACE_COLS: &str = "trace_id, root_span_id, parent_trace_id, root_name, start_ns, end_ns,

@@ -172,3 +172,41 @@ test('the central groups usage by sidecar, reached from the usage view and from 
   assert.equal(cards.find((c) => c[0] === 'LLM calls')?.[1], '2', `side-x's calls: ${JSON.stringify(cards)}`);
   await w.page.close();
 });
+
+test('the host view shows one sidecar\'s host at a time, picked from the fleet', { timeout: 60_000 }, async () => {
+  // Two sidecars push their disk utilization (v2 metric records): 40 % and 90 %.
+  const t0 = (Date.now() - 5 * 60_000) * 1_000_000;
+  const disk = (id, pct) => ({
+    schema_version: 2,
+    source: { service: 'openclaw-trace', version: 'test', host: { name: id }, instance: { id, region: 'ams' } },
+    records: [0, 1, 2].map((i) => ({
+      type: 'metric', id: `${id}-m${i}`,
+      data: { name: 'system.filesystem.utilization', unit: '1', kind: 'gauge', time_ns: t0 + i * 60e9, value: pct,
+        attributes: { 'system.filesystem.mountpoint': '/data' } },
+    })),
+  });
+  await post(daemon.base, '/v1/push', disk('side-h1', 0.4));
+  await post(daemon.base, '/v1/push', disk('side-h2', 0.9));
+  await until(async () => {
+    const { body } = await getJson(daemon.base, `/v1/metrics?name=system.filesystem.utilization&attr.service.instance.id=side-h2&from=${Date.now() - 3_600_000}&to=${Date.now()}`);
+    return (body.series || []).length === 1;
+  }, 20_000, 'side-h2 disk stored');
+
+  // From the fleet view's link: side-h2's host, its disk at 90 %.
+  let w = await open('#/fleet', 'section.view.fleet tr[data-instance="side-h2"]');
+  await w.page.click('a[data-host-of="side-h2"]');
+  await w.page.waitForSelector('section.view.host[data-instance="side-h2"] [data-metric="system.filesystem.utilization"] .now', { timeout: 10_000 });
+  const now = await w.page.textContent('[data-metric="system.filesystem.utilization"] .now');
+  assert.equal(now.trim(), '90%', 'side-h2 disk');
+  assert.match(await w.page.textContent('section.view.host h1'), /Host of side-h2/);
+  // The sidecar's own state beside it, not the central's.
+  const labels = await w.page.$$eval('section.view.host .kpi-label', (ls) => ls.map((l) => l.innerText));
+  assert.deepEqual(labels, ['Its database', 'Its data volume', 'Last push', 'Open conditions']);
+  await w.page.screenshot({ path: join(SHOTS, 'central-host-side-h2.png') });
+  // Picking the other sidecar shows its host.
+  await w.page.selectOption('#f-instance', 'side-h1');
+  await w.page.waitForSelector('section.view.host[data-instance="side-h1"] [data-metric="system.filesystem.utilization"] .now', { timeout: 10_000 });
+  assert.equal((await w.page.textContent('[data-metric="system.filesystem.utilization"] .now')).trim(), '40%', 'side-h1 disk');
+  assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], 'host: console errors or failed requests');
+  await w.page.close();
+});

@@ -32,6 +32,7 @@ export async function render({ signal }) {
     { label: 'Records', cell: (i) => f.int(i.records), cls: 'num' },
     { label: '', cell: (i) => h('a', { href: link(['runs'], { instance: i.instance_id }), 'data-runs-of': i.instance_id }, 'Runs →') },
     { label: '', cell: (i) => h('a', { href: link(['usage'], { instance: i.instance_id }), 'data-usage-of': i.instance_id }, 'Usage →') },
+    { label: '', cell: (i) => h('a', { href: link(['host'], { instance: i.instance_id }), 'data-host-of': i.instance_id }, 'Host →') },
   ];
   return h('section', { class: 'view fleet' },
     header('Fleet'),

@@ -1,11 +1,16 @@
 // Host health over a range, from /v1/metrics: CPU, memory, disk, network, connections,
-// DNS, and the agent's process (RSS, up, restarts).
+// DNS, and the agent's process (RSS, up, restarts). On a fleet's central on PostgreSQL,
+// one sidecar's host at a time (`instance`), picked from the sidecars that push to it.
 
 import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
 import * as f from '../lib/format.js';
-import { header, rangePicker, kpi } from '../lib/ui.js';
+import { header, rangePicker, kpi, filterForm } from '../lib/ui.js';
 import { lines, widthFor } from '../lib/chart.js';
+import { storeKind } from '../lib/features.js';
+
+// Where a series' sidecar is named (PostgreSQL adds it to each series' attributes).
+const INSTANCE = 'service.instance.id';
 
 export const title = () => 'Host';
 
@@ -36,17 +41,39 @@ function label(attrs, fn) {
   }
 }
 
+/** The sidecars whose hosts a central on PostgreSQL shows, by id; none elsewhere. */
+async function sidecars(signal) {
+  if ((await storeKind()) !== 'postgresql') return new Map();
+  const data = await api.get('/v1/instances', null, { signal }).catch(() => null);
+  const list = ((data && data.instances) || []).filter((i) => i.instance_id);
+  return new Map(list.sort((a, b) => String(a.instance_id).localeCompare(String(b.instance_id))).map((i) => [i.instance_id, i]));
+}
+
+/** What a sidecar said of itself with its last push (`/v1/instances`' status). */
+function sidecarKpis(i) {
+  const st = i.status || {};
+  return [
+    kpi('Its database', f.bytes(st.db_bytes), st.backlog_records === undefined ? 'it sent no state' : `${f.int(st.backlog_records)} records not pushed yet`),
+    kpi('Its data volume', st.disk_used_percent === undefined || st.disk_used_percent === null ? '—' : f.pct(st.disk_used_percent, 0), 'used'),
+    kpi('Last push', f.ago(i.last_push_ms), i.stale ? 'stale' : `lag ${f.duration((i.lag_seconds || 0) * 1000)}`),
+    kpi('Open conditions', f.int((st.conditions || []).length), i.version ? `version ${i.version}` : ''),
+  ];
+}
+
 export async function render({ params, signal }) {
   const [from, to] = f.resolveRange(params, '1h');
-  const names = await api.get('/v1/metrics/names', null, { signal });
+  const [names, byId] = await Promise.all([api.get('/v1/metrics/names', null, { signal }), sidecars(signal)]);
+  const fleet = [...byId.keys()];
+  // On a central, one sidecar's host: the one asked for, else the first.
+  const instance = fleet.length ? (fleet.includes(params.instance) ? params.instance : fleet[0]) : null;
   const have = new Set((names.metrics || []).map((m) => m.name));
   const wanted = CHARTS.filter((c) => have.has(c[1]));
   const answers = await Promise.all(wanted.map(([, name, , , attrs]) => {
     const q = { name, from: Math.floor(from), to: Math.ceil(to) };
-    for (const [k, v] of Object.entries(attrs || {})) q[`attr.${k}`] = v;
+    for (const [k, v] of Object.entries({ ...attrs, ...(instance ? { [INSTANCE]: instance } : {}) })) q[`attr.${k}`] = v;
     return api.get('/v1/metrics', q, { signal }).catch(() => null);
   }));
-  const health = await api.get('/health', null, { signal }).catch(() => ({}));
+  const health = instance ? {} : await api.get('/health', null, { signal }).catch(() => ({}));
   const cards = wanted.map(([ttl, name, field, fmt, , lab, max], i) => {
     const a = answers[i];
     let series = ((a && a.series) || []).map((se) => ({
@@ -61,12 +88,16 @@ export async function render({ params, signal }) {
       h('div', { class: 'card-head' }, h('h2', null, ttl), h('span', { class: 'muted mono' }, name), last !== null ? h('span', { class: 'now' }, fmt(last)) : null),
       lines({ series, yFmt: fmt, from, to, width: widthFor(0.5), yMaxFixed: max === 1 && field !== 'min' ? 1 : max ?? undefined, label: ttl }));
   });
-  return h('section', { class: 'view host' },
-    header('Host', rangePicker(params, '1h')),
-    h('div', { class: 'kpis' },
+  const picker = fleet.length
+    ? filterForm(params, [{ name: 'instance', label: 'Sidecar', type: 'select', default: fleet[0], options: fleet.map((i) => [i, i]) }])
+    : null;
+  return h('section', { class: 'view host', 'data-instance': instance || '' },
+    header(instance ? `Host of ${instance}` : 'Host', rangePicker(params, '1h')),
+    picker,
+    h('div', { class: 'kpis' }, instance ? sidecarKpis(byId.get(instance)) : [
       kpi('Database', f.bytes(health.db_size_bytes), `WAL ${f.bytes(health.wal_size_bytes)}`),
       kpi('Data volume free', f.bytes(health.disk_free_bytes), `of ${f.bytes(health.disk_total_bytes)}`),
       kpi('Queue', f.int(health.queue_depth), `of ${f.int(health.queue_capacity)}`),
-      kpi('Sidecar', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`)),
+      kpi('Sidecar', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`)]),
     cards.length ? h('div', { class: 'grid2' }, cards) : h('p', { class: 'muted empty' }, 'No host metrics stored (host collectors are off, or OCT_METRICS_INTERVAL is 0).'));
 }

@@ -101,7 +101,13 @@ pub enum SubmitError {
 }
 
 /// Work run on the SQLite writer's connection, between batches (upkeep, offsets...).
-pub type Job = Box<dyn FnOnce(&Connection) + Send>;
+/// Work queued behind the batches before it, run on the writer.
+pub enum Job {
+    /// On the SQLite connection; a store without one drops it.
+    Sqlite(Box<dyn FnOnce(&Connection) + Send>),
+    /// A row of the daemon's own activity (`store::activity`), on either store.
+    Activity(crate::store::activity::Activity),
+}
 
 /// Where the writer thread commits batches. One implementation per store backend:
 /// `store::sqlite::SqliteWriter`, `store::postgres::PgWriter`.
@@ -482,10 +488,18 @@ impl Pipeline {
 
     /// Runs `job` on the writer's connection after everything submitted before it is committed.
     pub fn run_job(&self, job: impl FnOnce(&Connection) + Send + 'static) -> bool {
+        self.queue_job(Job::Sqlite(Box::new(job)))
+    }
+
+    /// Records a row of the daemon's own activity behind everything queued before, on
+    /// whichever store holds the data. False when the pipeline is closed.
+    pub fn record_activity(&self, a: crate::store::activity::Activity) -> bool {
+        self.queue_job(Job::Activity(a))
+    }
+
+    fn queue_job(&self, job: Job) -> bool {
         match self.inner.tx.read() {
-            Ok(g) => g
-                .as_ref()
-                .is_some_and(|tx| tx.send(Msg::Job(Box::new(job))).is_ok()),
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(Msg::Job(job)).is_ok()),
             Err(_) => false,
         }
     }

@@ -1322,3 +1322,67 @@ fn scores_answer_the_same_on_sqlite_and_postgresql() {
     let (_, low) = get(&postgres, "/v1/traces?score=relevance<0.5");
     assert_eq!(low["traces"].as_array().unwrap().len(), 1, "{low}");
 }
+
+/// The central's own activity (its start, requests refused for a wrong token) is kept
+/// in PostgreSQL and listed as SQLite's is: the same kinds and paths, filters and pages.
+#[test]
+fn the_centrals_own_activity_is_kept_and_listed_as_on_sqlite() {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    for d in [&sqlite, &postgres] {
+        let r = client()
+            .get(d.url("/v1/traces"))
+            .bearer_auth("wrong")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    wait_until("the refusal recorded", Duration::from_secs(20), || {
+        n(
+            &pg,
+            "SELECT count(*) FROM activity WHERE kind = 'auth_refused'",
+        ) == 1
+    });
+    let shape = |v: &Value| -> Vec<(String, String)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap_or("").to_string(),
+                    a["path"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    for path in [
+        "/v1/activity",
+        "/v1/activity?kind=auth_refused",
+        "/v1/activity?kind=start",
+    ] {
+        let (s1, a) = get(&sqlite, path);
+        let (s2, b) = get(&postgres, path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {a} / {b}");
+        assert_eq!(shape(&a), shape(&b), "{path}: {a} / {b}");
+    }
+    let (_, all) = get(&postgres, "/v1/activity");
+    let kinds: Vec<(String, String)> = shape(&all);
+    assert!(
+        kinds.contains(&("auth_refused".into(), "/v1/traces".into())),
+        "{all}"
+    );
+    assert!(kinds.iter().any(|(k, _)| k == "start"), "{all}");
+    // One row a page, by the cursor, to the end.
+    let (_, first) = get(&postgres, "/v1/activity?limit=1");
+    let c = first["next_cursor"].as_str().unwrap().to_string();
+    let (_, second) = get(&postgres, &format!("/v1/activity?limit=1&cursor={c}"));
+    assert_eq!(shape(&second)[0], kinds[1], "{second}");
+    for path in ["/v1/activity?cursor=x", "/v1/activity?from=soon"] {
+        assert_eq!(get(&sqlite, path), get(&postgres, path), "{path}");
+    }
+}

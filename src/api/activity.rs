@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::query::{limit_param, time_param};
-use super::{ApiError, SharedState, read};
-use crate::store::activity::{self, Filter};
+use super::{ApiError, SharedState};
+use crate::store::activity::Filter;
 use crate::util::time::format_ns;
 
 pub async fn list(
@@ -33,7 +33,7 @@ pub async fn list(
         before_id,
         limit: limit + 1,
     };
-    let mut items = read(&st, move |c| Ok(activity::list(c, &f)?)).await?;
+    let mut items = st.store.activity(f).await?;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().and_then(|a| a.id).map(|id| id.to_string())

@@ -13,6 +13,7 @@ use crate::analytics::overview::{self, AgentNow, Figures, OpenCondition, Range};
 use crate::analytics::usage::{Dim, UsageQuery, UsageReport};
 use crate::model::TraceId;
 use crate::store::ReadPool;
+use crate::store::activity::{self, Activity, Filter as ActivityFilter};
 use crate::store::metric_query::{self, MetricName, SeriesQuery, SeriesResult};
 use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
@@ -71,6 +72,8 @@ pub trait QueryStore: Send + Sync {
         name: &'static str,
         key: &'static str,
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+    /// `GET /v1/activity`: the daemon's own activity, newest first.
+    fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>>;
     /// `GET /v1/scores`: evaluation scores aggregated by name (and agent and day).
     fn scores(
         &self,
@@ -213,6 +216,10 @@ impl QueryStore for SqliteQueries {
         Box::pin(self.run(metric_query::names))
     }
 
+    fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>> {
+        Box::pin(self.run(move |c| Ok(activity::list(c, &filter)?)))
+    }
+
     fn scores(
         &self,
         filter: ScoreFilter,
@@ -340,6 +347,10 @@ impl QueryStore for PgQueries {
 
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(async move { Ok(self.0.metric_names().await?) })
+    }
+
+    fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>> {
+        Box::pin(async move { Ok(self.0.activity(&filter).await?) })
     }
 
     fn scores(

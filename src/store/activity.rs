@@ -201,9 +201,5 @@ impl ActivityLog {
 
 /// Queues `a` on `pipeline`'s writer.
 pub fn record_on(pipeline: &Pipeline, a: Activity) -> bool {
-    pipeline.run_job(move |conn| {
-        if let Err(e) = insert(conn, &a) {
-            tracing::warn!(error = %e, kind = %a.kind, "cannot record activity");
-        }
-    })
+    pipeline.record_activity(a)
 }

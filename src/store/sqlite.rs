@@ -79,7 +79,14 @@ impl StoreWriter for SqliteWriter {
     }
 
     fn run_job(&mut self, job: Job) {
-        job(&self.conn);
+        match job {
+            Job::Sqlite(f) => f(&self.conn),
+            Job::Activity(a) => {
+                if let Err(e) = super::activity::insert(&self.conn, &a) {
+                    tracing::warn!(error = %e, kind = %a.kind, "cannot record activity");
+                }
+            }
+        }
     }
 
     /// Checks the size cap after every commit; cheap (two stat calls). Also the

@@ -43,6 +43,7 @@ use crate::model::{
 };
 use crate::pipeline::AlertClaim;
 use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
+use crate::store::activity::Activity;
 use crate::store::merge;
 use crate::store::write::{MergedSpan, WriteEffect, metric_point_key};
 
@@ -299,6 +300,19 @@ const MIGRATIONS: &[&str] = &[
         count BIGINT NOT NULL,
         PRIMARY KEY (hour_ns, instance_id, agent_id, provider, model, bucket)
     );
+"#,
+    // 8: the central's own administrative and security events (`store::activity`).
+    r#"
+    CREATE TABLE activity (
+        id BIGSERIAL PRIMARY KEY,
+        time_ns BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        remote_addr TEXT,
+        path TEXT,
+        message TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX activity_time ON activity (time_ns);
 "#,
 ];
 
@@ -631,6 +645,25 @@ impl PgStore {
         Ok((batch, out))
     }
 
+    /// Stores a row of the daemon's own activity.
+    pub async fn insert_activity(&self, a: &Activity) -> Result<(), PgError> {
+        self.client
+            .execute(
+                "INSERT INTO activity (time_ns, kind, remote_addr, path, message, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &a.time_ns,
+                    &a.kind,
+                    &a.remote_addr,
+                    &a.path,
+                    &a.message,
+                    &a.detail.as_ref().map(|d| d.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Drops the day partitions that end at or before `cutoff_ns` and deletes older
     /// rows from the default partitions. Returns the partitions dropped.
     pub async fn drop_before(&mut self, cutoff_ns: i64) -> Result<Vec<String>, PgError> {
@@ -667,6 +700,9 @@ impl PgStore {
         // The runs and the usage of what went.
         self.client
             .execute("DELETE FROM traces WHERE start_ns < $1", &[&cutoff_ns])
+            .await?;
+        self.client
+            .execute("DELETE FROM activity WHERE time_ns < $1", &[&cutoff_ns])
             .await?;
         for table in ["usage_hourly", "usage_latency_hourly"] {
             self.client

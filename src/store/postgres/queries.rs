@@ -18,6 +18,7 @@ use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::model::evaluation as ev;
+use crate::store::activity::{Activity, Filter as ActivityFilter};
 use crate::store::metric_query::{
     self, MAX_ROWS, MetricName, NAMES_SKIP_SCAN, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
 };
@@ -668,6 +669,48 @@ impl PgReader {
             });
         }
         Ok(fold.finish())
+    }
+
+    /// `GET /v1/activity`: the central's own activity, newest first (`Filter` as on
+    /// SQLite: `limit` rows before `before_id`).
+    pub async fn activity(&self, f: &ActivityFilter) -> Result<Vec<Activity>, QueryError> {
+        let mut args = Params::default();
+        let mut sql = String::from(
+            "SELECT id, time_ns, kind, remote_addr, path, message, detail FROM activity WHERE true",
+        );
+        if let Some(k) = &f.kind {
+            sql.push_str(&format!(" AND kind = {}", args.add(k.clone())));
+        }
+        if let Some(t) = f.from_ns {
+            sql.push_str(&format!(" AND time_ns >= {}", args.add(t)));
+        }
+        if let Some(t) = f.to_ns {
+            sql.push_str(&format!(" AND time_ns < {}", args.add(t)));
+        }
+        if let Some(b) = f.before_id {
+            sql.push_str(&format!(" AND id < {}", args.add(b)));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            args.add(f.limit as i64)
+        ));
+        let client = self.client().await?;
+        Ok(client
+            .query(&sql, &args.refs())
+            .await?
+            .iter()
+            .map(|r| Activity {
+                id: Some(r.get(0)),
+                time_ns: r.get(1),
+                kind: r.get(2),
+                remote_addr: r.get(3),
+                path: r.get(4),
+                message: r.get(5),
+                detail: r
+                    .get::<_, Option<String>>(6)
+                    .and_then(|d| serde_json::from_str(&d).ok()),
+            })
+            .collect())
     }
 
     /// `GET /v1/errors`, `/v1/events`, `/v1/logs`: newest first, `limit` a page,

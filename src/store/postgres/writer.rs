@@ -130,8 +130,22 @@ impl StoreWriter for PgWriter {
         })
     }
 
-    fn run_job(&mut self, _job: Job) {
-        tracing::debug!("a SQLite job was queued on the PostgreSQL store; skipped");
+    fn run_job(&mut self, job: Job) {
+        match job {
+            Job::Sqlite(_) => {
+                tracing::debug!("a SQLite job was queued on the PostgreSQL store; skipped")
+            }
+            Job::Activity(a) => {
+                let result = connected(&mut self.store, &self.runtime, &self.url).and_then(|s| {
+                    self.runtime
+                        .block_on(s.insert_activity(&a))
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, kind = %a.kind, "cannot record activity");
+                }
+            }
+        }
     }
 
     /// Age retention, by dropping whole day partitions, every `cleanup_interval`.

@@ -776,20 +776,93 @@ fn a_central_whose_postgresql_goes_away_keeps_what_it_accepted_and_stores_it_whe
     assert_eq!(page["traces"].as_array().unwrap().len(), 30);
 }
 
+/// The CLI's readers beside a central on PostgreSQL ask its API: `traces`, `usage` and
+/// `activity` print what they print on SQLite for the same data; one that reads SQLite
+/// only says where the data is, and never shows the URL's password.
 #[test]
-fn a_cli_reader_pointed_at_a_postgresql_central_says_where_the_data_is() {
-    let out = std::process::Command::new(common::BIN)
+fn the_cli_beside_a_central_on_postgresql_reads_through_its_api() {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let t_ns = (now_ms() - 60_000) * 1_000_000;
+    for d in [&sqlite, &postgres] {
+        same_capture(d, t_ns);
+    }
+    wait_until(
+        "the capture stored on both",
+        Duration::from_secs(20),
+        || {
+            n(&pg, "SELECT count(*) FROM spans") == 8
+                && common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 8
+        },
+    );
+    let cli = |d: &Daemon, args: &[&str], pg_url: Option<&str>| -> (bool, String, String) {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", &d.dir)
+            .env("OCT_DB_PATH", &d.db_path)
+            .env("OCT_AUTH_TOKEN", TOKEN)
+            .env("OCT_PORT", d.addr.port().to_string());
+        if let Some(u) = pg_url {
+            cmd.env("OCT_DATABASE_URL", u);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["traces"][..],
+        &["traces", "--agent", "planner"],
+        &["traces", "--json", "--limit", "2"],
+        &["usage", "--since", "2h"],
+        &["usage", "--since", "2h", "--by", "model,agent"],
+        &[
+            "usage",
+            "--since",
+            "2h",
+            "--by",
+            "provider,hour",
+            "--agent",
+            "main",
+        ],
+    ] {
+        let a = cli(&sqlite, args, None);
+        let b = cli(&postgres, args, Some(&pg.url));
+        assert!(a.0 && b.0, "{args:?}: {} / {}", a.2, b.2);
+        assert_eq!(a.1, b.1, "{args:?}");
+        assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
+    }
+    let (ok, out, err) = cli(&postgres, &["activity", "--kind", "start"], Some(&pg.url));
+    assert!(ok, "{err}");
+    assert!(out.contains("start"), "{out}");
+    // A reader of SQLite's own tables says where the data is, without the password.
+    let (ok, _, err) = cli(&postgres, &["baseline", "show"], Some(&pg.url));
+    assert!(!ok);
+    assert!(err.contains("PostgreSQL"), "{err}");
+    assert!(
+        !err.contains(pg.url.split('@').next().unwrap_or("-")),
+        "{err}"
+    );
+    // A central that is not there: a clear error.
+    let mut gone = std::process::Command::new(common::BIN);
+    let out = gone
         .args(["traces"])
+        .env_clear()
+        .env("HOME", &postgres.dir)
         .env("OCT_DATABASE_URL", "postgres://oct:secret@127.0.0.1:1/oct")
-        .env("HOME", tempfile::tempdir().unwrap().path())
+        .env("OCT_PORT", "1")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("PostgreSQL") && err.contains("/v1/traces"),
-        "{err}"
-    );
+    assert!(err.contains("cannot reach the daemon"), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }
 

@@ -1000,6 +1000,13 @@ impl Bucket {
             Bucket::Day => DAY_NS,
         }
     }
+    /// As `bucket=` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -1016,7 +1023,8 @@ pub struct UsageQuery {
     pub skip_percentiles: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Latency {
     pub mean: Option<f64>,
     pub p50: Option<f64>,
@@ -1024,7 +1032,9 @@ pub struct Latency {
     pub p99: Option<f64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// (Read back by the CLI from a central's API; the fields it does not show default.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UsageRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_start: Option<String>,

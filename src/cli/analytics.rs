@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::traces::{CliError, cost, duration, reader};
 use crate::analytics::baseline::{self, AgentBaseline, Check};
 use crate::analytics::parse_threshold;
-use crate::analytics::usage::{self, Bucket, DAY_NS, Dim, UsageQuery, UsageReport};
+use crate::analytics::usage::{self, Bucket, DAY_NS, Dim, UsageQuery};
 use crate::config::Config;
 use crate::model::{TraceId, now_ns};
 
@@ -92,15 +92,49 @@ fn usage_query(a: &UsageArgs) -> Result<UsageQuery, CliError> {
 
 pub fn run_usage(cfg: &Config, a: &UsageArgs) -> Result<String, CliError> {
     let q = usage_query(a)?;
+    if cfg.store.database_url.is_some() {
+        // A central on PostgreSQL: its API answers.
+        let v = super::remote::get_json_blocking(
+            cfg,
+            "/v1/usage",
+            &[
+                (
+                    "group_by",
+                    Some(
+                        q.group_by
+                            .iter()
+                            .map(|d| d.name())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ),
+                ("bucket", q.bucket.map(|b| b.name().to_string())),
+                ("from", q.from_ns.map(|t| (t / 1_000_000).to_string())),
+                (
+                    "agent_id",
+                    q.filters
+                        .iter()
+                        .find(|(d, _)| *d == Dim::Agent)
+                        .map(|(_, v)| v.clone()),
+                ),
+            ],
+        )?;
+        if a.json {
+            return Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n");
+        }
+        let rows: Vec<usage::UsageRow> = super::remote::field(&v, "rows")?;
+        let totals: usage::UsageRow = super::remote::field(&v, "totals")?;
+        return Ok(usage_table(&q, &rows, &totals));
+    }
     let conn = reader(cfg)?;
     let report = usage::query(&conn, &q)?;
     if a.json {
         return Ok(serde_json::to_string_pretty(&report).unwrap_or_default() + "\n");
     }
-    Ok(usage_table(&q, &report))
+    Ok(usage_table(&q, &report.rows, &report.totals))
 }
 
-pub fn usage_table(q: &UsageQuery, r: &UsageReport) -> String {
+pub fn usage_table(q: &UsageQuery, rows: &[usage::UsageRow], totals: &usage::UsageRow) -> String {
     let mut dims = q.group_by.clone();
     dims.sort();
     dims.dedup();
@@ -149,7 +183,7 @@ pub fn usage_table(q: &UsageQuery, r: &UsageReport) -> String {
             duration(row.latency_ms.p99),
         );
     };
-    for row in &r.rows {
+    for row in rows {
         let mut label = Vec::new();
         if let Some(b) = &row.bucket_start {
             let shown = match q.bucket {
@@ -164,9 +198,9 @@ pub fn usage_table(q: &UsageQuery, r: &UsageReport) -> String {
         }
         line(label, row);
     }
-    if r.rows.is_empty() {
+    if rows.is_empty() {
         out.push_str("(no usage in this range)\n");
-    } else if r.rows.len() > 1 {
+    } else if rows.len() > 1 {
         let mut label = vec![format!("{:<20}", "TOTAL")];
         let width = dims.len() + q.bucket.is_some() as usize;
         for _ in 1..width {
@@ -175,13 +209,13 @@ pub fn usage_table(q: &UsageQuery, r: &UsageReport) -> String {
         if width == 0 {
             label.clear();
         }
-        line(label, &r.totals);
+        line(label, totals);
     }
-    if r.totals.unpriced_calls > 0 {
+    if totals.unpriced_calls > 0 {
         let _ = writeln!(
             out,
             "{} calls have no known cost (no price for the model); see /v1/pricing and OCT_PRICING_FILE",
-            r.totals.unpriced_calls
+            totals.unpriced_calls
         );
     }
     out

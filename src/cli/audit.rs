@@ -150,15 +150,29 @@ pub fn run_activity(
         }
         None => None,
     };
-    let conn = crate::cli::traces::reader(cfg)?;
     let f = crate::store::activity::Filter {
         kind: a.kind.clone(),
         from_ns,
         limit: a.limit.clamp(1, 10_000),
         ..Default::default()
     };
-    let items = crate::store::activity::list(&conn, &f)
-        .map_err(|e| CliError::Store(crate::store::StoreError::Sqlite(e)))?;
+    let items: Vec<crate::store::activity::Activity> = if cfg.store.database_url.is_some() {
+        // A central on PostgreSQL: its API answers (a page of at most 1,000).
+        let v = crate::cli::remote::get_json_blocking(
+            cfg,
+            "/v1/activity",
+            &[
+                ("kind", f.kind.clone()),
+                ("from", f.from_ns.map(|t| (t / 1_000_000).to_string())),
+                ("limit", Some(f.limit.min(1000).to_string())),
+            ],
+        )?;
+        crate::cli::remote::field(&v, "items")?
+    } else {
+        let conn = crate::cli::traces::reader(cfg)?;
+        crate::store::activity::list(&conn, &f)
+            .map_err(|e| CliError::Store(crate::store::StoreError::Sqlite(e)))?
+    };
     if a.json {
         return Ok(serde_json::to_string_pretty(&items).unwrap_or_default() + "\n");
     }

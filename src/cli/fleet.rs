@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
@@ -25,29 +24,7 @@ pub struct InstancesArgs {
 
 /// Asks the daemon for its sidecars.
 async fn fetch(cfg: &Config, a: &InstancesArgs) -> Result<Value, CliError> {
-    let base = a.url.clone().unwrap_or_else(|| cfg.api.local_url());
-    let url = format!("{}/v1/instances", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    let mut req = client.get(&url);
-    if let Some(t) = &cfg.api.auth_token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot reach the daemon at {url}: {e}")))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(CliError::Failed(format!(
-            "the daemon answered {status}: {}",
-            clip(&body, 200)
-        )));
-    }
-    serde_json::from_str(&body).map_err(|e| CliError::Failed(format!("not JSON: {e}")))
+    super::remote::get_json(cfg, a.url.as_deref(), "/v1/instances", &[]).await
 }
 
 fn age(seconds: Option<i64>) -> String {

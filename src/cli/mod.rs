@@ -9,6 +9,7 @@ pub mod health;
 pub mod metrics;
 pub mod openclaw;
 pub mod openclaw_views;
+pub mod remote;
 pub mod tail;
 pub mod traces;
 

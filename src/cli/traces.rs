@@ -54,7 +54,7 @@ pub enum CliError {
     #[error("no database at {0} (set OCT_DB_PATH or --db-path to the daemon's database)")]
     NoDatabase(String),
     #[error(
-        "this command reads a SQLite database; with OCT_DATABASE_URL the data is in PostgreSQL: ask the central's API (GET /v1/traces, /v1/usage, ...) or open its dashboard"
+        "this command reads a SQLite database; with OCT_DATABASE_URL the data is in PostgreSQL: ask the central's API (`traces`, `usage` and `activity` do) or open its dashboard"
     )]
     OnPostgres,
     #[error(transparent)]
@@ -105,12 +105,32 @@ pub fn run_traces(cfg: &Config, a: &TracesArgs) -> Result<String, CliError> {
         filter.from_ns = Some(crate::model::now_ns() - d.as_nanos() as i64);
     }
     let limit = a.limit.clamp(1, query::MAX_LIMIT);
-    let conn = reader(cfg)?;
-    let page = query::list_traces(&conn, &filter, limit, None)?;
+    let items = if cfg.store.database_url.is_some() {
+        // A central on PostgreSQL: its API answers.
+        let v = super::remote::get_json_blocking(
+            cfg,
+            "/v1/traces",
+            &[
+                ("agent_id", filter.agent_id),
+                ("session_id", filter.session_id),
+                ("user_id", filter.user_id),
+                ("status", filter.status),
+                ("provider", filter.provider),
+                ("model", filter.model),
+                ("name", filter.name),
+                ("from", filter.from_ns.map(|t| (t / 1_000_000).to_string())),
+                ("limit", Some(limit.to_string())),
+            ],
+        )?;
+        super::remote::field(&v, "traces")?
+    } else {
+        let conn = reader(cfg)?;
+        query::list_traces(&conn, &filter, limit, None)?.items
+    };
     if a.json {
-        return Ok(serde_json::to_string_pretty(&page.items).unwrap_or_default() + "\n");
+        return Ok(serde_json::to_string_pretty(&items).unwrap_or_default() + "\n");
     }
-    Ok(traces_table(&page.items))
+    Ok(traces_table(&items))
 }
 
 pub fn traces_table(items: &[TraceSummary]) -> String {

@@ -32,7 +32,7 @@ pub const MIGRATION: &str = r#"
 /// The canonical columns (see `audit::CHAINED`).
 pub const COLUMNS: &str = "id, time_ns, kind, remote_addr, path, message, detail";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Activity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,

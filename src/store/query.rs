@@ -103,7 +103,7 @@ pub(crate) fn like_escape(s: &str) -> String {
     out
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct TraceSummary {
     pub trace_id: String,
     pub root_span_id: Option<String>,

@@ -311,3 +311,81 @@ fn a_repeated_batch_is_stored_once_and_a_bad_one_is_refused_naming_the_field() {
     let v: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["instances"][0]["instance_id"], "manual");
 }
+
+/// A span sent again as an update (`"update": true`, what a sidecar sends when pieces
+/// merged into a span it had pushed) joins the stored span on a SQLite central too: the
+/// run's tokens and cost count the merged span once, and the same update again changes
+/// nothing.
+#[test]
+fn a_span_sent_again_as_an_update_merges_into_the_stored_one() {
+    let central = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let t = now_ms() - 60_000;
+    let span = |update: bool, tokens: Option<i64>| {
+        let mut data = json!({"trace_id": "7".repeat(32), "span_id": "8".repeat(16), "kind": "llm_call",
+            "name": "chat gpt-4o", "start_ns": t * 1_000_000, "status": "unset", "provider": "openai",
+            "request_model": "gpt-4o", "agent_id": "main"});
+        if let Some(n) = tokens {
+            data["input_tokens"] = json!(n);
+            data["output_tokens"] = json!(10);
+            data["end_ns"] = json!((t + 900) * 1_000_000);
+            data["status"] = json!("ok");
+        }
+        let mut item = json!({"type": "span", "id": format!("x@{update}{tokens:?}"), "data": data});
+        if update {
+            item["update"] = json!(true);
+        }
+        json!({"schema_version": 2, "source": {"instance": {"id": "side-u"}}, "records": [item]})
+    };
+    let push = |body: Value| {
+        let r = client()
+            .post(central.url("/v1/push"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    };
+    let totals = || {
+        count(
+            &central.db_path,
+            "SELECT COALESCE((SELECT input_tokens * 1000 + span_count FROM traces), -1)",
+        )
+    };
+    push(span(false, None));
+    wait_until("the first form stored", Duration::from_secs(10), || {
+        totals() == 1
+    });
+    push(span(true, Some(500)));
+    wait_until("the update merged", Duration::from_secs(10), || {
+        totals() == 500_001
+    });
+    push(span(true, Some(500)));
+    push(span(false, Some(999)));
+    // A marker after them: once it is stored, so are they.
+    push(
+        json!({"schema_version": 2, "source": {"instance": {"id": "side-u"}},
+        "records": [{"type": "event", "id": "m", "data": {"id": "0193a1b2-0000-7000-8000-0000000000aa",
+            "time_ns": t * 1_000_000, "name": "marker", "severity": "info"}}]}),
+    );
+    wait_until("the marker stored", Duration::from_secs(10), || {
+        count(
+            &central.db_path,
+            "SELECT count(*) FROM events WHERE name = 'marker'",
+        ) == 1
+    });
+    assert_eq!(
+        totals(),
+        500_001,
+        "the same update, and a plain resend, change nothing"
+    );
+    assert_eq!(count(&central.db_path, "SELECT count(*) FROM spans"), 1);
+    let usage: Value = client()
+        .get(central.url("/v1/usage?percentiles=false"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(usage["totals"]["input_tokens"], 500, "{usage}");
+    assert_eq!(usage["totals"]["calls"], 1, "{usage}");
+}

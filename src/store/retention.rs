@@ -221,6 +221,7 @@ fn target_bytes(conn: &Connection, db_path: &Path, p: &Policy) -> rusqlite::Resu
 /// Runs age and size retention, then gives space back.
 pub fn run(conn: &Connection, db_path: &Path, p: &Policy, now_ns: i64) -> rusqlite::Result<Report> {
     let mut report = Report::default();
+    super::span_changes::prune(conn, &p.active_sinks)?;
     // Age: only rows every sink has shipped; unshipped ones wait for the size limit.
     if let Some(age) = p.max_age.filter(|a| !a.is_zero()) {
         let cutoff = now_ns - age.as_nanos() as i64;

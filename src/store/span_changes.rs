@@ -2,9 +2,10 @@
 //! hook, its usage event, a transcript row...) merged into a row a sink may already have
 //! shipped in its first form. Each change is a row here, read by a sink by its own
 //! cursor like any table, so a push ships the span again as it is now and a central
-//! merges it (`{"type":"span","update":true}`). Kept only while a sink reads it
-//! (the composer registers [`SpanChangeLog`]); retention deletes it like the data
-//! tables, after the sinks that read it.
+//! merges it (`{"type":"span","update":true}`). Written only while a sink reads it
+//! (the composer registers [`SpanChangeLog`]); each retention pass deletes the changes
+//! every sink has passed ([`prune`]). Ids are never reused (AUTOINCREMENT), so a
+//! cursor is never ahead of a new change.
 
 use rusqlite::{Connection, params};
 
@@ -16,7 +17,7 @@ use crate::store::write::WriteEffect;
 /// Schema 15.
 pub const MIGRATION: &str = r#"
     CREATE TABLE span_changes (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         trace_id BLOB NOT NULL,
         span_id BLOB NOT NULL,
         time_ns INTEGER NOT NULL
@@ -59,6 +60,13 @@ impl WriteHook for SpanChangeLog {
     }
 }
 
+/// Deletes the changes every active sink has passed (all of them with no sink): they
+/// are of no more use. Returns how many went.
+pub fn prune(conn: &Connection, sinks: &[String]) -> rusqlite::Result<usize> {
+    let shipped = crate::store::retention::shipped_upto(conn, "span_changes", sinks)?;
+    conn.execute("DELETE FROM span_changes WHERE id <= ?1", [shipped])
+}
+
 /// One change read after a cursor: its row id and the span it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -97,4 +105,48 @@ pub fn changes_after(
         });
     }
     Ok((out, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_every_sink_passed_are_pruned_and_ids_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_writer(&dir.path().join("c.db")).unwrap();
+        let add = |n: i64| {
+            for _ in 0..n {
+                conn.execute(
+                    "INSERT INTO span_changes (trace_id, span_id, time_ns) VALUES (zeroblob(16), zeroblob(8), 1)",
+                    [],
+                )
+                .unwrap();
+            }
+        };
+        let left = || -> i64 {
+            conn.query_row("SELECT count(*) FROM span_changes", [], |r| r.get(0))
+                .unwrap()
+        };
+        add(5);
+        let push = vec!["push".to_string()];
+        // The push has not read them yet: all stay.
+        assert_eq!(prune(&conn, &push).unwrap(), 0);
+        conn.execute(
+            "INSERT INTO sink_cursors (sink, tbl, last_id, updated_ns) VALUES ('push', 'span_changes', 3, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(prune(&conn, &push).unwrap(), 3);
+        assert_eq!(left(), 2);
+        // No sink reads them: all go; the next change still gets a new id.
+        assert_eq!(prune(&conn, &[]).unwrap(), 2);
+        add(1);
+        let id: i64 = conn
+            .query_row("SELECT max(id) FROM span_changes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, 6);
+        let (changes, last) = changes_after(&conn, 5, 10).unwrap();
+        assert_eq!((changes.len(), last), (1, 6));
+    }
 }

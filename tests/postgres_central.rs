@@ -27,6 +27,18 @@ fn n(pg: &PgServer, sql: &str) -> i64 {
         .unwrap_or_else(|_| panic!("{sql}: {out:?}"))
 }
 
+/// A private PostgreSQL server, and two daemons with the same token: one on a SQLite
+/// file, one on that server (the parity tests send both the same data).
+fn both_stores() -> (PgServer, Daemon, Daemon) {
+    let pg = PgServer::start();
+    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
+    let postgres = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    (pg, sqlite, postgres)
+}
+
 /// Rows per sidecar in the central's table (the central's own record of each sidecar
 /// is not the sidecar's data).
 fn per_instance(pg: &PgServer, table: &str, id: &str) -> i64 {
@@ -482,12 +494,7 @@ fn without_event_ids(mut v: Value, key: &str) -> Value {
 
 #[test]
 fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
-    let pg = PgServer::start();
-    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
-    let postgres = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
+    let (pg, sqlite, postgres) = both_stores();
     let t_ns = (now_ms() - 60_000) * 1_000_000;
     for d in [&sqlite, &postgres] {
         same_capture(d, t_ns);
@@ -781,12 +788,7 @@ fn a_central_whose_postgresql_goes_away_keeps_what_it_accepted_and_stores_it_whe
 /// only says where the data is, and never shows the URL's password.
 #[test]
 fn the_cli_beside_a_central_on_postgresql_reads_through_its_api() {
-    let pg = PgServer::start();
-    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
-    let postgres = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
+    let (pg, sqlite, postgres) = both_stores();
     let t_ns = (now_ms() - 60_000) * 1_000_000;
     for d in [&sqlite, &postgres] {
         same_capture(d, t_ns);
@@ -913,12 +915,7 @@ fn a_central_on_postgresql_drops_the_days_older_than_its_retention() {
 /// and answers on its run attempts).
 #[test]
 fn sessions_and_their_conversations_answer_the_same_on_sqlite_and_postgresql() {
-    let pg = PgServer::start();
-    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
-    let postgres = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
+    let (pg, sqlite, postgres) = both_stores();
     let now = now_ms();
     let min = 60_000;
     let sid = |i: u64| format!("{i:016x}");
@@ -1308,12 +1305,7 @@ fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_wh
 /// raw events whose values are a numeric string, a boolean, a label alone or text.
 #[test]
 fn scores_answer_the_same_on_sqlite_and_postgresql() {
-    let pg = PgServer::start();
-    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
-    let postgres = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
+    let (pg, sqlite, postgres) = both_stores();
     let t = now_ms() - 120_000;
     let run = |i: u64| format!("{:032x}", 0x5c0e_0000 + i);
     let runs: Vec<Value> = (0..4u64)
@@ -1400,12 +1392,7 @@ fn scores_answer_the_same_on_sqlite_and_postgresql() {
 /// in PostgreSQL and listed as SQLite's is: the same kinds and paths, filters and pages.
 #[test]
 fn the_centrals_own_activity_is_kept_and_listed_as_on_sqlite() {
-    let pg = PgServer::start();
-    let sqlite = Daemon::start(&[("OCT_AUTH_TOKEN", TOKEN)]);
-    let postgres = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
+    let (pg, sqlite, postgres) = both_stores();
     for d in [&sqlite, &postgres] {
         let r = client()
             .get(d.url("/v1/traces"))

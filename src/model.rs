@@ -207,11 +207,6 @@ pub struct SpanMerge {
 }
 
 impl Span {
-    /// Its cost, the cost's source and the price table's figure beside it.
-    pub fn clone_costs(&self) -> (Option<f64>, Option<CostSource>, Option<f64>) {
-        (self.cost_usd, self.cost_source, self.cost_computed_usd)
-    }
-
     /// A span with only the required parts set; sources fill in the rest.
     pub fn new(
         trace_id: TraceId,

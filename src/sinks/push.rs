@@ -730,22 +730,19 @@ impl Sink for PushSink {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {SPAN_COLS} FROM spans WHERE trace_id = ?1 AND span_id = ?2"
                 ))?;
-                let mut all_taken = true;
                 for c in &changes {
                     let now = stmt
                         .query_row(params![&c.trace_id.0[..], &c.span_id.0[..]], span_row)
                         .optional()?;
                     // A span retention deleted since: nothing to ship.
-                    let item = now.and_then(|s| self.span_update_item(c.id, s));
-                    if !take(&mut packer, item, c.id) || packer.len() >= limit {
-                        all_taken = packer.last_row_id == c.id;
-                        break;
+                    let item = now.map(|s| span_update_item(c.id, s));
+                    if !take(&mut packer, item, c.id) {
+                        // The payload is full: the rest go in the next batch.
+                        return Ok(packer.finish(tail));
                     }
                 }
-                // The changes read but not kept (a span changed again later in them).
-                if all_taken {
-                    packer.last_row_id = packer.last_row_id.max(last);
-                }
+                // Every change read is consumed, those folded into a later one too.
+                packer.last_row_id = last;
             }
             _ => {}
         }
@@ -819,26 +816,29 @@ pub fn span_record_id(s: &SpanOut) -> String {
 }
 
 fn item(row_id: i64, id: String, ty: &str, data: Value) -> PushRecord {
-    let json = serde_json::to_vec(&json!({"type": ty, "id": id, "data": data})).unwrap_or_default();
+    record(row_id, id, json!({"type": ty, "data": data}))
+}
+
+/// `fields` with the record's `id`, as the body carries it.
+fn record(row_id: i64, id: String, mut fields: Value) -> PushRecord {
+    fields["id"] = Value::String(id.clone());
+    let json = serde_json::to_vec(&fields).unwrap_or_default();
     PushRecord { row_id, id, json }
 }
 
-impl PushSink {
-    /// A span changed after it was shipped, as it is now (v2 only): a central merges it
-    /// into what it holds. Its id names the change, so it is not taken for a retry.
-    fn span_update_item(&self, change_id: i64, s: SpanOut) -> Option<PushRecord> {
-        let id = format!("{}@{change_id}", span_record_id(&s));
-        let data = serde_json::to_value(&s).ok()?;
-        let json =
-            serde_json::to_vec(&json!({"type": "span", "id": id, "update": true, "data": data}))
-                .ok()?;
-        Some(PushRecord {
-            row_id: change_id,
-            id,
-            json,
-        })
-    }
+/// A span changed after it was shipped, as it is now (v2 only): a central merges it
+/// into what it holds. Its id names the change, so it is not taken for a retry.
+fn span_update_item(change_id: i64, s: SpanOut) -> PushRecord {
+    let id = format!("{}@{change_id}", span_record_id(&s));
+    let data = serde_json::to_value(&s).unwrap_or(Value::Null);
+    record(
+        change_id,
+        id,
+        json!({"type": "span", "update": true, "data": data}),
+    )
+}
 
+impl PushSink {
     pub fn span_item(&self, row_id: i64, s: SpanOut) -> Option<PushRecord> {
         let id = span_record_id(&s);
         match self.format {

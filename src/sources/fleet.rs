@@ -279,8 +279,8 @@ pub fn decode(
         data: Option<&'a RawValue>,
         /// A span the sidecar sends again, changed since it sent it (pieces merged
         /// into it): it joins the stored span rather than being skipped as a retry.
-        #[serde(default)]
-        update: bool,
+        #[serde(borrow, default)]
+        update: Option<&'a RawValue>,
     }
     let not_envelope = |e: String| FieldError {
         item: None,
@@ -354,9 +354,14 @@ pub fn decode(
             .filter(|d| d.get().starts_with('{'))
             .ok_or_else(|| err(Some(i), "data", "expected an object"))?;
         if (format, ty.as_str()) == (2, "span") {
+            let update = match item.update.map(RawValue::get) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(err(Some(i), "update", "expected true or false")),
+            };
             let mut span =
                 span_v2(data.get()).map_err(|(field, message)| err(Some(i), field, message))?;
-            if item.update {
+            if update {
                 span.merge = Some(SpanMerge::default());
             }
             records.push(Record::Span(Box::new(span)));
@@ -947,6 +952,14 @@ mod tests {
         assert_eq!(span(Some(true)), Some(SpanMerge::default()));
         assert_eq!(span(Some(false)), None);
         assert_eq!(span(None), None);
+        let body = json!({"schema_version": 2, "records": [{"type": "span", "update": "yes",
+            "data": {"trace_id": "01".repeat(16), "span_id": "02".repeat(8), "start_ns": 5}}]});
+        let e = decode(body.to_string().as_bytes(), None, None).unwrap_err();
+        assert_eq!(
+            (e.item, e.field.as_deref()),
+            (Some(0), Some("update")),
+            "{e:?}"
+        );
     }
 
     #[test]

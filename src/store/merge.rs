@@ -149,10 +149,12 @@ pub fn merge_into(stored: &mut Span, piece: &Span) {
     let new_wins = piece.cost_usd.is_some()
         && (stored.cost_usd.is_none()
             || (reported(piece.cost_source) && !reported(stored.cost_source)));
+    // (cost, its source, the price table's figure) of the winner and the loser.
+    let costs = |s: &Span| (s.cost_usd, s.cost_source, s.cost_computed_usd);
     let (w, l) = if new_wins {
-        (piece.clone_costs(), stored.clone_costs())
+        (costs(piece), costs(stored))
     } else {
-        (stored.clone_costs(), piece.clone_costs())
+        (costs(stored), costs(piece))
     };
     stored.cost_usd = w.0;
     stored.cost_source = w.1;

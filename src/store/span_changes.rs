@@ -39,13 +39,15 @@ impl WriteHook for SpanChangeLog {
         _records: &[Record],
         effects: &[WriteEffect],
     ) -> Result<(), HookError> {
-        let mut changed = effects.iter().filter_map(|e| match e {
-            WriteEffect::Merged(m) => Some(&m.after),
-            _ => None,
-        });
-        let Some(first) = changed.next() else {
-            return Ok(());
+        let changed = || {
+            effects.iter().filter_map(|e| match e {
+                WriteEffect::Merged(m) => Some(&m.after),
+                _ => None,
+            })
         };
+        if changed().next().is_none() {
+            return Ok(());
+        }
         let conn = tx.sqlite().ok_or_else(|| {
             HookError::Store("the span change log is kept in the SQLite file".into())
         })?;
@@ -53,7 +55,7 @@ impl WriteHook for SpanChangeLog {
         let mut insert = conn.prepare_cached(
             "INSERT INTO span_changes (trace_id, span_id, time_ns) VALUES (?1, ?2, ?3)",
         )?;
-        for s in std::iter::once(first).chain(changed) {
+        for s in changed() {
             insert.execute(params![&s.trace_id.0[..], &s.span_id.0[..], now])?;
         }
         Ok(())
@@ -86,24 +88,30 @@ pub fn changes_after(
         "SELECT id, trace_id, span_id FROM span_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let mut last = after;
-    let mut out: Vec<Change> = Vec::new();
+    let mut read: Vec<Change> = Vec::new();
     let mut rows = stmt.query(params![after, limit as i64])?;
     while let Some(r) = rows.next()? {
-        let id: i64 = r.get(0)?;
-        last = id;
-        let (Some(trace_id), Some(span_id)) = (
+        last = r.get(0)?;
+        if let (Some(trace_id), Some(span_id)) = (
             TraceId::from_slice(&r.get::<_, Vec<u8>>(1)?),
             SpanId::from_slice(&r.get::<_, Vec<u8>>(2)?),
-        ) else {
-            continue;
-        };
-        out.retain(|c| (c.trace_id, c.span_id) != (trace_id, span_id));
-        out.push(Change {
-            id,
-            trace_id,
-            span_id,
-        });
+        ) {
+            read.push(Change {
+                id: last,
+                trace_id,
+                span_id,
+            });
+        }
     }
+    // Each span at its last change.
+    let latest: std::collections::HashMap<(TraceId, SpanId), i64> = read
+        .iter()
+        .map(|c| ((c.trace_id, c.span_id), c.id))
+        .collect();
+    let out = read
+        .into_iter()
+        .filter(|c| latest[&(c.trace_id, c.span_id)] == c.id)
+        .collect();
     Ok((out, last))
 }
 

@@ -842,37 +842,29 @@ async fn merge_spans(
     let mut now: BTreeMap<([u8; 16], [u8; 8]), Span> = BTreeMap::new();
     for o in &old {
         // Two stored rows of one span (in two days' partitions): one, merged.
-        match now.entry((o.trace_id.0, o.span_id.0)) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(o.clone());
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => {
-                merge::merge_into(e.get_mut(), o)
-            }
-        }
+        now.entry((o.trace_id.0, o.span_id.0))
+            .and_modify(|e| merge::merge_into(e, o))
+            .or_insert_with(|| o.clone());
     }
     let mut effects = Vec::with_capacity(pieces.len());
     for p in pieces {
         let mut p = (*p).clone();
         p.merge = None;
-        match now.entry((p.trace_id.0, p.span_id.0)) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(p);
-                effects.push(WriteEffect::Inserted);
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => {
-                let before = e.get().clone();
-                merge::merge_into(e.get_mut(), &p);
-                effects.push(if *e.get() == before {
-                    WriteEffect::Duplicate
-                } else {
-                    WriteEffect::Merged(Box::new(MergedSpan {
-                        before: vec![before],
-                        after: e.get().clone(),
-                    }))
-                });
-            }
-        }
+        let Some(row) = now.get_mut(&(p.trace_id.0, p.span_id.0)) else {
+            now.insert((p.trace_id.0, p.span_id.0), p);
+            effects.push(WriteEffect::Inserted);
+            continue;
+        };
+        let before = row.clone();
+        merge::merge_into(row, &p);
+        effects.push(if *row == before {
+            WriteEffect::Duplicate
+        } else {
+            WriteEffect::Merged(Box::new(MergedSpan {
+                before: vec![before],
+                after: row.clone(),
+            }))
+        });
     }
     let rows: Vec<&Span> = now.values().collect();
     let sink = tx

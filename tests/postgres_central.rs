@@ -1446,3 +1446,196 @@ fn the_centrals_own_activity_is_kept_and_listed_as_on_sqlite() {
         assert_eq!(get(&sqlite, path), get(&postgres, path), "{path}");
     }
 }
+
+/// `a` and `b` equal, numbers within a part in 10^9 (sums added in another order).
+fn same_json(a: &Value, b: &Value, at: &str) -> Result<(), String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0) {
+                Ok(())
+            } else {
+                Err(format!("{at}: {x} != {y}"))
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .try_for_each(|(i, (x, y))| same_json(x, y, &format!("{at}[{i}]"))),
+        (Value::Object(x), Value::Object(y)) if x.len() == y.len() => {
+            x.iter().try_for_each(|(k, v)| {
+                same_json(v, y.get(k).unwrap_or(&Value::Null), &format!("{at}.{k}"))
+            })
+        }
+        _ if a == b => Ok(()),
+        _ => Err(format!("{at}: {a} != {b}")),
+    }
+}
+
+/// The OpenClaw views (`/v1/openclaw/*`) and a run's sub-agents answer on a central on
+/// PostgreSQL what the sidecar that captured and pushed the data answers on SQLite: the
+/// same day of OpenClaw runs (heartbeats, a cron job, a sub-agent, a compaction, a tool
+/// loop) and the recorded gateway log's fallback decisions and retries.
+#[test]
+fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data() {
+    use common::openclaw_day::{RETRY_TRACE, gateway_log_of_runs, trace_of, view_day};
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let glob = gateway_log_of_runs(tmp.path());
+    let side = sidecar_with(
+        central.addr.port(),
+        "oc-side",
+        "v2",
+        &[
+            ("OCT_LOG_PATH", glob.as_str()),
+            ("OCT_LOG_POLL_INTERVAL", "200ms"),
+            ("OCT_OPENCLAW_STATE_DIR", "off"),
+        ],
+    );
+    let base = now_ms() - 30 * 60_000;
+    let (runs, events) = view_day(base);
+    let r = client()
+        .post(side.url("/v1/openclaw/events"))
+        .json(&json!({"plugin": {"version": "test"}, "events": events}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    side.wait_count(
+        "SELECT count(*) FROM traces",
+        runs.len() as i64,
+        Duration::from_secs(10),
+    );
+    side.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'model_fallback_decision'",
+        3,
+        Duration::from_secs(10),
+    );
+    // Everything the sidecar holds has reached the central, merged.
+    let figures = "SELECT count(*) || '/' || COALESCE(sum(total_tokens), 0) || '/' \
+                   || COALESCE(sum(input_tokens), 0) FROM spans";
+    let side_events = "SELECT count(*) FROM events WHERE source != 'host'";
+    let mut last = String::new();
+    wait_until(
+        "the sidecar's data on the central",
+        Duration::from_secs(30),
+        || {
+            let conn = rusqlite::Connection::open(&side.db_path).unwrap();
+            let mine: String = conn.query_row(figures, [], |r| r.get(0)).unwrap();
+            let theirs = pg.psql(figures).trim().to_string();
+            let events_there = n(
+                &pg,
+                "SELECT count(*) FROM events WHERE source != 'host' AND name != 'openclaw_trace.instance'",
+            );
+            let events_here = common::count(&side.db_path, side_events);
+            let settled = mine == theirs && mine == last && events_there == events_here;
+            last = mine;
+            std::thread::sleep(Duration::from_millis(300));
+            settled
+        },
+    );
+    let window = format!("from={}&to={}", base - 60_000, now_ms() + 60_000);
+    let paths = [
+        "/v1/openclaw/cache?by=agent".to_string(),
+        "/v1/openclaw/cache?by=model".into(),
+        "/v1/openclaw/cache?by=model&agent=main".into(),
+        "/v1/openclaw/scheduled".into(),
+        "/v1/openclaw/scheduled?agent=main&limit=2".into(),
+        "/v1/openclaw/subagents".into(),
+        "/v1/openclaw/subagents?agent=nobody".into(),
+        "/v1/openclaw/context".into(),
+        "/v1/openclaw/context?near=0.5&limit=3".into(),
+        "/v1/openclaw/channels".into(),
+        "/v1/openclaw/fallbacks".into(),
+        "/v1/openclaw/fallbacks?agent=main".into(),
+        "/v1/openclaw/fallbacks?agent=nobody".into(),
+        "/v1/openclaw/waste".into(),
+        format!("/v1/openclaw/waste?trace_id={}", trace_of(50)),
+        format!("/v1/openclaw/waste?trace_id={RETRY_TRACE}"),
+    ];
+    for p in &paths {
+        let sep = if p.contains('?') { '&' } else { '?' };
+        let path = format!("{p}{sep}{window}");
+        let (s1, mut here) = get(&side, &path);
+        let (s2, mut there) = get(&central, &path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {here} / {there}");
+        // The gateway poller's snapshot is each daemon's own.
+        for v in [&mut here, &mut there] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("gateway");
+            }
+        }
+        same_json(&here, &there, &path).unwrap_or_else(|e| panic!("{e}\n{here}\n{there}"));
+    }
+    // Not empty: each view found what the day holds.
+    let (_, sub) = get(&central, &format!("/v1/openclaw/subagents?{window}"));
+    assert_eq!(sub["subagents"][0]["parent_trace_id"], trace_of(1), "{sub}");
+    let (_, waste) = get(&central, &format!("/v1/openclaw/waste?{window}"));
+    assert_eq!(waste["runs"].as_array().unwrap().len(), 3, "{waste}");
+    let (_, fb) = get(&central, &format!("/v1/openclaw/fallbacks?{window}"));
+    assert_eq!(fb["decisions"], 3, "{fb}");
+    let (_, ctx) = get(&central, &format!("/v1/openclaw/context?{window}"));
+    assert_eq!(ctx["compactions"][0]["message_count"], 12, "{ctx}");
+    // The run that spawned the sub-agent lists it and its run, cost rolled up.
+    let (_, here) = get(&side, &format!("/v1/traces/{}", trace_of(1)));
+    let (_, there) = get(&central, &format!("/v1/traces/{}", trace_of(1)));
+    assert_eq!(there["subagents"][0]["runs"][0], trace_of(40), "{there}");
+    for key in ["subagents", "rollup"] {
+        same_json(&here[key], &there[key], key).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ids = |v: &Value| -> Vec<Value> {
+        v["sub_traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trace_id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&here), ids(&there));
+    // The CLI prints the same on the central's PostgreSQL as on the sidecar's file.
+    let cli = |args: &[&str], pg_url: Option<&str>| -> (bool, String, String) {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", &side.dir)
+            .env("OCT_DB_PATH", &side.db_path);
+        if let Some(u) = pg_url {
+            cmd.env("OCT_DATABASE_URL", u);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["openclaw", "scheduled"][..],
+        &["openclaw", "subagents"],
+        &["openclaw", "context"],
+        &["openclaw", "channels"],
+        &["openclaw", "fallbacks"],
+        &["openclaw", "waste"],
+        &["openclaw", "cache", "--by", "model"],
+        &["openclaw", "scheduled", "--agent", "main"],
+    ] {
+        let a = cli(args, None);
+        let b = cli(args, Some(&pg.url));
+        assert!(a.0 && b.0, "{args:?}: {} / {}", a.2, b.2);
+        assert_eq!(a.1, b.1, "{args:?}");
+        assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
+    }
+    // The central's hourly usage keeps no session: asked by session, it says so.
+    let (ok, _, err) = cli(&["openclaw", "cache", "--by", "session"], Some(&pg.url));
+    assert!(!ok && err.contains("session"), "{err}");
+    let (status, body) = get(&central, &format!("/v1/openclaw/cache?by=session&{window}"));
+    assert_eq!(status, 501, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("session"),
+        "{body}"
+    );
+}

@@ -15,6 +15,7 @@ use super::pricing::PriceTable;
 use crate::model::TraceId;
 use crate::sources::openclaw::REPLY_TOKEN;
 use crate::store::StoreError;
+use crate::store::rows::{Arg, Dialect, Rows};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
@@ -26,12 +27,23 @@ pub struct Window {
     pub agent: Option<String>,
 }
 
+impl Window {
+    /// `?1`, `?2`, `?3`: from, to, agent.
+    fn args(&self) -> [Arg; 3] {
+        [
+            self.from_ns.into(),
+            self.to_ns.into(),
+            self.agent.as_deref().into(),
+        ]
+    }
+}
+
 fn ms(ns: i64) -> i64 {
     (ns + 500_000).div_euclid(1_000_000)
 }
 
-fn hex(b: Option<Vec<u8>>) -> Option<String> {
-    b.and_then(|b| TraceId::from_slice(&b)).map(|t| t.to_hex())
+fn hex(b: Option<&[u8]>) -> Option<String> {
+    b.and_then(TraceId::from_slice).map(|t| t.to_hex())
 }
 
 fn day_of(ns: i64) -> String {
@@ -41,8 +53,9 @@ fn day_of(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A root span's attribute on SQLite (the baselines' queries, which only it keeps).
 fn attr(key: &str) -> String {
-    format!("json_extract(unpack(s.attributes), '$.\"{key}\"')")
+    Dialect::Sqlite.attr("s", key)
 }
 
 // ---------------------------------------------------------------- cache
@@ -127,35 +140,40 @@ impl CacheRow {
 /// Cache reads and writes, hit rate and dollars saved, from the usage rollups. Each
 /// (key, provider, model, day) is priced at that day's price of the model.
 pub fn cache(
-    conn: &Connection,
+    db: &dyn Rows,
     prices: &PriceTable,
     w: &Window,
     by: CacheBy,
 ) -> Result<CacheReport, StoreError> {
-    let table = if by == CacheBy::Session {
-        "usage_all"
-    } else {
-        "usage_all_nosession"
+    let table = match (db.dialect(), by) {
+        (Dialect::Sqlite, CacheBy::Session) => "usage_all",
+        (Dialect::Sqlite, _) => "usage_all_nosession",
+        (Dialect::Postgres, CacheBy::Session) => {
+            return Err(StoreError::Unsupported(
+                "by=session: the PostgreSQL store keeps usage by agent and model, not by session"
+                    .into(),
+            ));
+        }
+        (Dialect::Postgres, _) => "usage_hourly",
     };
     let sql = format!(
-        "SELECT {col}, provider, model, hour_ns / {DAY_NS} AS day, sum(calls), sum(input_tokens),
-            sum(cache_read_tokens), sum(cache_write_tokens)
+        "SELECT {col}, provider, model, hour_ns / {DAY_NS} AS day, CAST(sum(calls) AS BIGINT),
+            CAST(sum(input_tokens) AS BIGINT), CAST(sum(cache_read_tokens) AS BIGINT),
+            CAST(sum(cache_write_tokens) AS BIGINT)
          FROM {table} WHERE hour_ns >= ?1 AND hour_ns < ?2 AND (?3 IS NULL OR agent_id = ?3)
          GROUP BY 1, 2, 3, 4",
         col = by.column()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
     let mut out: BTreeMap<String, CacheRow> = BTreeMap::new();
-    while let Some(r) = rows.next()? {
-        let key: String = r.get(0)?;
-        let provider: String = r.get(1)?;
-        let model: String = r.get(2)?;
-        let day: i64 = r.get(3)?;
-        let calls: i64 = r.get(4)?;
-        let input: i64 = r.get(5)?;
-        let read: i64 = r.get(6)?;
-        let write: i64 = r.get(7)?;
+    for r in db.rows(&sql, &w.args())? {
+        let key = r.text(0);
+        let provider = r.text(1);
+        let model = r.text(2);
+        let day = r.int(3);
+        let calls = r.int(4);
+        let input = r.int(5);
+        let read = r.int(6);
+        let write = r.int(7);
         // Input counts the cached tokens, unless they exceed it (then it did not).
         let prompt = if read + write > input {
             input + read + write
@@ -256,52 +274,53 @@ pub struct Run {
 /// OpenClaw's runs that started in the window, oldest first. A run's root is OpenClaw's
 /// request span (`invoke_agent`, from `model.usage`), or, where OpenClaw sends no
 /// `model.usage` (heartbeat runs in 2026.9.6), the attempt's harness span.
-pub fn runs(conn: &Connection, w: &Window) -> Result<Vec<Run>, StoreError> {
+pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
+    let d = db.dialect();
     let sql = format!(
         "SELECT t.trace_id, t.start_ns, t.end_ns, t.status, t.agent_id, t.session_id,
             {key}, {trigger}, {channel}, {reply}, s.request_model, t.llm_calls, t.tool_calls,
             t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens, t.cost_usd,
             {used}, {limit}
-         FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
-         WHERE t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
-           AND s.source = 'openclaw'
-           AND (s.kind = 'agent_run' OR s.name LIKE 'openclaw.harness %')
+         {OPENCLAW_ROOT}
+           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
          ORDER BY t.start_ns, t.trace_id",
-        key = attr("openclaw.session_key"),
-        trigger = attr("openclaw.trigger"),
-        channel = attr("openclaw.channel"),
-        reply = attr(REPLY_TOKEN),
-        used = attr("openclaw.context.used"),
-        limit = attr("openclaw.context.limit"),
+        key = d.attr("s", "openclaw.session_key"),
+        trigger = d.attr("s", "openclaw.trigger"),
+        channel = d.attr("s", "openclaw.channel"),
+        reply = d.attr("s", REPLY_TOKEN),
+        used = d.num_attr("s", "openclaw.context.used"),
+        limit = d.num_attr("s", "openclaw.context.limit"),
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
-        let start_ns: i64 = r.get(1)?;
-        Ok(Run {
-            trace_id: hex(r.get(0)?).unwrap_or_default(),
-            start_ms: ms(start_ns),
-            end_ms: r.get::<_, Option<i64>>(2)?.map(ms),
-            status: r.get(3)?,
-            agent_id: r.get(4)?,
-            session_id: r.get(5)?,
-            session_key: r.get(6)?,
-            trigger: r.get(7)?,
-            channel: r.get(8)?,
-            silent_reply: r.get(9)?,
-            model: r.get(10)?,
-            llm_calls: r.get(11)?,
-            tool_calls: r.get(12)?,
-            input_tokens: r.get(13)?,
-            output_tokens: r.get(14)?,
-            cache_read_tokens: r.get(15)?,
-            total_tokens: r.get(16)?,
-            cost_usd: r.get(17)?,
-            context_used: r.get::<_, Option<f64>>(18)?.map(|v| v as i64),
-            context_limit: r.get::<_, Option<f64>>(19)?.map(|v| v as i64),
-            start_ns,
+    Ok(db
+        .rows(&sql, &w.args())?
+        .into_iter()
+        .map(|r| {
+            let start_ns = r.int(1);
+            Run {
+                trace_id: hex(r.blob(0)).unwrap_or_default(),
+                start_ms: ms(start_ns),
+                end_ms: r.opt_int(2).map(ms),
+                status: r.text(3),
+                agent_id: r.opt_text(4),
+                session_id: r.opt_text(5),
+                session_key: r.opt_text(6),
+                trigger: r.opt_text(7),
+                channel: r.opt_text(8),
+                silent_reply: r.opt_text(9),
+                model: r.opt_text(10),
+                llm_calls: r.int(11),
+                tool_calls: r.int(12),
+                input_tokens: r.int(13),
+                output_tokens: r.int(14),
+                cache_read_tokens: r.int(15),
+                total_tokens: r.int(16),
+                cost_usd: r.opt_real(17),
+                context_used: r.opt_real(18).map(|v| v as i64),
+                context_limit: r.opt_real(19).map(|v| v as i64),
+                start_ns,
+            }
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 // ---------------------------------------------------------------- heartbeats and crons
@@ -362,12 +381,8 @@ pub struct ScheduledTotals {
 
 /// Heartbeat and cron runs (OpenClaw's `trigger`), each its own kind, with their cost
 /// per day and per job, and the silent replies counted.
-pub fn scheduled(
-    conn: &Connection,
-    w: &Window,
-    limit: usize,
-) -> Result<ScheduledReport, StoreError> {
-    let all = runs(conn, w)?;
+pub fn scheduled(db: &dyn Rows, w: &Window, limit: usize) -> Result<ScheduledReport, StoreError> {
+    let all = runs(db, w)?;
     let mut days: BTreeMap<(String, Option<String>, Option<String>, String), ScheduledDay> =
         BTreeMap::new();
     let mut totals = ScheduledTotals::default();
@@ -674,9 +689,10 @@ type Spawn = (Option<String>, i64, Option<String>, Option<String>);
 
 /// Sub-agents (session keys `agent:<id>:subagent:<uuid>`) with their runs, linked to the
 /// run that spawned them, and each parent's cost with its sub-agents' rolled up.
-pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreError> {
+pub fn subagents(db: &dyn Rows, w: &Window) -> Result<SubagentReport, StoreError> {
+    let d = db.dialect();
     let all = runs(
-        conn,
+        db,
         &Window {
             agent: None,
             ..w.clone()
@@ -684,23 +700,21 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
     )?;
     // Spawn events: child key -> (requester key, time, label).
     let mut spawns: HashMap<String, Spawn> = HashMap::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT json_extract(attributes, '$.\"openclaw.child_session_key\"'),
-                json_extract(attributes, '$.\"openclaw.requester_session_key\"'), time_ns,
-                json_extract(attributes, '$.\"openclaw.label\"'), trace_id
-             FROM events WHERE name = 'openclaw.subagent_spawned' AND time_ns >= ?1 AND time_ns < ?2",
-        )?;
-        let mut rows = stmt.query(params![w.from_ns, w.to_ns])?;
-        while let Some(r) = rows.next()? {
-            let Some(child) = r.get::<_, Option<String>>(0)? else {
-                continue;
-            };
-            spawns.insert(
-                child.to_ascii_lowercase(),
-                (r.get(1)?, r.get(2)?, r.get(3)?, hex(r.get(4)?)),
-            );
-        }
+    let spawn_sql = format!(
+        "SELECT {child}, {requester}, time_ns, {label}, trace_id
+         FROM events WHERE name = 'openclaw.subagent_spawned' AND time_ns >= ?1 AND time_ns < ?2",
+        child = d.event_attr("openclaw.child_session_key"),
+        requester = d.event_attr("openclaw.requester_session_key"),
+        label = d.event_attr("openclaw.label"),
+    );
+    for r in db.rows(&spawn_sql, &w.args()[..2])? {
+        let Some(child) = r.opt_text(0) else {
+            continue;
+        };
+        spawns.insert(
+            child.to_ascii_lowercase(),
+            (r.opt_text(1), r.int(2), r.opt_text(3), hex(r.blob(4))),
+        );
     }
     let mut links: BTreeMap<String, SubagentLink> = BTreeMap::new();
     for r in all.iter() {
@@ -736,8 +750,6 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
     // spans, so it is no trace root. Each such attempt is a child run of that trace; its
     // calls are the model calls beneath it.
     let nested_sql = format!(
-        // CROSS JOIN keeps `sub` (the window's few sub-agent spans) the outer loop: left
-        // to itself the planner walked every stored span in id order to save a sort.
         "WITH RECURSIVE sub(top, trace_id, span_id) AS (
             SELECT s.span_id, s.trace_id, s.span_id FROM spans s
               JOIN traces t ON t.trace_id = s.trace_id
@@ -751,28 +763,33 @@ pub fn subagents(conn: &Connection, w: &Window) -> Result<SubagentReport, StoreE
             SELECT sub.top, c.trace_id, c.span_id FROM spans c
               JOIN sub ON c.trace_id = sub.trace_id AND c.parent_span_id = sub.span_id)
          SELECT h.trace_id, {hkey}, h.agent_id, count(l.span_id),
-            coalesce(sum(l.total_tokens), 0), sum(l.cost_usd)
-         FROM sub CROSS JOIN spans h ON h.trace_id = sub.trace_id AND h.span_id = sub.top
+            CAST(coalesce(sum(l.total_tokens), 0) AS BIGINT), sum(l.cost_usd)
+         FROM sub {outer_first} spans h ON h.trace_id = sub.trace_id AND h.span_id = sub.top
          LEFT JOIN spans l ON l.trace_id = sub.trace_id AND l.span_id = sub.span_id
             AND l.kind = 'llm_call'
-         GROUP BY h.trace_id, h.span_id ORDER BY h.start_ns",
-        key = attr("openclaw.session_key"),
-        hkey = attr("openclaw.session_key").replace("s.attributes", "h.attributes"),
-        rkey = attr("openclaw.session_key").replace("s.attributes", "r.attributes"),
+         GROUP BY h.trace_id, h.span_id, h.start_ns, h.agent_id, {hkey} ORDER BY h.start_ns",
+        key = d.attr("s", "openclaw.session_key"),
+        hkey = d.attr("h", "openclaw.session_key"),
+        rkey = d.attr("r", "openclaw.session_key"),
+        // SQLite: CROSS JOIN keeps `sub` (the window's few sub-agent spans) the outer
+        // loop; left to itself the planner walked every stored span in id order to save
+        // a sort. PostgreSQL plans it without the hint (and takes no ON after CROSS JOIN).
+        outer_first = match d {
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
+        },
     );
-    let mut stmt = conn.prepare(&nested_sql)?;
-    let nested = stmt.query_map(params![w.from_ns, w.to_ns], |r| {
-        Ok((
-            hex(r.get(0)?).unwrap_or_default(),
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, Option<f64>>(5)?,
-        ))
-    })?;
-    for row in nested {
-        let (trace, key, agent, calls, tokens, cost) = row?;
+    let nested = db.rows(&nested_sql, &w.args()[..2])?.into_iter().map(|r| {
+        (
+            hex(r.blob(0)).unwrap_or_default(),
+            r.text(1),
+            r.opt_text(2),
+            r.int(3),
+            r.int(4),
+            r.opt_real(5),
+        )
+    });
+    for (trace, key, agent, calls, tokens, cost) in nested {
         if !(agent_ok(w, agent.as_deref())) {
             continue;
         }
@@ -881,74 +898,72 @@ const SUBAGENT_HORIZON_NS: i64 = DAY_NS;
 /// `subagent_spawned` event in this run's trace, or one whose requester session is this
 /// run's and whose time falls after this run started and before the session's next run;
 /// each with the runs of the child session (`agent:<id>:subagent:<uuid>`) after the spawn.
-pub fn subagents_of_run(
-    conn: &Connection,
-    id: &TraceId,
-) -> Result<Vec<SpawnedSubagent>, StoreError> {
-    let root = conn
-        .query_row(
-            &format!(
-                "SELECT t.start_ns, {key} {OPENCLAW_ROOT} AND t.trace_id = ?1",
-                key = attr("openclaw.session_key")
-            ),
-            [&id.0[..]],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
-        )
-        .optional()?;
-    let Some((start_ns, key)) = root else {
+pub fn subagents_of_run(db: &dyn Rows, id: &TraceId) -> Result<Vec<SpawnedSubagent>, StoreError> {
+    let d = db.dialect();
+    let key_of_root = d.attr("s", "openclaw.session_key");
+    let requester = d.event_attr("openclaw.requester_session_key");
+    let trace: Arg = Some(&id.0[..]).into();
+    let root = db.row(
+        &format!("SELECT t.start_ns, {key_of_root} {OPENCLAW_ROOT} AND t.trace_id = ?1"),
+        std::slice::from_ref(&trace),
+    )?;
+    let Some((start_ns, key)) = root.map(|r| (r.int(0), r.opt_text(1))) else {
         return Ok(Vec::new());
     };
     // Spawns not linked to a trace, claimed by this run's session key after it started:
     // only then is the session's next run looked for (it scans the later runs).
     let unlinked = match &key {
-        Some(k) => conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE type = 'custom'
-                AND name = 'openclaw.subagent_spawned' AND trace_id IS NULL AND time_ns >= ?1
-                AND lower(json_extract(attributes, '$.\"openclaw.requester_session_key\"')) = lower(?2))",
-            params![start_ns, k],
-            |r| r.get::<_, bool>(0),
-        )?,
+        Some(k) => db
+            .row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE type = 'custom'
+                        AND name = 'openclaw.subagent_spawned' AND trace_id IS NULL
+                        AND time_ns >= ?1 AND lower({requester}) = lower(?2))"
+                ),
+                &[start_ns.into(), k.as_str().into()],
+            )?
+            .is_some_and(|r| r.int(0) != 0),
         None => false,
     };
     // The session's next run bounds the spawns its requester key can claim.
     let next_ns: Option<i64> = match key.as_ref().filter(|_| unlinked) {
-        Some(k) => conn
-            .query_row(
+        Some(k) => db
+            .row(
                 &format!(
                     // In start order, stopping at the first: `min()` would unpack every later run.
                     "SELECT t.start_ns {OPENCLAW_ROOT} AND t.start_ns > ?1
-                       AND lower({key}) = lower(?2) ORDER BY t.start_ns LIMIT 1",
-                    key = attr("openclaw.session_key")
+                       AND lower({key_of_root}) = lower(?2) ORDER BY t.start_ns LIMIT 1"
                 ),
-                params![start_ns, k],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten(),
+                &[start_ns.into(), k.as_str().into()],
+            )?
+            .and_then(|r| r.opt_int(0)),
         None => None,
     };
-    let mut stmt = conn.prepare(
-        "SELECT json_extract(attributes, '$.\"openclaw.child_session_key\"'),
-            json_extract(attributes, '$.\"openclaw.label\"'), time_ns
-         FROM events WHERE type = 'custom' AND name = 'openclaw.subagent_spawned'
-           AND (trace_id = ?1 OR (trace_id IS NULL AND ?2 IS NOT NULL AND time_ns >= ?3
-                AND (?4 IS NULL OR time_ns < ?4)
-                AND lower(json_extract(attributes, '$.\"openclaw.requester_session_key\"')) = lower(?2)))
-         ORDER BY time_ns LIMIT 100",
+    let spawns = db.rows(
+        &format!(
+            "SELECT {child}, {label}, time_ns
+             FROM events WHERE type = 'custom' AND name = 'openclaw.subagent_spawned'
+               AND (trace_id = ?1 OR (trace_id IS NULL AND ?2 IS NOT NULL AND time_ns >= ?3
+                    AND (?4 IS NULL OR time_ns < ?4) AND lower({requester}) = lower(?2)))
+             ORDER BY time_ns LIMIT 100",
+            child = d.event_attr("openclaw.child_session_key"),
+            label = d.event_attr("openclaw.label"),
+        ),
+        &[
+            trace,
+            key.as_deref().into(),
+            start_ns.into(),
+            next_ns.into(),
+        ],
     )?;
-    let spawns: Vec<(Option<String>, Option<String>, i64)> = stmt
-        .query_map(params![&id.0[..], key, start_ns, next_ns], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut runs_stmt = conn.prepare(&format!(
+    let runs_sql = format!(
         "SELECT t.trace_id, t.cost_usd {OPENCLAW_ROOT}
-           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND lower({key}) = lower(?3)
-         ORDER BY t.start_ns LIMIT 100",
-        key = attr("openclaw.session_key")
-    ))?;
+           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND lower({key_of_root}) = lower(?3)
+         ORDER BY t.start_ns LIMIT 100"
+    );
     let mut out: Vec<SpawnedSubagent> = Vec::new();
-    for (child, label, at) in spawns {
+    for r in spawns {
+        let (child, label, at) = (r.opt_text(0), r.opt_text(1), r.int(2));
         let Some(child) = child.filter(|c| is_subagent_key(c)) else {
             continue;
         };
@@ -959,18 +974,20 @@ pub fn subagents_of_run(
             continue;
         }
         // A minute's slack: the hook and the child's first call may arrive out of order.
-        let rows: Vec<(Option<Vec<u8>>, Option<f64>)> = runs_stmt
-            .query_map(
-                params![at - 60_000_000_000, at + SUBAGENT_HORIZON_NS, child],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?
-            .collect::<Result<_, _>>()?;
+        let rows = db.rows(
+            &runs_sql,
+            &[
+                (at - 60_000_000_000).into(),
+                (at + SUBAGENT_HORIZON_NS).into(),
+                child.as_str().into(),
+            ],
+        )?;
         out.push(SpawnedSubagent {
             child_session_key: child,
             label,
             spawned_ms: ms(at),
-            cost_usd: rows.iter().filter_map(|r| r.1).sum(),
-            runs: rows.into_iter().filter_map(|r| hex(r.0)).collect(),
+            cost_usd: rows.iter().filter_map(|r| r.opt_real(1)).sum(),
+            runs: rows.iter().filter_map(|r| hex(r.blob(0))).collect(),
         });
     }
     Ok(out)
@@ -1033,13 +1050,14 @@ pub struct ContextReport {
 
 /// Context tokens against the model's window per turn, per session, and compactions.
 pub fn context(
-    conn: &Connection,
+    db: &dyn Rows,
     w: &Window,
     near: f64,
     limit: usize,
 ) -> Result<ContextReport, StoreError> {
+    let d = db.dialect();
     let mut turns = Vec::new();
-    for r in runs(conn, w)? {
+    for r in runs(db, w)? {
         let (Some(used), Some(window)) = (r.context_used, r.context_limit) else {
             continue;
         };
@@ -1058,30 +1076,27 @@ pub fn context(
             used_ratio: used as f64 / window as f64,
         });
     }
-    let mut compactions = Vec::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT session_id, json_extract(attributes, '$.\"openclaw.session_key\"'), time_ns, trace_id,
-                json_extract(attributes, '$.\"openclaw.message_count\"'),
-                json_extract(attributes, '$.\"openclaw.compacted_count\"')
-             FROM events WHERE name = 'openclaw.compaction' AND time_ns >= ?1 AND time_ns < ?2
-               AND (?3 IS NULL OR agent_id = ?3)
-             ORDER BY time_ns",
-        )?;
-        let rows = stmt.query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
-            Ok(Compaction {
-                session_id: r.get(0)?,
-                session_key: r.get(1)?,
-                time_ms: ms(r.get(2)?),
-                trace_id: hex(r.get(3)?),
-                message_count: r.get::<_, Option<f64>>(4)?.map(|v| v as i64),
-                compacted_count: r.get::<_, Option<f64>>(5)?.map(|v| v as i64),
-            })
-        })?;
-        for c in rows {
-            compactions.push(c?);
-        }
-    }
+    let compactions_sql = format!(
+        "SELECT session_id, {key}, time_ns, trace_id, {messages}, {compacted}
+         FROM events WHERE name = 'openclaw.compaction' AND time_ns >= ?1 AND time_ns < ?2
+           AND (?3 IS NULL OR agent_id = ?3)
+         ORDER BY time_ns",
+        key = d.event_attr("openclaw.session_key"),
+        messages = d.event_num_attr("openclaw.message_count"),
+        compacted = d.event_num_attr("openclaw.compacted_count"),
+    );
+    let compactions: Vec<Compaction> = db
+        .rows(&compactions_sql, &w.args())?
+        .into_iter()
+        .map(|r| Compaction {
+            session_id: r.opt_text(0),
+            session_key: r.opt_text(1),
+            time_ms: ms(r.int(2)),
+            trace_id: hex(r.blob(3)),
+            message_count: r.opt_real(4).map(|v| v as i64),
+            compacted_count: r.opt_real(5).map(|v| v as i64),
+        })
+        .collect();
     let mut sessions: BTreeMap<String, ContextSession> = BTreeMap::new();
     for t in &turns {
         let sid = t.session_id.clone().unwrap_or_else(|| "(none)".into());
@@ -1157,9 +1172,9 @@ pub struct ChannelReport {
 
 /// Runs, tokens and cost per channel (the run's `channel`: webchat, telegram, slack...),
 /// and tool use with the cost of the runs that used each tool.
-pub fn channels(conn: &Connection, w: &Window) -> Result<ChannelReport, StoreError> {
+pub fn channels(db: &dyn Rows, w: &Window) -> Result<ChannelReport, StoreError> {
     let mut by: BTreeMap<String, ChannelRow> = BTreeMap::new();
-    for r in runs(conn, w)? {
+    for r in runs(db, w)? {
         let ch = r.channel.clone().unwrap_or_else(|| "(unknown)".into());
         let row = by.entry(ch.clone()).or_insert_with(|| ChannelRow {
             channel: ch,
@@ -1177,29 +1192,30 @@ pub fn channels(conn: &Connection, w: &Window) -> Result<ChannelReport, StoreErr
     }
     let mut channels: Vec<ChannelRow> = by.into_values().collect();
     channels.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
-    let mut stmt = conn.prepare(
-        "SELECT s.tool_name, count(*), sum(s.status = 'error'), count(DISTINCT s.trace_id),
-            (SELECT sum(t.cost_usd) FROM traces t WHERE t.trace_id IN
-                (SELECT DISTINCT s2.trace_id FROM spans s2 WHERE s2.kind = 'tool_call'
-                   AND s2.tool_name = s.tool_name AND s2.source = 'openclaw'
-                   AND s2.start_ns >= ?1 AND s2.start_ns < ?2
-                   AND (?3 IS NULL OR s2.agent_id = ?3)))
-         FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
-           AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3)
-           AND s.tool_name IS NOT NULL
-         GROUP BY s.tool_name ORDER BY count(*) DESC",
-    )?;
-    let tools = stmt
-        .query_map(params![w.from_ns, w.to_ns, w.agent], |r| {
-            Ok(ToolRow {
-                tool: r.get(0)?,
-                calls: r.get(1)?,
-                errors: r.get(2)?,
-                runs: r.get(3)?,
-                runs_cost_usd: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let tools = db
+        .rows(
+            "SELECT s.tool_name, count(*), CAST(sum(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END) AS BIGINT),
+                count(DISTINCT s.trace_id),
+                (SELECT sum(t.cost_usd) FROM traces t WHERE t.trace_id IN
+                    (SELECT DISTINCT s2.trace_id FROM spans s2 WHERE s2.kind = 'tool_call'
+                       AND s2.tool_name = s.tool_name AND s2.source = 'openclaw'
+                       AND s2.start_ns >= ?1 AND s2.start_ns < ?2
+                       AND (?3 IS NULL OR s2.agent_id = ?3)))
+             FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
+               AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3)
+               AND s.tool_name IS NOT NULL
+             GROUP BY s.tool_name ORDER BY count(*) DESC, s.tool_name",
+            &w.args(),
+        )?
+        .into_iter()
+        .map(|r| ToolRow {
+            tool: r.text(0),
+            calls: r.int(1),
+            errors: r.int(2),
+            runs: r.int(3),
+            runs_cost_usd: r.opt_real(4).unwrap_or(0.0),
+        })
+        .collect();
     Ok(ChannelReport {
         from_ms: ms(w.from_ns),
         to_ms: ms(w.to_ns),
@@ -1237,8 +1253,8 @@ pub struct FallbackReport {
 
 /// OpenClaw's `model_fallback_decision` log lines, counted by model pair and decision,
 /// each linked to its run.
-pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreError> {
-    let a = |k: &str| format!("json_extract(attributes, '$.\"openclaw.{k}\"')");
+pub fn fallbacks(db: &dyn Rows, w: &Window) -> Result<FallbackReport, StoreError> {
+    let a = |k: &str| db.dialect().event_attr(&format!("openclaw.{k}"));
     let sql = format!(
         "SELECT {from_model}, {rp}, {rm}, {cp}, {cm}, {decision}, {reason}, trace_id
          FROM events WHERE name = 'model_fallback_decision' AND time_ns >= ?1 AND time_ns < ?2
@@ -1253,9 +1269,8 @@ pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreE
         decision = a("decision"),
         reason = a("reason"),
     );
-    let mut stmt = conn.prepare(&sql)?;
     // The gateway log names no agent: a decision is the agent's whose run it was in.
-    let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
+    let rows = db.rows(&sql, &w.args())?;
     let mut pairs: BTreeMap<(String, String, String, Option<String>), FallbackPair> =
         BTreeMap::new();
     let mut n = 0;
@@ -1264,16 +1279,14 @@ pub fn fallbacks(conn: &Connection, w: &Window) -> Result<FallbackReport, StoreE
         (None, Some(m)) => m,
         _ => "(unknown)".into(),
     };
-    while let Some(r) = rows.next()? {
+    for r in rows {
         let from = r
-            .get::<_, Option<String>>(0)?
-            .unwrap_or_else(|| join(r.get(1).ok().flatten(), r.get(2).ok().flatten()));
-        let to = join(r.get(3)?, r.get(4)?);
-        let decision: String = r
-            .get::<_, Option<String>>(5)?
-            .unwrap_or_else(|| "(unknown)".into());
-        let reason: Option<String> = r.get(6)?;
-        let trace = hex(r.get(7)?);
+            .opt_text(0)
+            .unwrap_or_else(|| join(r.opt_text(1), r.opt_text(2)));
+        let to = join(r.opt_text(3), r.opt_text(4));
+        let decision = r.opt_text(5).unwrap_or_else(|| "(unknown)".into());
+        let reason = r.opt_text(6);
+        let trace = hex(r.blob(7));
         n += 1;
         let p = pairs
             .entry((from.clone(), to.clone(), decision.clone(), reason.clone()))
@@ -1380,48 +1393,60 @@ pub struct WasteReport {
 
 /// Flags per run: a tool loop, a bloated context, a run that kept retrying a failing provider.
 pub fn waste(
-    conn: &Connection,
+    db: &dyn Rows,
     w: &Window,
     rules: &WasteRules,
     trace: Option<TraceId>,
 ) -> Result<WasteReport, StoreError> {
+    let d = db.dialect();
     let mut flags: BTreeMap<Vec<u8>, Vec<WasteFlag>> = BTreeMap::new();
     let tb = trace.map(|t| t.0.to_vec());
+    let [from, to, agent] = w.args();
+    let trace_arg = Arg::Blob(tb.clone());
     // Loops: the same tool and arguments (OpenClaw's arguments digest, else the text).
-    {
-        let mut stmt = conn.prepare(
-            "SELECT trace_id, tool_name, count(*) AS n FROM spans
-             WHERE kind = 'tool_call' AND start_ns >= ?1 AND start_ns < ?2
-               AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
-               AND COALESCE(json_extract(unpack(attributes), '$.\"openclaw.params_hash\"'), unpack(input_text)) IS NOT NULL
-             GROUP BY trace_id, tool_name,
-               COALESCE(json_extract(unpack(attributes), '$.\"openclaw.params_hash\"'), unpack(input_text))
-             HAVING n >= ?5",
-        )?;
-        let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent, tb, rules.loop_repeats])?;
-        while let Some(r) = rows.next()? {
-            let t: Vec<u8> = r.get(0)?;
-            let tool: Option<String> = r.get(1)?;
-            flags.entry(t).or_default().push(WasteFlag::ToolLoop {
-                tool: tool.unwrap_or_else(|| "tool".into()),
-                repeats: r.get(2)?,
-            });
-        }
+    let same_call = format!(
+        "COALESCE({}, {})",
+        d.attr("s", "openclaw.params_hash"),
+        d.text("s.input_text")
+    );
+    let loops = db.rows(
+        &format!(
+            "SELECT s.trace_id, s.tool_name, count(*) FROM spans s
+             WHERE s.kind = 'tool_call' AND s.start_ns >= ?1 AND s.start_ns < ?2
+               AND (?3 IS NULL OR s.agent_id = ?3) AND (?4 IS NULL OR s.trace_id = ?4)
+               AND {same_call} IS NOT NULL
+             GROUP BY s.trace_id, s.tool_name, {same_call}
+             HAVING count(*) >= ?5 ORDER BY 1, 2, 3"
+        ),
+        &[
+            from.clone(),
+            to.clone(),
+            agent.clone(),
+            trace_arg.clone(),
+            rules.loop_repeats.into(),
+        ],
+    )?;
+    for r in loops {
+        let t = r.blob(0).unwrap_or_default().to_vec();
+        flags.entry(t).or_default().push(WasteFlag::ToolLoop {
+            tool: r.opt_text(1).unwrap_or_else(|| "tool".into()),
+            repeats: r.int(2),
+        });
     }
     // Bloated context: a run's largest prompt against its agent's median prompt.
     {
-        let mut stmt = conn.prepare(
+        let prompts = db.rows(
             "SELECT agent_id, trace_id, input_tokens FROM spans
              WHERE kind = 'llm_call' AND input_tokens IS NOT NULL AND start_ns >= ?1 AND start_ns < ?2
                AND (?3 IS NULL OR agent_id = ?3)",
+            &[from.clone(), to.clone(), agent.clone()],
         )?;
-        let mut rows = stmt.query(params![w.from_ns, w.to_ns, w.agent])?;
         let mut by_agent: HashMap<Option<String>, Vec<i64>> = HashMap::new();
         let mut run_max: HashMap<Vec<u8>, (Option<String>, i64)> = HashMap::new();
-        while let Some(r) = rows.next()? {
-            let agent: Option<String> = r.get(0)?;
-            let t: Vec<u8> = r.get(1)?;
-            let n: i64 = r.get(2)?;
+        for r in prompts {
+            let agent = r.opt_text(0);
+            let t = r.blob(1).unwrap_or_default().to_vec();
+            let n = r.int(2);
             by_agent.entry(agent.clone()).or_default().push(n);
             let e = run_max.entry(t).or_insert((agent, 0));
             e.1 = e.1.max(n);
@@ -1459,56 +1484,41 @@ pub fn waste(
         }
     }
     // Retrying a failing provider: failed model calls and OpenClaw's retry log lines.
-    {
-        let mut stmt = conn.prepare(
-            "SELECT trace_id, sum(n), max(provider) FROM (
-                SELECT trace_id, count(*) AS n, max(provider) AS provider FROM spans
-                 WHERE kind = 'llm_call' AND status = 'error' AND start_ns >= ?1 AND start_ns < ?2
-                   AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
-                 GROUP BY trace_id
-                UNION ALL
-                SELECT trace_id, count(*), NULL FROM events
-                 WHERE trace_id IS NOT NULL AND time_ns >= ?1 AND time_ns < ?2
-                   AND (?4 IS NULL OR trace_id = ?4)
-                   AND (message LIKE 'transient same-model retry%'
-                        OR (name = 'embedded_run_agent_end' AND type = 'error'))
-                 GROUP BY trace_id)
-             GROUP BY trace_id HAVING sum(n) >= ?5",
-        )?;
-        let mut rows = stmt.query(params![
-            w.from_ns,
-            w.to_ns,
-            w.agent,
-            tb,
-            rules.retry_failures
-        ])?;
-        while let Some(r) = rows.next()? {
-            let t: Vec<u8> = r.get(0)?;
-            flags
-                .entry(t)
-                .or_default()
-                .push(WasteFlag::ProviderRetries {
-                    failures: r.get(1)?,
-                    provider: r.get(2)?,
-                });
-        }
+    let retries = db.rows(
+        "SELECT trace_id, CAST(sum(n) AS BIGINT), max(provider) FROM (
+            SELECT trace_id, count(*) AS n, max(provider) AS provider FROM spans
+             WHERE kind = 'llm_call' AND status = 'error' AND start_ns >= ?1 AND start_ns < ?2
+               AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
+             GROUP BY trace_id
+            UNION ALL
+            SELECT trace_id, count(*), NULL FROM events
+             WHERE trace_id IS NOT NULL AND time_ns >= ?1 AND time_ns < ?2
+               AND (?4 IS NULL OR trace_id = ?4)
+               AND (message LIKE 'transient same-model retry%'
+                    OR (name = 'embedded_run_agent_end' AND type = 'error'))
+             GROUP BY trace_id) AS failures
+         GROUP BY trace_id HAVING sum(n) >= ?5",
+        &[from, to, agent, trace_arg, rules.retry_failures.into()],
+    )?;
+    for r in retries {
+        let t = r.blob(0).unwrap_or_default().to_vec();
+        flags
+            .entry(t)
+            .or_default()
+            .push(WasteFlag::ProviderRetries {
+                failures: r.int(1),
+                provider: r.opt_text(2),
+            });
     }
     let mut out = Vec::new();
     let mut agents: BTreeMap<String, WasteCounts> = BTreeMap::new();
     for (t, f) in flags {
-        let row = conn
-            .query_row(
+        let row = db
+            .row(
                 "SELECT agent_id, start_ns, cost_usd FROM traces WHERE trace_id = ?1",
-                [&t],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<f64>>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
+                &[Some(&t[..]).into()],
+            )?
+            .map(|r| (r.opt_text(0), r.int(1), r.opt_real(2)));
         let Some((agent, start, cost)) = row else {
             continue;
         };
@@ -1531,7 +1541,7 @@ pub fn waste(
             }
         }
         out.push(WastefulRun {
-            trace_id: hex(Some(t)).unwrap_or_default(),
+            trace_id: hex(Some(&t)).unwrap_or_default(),
             agent_id: agent,
             start_ms: ms(start),
             cost_usd: cost,

@@ -51,10 +51,14 @@ use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 
+use serde::Serialize;
+use serde_json::Value;
+
 use super::query::{limit_param, text, time_param};
-use super::read;
 use crate::analytics::openclaw::{self as views, CacheBy, WasteRules, Window};
 use crate::model::{TraceId, now_ns};
+use crate::store::StoreError;
+use crate::store::rows::Rows;
 
 type Params = Query<HashMap<String, String>>;
 
@@ -69,6 +73,18 @@ pub fn routes() -> Router<SharedState> {
         .route("/v1/openclaw/waste", get(get_waste))
         .route("/v1/openclaw/gateway", get(get_gateway))
         .route("/v1/openclaw/skills", get(get_skills))
+}
+
+/// Runs a view on whichever store this daemon keeps; its report as JSON.
+async fn view<R: Serialize>(
+    st: &SharedState,
+    f: impl FnOnce(&dyn Rows) -> Result<R, StoreError> + Send + 'static,
+) -> Result<Value, ApiError> {
+    st.store
+        .view(Box::new(move |db| {
+            Ok(serde_json::to_value(f(db)?).unwrap_or_default())
+        }))
+        .await
 }
 
 /// `from` (default: 24 h before `to`), `to` (default: now), `agent`.
@@ -93,7 +109,7 @@ async fn get_cache(State(st): State<SharedState>, Query(p): Params) -> Result<Re
             .ok_or_else(|| ApiError::bad_param("by", "expected agent, model or session"))?,
     };
     let prices = st.analytics.prices.clone();
-    let r = read(&st, move |c| views::cache(c, &prices, &w, by)).await?;
+    let r = view(&st, move |db| views::cache(db, &prices, &w, by)).await?;
     Ok(axum::Json(r).into_response())
 }
 
@@ -103,8 +119,7 @@ async fn get_scheduled(
 ) -> Result<Response, ApiError> {
     let w = window(&p)?;
     let limit = limit_param(&p)?;
-    let r = read(&st, move |c| views::scheduled(c, &w, limit)).await?;
-    let mut v = serde_json::to_value(r).unwrap_or_default();
+    let mut v = view(&st, move |db| views::scheduled(db, &w, limit)).await?;
     // The gateway's own jobs and their runs (`cron.list`, `cron.runs`), when it answered.
     let g = st.gateway.snapshot();
     v["gateway"] = serde_json::json!({
@@ -121,7 +136,7 @@ async fn get_subagents(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let w = window(&p)?;
-    let r = read(&st, move |c| views::subagents(c, &w)).await?;
+    let r = view(&st, move |db| views::subagents(db, &w)).await?;
     Ok(axum::Json(r).into_response())
 }
 
@@ -139,7 +154,7 @@ async fn get_context(
             .filter(|n| *n > 0.0 && *n <= 1.0)
             .ok_or_else(|| ApiError::bad_param("near", "expected a ratio above 0, at most 1"))?,
     };
-    let r = read(&st, move |c| views::context(c, &w, near, limit)).await?;
+    let r = view(&st, move |db| views::context(db, &w, near, limit)).await?;
     Ok(axum::Json(r).into_response())
 }
 
@@ -148,7 +163,7 @@ async fn get_channels(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let w = window(&p)?;
-    let r = read(&st, move |c| views::channels(c, &w)).await?;
+    let r = view(&st, move |db| views::channels(db, &w)).await?;
     Ok(axum::Json(r).into_response())
 }
 
@@ -157,7 +172,7 @@ async fn get_fallbacks(
     Query(p): Params,
 ) -> Result<Response, ApiError> {
     let w = window(&p)?;
-    let r = read(&st, move |c| views::fallbacks(c, &w)).await?;
+    let r = view(&st, move |db| views::fallbacks(db, &w)).await?;
     Ok(axum::Json(r).into_response())
 }
 
@@ -170,8 +185,8 @@ async fn get_waste(State(st): State<SharedState>, Query(p): Params) -> Result<Re
                 .ok_or_else(|| ApiError::bad_param("trace_id", "expected 32 hex digits"))?,
         ),
     };
-    let r = read(&st, move |c| {
-        views::waste(c, &w, &WasteRules::default(), trace)
+    let r = view(&st, move |db| {
+        views::waste(db, &w, &WasteRules::default(), trace)
     })
     .await?;
     Ok(axum::Json(r).into_response())

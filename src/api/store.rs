@@ -12,15 +12,17 @@ use super::ApiError;
 use crate::analytics::overview::{self, AgentNow, Figures, OpenCondition, Range};
 use crate::analytics::usage::{Dim, UsageQuery, UsageReport};
 use crate::model::TraceId;
-use crate::store::ReadPool;
 use crate::store::activity::{self, Activity, Filter as ActivityFilter};
 use crate::store::metric_query::{self, MetricName, SeriesQuery, SeriesResult};
+use crate::store::postgres::queries::PgRows;
 use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
     self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
 };
+use crate::store::rows::Rows;
 use crate::store::scores::{self, ScoreFilter, ScoreGroup, ScoreGrouping};
 use crate::store::sessions::{self, SessionDetail, SessionFilter, SessionRow};
+use crate::store::{ReadPool, StoreError};
 
 /// What `/v1/overview` reads from the store.
 pub struct OverviewParts {
@@ -80,6 +82,9 @@ pub trait QueryStore: Send + Sync {
         filter: ScoreFilter,
         by: ScoreGrouping,
     ) -> BoxFuture<'_, Result<Vec<ScoreGroup>, ApiError>>;
+    /// A view written once over [`Rows`] (the OpenClaw views), answered by this store
+    /// off the async workers.
+    fn view(&self, f: ViewFn) -> BoxFuture<'_, Result<Value, ApiError>>;
     /// `GET /v1/sessions`.
     fn list_sessions(
         &self,
@@ -95,6 +100,9 @@ pub trait QueryStore: Send + Sync {
         cursor: Option<String>,
     ) -> BoxFuture<'_, Result<Option<SessionDetail>, ApiError>>;
 }
+
+/// A store-neutral view, its answer as JSON.
+pub type ViewFn = Box<dyn FnOnce(&dyn Rows) -> Result<Value, StoreError> + Send>;
 
 /// The local SQLite file.
 pub struct SqliteQueries(pub Arc<ReadPool>);
@@ -228,6 +236,10 @@ impl QueryStore for SqliteQueries {
         Box::pin(self.run(move |c| scores::aggregate(c, &filter, by)))
     }
 
+    fn view(&self, f: ViewFn) -> BoxFuture<'_, Result<Value, ApiError>> {
+        Box::pin(self.run(move |c| f(c)))
+    }
+
     fn list_sessions(
         &self,
         filter: SessionFilter,
@@ -249,6 +261,27 @@ impl QueryStore for SqliteQueries {
 
 /// A fleet's central on PostgreSQL.
 pub struct PgQueries(pub PgReader);
+
+impl PgQueries {
+    /// Runs `f` over this store's [`Rows`] on a blocking thread.
+    async fn on_rows<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Rows) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Result<T, StoreError>, ApiError> {
+        let rows = PgRows {
+            reader: self.0.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        tokio::task::spawn_blocking(move || f(&rows))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("query task failed: {e}"),
+                )
+            })
+    }
+}
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
@@ -289,11 +322,26 @@ impl QueryStore for PgQueries {
 
     fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>> {
         Box::pin(async move {
-            Ok(self
-                .0
-                .trace_detail(&id)
-                .await?
-                .map(|d| detail_json(d, json!([]))))
+            let Some(mut d) = self.0.trace_detail(&id).await? else {
+                return Ok(None);
+            };
+            let spawned = self
+                .on_rows(move |db| crate::analytics::openclaw::subagents_of_run(db, &id))
+                .await??;
+            for t in spawned.iter().flat_map(|s| s.runs.iter()) {
+                if d.sub_traces.len() >= query::MAX_SUB_TRACES {
+                    break;
+                }
+                if *t == d.trace.trace_id || d.sub_traces.iter().any(|s| &s.trace_id == t) {
+                    continue;
+                }
+                if let Some(tid) = TraceId::parse_hex(t)
+                    && let Some(sum) = self.0.trace_summary(&tid).await?
+                {
+                    d.sub_traces.push(sum);
+                }
+            }
+            Ok(Some(detail_json(d, json!(spawned))))
         })
     }
 
@@ -359,6 +407,10 @@ impl QueryStore for PgQueries {
         by: ScoreGrouping,
     ) -> BoxFuture<'_, Result<Vec<ScoreGroup>, ApiError>> {
         Box::pin(async move { Ok(self.0.scores(&filter, by).await?) })
+    }
+
+    fn view(&self, f: ViewFn) -> BoxFuture<'_, Result<Value, ApiError>> {
+        Box::pin(async move { Ok(self.on_rows(f).await??) })
     }
 
     fn list_sessions(

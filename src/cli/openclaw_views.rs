@@ -10,6 +10,8 @@ use crate::analytics::openclaw::{self as views, CacheBy, WasteFlag, WasteRules, 
 use crate::analytics::pricing::PriceTable;
 use crate::config::Config;
 use crate::model::{TraceId, now_ns};
+use crate::store::postgres::queries::OwnedPgRows;
+use crate::store::rows::Rows;
 
 #[derive(Args, Debug, Clone)]
 pub struct ViewArgs {
@@ -40,6 +42,17 @@ pub struct WasteArgs {
     /// Only this run (trace id)
     #[arg(long)]
     pub run: Option<String>,
+}
+
+/// The store the views read: the SQLite file, or a central's PostgreSQL
+/// (`OCT_DATABASE_URL`), asked directly.
+fn store(cfg: &Config) -> Result<Box<dyn Rows>, CliError> {
+    match &cfg.store.database_url {
+        None => Ok(Box::new(reader(cfg)?)),
+        Some(url) => Ok(Box::new(
+            OwnedPgRows::new(url).map_err(|e| CliError::Failed(e.to_string()))?,
+        )),
+    }
 }
 
 fn window(a: &ViewArgs) -> Result<Window, CliError> {
@@ -78,7 +91,7 @@ pub fn run_cache(cfg: &Config, a: &CacheArgs) -> Result<String, CliError> {
     let w = window(&a.view)?;
     let prices = PriceTable::load(cfg.analytics.pricing_file.as_deref())
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let r = views::cache(&reader(cfg)?, &prices, &w, by)?;
+    let r = views::cache(&*store(cfg)?, &prices, &w, by)?;
     if a.view.json {
         return Ok(json(&r));
     }
@@ -120,7 +133,7 @@ pub fn run_cache(cfg: &Config, a: &CacheArgs) -> Result<String, CliError> {
 }
 
 pub fn run_scheduled(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
-    let r = views::scheduled(&reader(cfg)?, &window(a)?, 50)?;
+    let r = views::scheduled(&*store(cfg)?, &window(a)?, 50)?;
     if a.json {
         return Ok(json(&r));
     }
@@ -171,7 +184,7 @@ pub fn run_scheduled(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
 }
 
 pub fn run_subagents(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
-    let r = views::subagents(&reader(cfg)?, &window(a)?)?;
+    let r = views::subagents(&*store(cfg)?, &window(a)?)?;
     if a.json {
         return Ok(json(&r));
     }
@@ -213,7 +226,7 @@ pub fn run_subagents(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
 }
 
 pub fn run_context(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
-    let r = views::context(&reader(cfg)?, &window(a)?, 0.8, 50)?;
+    let r = views::context(&*store(cfg)?, &window(a)?, 0.8, 50)?;
     if a.json {
         return Ok(json(&r));
     }
@@ -245,7 +258,7 @@ pub fn run_context(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
 }
 
 pub fn run_channels(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
-    let r = views::channels(&reader(cfg)?, &window(a)?)?;
+    let r = views::channels(&*store(cfg)?, &window(a)?)?;
     if a.json {
         return Ok(json(&r));
     }
@@ -289,7 +302,7 @@ pub fn run_channels(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
 }
 
 pub fn run_fallbacks(cfg: &Config, a: &ViewArgs) -> Result<String, CliError> {
-    let r = views::fallbacks(&reader(cfg)?, &window(a)?)?;
+    let r = views::fallbacks(&*store(cfg)?, &window(a)?)?;
     if a.json {
         return Ok(json(&r));
     }
@@ -322,7 +335,7 @@ pub fn run_waste(cfg: &Config, a: &WasteArgs) -> Result<String, CliError> {
         ),
     };
     let r = views::waste(
-        &reader(cfg)?,
+        &*store(cfg)?,
         &window(&a.view)?,
         &WasteRules::default(),
         trace,

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod query;
 pub mod retention;
 pub mod rollup;
+pub mod rows;
 pub mod schema;
 pub mod scores;
 pub mod sessions;
@@ -214,6 +215,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     BadRequest(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// Not kept on this store; the text names what.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.

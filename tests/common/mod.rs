@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod openclaw_day;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader};

@@ -9,6 +9,7 @@ import * as f from '../lib/format.js';
 import { link, setParams } from '../lib/router.js';
 import { header, rangePicker, filterForm, table, kpi, runLink, sessionLink, badge } from '../lib/ui.js';
 import { stackedBars } from '../lib/chart.js';
+import { storeKind } from '../lib/features.js';
 
 const TABS = [
   ['', 'Summary'],
@@ -86,7 +87,8 @@ async function summary(params, signal) {
     api.get('/v1/openclaw/waste', w, { signal }),
     api.get('/v1/openclaw/fallbacks', w, { signal }),
     api.get('/v1/sessions', { agent_id: w.agent, from: w.from, to: w.to, limit: 1000 }, { signal }),
-    api.get('/v1/openclaw/cache', { ...w, by: 'session' }, { signal }),
+    // A central's usage rollups keep no session (501): the sessions show without it.
+    storeKind().then((k) => (k === 'postgresql' ? { rows: [] } : api.get('/v1/openclaw/cache', { ...w, by: 'session' }, { signal }))),
   ]);
   const t = sch.totals || {};
   const hbPer = t.heartbeat_runs ? t.heartbeat_cost_usd / t.heartbeat_runs : null;
@@ -276,12 +278,14 @@ async function context(params, signal) {
 
 async function cache(params, signal) {
   const w = win(params);
-  const by = ['agent', 'model', 'session'].includes(params.by) ? params.by : 'agent';
+  // A central's usage rollups keep no session.
+  const groups = (await storeKind()) === 'postgresql' ? ['agent', 'model'] : ['agent', 'model', 'session'];
+  const by = groups.includes(params.by) ? params.by : 'agent';
   const c = await api.get('/v1/openclaw/cache', { ...w, by }, { signal });
   const t = c.totals || {};
   return h('div', null,
     h('div', { class: 'toolbar' }, h('div', { class: 'seg', role: 'group', 'aria-label': 'Group by' },
-      ['agent', 'model', 'session'].map((k) => h('button', { type: 'button', class: by === k ? 'small on' : 'small', 'aria-pressed': by === k ? 'true' : 'false', onclick: () => setParams({ by: k === 'agent' ? null : k }) }, `by ${k}`)))),
+      groups.map((k) => h('button', { type: 'button', class: by === k ? 'small on' : 'small', 'aria-pressed': by === k ? 'true' : 'false', onclick: () => setParams({ by: k === 'agent' ? null : k }) }, `by ${k}`)))),
     h('div', { class: 'kpis' },
       kpi('Hit rate', h('span', { id: 'oc-cache-hit' }, pctOf(t.hit_rate)), `${f.tokens(t.cache_read_tokens)} of ${f.tokens(t.prompt_tokens)} prompt tokens read from the cache`),
       kpi('Saved by cache reads', h('span', { id: 'oc-cache-gross' }, f.cost(t.saved_usd)), 'against the input price'),

@@ -120,15 +120,14 @@ export async function render({ path, params, signal }) {
  */
 async function openclawWhy(id, s, turns, signal) {
   if (!s.start_ms) return null;
-  // The OpenClaw views are not served by a central on PostgreSQL yet.
-  if ((await storeKind()) === 'postgresql') return null;
   const w = { from: Math.floor(s.start_ms) - 1, to: Math.ceil(s.end_ms ?? s.start_ms) + 60_000 };
   const get = (path, extra) => api.get(path, { ...w, ...extra }, { signal }).catch(() => null);
   const [sch, ctx, cache, sub, waste] = await Promise.all([
     get('/v1/openclaw/scheduled', { limit: 1000 }),
     get('/v1/openclaw/context', { limit: 1 }),
-    // The cache view reads the hourly usage rollups: whole hours.
-    get('/v1/openclaw/cache', { by: 'session', from: Math.floor(w.from / 3_600_000) * 3_600_000, to: Math.ceil(w.to / 3_600_000) * 3_600_000 }),
+    // The cache view reads the hourly usage rollups: whole hours. A central's rollups
+    // keep no session (it answers 501): the panel goes without the cache.
+    storeKind().then((k) => (k === 'postgresql' ? null : get('/v1/openclaw/cache', { by: 'session', from: Math.floor(w.from / 3_600_000) * 3_600_000, to: Math.ceil(w.to / 3_600_000) * 3_600_000 }))),
     // Sub-agents spawned by its runs may run on after the session's last turn.
     get('/v1/openclaw/subagents', { to: Math.max(w.to, Math.min(Date.now(), w.to + 86_400_000)) }),
     get('/v1/openclaw/waste'),

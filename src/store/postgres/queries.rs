@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgError, take_root_cert, tls_config};
@@ -18,6 +18,7 @@ use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
 use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
 use crate::model::TraceId;
 use crate::model::evaluation as ev;
+use crate::store::StoreError;
 use crate::store::activity::{Activity, Filter as ActivityFilter};
 use crate::store::metric_query::{
     self, MAX_ROWS, MetricName, NAMES_SKIP_SCAN, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
@@ -26,6 +27,7 @@ use crate::store::query::{
     EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
     TraceSummary, build_tree, like_escape,
 };
+use crate::store::rows::{self, Arg, Cell, Dialect, Rows};
 use crate::store::scores::{ScoreFilter, ScoreFold, ScoreGroup, ScoreGrouping, ScoreRow};
 use crate::store::sessions::{
     CONVERSATION_SPANS, ConvSpan, CutText, MAX_MESSAGES, SessionDetail, SessionFilter, SessionRow,
@@ -49,6 +51,9 @@ pub enum QueryError {
     /// Asked of the SQLite store only, so far; the text names what.
     #[error("{0}")]
     Unsupported(String),
+    /// A result column of a type the store-neutral views do not read.
+    #[error("column {0}")]
+    Column(String),
 }
 
 /// A request SQLite's rules refuse, refused the same way here.
@@ -281,6 +286,18 @@ impl PgReader {
             events,
             sub_traces,
         }))
+    }
+
+    /// One run's summary, as the runs list shows it.
+    pub async fn trace_summary(&self, id: &TraceId) -> Result<Option<TraceSummary>, QueryError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {TRACE_COLS} FROM traces t WHERE trace_id = $1"),
+                &[&id.0.to_vec()],
+            )
+            .await?;
+        Ok(row.as_ref().map(trace_row))
     }
 
     /// `GET /v1/sessions`: sessions whose latest run started in the range, the latest
@@ -1194,4 +1211,119 @@ fn event_row(r: &Row) -> EventOut {
         source: r.get(15),
         rowid: r.get(16),
     }
+}
+
+/// [`Rows`] on PostgreSQL: the store-neutral views run on a blocking thread, each query
+/// driven to its end on `handle` (the API's runtime).
+pub struct PgRows {
+    pub reader: PgReader,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl Rows for PgRows {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<rows::Row>, StoreError> {
+        let sql = Dialect::Postgres.statement(sql);
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Int(v) => (v as &(dyn ToSql + Sync), Type::INT8),
+                Arg::Real(v) => (v as &(dyn ToSql + Sync), Type::FLOAT8),
+                Arg::Text(v) => (v as &(dyn ToSql + Sync), Type::TEXT),
+                Arg::Blob(v) => (v as &(dyn ToSql + Sync), Type::BYTEA),
+            })
+            .collect();
+        let result: Result<Vec<rows::Row>, QueryError> = self.handle.block_on(async {
+            let client = self.reader.client().await?;
+            let found = client.query_typed(&sql, &typed).await?;
+            found.iter().map(cells_of).collect()
+        });
+        result.map_err(|e| StoreError::Postgres(e.to_string()))
+    }
+}
+
+/// [`PgRows`] with a runtime of its own, for a process outside one (the CLI).
+pub struct OwnedPgRows {
+    rows: PgRows,
+    // Drives the connections; dropped after `rows`.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl OwnedPgRows {
+    /// Over `url`, connecting on the first query.
+    pub fn new(url: &str) -> Result<OwnedPgRows, PgError> {
+        // A worker thread drives the connections while the caller blocks on each query.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
+        let reader = {
+            let _in = runtime.enter();
+            PgReader::new(url)?
+        };
+        Ok(OwnedPgRows {
+            rows: PgRows {
+                reader,
+                handle: runtime.handle().clone(),
+            },
+            _runtime: runtime,
+        })
+    }
+}
+
+impl Rows for OwnedPgRows {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<rows::Row>, StoreError> {
+        self.rows.rows(sql, args)
+    }
+}
+
+/// A PostgreSQL row as plain cells; a column of a type the views do not read is an
+/// error naming it (a `sum()` of integers is `numeric`: the SQL casts it).
+fn cells_of(r: &Row) -> Result<rows::Row, QueryError> {
+    let mut cells = Vec::with_capacity(r.len());
+    for (i, c) in r.columns().iter().enumerate() {
+        let t = c.type_();
+        let cell = if *t == Type::INT8 {
+            r.try_get::<_, Option<i64>>(i)?.map(Cell::Int)
+        } else if *t == Type::INT4 {
+            r.try_get::<_, Option<i32>>(i)?.map(|v| Cell::Int(v.into()))
+        } else if *t == Type::INT2 {
+            r.try_get::<_, Option<i16>>(i)?.map(|v| Cell::Int(v.into()))
+        } else if *t == Type::BOOL {
+            r.try_get::<_, Option<bool>>(i)?
+                .map(|v| Cell::Int(v.into()))
+        } else if *t == Type::FLOAT8 {
+            r.try_get::<_, Option<f64>>(i)?.map(Cell::Real)
+        } else if *t == Type::FLOAT4 {
+            r.try_get::<_, Option<f32>>(i)?
+                .map(|v| Cell::Real(v.into()))
+        } else if *t == Type::BYTEA {
+            r.try_get::<_, Option<Vec<u8>>>(i)?.map(Cell::Blob)
+        } else if [
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::NAME,
+            Type::BPCHAR,
+            Type::UNKNOWN,
+        ]
+        .contains(t)
+        {
+            r.try_get::<_, Option<String>>(i)?.map(Cell::Text)
+        } else {
+            return Err(QueryError::Column(format!(
+                "{} is of type {t}, which the views do not read",
+                c.name()
+            )));
+        };
+        cells.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(rows::Row(cells))
 }

@@ -1,0 +1,277 @@
+//! Reads for views written once over either store (the OpenClaw views): SQL in SQLite's
+//! spelling (`?1` parameters), the few places the two differ spelled by [`Dialect`],
+//! parameters typed even when null, and result cells as plain values. SQLite answers
+//! on a read connection; PostgreSQL through [`super::postgres::queries::PgReader`].
+
+use std::borrow::Cow;
+
+use rusqlite::types::ValueRef;
+
+use super::StoreError;
+
+/// Which store a query is spelled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A span attribute as text (`alias` the spans table's; SQLite packs attributes).
+    pub fn attr(self, alias: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract(unpack({alias}.attributes), '$.\"{key}\"')"),
+            Dialect::Postgres => format!("({alias}.attributes::jsonb ->> '{key}')"),
+        }
+    }
+
+    /// A span attribute that is a number (null when it is not one, on PostgreSQL).
+    pub fn num_attr(self, alias: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => self.attr(alias, key),
+            Dialect::Postgres => number_of(&format!("{alias}.attributes::jsonb"), key),
+        }
+    }
+
+    /// An event attribute as text (events' attributes are plain JSON on both stores).
+    pub fn event_attr(self, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract(attributes, '$.\"{key}\"')"),
+            Dialect::Postgres => format!("(attributes::jsonb ->> '{key}')"),
+        }
+    }
+
+    /// An event attribute that is a number.
+    pub fn event_num_attr(self, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => self.event_attr(key),
+            Dialect::Postgres => number_of("attributes::jsonb", key),
+        }
+    }
+
+    /// A span's text column (`input_text`, `output_text`), packed on SQLite.
+    pub fn text(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("unpack({column})"),
+            Dialect::Postgres => column.to_string(),
+        }
+    }
+
+    /// The statement as this store takes it: `?N` becomes `$N` on PostgreSQL.
+    pub fn statement(self, sql: &str) -> Cow<'_, str> {
+        match self {
+            Dialect::Sqlite => Cow::Borrowed(sql),
+            Dialect::Postgres => Cow::Owned(dollar_params(sql)),
+        }
+    }
+}
+
+fn number_of(json: &str, key: &str) -> String {
+    format!(
+        "(CASE WHEN jsonb_typeof(({json}) -> '{key}') = 'number' \
+         THEN (({json}) ->> '{key}')::float8 END)"
+    )
+}
+
+/// `?N` placeholders outside quotes as `$N`.
+fn dollar_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == '?' && !quoted && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A parameter, typed even when null (PostgreSQL checks each parameter's type).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Blob(Option<Vec<u8>>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_string()))
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_string))
+    }
+}
+
+impl From<Option<&[u8]>> for Arg {
+    fn from(v: Option<&[u8]>) -> Arg {
+        Arg::Blob(v.map(<[u8]>::to_vec))
+    }
+}
+
+/// A result cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A result row, read leniently as SQLite's own getters would convert: an integer
+/// column read as a number, a number read as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row(pub Vec<Cell>);
+
+impl Row {
+    fn cell(&self, i: usize) -> &Cell {
+        self.0.get(i).unwrap_or(&Cell::Null)
+    }
+
+    /// An integer (a real truncated); null is 0, for columns that are never null.
+    pub fn int(&self, i: usize) -> i64 {
+        self.opt_int(i).unwrap_or(0)
+    }
+
+    pub fn opt_int(&self, i: usize) -> Option<i64> {
+        match self.cell(i) {
+            Cell::Int(v) => Some(*v),
+            Cell::Real(v) => Some(*v as i64),
+            Cell::Text(t) => t.parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn opt_real(&self, i: usize) -> Option<f64> {
+        match self.cell(i) {
+            Cell::Int(v) => Some(*v as f64),
+            Cell::Real(v) => Some(*v),
+            Cell::Text(t) => t.parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn opt_text(&self, i: usize) -> Option<String> {
+        match self.cell(i) {
+            Cell::Text(t) => Some(t.clone()),
+            Cell::Int(v) => Some(v.to_string()),
+            Cell::Real(v) => Some(v.to_string()),
+            Cell::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Cell::Null => None,
+        }
+    }
+
+    /// Text, empty when null.
+    pub fn text(&self, i: usize) -> String {
+        self.opt_text(i).unwrap_or_default()
+    }
+
+    pub fn blob(&self, i: usize) -> Option<&[u8]> {
+        match self.cell(i) {
+            Cell::Blob(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// A store that answers SQL written with [`Dialect`].
+pub trait Rows {
+    fn dialect(&self) -> Dialect;
+    /// Every row of `sql` (SQLite's spelling) with `args` as `?1`, `?2`...
+    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError>;
+
+    /// The first row, if any.
+    fn row(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, args)?.into_iter().next())
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Int(v) => v.to_sql(),
+            Arg::Real(v) => v.to_sql(),
+            Arg::Text(v) => v.to_sql(),
+            Arg::Blob(v) => v.to_sql(),
+        }
+    }
+}
+
+impl Rows for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.prepare_cached(sql)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                cells.push(match r.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                });
+            }
+            out.push(Row(cells));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_outside_quotes_only() {
+        assert_eq!(
+            dollar_params("SELECT '?1', x FROM t WHERE a = ?1 AND b IS ?12 AND c = '$.\"k\"'"),
+            "SELECT '?1', x FROM t WHERE a = $1 AND b IS $12 AND c = '$.\"k\"'"
+        );
+    }
+
+    #[test]
+    fn cells_read_leniently() {
+        let r = Row(vec![
+            Cell::Real(3.9),
+            Cell::Int(2),
+            Cell::Text("7".into()),
+            Cell::Null,
+        ]);
+        assert_eq!(r.int(0), 3);
+        assert_eq!(r.opt_real(1), Some(2.0));
+        assert_eq!(r.opt_int(2), Some(7));
+        assert_eq!(r.opt_text(1).as_deref(), Some("2"));
+        assert_eq!(r.int(3), 0);
+        assert_eq!(r.opt_text(3), None);
+        assert_eq!(r.int(9), 0);
+    }
+}

@@ -845,7 +845,7 @@ fn the_cli_beside_a_central_on_postgresql_reads_through_its_api() {
     assert!(ok, "{err}");
     assert!(out.contains("start"), "{out}");
     // A reader of SQLite's own tables says where the data is, without the password.
-    let (ok, _, err) = cli(&postgres, &["baseline", "show"], Some(&pg.url));
+    let (ok, _, err) = cli(&postgres, &["verify"], Some(&pg.url));
     assert!(!ok);
     assert!(err.contains("PostgreSQL"), "{err}");
     assert!(
@@ -1638,4 +1638,183 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
         body["error"].as_str().unwrap().contains("session"),
         "{body}"
     );
+}
+
+/// One agent run posted to `d`: the root, `calls` LLM calls of `tokens` each, and the
+/// tools called in order (their arguments as the input text).
+fn post_agent_run(
+    d: &Daemon,
+    trace: &str,
+    start_ms: i64,
+    calls: usize,
+    tokens: i64,
+    tools: &[&str],
+) {
+    let root = "00000000000000a1";
+    let mut spans = vec![json!({
+        "kind": "agent_run", "name": "invoke_agent", "agent_id": "planner", "trace_id": trace,
+        "span_id": root, "timestamp": start_ms, "latency_ms": 9_000 + calls as i64 * 100,
+    })];
+    let mut t = start_ms + 10;
+    for (i, tool) in tools.iter().enumerate() {
+        spans.push(json!({
+            "kind": "tool_call", "tool_name": tool, "agent_id": "planner", "trace_id": trace,
+            "span_id": format!("{:016x}", 0xb00 + i), "parent_span_id": root, "timestamp": t,
+            "latency_ms": 5, "input_text": format!("{{\"path\": \"/tmp/{tool}\"}}"),
+        }));
+        t += 10;
+    }
+    for c in 0..calls {
+        spans.push(json!({
+            "provider": "openai", "model": "gpt-4o", "agent_id": "planner", "trace_id": trace,
+            "span_id": format!("{:016x}", 0xc00 + c), "parent_span_id": root, "timestamp": t,
+            "latency_ms": 50, "prompt_tokens": tokens * 9 / 10, "completion_tokens": tokens / 10,
+            "cost_usd": tokens as f64 * 1e-5,
+        }));
+        t += 20;
+    }
+    post(d, "/v1/traces", &json!(spans));
+}
+
+/// Baselines and anomalies answer on a central on PostgreSQL what the sidecar that
+/// captured the runs answers on SQLite: a run's check against its agent's history
+/// (with evaluation scores), the agents' baselines, and the anomalies the sidecar found
+/// and pushed; the CLI prints the same on the central's PostgreSQL.
+#[test]
+fn baselines_and_anomalies_answer_on_a_central_as_on_the_sidecar_that_pushed_the_runs() {
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let side = sidecar_with(
+        central.addr.port(),
+        "bl-side",
+        "v2",
+        &[("OCT_BASELINE_SETTLE", "100ms")],
+    );
+    let base = now_ms() - 3 * 3_600_000;
+    let trace = |i: usize| format!("{:032x}", 0xba5e_0000 + i);
+    // Twelve ordinary runs, then one with ten times the calls and tokens.
+    for i in 0..12 {
+        let tools: &[&str] = if i % 4 == 0 {
+            &["read", "read", "write"]
+        } else {
+            &["read", "write"]
+        };
+        post_agent_run(
+            &side,
+            &trace(i),
+            base + i as i64 * 60_000,
+            3 + i % 2,
+            1_000 + (i as i64 % 3) * 50,
+            tools,
+        );
+        post(
+            &side,
+            "/v1/scores",
+            &json!({"trace_id": trace(i), "name": "helpfulness", "value": 0.8 + (i % 3) as f64 * 0.05}),
+        );
+    }
+    post_agent_run(
+        &side,
+        &trace(12),
+        base + 12 * 60_000,
+        30,
+        10_000,
+        &["read", "write", "exec", "exec"],
+    );
+    post(
+        &side,
+        "/v1/scores",
+        &json!({"trace_id": trace(12), "name": "helpfulness", "value": 0.1}),
+    );
+    side.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'baseline_anomaly'",
+        1,
+        Duration::from_secs(30),
+    );
+    let figures = "SELECT count(*) || '/' || COALESCE(sum(total_tokens), 0) FROM spans";
+    let events_sql = "SELECT count(*) FROM events WHERE name IN ('baseline_anomaly', 'gen_ai.evaluation.result')";
+    wait_until(
+        "the sidecar's runs and anomalies on the central",
+        Duration::from_secs(30),
+        || {
+            let conn = rusqlite::Connection::open(&side.db_path).unwrap();
+            let mine: String = conn.query_row(figures, [], |r| r.get(0)).unwrap();
+            let same = mine == pg.psql(figures).trim()
+                && common::count(&side.db_path, events_sql) == n(&pg, events_sql);
+            std::thread::sleep(Duration::from_millis(200));
+            same
+        },
+    );
+    for path in [
+        format!("/v1/baseline?run_id={}", trace(12)),
+        format!("/v1/baseline?run_id={}&threshold=2", trace(12)),
+        format!("/v1/baseline?run_id={}", trace(5)),
+        "/v1/baseline".to_string(),
+        "/v1/baseline?agent=planner".into(),
+        "/v1/anomalies".into(),
+        "/v1/anomalies?agent_id=planner&limit=1".into(),
+        "/v1/anomalies?agent_id=nobody".into(),
+    ] {
+        let (s1, mut here) = get(&side, &path);
+        let (s2, mut there) = get(&central, &path);
+        assert_eq!((s1, s2), (200, 200), "{path}: {here} / {there}");
+        // Cursors are each store's own.
+        for v in [&mut here, &mut there] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("next_cursor");
+            }
+        }
+        same_json(&here, &there, &path).unwrap_or_else(|e| panic!("{e}\n{here}\n{there}"));
+    }
+    let (_, check) = get(&central, &format!("/v1/baseline?run_id={}", trace(12)));
+    assert_eq!(check["anomalous"], true, "{check}");
+    let anomalous: Vec<&str> = check["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["anomalous"] == true)
+        .map(|m| m["metric"].as_str().unwrap())
+        .collect();
+    assert!(
+        anomalous.contains(&"llm_calls") && anomalous.contains(&"total_tokens"),
+        "{check}"
+    );
+    assert_eq!(check["scores"][0]["anomalous"], true, "{check}");
+    let (_, list) = get(&central, "/v1/anomalies");
+    assert_eq!(list["anomalies"][0]["trace_id"], trace(12), "{list}");
+    // A run that is not there: 404 on both.
+    let missing = format!("/v1/baseline?run_id={:032x}", 7);
+    assert_eq!(get(&central, &missing).0, 404);
+    assert_eq!(get(&side, &missing).0, 404);
+    // The CLI on the central's PostgreSQL prints what it prints on the sidecar's file.
+    let cli = |args: &[&str], pg_url: Option<&str>| {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", &side.dir)
+            .env("OCT_DB_PATH", &side.db_path);
+        if let Some(u) = pg_url {
+            cmd.env("OCT_DATABASE_URL", u);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let t12 = trace(12);
+    for args in [
+        &["baseline", "show"][..],
+        &["baseline", "show", "--agent", "planner"],
+        &["baseline", "check", &t12],
+        &["baseline", "check", &t12, "--json"],
+    ] {
+        let a = cli(args, None);
+        let b = cli(args, Some(&pg.url));
+        assert_eq!(a, b, "{args:?}");
+        assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
+    }
 }

@@ -18,6 +18,7 @@ use super::alert::AlertSender;
 use crate::model::{Event, EventType, Record, Span, SpanKind, TraceId, now_ns};
 use crate::pipeline::{HookError, WriteHook};
 use crate::store::StoreError;
+use crate::store::rows::{Arg, Row, Rows};
 use crate::store::sqlite::SqliteHookTx;
 use crate::store::write::WriteEffect;
 use crate::util::time::format_ns;
@@ -229,13 +230,18 @@ pub fn tool_behaviour(calls: &[ToolCall]) -> ToolBehaviour {
 }
 
 /// The run's tool calls, in order, measured.
-fn run_tools(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<ToolBehaviour> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT tool_name, unpack(input_text), status FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
-    )?;
-    let rows: Vec<(Option<String>, Option<String>, String)> = stmt
-        .query_map([trace_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+fn run_tools(db: &dyn Rows, trace_id: &[u8]) -> Result<ToolBehaviour, StoreError> {
+    let rows: Vec<(Option<String>, Option<String>, String)> = db
+        .rows(
+            &format!(
+                "SELECT tool_name, {}, status FROM spans WHERE trace_id = ?1 AND kind = 'tool_call' ORDER BY start_ns, id",
+                db.dialect().text("input_text")
+            ),
+            &[Some(trace_id).into()],
+        )?
+        .into_iter()
+        .map(|r| (r.opt_text(0), r.opt_text(1), r.text(2)))
+        .collect();
     let calls: Vec<ToolCall> = rows
         .iter()
         .map(|(t, a, s)| ToolCall {
@@ -247,21 +253,21 @@ fn run_tools(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<ToolBehavio
     Ok(tool_behaviour(&calls))
 }
 
-fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
-    let id: Vec<u8> = r.get(0)?;
-    let start: i64 = r.get(2)?;
-    let end: i64 = r.get(3)?;
-    let spans: i64 = r.get(9)?;
-    let errors: i64 = r.get(8)?;
+fn run_row(db: &dyn Rows, r: &Row) -> Result<Run, StoreError> {
+    let id: Vec<u8> = r.blob(0).unwrap_or_default().to_vec();
+    let start = r.int(2);
+    let end = r.int(3);
+    let spans = r.int(9);
+    let errors = r.int(8);
     let mut values = BTreeMap::new();
-    values.insert(Metric::Cost.name(), r.get::<_, Option<f64>>(4)?);
+    values.insert(Metric::Cost.name(), r.opt_real(4));
     values.insert(
         Metric::Duration.name(),
         Some((end - start).max(0) as f64 / 1e6),
     );
-    values.insert(Metric::LlmCalls.name(), Some(r.get::<_, i64>(5)? as f64));
-    values.insert(Metric::ToolCalls.name(), Some(r.get::<_, i64>(6)? as f64));
-    values.insert(Metric::Tokens.name(), Some(r.get::<_, i64>(7)? as f64));
+    values.insert(Metric::LlmCalls.name(), Some(r.int(5) as f64));
+    values.insert(Metric::ToolCalls.name(), Some(r.int(6) as f64));
+    values.insert(Metric::Tokens.name(), Some(r.int(7) as f64));
     values.insert(
         Metric::ErrorRate.name(),
         Some(if spans > 0 {
@@ -271,72 +277,62 @@ fn run_row(conn: &Connection, r: &rusqlite::Row) -> rusqlite::Result<Run> {
         }),
     );
     // A run sampling dropped kept its tool figures, not its tool spans.
-    let tools = match super::sampling::dropped_behaviour(conn, &id)? {
+    let tools = match super::sampling::dropped_behaviour(db, &id)? {
         Some(t) => t,
-        None => run_tools(conn, &id)?,
+        None => run_tools(db, &id)?,
     };
     values.insert(Metric::RetryRate.name(), Some(tools.retry_rate));
     values.insert(Metric::ToolErrorRate.name(), Some(tools.error_rate));
     values.insert(Metric::BlastRadius.name(), Some(tools.blast_radius as f64));
-    let llm_calls: i64 = r.get(5)?;
-    let tokens: i64 = r.get(7)?;
+    let llm_calls = r.int(5);
+    let tokens = r.int(7);
     values.insert(
         Metric::TokensPerCall.name(),
         (llm_calls > 0).then(|| tokens as f64 / llm_calls as f64),
     );
     Ok(Run {
         run_id: crate::util::hex::encode(&id),
-        agent_id: r.get(1)?,
+        agent_id: r.opt_text(1),
         start_ns: start,
         start_time: format_ns(start),
         values,
-        scores: run_scores(conn, &id)?,
+        scores: run_scores(db, &id)?,
     })
 }
 
-fn collect_runs(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> rusqlite::Result<Vec<Run>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(args)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(run_row(conn, r)?);
-    }
-    Ok(out)
+fn collect_runs(db: &dyn Rows, sql: &str, args: &[Arg]) -> Result<Vec<Run>, StoreError> {
+    db.rows(sql, args)?.iter().map(|r| run_row(db, r)).collect()
 }
 
 /// One run, if it is a finished agent run.
-pub fn run(conn: &Connection, id: &TraceId) -> rusqlite::Result<Option<Run>> {
+pub fn run(db: &dyn Rows, id: &TraceId) -> Result<Option<Run>, StoreError> {
     Ok(collect_runs(
-        conn,
+        db,
         &format!("{RUN_SELECT} AND t.trace_id = ?1"),
-        [&id.0[..]],
+        &[Some(&id.0[..]).into()],
     )?
     .pop())
 }
 
 /// The agent's last `n` runs that started before `before` (newest first), `exclude` left out.
 pub fn history(
-    conn: &Connection,
+    db: &dyn Rows,
     agent: &str,
     before: Option<i64>,
     exclude: Option<&TraceId>,
     n: usize,
-) -> rusqlite::Result<Vec<Run>> {
+) -> Result<Vec<Run>, StoreError> {
     collect_runs(
-        conn,
+        db,
         &format!(
             "{RUN_SELECT} AND t.agent_id = ?1 AND t.start_ns <= ?2 AND t.trace_id != ?3
              ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?4"
         ),
-        params![
-            agent,
-            before.unwrap_or(i64::MAX),
-            exclude.map(|t| t.0.to_vec()).unwrap_or_default(),
-            n as i64
+        &[
+            agent.into(),
+            before.unwrap_or(i64::MAX).into(),
+            Arg::Blob(Some(exclude.map(|t| t.0.to_vec()).unwrap_or_default())),
+            (n as i64).into(),
         ],
     )
 }
@@ -595,15 +591,15 @@ fn check_scores(run: &Run, history: &[Run], s: &BaselineSettings) -> Vec<ScoreCh
 }
 
 /// A run's evaluation scores by name, the mean of each name's values.
-fn run_scores(conn: &Connection, trace_id: &[u8]) -> rusqlite::Result<BTreeMap<String, f64>> {
+fn run_scores(db: &dyn Rows, trace_id: &[u8]) -> Result<BTreeMap<String, f64>, StoreError> {
     use crate::model::evaluation as ev;
-    let mut stmt = conn.prepare_cached(
-        "SELECT attributes FROM events WHERE trace_id = ?1 AND name = ?2 AND attributes IS NOT NULL",
-    )?;
     let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let rows = stmt.query_map(params![trace_id, ev::EVENT], |r| r.get::<_, String>(0))?;
+    let rows = db.rows(
+        "SELECT attributes FROM events WHERE trace_id = ?1 AND name = ?2 AND attributes IS NOT NULL",
+        &[Some(trace_id).into(), ev::EVENT.into()],
+    )?;
     for a in rows {
-        let v: serde_json::Value = serde_json::from_str(&a?).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&a.text(0)).unwrap_or_default();
         let name = v.get(ev::NAME).and_then(|n| n.as_str());
         let value = match v.get(ev::SCORE_VALUE) {
             Some(serde_json::Value::Number(n)) => n.as_f64(),
@@ -627,30 +623,32 @@ pub enum BaselineError {
     #[error("run {0} has no agent_id, so it has no baseline")]
     NoAgent(String),
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for BaselineError {
+    fn from(e: rusqlite::Error) -> Self {
+        BaselineError::Store(e.into())
+    }
 }
 
 impl From<BaselineError> for StoreError {
     fn from(e: BaselineError) -> Self {
         match e {
-            BaselineError::Sqlite(e) => StoreError::Sqlite(e),
+            BaselineError::Store(e) => e,
             other => StoreError::BadRequest(format!("run_id: {other}")),
         }
     }
 }
 
 /// Checks the run `id` against its agent's previous runs.
-pub fn check(
-    conn: &Connection,
-    id: &TraceId,
-    s: &BaselineSettings,
-) -> Result<Check, BaselineError> {
-    let run = run(conn, id)?.ok_or_else(|| BaselineError::NoSuchRun(id.to_hex()))?;
+pub fn check(db: &dyn Rows, id: &TraceId, s: &BaselineSettings) -> Result<Check, BaselineError> {
+    let run = run(db, id)?.ok_or_else(|| BaselineError::NoSuchRun(id.to_hex()))?;
     let agent = run
         .agent_id
         .clone()
         .ok_or_else(|| BaselineError::NoAgent(id.to_hex()))?;
-    let hist = history(conn, &agent, Some(run.start_ns), Some(id), s.runs)?;
+    let hist = history(db, &agent, Some(run.start_ns), Some(id), s.runs)?;
     Ok(check_run(&run, &hist, s))
 }
 
@@ -665,25 +663,26 @@ pub struct AgentBaseline {
 
 /// Baselines of one agent, or of every agent with runs (at most 200).
 pub fn show(
-    conn: &Connection,
+    db: &dyn Rows,
     agent: Option<&str>,
     runs: usize,
-) -> rusqlite::Result<Vec<AgentBaseline>> {
+) -> Result<Vec<AgentBaseline>, StoreError> {
     let agents: Vec<String> = match agent {
         Some(a) => vec![a.to_string()],
-        None => {
-            let mut stmt = conn.prepare(
+        None => db
+            .rows(
                 "SELECT DISTINCT t.agent_id FROM traces t
                  JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
                  WHERE t.agent_id IS NOT NULL AND s.kind = 'agent_run' ORDER BY 1 LIMIT 200",
-            )?;
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        }
+                &[],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect(),
     };
     let mut out = Vec::new();
     for a in agents {
-        let hist = history(conn, &a, None, None, runs)?;
+        let hist = history(db, &a, None, None, runs)?;
         out.push(AgentBaseline {
             agent_id: a,
             runs: hist.len(),
@@ -751,16 +750,16 @@ impl RunCheck {
 /// Checks a finished run: against its agent's runs, and a heartbeat or cron run against
 /// its job's runs.
 pub fn check_run_and_job(
-    conn: &Connection,
+    db: &dyn Rows,
     id: &TraceId,
     s: &BaselineSettings,
-) -> rusqlite::Result<RunCheck> {
-    let check = match check(conn, id, s) {
+) -> Result<RunCheck, StoreError> {
+    let check = match check(db, id, s) {
         Ok(c) => Some(c),
-        Err(BaselineError::Sqlite(e)) => return Err(e),
+        Err(BaselineError::Store(e)) => return Err(e),
         Err(_) => None,
     };
-    let rise = super::openclaw::scheduled_rise(conn, id, s.runs, s.min_runs, s.threshold)?;
+    let rise = super::openclaw::scheduled_rise(db, id, s.runs, s.min_runs, s.threshold)?;
     Ok(RunCheck { check, rise })
 }
 
@@ -771,7 +770,7 @@ pub fn check_and_record(
     id: &TraceId,
     s: &BaselineSettings,
     alerts: &AlertSender,
-) -> rusqlite::Result<Option<Check>> {
+) -> Result<Option<Check>, StoreError> {
     let rc = check_run_and_job(conn, id, s)?;
     rc.record(conn, id, s, alerts)?;
     Ok(rc.anomaly(s, id).or(rc.check))
@@ -972,59 +971,60 @@ fn anomaly_metrics(attrs: Option<String>) -> Vec<AnomalyMetric> {
 
 /// Recorded anomalies, newest first; `cursor` is `"<time ns>.<row id>"`.
 pub fn list_anomalies(
-    conn: &Connection,
+    db: &dyn Rows,
     f: &AnomalyFilter,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<crate::store::query::Page<Anomaly>, StoreError> {
-    use rusqlite::types::Value as SqlValue;
     let mut sql = String::from(
         "SELECT e.time_ns, e.id, e.trace_id, e.agent_id, e.attributes, t.root_name
          FROM events e LEFT JOIN traces t ON t.trace_id = e.trace_id
          WHERE e.type = 'custom' AND e.name = 'baseline_anomaly'",
     );
-    let mut args: Vec<SqlValue> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, a: Arg| {
+        args.push(a);
+        sql.push_str(&clause.replace('#', &format!("?{}", args.len())));
+    };
     if let Some(a) = &f.agent_id {
-        sql.push_str(" AND e.agent_id = ?");
-        args.push(SqlValue::Text(a.clone()));
+        arg(&mut sql, " AND e.agent_id = #", a.as_str().into());
     }
     if let Some(from) = f.from_ns {
-        sql.push_str(" AND e.time_ns >= ?");
-        args.push(SqlValue::Integer(from));
+        arg(&mut sql, " AND e.time_ns >= #", from.into());
     }
     if let Some(to) = f.to_ns {
-        sql.push_str(" AND e.time_ns < ?");
-        args.push(SqlValue::Integer(to));
+        arg(&mut sql, " AND e.time_ns < #", to.into());
     }
     if let Some(c) = cursor {
         let bad = || StoreError::BadRequest("cursor: not a cursor this API returned".into());
         let (t, id) = c.split_once('.').ok_or_else(bad)?;
         let t: i64 = t.parse().map_err(|_| bad())?;
         let id: i64 = id.parse().map_err(|_| bad())?;
-        sql.push_str(" AND (e.time_ns < ? OR (e.time_ns = ? AND e.id < ?))");
-        args.push(SqlValue::Integer(t));
-        args.push(SqlValue::Integer(t));
-        args.push(SqlValue::Integer(id));
+        arg(&mut sql, " AND (e.time_ns < # ", t.into());
+        arg(&mut sql, "OR (e.time_ns = # ", t.into());
+        arg(&mut sql, "AND e.id < #))", id.into());
     }
-    sql.push_str(" ORDER BY e.time_ns DESC, e.id DESC LIMIT ?");
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut items: Vec<Anomaly> = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| {
-            let t: i64 = r.get(0)?;
-            Ok(Anomaly {
+    arg(
+        &mut sql,
+        " ORDER BY e.time_ns DESC, e.id DESC LIMIT #",
+        (limit as i64 + 1).into(),
+    );
+    let mut items: Vec<Anomaly> = db
+        .rows(&sql, &args)?
+        .into_iter()
+        .map(|r| {
+            let t = r.int(0);
+            Anomaly {
                 time_ns: t,
-                rowid: r.get(1)?,
+                rowid: r.int(1),
                 time_ms: crate::util::time::ms_of(t),
-                trace_id: r
-                    .get::<_, Option<Vec<u8>>>(2)?
-                    .map(|b| crate::util::hex::encode(&b)),
-                agent_id: r.get(3)?,
-                metrics: anomaly_metrics(r.get(4)?),
-                run_name: r.get(5)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+                trace_id: r.blob(2).map(crate::util::hex::encode),
+                agent_id: r.opt_text(3),
+                metrics: anomaly_metrics(r.opt_text(4)),
+                run_name: r.opt_text(5),
+            }
+        })
+        .collect();
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|a| format!("{}.{}", a.time_ns, a.rowid))

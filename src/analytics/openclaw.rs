@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::pricing::PriceTable;
@@ -51,11 +50,6 @@ fn day_of(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(d)
         .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
         .unwrap_or_default()
-}
-
-/// A root span's attribute on SQLite (the baselines' queries, which only it keeps).
-fn attr(key: &str) -> String {
-    Dialect::Sqlite.attr("s", key)
 }
 
 // ---------------------------------------------------------------- cache
@@ -504,28 +498,21 @@ pub const RISE_RECENT: usize = 3;
 
 /// The job a run belongs to, when it is a heartbeat or cron run.
 pub fn scheduled_job_of(
-    conn: &Connection,
+    db: &dyn Rows,
     id: &TraceId,
-) -> rusqlite::Result<Option<(ScheduledJob, i64)>> {
-    let row = conn
-        .query_row(
-            &format!(
-                "SELECT {trigger}, {key}, t.agent_id, t.start_ns {OPENCLAW_ROOT} AND t.trace_id = ?1",
-                trigger = attr("openclaw.trigger"),
-                key = attr("openclaw.session_key"),
-            ),
-            [&id.0[..]],
-            |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((Some(trigger), key, agent_id, start)) = row else {
+) -> Result<Option<(ScheduledJob, i64)>, StoreError> {
+    let d = db.dialect();
+    let row = db.row(
+        &format!(
+            "SELECT {trigger}, {key}, t.agent_id, t.start_ns {OPENCLAW_ROOT} AND t.trace_id = ?1",
+            trigger = d.attr("s", "openclaw.trigger"),
+            key = d.attr("s", "openclaw.session_key"),
+        ),
+        &[Some(&id.0[..]).into()],
+    )?;
+    let Some((Some(trigger), key, agent_id, start)) =
+        row.map(|r| (r.opt_text(0), r.opt_text(1), r.opt_text(2), r.int(3)))
+    else {
         return Ok(None);
     };
     if trigger != "heartbeat" && trigger != "cron" {
@@ -547,28 +534,37 @@ pub fn scheduled_job_of(
 /// The known costs of the job's runs that started at or before `until_ns`, newest first,
 /// at most `n`.
 fn job_costs(
-    conn: &Connection,
+    db: &dyn Rows,
     job: &ScheduledJob,
     until_ns: i64,
     n: usize,
-) -> rusqlite::Result<Vec<f64>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT t.cost_usd, {key} {OPENCLAW_ROOT}
-           AND t.agent_id IS ?1 AND {trigger} = ?2 AND t.start_ns <= ?3 AND t.cost_usd IS NOT NULL
-         ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?4",
-        key = attr("openclaw.session_key"),
-        trigger = attr("openclaw.trigger"),
-    ))?;
+) -> Result<Vec<f64>, StoreError> {
+    let d = db.dialect();
     // Cron runs of other jobs are read and skipped: read a few times more than needed.
     let want = if job.job.is_some() { n * 4 } else { n };
-    let mut rows = stmt.query(params![job.agent_id, job.kind, until_ns, want as i64])?;
+    let rows = db.rows(
+        &format!(
+            "SELECT t.cost_usd, {key} {OPENCLAW_ROOT}
+               AND t.agent_id IS NOT DISTINCT FROM ?1 AND {trigger} = ?2 AND t.start_ns <= ?3
+               AND t.cost_usd IS NOT NULL
+             ORDER BY t.start_ns DESC, t.trace_id DESC LIMIT ?4",
+            key = d.attr("s", "openclaw.session_key"),
+            trigger = d.attr("s", "openclaw.trigger"),
+        ),
+        &[
+            job.agent_id.as_deref().into(),
+            job.kind.as_str().into(),
+            until_ns.into(),
+            (want as i64).into(),
+        ],
+    )?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let key: Option<String> = r.get(1)?;
+    for r in rows {
+        let key = r.opt_text(1);
         if job.job.is_some() && key.as_deref().and_then(cron_job_of) != job.job.as_deref() {
             continue;
         }
-        out.push(r.get(0)?);
+        out.push(r.opt_real(0).unwrap_or(0.0));
         if out.len() >= n {
             break;
         }
@@ -599,27 +595,25 @@ fn rise_in(
 /// the median of its last [`RISE_RECENT`] runs against the `runs` before them. Reported
 /// once, at the run where the rise starts (the job's previous run did not show it).
 pub fn scheduled_rise(
-    conn: &Connection,
+    db: &dyn Rows,
     id: &TraceId,
     runs: usize,
     min_runs: usize,
     threshold: f64,
-) -> rusqlite::Result<Option<ScheduledRise>> {
-    let Some((job, start)) = scheduled_job_of(conn, id)? else {
+) -> Result<Option<ScheduledRise>, StoreError> {
+    let Some((job, start)) = scheduled_job_of(db, id)? else {
         return Ok(None);
     };
-    let own: Option<f64> = conn
-        .query_row(
+    let own = db
+        .row(
             "SELECT cost_usd FROM traces WHERE trace_id = ?1",
-            [&id.0[..]],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
+            &[Some(&id.0[..]).into()],
+        )?
+        .and_then(|r| r.opt_real(0));
     if own.is_none() {
         return Ok(None);
     }
-    let costs = job_costs(conn, &job, start, RISE_RECENT + runs + 1)?;
+    let costs = job_costs(db, &job, start, RISE_RECENT + runs + 1)?;
     let Some((med, st)) = rise_in(
         &costs[..costs.len().min(RISE_RECENT + runs)],
         min_runs,

@@ -50,6 +50,8 @@ use serde::Serialize;
 use super::baseline::{self, BaselineSettings, ToolBehaviour, ToolCall};
 use crate::model::{Record, SpanId, TraceId, now_ns};
 use crate::pipeline::{HookError, HookTx, Pipeline, WriteHook};
+use crate::store::StoreError;
+use crate::store::rows::{Dialect, Rows};
 use crate::store::write::WriteEffect;
 
 /// The decisions, and what a dropped run keeps (see the module comment).
@@ -401,7 +403,9 @@ impl Sampler {
             Some("slow")
         } else if r.costlier_than.is_some_and(|c| cost.is_some_and(|x| x > c)) {
             Some("cost")
-        } else if r.baseline && baseline::check(tx, id, &self.baseline).is_ok_and(|c| c.anomalous) {
+        } else if r.baseline
+            && baseline::check(&**tx, id, &self.baseline).is_ok_and(|c| c.anomalous)
+        {
             Some("baseline")
         } else if ratio_keeps(&id.0, r.ratio) {
             Some("ratio")
@@ -633,21 +637,24 @@ fn tool_behaviour(tx: &Transaction, key: &[u8]) -> rusqlite::Result<ToolBehaviou
 
 /// A dropped run's tool-call behaviour, measured before its tool spans went.
 pub fn dropped_behaviour(
-    conn: &Connection,
+    db: &dyn Rows,
     trace_id: &[u8],
-) -> rusqlite::Result<Option<ToolBehaviour>> {
-    conn.prepare_cached(
-        "SELECT retry_rate, tool_error_rate, blast_radius FROM run_sampling
-         WHERE trace_id = ?1 AND kept = 0 AND anchor_id IS NOT NULL",
-    )?
-    .query_row([trace_id], |r| {
-        Ok(ToolBehaviour {
-            retry_rate: r.get::<_, Option<f64>>(0)?.unwrap_or(0.0),
-            error_rate: r.get::<_, Option<f64>>(1)?.unwrap_or(0.0),
-            blast_radius: r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as usize,
-        })
-    })
-    .optional()
+) -> Result<Option<ToolBehaviour>, StoreError> {
+    // Only SQLite samples runs.
+    if db.dialect() != Dialect::Sqlite {
+        return Ok(None);
+    }
+    Ok(db
+        .row(
+            "SELECT retry_rate, tool_error_rate, blast_radius FROM run_sampling
+             WHERE trace_id = ?1 AND kept = 0 AND anchor_id IS NOT NULL",
+            &[Some(trace_id).into()],
+        )?
+        .map(|r| ToolBehaviour {
+            retry_rate: r.opt_real(0).unwrap_or(0.0),
+            error_rate: r.opt_real(1).unwrap_or(0.0),
+            blast_radius: r.opt_int(2).unwrap_or(0).max(0) as usize,
+        }))
 }
 
 impl WriteHook for Sampler {

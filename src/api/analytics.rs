@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::query::{text, time_param};
-use super::{ApiError, SharedState, read};
+use super::{ApiError, SharedState};
 use crate::analytics::usage::{self, Bucket, Dim, UsageQuery};
 use crate::analytics::{baseline, parse_threshold};
 use crate::model::TraceId;
@@ -120,7 +120,11 @@ pub async fn get_baseline(
     if let Some(id) = text(&p, "run_id").or_else(|| text(&p, "trace_id")) {
         let id = TraceId::parse_hex(&id)
             .ok_or_else(|| ApiError::bad_param("run_id", "expected 32 hex digits"))?;
-        let check = read(&st, move |c| Ok(baseline::check(c, &id, &settings)?))
+        let check = st
+            .store
+            .view(Box::new(move |db| {
+                Ok(serde_json::to_value(baseline::check(db, &id, &settings)?).unwrap_or_default())
+            }))
             .await
             .map_err(|e| match e.status {
                 StatusCode::BAD_REQUEST => ApiError {
@@ -133,7 +137,15 @@ pub async fn get_baseline(
     }
     let agent = text(&p, "agent").or_else(|| text(&p, "agent_id"));
     let runs = settings.runs;
-    let agents = read(&st, move |c| Ok(baseline::show(c, agent.as_deref(), runs)?)).await?;
+    let agents = st
+        .store
+        .view(Box::new(move |db| {
+            Ok(
+                serde_json::to_value(baseline::show(db, agent.as_deref(), runs)?)
+                    .unwrap_or_default(),
+            )
+        }))
+        .await?;
     Ok(axum::Json(json!({ "baseline_runs": runs, "agents": agents })).into_response())
 }
 

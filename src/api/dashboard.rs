@@ -11,13 +11,14 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::query::{limit_param, text, time_param};
-use super::{ApiError, SharedState, read};
+use super::{ApiError, SharedState};
 use crate::analytics::baseline;
 use crate::analytics::overview::Range;
 use crate::analytics::usage::Dim;
 use crate::model::now_ns;
 use crate::store::StoreError;
 use crate::store::query::{AgentRange, Page};
+use crate::store::rows::Rows;
 use crate::store::sessions::{DEFAULT_TURNS, MAX_TURNS};
 
 type Params = Query<HashMap<String, String>>;
@@ -107,29 +108,31 @@ fn agent_range(p: &HashMap<String, String>) -> Result<AgentRange, ApiError> {
     })
 }
 
-/// One page of a list filtered by agent and range, as `{<key>: [...], next_cursor}`.
+/// One page of a list filtered by agent and range, as `{<key>: [...], next_cursor}`,
+/// read on either store.
 async fn list_page<T, F>(
     st: &SharedState,
     p: &HashMap<String, String>,
-    key: &str,
+    key: &'static str,
     list: F,
 ) -> Result<Response, ApiError>
 where
     T: serde::Serialize + Send + 'static,
-    F: FnOnce(
-            &rusqlite::Connection,
-            &AgentRange,
-            usize,
-            Option<&str>,
-        ) -> Result<Page<T>, StoreError>
+    F: FnOnce(&dyn Rows, &AgentRange, usize, Option<&str>) -> Result<Page<T>, StoreError>
         + Send
         + 'static,
 {
     let filter = agent_range(p)?;
     let limit = limit_param(p)?;
     let cursor = text(p, "cursor");
-    let page = read(st, move |c| list(c, &filter, limit, cursor.as_deref())).await?;
-    Ok(axum::Json(json!({ key: page.items, "next_cursor": page.next_cursor })).into_response())
+    let page = st
+        .store
+        .view(Box::new(move |db| {
+            let page = list(db, &filter, limit, cursor.as_deref())?;
+            Ok(json!({ key: page.items, "next_cursor": page.next_cursor }))
+        }))
+        .await?;
+    Ok(axum::Json(page).into_response())
 }
 
 pub async fn list_sessions(

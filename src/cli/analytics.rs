@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::traces::{CliError, cost, duration, reader};
+use super::traces::{CliError, cost, duration, reader, store};
 use crate::analytics::baseline::{self, AgentBaseline, Check};
 use crate::analytics::parse_threshold;
 use crate::analytics::usage::{self, Bucket, DAY_NS, Dim, UsageQuery};
@@ -252,9 +252,7 @@ pub fn run_baseline(cfg: &Config, a: &BaselineArgs) -> ExitCode {
 }
 
 fn show(cfg: &Config, agent: Option<&str>, json: bool) -> Result<String, CliError> {
-    let conn = reader(cfg)?;
-    let agents = baseline::show(&conn, agent, cfg.analytics.baseline_runs)
-        .map_err(crate::store::StoreError::from)?;
+    let agents = baseline::show(&*store(cfg)?, agent, cfg.analytics.baseline_runs)?;
     if json {
         return Ok(serde_json::to_string_pretty(&agents).unwrap_or_default() + "\n");
     }
@@ -303,9 +301,8 @@ fn check(
         settings.threshold =
             parse_threshold(t).map_err(|e| CliError::Usage(format!("--threshold: {e}")))?;
     }
-    let conn = reader(cfg)?;
-    let c = baseline::check(&conn, &id, &settings).map_err(|e| match e {
-        baseline::BaselineError::Sqlite(e) => CliError::Store(e.into()),
+    let c = baseline::check(&*store(cfg)?, &id, &settings).map_err(|e| match e {
+        baseline::BaselineError::Store(e) => CliError::Store(e),
         other => CliError::NotFound(other.to_string()),
     })?;
     let text = if json {

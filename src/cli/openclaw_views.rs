@@ -5,13 +5,11 @@ use std::fmt::Write as _;
 
 use clap::Args;
 
-use super::traces::{CliError, cost, reader};
+use super::traces::{CliError, cost, store};
 use crate::analytics::openclaw::{self as views, CacheBy, WasteFlag, WasteRules, Window};
 use crate::analytics::pricing::PriceTable;
 use crate::config::Config;
 use crate::model::{TraceId, now_ns};
-use crate::store::postgres::queries::OwnedPgRows;
-use crate::store::rows::Rows;
 
 #[derive(Args, Debug, Clone)]
 pub struct ViewArgs {
@@ -42,17 +40,6 @@ pub struct WasteArgs {
     /// Only this run (trace id)
     #[arg(long)]
     pub run: Option<String>,
-}
-
-/// The store the views read: the SQLite file, or a central's PostgreSQL
-/// (`OCT_DATABASE_URL`), asked directly.
-fn store(cfg: &Config) -> Result<Box<dyn Rows>, CliError> {
-    match &cfg.store.database_url {
-        None => Ok(Box::new(reader(cfg)?)),
-        Some(url) => Ok(Box::new(
-            OwnedPgRows::new(url).map_err(|e| CliError::Failed(e.to_string()))?,
-        )),
-    }
 }
 
 fn window(a: &ViewArgs) -> Result<Window, CliError> {

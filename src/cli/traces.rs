@@ -8,7 +8,9 @@ use clap::Args;
 use crate::config::Config;
 use crate::model::TraceId;
 use crate::store::open_reader;
+use crate::store::postgres::queries::OwnedPgRows;
 use crate::store::query::{self, SpanOut, TraceFilter, TraceSummary};
+use crate::store::rows::Rows;
 
 #[derive(Args, Debug)]
 pub struct TracesArgs {
@@ -74,6 +76,17 @@ pub fn reader(cfg: &Config) -> Result<rusqlite::Connection, CliError> {
         return Err(CliError::NoDatabase(path.display().to_string()));
     }
     Ok(open_reader(&path)?)
+}
+
+/// The store the store-neutral readers (the OpenClaw views, baselines) read: the SQLite
+/// file, or a central's PostgreSQL (`OCT_DATABASE_URL`), asked directly.
+pub fn store(cfg: &Config) -> Result<Box<dyn Rows>, CliError> {
+    match &cfg.store.database_url {
+        None => Ok(Box::new(reader(cfg)?)),
+        Some(url) => Ok(Box::new(
+            OwnedPgRows::new(url).map_err(|e| CliError::Failed(e.to_string()))?,
+        )),
+    }
 }
 
 pub fn cost(c: Option<f64>) -> String {

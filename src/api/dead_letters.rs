@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::query::limit_param;
-use super::{ApiError, SharedState, read};
+use super::{ApiError, SharedState};
+use crate::store::rows::{Arg, Dialect};
 use crate::util::time::format_ns;
 
 #[derive(Serialize)]
@@ -42,47 +42,56 @@ pub async fn list(
                 .map_err(|_| ApiError::bad_param("cursor", "not a cursor this API returned"))?,
         ),
     };
-    let items = read(&st, move |c| {
-        let mut sql = String::from(
-            "SELECT id, sink, tbl, row_id, record_id, status, error, created_ns, payload FROM dead_letters WHERE 1=1",
-        );
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(s) = sink {
-            sql.push_str(" AND sink = ?");
-            args.push(SqlValue::Text(s));
-        }
-        if let Some(b) = before {
-            sql.push_str(" AND id < ?");
-            args.push(SqlValue::Integer(b));
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        args.push(SqlValue::Integer(limit as i64 + 1));
-        let mut stmt = c.prepare(&sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                let payload: Option<String> = r.get(8)?;
-                Ok(DeadLetterOut {
-                    id: r.get(0)?,
-                    sink: r.get(1)?,
-                    table: r.get(2)?,
-                    row_id: r.get(3)?,
-                    record_id: r.get(4)?,
-                    status: r.get(5)?,
-                    error: r.get(6)?,
-                    created: format_ns(r.get(7)?),
-                    payload: payload
+    let items = st
+        .store
+        .view(Box::new(move |db| {
+            // A central on PostgreSQL runs no sink (push and export are refused at start),
+            // so it has no dead letters; the table is SQLite's.
+            if db.dialect() != Dialect::Sqlite {
+                return Ok(json!([]));
+            }
+            let mut sql = String::from(
+                "SELECT id, sink, tbl, row_id, record_id, status, error, created_ns, payload FROM dead_letters WHERE 1=1",
+            );
+            let mut args: Vec<Arg> = Vec::new();
+            if let Some(s) = sink {
+                args.push(s.as_str().into());
+                sql.push_str(&format!(" AND sink = ?{}", args.len()));
+            }
+            if let Some(b) = before {
+                args.push(b.into());
+                sql.push_str(&format!(" AND id < ?{}", args.len()));
+            }
+            args.push((limit as i64 + 1).into());
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+            let rows: Vec<DeadLetterOut> = db
+                .rows(&sql, &args)?
+                .into_iter()
+                .map(|r| DeadLetterOut {
+                    id: r.int(0),
+                    sink: r.text(1),
+                    table: r.text(2),
+                    row_id: r.int(3),
+                    record_id: r.text(4),
+                    status: r.opt_int(5),
+                    error: r.text(6),
+                    created: format_ns(r.int(7)),
+                    payload: r
+                        .opt_text(8)
                         .map(|p| serde_json::from_str(&p).unwrap_or(Value::String(p)))
                         .unwrap_or(Value::Null),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    })
-    .await?;
-    let mut items = items;
+                .collect();
+            Ok(serde_json::to_value(rows).unwrap_or_default())
+        }))
+        .await?;
+    let mut items: Vec<Value> = match items {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|d| d.id.to_string())
+        items.last().map(|d| d["id"].to_string())
     } else {
         None
     };

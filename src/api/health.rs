@@ -215,10 +215,10 @@ pub async fn health(State(st): State<SharedState>) -> Response {
     let mut h = snapshot(&st);
     let statuses = st.sinks.statuses().to_vec();
     // Sinks keep their cursors in SQLite; a central on PostgreSQL runs none.
-    if st.store.sqlite().is_none() {
+    let Some(pool) = st.store.sqlite().cloned() else {
         return axum::Json(h).into_response();
-    }
-    match super::read(&st, move |c| crate::sinks::health(c, &statuses)).await {
+    };
+    match super::store::on_pool(pool, move |c| crate::sinks::health(c, &statuses)).await {
         Ok(sinks) => {
             if let Some(p) = sinks.iter().find(|s| s.name == crate::sinks::push::SINK) {
                 h.unsynced_count = p.backlog;

@@ -272,37 +272,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-tokio::task_local! {
-    /// The request being answered (`GET /v1/errors`), so an answer can name it.
-    static ENDPOINT: String;
-}
-
-/// Names the request for what answers it ([`ENDPOINT`]).
-async fn name_endpoint(req: Request, next: Next) -> Response {
-    let name = format!("{} {}", req.method(), req.uri().path());
-    ENDPOINT.scope(name, next.run(req)).await
-}
-
-/// Runs a blocking query on SQLite's read pool, off the async workers. On PostgreSQL
-/// (whose queries are on [`store::QueryStore`]) it answers 501 naming the endpoint.
-pub async fn read<T: Send + 'static>(
-    st: &SharedState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let Some(pool) = st.store.sqlite().cloned() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "{} is not available on the PostgreSQL store yet (OCT_DATABASE_URL); it is on SQLite",
-                ENDPOINT
-                    .try_with(|e| e.clone())
-                    .unwrap_or_else(|_| "this endpoint".into())
-            ),
-        ));
-    };
-    store::on_pool(pool, f).await
-}
-
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -400,13 +369,6 @@ pub fn router(state: SharedState) -> Router {
         .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
-    // Only a store with queries not ported to it answers 501 (`read`), naming the
-    // endpoint; elsewhere the name would cost every request an allocation for nothing.
-    let app = if state.store.sqlite().is_none() {
-        app.layer(middleware::from_fn(name_endpoint))
-    } else {
-        app
-    };
     app.layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }

@@ -8,9 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ApiError, SharedState, read};
+use super::{ApiError, SharedState};
 use crate::model::{SpanId, StatusCode as SpanStatus, TraceId};
-use crate::store::query::{self, DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
+use crate::store::query::{DEFAULT_LIMIT, EventFilter, MAX_LIMIT, TraceFilter, TraceSort};
 use crate::store::scores::{ScoreCondition, ScoreFilter, ScoreGrouping};
 use crate::util::time::parse_query_time;
 
@@ -129,7 +129,7 @@ pub async fn export_trace(
     ext: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
     let tid = trace_id_param("trace_id", &id)?;
-    let Some(export) = read(&st, move |c| query::trace_export(c, &tid)).await? else {
+    let Some(export) = st.store.trace_export(tid).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such trace"));
     };
     // Exports made go to the activity log.

@@ -1,6 +1,6 @@
 //! The store as the query surface sees it: one interface, a SQLite and a PostgreSQL
-//! implementation. Queries not yet on the interface run on SQLite's read pool
-//! ([`super::read`]); on PostgreSQL they answer 501 naming the endpoint.
+//! implementation. The views written once over [`Rows`] (the OpenClaw views, baselines)
+//! run on either through [`QueryStore::view`].
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::store::metric_query::{self, MetricName, SeriesQuery, SeriesResult};
 use crate::store::postgres::queries::PgRows;
 use crate::store::postgres::queries::{PgReader, QueryError};
 use crate::store::query::{
-    self, EventFilter, EventOut, Page, TraceDetail, TraceFilter, TraceSummary,
+    self, EventFilter, EventOut, Page, TraceDetail, TraceExport, TraceFilter, TraceSummary,
 };
 use crate::store::rows::Rows;
 use crate::store::scores::{self, ScoreFilter, ScoreGroup, ScoreGrouping};
@@ -45,6 +45,8 @@ pub trait QueryStore: Send + Sync {
     ) -> BoxFuture<'_, Result<Page<TraceSummary>, ApiError>>;
     /// `GET /v1/traces/{id}`: the run's detail with its sub-agents and cost rollup.
     fn trace(&self, id: TraceId) -> BoxFuture<'_, Result<Option<Value>, ApiError>>;
+    /// `GET /v1/traces/{id}/export`: the trace with its spans, events and sub-traces.
+    fn trace_export(&self, id: TraceId) -> BoxFuture<'_, Result<Option<TraceExport>, ApiError>>;
     /// `GET /v1/errors`, `/v1/events`, `/v1/logs`.
     fn list_events(
         &self,
@@ -171,6 +173,10 @@ impl QueryStore for SqliteQueries {
             }
             Ok(Some(detail_json(d, json!(spawned))))
         }))
+    }
+
+    fn trace_export(&self, id: TraceId) -> BoxFuture<'_, Result<Option<TraceExport>, ApiError>> {
+        Box::pin(self.run(move |c| query::trace_export(c, &id)))
     }
 
     fn list_events(
@@ -343,6 +349,10 @@ impl QueryStore for PgQueries {
             }
             Ok(Some(detail_json(d, json!(spawned))))
         })
+    }
+
+    fn trace_export(&self, id: TraceId) -> BoxFuture<'_, Result<Option<TraceExport>, ApiError>> {
+        Box::pin(async move { Ok(self.0.trace_export(&id).await?) })
     }
 
     fn list_events(

@@ -36,6 +36,14 @@ pub fn run_verify(cfg: &Config, a: &VerifyArgs) -> ExitCode {
     if let Some(f) = &a.from_export {
         return run_verify_export(cfg, a, f);
     }
+    // The audit chain is the SQLite file's; a central on PostgreSQL keeps none.
+    if cfg.store.database_url.is_some() {
+        eprintln!(
+            "openclaw-trace: cannot verify: {}",
+            crate::cli::traces::CliError::OnPostgres
+        );
+        return ExitCode::from(2);
+    }
     let db = cfg.store.db_path();
     let key = cfg.audit.key_path(&db);
     let heads = cfg.audit.head_path(&db);

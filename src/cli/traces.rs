@@ -56,7 +56,7 @@ pub enum CliError {
     #[error("no database at {0} (set OCT_DB_PATH or --db-path to the daemon's database)")]
     NoDatabase(String),
     #[error(
-        "this command reads a SQLite database; with OCT_DATABASE_URL the data is in PostgreSQL: ask the central's API (`traces`, `usage` and `activity` do) or open its dashboard"
+        "this command reads a SQLite database; with OCT_DATABASE_URL the data is in PostgreSQL: `traces`, `usage`, `activity`, `instances`, `baseline` and the `openclaw` views read it there, and the central's dashboard shows it"
     )]
     OnPostgres,
     #[error(transparent)]

@@ -24,8 +24,8 @@ use crate::store::metric_query::{
     self, MAX_ROWS, MetricName, NAMES_SKIP_SCAN, PointRow, SeriesBuilder, SeriesQuery, SeriesResult,
 };
 use crate::store::query::{
-    EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceFilter, TraceSort,
-    TraceSummary, build_tree, like_escape,
+    EventFilter, EventOut, MAX_SUB_TRACES, Page, SpanOut, TraceDetail, TraceExport, TraceFilter,
+    TraceSort, TraceSummary, build_tree, like_escape,
 };
 use crate::store::rows::{self, Arg, Cell, Dialect, Rows};
 use crate::store::scores::{ScoreFilter, ScoreFold, ScoreGroup, ScoreGrouping, ScoreRow};
@@ -286,6 +286,72 @@ impl PgReader {
             events,
             sub_traces,
         }))
+    }
+
+    /// `GET /v1/traces/{id}/export`: the trace with its spans, events and sub-traces,
+    /// recursively, as SQLite's (`query::trace_export`, cycles cut).
+    pub async fn trace_export(&self, id: &TraceId) -> Result<Option<TraceExport>, QueryError> {
+        let mut seen = std::collections::HashSet::new();
+        self.export_of(*id, &mut seen).await
+    }
+
+    fn export_of<'a>(
+        &'a self,
+        id: TraceId,
+        seen: &'a mut std::collections::HashSet<TraceId>,
+    ) -> BoxFuture<'a, Result<Option<TraceExport>, QueryError>> {
+        Box::pin(async move {
+            if !seen.insert(id) || seen.len() > 10_000 {
+                return Ok(None);
+            }
+            let Some(trace) = self.trace_summary(&id).await? else {
+                return Ok(None);
+            };
+            let key = id.0.to_vec();
+            let (spans, events, children) = {
+                let client = self.client().await?;
+                let spans = client
+                    .query(
+                        &format!("SELECT {SPAN_COLS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, id"),
+                        &[&key],
+                    )
+                    .await?
+                    .iter()
+                    .map(span_row)
+                    .collect();
+                let events = client
+                    .query(
+                        &format!("SELECT {EVENT_COLS} FROM events WHERE trace_id = $1 ORDER BY time_ns, id"),
+                        &[&key],
+                    )
+                    .await?
+                    .iter()
+                    .map(event_row)
+                    .collect();
+                let children: Vec<TraceId> = client
+                    .query(
+                        "SELECT trace_id FROM traces WHERE parent_trace_id = $1 ORDER BY start_ns",
+                        &[&key],
+                    )
+                    .await?
+                    .iter()
+                    .filter_map(|r| TraceId::from_slice(r.get::<_, &[u8]>(0)))
+                    .collect();
+                (spans, events, children)
+            };
+            let mut sub_traces = Vec::new();
+            for child in children {
+                if let Some(t) = self.export_of(child, seen).await? {
+                    sub_traces.push(t);
+                }
+            }
+            Ok(Some(TraceExport {
+                trace,
+                spans,
+                events,
+                sub_traces,
+            }))
+        })
     }
 
     /// One run's summary, as the runs list shows it.

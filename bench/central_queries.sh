@@ -7,11 +7,15 @@
 # through its API), so the tables, partitions and indexes are the ones it keeps. Each
 # run is an agent run and three LLM calls (200-character texts, about 300 bytes of
 # attributes); runs summaries and hourly usage are computed from the spans by SQL.
-# Usage: SPANS=10000000 DAYS=7 bash bench/central_queries.sh
+# OPENCLAW=1 makes each run an OpenClaw run (its root from the plugin: session key,
+# trigger, a third of them heartbeats and a tenth cron jobs, channel, silent reply,
+# context used and limit) and times the OpenClaw views over a day and a week too.
+# Usage: SPANS=10000000 DAYS=7 [OPENCLAW=1] bash bench/central_queries.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPANS=${SPANS:-10000000}
 DAYS=${DAYS:-7}
+OPENCLAW=${OPENCLAW:-0}
 source bench/central_lib.sh
 now_ms=$(date +%s%3N)
 # One span a day through the API: the central makes each day's partitions.
@@ -50,9 +54,20 @@ SELECT decode(lpad(to_hex(g / 4), 32, '0'), 'hex'),
   CASE WHEN g % 4 = 0 THEN NULL ELSE 0.0001 * (1 + g % 7) END, CASE WHEN g % 4 = 0 THEN NULL ELSE 'computed' END,
   800, md5(g::text) || repeat(' plan search read summarise', 6), 200,
   'done ' || g, 10,
-  '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.2,"gen_ai.response.finish_reasons":["stop"],"gen_ai.response.id":"chatcmpl-' || md5(g::text) || '","server.address":"api.openai.com"}',
+  CASE WHEN $OPENCLAW = 1 AND g % 4 = 0 THEN
+    '{"gen_ai.operation.name":"invoke_agent","gen_ai.agent.id":"agent-' || (g / 4) % 5
+    || '","openclaw.session_key":"agent:agent-' || (g / 4) % 5 || ':'
+    || CASE WHEN (g / 4) % 10 = 1 THEN 'cron:job-' || (g / 4) % 3 ELSE 'telegram:direct:' || (g / 400) END
+    || '","openclaw.trigger":"' || CASE WHEN (g / 4) % 3 = 0 THEN 'heartbeat' WHEN (g / 4) % 10 = 1 THEN 'cron' ELSE 'user' END
+    || '","openclaw.channel":"' || CASE (g / 4) % 4 WHEN 0 THEN 'telegram' WHEN 1 THEN 'webchat' WHEN 2 THEN 'slack' ELSE 'discord' END
+    || CASE WHEN (g / 4) % 3 = 0 THEN '","openclaw.reply":"HEARTBEAT_OK' ELSE '' END
+    || '","openclaw.context.used":' || (20000 + g % 150000) || ',"openclaw.context.limit":200000'
+    || ',"openclaw.run_id":"' || md5(g::text) || '","openclaw.provider":"openai","openclaw.model":"gpt-4o-mini"}'
+  ELSE
+  '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.2,"gen_ai.response.finish_reasons":["stop"],"gen_ai.response.id":"chatcmpl-' || md5(g::text) || '","server.address":"api.openai.com"}'
+  END,
   '{"service.name":"openclaw","service.instance.id":"sidecar-' || lpad(((g / 4) % 50)::text, 2, '0') || '","cloud.region":"ams"}',
-  'push', $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams'
+  CASE WHEN $OPENCLAW = 1 THEN 'openclaw' ELSE 'push' END, $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams'
 FROM generate_series($lo::int8, $hi::int8) g;
 SQL
   echo "  spans up to $((hi + 1)): $(( $(date +%s) - t0 )) s"
@@ -68,7 +83,7 @@ SELECT trace_id, (array_agg(span_id) FILTER (WHERE parent_span_id IS NULL))[1],
   count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE kind = 'llm_call'), 0,
   COALESCE(sum(input_tokens), 0), COALESCE(sum(output_tokens), 0), COALESCE(sum(total_tokens), 0),
   0, 0, sum(cost_usd), min(agent_id), min(session_id), NULL, min(instance_id), $end_ns
-FROM spans WHERE start_ns >= $start_ns AND source = 'push' GROUP BY trace_id
+FROM spans WHERE start_ns >= $start_ns AND source IN ('push', 'openclaw') GROUP BY trace_id
 ON CONFLICT (trace_id) DO NOTHING;
 INSERT INTO usage_hourly (hour_ns, instance_id, agent_id, provider, model, calls, errors,
   input_tokens, output_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
@@ -76,7 +91,7 @@ SELECT start_ns - mod(start_ns, 3600000000000), COALESCE(instance_id, ''), COALE
   COALESCE(provider, ''), COALESCE(response_model, request_model, ''),
   count(*), count(*) FILTER (WHERE status = 'error'), sum(input_tokens), sum(output_tokens),
   sum(total_tokens), sum(cost_usd), count(*), sum(latency_ms), count(*)
-FROM spans WHERE start_ns >= $start_ns AND kind = 'llm_call' AND source = 'push' GROUP BY 1, 2, 3, 4, 5
+FROM spans WHERE start_ns >= $start_ns AND kind = 'llm_call' AND source IN ('push', 'openclaw') GROUP BY 1, 2, 3, 4, 5
 ON CONFLICT DO NOTHING;
 SQL
 # What autovacuum does after bulk inserts (it would, minutes later): the visibility map
@@ -85,9 +100,9 @@ psql "$url" -Xq -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE"
 echo "fill_seconds: $(( $(date +%s) - t0 ))"
 psql "$url" -XtA -c "SELECT 'spans: ' || (SELECT count(*) FROM spans) || ', runs: ' || (SELECT count(*) FROM traces) || ', usage rows: ' || (SELECT count(*) FROM usage_hourly) || ', database: ' || pg_size_pretty(pg_database_size(current_database()))"
 echo "central_rss_kib: $(awk '$1=="VmRSS:"{print $2}' "/proc/$central/status")"
-python3 - "$port" "$TOKEN" "$now_ms" <<'EOF'
+python3 - "$port" "$TOKEN" "$now_ms" "$OPENCLAW" <<'EOF'
 import http.client, json, sys, time
-port, token, now_ms = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, token, now_ms, openclaw = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 def get(path):
     t = time.perf_counter()
@@ -114,5 +129,13 @@ for name, paths in [
         ("errors_list", ["/v1/errors?limit=50"])]:
     ms = sorted(get(paths[k % len(paths)])[0] for k in range(100))
     print(f"{name}: p50 {ms[49]:.2f} ms, p95 {ms[94]:.2f} ms")
+if openclaw:
+    # The OpenClaw views read every run of the window: 20 times each.
+    for name, path in [(f"openclaw_{v}_{label}", f"/v1/openclaw/{v}?from={now_ms - days * day}&to={now_ms}")
+                       for label, days in [("24h", 1), ("7d", 7)]
+                       for v in ["scheduled", "context", "channels", "subagents", "waste", "cache"]]:
+        took, body = get(path)
+        ms = sorted([took] + [get(path)[0] for _ in range(19)])
+        print(f"{name}: p50 {ms[9]:.1f} ms, p95 {ms[18]:.1f} ms")
 EOF
 echo "central_rss_after_kib: $(awk '$1=="VmRSS:"{print $2}' "/proc/$central/status")"

@@ -269,21 +269,22 @@ pub struct Run {
 /// request span (`invoke_agent`, from `model.usage`), or, where OpenClaw sends no
 /// `model.usage` (heartbeat runs in 2026.9.6), the attempt's harness span.
 pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
-    let d = db.dialect();
+    let a = db.dialect().parsed("s");
     let sql = format!(
         "SELECT t.trace_id, t.start_ns, t.end_ns, t.status, t.agent_id, t.session_id,
             {key}, {trigger}, {channel}, {reply}, s.request_model, t.llm_calls, t.tool_calls,
             t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens, t.cost_usd,
             {used}, {limit}
-         {OPENCLAW_ROOT}
+         {ROOT_FROM} {join} WHERE {ROOT_IS}
            AND t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
          ORDER BY t.start_ns, t.trace_id",
-        key = d.attr("s", "openclaw.session_key"),
-        trigger = d.attr("s", "openclaw.trigger"),
-        channel = d.attr("s", "openclaw.channel"),
-        reply = d.attr("s", REPLY_TOKEN),
-        used = d.num_attr("s", "openclaw.context.used"),
-        limit = d.num_attr("s", "openclaw.context.limit"),
+        key = a.attr("openclaw.session_key"),
+        trigger = a.attr("openclaw.trigger"),
+        channel = a.attr("openclaw.channel"),
+        reply = a.attr(REPLY_TOKEN),
+        used = a.num("openclaw.context.used"),
+        limit = a.num("openclaw.context.limit"),
+        join = a.join,
     );
     Ok(db
         .rows(&sql, &w.args())?
@@ -880,10 +881,22 @@ pub struct SpawnedSubagent {
     pub cost_usd: f64,
 }
 
-/// The root of an OpenClaw run, as `runs` reads it (joined as `t`/`s`).
-const OPENCLAW_ROOT: &str =
-    "FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id
-     WHERE s.source = 'openclaw' AND (s.kind = 'agent_run' OR s.name LIKE 'openclaw.harness %')";
+/// The root of an OpenClaw run, as `runs` reads it (joined as `t`/`s`): the tables...
+macro_rules! root_from {
+    () => {
+        "FROM traces t JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.root_span_id"
+    };
+}
+/// ...and what makes the root OpenClaw's run.
+macro_rules! root_is {
+    () => {
+        "s.source = 'openclaw' AND (s.kind = 'agent_run' OR s.name LIKE 'openclaw.harness %')"
+    };
+}
+const ROOT_FROM: &str = root_from!();
+const ROOT_IS: &str = root_is!();
+/// Both, as a query's `FROM ... WHERE ...`.
+const OPENCLAW_ROOT: &str = concat!(root_from!(), " WHERE ", root_is!());
 
 /// How long after its spawn a sub-agent's runs are looked for.
 const SUBAGENT_HORIZON_NS: i64 = DAY_NS;

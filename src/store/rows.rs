@@ -25,6 +25,26 @@ impl Dialect {
         }
     }
 
+    /// A table's attributes parsed once per row, for queries reading several of them:
+    /// PostgreSQL would parse the JSON again for each (four times the time for six
+    /// keys). `join` goes after the table's join, before `WHERE`.
+    pub fn parsed(self, alias: &str) -> Parsed {
+        match self {
+            Dialect::Sqlite => Parsed {
+                dialect: self,
+                join: String::new(),
+                json: format!("unpack({alias}.attributes)"),
+            },
+            Dialect::Postgres => Parsed {
+                dialect: self,
+                join: format!(
+                    "CROSS JOIN LATERAL (SELECT {alias}.attributes::jsonb AS a OFFSET 0) {alias}_attrs"
+                ),
+                json: format!("{alias}_attrs.a"),
+            },
+        }
+    }
+
     /// A span attribute that is a number (null when it is not one, on PostgreSQL).
     pub fn num_attr(self, alias: &str, key: &str) -> String {
         match self {
@@ -62,6 +82,31 @@ impl Dialect {
         match self {
             Dialect::Sqlite => Cow::Borrowed(sql),
             Dialect::Postgres => Cow::Owned(dollar_params(sql)),
+        }
+    }
+}
+
+/// Attributes parsed once per row ([`Dialect::parsed`]).
+pub struct Parsed {
+    dialect: Dialect,
+    pub join: String,
+    json: String,
+}
+
+impl Parsed {
+    /// An attribute as text.
+    pub fn attr(&self, key: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("json_extract({}, '$.\"{key}\"')", self.json),
+            Dialect::Postgres => format!("({} ->> '{key}')", self.json),
+        }
+    }
+
+    /// An attribute that is a number.
+    pub fn num(&self, key: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => self.attr(key),
+            Dialect::Postgres => number_of(&self.json, key),
         }
     }
 }

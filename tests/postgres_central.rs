@@ -39,6 +39,27 @@ fn both_stores() -> (PgServer, Daemon, Daemon) {
     (pg, sqlite, postgres)
 }
 
+/// The CLI beside daemon `d` (its file, port and token), with `OCT_DATABASE_URL` when
+/// given: whether it succeeded, its output and its errors.
+fn cli_beside(d: &Daemon, args: &[&str], pg_url: Option<&str>) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", &d.dir)
+        .env("OCT_DB_PATH", &d.db_path)
+        .env("OCT_AUTH_TOKEN", TOKEN)
+        .env("OCT_PORT", d.addr.port().to_string());
+    if let Some(u) = pg_url {
+        cmd.env("OCT_DATABASE_URL", u);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Rows per sidecar in the central's table (the central's own record of each sidecar
 /// is not the sidecar's data).
 fn per_instance(pg: &PgServer, table: &str, id: &str) -> i64 {
@@ -836,24 +857,7 @@ fn the_cli_beside_a_central_on_postgresql_reads_through_its_api() {
                 && common::count(&sqlite.db_path, "SELECT count(*) FROM spans") == 8
         },
     );
-    let cli = |d: &Daemon, args: &[&str], pg_url: Option<&str>| -> (bool, String, String) {
-        let mut cmd = std::process::Command::new(common::BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &d.dir)
-            .env("OCT_DB_PATH", &d.db_path)
-            .env("OCT_AUTH_TOKEN", TOKEN)
-            .env("OCT_PORT", d.addr.port().to_string());
-        if let Some(u) = pg_url {
-            cmd.env("OCT_DATABASE_URL", u);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = cli_beside;
     for args in [
         &["traces"][..],
         &["traces", "--agent", "planner"],
@@ -1514,7 +1518,7 @@ fn same_json(a: &Value, b: &Value, at: &str) -> Result<(), String> {
 /// loop) and the recorded gateway log's fallback decisions and retries.
 #[test]
 fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data() {
-    use common::openclaw_day::{RETRY_TRACE, gateway_log_of_runs, trace_of, view_day};
+    use common::openclaw_day::{RETRY_TRACE, deliver_view_day, gateway_log_of_runs, trace_of};
     let pg = PgServer::start();
     let central = Daemon::start(&[
         ("OCT_AUTH_TOKEN", TOKEN),
@@ -1532,24 +1536,7 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
             ("OCT_OPENCLAW_STATE_DIR", "off"),
         ],
     );
-    let base = now_ms() - 30 * 60_000;
-    let (runs, events) = view_day(base);
-    let r = client()
-        .post(side.url("/v1/openclaw/events"))
-        .json(&json!({"plugin": {"version": "test"}, "events": events}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
-    side.wait_count(
-        "SELECT count(*) FROM traces",
-        runs.len() as i64,
-        Duration::from_secs(10),
-    );
-    side.wait_count(
-        "SELECT count(*) FROM events WHERE name = 'model_fallback_decision'",
-        3,
-        Duration::from_secs(10),
-    );
+    let (base, _) = deliver_view_day(&side);
     // Everything the sidecar holds has reached the central, merged.
     let figures = "SELECT count(*) || '/' || COALESCE(sum(total_tokens), 0) || '/' \
                    || COALESCE(sum(input_tokens), 0) FROM spans";
@@ -1632,22 +1619,7 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
     };
     assert_eq!(ids(&here), ids(&there));
     // The CLI prints the same on the central's PostgreSQL as on the sidecar's file.
-    let cli = |args: &[&str], pg_url: Option<&str>| -> (bool, String, String) {
-        let mut cmd = std::process::Command::new(common::BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &side.dir)
-            .env("OCT_DB_PATH", &side.db_path);
-        if let Some(u) = pg_url {
-            cmd.env("OCT_DATABASE_URL", u);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str], pg_url: Option<&str>| cli_beside(&side, args, pg_url);
     for args in [
         &["openclaw", "scheduled"][..],
         &["openclaw", "subagents"],
@@ -1826,19 +1798,8 @@ fn baselines_and_anomalies_answer_on_a_central_as_on_the_sidecar_that_pushed_the
     assert_eq!(get(&side, &missing).0, 404);
     // The CLI on the central's PostgreSQL prints what it prints on the sidecar's file.
     let cli = |args: &[&str], pg_url: Option<&str>| {
-        let mut cmd = std::process::Command::new(common::BIN);
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &side.dir)
-            .env("OCT_DB_PATH", &side.db_path);
-        if let Some(u) = pg_url {
-            cmd.env("OCT_DATABASE_URL", u);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (ok, out, _) = cli_beside(&side, args, pg_url);
+        (ok, out)
     };
     let t12 = trace(12);
     for args in [

@@ -277,6 +277,9 @@ pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
             {used}, {limit}
          {ROOT_FROM} {join} WHERE {ROOT_IS}
            AND t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
+           -- The root starts with its run or after (a run starts with its first span),
+           -- and within a day of it: PostgreSQL reads only those days' partitions.
+           AND s.start_ns >= ?1 AND s.start_ns < ?2 + {DAY_NS}
          ORDER BY t.start_ns, t.trace_id",
         key = a.attr("openclaw.session_key"),
         trigger = a.attr("openclaw.trigger"),

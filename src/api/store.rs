@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use crate::analytics::openclaw::SpawnedSubagent;
 use crate::analytics::overview::{self, AgentNow, Figures, OpenCondition, Range};
 use crate::analytics::usage::{Dim, UsageQuery, UsageReport};
 use crate::model::TraceId;
@@ -158,16 +159,8 @@ impl QueryStore for SqliteQueries {
                 return Ok(None);
             };
             let spawned = crate::analytics::openclaw::subagents_of_run(c, &id)?;
-            for t in spawned.iter().flat_map(|s| s.runs.iter()) {
-                if d.sub_traces.len() >= query::MAX_SUB_TRACES {
-                    break;
-                }
-                if *t == d.trace.trace_id || d.sub_traces.iter().any(|s| &s.trace_id == t) {
-                    continue;
-                }
-                if let Some(tid) = TraceId::parse_hex(t)
-                    && let Some(sum) = query::trace_summary(c, &tid)?
-                {
+            for tid in subagent_runs_to_add(&d, &spawned) {
+                if let Some(sum) = query::trace_summary(c, &tid)? {
                     d.sub_traces.push(sum);
                 }
             }
@@ -334,16 +327,8 @@ impl QueryStore for PgQueries {
             let spawned = self
                 .on_rows(move |db| crate::analytics::openclaw::subagents_of_run(db, &id))
                 .await??;
-            for t in spawned.iter().flat_map(|s| s.runs.iter()) {
-                if d.sub_traces.len() >= query::MAX_SUB_TRACES {
-                    break;
-                }
-                if *t == d.trace.trace_id || d.sub_traces.iter().any(|s| &s.trace_id == t) {
-                    continue;
-                }
-                if let Some(tid) = TraceId::parse_hex(t)
-                    && let Some(sum) = self.0.trace_summary(&tid).await?
-                {
+            for tid in subagent_runs_to_add(&d, &spawned) {
+                if let Some(sum) = self.0.trace_summary(&tid).await? {
                     d.sub_traces.push(sum);
                 }
             }
@@ -449,6 +434,27 @@ impl QueryStore for PgQueries {
 
 /// A run's detail as `GET /v1/traces/{id}` answers it: the run, with the OpenClaw
 /// sub-agents it spawned (`subagents`) and its cost with its sub-runs' (`rollup`).
+/// The runs of the sub-agents a run spawned that its sub-runs do not list yet, in
+/// order, as many as still fit under [`query::MAX_SUB_TRACES`].
+fn subagent_runs_to_add(d: &TraceDetail, spawned: &[SpawnedSubagent]) -> Vec<TraceId> {
+    let mut out: Vec<TraceId> = Vec::new();
+    for t in spawned.iter().flat_map(|s| s.runs.iter()) {
+        if d.sub_traces.len() + out.len() >= query::MAX_SUB_TRACES {
+            break;
+        }
+        let Some(tid) = TraceId::parse_hex(t) else {
+            continue;
+        };
+        if *t != d.trace.trace_id
+            && !d.sub_traces.iter().any(|s| &s.trace_id == t)
+            && !out.contains(&tid)
+        {
+            out.push(tid);
+        }
+    }
+    out
+}
+
 fn detail_json(mut d: TraceDetail, subagents: Value) -> Value {
     d.sub_traces
         .sort_by(|a, b| (a.start_ns, &a.trace_id).cmp(&(b.start_ns, &b.trace_id)));

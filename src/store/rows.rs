@@ -118,16 +118,21 @@ fn number_of(json: &str, key: &str) -> String {
     )
 }
 
-/// `?N` placeholders outside quotes as `$N`.
+/// `?N` placeholders outside quotes and `--` comments as `$N`.
 fn dollar_params(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut quoted = false;
+    let mut comment = false;
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\'' {
+        if comment {
+            comment = c != '\n';
+        } else if c == '\'' {
             quoted = !quoted;
+        } else if c == '-' && !quoted && chars.peek() == Some(&'-') {
+            comment = true;
         }
-        if c == '?' && !quoted && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+        if c == '?' && !quoted && !comment && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
             out.push('$');
         } else {
             out.push(c);
@@ -300,6 +305,11 @@ mod tests {
         assert_eq!(
             dollar_params("SELECT '?1', x FROM t WHERE a = ?1 AND b IS ?12 AND c = '$.\"k\"'"),
             "SELECT '?1', x FROM t WHERE a = $1 AND b IS $12 AND c = '$.\"k\"'"
+        );
+        // A comment's apostrophe opens no quote; its own `?1` stays.
+        assert_eq!(
+            dollar_params("SELECT a -- the day's ?1\n FROM t WHERE b = ?2"),
+            "SELECT a -- the day's ?1\n FROM t WHERE b = $2"
         );
     }
 

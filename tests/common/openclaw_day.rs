@@ -4,10 +4,11 @@
 //! fallback decisions and retries, moved to now.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::fixture_at_now;
+use super::{Daemon, fixture_at_now, now_ms, post_json};
 
 pub const RETRY_TRACE: &str = "590290b6c4e5f2264479c9bd422f332c";
 
@@ -218,4 +219,27 @@ pub fn gateway_log_of_runs(dir: &Path) -> String {
     std::fs::write(log_dir.join("openclaw-today.log"), &moved).unwrap();
     let glob = format!("{}/openclaw-*.log", log_dir.display());
     glob
+}
+
+/// Sends the day (from half an hour ago) to `d`'s plugin endpoint and waits until its
+/// runs and the gateway log's three fallback decisions are stored; the day's runs.
+pub fn deliver_view_day(d: &Daemon) -> (i64, Vec<RunSpec<'static>>) {
+    let base = now_ms() - 30 * 60_000;
+    let (runs, events) = view_day(base);
+    let r = post_json(
+        &d.url("/v1/openclaw/events"),
+        &json!({"plugin": {"version": "test"}, "events": events}),
+    );
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    d.wait_count(
+        "SELECT count(*) FROM traces",
+        runs.len() as i64,
+        Duration::from_secs(10),
+    );
+    d.wait_count(
+        "SELECT count(*) FROM events WHERE name = 'model_fallback_decision'",
+        3,
+        Duration::from_secs(10),
+    );
+    (base, runs)
 }

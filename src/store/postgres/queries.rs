@@ -247,26 +247,7 @@ impl PgReader {
             return Ok(None);
         };
         let trace = trace_row(&row);
-        let spans = client
-            .query(
-                &format!("SELECT {SPAN_COLS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, id"),
-                &[&key],
-            )
-            .await?
-            .iter()
-            .map(span_row)
-            .collect();
-        let events: Vec<EventOut> = client
-            .query(
-                &format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE trace_id = $1 ORDER BY time_ns, id"
-                ),
-                &[&key],
-            )
-            .await?
-            .iter()
-            .map(event_row)
-            .collect();
+        let (spans, events) = spans_and_events(&client, &key).await?;
         let sub_traces = client
             .query(
                 &format!(
@@ -310,24 +291,7 @@ impl PgReader {
             let key = id.0.to_vec();
             let (spans, events, children) = {
                 let client = self.client().await?;
-                let spans = client
-                    .query(
-                        &format!("SELECT {SPAN_COLS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, id"),
-                        &[&key],
-                    )
-                    .await?
-                    .iter()
-                    .map(span_row)
-                    .collect();
-                let events = client
-                    .query(
-                        &format!("SELECT {EVENT_COLS} FROM events WHERE trace_id = $1 ORDER BY time_ns, id"),
-                        &[&key],
-                    )
-                    .await?
-                    .iter()
-                    .map(event_row)
-                    .collect();
+                let (spans, events) = spans_and_events(&client, &key).await?;
                 let children: Vec<TraceId> = client
                     .query(
                         "SELECT trace_id FROM traces WHERE parent_trace_id = $1 ORDER BY start_ns",
@@ -1277,6 +1241,32 @@ fn event_row(r: &Row) -> EventOut {
         source: r.get(15),
         rowid: r.get(16),
     }
+}
+
+/// A trace's spans (flat, in start order) and events (in time order).
+async fn spans_and_events(
+    client: &tokio_postgres::Client,
+    key: &Vec<u8>,
+) -> Result<(Vec<SpanOut>, Vec<EventOut>), QueryError> {
+    let spans = client
+        .query(
+            &format!("SELECT {SPAN_COLS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, id"),
+            &[key],
+        )
+        .await?
+        .iter()
+        .map(span_row)
+        .collect();
+    let events = client
+        .query(
+            &format!("SELECT {EVENT_COLS} FROM events WHERE trace_id = $1 ORDER BY time_ns, id"),
+            &[key],
+        )
+        .await?
+        .iter()
+        .map(event_row)
+        .collect();
+    Ok((spans, events))
 }
 
 /// [`Rows`] on PostgreSQL: the store-neutral views run on a blocking thread, each query

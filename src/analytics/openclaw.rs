@@ -289,36 +289,35 @@ pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
         limit = a.num("openclaw.context.limit"),
         join = a.join,
     );
-    Ok(db
-        .rows(&sql, &w.args())?
-        .into_iter()
-        .map(|r| {
-            let start_ns = r.int(1);
-            Run {
-                trace_id: hex(r.blob(0)).unwrap_or_default(),
-                start_ms: ms(start_ns),
-                end_ms: r.opt_int(2).map(ms),
-                status: r.text(3),
-                agent_id: r.opt_text(4),
-                session_id: r.opt_text(5),
-                session_key: r.opt_text(6),
-                trigger: r.opt_text(7),
-                channel: r.opt_text(8),
-                silent_reply: r.opt_text(9),
-                model: r.opt_text(10),
-                llm_calls: r.int(11),
-                tool_calls: r.int(12),
-                input_tokens: r.int(13),
-                output_tokens: r.int(14),
-                cache_read_tokens: r.int(15),
-                total_tokens: r.int(16),
-                cost_usd: r.opt_real(17),
-                context_used: r.opt_real(18).map(|v| v as i64),
-                context_limit: r.opt_real(19).map(|v| v as i64),
-                start_ns,
-            }
-        })
-        .collect())
+    let mut out = Vec::new();
+    db.each(&sql, &w.args(), &mut |r| {
+        let start_ns = r.int(1);
+        out.push(Run {
+            trace_id: hex(r.blob(0)).unwrap_or_default(),
+            start_ms: ms(start_ns),
+            end_ms: r.opt_int(2).map(ms),
+            status: r.text(3),
+            agent_id: r.opt_text(4),
+            session_id: r.opt_text(5),
+            session_key: r.opt_text(6),
+            trigger: r.opt_text(7),
+            channel: r.opt_text(8),
+            silent_reply: r.opt_text(9),
+            model: r.opt_text(10),
+            llm_calls: r.int(11),
+            tool_calls: r.int(12),
+            input_tokens: r.int(13),
+            output_tokens: r.int(14),
+            cache_read_tokens: r.int(15),
+            total_tokens: r.int(16),
+            cost_usd: r.opt_real(17),
+            context_used: r.opt_real(18).map(|v| v as i64),
+            context_limit: r.opt_real(19).map(|v| v as i64),
+            start_ns,
+        });
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- heartbeats and crons

@@ -104,6 +104,13 @@ pub trait QueryStore: Send + Sync {
     ) -> BoxFuture<'_, Result<Option<SessionDetail>, ApiError>>;
 }
 
+/// A view's answer, once the heap's free pages went back to the OS: a view over a week
+/// of a fleet's runs reads hundreds of thousands of rows, and the daemon stays small.
+fn released(v: Result<Value, StoreError>) -> Result<Value, StoreError> {
+    crate::util::heap::release_free_pages();
+    v
+}
+
 /// A store-neutral view, its answer as JSON.
 pub type ViewFn = Box<dyn FnOnce(&dyn Rows) -> Result<Value, StoreError> + Send>;
 
@@ -236,7 +243,7 @@ impl QueryStore for SqliteQueries {
     }
 
     fn view(&self, f: ViewFn) -> BoxFuture<'_, Result<Value, ApiError>> {
-        Box::pin(self.run(move |c| f(c)))
+        Box::pin(self.run(move |c| released(f(c))))
     }
 
     fn list_sessions(
@@ -405,7 +412,7 @@ impl QueryStore for PgQueries {
     }
 
     fn view(&self, f: ViewFn) -> BoxFuture<'_, Result<Value, ApiError>> {
-        Box::pin(async move { Ok(self.on_rows(f).await??) })
+        Box::pin(async move { Ok(self.on_rows(move |db| released(f(db))).await??) })
     }
 
     fn list_sessions(

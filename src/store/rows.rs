@@ -249,8 +249,24 @@ impl Row {
 /// A store that answers SQL written with [`Dialect`].
 pub trait Rows {
     fn dialect(&self) -> Dialect;
-    /// Every row of `sql` (SQLite's spelling) with `args` as `?1`, `?2`...
-    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError>;
+    /// Each row of `sql` (SQLite's spelling) with `args` as `?1`, `?2`..., handed to
+    /// `f` as it is read (a week of runs is not held twice).
+    fn each(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        f: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Every row.
+    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+        let mut out = Vec::new();
+        self.each(sql, args, &mut |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
 
     /// The first row, if any.
     fn row(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
@@ -274,11 +290,15 @@ impl Rows for rusqlite::Connection {
         Dialect::Sqlite
     }
 
-    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+    fn each(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        f: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut stmt = self.prepare_cached(sql)?;
         let n = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let mut cells = Vec::with_capacity(n);
             for i in 0..n {
@@ -290,9 +310,9 @@ impl Rows for rusqlite::Connection {
                     ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
                 });
             }
-            out.push(Row(cells));
+            f(Row(cells))?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

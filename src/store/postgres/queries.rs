@@ -1281,7 +1281,12 @@ impl Rows for PgRows {
         Dialect::Postgres
     }
 
-    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<rows::Row>, StoreError> {
+    fn each(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        f: &mut dyn FnMut(rows::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let sql = Dialect::Postgres.statement(sql);
         let typed: Vec<(&(dyn ToSql + Sync), Type)> = args
             .iter()
@@ -1292,12 +1297,19 @@ impl Rows for PgRows {
                 Arg::Blob(v) => (v as &(dyn ToSql + Sync), Type::BYTEA),
             })
             .collect();
-        let result: Result<Vec<rows::Row>, QueryError> = self.handle.block_on(async {
-            let client = self.reader.client().await?;
-            let found = client.query_typed(&sql, &typed).await?;
-            found.iter().map(cells_of).collect()
-        });
-        result.map_err(|e| StoreError::Postgres(e.to_string()))
+        self.handle.block_on(async {
+            let pg = |e: QueryError| StoreError::Postgres(e.to_string());
+            let client = self.reader.client().await.map_err(pg)?;
+            let stream = client
+                .query_typed_raw(&sql, typed)
+                .await
+                .map_err(|e| pg(e.into()))?;
+            futures_util::pin_mut!(stream);
+            while let Some(r) = stream.try_next().await.map_err(|e| pg(e.into()))? {
+                f(cells_of(&r).map_err(pg)?)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -1336,8 +1348,13 @@ impl Rows for OwnedPgRows {
         Dialect::Postgres
     }
 
-    fn rows(&self, sql: &str, args: &[Arg]) -> Result<Vec<rows::Row>, StoreError> {
-        self.rows.rows(sql, args)
+    fn each(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        f: &mut dyn FnMut(rows::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.rows.each(sql, args, f)
     }
 }
 

@@ -39,6 +39,18 @@ fn both_stores() -> (PgServer, Daemon, Daemon) {
     (pg, sqlite, postgres)
 }
 
+/// A private PostgreSQL server, a central on it, and one sidecar (`id`, with `more`
+/// settings) pushing v2 to it every second.
+fn central_and_sidecar(id: &str, more: &[(&str, &str)]) -> (PgServer, Daemon, Daemon) {
+    let pg = PgServer::start();
+    let central = Daemon::start(&[
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+    ]);
+    let side = sidecar_with(central.addr.port(), id, "v2", more);
+    (pg, central, side)
+}
+
 /// The CLI beside daemon `d` (its file, port and token), with `OCT_DATABASE_URL` when
 /// given: whether it succeeded, its output and its errors.
 fn cli_beside(d: &Daemon, args: &[&str], pg_url: Option<&str>) -> (bool, String, String) {
@@ -1168,15 +1180,8 @@ fn run_figures(rows: Vec<Vec<String>>) -> Vec<String> {
 /// figures, each span once.
 #[test]
 fn an_openclaw_sidecars_spans_merged_after_they_were_pushed_reach_the_central_whole() {
-    let pg = PgServer::start();
-    let central = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
-    let side = sidecar_with(
-        central.addr.port(),
+    let (pg, central, side) = central_and_sidecar(
         "oc-side",
-        "v2",
         &[("OCT_LOG_PATH", "off"), ("OCT_OPENCLAW_STATE_DIR", "off")],
     );
     let text = common::fixture_at_now(
@@ -1519,17 +1524,10 @@ fn same_json(a: &Value, b: &Value, at: &str) -> Result<(), String> {
 #[test]
 fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data() {
     use common::openclaw_day::{RETRY_TRACE, deliver_view_day, gateway_log_of_runs, trace_of};
-    let pg = PgServer::start();
-    let central = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
     let tmp = tempfile::tempdir().unwrap();
     let glob = gateway_log_of_runs(tmp.path());
-    let side = sidecar_with(
-        central.addr.port(),
+    let (pg, central, side) = central_and_sidecar(
         "oc-side",
-        "v2",
         &[
             ("OCT_LOG_PATH", glob.as_str()),
             ("OCT_LOG_POLL_INTERVAL", "200ms"),
@@ -1689,17 +1687,7 @@ fn post_agent_run(
 /// and pushed; the CLI prints the same on the central's PostgreSQL.
 #[test]
 fn baselines_and_anomalies_answer_on_a_central_as_on_the_sidecar_that_pushed_the_runs() {
-    let pg = PgServer::start();
-    let central = Daemon::start(&[
-        ("OCT_AUTH_TOKEN", TOKEN),
-        ("OCT_DATABASE_URL", pg.url.as_str()),
-    ]);
-    let side = sidecar_with(
-        central.addr.port(),
-        "bl-side",
-        "v2",
-        &[("OCT_BASELINE_SETTLE", "100ms")],
-    );
+    let (pg, central, side) = central_and_sidecar("bl-side", &[("OCT_BASELINE_SETTLE", "100ms")]);
     let base = now_ms() - 3 * 3_600_000;
     let trace = |i: usize| format!("{:032x}", 0xba5e_0000 + i);
     // Twelve ordinary runs, then one with ten times the calls and tokens.

@@ -277,6 +277,7 @@ impl PgQueries {
         let rows = PgRows {
             reader: self.0.clone(),
             handle: tokio::runtime::Handle::current(),
+            own_runtime: None,
         };
         tokio::task::spawn_blocking(move || f(&rows))
             .await

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::model::TraceId;
 use crate::store::open_reader;
-use crate::store::postgres::queries::OwnedPgRows;
+use crate::store::postgres::queries::PgRows;
 use crate::store::query::{self, SpanOut, TraceFilter, TraceSummary};
 use crate::store::rows::Rows;
 
@@ -84,7 +84,7 @@ pub fn store(cfg: &Config) -> Result<Box<dyn Rows>, CliError> {
     match &cfg.store.database_url {
         None => Ok(Box::new(reader(cfg)?)),
         Some(url) => Ok(Box::new(
-            OwnedPgRows::new(url).map_err(|e| CliError::Failed(e.to_string()))?,
+            PgRows::standalone(url).map_err(|e| CliError::Failed(e.to_string()))?,
         )),
     }
 }

@@ -1274,6 +1274,30 @@ async fn spans_and_events(
 pub struct PgRows {
     pub reader: PgReader,
     pub handle: tokio::runtime::Handle,
+    /// The runtime behind `handle` when this owns it (the CLI); dropped last.
+    pub own_runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl PgRows {
+    /// Over `url` with a runtime of its own, for a process outside one (the CLI);
+    /// connects on the first query.
+    pub fn standalone(url: &str) -> Result<PgRows, PgError> {
+        // A worker thread drives the connections while the caller blocks on each query.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
+        let reader = {
+            let _in = runtime.enter();
+            PgReader::new(url)?
+        };
+        Ok(PgRows {
+            reader,
+            handle: runtime.handle().clone(),
+            own_runtime: Some(runtime),
+        })
+    }
 }
 
 impl Rows for PgRows {
@@ -1310,51 +1334,6 @@ impl Rows for PgRows {
             }
             Ok(())
         })
-    }
-}
-
-/// [`PgRows`] with a runtime of its own, for a process outside one (the CLI).
-pub struct OwnedPgRows {
-    rows: PgRows,
-    // Drives the connections; dropped after `rows`.
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl OwnedPgRows {
-    /// Over `url`, connecting on the first query.
-    pub fn new(url: &str) -> Result<OwnedPgRows, PgError> {
-        // A worker thread drives the connections while the caller blocks on each query.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| PgError::Pool(e.to_string()))?;
-        let reader = {
-            let _in = runtime.enter();
-            PgReader::new(url)?
-        };
-        Ok(OwnedPgRows {
-            rows: PgRows {
-                reader,
-                handle: runtime.handle().clone(),
-            },
-            _runtime: runtime,
-        })
-    }
-}
-
-impl Rows for OwnedPgRows {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn each(
-        &self,
-        sql: &str,
-        args: &[Arg],
-        f: &mut dyn FnMut(rows::Row) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.rows.each(sql, args, f)
     }
 }
 

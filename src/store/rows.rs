@@ -19,10 +19,7 @@ pub enum Dialect {
 impl Dialect {
     /// A span attribute as text (`alias` the spans table's; SQLite packs attributes).
     pub fn attr(self, alias: &str, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("json_extract(unpack({alias}.attributes), '$.\"{key}\"')"),
-            Dialect::Postgres => format!("({alias}.attributes::jsonb ->> '{key}')"),
-        }
+        self.json(format!("{alias}.attributes"), true).attr(key)
     }
 
     /// A table's attributes parsed once per row, for queries reading several of them:
@@ -30,11 +27,7 @@ impl Dialect {
     /// keys). `join` goes after the table's join, before `WHERE`.
     pub fn parsed(self, alias: &str) -> Parsed {
         match self {
-            Dialect::Sqlite => Parsed {
-                dialect: self,
-                join: String::new(),
-                json: format!("unpack({alias}.attributes)"),
-            },
+            Dialect::Sqlite => self.json(format!("{alias}.attributes"), true),
             Dialect::Postgres => Parsed {
                 dialect: self,
                 join: format!(
@@ -45,27 +38,28 @@ impl Dialect {
         }
     }
 
-    /// A span attribute that is a number (null when it is not one, on PostgreSQL).
-    pub fn num_attr(self, alias: &str, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => self.attr(alias, key),
-            Dialect::Postgres => number_of(&format!("{alias}.attributes::jsonb"), key),
-        }
-    }
-
     /// An event attribute as text (events' attributes are plain JSON on both stores).
     pub fn event_attr(self, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("json_extract(attributes, '$.\"{key}\"')"),
-            Dialect::Postgres => format!("(attributes::jsonb ->> '{key}')"),
-        }
+        self.json("attributes".into(), false).attr(key)
     }
 
     /// An event attribute that is a number.
     pub fn event_num_attr(self, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => self.event_attr(key),
-            Dialect::Postgres => number_of("attributes::jsonb", key),
+        self.json("attributes".into(), false).num(key)
+    }
+
+    /// The JSON text `column` as each store reads it (packed on SQLite when `packed`),
+    /// parsed where it is used.
+    fn json(self, column: String, packed: bool) -> Parsed {
+        let json = match self {
+            Dialect::Sqlite if packed => format!("unpack({column})"),
+            Dialect::Sqlite => column,
+            Dialect::Postgres => format!("{column}::jsonb"),
+        };
+        Parsed {
+            dialect: self,
+            join: String::new(),
+            json,
         }
     }
 
@@ -145,7 +139,6 @@ fn dollar_params(sql: &str) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arg {
     Int(Option<i64>),
-    Real(Option<f64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
 }
@@ -278,7 +271,6 @@ impl rusqlite::ToSql for Arg {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         match self {
             Arg::Int(v) => v.to_sql(),
-            Arg::Real(v) => v.to_sql(),
             Arg::Text(v) => v.to_sql(),
             Arg::Blob(v) => v.to_sql(),
         }

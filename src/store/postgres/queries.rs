@@ -1316,7 +1316,6 @@ impl Rows for PgRows {
             .iter()
             .map(|a| match a {
                 Arg::Int(v) => (v as &(dyn ToSql + Sync), Type::INT8),
-                Arg::Real(v) => (v as &(dyn ToSql + Sync), Type::FLOAT8),
                 Arg::Text(v) => (v as &(dyn ToSql + Sync), Type::TEXT),
                 Arg::Blob(v) => (v as &(dyn ToSql + Sync), Type::BYTEA),
             })

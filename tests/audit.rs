@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use openclaw_trace::store::audit::{
-    CHAINED, Change, ENTRY_COLUMNS, Entry, hex_bytes, latest_changes, row_digest,
+    CHAINED, Change, Changes, ENTRY_COLUMNS, Entry, hex_bytes, latest_changes, row_digest,
 };
 
 const ENV: &[(&str, &str)] = &[("OCT_AUDIT", "on"), ("OCT_AUDIT_CHECKPOINT_INTERVAL", "1s")];
@@ -422,14 +422,15 @@ fn a_rewritten_chain_is_caught_by_the_signature() {
         let mut sql = String::from("BEGIN;");
         for mut e in entries.into_iter().skip(1) {
             if e.seq == from {
-                let mut packed = Vec::new();
-                for mut c in Change::unpack(&e.digest) {
+                let mut packed = Changes::default();
+                for c in Change::unpack(&e.digest) {
                     if c.table == 0 && c.row_id == id {
-                        c.digest = digest;
+                        packed.push(&Change::new(c.table, c.update, c.row_id, digest));
+                    } else {
+                        packed.push(&c);
                     }
-                    c.pack(&mut packed);
                 }
-                e.digest = packed;
+                e.digest = packed.bytes().to_vec();
             }
             e.prev_hash = prev;
             e.hash = e.compute_hash().to_vec();

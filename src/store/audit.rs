@@ -297,6 +297,10 @@ impl Entry {
 pub const ENTRY_COLUMNS: &str = "seq, time_ns, op, tbl, row_id, detail, digest, prev_hash, hash";
 
 /// The migration that adds the chain's tables.
+/// From this version `changes` entries pack compactly (`Changes`): an older build would
+/// read them as 42-byte rows, so it must refuse the file. Nothing in the tables changes.
+pub const COMPACT_CHANGES_MIGRATION: &str = "-- changes entries: compact packing";
+
 pub const MIGRATION: &str = r#"
     CREATE TABLE audit_chain (
         seq INTEGER PRIMARY KEY,
@@ -696,10 +700,17 @@ pub fn adopt_existing(conn: &mut Connection) -> rusqlite::Result<u64> {
     }
     let mut app = Appender::new(&tx)?;
     let mut adopted = 0u64;
-    let mut packed: Vec<u8> = Vec::with_capacity(ADOPT_ROWS_PER_ENTRY * CHANGE_LEN);
-    let mut flush = |packed: &mut Vec<u8>| -> rusqlite::Result<()> {
+    let mut packed = Changes::with_capacity(ADOPT_ROWS_PER_ENTRY);
+    let mut flush = |packed: &mut Changes| -> rusqlite::Result<()> {
         if !packed.is_empty() {
-            app.push(&tx, "changes", "*", None, packed, Some("adopted".into()))?;
+            app.push(
+                &tx,
+                "changes",
+                "*",
+                None,
+                packed.bytes(),
+                Some("adopted".into()),
+            )?;
             packed.clear();
         }
         Ok(())
@@ -709,15 +720,9 @@ pub fn adopt_existing(conn: &mut Connection) -> rusqlite::Result<u64> {
         let mut stmt = tx.prepare(&format!("SELECT {cols} FROM main.{t} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            Change {
-                table: ti,
-                update: false,
-                row_id: r.get(0)?,
-                digest: row_digest(r, ncols)?,
-            }
-            .pack(&mut packed);
+            packed.push(&Change::new(ti, false, r.get(0)?, row_digest(r, ncols)?));
             adopted += 1;
-            if packed.len() >= ADOPT_ROWS_PER_ENTRY * CHANGE_LEN {
+            if packed.rows() >= ADOPT_ROWS_PER_ENTRY {
                 flush(&mut packed)?;
             }
         }
@@ -858,39 +863,157 @@ pub fn kept_digest(hashes: &[Vec<u8>]) -> String {
     hex_bytes::encode(&h.finalize())
 }
 
-/// One row's change inside a `changes` entry: 42 bytes packed (table index, 0 for an
-/// insert or 1 for an update, row id big-endian, digest).
+/// One row's change inside a `changes` entry: its table, whether it was an update, its
+/// id and the digest of its content. Entries written before schema 16 pack 42 bytes a row
+/// (table index, 0 for an insert or 1 for an update, row id big-endian, the whole
+/// 32-byte digest); `Changes` packs them compactly (below), and `unpack` reads both.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     /// Index into `CHAINED`.
     pub table: usize,
     pub update: bool,
     pub row_id: i64,
-    pub digest: [u8; 32],
+    digest: [u8; 32],
+    digest_len: usize,
 }
 
-pub const CHANGE_LEN: usize = 42;
+/// A v1 row's length in a `changes` entry.
+const V1_LEN: usize = 42;
+/// The first byte of a compact packing (a v1 packing starts with a table index, under 64).
+const COMPACT: u8 = 0xff;
+/// The digest bytes a compact packing keeps: the first 128 bits of the SHA-256 digest.
+/// Editing a stored row so that it keeps its entry's digest is a second preimage of
+/// those bits (2^128 work); they halve what the chain costs a row (about a tenth of a
+/// span's bytes at the size cap, #20).
+pub const DIGEST_KEPT: usize = 16;
 
 impl Change {
-    pub fn pack(&self, out: &mut Vec<u8>) {
-        out.push(self.table as u8);
-        out.push(self.update as u8);
-        out.extend_from_slice(&self.row_id.to_be_bytes());
-        out.extend_from_slice(&self.digest);
+    pub fn new(table: usize, update: bool, row_id: i64, digest: [u8; 32]) -> Change {
+        Change {
+            table,
+            update,
+            row_id,
+            digest,
+            digest_len: 32,
+        }
     }
-    /// The changes a `changes` entry's digest column packs (a trailing partial record is ignored).
-    pub fn unpack(b: &[u8]) -> impl Iterator<Item = Change> + '_ {
-        b.chunks_exact(CHANGE_LEN).map(|c| {
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&c[2..10]);
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&c[10..42]);
-            Change {
-                table: c[0] as usize,
-                update: c[1] != 0,
-                row_id: i64::from_be_bytes(id),
-                digest,
+    /// The digest as the entry recorded it (whole, or its first `DIGEST_KEPT` bytes).
+    pub fn digest(&self) -> &[u8] {
+        &self.digest[..self.digest_len]
+    }
+    /// Whether `full`, a row's digest now, is the one recorded.
+    pub fn matches(recorded: &[u8], full: &[u8; 32]) -> bool {
+        !recorded.is_empty() && full.starts_with(recorded)
+    }
+
+    /// The changes a `changes` entry's digest column packs, either packing (a trailing
+    /// partial record is ignored).
+    pub fn unpack(b: &[u8]) -> Box<dyn Iterator<Item = Change> + '_> {
+        match b.split_first() {
+            Some((&COMPACT, rest)) => Box::new(Compact { rest, prev_id: 0 }),
+            _ => Box::new(b.chunks_exact(V1_LEN).map(|c| {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&c[2..10]);
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&c[10..42]);
+                Change::new(c[0] as usize, c[1] != 0, i64::from_be_bytes(id), digest)
+            })),
+        }
+    }
+}
+
+/// A `changes` entry being packed compactly: `COMPACT`, then a row at a time one byte
+/// (table index << 1 | update), the id's difference from the previous row's as a
+/// zigzag LEB128 varint (one byte in a batch of new rows), and `DIGEST_KEPT` bytes of
+/// the digest: 18 bytes a row where v1 took 42.
+#[derive(Default)]
+pub struct Changes {
+    packed: Vec<u8>,
+    prev_id: i64,
+    rows: usize,
+}
+
+impl Changes {
+    pub fn with_capacity(rows: usize) -> Changes {
+        Changes {
+            packed: Vec::with_capacity(1 + rows * (2 + DIGEST_KEPT)),
+            ..Changes::default()
+        }
+    }
+    pub fn push(&mut self, c: &Change) {
+        if self.packed.is_empty() {
+            self.packed.push(COMPACT);
+        }
+        self.packed.push(((c.table as u8) << 1) | c.update as u8);
+        let delta = c.row_id.wrapping_sub(self.prev_id);
+        let mut z = ((delta << 1) ^ (delta >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                self.packed.push(byte);
+                break;
             }
+            self.packed.push(byte | 0x80);
+        }
+        self.packed.extend_from_slice(&c.digest[..DIGEST_KEPT]);
+        self.prev_id = c.row_id;
+        self.rows += 1;
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.packed
+    }
+    pub fn clear(&mut self) {
+        self.packed.clear();
+        self.prev_id = 0;
+        self.rows = 0;
+    }
+}
+
+struct Compact<'a> {
+    rest: &'a [u8],
+    prev_id: i64,
+}
+
+impl Iterator for Compact<'_> {
+    type Item = Change;
+    fn next(&mut self) -> Option<Change> {
+        let (&head, mut rest) = self.rest.split_first()?;
+        let mut z: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let (&byte, more) = rest.split_first()?;
+            rest = more;
+            if shift < 64 {
+                z |= u64::from(byte & 0x7f) << shift;
+            }
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        if rest.len() < DIGEST_KEPT {
+            self.rest = &[];
+            return None;
+        }
+        let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        let row_id = self.prev_id.wrapping_add(delta);
+        self.prev_id = row_id;
+        let mut digest = [0u8; 32];
+        digest[..DIGEST_KEPT].copy_from_slice(&rest[..DIGEST_KEPT]);
+        self.rest = &rest[DIGEST_KEPT..];
+        Some(Change {
+            table: (head >> 1) as usize,
+            update: head & 1 != 0,
+            row_id,
+            digest,
+            digest_len: DIGEST_KEPT,
         })
     }
 }
@@ -899,7 +1022,7 @@ impl Change {
 /// entry packing every row inserted or changed (its table, id and the digest of its
 /// content as stored now), and per table one `delete` entry naming the ids deleted
 /// (`deleted_op`: `prune` for retention). One link per transaction; the digests were
-/// taken by the hook from the values written, so a row costs its digest and 42 bytes.
+/// taken by the hook from the values written, so a row costs its digest and about 18 bytes.
 /// Call inside the transaction that made the changes; a no-op when chaining is not
 /// installed.
 pub fn seal(conn: &Connection, deleted_op: &str) -> rusqlite::Result<u64> {
@@ -955,7 +1078,7 @@ pub fn seal_with(
         let ncols = *ncols;
         stmt.query_row([id], |r| row_digest(r, ncols)).optional()
     };
-    let mut packed: Vec<u8> = Vec::with_capacity(rows.len() * CHANGE_LEN);
+    let mut packed = Changes::with_capacity(rows.len());
     let mut gone: Vec<(usize, Vec<i64>)> = Vec::new();
     for (n, inserted) in rows {
         let ti = n.table as usize;
@@ -979,13 +1102,7 @@ pub fn seal_with(
             (_, None) => read_back(ti, n.id)?,
         };
         match digest {
-            Some(digest) => Change {
-                table: ti,
-                update: !inserted,
-                row_id: n.id,
-                digest,
-            }
-            .pack(&mut packed),
+            Some(digest) => packed.push(&Change::new(ti, !inserted, n.id, digest)),
             // Inserted and deleted in the same transaction: it never was.
             None if inserted => {}
             None => match gone.iter_mut().find(|(gt, _)| *gt == ti) {
@@ -998,7 +1115,7 @@ pub fn seal_with(
     let mut app = Appender::new(conn)?;
     let mut n = 0;
     if !packed.is_empty() {
-        app.push(conn, "changes", "*", None, &packed, None)?;
+        app.push(conn, "changes", "*", None, packed.bytes(), None)?;
         n += 1;
     }
     for (ti, ids) in gone {
@@ -1022,7 +1139,7 @@ thread_local! {
 }
 
 /// (table index, row id) -> (seq of its latest entry, its digest there).
-pub type Latest = HashMap<(usize, i64), (i64, [u8; 32])>;
+pub type Latest = HashMap<(usize, i64), (i64, Vec<u8>)>;
 
 /// The latest entry of every row the chain names.
 pub fn latest_changes(conn: &Connection) -> rusqlite::Result<Latest> {
@@ -1034,7 +1151,7 @@ pub fn latest_changes(conn: &Connection) -> rusqlite::Result<Latest> {
         let seq: i64 = r.get(0)?;
         let packed: Vec<u8> = r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
         for c in Change::unpack(&packed) {
-            latest.insert((c.table, c.row_id), (seq, c.digest));
+            latest.insert((c.table, c.row_id), (seq, c.digest().to_vec()));
         }
     }
     Ok(latest)
@@ -1504,19 +1621,66 @@ mod tests {
         tx.commit().unwrap();
         install(&mut conn).unwrap();
         assert_eq!(adopt_existing(&mut conn).unwrap(), n as u64);
-        let sizes: Vec<i64> = conn
-            .prepare("SELECT length(digest) FROM audit_chain WHERE detail = 'adopted' ORDER BY seq")
+        let rows: Vec<usize> = conn
+            .prepare("SELECT digest FROM audit_chain WHERE detail = 'adopted' ORDER BY seq")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok(Change::unpack(&r.get::<_, Vec<u8>>(0)?).count()))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let full = (ADOPT_ROWS_PER_ENTRY * CHANGE_LEN) as i64;
-        assert_eq!(sizes, [full, full, CHANGE_LEN as i64]);
+        assert_eq!(rows, [ADOPT_ROWS_PER_ENTRY, ADOPT_ROWS_PER_ENTRY, 1]);
         assert_eq!(adopt_existing(&mut conn).unwrap(), 0);
         let report = super::super::audit_verify::verify_conn(&conn, None, &[]).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.rows_checked, n as u64);
+    }
+
+    #[test]
+    fn changes_pack_compactly_and_older_entries_still_read() {
+        let digest = |n: u8| -> [u8; 32] { std::array::from_fn(|i| n.wrapping_add(i as u8)) };
+        let rows = [
+            Change::new(0, false, 1, digest(1)),
+            Change::new(0, false, 2, digest(2)),
+            Change::new(3, true, 1_000_000_007, digest(3)),
+            Change::new(1, false, 5, digest(4)),
+            Change::new(2, true, i64::MAX, digest(5)),
+            Change::new(2, false, 0, digest(6)),
+        ];
+        let mut packed = Changes::with_capacity(rows.len());
+        for c in &rows {
+            packed.push(c);
+        }
+        // One byte each for the first two ids (new rows in a batch go up by one).
+        assert_eq!(&packed.bytes()[..3], &[COMPACT, 0, 2]);
+        assert_eq!(packed.bytes()[3 + DIGEST_KEPT..][..2], [0, 2]);
+        let back: Vec<Change> = Change::unpack(packed.bytes()).collect();
+        assert_eq!(back.len(), rows.len());
+        for (b, c) in back.iter().zip(&rows) {
+            assert_eq!((b.table, b.update, b.row_id), (c.table, c.update, c.row_id));
+            assert_eq!(b.digest(), &c.digest[..DIGEST_KEPT]);
+            assert!(Change::matches(b.digest(), &c.digest));
+            let mut other = c.digest;
+            other[DIGEST_KEPT - 1] ^= 1;
+            assert!(!Change::matches(b.digest(), &other));
+        }
+        // A cut entry yields the whole rows before the cut, and nothing made up.
+        let cut = &packed.bytes()[..packed.bytes().len() - 3];
+        assert_eq!(Change::unpack(cut).count(), rows.len() - 1);
+        assert_eq!(Change::unpack(&[COMPACT, 0x80, 0x80]).count(), 0);
+
+        // An entry written before schema 16: 42 bytes a row, the whole digest.
+        let mut v1 = Vec::new();
+        for c in &rows[..3] {
+            v1.push(c.table as u8);
+            v1.push(c.update as u8);
+            v1.extend_from_slice(&c.row_id.to_be_bytes());
+            v1.extend_from_slice(&c.digest);
+        }
+        let back: Vec<Change> = Change::unpack(&v1).collect();
+        assert_eq!(back, rows[..3]);
+        assert!(Change::matches(back[2].digest(), &rows[2].digest));
+        assert!(!Change::matches(back[2].digest(), &rows[1].digest));
+        assert!(!Change::matches(&[], &rows[1].digest));
     }
 
     #[test]

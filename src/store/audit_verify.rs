@@ -238,7 +238,7 @@ fn verify_in(
             match (e.op.as_str(), t, e.row_id) {
                 ("changes", _, _) => {
                     for c in super::audit::Change::unpack(&e.digest) {
-                        latest.insert((c.table, c.row_id), (e.seq, c.digest.to_vec()));
+                        latest.insert((c.table, c.row_id), (e.seq, c.digest().to_vec()));
                     }
                 }
                 ("delete" | "prune", Some(t), None) => {
@@ -308,7 +308,7 @@ fn verify_in(
                         "row {t}/{id} is in no chain entry: it was added outside openclaw-trace (or while OCT_AUDIT was off)"
                     ),
                 }),
-                Some((seq, digest)) if digest[..] != d[..] => problems.push(Problem {
+                Some((seq, digest)) if !super::audit::Change::matches(&digest, &d) => problems.push(Problem {
                     kind: "edited",
                     seq: Some(seq),
                     table: Some(t.to_string()),

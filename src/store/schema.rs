@@ -528,6 +528,8 @@ const MIGRATIONS: &[&str] = &[
     // spans changed after they were stored, for the sinks that ship them again
     // (store::span_changes).
     super::span_changes::MIGRATION,
+    // audit `changes` entries packed compactly (store::audit::Changes).
+    super::audit::COMPACT_CHANGES_MIGRATION,
 ];
 
 /// The schema version this build writes.

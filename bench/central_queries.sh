@@ -130,6 +130,14 @@ for name, paths in [
         ("errors_list", ["/v1/errors?limit=50"])]:
     ms = sorted(get(paths[k % len(paths)])[0] for k in range(100))
     print(f"{name}: p50 {ms[49]:.2f} ms, p95 {ms[94]:.2f} ms")
+# Usage by session is summed from the range's model calls (the rollups keep no session):
+# a scan of the range, 5 times each (median, slowest).
+for name, path in [("usage_1h_by_session", f"/v1/usage?percentiles=false&group_by=session&from={now_ms - 3600000}"),
+                   ("usage_24h_by_session", f"/v1/usage?percentiles=false&group_by=session&from={now_ms - day}"),
+                   ("usage_24h_one_session", f"/v1/usage?session_id=s-7&from={now_ms - day}"),
+                   ("openclaw_cache_by_session_24h", f"/v1/openclaw/cache?by=session&from={now_ms - day}&to={now_ms}")]:
+    ms = sorted(get(path)[0] for _ in range(5))
+    print(f"{name}: median {ms[2]:.1f} ms, slowest {ms[4]:.1f} ms")
 if openclaw:
     # The OpenClaw views read every run of the window: 5 times each (median, slowest).
     for name, path in [(f"openclaw_{v}_{label}", f"/v1/openclaw/{v}?from={now_ms - days * day}&to={now_ms}")

@@ -777,18 +777,54 @@ fn the_runs_list_and_one_run_answer_the_same_on_sqlite_and_postgresql() {
     assert_eq!(status, 200, "{dl}");
     assert_eq!(dl, json!({"items": [], "next_cursor": null}));
 
-    // What PostgreSQL does not answer yet says so rather than answering wrong.
-    for (path, field) in [
-        ("/v1/usage?group_by=session", "group_by"),
-        ("/v1/usage?user_id=u-1", "user_id"),
+    // Usage by session or user: the central sums its spans as SQLite's rollups do, by
+    // the hour each call started in (`to` inside an hour takes that hour whole).
+    let hour = t_ns / 1_000_000 - (t_ns / 1_000_000).rem_euclid(3_600_000);
+    for path in [
+        "/v1/usage?group_by=session".to_string(),
+        "/v1/usage?group_by=session,model&bucket=hour".into(),
+        "/v1/usage?percentiles=false&group_by=user,agent&bucket=day".into(),
+        "/v1/usage?user_id=u1".into(),
+        "/v1/usage?session_id=s1&group_by=provider".into(),
+        "/v1/usage?session_id=-&group_by=model".into(),
+        "/v1/usage?format=csv&group_by=session,user".into(),
+        format!(
+            "/v1/usage?group_by=session&from={}&to={}",
+            hour + 1,
+            hour + 1_800_000
+        ),
+        format!("/v1/usage?group_by=session&from={}", hour + 3_600_000),
+        format!("/v1/usage?group_by=user&to={hour}"),
     ] {
-        let (status, body) = get(&postgres, path);
-        assert_eq!(status, 501, "{path}: {body}");
-        assert!(
-            body["error"].as_str().unwrap().starts_with(field),
-            "{path}: {body}"
-        );
+        let text = |d: &Daemon| {
+            let r = client()
+                .get(d.url(&path))
+                .bearer_auth(TOKEN)
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.text().unwrap())
+        };
+        let ((s1, a), (s2, b)) = (text(&sqlite), text(&postgres));
+        assert_eq!((s1, s2), (200, 200), "{path}: {a} / {b}");
+        match (
+            serde_json::from_str::<Value>(&a),
+            serde_json::from_str::<Value>(&b),
+        ) {
+            (Ok(a), Ok(b)) => same_json(&a, &b, &path).unwrap(),
+            _ => assert_eq!(a, b, "{path}"),
+        }
     }
+    let (_, by_session) = get(&postgres, "/v1/usage?group_by=session&percentiles=false");
+    let calls = |v: &Value, key: &str| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["session_id"] == key)
+            .map(|r| r["calls"].clone())
+    };
+    assert_eq!(calls(&by_session, "s1"), Some(json!(1)), "{by_session}");
+    assert_eq!(by_session["totals"]["calls"], 4, "{by_session}");
 }
 
 #[test]
@@ -1563,6 +1599,8 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
         "/v1/openclaw/cache?by=agent".to_string(),
         "/v1/openclaw/cache?by=model".into(),
         "/v1/openclaw/cache?by=model&agent=main".into(),
+        "/v1/openclaw/cache?by=session".into(),
+        "/v1/openclaw/cache?by=session&agent=main".into(),
         "/v1/openclaw/scheduled".into(),
         "/v1/openclaw/scheduled?agent=main&limit=2".into(),
         "/v1/openclaw/subagents".into(),
@@ -1634,14 +1672,25 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
         assert_eq!(a.1, b.1, "{args:?}");
         assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
     }
-    // The central's hourly usage keeps no session: asked by session, it says so.
-    let (ok, _, err) = cli(&["openclaw", "cache", "--by", "session"], Some(&pg.url));
-    assert!(!ok && err.contains("session"), "{err}");
-    let (status, body) = get(&central, &format!("/v1/openclaw/cache?by=session&{window}"));
-    assert_eq!(status, 501, "{body}");
+    // By session: from the central's spans, as the sidecar's rollups have it.
+    let a = cli(&["openclaw", "cache", "--by", "session"], None);
+    let b = cli(&["openclaw", "cache", "--by", "session"], Some(&pg.url));
+    assert!(a.0 && b.0, "{} / {}", a.2, b.2);
+    assert_eq!(a.1, b.1);
+    // The cache view counts whole hours: a window on hour boundaries holds every call.
+    let hour = 3_600_000;
+    let whole_hours = format!(
+        "from={}&to={}",
+        (base - 60_000) / hour * hour,
+        (now_ms() + 60_000) / hour * hour + hour
+    );
+    let path = format!("/v1/openclaw/cache?by=session&{whole_hours}");
+    let (_, here) = get(&side, &path);
+    let (_, by_session) = get(&central, &path);
+    same_json(&here, &by_session, &path).unwrap_or_else(|e| panic!("{e}\n{here}\n{by_session}"));
     assert!(
-        body["error"].as_str().unwrap().contains("session"),
-        "{body}"
+        by_session["rows"].as_array().unwrap().len() >= 2,
+        "{by_session}"
     );
 }
 

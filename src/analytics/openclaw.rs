@@ -11,12 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::pricing::PriceTable;
+use super::usage::{DAY_NS, HOUR_NS};
 use crate::model::TraceId;
 use crate::sources::openclaw::REPLY_TOKEN;
 use crate::store::StoreError;
 use crate::store::rows::{Arg, Dialect, Rows};
-
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 /// The window every view reads: `[from_ns, to_ns)` and optionally one agent.
 #[derive(Clone, Debug, Default)]
@@ -140,15 +139,22 @@ pub fn cache(
     by: CacheBy,
 ) -> Result<CacheReport, StoreError> {
     let table = match (db.dialect(), by) {
-        (Dialect::Sqlite, CacheBy::Session) => "usage_all",
-        (Dialect::Sqlite, _) => "usage_all_nosession",
-        (Dialect::Postgres, CacheBy::Session) => {
-            return Err(StoreError::Unsupported(
-                "by=session: the PostgreSQL store keeps usage by agent and model, not by session"
-                    .into(),
-            ));
-        }
-        (Dialect::Postgres, _) => "usage_hourly",
+        (Dialect::Sqlite, CacheBy::Session) => "usage_all".to_string(),
+        (Dialect::Sqlite, _) => "usage_all_nosession".to_string(),
+        // A central's hourly usage keeps no session: the window's model calls, summed
+        // as the rollups sum them (the hour of each call's start, 0 for no count).
+        (Dialect::Postgres, CacheBy::Session) => format!(
+            "(SELECT COALESCE(session_id, '') AS session_id, COALESCE(agent_id, '') AS agent_id,
+                COALESCE(provider, '') AS provider,
+                COALESCE(response_model, request_model, '') AS model,
+                start_ns - mod(start_ns, {HOUR_NS}) AS hour_ns, 1 AS calls,
+                COALESCE(input_tokens, 0) AS input_tokens,
+                COALESCE(cache_read_tokens, 0) AS cache_read_tokens,
+                COALESCE(cache_write_tokens, 0) AS cache_write_tokens
+             FROM spans WHERE kind IN ('llm_call', 'embedding')
+                AND start_ns >= ?1 AND start_ns < ?2 + {HOUR_NS}) AS calls"
+        ),
+        (Dialect::Postgres, _) => "usage_hourly".to_string(),
     };
     let sql = format!(
         "SELECT {col}, provider, model, hour_ns / {DAY_NS} AS day, CAST(sum(calls) AS BIGINT),

@@ -147,7 +147,7 @@ pub const SETTINGS: &[Setting<StoreConfig>] = &[
         name: "database_url",
         env: "OCT_DATABASE_URL",
         default: "",
-        help: "PostgreSQL instead of the SQLite file, for a fleet's central: postgres://user:password@host:5432/db (sslmode=require, sslrootcert=FILE for a private CA); what it serves is in the README (A central on PostgreSQL); usage by session or user answers 501",
+        help: "PostgreSQL instead of the SQLite file, for a fleet's central: postgres://user:password@host:5432/db (sslmode=require, sslrootcert=FILE for a private CA); what it serves is in the README (A central on PostgreSQL)",
         set: |c, v| {
             let v = v.trim();
             if v.is_empty() {

@@ -166,6 +166,12 @@ test('the central groups usage by sidecar, reached from the usage view and from 
   assert.equal(row[6], '2,101', `its total tokens: ${JSON.stringify(row)}`);
   assert.equal(rows.length, api.rows.length, 'one row per sidecar, as the API answers');
   await w.page.screenshot({ path: join(SHOTS, 'central-usage-by-sidecar.png') });
+  // By user: summed from the central's spans (its rollups keep no user).
+  await w.page.click('text=by user');
+  await w.page.waitForSelector('section.view.usage caption:has-text("Usage by user")', { timeout: 10_000 });
+  const users = (await getJson(daemon.base, `/v1/usage?group_by=user&percentiles=false&from=${Date.now() - 86_400_000}`)).body;
+  const userRows = await w.page.$$eval('section.view.usage table tbody tr', (trs) => trs.length);
+  assert.equal(userRows, users.rows.length, JSON.stringify(users.rows));
   assert.deepEqual(w.problems.filter((p) => !expected501(p)), [], 'console errors or failed requests');
   await w.page.close();
 
@@ -257,13 +263,19 @@ test('the OpenClaw views on the central show what a sidecar captured, as on the 
     assert.equal(parent.total_cost_usd.toFixed(6), '0.060000');
     await page.screenshot({ path: join(SHOTS, 'central-openclaw-subagents.png') });
 
-    // Cache: by agent and model only (a central's hourly usage keeps no session).
+    // Cache: by agent, model or session (a central sums sessions from its spans).
     await page.goto(`${daemon.base}/#/openclaw/cache?by=model`);
     await page.waitForSelector('tr[data-key="claude-sonnet-4-5"]');
     const groups = await page.$$eval('.seg button', (b) => b.map((x) => x.textContent));
-    assert.deepEqual(groups, ['by agent', 'by model']);
+    assert.deepEqual(groups, ['by agent', 'by model', 'by session']);
     const cache = await api('/v1/openclaw/cache?by=model');
     assert.equal((await page.textContent('#oc-cache-saved')).trim(), fmt.cost(cache.totals.net_saved_usd));
+    await page.click('.seg button:has-text("by session")');
+    const bySession = await api('/v1/openclaw/cache?by=session');
+    assert.ok(bySession.rows.length >= 1, JSON.stringify(bySession));
+    await page.waitForSelector(`tr[data-key="${bySession.rows[0].key}"]`);
+    assert.equal((await page.textContent('#oc-cache-saved')).trim(), fmt.cost(bySession.totals.net_saved_usd));
+    await page.screenshot({ path: join(SHOTS, 'central-openclaw-cache-sessions.png') });
 
     // Waste: the loop and the retries.
     await page.goto(`${daemon.base}/#/openclaw/waste`);

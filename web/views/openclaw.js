@@ -9,7 +9,6 @@ import * as f from '../lib/format.js';
 import { link, setParams } from '../lib/router.js';
 import { header, rangePicker, filterForm, table, kpi, runLink, sessionLink, badge } from '../lib/ui.js';
 import { stackedBars } from '../lib/chart.js';
-import { storeKind } from '../lib/features.js';
 
 const TABS = [
   ['', 'Summary'],
@@ -87,8 +86,7 @@ async function summary(params, signal) {
     api.get('/v1/openclaw/waste', w, { signal }),
     api.get('/v1/openclaw/fallbacks', w, { signal }),
     api.get('/v1/sessions', { agent_id: w.agent, from: w.from, to: w.to, limit: 1000 }, { signal }),
-    // A central's usage rollups keep no session (501): the sessions show without it.
-    storeKind().then((k) => (k === 'postgresql' ? { rows: [] } : api.get('/v1/openclaw/cache', { ...w, by: 'session' }, { signal }))),
+    api.get('/v1/openclaw/cache', { ...w, by: 'session' }, { signal }),
   ]);
   const t = sch.totals || {};
   const hbPer = t.heartbeat_runs ? t.heartbeat_cost_usd / t.heartbeat_runs : null;
@@ -278,8 +276,7 @@ async function context(params, signal) {
 
 async function cache(params, signal) {
   const w = win(params);
-  // A central's usage rollups keep no session.
-  const groups = (await storeKind()) === 'postgresql' ? ['agent', 'model'] : ['agent', 'model', 'session'];
+  const groups = ['agent', 'model', 'session'];
   const by = groups.includes(params.by) ? params.by : 'agent';
   const c = await api.get('/v1/openclaw/cache', { ...w, by }, { signal });
   const t = c.totals || {};

@@ -5,7 +5,6 @@ import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
 import * as f from '../lib/format.js';
 import { link } from '../lib/router.js';
-import { storeKind } from '../lib/features.js';
 import { header, filterForm, rangePicker, table, pager, badge, runLink } from '../lib/ui.js';
 
 export const title = (path) => (path[1] ? `Session ${path[1]}` : 'Sessions');
@@ -125,9 +124,9 @@ async function openclawWhy(id, s, turns, signal) {
   const [sch, ctx, cache, sub, waste] = await Promise.all([
     get('/v1/openclaw/scheduled', { limit: 1000 }),
     get('/v1/openclaw/context', { limit: 1 }),
-    // The cache view reads the hourly usage rollups: whole hours. A central's rollups
-    // keep no session (it answers 501): the panel goes without the cache.
-    storeKind().then((k) => (k === 'postgresql' ? null : get('/v1/openclaw/cache', { by: 'session', from: Math.floor(w.from / 3_600_000) * 3_600_000, to: Math.ceil(w.to / 3_600_000) * 3_600_000 }))),
+    // The cache view counts whole hours (the hourly usage rollups, or on a central the
+    // calls by the hour they started in).
+    get('/v1/openclaw/cache', { by: 'session', from: Math.floor(w.from / 3_600_000) * 3_600_000, to: Math.ceil(w.to / 3_600_000) * 3_600_000 }),
     // Sub-agents spawned by its runs may run on after the session's last turn.
     get('/v1/openclaw/subagents', { to: Math.max(w.to, Math.min(Date.now(), w.to + 86_400_000)) }),
     get('/v1/openclaw/waste'),

@@ -15,9 +15,9 @@ export const title = () => 'Usage';
 /** Whether this view has more to offer given what the app probed (see app.js). */
 export const offersMoreOn = (f) => f.store === 'postgresql';
 
-// A fleet's central on PostgreSQL keeps each call's sidecar, not (yet) its user;
-// SQLite's rollups keep the user, not the sidecar.
-const groups = () => (features.store === 'postgresql' ? ['model', 'provider', 'agent', 'instance'] : ['model', 'provider', 'agent', 'user']);
+// A fleet's central on PostgreSQL keeps each call's sidecar (and sums users from its
+// spans); SQLite's rollups keep the user, not the sidecar.
+const groups = () => (features.store === 'postgresql' ? ['model', 'provider', 'agent', 'user', 'instance'] : ['model', 'provider', 'agent', 'user']);
 const LABELS = { instance: 'sidecar' };
 
 function seg(name, value, options) {

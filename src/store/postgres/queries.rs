@@ -15,7 +15,9 @@ use super::{PgError, take_root_cert, tls_config};
 use crate::analytics::alert::{AlertQueue, Pending};
 use crate::analytics::budgets::{PeriodQuery, Standing};
 use crate::analytics::overview::{Figures, OpenCondition, Range, figures_of};
-use crate::analytics::usage::{Dim, RollupSums, UsageQuery, UsageReport, hour_of, report_of_sums};
+use crate::analytics::usage::{
+    Dim, HOUR_NS, RollupSums, UsageQuery, UsageReport, hour_of, latency_bucket, report_of_sums,
+};
 use crate::model::TraceId;
 use crate::model::evaluation as ev;
 use crate::store::StoreError;
@@ -558,25 +560,16 @@ impl PgReader {
     }
 
     /// `GET /v1/usage` from the hourly rollups, grouped by sidecar, agent, provider and
-    /// model (sessions and users are not in them yet), with latency percentiles from
-    /// their histograms (as SQLite's).
+    /// model, with latency percentiles from their histograms (as SQLite's); by session
+    /// or user from the spans themselves ([`PgReader::usage_from_spans`]).
     pub async fn usage(&self, q: &UsageQuery) -> Result<UsageReport, QueryError> {
         let not_kept = |d: &Dim| matches!(d, Dim::Session | Dim::User);
-        if let Some(d) = q
-            .group_by
+        if q.group_by
             .iter()
             .chain(q.filters.iter().map(|(d, _)| d))
-            .find(|d| not_kept(d))
+            .any(not_kept)
         {
-            return Err(QueryError::Unsupported(format!(
-                "{}: usage by {} is not available on the PostgreSQL store yet",
-                if q.group_by.contains(d) {
-                    "group_by"
-                } else {
-                    d.column()
-                },
-                d.name()
-            )));
+            return self.usage_from_spans(q).await;
         }
         let mut dims = q.group_by.clone();
         dims.sort();
@@ -650,6 +643,87 @@ impl PgReader {
             latencies
                 .iter()
                 .map(|r| (r.get(0), key(r), r.get(1 + n), r.get(2 + n))),
+        ))
+    }
+
+    /// Usage by session or user. The hourly rollups leave those out (a row per session
+    /// and hour would multiply them on a fleet), so the range's model calls are read from
+    /// `spans` (its day partitions pruned by start) and summed here exactly as the rollups
+    /// sum them: a call in the hour `from` falls in counts, one in the hour of `to` does
+    /// not unless that hour starts before `to`. Cost: a scan of the range's calls (a day
+    /// of a busy fleet is seconds, not milliseconds); the central's other questions stay
+    /// on the rollups.
+    pub async fn usage_from_spans(&self, q: &UsageQuery) -> Result<UsageReport, QueryError> {
+        let mut dims = q.group_by.clone();
+        dims.sort();
+        dims.dedup();
+        let value = |d: Dim| match d {
+            Dim::Model => "COALESCE(response_model, request_model, '')".to_string(),
+            d => format!("COALESCE({}, '')", d.column()),
+        };
+        let mut args = Params::default();
+        let mut sql = format!(
+            "SELECT start_ns, end_ns, status = 'error', input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, reasoning_tokens, total_tokens, cost_usd{}
+             FROM spans WHERE kind IN ('llm_call', 'embedding')",
+            dims.iter()
+                .map(|d| format!(", {}", value(*d)))
+                .collect::<String>()
+        );
+        if let Some(lo) = q.from_ns.map(hour_of) {
+            sql.push_str(&format!(" AND start_ns >= {}", args.add(lo)));
+        }
+        if let Some(hi) = q.to_ns {
+            // The first hour boundary at or after `to`: a call before it is in an hour
+            // that starts before `to`.
+            let end = hour_of(hi.saturating_sub(1)).saturating_add(HOUR_NS);
+            sql.push_str(&format!(" AND start_ns < {}", args.add(end)));
+        }
+        for (d, v) in &q.filters {
+            let v = if v == "-" { String::new() } else { v.clone() };
+            sql.push_str(&format!(" AND {} = {}", value(*d), args.add(v)));
+        }
+        let width = q.bucket.map(|b| b.width());
+        let client = self.client().await?;
+        let rows = client.query_raw(&sql, args.refs()).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut sums: std::collections::HashMap<(i64, Vec<String>), RollupSums> =
+            std::collections::HashMap::new();
+        let mut latencies: std::collections::HashMap<(i64, Vec<String>, i64), i64> =
+            std::collections::HashMap::new();
+        while let Some(r) = rows.try_next().await? {
+            let start: i64 = r.get(0);
+            let hour = hour_of(start);
+            let bucket = width.map_or(0, |w| hour - hour.rem_euclid(w));
+            let key: Vec<String> = (0..dims.len()).map(|i| r.get(10 + i)).collect();
+            let n = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0);
+            let cost: Option<f64> = r.get(9);
+            let latency = r
+                .get::<_, Option<i64>>(1)
+                .map(|end| ((end - start) as f64 / 1e6).max(0.0));
+            if let Some(ms) = latency.filter(|_| !q.skip_percentiles) {
+                *latencies
+                    .entry((bucket, key.clone(), latency_bucket(ms)))
+                    .or_default() += 1;
+            }
+            let s = sums.entry((bucket, key)).or_default();
+            s.calls += 1;
+            s.errors += i64::from(r.get::<_, bool>(2));
+            s.input_tokens += n(3);
+            s.output_tokens += n(4);
+            s.cache_read_tokens += n(5);
+            s.cache_write_tokens += n(6);
+            s.reasoning_tokens += n(7);
+            s.total_tokens += r.get::<_, Option<i64>>(8).unwrap_or(n(3) + n(4));
+            s.cost_usd += cost.unwrap_or(0.0);
+            s.priced_calls += i64::from(cost.is_some());
+            s.latency_ms_sum += latency.unwrap_or(0.0);
+            s.latency_count += i64::from(latency.is_some());
+        }
+        Ok(report_of_sums(
+            q,
+            sums.into_iter().map(|((b, k), s)| (b, k, s)),
+            latencies.into_iter().map(|((b, k, l), c)| (b, k, l, c)),
         ))
     }
 

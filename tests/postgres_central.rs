@@ -1629,6 +1629,38 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
         }
         same_json(&here, &there, &path).unwrap_or_else(|e| panic!("{e}\n{here}\n{there}"));
     }
+    // One sidecar's runs: all of them here (the central holds this sidecar's alone), none
+    // of another's; SQLite keeps no sidecar and says so.
+    for p in &paths {
+        let sep = if p.contains('?') { '&' } else { '?' };
+        let path = format!("{p}{sep}{window}");
+        let (_, mut here) = get(&side, &path);
+        let (s, mut mine) = get(&central, &format!("{path}&instance=oc-side"));
+        assert_eq!(s, 200, "{path}: {mine}");
+        for v in [&mut here, &mut mine] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("gateway");
+            }
+        }
+        same_json(&here, &mine, &path).unwrap_or_else(|e| panic!("{e}\n{here}\n{mine}"));
+        let (s, theirs) = get(&central, &format!("{path}&instance=other-side"));
+        assert_eq!(s, 200, "{path}: {theirs}");
+        let (s, refused) = get(&side, &format!("{path}&instance=oc-side"));
+        assert_eq!(s, 400, "{path}: {refused}");
+        assert_eq!(refused["field"], "instance", "{path}: {refused}");
+    }
+    let other = |view: &str| {
+        get(
+            &central,
+            &format!("/v1/openclaw/{view}?{window}&instance=other-side"),
+        )
+        .1
+    };
+    assert_eq!(other("scheduled")["runs"], json!([]));
+    assert_eq!(other("subagents")["subagents"], json!([]));
+    assert_eq!(other("waste")["runs"], json!([]));
+    assert_eq!(other("fallbacks")["decisions"], 0);
+    assert_eq!(other("cache")["rows"], json!([]));
     // Not empty: each view found what the day holds.
     let (_, sub) = get(&central, &format!("/v1/openclaw/subagents?{window}"));
     assert_eq!(sub["subagents"][0]["parent_trace_id"], trace_of(1), "{sub}");
@@ -1672,6 +1704,16 @@ fn the_openclaw_views_answer_on_a_central_as_on_the_sidecar_that_pushed_the_data
         assert_eq!(a.1, b.1, "{args:?}");
         assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
     }
+    // One sidecar's runs through the CLI; SQLite keeps no sidecar.
+    let a = cli(&["openclaw", "waste"], None);
+    let b = cli(
+        &["openclaw", "waste", "--instance", "oc-side"],
+        Some(&pg.url),
+    );
+    assert!(a.0 && b.0, "{} / {}", a.2, b.2);
+    assert_eq!(a.1, b.1);
+    let (ok, _, err) = cli(&["openclaw", "waste", "--instance", "oc-side"], None);
+    assert!(!ok && err.contains("instance"), "{err}");
     // By session: from the central's spans, as the sidecar's rollups have it.
     let a = cli(&["openclaw", "cache", "--by", "session"], None);
     let b = cli(&["openclaw", "cache", "--by", "session"], Some(&pg.url));

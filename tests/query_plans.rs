@@ -222,7 +222,7 @@ fn the_dashboards_queries_read_the_big_tables_through_indexes() {
     let w = Window {
         from_ns: now_ns - 24 * 3_600_000_000_000,
         to_ns: now_ns,
-        agent: None,
+        ..Default::default()
     };
     openclaw::context(&conn, &w, 0.8, 50).unwrap();
     openclaw::subagents(&conn, &w).unwrap();

@@ -17,12 +17,15 @@ use crate::sources::openclaw::REPLY_TOKEN;
 use crate::store::StoreError;
 use crate::store::rows::{Arg, Dialect, Rows};
 
-/// The window every view reads: `[from_ns, to_ns)` and optionally one agent.
+/// The window every view reads: `[from_ns, to_ns)`, optionally one agent and, on a
+/// fleet's central, one sidecar.
 #[derive(Clone, Debug, Default)]
 pub struct Window {
     pub from_ns: i64,
     pub to_ns: i64,
     pub agent: Option<String>,
+    /// The sidecar (`instance_id`) whose runs to read: a central's question only.
+    pub instance: Option<String>,
 }
 
 impl Window {
@@ -33,6 +36,28 @@ impl Window {
             self.to_ns.into(),
             self.agent.as_deref().into(),
         ]
+    }
+
+    /// A sidecar is a central's to filter by: SQLite keeps none.
+    fn check(&self, d: Dialect) -> Result<(), StoreError> {
+        match (d, &self.instance) {
+            (Dialect::Sqlite, Some(_)) => Err(StoreError::BadRequest(
+                "instance: runs by sidecar are kept by a fleet's central on PostgreSQL (OCT_DATABASE_URL); this store keeps no sidecar".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// With a sidecar asked for: ` AND {col} = ?n`, the sidecar appended to `args` as
+    /// `?n`; without one, nothing (so SQLite's queries never name the column).
+    fn sidecar(&self, col: &str, args: &mut Vec<Arg>) -> String {
+        match &self.instance {
+            None => String::new(),
+            Some(i) => {
+                args.push(Some(i.as_str()).into());
+                format!(" AND {col} = ?{}", args.len())
+            }
+        }
     }
 }
 
@@ -138,6 +163,9 @@ pub fn cache(
     w: &Window,
     by: CacheBy,
 ) -> Result<CacheReport, StoreError> {
+    w.check(db.dialect())?;
+    let mut args = w.args().to_vec();
+    let sidecar = w.sidecar("instance_id", &mut args);
     let table = match (db.dialect(), by) {
         (Dialect::Sqlite, CacheBy::Session) => "usage_all".to_string(),
         (Dialect::Sqlite, _) => "usage_all_nosession".to_string(),
@@ -145,6 +173,7 @@ pub fn cache(
         // as the rollups sum them (the hour of each call's start, 0 for no count).
         (Dialect::Postgres, CacheBy::Session) => format!(
             "(SELECT COALESCE(session_id, '') AS session_id, COALESCE(agent_id, '') AS agent_id,
+                instance_id,
                 COALESCE(provider, '') AS provider,
                 COALESCE(response_model, request_model, '') AS model,
                 start_ns - mod(start_ns, {HOUR_NS}) AS hour_ns, 1 AS calls,
@@ -160,12 +189,12 @@ pub fn cache(
         "SELECT {col}, provider, model, hour_ns / {DAY_NS} AS day, CAST(sum(calls) AS BIGINT),
             CAST(sum(input_tokens) AS BIGINT), CAST(sum(cache_read_tokens) AS BIGINT),
             CAST(sum(cache_write_tokens) AS BIGINT)
-         FROM {table} WHERE hour_ns >= ?1 AND hour_ns < ?2 AND (?3 IS NULL OR agent_id = ?3)
+         FROM {table} WHERE hour_ns >= ?1 AND hour_ns < ?2 AND (?3 IS NULL OR agent_id = ?3){sidecar}
          GROUP BY 1, 2, 3, 4",
         col = by.column()
     );
     let mut out: BTreeMap<String, CacheRow> = BTreeMap::new();
-    for r in db.rows(&sql, &w.args())? {
+    for r in db.rows(&sql, &args)? {
         let key = r.text(0);
         let provider = r.text(1);
         let model = r.text(2);
@@ -275,14 +304,17 @@ pub struct Run {
 /// request span (`invoke_agent`, from `model.usage`), or, where OpenClaw sends no
 /// `model.usage` (heartbeat runs in 2026.9.6), the attempt's harness span.
 pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
+    w.check(db.dialect())?;
     let a = db.dialect().parsed("s");
+    let mut args = w.args().to_vec();
+    let sidecar = w.sidecar("t.instance_id", &mut args);
     let sql = format!(
         "SELECT t.trace_id, t.start_ns, t.end_ns, t.status, t.agent_id, t.session_id,
             {key}, {trigger}, {channel}, {reply}, s.request_model, t.llm_calls, t.tool_calls,
             t.input_tokens, t.output_tokens, t.cache_read_tokens, t.total_tokens, t.cost_usd,
             {used}, {limit}
          {ROOT_FROM} {join} WHERE {ROOT_IS}
-           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3)
+           AND t.start_ns >= ?1 AND t.start_ns < ?2 AND (?3 IS NULL OR t.agent_id = ?3){sidecar}
            -- The root starts with its run or after (a run starts with its first span),
            -- and within a day of it: PostgreSQL reads only those days' partitions.
            AND s.start_ns >= ?1 AND s.start_ns < ?2 + {DAY_NS}
@@ -296,7 +328,7 @@ pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
         join = a.join,
     );
     let mut out = Vec::new();
-    db.each(&sql, &w.args(), &mut |r| {
+    db.each(&sql, &args, &mut |r| {
         let start_ns = r.int(1);
         out.push(Run {
             trace_id: hex(r.blob(0)).unwrap_or_default(),
@@ -703,14 +735,16 @@ pub fn subagents(db: &dyn Rows, w: &Window) -> Result<SubagentReport, StoreError
     )?;
     // Spawn events: child key -> (requester key, time, label).
     let mut spawns: HashMap<String, Spawn> = HashMap::new();
+    let mut spawn_args = w.args()[..2].to_vec();
+    let spawn_sidecar = w.sidecar("instance_id", &mut spawn_args);
     let spawn_sql = format!(
         "SELECT {child}, {requester}, time_ns, {label}, trace_id
-         FROM events WHERE name = 'openclaw.subagent_spawned' AND time_ns >= ?1 AND time_ns < ?2",
+         FROM events WHERE name = 'openclaw.subagent_spawned' AND time_ns >= ?1 AND time_ns < ?2{spawn_sidecar}",
         child = d.event_attr("openclaw.child_session_key"),
         requester = d.event_attr("openclaw.requester_session_key"),
         label = d.event_attr("openclaw.label"),
     );
-    for r in db.rows(&spawn_sql, &w.args()[..2])? {
+    for r in db.rows(&spawn_sql, &spawn_args)? {
         let Some(child) = r.opt_text(0) else {
             continue;
         };
@@ -752,6 +786,8 @@ pub fn subagents(db: &dyn Rows, w: &Window) -> Result<SubagentReport, StoreError
     // attempt (a harness span with the sub-agent's session key) hangs under the parent's
     // spans, so it is no trace root. Each such attempt is a child run of that trace; its
     // calls are the model calls beneath it.
+    let mut nested_args = w.args()[..2].to_vec();
+    let nested_sidecar = w.sidecar("s.instance_id", &mut nested_args);
     let nested_sql = format!(
         "WITH RECURSIVE sub(top, trace_id, span_id) AS (
             SELECT s.span_id, s.trace_id, s.span_id FROM spans s
@@ -759,7 +795,7 @@ pub fn subagents(db: &dyn Rows, w: &Window) -> Result<SubagentReport, StoreError
               LEFT JOIN spans r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
             WHERE s.source = 'openclaw' AND s.name LIKE 'openclaw.harness %'
               AND s.parent_span_id IS NOT NULL AND {key} LIKE 'agent:%:subagent:%'
-              AND s.start_ns >= ?1 AND s.start_ns < ?2
+              AND s.start_ns >= ?1 AND s.start_ns < ?2{nested_sidecar}
               -- not the sub-agent's own trace (its root has its key): its parent's
               AND coalesce({rkey}, '') != {key}
             UNION ALL
@@ -782,7 +818,7 @@ pub fn subagents(db: &dyn Rows, w: &Window) -> Result<SubagentReport, StoreError
             Dialect::Postgres => "JOIN",
         },
     );
-    let nested = db.rows(&nested_sql, &w.args()[..2])?.into_iter().map(|r| {
+    let nested = db.rows(&nested_sql, &nested_args)?.into_iter().map(|r| {
         (
             hex(r.blob(0)).unwrap_or_default(),
             r.text(1),
@@ -1091,17 +1127,19 @@ pub fn context(
             used_ratio: used as f64 / window as f64,
         });
     }
+    let mut compaction_args = w.args().to_vec();
+    let sidecar = w.sidecar("instance_id", &mut compaction_args);
     let compactions_sql = format!(
         "SELECT session_id, {key}, time_ns, trace_id, {messages}, {compacted}
          FROM events WHERE name = 'openclaw.compaction' AND time_ns >= ?1 AND time_ns < ?2
-           AND (?3 IS NULL OR agent_id = ?3)
+           AND (?3 IS NULL OR agent_id = ?3){sidecar}
          ORDER BY time_ns",
         key = d.event_attr("openclaw.session_key"),
         messages = d.event_num_attr("openclaw.message_count"),
         compacted = d.event_num_attr("openclaw.compacted_count"),
     );
     let compactions: Vec<Compaction> = db
-        .rows(&compactions_sql, &w.args())?
+        .rows(&compactions_sql, &compaction_args)?
         .into_iter()
         .map(|r| Compaction {
             session_id: r.opt_text(0),
@@ -1207,20 +1245,25 @@ pub fn channels(db: &dyn Rows, w: &Window) -> Result<ChannelReport, StoreError> 
     }
     let mut channels: Vec<ChannelRow> = by.into_values().collect();
     channels.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
+    let mut tool_args = w.args().to_vec();
+    let sidecar = w.sidecar("s.instance_id", &mut tool_args);
+    let sidecar2 = sidecar.replace("s.instance_id", "s2.instance_id");
     let tools = db
         .rows(
-            "SELECT s.tool_name, count(*), CAST(sum(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END) AS BIGINT),
+            &format!(
+                "SELECT s.tool_name, count(*), CAST(sum(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END) AS BIGINT),
                 count(DISTINCT s.trace_id),
                 (SELECT sum(t.cost_usd) FROM traces t WHERE t.trace_id IN
                     (SELECT DISTINCT s2.trace_id FROM spans s2 WHERE s2.kind = 'tool_call'
                        AND s2.tool_name = s.tool_name AND s2.source = 'openclaw'
                        AND s2.start_ns >= ?1 AND s2.start_ns < ?2
-                       AND (?3 IS NULL OR s2.agent_id = ?3)))
+                       AND (?3 IS NULL OR s2.agent_id = ?3){sidecar2}))
              FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
-               AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3)
+               AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3){sidecar}
                AND s.tool_name IS NOT NULL
-             GROUP BY s.tool_name ORDER BY count(*) DESC, s.tool_name",
-            &w.args(),
+             GROUP BY s.tool_name ORDER BY count(*) DESC, s.tool_name"
+            ),
+            &tool_args,
         )?
         .into_iter()
         .map(|r| ToolRow {
@@ -1269,12 +1312,15 @@ pub struct FallbackReport {
 /// OpenClaw's `model_fallback_decision` log lines, counted by model pair and decision,
 /// each linked to its run.
 pub fn fallbacks(db: &dyn Rows, w: &Window) -> Result<FallbackReport, StoreError> {
+    w.check(db.dialect())?;
     let a = |k: &str| db.dialect().event_attr(&format!("openclaw.{k}"));
+    let mut args = w.args().to_vec();
+    let sidecar = w.sidecar("instance_id", &mut args);
     let sql = format!(
         "SELECT {from_model}, {rp}, {rm}, {cp}, {cm}, {decision}, {reason}, trace_id
          FROM events WHERE name = 'model_fallback_decision' AND time_ns >= ?1 AND time_ns < ?2
            AND (?3 IS NULL OR agent_id = ?3
-                OR trace_id IN (SELECT trace_id FROM traces WHERE agent_id = ?3))
+                OR trace_id IN (SELECT trace_id FROM traces WHERE agent_id = ?3)){sidecar}
          ORDER BY time_ns",
         from_model = a("fallbackStepFromModel"),
         rp = a("requestedProvider"),
@@ -1285,7 +1331,7 @@ pub fn fallbacks(db: &dyn Rows, w: &Window) -> Result<FallbackReport, StoreError
         reason = a("reason"),
     );
     // The gateway log names no agent: a decision is the agent's whose run it was in.
-    let rows = db.rows(&sql, &w.args())?;
+    let rows = db.rows(&sql, &args)?;
     let mut pairs: BTreeMap<(String, String, String, Option<String>), FallbackPair> =
         BTreeMap::new();
     let mut n = 0;
@@ -1414,6 +1460,7 @@ pub fn waste(
     trace: Option<TraceId>,
 ) -> Result<WasteReport, StoreError> {
     let d = db.dialect();
+    w.check(d)?;
     let mut flags: BTreeMap<Vec<u8>, Vec<WasteFlag>> = BTreeMap::new();
     let tb = trace.map(|t| t.0.to_vec());
     let [from, to, agent] = w.args();
@@ -1424,22 +1471,24 @@ pub fn waste(
         d.attr("s", "openclaw.params_hash"),
         d.text("s.input_text")
     );
+    let mut loop_args = vec![
+        from.clone(),
+        to.clone(),
+        agent.clone(),
+        trace_arg.clone(),
+        rules.loop_repeats.into(),
+    ];
+    let sidecar = w.sidecar("s.instance_id", &mut loop_args);
     let loops = db.rows(
         &format!(
             "SELECT s.trace_id, s.tool_name, count(*) FROM spans s
              WHERE s.kind = 'tool_call' AND s.start_ns >= ?1 AND s.start_ns < ?2
                AND (?3 IS NULL OR s.agent_id = ?3) AND (?4 IS NULL OR s.trace_id = ?4)
-               AND {same_call} IS NOT NULL
+               AND {same_call} IS NOT NULL{sidecar}
              GROUP BY s.trace_id, s.tool_name, {same_call}
              HAVING count(*) >= ?5 ORDER BY 1, 2, 3"
         ),
-        &[
-            from.clone(),
-            to.clone(),
-            agent.clone(),
-            trace_arg.clone(),
-            rules.loop_repeats.into(),
-        ],
+        &loop_args,
     )?;
     for r in loops {
         let t = r.blob(0).unwrap_or_default().to_vec();
@@ -1450,11 +1499,15 @@ pub fn waste(
     }
     // Bloated context: a run's largest prompt against its agent's median prompt.
     {
+        let mut prompt_args = vec![from.clone(), to.clone(), agent.clone()];
+        let sidecar = w.sidecar("instance_id", &mut prompt_args);
         let prompts = db.rows(
-            "SELECT agent_id, trace_id, input_tokens FROM spans
+            &format!(
+                "SELECT agent_id, trace_id, input_tokens FROM spans
              WHERE kind = 'llm_call' AND input_tokens IS NOT NULL AND start_ns >= ?1 AND start_ns < ?2
-               AND (?3 IS NULL OR agent_id = ?3)",
-            &[from.clone(), to.clone(), agent.clone()],
+               AND (?3 IS NULL OR agent_id = ?3){sidecar}"
+            ),
+            &prompt_args,
         )?;
         let mut by_agent: HashMap<Option<String>, Vec<i64>> = HashMap::new();
         let mut run_max: HashMap<Vec<u8>, (Option<String>, i64)> = HashMap::new();
@@ -1499,21 +1552,25 @@ pub fn waste(
         }
     }
     // Retrying a failing provider: failed model calls and OpenClaw's retry log lines.
+    let mut retry_args = vec![from, to, agent, trace_arg, rules.retry_failures.into()];
+    let sidecar = w.sidecar("instance_id", &mut retry_args);
     let retries = db.rows(
-        "SELECT trace_id, CAST(sum(n) AS BIGINT), max(provider) FROM (
+        &format!(
+            "SELECT trace_id, CAST(sum(n) AS BIGINT), max(provider) FROM (
             SELECT trace_id, count(*) AS n, max(provider) AS provider FROM spans
              WHERE kind = 'llm_call' AND status = 'error' AND start_ns >= ?1 AND start_ns < ?2
-               AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4)
+               AND (?3 IS NULL OR agent_id = ?3) AND (?4 IS NULL OR trace_id = ?4){sidecar}
              GROUP BY trace_id
             UNION ALL
             SELECT trace_id, count(*), NULL FROM events
              WHERE trace_id IS NOT NULL AND time_ns >= ?1 AND time_ns < ?2
-               AND (?4 IS NULL OR trace_id = ?4)
+               AND (?4 IS NULL OR trace_id = ?4){sidecar}
                AND (message LIKE 'transient same-model retry%'
                     OR (name = 'embedded_run_agent_end' AND type = 'error'))
              GROUP BY trace_id) AS failures
-         GROUP BY trace_id HAVING sum(n) >= ?5",
-        &[from, to, agent, trace_arg, rules.retry_failures.into()],
+         GROUP BY trace_id HAVING sum(n) >= ?5"
+        ),
+        &retry_args,
     )?;
     for r in retries {
         let t = r.blob(0).unwrap_or_default().to_vec();

@@ -249,9 +249,6 @@ impl From<crate::store::StoreError> for ApiError {
                     retry_after: None,
                 }
             }
-            crate::store::StoreError::Unsupported(m) => {
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, m)
-            }
             other => {
                 tracing::warn!(error = %other, "query failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())

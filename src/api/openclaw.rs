@@ -87,7 +87,8 @@ async fn view<R: Serialize>(
         .await
 }
 
-/// `from` (default: 24 h before `to`), `to` (default: now), `agent`.
+/// `from` (default: 24 h before `to`), `to` (default: now), `agent`, and on a central
+/// `instance` (one sidecar's runs).
 fn window(p: &HashMap<String, String>) -> Result<Window, ApiError> {
     let to = time_param(p, "to")?.unwrap_or_else(now_ns);
     let from = time_param(p, "from")?.unwrap_or(to - 86_400 * 1_000_000_000);
@@ -98,6 +99,7 @@ fn window(p: &HashMap<String, String>) -> Result<Window, ApiError> {
         from_ns: from,
         to_ns: to,
         agent: text(p, "agent").or_else(|| text(p, "agent_id")),
+        instance: text(p, "instance").or_else(|| text(p, "instance_id")),
     })
 }
 

@@ -295,7 +295,6 @@ impl From<QueryError> for ApiError {
         match e {
             // The same answer as SQLite's for the same bad request.
             QueryError::BadRequest(m) => crate::store::StoreError::BadRequest(m).into(),
-            QueryError::Unsupported(m) => ApiError::new(StatusCode::NOT_IMPLEMENTED, m),
             other => {
                 tracing::warn!(error = %other, "query failed");
                 ApiError::retry(StatusCode::SERVICE_UNAVAILABLE, other.to_string(), 5)

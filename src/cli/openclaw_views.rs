@@ -19,6 +19,9 @@ pub struct ViewArgs {
     /// Only this agent
     #[arg(long)]
     pub agent: Option<String>,
+    /// Only this sidecar's runs (a fleet's central on PostgreSQL)
+    #[arg(long)]
+    pub instance: Option<String>,
     /// Print JSON (the same as the HTTP API's answer)
     #[arg(long)]
     pub json: bool,
@@ -50,6 +53,7 @@ fn window(a: &ViewArgs) -> Result<Window, CliError> {
         from_ns: now - d.as_nanos() as i64,
         to_ns: now + 1,
         agent: a.agent.clone(),
+        instance: a.instance.clone(),
     })
 }
 

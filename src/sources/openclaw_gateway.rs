@@ -728,7 +728,7 @@ pub fn compare_with_db(conn: &rusqlite::Connection, su: &Value) -> Value {
         &crate::analytics::openclaw::Window {
             from_ns: from,
             to_ns: to,
-            agent: None,
+            ..Default::default()
         },
     )
     .unwrap_or_default();

@@ -217,9 +217,6 @@ pub enum StoreError {
     BadRequest(String),
     #[error("PostgreSQL: {0}")]
     Postgres(String),
-    /// Not kept on this store; the text names what.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// Opens (creating if needed) the database for writing and brings its schema up to date.

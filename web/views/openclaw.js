@@ -9,6 +9,7 @@ import * as f from '../lib/format.js';
 import { link, setParams } from '../lib/router.js';
 import { header, rangePicker, filterForm, table, kpi, runLink, sessionLink, badge } from '../lib/ui.js';
 import { stackedBars } from '../lib/chart.js';
+import { features } from '../lib/features.js';
 
 const TABS = [
   ['', 'Summary'],
@@ -32,10 +33,10 @@ function tabs(active, params) {
     h('a', { href: link(id ? ['openclaw', id] : ['openclaw'], keep), 'aria-current': active === id ? 'page' : null, 'data-tab': id || 'summary' }, label)));
 }
 
-/** The window every view reads, and the agent filter. */
+/** The window every view reads, the agent filter and, on a central, the sidecar. */
 function win(params) {
   const [from, to] = f.resolveRange(params, '24h');
-  return { from: Math.floor(from), to: Math.ceil(to), agent: params.agent || null };
+  return { from: Math.floor(from), to: Math.ceil(to), agent: params.agent || null, instance: params.instance || null };
 }
 
 const runs = (n, what = 'run') => `${f.int(n)} ${what}${n === 1 ? '' : 's'}`;
@@ -431,6 +432,8 @@ export async function render({ path, params, signal }) {
   return h('section', { class: 'view openclaw', 'data-tab': tab || 'summary' },
     header(tab ? `OpenClaw · ${TABS.find(([id]) => id === tab)[1]}` : 'OpenClaw', rangePicker(params, '24h')),
     tabs(tab, params),
-    filterForm(params, [{ name: 'agent', label: 'Agent', size: 10 }]),
+    filterForm(params, [{ name: 'agent', label: 'Agent', size: 10 },
+      // A fleet's central keeps each run's sidecar.
+      ...(features.store === 'postgresql' ? [{ name: 'instance', label: 'Sidecar', size: 10 }] : [])]),
     body);
 }

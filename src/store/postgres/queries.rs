@@ -50,9 +50,6 @@ pub enum QueryError {
     /// A request the store cannot answer as asked; the text starts with the field.
     #[error("{0}")]
     BadRequest(String),
-    /// Asked of the SQLite store only, so far; the text names what.
-    #[error("{0}")]
-    Unsupported(String),
     /// A result column of a type the store-neutral views do not read.
     #[error("column {0}")]
     Column(String),

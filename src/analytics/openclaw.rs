@@ -170,7 +170,7 @@ pub fn cache(
         (Dialect::Sqlite, CacheBy::Session) => "usage_all".to_string(),
         (Dialect::Sqlite, _) => "usage_all_nosession".to_string(),
         // A central's hourly usage keeps no session: the window's model calls, summed
-        // as the rollups sum them (the hour of each call's start, 0 for no count).
+        // as the rollups sum them (each call in the hour it started, a missing count 0).
         (Dialect::Postgres, CacheBy::Session) => format!(
             "(SELECT COALESCE(session_id, '') AS session_id, COALESCE(agent_id, '') AS agent_id,
                 instance_id,

@@ -1,7 +1,7 @@
 //! Wires sources, pipeline, store and sinks into a running daemon.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -165,9 +165,9 @@ async fn restore_budgets(
 
 /// Opens the store, starts the writer and the HTTP API, and schedules maintenance.
 /// On SQLite (a sidecar) every component runs; on PostgreSQL (a fleet's central) those
-/// that read or keep state in the SQLite file (host health, the OpenClaw tails, the
-/// SQLite usage rollups, sampling, baselines, sinks, the audit chain) do not, yet;
-/// budgets and alerts run on both.
+/// that read or keep state in the SQLite file (the OpenClaw tails, the SQLite usage
+/// rollups, sampling, the run checker, sinks, the audit chain) do not, yet; host
+/// health, budgets and alerts run on both.
 pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
     let policy = retention_policy(&cfg);
     let (local, central, queries, writer_store) = match &cfg.store.database_url {
@@ -263,15 +263,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .as_ref()
         .map(|l| l.db_path.clone())
         .unwrap_or_default();
-    let host = local.as_ref().and_then(|l| {
-        crate::sources::host::start(
-            &cfg.host,
-            &l.db_path,
-            pipeline.clone(),
-            llm_failures,
-            &policy,
-        )
-    });
+    let host = start_host(
+        &cfg,
+        local.as_ref(),
+        &queries,
+        &pipeline,
+        llm_failures,
+        &policy,
+    )
+    .await;
     metrics.register_collector(Box::new(crate::metrics::collectors::SelfCollector::new(
         pipeline.clone(),
         db_path.clone(),
@@ -336,6 +336,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             host: cfg.host.clone(),
             analytics: cfg.analytics.clone(),
             otlp: cfg.otlp.clone(),
+            instance_id: cfg.push.origin().0,
         },
         pipeline: pipeline.clone(),
         store: queries,
@@ -389,6 +390,54 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         host,
         otlp,
     })
+}
+
+/// Host health on either store. A sidecar watches its database's volume and rolls its
+/// points up in the SQLite file; a central watches its working directory, stamps its
+/// own records with its instance id (so its host is told apart from its sidecars') and
+/// leaves its points to PostgreSQL's day partitions.
+async fn start_host(
+    cfg: &Config,
+    local: Option<&Local>,
+    queries: &Arc<dyn QueryStore>,
+    pipeline: &Pipeline,
+    llm_failures: Arc<crate::sources::host::LlmFailures>,
+    policy: &retention::Policy,
+) -> Option<crate::sources::host::HostHandle> {
+    use crate::sources::fleet::{INSTANCE_ATTRIBUTE, REGION_ATTRIBUTE};
+    let (dir, rollups, own) = match local {
+        Some(l) => (
+            l.db_path.parent().map(Path::to_path_buf),
+            Some(policy.clone()),
+            None,
+        ),
+        None => (std::env::current_dir().ok(), None, Some(cfg.push.origin())),
+    };
+    let resource = own.as_ref().map(|(instance, region)| {
+        let mut m = serde_json::Map::new();
+        m.insert(INSTANCE_ATTRIBUTE.into(), instance.clone().into());
+        if let Some(r) = region {
+            m.insert(REGION_ATTRIBUTE.into(), r.clone().into());
+        }
+        Arc::new(m)
+    });
+    let open_conditions = match queries
+        .open_host_conditions(own.map(|(instance, _)| instance))
+        .await
+    {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = ?e.body, "cannot read open host conditions; they may be reported again");
+            Vec::new()
+        }
+    };
+    let setup = crate::sources::host::HostSetup {
+        watch_paths: crate::sources::host::watch_paths(&cfg.host, dir.as_deref()),
+        rollups,
+        open_conditions,
+        resource,
+    };
+    crate::sources::host::start(&cfg.host, setup, pipeline.clone(), llm_failures)
 }
 
 /// The SQLite file's upkeep (retention, checkpoints, the audit chain's signed head,

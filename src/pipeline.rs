@@ -107,6 +107,18 @@ pub enum Job {
     Sqlite(Box<dyn FnOnce(&Connection) + Send>),
     /// A row of the daemon's own activity (`store::activity`), on either store.
     Activity(crate::store::activity::Activity),
+    /// Keys merged into a stored event's attributes (a host condition's end), on
+    /// either store.
+    PatchEvent(EventPatch),
+}
+
+/// What [`Job::PatchEvent`] changes, and what to do when the store cannot.
+pub struct EventPatch {
+    pub uid: String,
+    /// Top-level keys set on the event's attributes (none is null).
+    pub patch: serde_json::Map<String, serde_json::Value>,
+    /// Called when the store could not write it (to try again later).
+    pub on_failure: Box<dyn FnOnce() + Send>,
 }
 
 /// Where the writer thread commits batches. One implementation per store backend:
@@ -495,6 +507,12 @@ impl Pipeline {
     /// whichever store holds the data. False when the pipeline is closed.
     pub fn record_activity(&self, a: crate::store::activity::Activity) -> bool {
         self.queue_job(Job::Activity(a))
+    }
+
+    /// Merges `patch.patch` into a stored event's attributes behind everything queued
+    /// before, on whichever store holds the data. False when the pipeline is closed.
+    pub fn patch_event(&self, patch: EventPatch) -> bool {
+        self.queue_job(Job::PatchEvent(patch))
     }
 
     fn queue_job(&self, job: Job) -> bool {

@@ -1893,3 +1893,100 @@ fn baselines_and_anomalies_answer_on_a_central_as_on_the_sidecar_that_pushed_the
         assert!(a.1.lines().count() >= 2, "{args:?}: {}", a.1);
     }
 }
+
+/// Host events of the central's own host in PostgreSQL: (uid, attributes).
+fn own_host_events(pg: &PgServer, name: &str, instance: &str) -> Vec<(String, Value)> {
+    pg.psql(&format!(
+        "SELECT uid || ' ' || attributes FROM events WHERE source = 'host' AND name = '{name}'
+           AND instance_id = '{instance}' ORDER BY id"
+    ))
+    .lines()
+    .filter_map(|l| {
+        let (uid, a) = l.split_once(' ')?;
+        Some((uid.to_string(), serde_json::from_str(a).ok()?))
+    })
+    .collect()
+}
+
+#[test]
+fn a_central_watches_its_own_host_and_keeps_a_condition_once_across_a_restart() {
+    let pg = PgServer::start();
+    let env = [
+        ("OCT_AUTH_TOKEN", TOKEN),
+        ("OCT_DATABASE_URL", pg.url.as_str()),
+        ("OCT_INSTANCE_ID", "central-1"),
+        ("OCT_HOST_DISABLE", ""),
+        ("OCT_METRICS_INTERVAL", "500ms"),
+        ("OCT_DNS_PROBE_HOSTS", "localhost"),
+    ];
+    let mut central = Daemon::start(&env);
+    // sh forks a short-lived child, then becomes `sleep`, which never reaps it: a
+    // zombie, a condition of the central's own host.
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", "sleep 0 & exec sleep 60"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ppid = parent.id() as i64;
+    let mine = || -> Vec<(String, Value)> {
+        own_host_events(&pg, "zombie_processes", "central-1")
+            .into_iter()
+            .filter(|(_, a)| a["parent_pid"] == json!(ppid))
+            .collect()
+    };
+    wait_until("the zombie's event", Duration::from_secs(30), || {
+        !mine().is_empty()
+    });
+    let points = |name: &str| {
+        n(
+            &pg,
+            &format!(
+                "SELECT count(*) FROM metric_points WHERE name = '{name}' AND instance_id = 'central-1'"
+            ),
+        )
+    };
+    wait_until("the central's own samples", Duration::from_secs(30), || {
+        points("system.process.count") >= 2
+    });
+    // Through the API as the host page asks: the central's series by its instance id.
+    let (status, series) = get(
+        &central,
+        "/v1/metrics?name=system.process.count&attr.service.instance.id=central-1",
+    );
+    assert_eq!(status, 200, "{series}");
+    assert!(!series["series"].as_array().unwrap().is_empty(), "{series}");
+    assert_eq!(mine()[0].1["state"], "active");
+    // Restarted while the zombie lasts: the open condition is adopted, not reported again.
+    central.stop();
+    let before = points("system.process.count");
+    let central = Daemon::start(&env);
+    wait_until("samples after the restart", Duration::from_secs(30), || {
+        points("system.process.count") >= before + 4
+    });
+    assert_eq!(mine().len(), 1, "{:?}", mine());
+    // The parent goes, the zombie with it: the same event is closed in PostgreSQL.
+    let _ = parent.kill();
+    let _ = parent.wait();
+    wait_until("the condition's end", Duration::from_secs(30), || {
+        mine()
+            .first()
+            .is_some_and(|(_, a)| a["state"] == "resolved")
+    });
+    let ev = mine();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let a = &ev[0].1;
+    assert!(
+        a["started_at"].is_string() && a["ended_at"].is_string(),
+        "{a}"
+    );
+    assert!(a["duration_ms"].as_i64().unwrap() > 0, "{a}");
+    // No other host's condition was taken for the central's.
+    assert_eq!(
+        n(
+            &pg,
+            "SELECT count(*) FROM events WHERE source = 'host' AND instance_id IS DISTINCT FROM 'central-1'"
+        ),
+        0
+    );
+    drop(central);
+}

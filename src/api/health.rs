@@ -33,6 +33,9 @@ pub struct Health {
     pub db_path: String,
     /// `sqlite`, or `postgresql` on a fleet's central (`db_path` is then empty).
     pub store: &'static str,
+    /// This daemon's own instance id (what it names itself to a central; on a central,
+    /// what its own host records carry in `service.instance.id`).
+    pub instance_id: String,
     pub queue_capacity: usize,
     pub queue_bytes: usize,
     pub queue_max_bytes: usize,
@@ -181,6 +184,7 @@ pub fn snapshot(st: &SharedState) -> Health {
         warnings,
         db_path: db_path.display().to_string(),
         store: st.store.kind(),
+        instance_id: st.config.instance_id.clone(),
         queue_capacity: st.pipeline.capacity(),
         queue_bytes,
         queue_max_bytes,

@@ -166,6 +166,10 @@ pub struct ApiSettings {
     pub host: crate::sources::host::HostConfig,
     pub analytics: crate::analytics::AnalyticsConfig,
     pub otlp: crate::sources::otlp::OtlpConfig,
+    /// This daemon's own instance id (`OCT_INSTANCE_ID`, else the Fly.io machine id,
+    /// else the host name): what it names itself to a central, and on a central what
+    /// its own host records carry.
+    pub instance_id: String,
 }
 
 /// Everything a handler can reach.

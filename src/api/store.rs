@@ -77,6 +77,13 @@ pub trait QueryStore: Send + Sync {
         name: &'static str,
         key: &'static str,
     ) -> BoxFuture<'_, Result<Vec<Value>, ApiError>>;
+    /// Host conditions this daemon left open (uid, time, attributes), newest first:
+    /// those whose records name `instance` (`None`: name none). The host source
+    /// adopts them at start, so none is reported twice.
+    fn open_host_conditions(
+        &self,
+        instance: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<crate::store::query::StoredCondition>, ApiError>>;
     /// `GET /v1/activity`: the daemon's own activity, newest first.
     fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>>;
     /// `GET /v1/scores`: evaluation scores aggregated by name (and agent and day).
@@ -228,6 +235,13 @@ impl QueryStore for SqliteQueries {
 
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(self.run(metric_query::names))
+    }
+
+    fn open_host_conditions(
+        &self,
+        instance: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<crate::store::query::StoredCondition>, ApiError>> {
+        Box::pin(self.run(move |c| query::open_host_conditions(c, instance.as_deref())))
     }
 
     fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>> {
@@ -397,6 +411,13 @@ impl QueryStore for PgQueries {
 
     fn metric_names(&self) -> BoxFuture<'_, Result<Vec<MetricName>, ApiError>> {
         Box::pin(async move { Ok(self.0.metric_names().await?) })
+    }
+
+    fn open_host_conditions(
+        &self,
+        instance: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<crate::store::query::StoredCondition>, ApiError>> {
+        Box::pin(async move { Ok(self.0.open_host_conditions(instance.as_deref()).await?) })
     }
 
     fn activity(&self, filter: ActivityFilter) -> BoxFuture<'_, Result<Vec<Activity>, ApiError>> {

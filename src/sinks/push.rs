@@ -71,6 +71,20 @@ pub fn default_instance_id() -> String {
         .unwrap_or_else(super::hostname)
 }
 
+impl PushConfig {
+    /// This daemon's instance id and region, as it names itself to a central (and, on
+    /// a central, on its own host records).
+    pub fn origin(&self) -> (String, Option<String>) {
+        let instance = self.instance_id.clone().unwrap_or_else(default_instance_id);
+        let region = self.region.clone().or_else(|| {
+            std::env::var("FLY_REGION")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+        });
+        (instance, region)
+    }
+}
+
 impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {
@@ -259,7 +273,7 @@ pub const SETTINGS: &[Setting<PushConfig>] = &[
         name: "instance_id",
         env: "OCT_INSTANCE_ID",
         default: "",
-        help: "This sidecar's name on a central, sent with every push (default: FLY_MACHINE_ID, else the host name)",
+        help: "This daemon's name: a sidecar's on a central, sent with every push; a central's, on its own host records (default: FLY_MACHINE_ID, else the host name)",
         set: |c, v| {
             c.instance_id = Some(v.trim().to_string()).filter(|v| !v.is_empty());
             Ok(())
@@ -452,12 +466,7 @@ impl PushSink {
             .user_agent(concat!("openclaw-trace/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| PushError::Client(e.to_string()))?;
-        let instance = cfg.instance_id.clone().unwrap_or_else(default_instance_id);
-        let region = cfg.region.clone().or_else(|| {
-            std::env::var("FLY_REGION")
-                .ok()
-                .filter(|r| !r.trim().is_empty())
-        });
+        let (instance, region) = cfg.origin();
         // Both formats name the sender in headers too (v1 bodies have no room for it).
         for (name, value) in [
             (crate::sources::fleet::INSTANCE_HEADER, Some(&instance)),

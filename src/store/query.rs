@@ -611,6 +611,44 @@ pub fn latest_event_attributes(
     Ok(rows)
 }
 
+/// A host condition's stored event: its uid, when it opened (ns) and its attributes.
+pub type StoredCondition = (String, i64, Value);
+
+/// Host conditions still open (host error events whose `state` is `active`), newest
+/// first, as (uid, time, attributes): this daemon's own, those whose resource names
+/// `instance` (`None`: names none, as a sidecar's own records), not a pushing
+/// sidecar's.
+pub fn open_host_conditions(
+    conn: &Connection,
+    instance: Option<&str>,
+) -> Result<Vec<StoredCondition>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT uid, time_ns, attributes FROM events
+         WHERE source = 'host' AND type = 'error'
+           AND json_extract(attributes, '$.state') = 'active'
+           AND json_extract(resource, '$.\"service.instance.id\"') IS ?1
+         ORDER BY id DESC LIMIT 10000",
+    )?;
+    let rows = stmt
+        .query_map([instance], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|(uid, t, a)| {
+            let a = a
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or(Value::Null);
+            (uid, t, a)
+        })
+        .collect())
+}
+
 pub fn events_of_trace(conn: &Connection, id: &TraceId) -> Result<Vec<EventOut>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EVENT_COLS} FROM events WHERE trace_id = ?1 ORDER BY time_ns, id"

@@ -86,6 +86,23 @@ impl StoreWriter for SqliteWriter {
                     tracing::warn!(error = %e, kind = %a.kind, "cannot record activity");
                 }
             }
+            Job::PatchEvent(p) => {
+                let patch = serde_json::Value::Object(p.patch).to_string();
+                let res = self.conn.unchecked_transaction().and_then(|tx| {
+                    tx.execute(
+                        "UPDATE events SET attributes = json_patch(COALESCE(attributes, '{}'), ?1)
+                         WHERE uid = ?2",
+                        rusqlite::params![patch, p.uid],
+                    )?;
+                    // The chain sees the row changed in place.
+                    super::audit::seal(&tx, "delete")?;
+                    tx.commit()
+                });
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "cannot update a stored event; will retry");
+                    (p.on_failure)();
+                }
+            }
         }
     }
 

@@ -35,7 +35,11 @@ before(async () => {
   mkdirSync(SHOTS, { recursive: true });
   pgDir = mkdtempSync(join(tmpdir(), 'oct-pg-'));
   const url = execFileSync('bash', [PG, 'start', join(pgDir, 'pg'), String(await freePort())]).toString().trim();
-  daemon = await startDaemon({ OCT_DATABASE_URL: url });
+  // Its own host sampled too (CPU, memory, disk), named hub-1 as its records are.
+  daemon = await startDaemon({
+    OCT_DATABASE_URL: url, OCT_INSTANCE_ID: 'hub-1',
+    OCT_HOST_DISABLE: 'cgroup,diskio,network,dns,processes,llm,self', OCT_METRICS_INTERVAL: '1s',
+  });
   // No OTLP or OpenClaw here: the SQLite dashboard test covers those sources.
   ids = await seed(daemon.base, { otlp: false, openclaw: false });
   browser = await launch();
@@ -180,7 +184,7 @@ test('the central groups usage by sidecar, reached from the usage view and from 
   await w.page.close();
 });
 
-test('the host view shows one sidecar\'s host at a time, picked from the fleet', { timeout: 60_000 }, async () => {
+test('the host view shows one host at a time, the central\'s own or a sidecar\'s', { timeout: 60_000 }, async () => {
   // Two sidecars push their disk utilization (v2 metric records): 40 % and 90 %.
   const t0 = (Date.now() - 5 * 60_000) * 1_000_000;
   const disk = (id, pct) => ({
@@ -215,6 +219,25 @@ test('the host view shows one sidecar\'s host at a time, picked from the fleet',
   await w.page.waitForSelector('section.view.host[data-instance="side-h1"] [data-metric="system.filesystem.utilization"] .now', { timeout: 10_000 });
   assert.equal((await w.page.textContent('[data-metric="system.filesystem.utilization"] .now')).trim(), '40%', 'side-h1 disk');
   assert.deepEqual(w.problems, [], 'host: console errors or failed requests');
+  await w.page.close();
+
+  // Without a pick: the central's own host, first in the list, its own figures.
+  await until(async () => {
+    const { body } = await getJson(daemon.base, `/v1/metrics?name=system.memory.utilization&attr.service.instance.id=hub-1&from=${Date.now() - 3_600_000}&to=${Date.now()}`);
+    return (body.series || []).some((se) => se.points.length >= 2);
+  }, 20_000, "the central's own samples");
+  w = await open('#/host', 'section.view.host[data-instance="hub-1"] [data-metric="system.memory.utilization"] .now');
+  assert.match(await w.page.textContent('section.view.host h1'), /Host of hub-1 \(this central\)/);
+  const own = await w.page.$$eval('section.view.host .kpi-label', (ls) => ls.map((l) => l.innerText));
+  assert.deepEqual(own, ['Store', 'Queue', 'Sidecars', 'Central']);
+  const options = await w.page.$$eval('#f-instance option', (os) => os.map((o) => o.value));
+  assert.equal(options[0], 'hub-1', JSON.stringify(options));
+  assert.ok(options.includes('side-h1') && options.includes('side-h2'), JSON.stringify(options));
+  // Its memory as the API has it for hub-1 alone (the sidecars pushed none).
+  const mem = await w.page.textContent('[data-metric="system.memory.utilization"] .now');
+  assert.match(mem.trim(), /^\d+%$/, mem);
+  await w.page.screenshot({ path: join(SHOTS, 'central-host-own.png') });
+  assert.deepEqual(w.problems, [], 'own host: console errors or failed requests');
   await w.page.close();
 });
 

@@ -1,6 +1,6 @@
 // Host health over a range, from /v1/metrics: CPU, memory, disk, network, connections,
 // DNS, and the agent's process (RSS, up, restarts). On a fleet's central on PostgreSQL,
-// one sidecar's host at a time (`instance`), picked from the sidecars that push to it.
+// one host at a time (`instance`): the central's own, or a sidecar's that pushes to it.
 
 import { h } from '../lib/dom.js';
 import * as api from '../lib/api.js';
@@ -41,12 +41,30 @@ function label(attrs, fn) {
   }
 }
 
-/** The sidecars whose hosts a central on PostgreSQL shows, by id; none elsewhere. */
-async function sidecars(signal) {
-  if ((await storeKind()) !== 'postgresql') return new Map();
-  const data = await api.get('/v1/instances', null, { signal }).catch(() => null);
-  const list = ((data && data.instances) || []).filter((i) => i.instance_id);
-  return new Map(list.sort((a, b) => String(a.instance_id).localeCompare(String(b.instance_id))).map((i) => [i.instance_id, i]));
+/**
+ * The hosts a central on PostgreSQL shows: its own (`/health`'s `instance_id`, which its
+ * host records carry) and the sidecars that push to it, by id. Elsewhere none: the
+ * page shows this daemon's host unfiltered.
+ */
+async function hosts(signal) {
+  if ((await storeKind()) !== 'postgresql') return { own: null, byId: new Map() };
+  const [data, health] = await Promise.all([
+    api.get('/v1/instances', null, { signal }).catch(() => null),
+    api.get('/health', null, { signal }).catch(() => ({})),
+  ]);
+  const own = (health && health.instance_id) || null;
+  const list = ((data && data.instances) || []).filter((i) => i.instance_id && i.instance_id !== own);
+  return { own, health, byId: new Map(list.sort((a, b) => String(a.instance_id).localeCompare(String(b.instance_id))).map((i) => [i.instance_id, i])) };
+}
+
+/** A central's own state (its `/health`): it keeps its data in PostgreSQL. */
+function centralKpis(health, sidecars) {
+  return [
+    kpi('Store', 'PostgreSQL', `${f.int(health.events_written)} records written`),
+    kpi('Queue', f.int(health.queue_depth), `of ${f.int(health.queue_capacity)}`),
+    kpi('Sidecars', f.int(sidecars), 'pushing to it'),
+    kpi('Central', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`),
+  ];
 }
 
 /** What a sidecar said of itself with its last push (`/v1/instances`' status). */
@@ -62,10 +80,11 @@ function sidecarKpis(i) {
 
 export async function render({ params, signal }) {
   const [from, to] = f.resolveRange(params, '1h');
-  const [names, byId] = await Promise.all([api.get('/v1/metrics/names', null, { signal }), sidecars(signal)]);
-  const fleet = [...byId.keys()];
-  // On a central, one sidecar's host: the one asked for, else the first.
-  const instance = fleet.length ? (fleet.includes(params.instance) ? params.instance : fleet[0]) : null;
+  const [names, { own, health: ownHealth, byId }] = await Promise.all([api.get('/v1/metrics/names', null, { signal }), hosts(signal)]);
+  // On a central, one host at a time: the one asked for, else the central's own.
+  const choices = [...(own ? [own] : []), ...byId.keys()];
+  const instance = choices.length ? (choices.includes(params.instance) ? params.instance : choices[0]) : null;
+  const sidecar = byId.get(instance);
   const have = new Set((names.metrics || []).map((m) => m.name));
   const wanted = CHARTS.filter((c) => have.has(c[1]));
   const answers = await Promise.all(wanted.map(([, name, , , attrs]) => {
@@ -73,7 +92,7 @@ export async function render({ params, signal }) {
     for (const [k, v] of Object.entries({ ...attrs, ...(instance ? { [INSTANCE]: instance } : {}) })) q[`attr.${k}`] = v;
     return api.get('/v1/metrics', q, { signal }).catch(() => null);
   }));
-  const health = instance ? {} : await api.get('/health', null, { signal }).catch(() => ({}));
+  const health = sidecar ? {} : ownHealth || await api.get('/health', null, { signal }).catch(() => ({}));
   const cards = wanted.map(([ttl, name, field, fmt, , lab, max], i) => {
     const a = answers[i];
     let series = ((a && a.series) || []).map((se) => ({
@@ -88,16 +107,20 @@ export async function render({ params, signal }) {
       h('div', { class: 'card-head' }, h('h2', null, ttl), h('span', { class: 'muted mono' }, name), last !== null ? h('span', { class: 'now' }, fmt(last)) : null),
       lines({ series, yFmt: fmt, from, to, width: widthFor(0.5), yMaxFixed: max === 1 && field !== 'min' ? 1 : max ?? undefined, label: ttl }));
   });
-  const picker = fleet.length
-    ? filterForm(params, [{ name: 'instance', label: 'Sidecar', type: 'select', default: fleet[0], options: fleet.map((i) => [i, i]) }])
+  const picker = choices.length > 1
+    ? filterForm(params, [{ name: 'instance', label: 'Host', type: 'select', default: choices[0], options: choices.map((i) => [i, i === own ? `${i} (this central)` : i]) }])
     : null;
+  let kpis;
+  if (sidecar) kpis = sidecarKpis(sidecar);
+  else if (own) kpis = centralKpis(health, byId.size);
+  else kpis = [
+    kpi('Database', f.bytes(health.db_size_bytes), `WAL ${f.bytes(health.wal_size_bytes)}`),
+    kpi('Data volume free', f.bytes(health.disk_free_bytes), `of ${f.bytes(health.disk_total_bytes)}`),
+    kpi('Queue', f.int(health.queue_depth), `of ${f.int(health.queue_capacity)}`),
+    kpi('Sidecar', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`)];
   return h('section', { class: 'view host', 'data-instance': instance || '' },
-    header(instance ? `Host of ${instance}` : 'Host', rangePicker(params, '1h')),
+    header(instance === own && own ? `Host of ${instance} (this central)` : instance ? `Host of ${instance}` : 'Host', rangePicker(params, '1h')),
     picker,
-    h('div', { class: 'kpis' }, instance ? sidecarKpis(byId.get(instance)) : [
-      kpi('Database', f.bytes(health.db_size_bytes), `WAL ${f.bytes(health.wal_size_bytes)}`),
-      kpi('Data volume free', f.bytes(health.disk_free_bytes), `of ${f.bytes(health.disk_total_bytes)}`),
-      kpi('Queue', f.int(health.queue_depth), `of ${f.int(health.queue_capacity)}`),
-      kpi('Sidecar', health.status || '—', `up ${f.duration((health.uptime_seconds || 0) * 1000)}`)]),
+    h('div', { class: 'kpis' }, kpis),
     cards.length ? h('div', { class: 'grid2' }, cards) : h('p', { class: 'muted empty' }, 'No host metrics stored (host collectors are off, or OCT_METRICS_INTERVAL is 0).'));
 }

@@ -29,7 +29,7 @@ use crate::model::{MetricKind, MetricPoint, Record};
 use crate::settings::{Setting, parse_duration, parse_list, parse_percent, parse_u64};
 
 pub use llm::LlmFailures;
-pub use runner::{HostHandle, start};
+pub use runner::{HostHandle, HostSetup, start, watch_paths};
 
 /// Every collector's name, as `OCT_HOST_DISABLE` takes them.
 pub const COLLECTORS: &[&str] = &[

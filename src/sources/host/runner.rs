@@ -9,12 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::detector::{Detector, Resolution};
 use super::rollup::{RELEASE_PAGES_EVERY, RollupSchedule, release_cached_pages};
 use super::{HostConfig, HostError, Sample, agent, llm};
-use crate::model::{Record, now_ns};
+use crate::model::{Record, SharedMap, now_ns};
 use crate::pipeline::Pipeline;
 
 /// One collector: samples when asked and says what it saw.
@@ -60,13 +58,27 @@ impl HostHandle {
     }
 }
 
+/// How the composer sets the host source up on its store.
+pub struct HostSetup {
+    /// The volumes the disk collector watches ([`watch_paths`]).
+    pub watch_paths: Vec<PathBuf>,
+    /// Raw metric points rolled up on the SQLite writer under this policy; `None`: the
+    /// store keeps them raw until its own retention drops them (PostgreSQL's days).
+    pub rollups: Option<crate::store::retention::Policy>,
+    /// Conditions a previous run left open (uid, start, attributes), adopted so none
+    /// is reported twice.
+    pub open_conditions: Vec<crate::store::query::StoredCondition>,
+    /// Set on every host record that has none (a central's own identity, so its host
+    /// is told apart from its sidecars'); `None`: left empty, as on a sidecar.
+    pub resource: Option<SharedMap>,
+}
+
 /// Starts host sampling; `None` when everything is turned off.
 pub fn start(
     cfg: &HostConfig,
-    db_path: &Path,
+    setup: HostSetup,
     pipeline: Pipeline,
     llm: Arc<llm::LlmFailures>,
-    retention: &crate::store::retention::Policy,
 ) -> Option<HostHandle> {
     let metrics_on = !cfg.metrics_interval.is_zero();
     let agent = agent::AgentWatcher::new(cfg);
@@ -75,19 +87,21 @@ pub fn start(
         return None;
     }
     let collectors = if metrics_on {
-        build_collectors(cfg, db_path, &pipeline, llm)
+        build_collectors(cfg, setup.watch_paths, &pipeline, llm)
     } else {
         Vec::new()
     };
     let mut detector = Detector::default();
-    adopt_open_conditions(db_path, &mut detector);
+    adopt_open_conditions(setup.open_conditions, &mut detector);
     let (stop, stop_rx) = mpsc::channel();
     let mut runner = Runner {
         interval: cfg.metrics_interval,
         agent_interval: cfg.agent_poll_interval.max(Duration::from_millis(50)),
-        rollup: metrics_on
-            .then(|| RollupSchedule::new(cfg, retention))
-            .flatten(),
+        rollup: setup
+            .rollups
+            .filter(|_| metrics_on)
+            .and_then(|policy| RollupSchedule::new(cfg, &policy)),
+        resource: setup.resource,
         collectors,
         agent,
         detector,
@@ -115,13 +129,14 @@ pub fn start(
     }
 }
 
-/// The DB's directory and `/data` when it exists, unless `OCT_WATCH_PATHS` says otherwise.
-pub(crate) fn watch_paths(cfg: &HostConfig, db_path: &Path) -> Vec<PathBuf> {
+/// `dir` (the database's directory on a sidecar, the working directory on a central)
+/// and `/data` when it exists, unless `OCT_WATCH_PATHS` says otherwise.
+pub fn watch_paths(cfg: &HostConfig, dir: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = &cfg.watch_paths {
         return p.clone();
     }
     let mut out = Vec::new();
-    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
         out.push(dir.to_path_buf());
     }
     let data = PathBuf::from("/data");
@@ -133,7 +148,7 @@ pub(crate) fn watch_paths(cfg: &HostConfig, db_path: &Path) -> Vec<PathBuf> {
 
 fn build_collectors(
     cfg: &HostConfig,
-    db_path: &Path,
+    paths: Vec<PathBuf>,
     pipeline: &Pipeline,
     llm: Arc<llm::LlmFailures>,
 ) -> Vec<Box<dyn Collector>> {
@@ -142,7 +157,7 @@ fn build_collectors(
         Box::new(cpu::Cpu::default()),
         Box::new(memory::Memory::default()),
         Box::new(cgroup::Cgroup::default()),
-        Box::new(disk::Disk::new(cfg, watch_paths(cfg, db_path))),
+        Box::new(disk::Disk::new(cfg, paths)),
         Box::new(diskio::DiskIo::default()),
         Box::new(network::Network::default()),
         Box::new(dns::Dns::new(cfg)),
@@ -164,44 +179,12 @@ fn build_collectors(
 }
 
 /// Conditions a previous run left open become this run's, so none is reported twice.
-fn adopt_open_conditions(db_path: &Path, detector: &mut Detector) {
-    if !db_path.exists() {
-        return;
-    }
-    let found = crate::store::open_reader(db_path).and_then(|c| {
-        let mut stmt = c.prepare(
-            "SELECT uid, time_ns, attributes FROM events
-             WHERE source = 'host' AND type = 'error'
-               AND json_extract(attributes, '$.state') = 'active'
-             ORDER BY id DESC LIMIT 10000",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    });
-    match found {
-        Ok(rows) => {
-            for (uid, start, attrs) in rows {
-                let attrs: Value = attrs
-                    .and_then(|a| serde_json::from_str(&a).ok())
-                    .unwrap_or(Value::Null);
-                if let (Some(key), Some(owner)) =
-                    (attrs["condition"].as_str(), attrs["owner"].as_str())
-                    && !detector.is_active(key)
-                {
-                    detector.adopt(key.to_string(), uid, owner.to_string(), start);
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read open host conditions; they may be reported again")
+fn adopt_open_conditions(open: Vec<crate::store::query::StoredCondition>, detector: &mut Detector) {
+    for (uid, start, attrs) in open {
+        if let (Some(key), Some(owner)) = (attrs["condition"].as_str(), attrs["owner"].as_str())
+            && !detector.is_active(key)
+        {
+            detector.adopt(key.to_string(), uid, owner.to_string(), start);
         }
     }
 }
@@ -212,6 +195,8 @@ struct Runner {
     collectors: Vec<Box<dyn Collector>>,
     /// Rolls up old host points; `None` when off.
     rollup: Option<RollupSchedule>,
+    /// Set on records without one (`HostSetup::resource`).
+    resource: Option<SharedMap>,
     agent: Option<agent::AgentWatcher>,
     detector: Detector,
     shared: Shared,
@@ -344,25 +329,19 @@ impl Runner {
             }
         }
         let retry = self.unresolved.clone();
-        let r2 = r.clone();
-        let queued = self.shared.pipeline.run_job(move |conn| {
-            let patch = Value::Object(r2.patch.clone()).to_string();
-            let res = conn.unchecked_transaction().and_then(|tx| {
-                tx.execute(
-                    "UPDATE events SET attributes = json_patch(COALESCE(attributes, '{}'), ?1)
-                     WHERE uid = ?2",
-                    rusqlite::params![patch, r2.uid],
-                )?;
-                crate::store::audit::seal(&tx, "delete")?;
-                tx.commit()
+        let again = r.clone();
+        let queued = self
+            .shared
+            .pipeline
+            .patch_event(crate::pipeline::EventPatch {
+                uid: r.uid.clone(),
+                patch: r.patch.clone(),
+                on_failure: Box::new(move || {
+                    if let Ok(mut v) = retry.lock() {
+                        v.push(again);
+                    }
+                }),
             });
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "cannot record a condition's end; will retry");
-                if let Ok(mut v) = retry.lock() {
-                    v.push(r2);
-                }
-            }
-        });
         if !queued && let Ok(mut v) = self.unresolved.lock() {
             v.push(r);
         }
@@ -372,7 +351,19 @@ impl Runner {
     /// points first when too much piles up) and tries again on the next tick.
     fn flush(&mut self) {
         if !self.outbox.is_empty() {
-            let batch: Vec<Record> = self.outbox.drain(..).collect();
+            let mut batch: Vec<Record> = self.outbox.drain(..).collect();
+            if let Some(resource) = &self.resource {
+                for r in &mut batch {
+                    let own = match r {
+                        Record::Span(s) => &mut s.resource,
+                        Record::Event(e) => &mut e.resource,
+                        Record::Metric(m) => &mut m.resource,
+                    };
+                    if own.is_empty() {
+                        *own = resource.clone();
+                    }
+                }
+            }
             match self.shared.pipeline.submit("host", batch.clone()) {
                 Ok(_) => {
                     if std::mem::take(&mut self.submit_failing) {

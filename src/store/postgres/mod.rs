@@ -645,6 +645,21 @@ impl PgStore {
         Ok((batch, out))
     }
 
+    /// Sets `patch`'s keys on the attributes of the event `uid` (a host condition's
+    /// end); its top-level keys replace, as SQLite's `json_patch` does for values
+    /// that are not objects.
+    pub async fn patch_event(&self, uid: &str, patch: &Map<String, Value>) -> Result<(), PgError> {
+        let patch = Value::Object(patch.clone()).to_string();
+        self.client
+            .execute(
+                "UPDATE events SET attributes = (COALESCE(attributes, '{}')::jsonb || $1::text::jsonb)::text
+                 WHERE uid = $2",
+                &[&patch, &uid],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Stores a row of the daemon's own activity.
     pub async fn insert_activity(&self, a: &Activity) -> Result<(), PgError> {
         self.client

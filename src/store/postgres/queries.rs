@@ -1004,6 +1004,35 @@ impl PgReader {
 }
 
 impl PgReader {
+    /// Host conditions still open, as [`crate::store::query::open_host_conditions`]:
+    /// the central's own (`instance`), not those its sidecars pushed.
+    pub async fn open_host_conditions(
+        &self,
+        instance: Option<&str>,
+    ) -> Result<Vec<crate::store::query::StoredCondition>, QueryError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT uid, time_ns, attributes FROM events
+                 WHERE source = 'host' AND type = 'error'
+                   AND attributes::jsonb ->> 'state' = 'active'
+                   AND instance_id IS NOT DISTINCT FROM $1
+                 ORDER BY time_ns DESC, id DESC LIMIT 10000",
+                &[&instance],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let a = r
+                    .get::<_, Option<String>>(2)
+                    .and_then(|a| serde_json::from_str(&a).ok())
+                    .unwrap_or(Value::Null);
+                (r.get(0), r.get(1), a)
+            })
+            .collect())
+    }
+
     /// A budget's standing: its period's usage across the fleet and the thresholds
     /// already alerted (`Budgets::restore` at start).
     pub async fn budget_standing(&self, q: &PeriodQuery) -> Result<Standing, QueryError> {

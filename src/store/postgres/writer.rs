@@ -145,6 +145,17 @@ impl StoreWriter for PgWriter {
                     tracing::warn!(error = %e, kind = %a.kind, "cannot record activity");
                 }
             }
+            Job::PatchEvent(p) => {
+                let result = connected(&mut self.store, &self.runtime, &self.url).and_then(|s| {
+                    self.runtime
+                        .block_on(s.patch_event(&p.uid, &p.patch))
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cannot update a stored event; will retry");
+                    (p.on_failure)();
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 # COPY of the same rows into an unindexed table in the same run and the ratio, the
 # central's RSS (idle, peak), query p95 of the runs list and one run through the API,
 # and the CPU stolen by the hypervisor.
+# PG_STATS=1 prints PostgreSQL's time by statement.
 # Usage: SPANS=200000 SIDECARS=50 BATCH=200 bash bench/central.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ BATCH=${BATCH:-200}
 QUEUE=${QUEUE:-100000}
 INFLIGHT=${INFLIGHT:-64MiB}
 CENTRAL_ENV="OCT_QUEUE_CAPACITY=$QUEUE OCT_QUEUE_MAX_BYTES=256MiB OCT_MAX_INFLIGHT_BYTES=$INFLIGHT"
+# PG_STATS=1: PostgreSQL's time by statement during the pushes (pg_stat_statements).
+if [ "${PG_STATS:-0}" = 1 ]; then
+  export PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+fi
 source bench/central_lib.sh
 rss() { awk -v k="$1:" '$1==k{print $2}' "/proc/$central/status"; }
 steal() { awk '/^cpu /{print $9+0, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
@@ -50,6 +55,11 @@ if [ -n "${PERF_SECONDS:-}" ]; then
   wait "$perf_pid" || true
   perf report -i perf.data --children --percent-limit 1.5 --stdio -g none 2>/dev/null | grep -v '^$' | head -150 > perf.report.txt
   echo "perf: perf.report.txt"
+fi
+if [ "${PG_STATS:-0}" = 1 ]; then
+  psql "$url" -XqAc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  echo "# PostgreSQL's time by statement (ms in all, calls, rows):"
+  psql "$url" -XtAF ' | ' -c "SELECT round(total_exec_time)::bigint, calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 14"
 fi
 echo "steal_pct: $(( (s1 - s0) * 100 / ( (t1 - t0) > 0 ? (t1 - t0) : 1 ) ))"
 # The same rows, by raw binary COPY into a table without indexes or partitions.

@@ -6,6 +6,7 @@
 #   pg-private.sh start DIR PORT   prints the URL (postgres://oct@127.0.0.1:PORT/oct)
 #                                  PG_TLS=1: TLS on, with a CA made for it (DIR/ca.crt)
 #                                  and a server certificate for 127.0.0.1, valid 2 days
+#                                  PG_OPTIONS: more `-c name=value` server settings
 #   pg-private.sh stop DIR         immediate shutdown
 #   pg-private.sh bindir           where initdb and pg_ctl are (empty: not installed)
 set -euo pipefail
@@ -70,7 +71,8 @@ case "${1:-}" in
     fi
     # Small and quick: a test server, not a tuned one; fsync stays on (the tests kill
     # processes and count what survived).
-    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=64MB -c max_connections=100 $tls" > "$dir/options"
+    # PG_OPTIONS: more server settings (a benchmark's pg_stat_statements, say).
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c shared_buffers=64MB -c max_connections=100 $tls ${PG_OPTIONS:-}" > "$dir/options"
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "$(cat "$dir/options")" start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U oct oct

@@ -231,9 +231,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         transforms,
         WriterSetup {
             store: writer_store,
-            batch_max: cfg.pipeline.batch_max,
-            batch_max_bytes: (cfg.store.cleanup_db_threshold_bytes / 16).clamp(64 << 10, 4 << 20)
-                as usize,
+            batch_max: cfg
+                .pipeline
+                .batch_max
+                .unwrap_or_else(|| pipeline::default_batch_max(cfg.store.database_url.is_some())),
+            batch_max_bytes: batch_max_bytes(&cfg),
             hooks,
         },
     );
@@ -390,6 +392,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         host,
         otlp,
     })
+}
+
+/// The most bytes of records a transaction takes. On SQLite a sixteenth of the size cap
+/// (at most 4 MiB), so one batch never overshoots the cap by much; on PostgreSQL, which
+/// has no cap to keep, 32 MiB, so that `OCT_BATCH_MAX` alone sizes a central's batches.
+fn batch_max_bytes(cfg: &Config) -> usize {
+    if cfg.store.database_url.is_some() {
+        return 32 << 20;
+    }
+    (cfg.store.cleanup_db_threshold_bytes / 16).clamp(64 << 10, 4 << 20) as usize
 }
 
 /// Host health on either store. A sidecar watches its database's volume and rolls its

@@ -231,10 +231,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         transforms,
         WriterSetup {
             store: writer_store,
-            batch_max: cfg
-                .pipeline
-                .batch_max
-                .unwrap_or_else(|| pipeline::default_batch_max(cfg.store.database_url.is_some())),
+            batch_max: cfg.pipeline.batch_max,
             batch_max_bytes: batch_max_bytes(&cfg),
             hooks,
         },

@@ -109,10 +109,25 @@ pub struct Sources {
 }
 
 impl Config {
-    /// Builds the configuration from defaults, then the file, the environment and the flags.
+    /// Builds the configuration from defaults, then the file, the environment and the
+    /// flags. A fleet's central (`OCT_DATABASE_URL`) starts from a central's defaults
+    /// (its queue, in-flight budget and transactions sized for many sidecars), under
+    /// the same settings.
     pub fn load(src: &Sources) -> Result<Config, ConfigError> {
+        let cfg = Config::load_over(Config::default(), src)?;
+        if cfg.store.database_url.is_none() {
+            return Ok(cfg);
+        }
+        let central = Config {
+            api: api::ApiConfig::central(),
+            pipeline: pipeline::PipelineConfig::central(),
+            ..Config::default()
+        };
+        Config::load_over(central, src)
+    }
+
+    fn load_over(mut cfg: Config, src: &Sources) -> Result<Config, ConfigError> {
         let all = settings();
-        let mut cfg = Config::default();
         let file = src.file.clone().or_else(|| {
             src.env
                 .get("OCT_CONFIG")
@@ -217,6 +232,38 @@ mod tests {
         assert_eq!(cfg.push.max_payload_bytes, 5_242_880);
         assert_eq!(cfg.host.metrics_interval.as_secs(), 15);
         assert_eq!(cfg.api.shutdown_timeout.as_secs(), 15);
+    }
+
+    #[test]
+    fn a_central_starts_from_a_centrals_defaults_under_the_same_settings() {
+        let side = Config::load(&Sources::default()).unwrap();
+        assert_eq!(side.pipeline.queue_capacity, 10_000);
+        assert_eq!(side.pipeline.batch_max, 2_000);
+        assert_eq!(side.api.max_inflight_bytes, 4 << 20);
+        let url = ("OCT_DATABASE_URL", "postgres://oct@127.0.0.1:5/oct");
+        let central = Config::load(&Sources {
+            env: env(&[url]),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(central.pipeline.queue_capacity, 50_000);
+        assert_eq!(central.pipeline.queue_max_bytes, 64 << 20);
+        assert_eq!(central.pipeline.batch_max, 10_000);
+        assert_eq!(central.api.max_inflight_bytes, 32 << 20);
+        // What is set wins over either default; the rest is unchanged.
+        let set = Config::load(&Sources {
+            env: env(&[
+                url,
+                ("OCT_QUEUE_CAPACITY", "1234"),
+                ("OCT_BATCH_MAX", "500"),
+            ]),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(set.pipeline.queue_capacity, 1234);
+        assert_eq!(set.pipeline.batch_max, 500);
+        assert_eq!(set.api.max_inflight_bytes, 32 << 20);
+        assert_eq!(set.api.port, side.api.port);
     }
 
     #[test]

@@ -23,9 +23,8 @@ pub struct PipelineConfig {
     /// Approximate bytes of records waiting to be committed, at most: what bounds the
     /// daemon's memory under load, whatever the size of the records.
     pub queue_max_bytes: usize,
-    /// Records in one transaction, at most (`None`: the store's default,
-    /// [`default_batch_max`]).
-    pub batch_max: Option<usize>,
+    /// Records in one transaction, at most.
+    pub batch_max: usize,
     /// Nice value of the writer and observer threads, so the agent and the capture
     /// endpoints get the CPU before the daemon's background work.
     pub background_nice: i32,
@@ -36,7 +35,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             queue_capacity: 10_000,
             queue_max_bytes: 8 << 20,
-            batch_max: None,
+            batch_max: 2_000,
             background_nice: DEFAULT_BACKGROUND_NICE,
         }
     }
@@ -44,11 +43,18 @@ impl Default for PipelineConfig {
 
 const DEFAULT_BACKGROUND_NICE: i32 = 0;
 
-/// Records a transaction takes when `OCT_BATCH_MAX` is not set: 2,000 on a SQLite file
-/// (short transactions beside the agent), 10,000 on PostgreSQL, where a central's
-/// bigger transactions write 10 to 20 % faster (BENCHMARKS.md, session 18).
-pub fn default_batch_max(postgres: bool) -> usize {
-    if postgres { 10_000 } else { 2_000 }
+impl PipelineConfig {
+    /// A fleet central's defaults (on PostgreSQL): a queue for many sidecars' pushes
+    /// instead of one agent's, and bigger transactions, which PostgreSQL writes 10 to
+    /// 20 % faster (BENCHMARKS.md, session 18). Settings given still win.
+    pub fn central() -> Self {
+        PipelineConfig {
+            queue_capacity: 50_000,
+            queue_max_bytes: 64 << 20,
+            batch_max: 10_000,
+            ..PipelineConfig::default()
+        }
+    }
 }
 
 pub const SETTINGS: &[Setting<PipelineConfig>] = &[
@@ -68,7 +74,7 @@ pub const SETTINGS: &[Setting<PipelineConfig>] = &[
     Setting {
         name: "queue_capacity",
         env: "OCT_QUEUE_CAPACITY",
-        default: "10000",
+        default: "10000; 50000 on PostgreSQL",
         help: "Records accepted but not yet committed, at most; beyond it ingest answers 429",
         set: |c, v| {
             c.queue_capacity = parse_u64(v)?.max(1) as usize;
@@ -78,7 +84,7 @@ pub const SETTINGS: &[Setting<PipelineConfig>] = &[
     Setting {
         name: "queue_max_bytes",
         env: "OCT_QUEUE_MAX_BYTES",
-        default: "8MiB",
+        default: "8MiB; 64MiB on PostgreSQL",
         help: "Approximate bytes of records accepted but not yet committed, at most; beyond it ingest answers 429",
         set: |c, v| {
             c.queue_max_bytes = parse_bytes(v)?.max(1) as usize;
@@ -88,10 +94,10 @@ pub const SETTINGS: &[Setting<PipelineConfig>] = &[
     Setting {
         name: "batch_max",
         env: "OCT_BATCH_MAX",
-        default: "",
-        help: "Records committed in one transaction, at most (default: 2000 on SQLite, 10000 on PostgreSQL)",
+        default: "2000; 10000 on PostgreSQL",
+        help: "Records committed in one transaction, at most",
         set: |c, v| {
-            c.batch_max = Some(parse_u64(v)?.max(1) as usize);
+            c.batch_max = parse_u64(v)?.max(1) as usize;
             Ok(())
         },
     },

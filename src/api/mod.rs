@@ -60,6 +60,15 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// A fleet central's defaults: room for many sidecars' pushes in flight at once
+    /// (a sidecar's 4 MiB refuses most of fifty sidecars' batches with 429).
+    pub fn central() -> Self {
+        ApiConfig {
+            max_inflight_bytes: 32 << 20,
+            ..ApiConfig::default()
+        }
+    }
+
     /// Where a client on this machine reaches the API: the bind address, with an
     /// unspecified one (0.0.0.0, ::) replaced by loopback.
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -126,7 +135,7 @@ pub const SETTINGS: &[Setting<ApiConfig>] = &[
     Setting {
         name: "max_inflight_bytes",
         env: "OCT_MAX_INFLIGHT_BYTES",
-        default: "4MiB",
+        default: "4MiB; 32MiB on PostgreSQL",
         help: "Bytes of capture bodies being read, decompressed and parsed at once, across all requests (a body counts three times its size while parsed); beyond it ingest answers 429 without keeping the body",
         set: |c, v| {
             c.max_inflight_bytes = parse_bytes(v)?.max(1024);

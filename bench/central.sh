@@ -6,7 +6,8 @@
 # COPY of the same rows into an unindexed table in the same run and the ratio, the
 # central's RSS (idle, peak), query p95 of the runs list and one run through the API,
 # and the CPU stolen by the hypervisor.
-# PG_STATS=1 prints PostgreSQL's time by statement.
+# PG_STATS=1 prints PostgreSQL's time by statement. UPDATES=0.25 sends a quarter of the
+# spans again as updates (the merge path), the spans/s then counting the first copies.
 # Usage: SPANS=200000 SIDECARS=50 BATCH=200 bash bench/central.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,10 +44,13 @@ if [ -n "${PERF_SECONDS:-}" ]; then
   perf record -F 199 --call-graph dwarf,16384 -p "$central" -o perf.data -- sleep "$PERF_SECONDS" 2>/dev/null &
   perf_pid=$!
 fi
-python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" | tee "$dir/push.out"
+python3 bench/central_push.py "http://127.0.0.1:$port" "$TOKEN" "$SPANS" "$SIDECARS" "$BATCH" "${UPDATES:-0}" | tee "$dir/push.out"
 started=$(awk '/^push_started_at:/{print $2}' "$dir/push.out")
 sent=$(awk '/^spans_sent:/{print $2}' "$dir/push.out")
+updates=$(awk '/^updates_sent:/{print $2}' "$dir/push.out")
 while [ "$(psql "$url" -XtAc 'SELECT count(*) FROM spans')" -lt "$sent" ]; do sleep 0.1; done
+# Sent again as updates: merged when their row has the response model the update added.
+while [ "$(psql "$url" -XtAc 'SELECT count(*) FROM spans WHERE response_model IS NOT NULL')" -lt "$updates" ]; do sleep 0.1; done
 done_at=$(date +%s.%N)
 read -r s1 t1 < <(steal)
 c1=$(cpu_of "$central"); p1=$(cpu_of $(pg_pids | sort -u))
@@ -55,6 +59,9 @@ echo "central_peak_rss_kib: $(rss VmHWM)"
 echo "central_rss_after_kib: $(rss VmRSS)"
 central_rate=$(python3 -c "print(round($sent / ($done_at - $started)))")
 echo "central_committed_spans_per_s: $central_rate"
+if [ "$updates" -gt 0 ]; then
+  echo "updates_merged: $updates (spans stored: $(psql "$url" -XtAc 'SELECT count(*) FROM spans'); runs' span_count sum: $(psql "$url" -XtAc 'SELECT sum(span_count) FROM traces'))"
+fi
 if [ -n "${PERF_SECONDS:-}" ]; then
   wait "$perf_pid" || true
   perf report -i perf.data --children --percent-limit 1.5 --stdio -g none 2>/dev/null | grep -v '^$' | head -150 > perf.report.txt

@@ -4,8 +4,12 @@ sidecars at once (threads, keep-alive connections), in v2 envelopes of BATCH spa
 gzipped, as openclaw-trace's push sends them. Bodies are made before the clock starts,
 so the figure is the central's, not this script's. A batch answered 429 or 503 is sent
 again after its Retry-After (at most 5 min in all, then it counts as an error).
-Prints: pushes, retries, errors, seconds from the first push to the last accepted.
-Usage: central_push.py URL TOKEN SPANS SIDECARS BATCH"""
+UPDATES (0 to 1): after each batch, that share of its spans is sent again as updates
+(`"update": true`, as a sidecar sends a span that pieces were merged into), carrying a
+response model and cache tokens the first copy lacked: the central's merge path.
+Prints: spans and updates sent, pushes, retries, errors, seconds from the first push to
+the last accepted.
+Usage: central_push.py URL TOKEN SPANS SIDECARS BATCH [UPDATES]"""
 
 import gzip
 import http.client
@@ -17,6 +21,7 @@ import time
 import urllib.parse
 
 url, token, spans, sidecars, batch = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+updates = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 target = urllib.parse.urlparse(url)
 now_ns = time.time_ns() - 3_600 * 10**9
 
@@ -52,16 +57,39 @@ def span(sidecar, i):
     }
 
 
+def updated(sidecar, i):
+    """Span i sent again, merged with a later piece: what it lacked is filled in."""
+    s = span(sidecar, i)
+    s["update"] = True
+    s["id"] = f"{sidecar}-{i}-u"
+    model = s["data"]["request_model"]
+    s["data"].update({"response_model": f"{model}-2025", "cache_read_tokens": 100,
+                      "end_ns": s["data"]["end_ns"] + 50_000_000})
+    return s
+
+
+def envelope(sidecar, records):
+    env = {
+        "schema_version": 2,
+        "source": {"service": "openclaw-trace", "version": "bench",
+                   "instance": {"id": f"side-{sidecar:02d}"}, "region": "ams"},
+        "records": records,
+    }
+    return gzip.compress(json.dumps(env).encode(), 1)
+
+
+updates_sent = [0]
+
+
 def bodies_of(sidecar, n):
     out = []
     for lo in range(0, n, batch):
-        env = {
-            "schema_version": 2,
-            "source": {"service": "openclaw-trace", "version": "bench",
-                       "instance": {"id": f"side-{sidecar:02d}"}, "region": "ams"},
-            "records": [span(sidecar, i) for i in range(lo, min(n, lo + batch))],
-        }
-        out.append(gzip.compress(json.dumps(env).encode(), 1))
+        hi = min(n, lo + batch)
+        out.append(envelope(sidecar, [span(sidecar, i) for i in range(lo, hi)]))
+        again = int((hi - lo) * updates)
+        if again:
+            out.append(envelope(sidecar, [updated(sidecar, i) for i in range(lo, lo + again)]))
+            updates_sent[0] += again
     return out
 
 
@@ -109,6 +137,7 @@ for t in threads:
 for t in threads:
     t.join()
 print(f"spans_sent: {per * sidecars}")
+print(f"updates_sent: {updates_sent[0]}")
 for k, v in counts.items():
     print(f"{k}: {v}")
 print(f"push_seconds: {last_ok[0] - started:.2f}")

@@ -262,8 +262,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         .as_ref()
         .map(|l| l.db_path.clone())
         .unwrap_or_default();
+    // This daemon's own name and region: what it names itself to a central, and on a
+    // central what its own host records carry.
+    let origin = cfg.push.origin();
     let host = start_host(
         &cfg,
+        &origin,
         local.as_ref(),
         &queries,
         &pipeline,
@@ -335,7 +339,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
             host: cfg.host.clone(),
             analytics: cfg.analytics.clone(),
             otlp: cfg.otlp.clone(),
-            instance_id: cfg.push.origin().0,
+            instance_id: origin.0.clone(),
         },
         pipeline: pipeline.clone(),
         store: queries,
@@ -407,6 +411,7 @@ fn batch_max_bytes(cfg: &Config) -> usize {
 /// leaves its points to PostgreSQL's day partitions.
 async fn start_host(
     cfg: &Config,
+    origin: &(String, Option<String>),
     local: Option<&Local>,
     queries: &Arc<dyn QueryStore>,
     pipeline: &Pipeline,
@@ -420,7 +425,7 @@ async fn start_host(
             Some(policy.clone()),
             None,
         ),
-        None => (std::env::current_dir().ok(), None, Some(cfg.push.origin())),
+        None => (std::env::current_dir().ok(), None, Some(origin)),
     };
     let resource = own.as_ref().map(|(instance, region)| {
         let mut m = serde_json::Map::new();
@@ -431,7 +436,7 @@ async fn start_host(
         Arc::new(m)
     });
     let open_conditions = match queries
-        .open_host_conditions(own.map(|(instance, _)| instance))
+        .open_host_conditions(own.map(|(instance, _)| instance.clone()))
         .await
     {
         Ok(open) => open,

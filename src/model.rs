@@ -405,6 +405,15 @@ impl Record {
         }
     }
 
+    /// The resource (what produced the record), for a source that names the origin.
+    pub fn resource_mut(&mut self) -> &mut SharedMap {
+        match self {
+            Record::Span(s) => &mut s.resource,
+            Record::Event(e) => &mut e.resource,
+            Record::Metric(m) => &mut m.resource,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Record::Span(_) => "span",

@@ -411,11 +411,7 @@ const SHARED_RESOURCES: usize = 16;
 /// Names the record's origin in its resource (unless the sidecar already did). `seen`
 /// holds the batch's resources already stamped (as received, as stamped).
 fn stamp(r: &mut Record, o: &Origin, seen: &mut Vec<(SharedMap, SharedMap)>) {
-    let resource = match r {
-        Record::Span(s) => &mut s.resource,
-        Record::Event(e) => &mut e.resource,
-        Record::Metric(m) => &mut m.resource,
-    };
+    let resource = r.resource_mut();
     if let Some((_, done)) = seen.iter().find(|(received, _)| **received == **resource) {
         *resource = done.clone();
         return;

@@ -354,11 +354,7 @@ impl Runner {
             let mut batch: Vec<Record> = self.outbox.drain(..).collect();
             if let Some(resource) = &self.resource {
                 for r in &mut batch {
-                    let own = match r {
-                        Record::Span(s) => &mut s.resource,
-                        Record::Event(e) => &mut e.resource,
-                        Record::Metric(m) => &mut m.resource,
-                    };
+                    let own = r.resource_mut();
                     if own.is_empty() {
                         *own = resource.clone();
                     }

@@ -649,7 +649,8 @@ impl PgStore {
     /// end); its top-level keys replace, as SQLite's `json_patch` does for values
     /// that are not objects.
     pub async fn patch_event(&self, uid: &str, patch: &Map<String, Value>) -> Result<(), PgError> {
-        let patch = Value::Object(patch.clone()).to_string();
+        // A map of JSON values always serializes.
+        let patch = serde_json::to_string(patch).unwrap_or_else(|_| "{}".into());
         self.client
             .execute(
                 "UPDATE events SET attributes = (COALESCE(attributes, '{}')::jsonb || $1::text::jsonb)::text

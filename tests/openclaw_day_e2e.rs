@@ -398,10 +398,13 @@ fn a_compressed_day_against_the_real_gateway() {
     // OpenClaw's own totals: agreeing, or the difference named.
     // OpenClaw answers sessions.usage from a cache it keeps 30 s and refreshes in the
     // background (slower on a busy machine): two refreshes and then some.
+    // The gateway keeps its own schedule (a heartbeat may fire meanwhile), so what was
+    // served is read again each time.
     let until = std::time::Instant::now() + Duration::from_secs(150);
     let g = loop {
         let g = d.get_json("/health")["openclaw_gateway"].clone();
         let cmp = &g["comparison"];
+        let (_, p, c) = served();
         if g["condition"] == "ok"
             && cmp["openclaw_trace"]["total_tokens"] == p + c
             && cmp["settled"] == true

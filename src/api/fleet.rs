@@ -25,6 +25,9 @@ pub async fn post_push(State(st): State<SharedState>, req: Request) -> Result<Re
             5,
         ));
     }
+    let until = std::time::Instant::now() + super::admission::QUEUE_WAIT;
+    // While the queue is full, wait holding only the request, before reading it (as OTLP).
+    super::admission::wait_for_room(&st, 1, 0, until).await;
     let body = read_body(&st, req).await?;
     let instance = header(&body.headers, INSTANCE_HEADER).map(str::to_string);
     let region = header(&body.headers, REGION_HEADER).map(str::to_string);
@@ -45,7 +48,15 @@ pub async fn post_push(State(st): State<SharedState>, req: Request) -> Result<Re
     if let Some(e) = st.fleet.record_due(&batch.origin.instance, now_ms) {
         batch_records.push(Record::Event(Box::new(e)));
     }
-    let accepted = st.pipeline.submit("push", batch_records)?.min(records);
+    // The queue filled while the batch was decoded: wait for the writer a moment (as the
+    // native API and OTLP do) rather than answer 429 and have the sidecar send, and this
+    // daemon decode, the same batch again.
+    let bytes = batch_records.iter().map(Record::approx_bytes).sum();
+    super::admission::wait_for_room(&st, batch_records.len(), bytes, until).await;
+    let accepted = st
+        .pipeline
+        .submit_sized("push", batch_records, bytes)?
+        .min(records);
     drop(body);
     Ok((
         StatusCode::ACCEPTED,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -824,14 +825,30 @@ pub fn span_record_id(s: &SpanOut) -> String {
     format!("{}-{}", s.trace_id, s.span_id)
 }
 
-fn item(row_id: i64, id: String, ty: &str, data: Value) -> PushRecord {
-    record(row_id, id, json!({"type": ty, "data": data}))
+/// One record as the body carries it, `type` before `data`, so a central reads each
+/// record in one pass (`sources::fleet`).
+#[derive(Serialize)]
+struct ItemJson<'a, D> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    update: bool,
+    data: &'a D,
 }
 
-/// `fields` with the record's `id`, as the body carries it.
-fn record(row_id: i64, id: String, mut fields: Value) -> PushRecord {
-    fields["id"] = Value::String(id.clone());
-    let json = serde_json::to_vec(&fields).unwrap_or_default();
+fn item<D: Serialize>(row_id: i64, id: String, ty: &str, data: &D) -> PushRecord {
+    record(row_id, id, ty, false, data)
+}
+
+fn record<D: Serialize>(row_id: i64, id: String, ty: &str, update: bool, data: &D) -> PushRecord {
+    let json = serde_json::to_vec(&ItemJson {
+        ty,
+        id: &id,
+        update,
+        data,
+    })
+    .unwrap_or_default();
     PushRecord { row_id, id, json }
 }
 
@@ -839,22 +856,14 @@ fn record(row_id: i64, id: String, mut fields: Value) -> PushRecord {
 /// into what it holds. Its id names the change, so it is not taken for a retry.
 fn span_update_item(change_id: i64, s: SpanOut) -> PushRecord {
     let id = format!("{}@{change_id}", span_record_id(&s));
-    let data = serde_json::to_value(&s).unwrap_or(Value::Null);
-    record(
-        change_id,
-        id,
-        json!({"type": "span", "update": true, "data": data}),
-    )
+    record(change_id, id, "span", true, &s)
 }
 
 impl PushSink {
     pub fn span_item(&self, row_id: i64, s: SpanOut) -> Option<PushRecord> {
         let id = span_record_id(&s);
         match self.format {
-            PushFormat::V2 => {
-                let data = serde_json::to_value(&s).unwrap_or(Value::Null);
-                Some(item(row_id, id, "span", data))
-            }
+            PushFormat::V2 => Some(item(row_id, id, "span", &s)),
             PushFormat::V1 => {
                 if !matches!(s.kind.as_str(), "llm_call" | "embedding") {
                     return None;
@@ -884,7 +893,7 @@ impl PushSink {
                     "error_type": s.error_type,
                     "metadata": metadata(&s.attributes),
                 });
-                Some(item(row_id, id, "llm_trace", data))
+                Some(item(row_id, id, "llm_trace", &data))
             }
         }
     }
@@ -898,12 +907,7 @@ impl PushSink {
                     "log" => "log",
                     _ => "event",
                 };
-                Some(item(
-                    e.rowid,
-                    id,
-                    ty,
-                    serde_json::to_value(&e).unwrap_or(Value::Null),
-                ))
+                Some(item(e.rowid, id, ty, &e))
             }
             PushFormat::V1 => {
                 if e.event_type != "error" {
@@ -918,7 +922,7 @@ impl PushSink {
                     "severity": e.severity,
                     "metadata": metadata(&e.attributes),
                 });
-                Some(item(e.rowid, id, "error_event", data))
+                Some(item(e.rowid, id, "error_event", &data))
             }
         }
     }
@@ -927,12 +931,7 @@ impl PushSink {
 pub fn metric_item_v2(m: MetricRow) -> PushRecord {
     let id = format!("m{}-{}", m.id, m.time_ns);
     let row_id = m.id;
-    item(
-        row_id,
-        id,
-        "metric",
-        serde_json::to_value(&m).unwrap_or(Value::Null),
-    )
+    item(row_id, id, "metric", &m)
 }
 
 /// Host metric names (OpenTelemetry system/process conventions) behind each Go field.
@@ -997,7 +996,7 @@ fn system_metric_item(sample: &[MetricRow]) -> Option<PushRecord> {
     }
     out.insert("metadata".into(), Value::Null);
     let row_id = sample.last().map_or(first.id, |m| m.id);
-    Some(item(row_id, id, "system_metric", Value::Object(out)))
+    Some(item(row_id, id, "system_metric", &out))
 }
 
 #[cfg(test)]

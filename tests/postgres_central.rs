@@ -1956,6 +1956,25 @@ fn a_central_watches_its_own_host_and_keeps_a_condition_once_across_a_restart() 
     assert_eq!(status, 200, "{series}");
     assert!(!series["series"].as_array().unwrap().is_empty(), "{series}");
     assert_eq!(mine()[0].1["state"], "active");
+    // A sidecar's open condition of the same kind, pushed: the central must not take it
+    // for its own after the restart (it would close it, since it does not hold here).
+    let mut theirs_attrs = mine()[0].1.clone();
+    let condition = format!("{}-on-side-9", theirs_attrs["condition"].as_str().unwrap());
+    theirs_attrs["condition"] = json!(condition);
+    theirs_attrs["parent_pid"] = json!(999_999);
+    let their_uid = "side-9-zombie-condition";
+    post(
+        &central,
+        "/v1/push",
+        &json!({"schema_version": 2, "source": {"instance": {"id": "side-9"}},
+            "records": [{"type": "error", "id": their_uid, "data": {"id": their_uid,
+                "name": "zombie_processes", "time_ns": now_ms() * 1_000_000, "source": "host",
+                "severity": "error", "attributes": theirs_attrs}}]}),
+    );
+    let theirs = || own_host_events(&pg, "zombie_processes", "side-9");
+    wait_until("the sidecar's condition", Duration::from_secs(30), || {
+        !theirs().is_empty()
+    });
     // Restarted while the zombie lasts: the open condition is adopted, not reported again.
     central.stop();
     let before = points("system.process.count");
@@ -1964,6 +1983,14 @@ fn a_central_watches_its_own_host_and_keeps_a_condition_once_across_a_restart() 
         points("system.process.count") >= before + 4
     });
     assert_eq!(mine().len(), 1, "{:?}", mine());
+    // The sidecar's condition is left as it was sent: still open, once.
+    let t = theirs();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (t[0].0.as_str(), &t[0].1["state"]),
+        (their_uid, &json!("active")),
+        "{t:?}"
+    );
     // The parent goes, the zombie with it: the same event is closed in PostgreSQL.
     let _ = parent.kill();
     let _ = parent.wait();
@@ -1980,13 +2007,15 @@ fn a_central_watches_its_own_host_and_keeps_a_condition_once_across_a_restart() 
         "{a}"
     );
     assert!(a["duration_ms"].as_i64().unwrap() > 0, "{a}");
-    // No other host's condition was taken for the central's.
+    // No other host's condition was taken for the central's: the one host event not the
+    // central's is the sidecar's, still open.
     assert_eq!(
         n(
             &pg,
             "SELECT count(*) FROM events WHERE source = 'host' AND instance_id IS DISTINCT FROM 'central-1'"
         ),
-        0
+        1
     );
+    assert_eq!(theirs()[0].1["state"], "active");
     drop(central);
 }

@@ -428,35 +428,15 @@ fn decode_items(body: &[u8]) -> Result<(u8, Option<Value>, Vec<Record>), FieldEr
 /// fault at all): [`decode_items`] then reads it and names what is wrong, so both
 /// agree on every body this one takes.
 fn decode_v2_in_one_pass(body: &[u8]) -> Option<(Option<Value>, Vec<Record>)> {
-    use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
     use std::fmt;
 
     #[derive(serde::Deserialize)]
     struct Envelope {
         #[serde(default)]
-        records: Option<Records>,
+        records: Option<Vec<ItemRecord>>,
         #[serde(default)]
         source: Option<Value>,
-    }
-    struct Records(Vec<Record>);
-    impl<'de> serde::Deserialize<'de> for Records {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Records, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Records;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("an array of records")
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Records, A::Error> {
-                    let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
-                    while let Some(ItemRecord(r)) = a.next_element()? {
-                        out.push(r);
-                    }
-                    Ok(Records(out))
-                }
-            }
-            d.deserialize_seq(V)
-        }
     }
     #[derive(serde::Deserialize)]
     #[serde(field_identifier, rename_all = "lowercase")]
@@ -577,7 +557,7 @@ fn decode_v2_in_one_pass(body: &[u8]) -> Option<(Option<Value>, Vec<Record>)> {
         }
     }
     let e: Envelope = serde_json::from_slice(body).ok()?;
-    Some((e.source, e.records?.0))
+    Some((e.source, e.records?.into_iter().map(|r| r.0).collect()))
 }
 
 /// Distinct resources of a batch remembered for sharing, at most.

@@ -9,8 +9,9 @@
 # attributes); runs summaries and hourly usage are computed from the spans by SQL.
 # OPENCLAW=1 makes each run an OpenClaw run (its root from the plugin: session key,
 # trigger, a third of them heartbeats and a tenth cron jobs, channel, silent reply,
-# context used and limit) and times the OpenClaw views over a day and a week too (five
-# times each: they read every run of the window).
+# context used and limit), the third call of each run a tool call (one of eight tools),
+# and times the OpenClaw views over a day and a week too (five times each: they read
+# every run of the window).
 # Usage: SPANS=10000000 DAYS=7 [OPENCLAW=1] bash bench/central_queries.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +39,13 @@ for lo in $(seq 0 $chunk $((SPANS - 1))); do
 INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status,
   agent_id, session_id, operation, provider, request_model, response_model, input_tokens,
   output_tokens, total_tokens, cost_usd, cost_source, latency_ms, input_text, input_text_len,
-  output_text, output_text_len, attributes, resource, source, received_ns, instance_id, region)
+  output_text, output_text_len, attributes, resource, source, received_ns, instance_id, region,
+  tool_name)
 SELECT decode(lpad(to_hex(g / 4), 32, '0'), 'hex'),
   decode(lpad(to_hex(g), 16, '0'), 'hex'),
   CASE WHEN g % 4 = 0 THEN NULL ELSE decode(lpad(to_hex(g - g % 4), 16, '0'), 'hex') END,
   CASE WHEN g % 4 = 0 THEN 'invoke_agent agent-' || (g / 4) % 5 ELSE 'chat gpt-4o-mini' END,
-  CASE WHEN g % 4 = 0 THEN 'agent_run' ELSE 'llm_call' END,
+  CASE WHEN g % 4 = 0 THEN 'agent_run' WHEN $OPENCLAW = 1 AND g % 4 = 3 THEN 'tool_call' ELSE 'llm_call' END,
   $start_ns + (g - g % 4) * $span_ns + (g % 4) * 1000000,
   $start_ns + (g - g % 4) * $span_ns + (g % 4) * 1000000 + 800000000,
   CASE WHEN g % 97 = 0 THEN 'error' ELSE 'ok' END,
@@ -68,7 +70,8 @@ SELECT decode(lpad(to_hex(g / 4), 32, '0'), 'hex'),
   '{"gen_ai.operation.name":"chat","gen_ai.provider.name":"openai","gen_ai.request.model":"gpt-4o-mini","gen_ai.request.temperature":0.2,"gen_ai.response.finish_reasons":["stop"],"gen_ai.response.id":"chatcmpl-' || md5(g::text) || '","server.address":"api.openai.com"}'
   END,
   '{"service.name":"openclaw","service.instance.id":"sidecar-' || lpad(((g / 4) % 50)::text, 2, '0') || '","cloud.region":"ams"}',
-  CASE WHEN $OPENCLAW = 1 THEN 'openclaw' ELSE 'push' END, $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams'
+  CASE WHEN $OPENCLAW = 1 THEN 'openclaw' ELSE 'push' END, $end_ns, 'sidecar-' || lpad(((g / 4) % 50)::text, 2, '0'), 'ams',
+  CASE WHEN $OPENCLAW = 1 AND g % 4 = 3 THEN (ARRAY['read', 'write', 'exec', 'web_search', 'ls', 'grep', 'edit', 'browser'])[1 + (g / 4) % 8] END
 FROM generate_series($lo::int8, $hi::int8) g;
 SQL
   echo "  spans up to $((hi + 1)): $(( $(date +%s) - t0 )) s"
@@ -81,7 +84,8 @@ INSERT INTO traces (trace_id, root_span_id, root_name, start_ns, end_ns, status,
 SELECT trace_id, (array_agg(span_id) FILTER (WHERE parent_span_id IS NULL))[1],
   min(name) FILTER (WHERE parent_span_id IS NULL), min(start_ns), max(end_ns),
   CASE WHEN bool_or(status = 'error') THEN 'error' ELSE 'ok' END, count(*),
-  count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE kind = 'llm_call'), 0,
+  count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE kind = 'llm_call'),
+  count(*) FILTER (WHERE kind = 'tool_call'),
   COALESCE(sum(input_tokens), 0), COALESCE(sum(output_tokens), 0), COALESCE(sum(total_tokens), 0),
   0, 0, sum(cost_usd), min(agent_id), min(session_id), NULL, min(instance_id), $end_ns
 FROM spans WHERE start_ns >= $start_ns AND source IN ('push', 'openclaw') GROUP BY trace_id

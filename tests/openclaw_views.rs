@@ -152,6 +152,34 @@ fn openclaw_views_from_plugin_events_and_the_gateway_log() {
         .unwrap();
     assert_eq!(ls["calls"], 3);
     assert_eq!(ls["runs"], 1);
+    // The runs' cost: the one run that called it (which also called `read`).
+    let runs = d.get_json("/v1/traces?limit=100");
+    let run_cost = runs["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trace_id"] == trace_of(50))
+        .and_then(|t| t["cost_usd"].as_f64())
+        .unwrap();
+    assert!(run_cost > 0.0);
+    assert!(
+        close(ls["runs_cost_usd"].as_f64().unwrap(), run_cost),
+        "{ch}"
+    );
+    let read = ch["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tool"] == "read")
+        .unwrap();
+    assert_eq!(
+        (read["calls"].as_i64(), read["runs"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        close(read["runs_cost_usd"].as_f64().unwrap(), run_cost),
+        "{ch}"
+    );
 
     // Fallbacks from the gateway log, counted by model pair and linked to their runs.
     let fb = d.get_json("/v1/openclaw/fallbacks");

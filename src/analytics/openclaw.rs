@@ -1247,21 +1247,23 @@ pub fn channels(db: &dyn Rows, w: &Window) -> Result<ChannelReport, StoreError> 
     channels.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
     let mut tool_args = w.args().to_vec();
     let sidecar = w.sidecar("s.instance_id", &mut tool_args);
-    let sidecar2 = sidecar.replace("s.instance_id", "s2.instance_id");
+    // One pass over the window's tool calls: each tool's calls by run, then the runs'
+    // costs joined once per tool and run (a subquery per tool read the window again for
+    // each tool).
     let tools = db
         .rows(
             &format!(
-                "SELECT s.tool_name, count(*), CAST(sum(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END) AS BIGINT),
-                count(DISTINCT s.trace_id),
-                (SELECT sum(t.cost_usd) FROM traces t WHERE t.trace_id IN
-                    (SELECT DISTINCT s2.trace_id FROM spans s2 WHERE s2.kind = 'tool_call'
-                       AND s2.tool_name = s.tool_name AND s2.source = 'openclaw'
-                       AND s2.start_ns >= ?1 AND s2.start_ns < ?2
-                       AND (?3 IS NULL OR s2.agent_id = ?3){sidecar2}))
-             FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
-               AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3){sidecar}
-               AND s.tool_name IS NOT NULL
-             GROUP BY s.tool_name ORDER BY count(*) DESC, s.tool_name"
+                "WITH by_run AS (
+                    SELECT s.tool_name AS tool, s.trace_id AS trace_id, count(*) AS calls,
+                        sum(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END) AS errors
+                    FROM spans s WHERE s.kind = 'tool_call' AND s.source = 'openclaw'
+                      AND s.start_ns >= ?1 AND s.start_ns < ?2 AND (?3 IS NULL OR s.agent_id = ?3){sidecar}
+                      AND s.tool_name IS NOT NULL
+                    GROUP BY s.tool_name, s.trace_id)
+                 SELECT b.tool, CAST(sum(b.calls) AS BIGINT), CAST(sum(b.errors) AS BIGINT),
+                    count(*), sum(t.cost_usd)
+                 FROM by_run b LEFT JOIN traces t ON t.trace_id = b.trace_id
+                 GROUP BY b.tool ORDER BY sum(b.calls) DESC, b.tool"
             ),
             &tool_args,
         )?

@@ -90,6 +90,12 @@ SELECT trace_id, (array_agg(span_id) FILTER (WHERE parent_span_id IS NULL))[1],
   0, 0, sum(cost_usd), min(agent_id), min(session_id), NULL, min(instance_id), $end_ns
 FROM spans WHERE start_ns >= $start_ns AND source IN ('push', 'openclaw') GROUP BY trace_id
 ON CONFLICT (trace_id) DO NOTHING;
+-- The root's OpenClaw attributes on its run, as the central's writer keeps them.
+UPDATE traces t SET root_attributes = (
+    SELECT jsonb_object_agg(k, v)::text FROM jsonb_each(s.attributes::jsonb) AS e(k, v)
+    WHERE k LIKE 'openclaw.%')
+FROM spans s
+WHERE s.trace_id = t.trace_id AND s.span_id = t.root_span_id AND s.attributes LIKE '%openclaw.%';
 INSERT INTO usage_hourly (hour_ns, instance_id, agent_id, provider, model, calls, errors,
   input_tokens, output_tokens, total_tokens, cost_usd, priced_calls, latency_ms_sum, latency_count)
 SELECT start_ns - mod(start_ns, 3600000000000), COALESCE(instance_id, ''), COALESCE(agent_id, ''),

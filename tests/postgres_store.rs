@@ -424,3 +424,60 @@ async fn a_piece_merges_into_the_stored_span_across_days_and_counts_once() {
     assert_eq!(w.effects, vec![WriteEffect::Duplicate]);
     assert_eq!(sums(&pg), merged_sums);
 }
+
+/// A run's root keeps its OpenClaw attributes on the run (what the OpenClaw views read),
+/// replaced when a later root arrives; a database from before they were kept (schema 8)
+/// gets them filled in from the stored roots when it is opened.
+#[tokio::test(flavor = "current_thread")]
+async fn a_runs_root_openclaw_attributes_are_kept_on_the_run_and_filled_in_on_upgrade() {
+    let pg = PgServer::start();
+    let mut store = PgStore::connect(&pg.url).await.unwrap();
+    let t0 = now_ns();
+    let root = |i: u64, key: &str| {
+        let Record::Span(mut s) = span(i, t0 + i as i64, "side-a") else {
+            unreachable!()
+        };
+        s.kind = SpanKind::AgentRun;
+        s.parent_span_id = None;
+        s.attributes
+            .insert("openclaw.session_key".into(), json!(key));
+        s.attributes
+            .insert("openclaw.context.used".into(), json!(1200));
+        s.attributes.insert("gen_ai.agent.id".into(), json!("main"));
+        Record::Span(s)
+    };
+    // Spans 0..3 are one run (span() puts four in a trace): its root, then a later one.
+    store.write(&[root(0, "agent:main:a")], t0).await.unwrap();
+    let kept = || pg.psql("SELECT root_attributes FROM traces WHERE root_span_id IS NOT NULL");
+    let want_a = r#"{"openclaw.context.used":1200,"openclaw.session_key":"agent:main:a"}"#;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&kept()).unwrap(),
+        serde_json::from_str::<serde_json::Value>(want_a).unwrap()
+    );
+    // A child changes nothing; a later root replaces the attributes with its own.
+    let Record::Span(mut child) = span(1, t0 + 1, "side-a") else {
+        unreachable!()
+    };
+    child.parent_span_id = Some(SpanId(1u64.to_be_bytes()));
+    store.write(&[Record::Span(child)], t0).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&kept()).unwrap(),
+        serde_json::from_str::<serde_json::Value>(want_a).unwrap()
+    );
+    store.write(&[root(2, "agent:main:b")], t0).await.unwrap();
+    assert!(kept().contains("agent:main:b"), "{}", kept());
+    // As a database of schema 8 was: no column. Opened again, it is filled in from the
+    // root span stored.
+    pg.psql("ALTER TABLE traces DROP COLUMN root_attributes; UPDATE oct_schema SET version = 8");
+    drop(store);
+    PgStore::connect(&pg.url).await.unwrap();
+    assert_eq!(
+        pg.psql("SELECT version FROM oct_schema"),
+        CURRENT_VERSION.to_string()
+    );
+    let filled: serde_json::Value = serde_json::from_str(&kept()).unwrap();
+    assert_eq!(
+        filled,
+        json!({"openclaw.context.used": 1200, "openclaw.session_key": "agent:main:b"})
+    );
+}

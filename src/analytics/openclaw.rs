@@ -305,7 +305,7 @@ pub struct Run {
 /// `model.usage` (heartbeat runs in 2026.9.6), the attempt's harness span.
 pub fn runs(db: &dyn Rows, w: &Window) -> Result<Vec<Run>, StoreError> {
     w.check(db.dialect())?;
-    let a = db.dialect().parsed("s");
+    let a = db.dialect().run_root("t", "s");
     let mut args = w.args().to_vec();
     let sidecar = w.sidecar("t.instance_id", &mut args);
     let sql = format!(

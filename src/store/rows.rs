@@ -38,6 +38,23 @@ impl Dialect {
         }
     }
 
+    /// A run's root span's OpenClaw attributes (`openclaw.*`), parsed once per row as
+    /// [`Dialect::parsed`]: on SQLite the root's own (`root` the spans table's alias); a
+    /// central keeps them on the run (`run` the traces table's alias), a few hundred
+    /// bytes to parse rather than the root's whole attributes.
+    pub fn run_root(self, run: &str, root: &str) -> Parsed {
+        match self {
+            Dialect::Sqlite => self.parsed(root),
+            Dialect::Postgres => Parsed {
+                dialect: self,
+                join: format!(
+                    "CROSS JOIN LATERAL (SELECT {run}.root_attributes::jsonb AS a OFFSET 0) {run}_root"
+                ),
+                json: format!("{run}_root.a"),
+            },
+        }
+    }
+
     /// An event attribute as text (events' attributes are plain JSON on both stores).
     pub fn event_attr(self, key: &str) -> String {
         self.json("attributes".into(), false).attr(key)

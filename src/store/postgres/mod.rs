@@ -314,6 +314,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX activity_time ON activity (time_ns);
 "#,
+    // 9: the root span's OpenClaw attributes kept on its run, so the OpenClaw views read
+    // a few hundred bytes a run rather than parse the root's whole attributes
+    // (`store::rows::Dialect::run_root`). Filled in for the runs already stored.
+    r#"
+    ALTER TABLE traces ADD COLUMN root_attributes TEXT;
+    UPDATE traces t SET root_attributes = (
+        SELECT jsonb_object_agg(k, v)::text FROM jsonb_each(s.attributes::jsonb) AS e(k, v)
+        WHERE k LIKE 'openclaw.%')
+    FROM spans s
+    WHERE s.trace_id = t.trace_id AND s.span_id = t.root_span_id AND s.attributes LIKE '%openclaw.%';
+"#,
 ];
 
 /// The schema version this build writes.
@@ -1125,8 +1136,8 @@ impl Batch<'_> {
 /// rules, as the SQLite store's summaries (`store::write`).
 #[derive(Default)]
 struct RunShare<'a> {
-    /// The last span without a parent seen: (id, name).
-    root: Option<(&'a [u8], &'a str)>,
+    /// The last span without a parent seen: (id, name, its OpenClaw attributes).
+    root: Option<(&'a [u8], &'a str, Option<String>)>,
     /// The earliest span's name, the run's name while it has no root.
     earliest_name: &'a str,
     parent_trace_id: Option<&'a [u8]>,
@@ -1151,7 +1162,7 @@ impl<'a> RunShare<'a> {
     /// and who it belongs to.
     fn share_of(&mut self, s: &'a Span, instance: Option<&'a str>) {
         if s.parent_span_id.is_none() {
-            self.root = Some((&s.span_id.0[..], &s.name));
+            self.root = Some((&s.span_id.0[..], &s.name, root_attributes(&s.attributes)));
         }
         if s.start_ns < self.start_ns {
             self.start_ns = s.start_ns;
@@ -1171,6 +1182,17 @@ impl<'a> RunShare<'a> {
         self.user_id = self.user_id.or(s.user_id.as_deref());
         self.instance_id = self.instance_id.or(instance);
     }
+}
+
+/// A root span's OpenClaw attributes (`openclaw.*`) as JSON, what the OpenClaw views
+/// read of a run's root; `None` when it has none.
+fn root_attributes(attributes: &Map<String, Value>) -> Option<String> {
+    let kept: Map<String, Value> = attributes
+        .iter()
+        .filter(|(k, _)| k.starts_with("openclaw."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json_or_null(&kept)
 }
 
 /// Adds `spans` (each new) to their runs' summaries and to the hourly usage.
@@ -1271,7 +1293,14 @@ async fn summaries(
                 runs.values().map(|r| f(r).map(str::to_owned)).collect()
             };
         let ids: Vec<&[u8]> = runs.keys().copied().collect();
-        let roots: Vec<Option<&[u8]>> = runs.values().map(|r| r.root.map(|x| x.0)).collect();
+        let roots: Vec<Option<&[u8]>> = runs
+            .values()
+            .map(|r| r.root.as_ref().map(|x| x.0))
+            .collect();
+        let root_attributes: Vec<Option<&str>> = runs
+            .values()
+            .map(|r| r.root.as_ref().and_then(|x| x.2.as_deref()))
+            .collect();
         let parents: Vec<Option<&[u8]>> = runs.values().map(|r| r.parent_trace_id).collect();
         let end: Vec<Option<i64>> = runs.values().map(|r| r.end_ns).collect();
         let cost: Vec<Option<f64>> = runs.values().map(|r| r.cost_usd).collect();
@@ -1281,7 +1310,7 @@ async fn summaries(
             &[
                 &ids,
                 &roots,
-                &text(&|r| Some(r.root.map_or(r.earliest_name, |x| x.1))),
+                &text(&|r| Some(r.root.as_ref().map_or(r.earliest_name, |x| x.1))),
                 &col(&|r| r.start_ns),
                 &end,
                 &text(&|r| Some(r.status)),
@@ -1301,6 +1330,7 @@ async fn summaries(
                 &text(&|r| r.instance_id),
                 &parents,
                 &now_ns,
+                &root_attributes,
             ],
         )
         .await?;
@@ -1364,13 +1394,23 @@ async fn summaries(
 const TRACES_UPSERT: &str = "INSERT INTO traces AS t (trace_id, root_span_id, root_name,
         start_ns, end_ns, status, span_count, error_count, llm_calls, tool_calls, input_tokens,
         output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, agent_id,
-        session_id, user_id, instance_id, parent_trace_id, updated_ns)
-    SELECT r.*, $22 FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::int8[], $5::int8[],
+        session_id, user_id, instance_id, parent_trace_id, updated_ns, root_attributes)
+    SELECT r.trace_id, r.root_span_id, r.root_name, r.start_ns, r.end_ns, r.status,
+        r.span_count, r.error_count, r.llm_calls, r.tool_calls, r.input_tokens,
+        r.output_tokens, r.total_tokens, r.cache_read_tokens, r.cache_write_tokens, r.cost_usd,
+        r.agent_id, r.session_id, r.user_id, r.instance_id, r.parent_trace_id, $22,
+        r.root_attributes
+    FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::int8[], $5::int8[],
         $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
         $13::int8[], $14::int8[], $15::int8[], $16::float8[], $17::text[], $18::text[],
-        $19::text[], $20::text[], $21::bytea[]) AS r
+        $19::text[], $20::text[], $21::bytea[], $23::text[]) AS r(trace_id, root_span_id,
+        root_name, start_ns, end_ns, status, span_count, error_count, llm_calls, tool_calls,
+        input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
+        cost_usd, agent_id, session_id, user_id, instance_id, parent_trace_id, root_attributes)
     ON CONFLICT (trace_id) DO UPDATE SET
         root_span_id = COALESCE(excluded.root_span_id, t.root_span_id),
+        root_attributes = CASE WHEN excluded.root_span_id IS NOT NULL
+            THEN excluded.root_attributes ELSE t.root_attributes END,
         root_name = CASE WHEN excluded.root_span_id IS NOT NULL THEN excluded.root_name
             WHEN t.root_span_id IS NULL AND excluded.start_ns < t.start_ns THEN excluded.root_name
             ELSE t.root_name END,

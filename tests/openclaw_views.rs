@@ -144,42 +144,23 @@ fn openclaw_views_from_plugin_events_and_the_gateway_log() {
     );
     assert!(close(find("webchat")["cost_usd"].as_f64().unwrap(), 0.01));
     assert_eq!(find("telegram")["runs"], 1);
-    let ls = ch["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tool"] == "ls")
-        .unwrap();
+    let ls = member(&ch["tools"], "tool", "ls");
     assert_eq!(ls["calls"], 3);
     assert_eq!(ls["runs"], 1);
     // The runs' cost: the one run that called it (which also called `read`).
     let runs = d.get_json("/v1/traces?limit=100");
-    let run_cost = runs["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["trace_id"] == trace_of(50))
-        .and_then(|t| t["cost_usd"].as_f64())
+    let run_cost = member(&runs["traces"], "trace_id", &trace_of(50))["cost_usd"]
+        .as_f64()
         .unwrap();
     assert!(run_cost > 0.0);
-    assert!(
-        close(ls["runs_cost_usd"].as_f64().unwrap(), run_cost),
-        "{ch}"
-    );
-    let read = ch["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tool"] == "read")
-        .unwrap();
-    assert_eq!(
-        (read["calls"].as_i64(), read["runs"].as_i64()),
-        (Some(1), Some(1))
-    );
-    assert!(
-        close(read["runs_cost_usd"].as_f64().unwrap(), run_cost),
-        "{ch}"
-    );
+    let read = member(&ch["tools"], "tool", "read");
+    assert_eq!((&read["calls"], &read["runs"]), (&json!(1), &json!(1)));
+    for tool in [ls, read] {
+        assert!(
+            close(tool["runs_cost_usd"].as_f64().unwrap(), run_cost),
+            "{ch}"
+        );
+    }
 
     // Fallbacks from the gateway log, counted by model pair and linked to their runs.
     let fb = d.get_json("/v1/openclaw/fallbacks");
@@ -366,12 +347,7 @@ fn a_run_lists_its_subagents_runs_with_cost_rolled_up() {
     assert!(close(roll["total_cost_usd"].as_f64().unwrap(), 0.06));
     // The same parent as the sub-agents view names, with the same total.
     let view = d.get_json("/v1/openclaw/subagents");
-    let parent = view["parents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["trace_id"] == trace_of(1))
-        .unwrap();
+    let parent = member(&view["parents"], "trace_id", &trace_of(1));
     assert!(
         close(parent["total_cost_usd"].as_f64().unwrap(), 0.06),
         "{view}"
@@ -547,4 +523,13 @@ fn baselines_flag_a_scheduled_job_whose_cost_per_run_rises() {
     // runs' costs add up per job.
     let sch = d.get_json("/v1/openclaw/scheduled?agent=ops");
     assert_eq!(sch["totals"]["cron_runs"], 17, "{sch}");
+}
+
+/// The member of the array `list` whose `key` is `value`.
+fn member<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value} in {list}"))
 }
